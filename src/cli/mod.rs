@@ -1,0 +1,107 @@
+//! The command line: one module per subcommand family.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::sysfs::Sysfs;
+
+pub mod demo;
+pub mod inspect;
+pub mod watch;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hbad",
+    version,
+    about = "Keeps NPIV vHBAs and rescans exactly the SCSI host/target that reported new storage"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Where sysfs is mounted (a fixture or simulator tree in tests).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/sys",
+        env = "HBAD_SYSFS_ROOT"
+    )]
+    pub sysfs_root: PathBuf,
+    /// Where /dev is (for the disk/by-* links).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/dev",
+        env = "HBAD_DEV_ROOT"
+    )]
+    pub dev_root: PathBuf,
+    /// Print JSON instead of text meant for people.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl Global {
+    pub fn sysfs(&self) -> Sysfs {
+        Sysfs::new(&self.sysfs_root, &self.dev_root)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Cap {
+    /// Every SCSI host.
+    ScsiHost,
+    /// SCSI hosts with an FC personality.
+    FcHost,
+    /// FC hosts that can create vports (NPIV).
+    Vports,
+    /// Hosts that are NPIV vports (vHBAs).
+    Vhba,
+    /// FC remote ports.
+    Rport,
+    /// SCSI targets.
+    Target,
+    /// SCSI devices (LUNs).
+    Lun,
+    /// Disks on SCSI devices.
+    Block,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List devices, optionally of one kind (like `virsh nodedev-list --cap`).
+    List {
+        #[arg(long, value_enum)]
+        cap: Option<Cap>,
+    },
+    /// Show hosts, vHBAs, remote ports, targets, LUNs and disks as a tree.
+    Tree,
+    /// Show one device: host5, scsi_host5, a WWPN, H:C:T:L or sdX.
+    Show { device: String },
+    /// List LUNs with their stable paths, optionally of one host or WWPN.
+    Luns { filter: Option<String> },
+    /// Follow kernel events as the graph sees them.
+    Watch(watch::WatchArgs),
+    /// Run hbad on a simulated host: two NPIV HBAs, a SAN presenting new LUNs.
+    Demo(demo::DemoArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = &cli.global;
+    match cli.command {
+        Command::List { cap } => inspect::list(g, cap),
+        Command::Tree => inspect::tree(g),
+        Command::Show { device } => inspect::show(g, &device),
+        Command::Luns { filter } => inspect::luns(g, filter.as_deref()),
+        Command::Watch(args) => watch::run(g, args),
+        Command::Demo(args) => demo::run(g, args),
+    }
+}

@@ -1,0 +1,207 @@
+//! Keeping the graph current, one kernel event at a time.
+
+use serde::Serialize;
+
+use super::{event_class, read_kind, removes, DeviceClass, Graph, Node, NodeKind};
+use crate::sysfs::Sysfs;
+use crate::uevent::{Action, Uevent};
+
+/// What an event did to the graph.
+///
+/// Changes carry a copy of the node so that a consumer can still describe a device
+/// the event removed; they are short-lived, so their size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    Added {
+        node: Node,
+    },
+    Removed {
+        node: Node,
+    },
+    Updated {
+        before: NodeKind,
+        node: Node,
+    },
+    Moved {
+        from: String,
+        to: String,
+    },
+    /// Something the device reported that changes nothing in the graph but may call
+    /// for action: a unit attention, a media change.
+    Notice {
+        node: Node,
+        notice: Notice,
+    },
+}
+
+impl Change {
+    pub fn node(&self) -> Option<&Node> {
+        match self {
+            Change::Added { node }
+            | Change::Removed { node }
+            | Change::Updated { node, .. }
+            | Change::Notice { node, .. } => Some(node),
+            Change::Moved { .. } => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "notice", content = "reason", rename_all = "snake_case")]
+pub enum Notice {
+    /// `SDEV_UA=<reason>` on a scsi_device change (REPORTED_LUNS_DATA_HAS_CHANGED, ...).
+    UnitAttention(String),
+    /// `SDEV_MEDIA_CHANGE=1`.
+    MediaChange,
+}
+
+impl Graph {
+    /// Applies one event and says what it changed. Events for subsystems the graph
+    /// does not model (bsg, scsi_generic, workqueue, partitions...) change nothing.
+    pub fn apply(&mut self, ev: &Uevent, sysfs: &Sysfs) -> Vec<Change> {
+        let Some((class, devpath)) = event_class(ev) else {
+            return Vec::new();
+        };
+        let class_event = devpath != ev.devpath;
+        let mut changes = Vec::new();
+        if removes(ev.action) {
+            match ev.subsystem.as_str() {
+                // The host itself goes with the `scsi` removal that follows.
+                "scsi_host" => {}
+                "fc_host" => {
+                    if let Some(Node {
+                        kind: NodeKind::Host(h),
+                        ..
+                    }) = self.nodes.get(&devpath)
+                    {
+                        let mut h = h.clone();
+                        h.fc = None;
+                        self.update(&devpath, NodeKind::Host(h), &mut changes);
+                    }
+                }
+                _ => {
+                    let parent = self.nodes.get(&devpath).and_then(|n| n.parent.clone());
+                    changes.extend(
+                        self.remove_subtree(&devpath)
+                            .into_iter()
+                            .map(|node| Change::Removed { node }),
+                    );
+                    if class == DeviceClass::Vport {
+                        self.refresh_parent_host(parent.as_deref(), sysfs, &mut changes);
+                    }
+                }
+            }
+            return changes;
+        }
+        if ev.action == Action::Move && !class_event {
+            if let Some(old) = ev.prop("DEVPATH_OLD") {
+                self.rename(old, &devpath, &mut changes);
+            }
+        }
+        let mut kind = read_kind(sysfs, &devpath, class);
+        if let NodeKind::Disk(disk) = &mut kind {
+            disk.links = match ev.prop("DEVLINKS") {
+                // udev's view: the links it just made.
+                Some(links) => stable_links_of(links),
+                // The kernel's view says nothing of links; keep what we knew.
+                None => match self.nodes.get(&devpath) {
+                    Some(Node {
+                        kind: NodeKind::Disk(old),
+                        ..
+                    }) => old.links.clone(),
+                    _ => Vec::new(),
+                },
+            };
+        }
+        if self.nodes.contains_key(&devpath) {
+            self.update(&devpath, kind, &mut changes);
+        } else {
+            self.insert(devpath.clone(), kind);
+            if let Some(node) = self.nodes.get(&devpath) {
+                changes.push(Change::Added { node: node.clone() });
+            }
+        }
+        if class == DeviceClass::Vport {
+            // A vport's arrival or departure changes its parent's npiv_vports_inuse,
+            // which the kernel announces with no event of its own.
+            let parent = self.nodes.get(&devpath).and_then(|n| n.parent.clone());
+            self.refresh_parent_host(parent.as_deref(), sysfs, &mut changes);
+        }
+        if class == DeviceClass::Lun && ev.action == Action::Change {
+            let notice = if let Some(ua) = ev.unit_attention() {
+                Some(Notice::UnitAttention(ua.to_string()))
+            } else {
+                (ev.prop("SDEV_MEDIA_CHANGE") == Some("1")).then_some(Notice::MediaChange)
+            };
+            if let (Some(notice), Some(node)) = (notice, self.nodes.get(&devpath)) {
+                changes.push(Change::Notice {
+                    node: node.clone(),
+                    notice,
+                });
+            }
+        }
+        changes
+    }
+
+    fn update(&mut self, devpath: &str, kind: NodeKind, changes: &mut Vec<Change>) {
+        if let Some(before) = self.replace_kind(devpath, kind) {
+            if let Some(node) = self.nodes.get(devpath) {
+                changes.push(Change::Updated {
+                    before,
+                    node: node.clone(),
+                });
+            }
+        }
+    }
+
+    fn refresh_parent_host(
+        &mut self,
+        parent: Option<&str>,
+        sysfs: &Sysfs,
+        changes: &mut Vec<Change>,
+    ) {
+        let Some(parent) = parent else { return };
+        if let Some(Node {
+            kind: NodeKind::Host(_),
+            ..
+        }) = self.nodes.get(parent)
+        {
+            let kind = read_kind(sysfs, parent, DeviceClass::Host);
+            self.update(parent, kind, changes);
+        }
+    }
+
+    /// A `move`: the subtree keeps its attributes under a new devpath.
+    fn rename(&mut self, old: &str, new: &str, changes: &mut Vec<Change>) {
+        if old == new || !self.nodes.contains_key(old) {
+            return;
+        }
+        let mut moved = self.remove_subtree(old);
+        moved.reverse(); // parents first
+        for node in moved {
+            let path = format!("{new}{}", &node.devpath[old.len()..]);
+            self.insert(path, node.kind);
+        }
+        changes.push(Change::Moved {
+            from: old.to_string(),
+            to: new.to_string(),
+        });
+    }
+}
+
+/// The stable links among udev's DEVLINKS: by-path, by-id and hbad's by-vhba.
+pub fn stable_links_of(devlinks: &str) -> Vec<String> {
+    let mut links: Vec<String> = devlinks
+        .split_whitespace()
+        .filter(|l| {
+            crate::sysfs::STABLE_LINK_DIRS
+                .iter()
+                .any(|d| l.starts_with(&format!("/dev/disk/{d}/")))
+        })
+        .map(str::to_string)
+        .collect();
+    links.sort();
+    links
+}

@@ -1,0 +1,509 @@
+//! The live model of the host's SCSI and Fibre Channel devices.
+//!
+//! Nodes are keyed by devpath and linked parent to child the way sysfs nests them:
+//! host -> vport -> host (a vHBA), host -> remote port -> target -> LUN -> disk. The
+//! graph is built once from sysfs ([`Graph::load`]) and then kept current by kernel
+//! events ([`Graph::apply`]), each of which costs the same however many devices the
+//! host has: lookups go through hash indexes, and only a removed subtree is walked.
+//!
+//! The graph never writes and never looks at the clock. It reads sysfs only to fill
+//! in the attributes of the device an event names, because uevents carry names, not
+//! attributes.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use crate::sysfs::{
+    devpath_name, host_number, parent_devpath, port_address, target_address, BlockInfo, FcHostInfo,
+    Hctl, LunInfo, RemotePortInfo, ScsiHostInfo, Sysfs, TargetInfo, VportInfo,
+};
+use crate::uevent::{Action, Uevent};
+use crate::wwn::Wwn;
+
+mod apply;
+mod query;
+
+pub use apply::{Change, Notice};
+pub use query::Lookup;
+
+/// A SCSI host and, when it has one, its FC personality.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Host {
+    pub scsi: ScsiHostInfo,
+    pub fc: Option<FcHostInfo>,
+}
+
+/// A whole-disk block device and the stable names udev gave it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Disk {
+    #[serde(flatten)]
+    pub info: BlockInfo,
+    pub links: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NodeKind {
+    Host(Host),
+    Vport(VportInfo),
+    RemotePort(RemotePortInfo),
+    Target(TargetInfo),
+    Lun(LunInfo),
+    Disk(Disk),
+}
+
+impl NodeKind {
+    pub fn label(&self) -> &'static str {
+        match self {
+            NodeKind::Host(_) => "host",
+            NodeKind::Vport(_) => "vport",
+            NodeKind::RemotePort(_) => "remote port",
+            NodeKind::Target(_) => "target",
+            NodeKind::Lun(_) => "LUN",
+            NodeKind::Disk(_) => "disk",
+        }
+    }
+
+    /// The WWPN this node answers to, for the WWPN index.
+    pub fn wwpn(&self) -> Option<Wwn> {
+        match self {
+            NodeKind::Host(h) => h.fc.as_ref()?.wwpn,
+            NodeKind::Vport(v) => v.wwpn,
+            NodeKind::RemotePort(r) => r.wwpn,
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Node {
+    pub devpath: String,
+    pub parent: Option<String>,
+    pub children: BTreeSet<String>,
+    pub kind: NodeKind,
+}
+
+impl Node {
+    pub fn name(&self) -> &str {
+        devpath_name(&self.devpath)
+    }
+}
+
+/// What kind of device a devpath names, judged from its last component, as the
+/// kernel names them. Used where an event lacks DEVTYPE and for resyncs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceClass {
+    Host,
+    Vport,
+    RemotePort,
+    Target,
+    Lun,
+    Disk,
+}
+
+impl DeviceClass {
+    pub fn of_name(name: &str) -> Option<DeviceClass> {
+        if host_number(name).is_some() {
+            Some(DeviceClass::Host)
+        } else if port_address(name, "vport-").is_some() {
+            Some(DeviceClass::Vport)
+        } else if port_address(name, "rport-").is_some() {
+            Some(DeviceClass::RemotePort)
+        } else if target_address(name).is_some() {
+            Some(DeviceClass::Target)
+        } else if name.parse::<Hctl>().is_ok() {
+            Some(DeviceClass::Lun)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    nodes: HashMap<String, Node>,
+    by_host: HashMap<u32, String>,
+    by_wwpn: HashMap<Wwn, BTreeSet<String>>,
+    by_hctl: HashMap<Hctl, String>,
+    by_disk: HashMap<String, String>,
+}
+
+/// Two graphs are equal when they hold the same nodes with the same attributes and
+/// edges; the indexes follow from the nodes.
+impl PartialEq for Graph {
+    fn eq(&self, other: &Self) -> bool {
+        self.nodes == other.nodes
+    }
+}
+
+impl Eq for Graph {}
+
+impl Graph {
+    pub fn new() -> Self {
+        Graph::default()
+    }
+
+    /// Cold plug: builds the graph from what sysfs shows now.
+    pub fn load(sysfs: &Sysfs) -> Graph {
+        let mut found: Vec<(String, DeviceClass)> = Vec::new();
+        let owner = |class_devpath: String| {
+            parent_devpath(&class_devpath)
+                .and_then(parent_devpath)
+                .map(str::to_string)
+        };
+        for devpath in sysfs
+            .class_devpaths("scsi_host")
+            .into_iter()
+            .filter_map(owner)
+        {
+            found.push((devpath, DeviceClass::Host));
+        }
+        for devpath in sysfs
+            .class_devpaths("fc_vports")
+            .into_iter()
+            .filter_map(owner)
+        {
+            found.push((devpath, DeviceClass::Vport));
+        }
+        for devpath in sysfs
+            .class_devpaths("fc_remote_ports")
+            .into_iter()
+            .filter_map(owner)
+        {
+            found.push((devpath, DeviceClass::RemotePort));
+        }
+        for devpath in sysfs.scsi_bus_devpaths() {
+            if let Some(class @ (DeviceClass::Target | DeviceClass::Lun | DeviceClass::Host)) =
+                DeviceClass::of_name(devpath_name(&devpath))
+            {
+                if class == DeviceClass::Lun {
+                    for disk in sysfs.list(&format!("{devpath}/block")) {
+                        found.push((format!("{devpath}/block/{disk}"), DeviceClass::Disk));
+                    }
+                }
+                found.push((devpath, class));
+            }
+        }
+        // Parents before children, so every node finds its parent already in place.
+        found.sort_by(|a, b| {
+            let depth = |p: &str| p.bytes().filter(|&c| c == b'/').count();
+            depth(&a.0).cmp(&depth(&b.0)).then_with(|| a.0.cmp(&b.0))
+        });
+        found.dedup_by(|a, b| a.0 == b.0);
+        let links = sysfs.stable_links();
+        let mut graph = Graph::new();
+        for (devpath, class) in found {
+            let mut kind = read_kind(sysfs, &devpath, class);
+            if let NodeKind::Disk(disk) = &mut kind {
+                disk.links = links.get(&disk.info.name).cloned().unwrap_or_default();
+            }
+            graph.insert(devpath, kind);
+        }
+        graph
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn node(&self, devpath: &str) -> Option<&Node> {
+        self.nodes.get(devpath)
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.values()
+    }
+
+    /// The nearest ancestor of a devpath that is in the graph.
+    fn parent_of(&self, devpath: &str) -> Option<String> {
+        let mut cur = parent_devpath(devpath);
+        while let Some(p) = cur {
+            if self.nodes.contains_key(p) {
+                return Some(p.to_string());
+            }
+            cur = parent_devpath(p);
+        }
+        None
+    }
+
+    fn insert(&mut self, devpath: String, kind: NodeKind) {
+        if self.nodes.contains_key(&devpath) {
+            self.replace_kind(&devpath, kind);
+            return;
+        }
+        let parent = self.parent_of(&devpath);
+        if let Some(p) = &parent {
+            if let Some(pn) = self.nodes.get_mut(p) {
+                pn.children.insert(devpath.clone());
+            }
+        }
+        self.index(&devpath, &kind);
+        let node = Node {
+            devpath: devpath.clone(),
+            parent,
+            children: BTreeSet::new(),
+            kind,
+        };
+        self.nodes.insert(devpath, node);
+    }
+
+    /// Replaces a node's attributes; returns the old ones when they differ.
+    fn replace_kind(&mut self, devpath: &str, kind: NodeKind) -> Option<NodeKind> {
+        let old = self.nodes.get(devpath)?.kind.clone();
+        if old == kind {
+            return None;
+        }
+        self.unindex(devpath, &old);
+        self.index(devpath, &kind);
+        if let Some(node) = self.nodes.get_mut(devpath) {
+            node.kind = kind;
+        }
+        Some(old)
+    }
+
+    /// Removes a node and everything below it; returns them deepest first, the order
+    /// in which the kernel reports removals.
+    fn remove_subtree(&mut self, devpath: &str) -> Vec<Node> {
+        let Some(root) = self.nodes.get(devpath) else {
+            return Vec::new();
+        };
+        if let Some(p) = root.parent.clone() {
+            if let Some(pn) = self.nodes.get_mut(&p) {
+                pn.children.remove(devpath);
+            }
+        }
+        let mut order = vec![devpath.to_string()];
+        let mut i = 0;
+        while i < order.len() {
+            if let Some(n) = self.nodes.get(&order[i]) {
+                order.extend(n.children.iter().cloned());
+            }
+            i += 1;
+        }
+        let mut removed = Vec::with_capacity(order.len());
+        for path in order.iter().rev() {
+            if let Some(node) = self.nodes.remove(path) {
+                self.unindex(path, &node.kind);
+                removed.push(node);
+            }
+        }
+        removed
+    }
+
+    fn index(&mut self, devpath: &str, kind: &NodeKind) {
+        if let Some(w) = kind.wwpn() {
+            self.by_wwpn
+                .entry(w)
+                .or_default()
+                .insert(devpath.to_string());
+        }
+        match kind {
+            NodeKind::Host(h) => {
+                self.by_host.insert(h.scsi.number, devpath.to_string());
+            }
+            NodeKind::Lun(l) => {
+                self.by_hctl.insert(l.hctl, devpath.to_string());
+            }
+            NodeKind::Disk(d) => {
+                self.by_disk
+                    .insert(d.info.name.clone(), devpath.to_string());
+            }
+            _ => {}
+        }
+    }
+
+    fn unindex(&mut self, devpath: &str, kind: &NodeKind) {
+        if let Some(w) = kind.wwpn() {
+            if let Some(set) = self.by_wwpn.get_mut(&w) {
+                set.remove(devpath);
+                if set.is_empty() {
+                    self.by_wwpn.remove(&w);
+                }
+            }
+        }
+        // Only drop an index entry that still points here: a host number or disk name
+        // can be reused by a newer device before the old one's removal is seen.
+        match kind {
+            NodeKind::Host(h) => remove_if_points_to(&mut self.by_host, &h.scsi.number, devpath),
+            NodeKind::Lun(l) => remove_if_points_to(&mut self.by_hctl, &l.hctl, devpath),
+            NodeKind::Disk(d) => remove_if_points_to(&mut self.by_disk, &d.info.name, devpath),
+            _ => {}
+        }
+    }
+
+    /// What changed between two graphs (a resync after lost events): removals deepest
+    /// first, then additions parents first, then updates.
+    pub fn diff(old: &Graph, new: &Graph) -> Vec<Change> {
+        let depth = |p: &str| p.bytes().filter(|&c| c == b'/').count();
+        let mut removed: Vec<&Node> = old
+            .nodes
+            .values()
+            .filter(|n| !new.nodes.contains_key(&n.devpath))
+            .collect();
+        removed.sort_by(|a, b| {
+            depth(&b.devpath)
+                .cmp(&depth(&a.devpath))
+                .then(a.devpath.cmp(&b.devpath))
+        });
+        let mut added: Vec<&Node> = new
+            .nodes
+            .values()
+            .filter(|n| !old.nodes.contains_key(&n.devpath))
+            .collect();
+        added.sort_by(|a, b| {
+            depth(&a.devpath)
+                .cmp(&depth(&b.devpath))
+                .then(a.devpath.cmp(&b.devpath))
+        });
+        let mut updated: Vec<(&Node, &Node)> = new
+            .nodes
+            .values()
+            .filter_map(|n| Some((old.nodes.get(&n.devpath)?, n)))
+            .filter(|(o, n)| o.kind != n.kind)
+            .collect();
+        updated.sort_by(|a, b| a.1.devpath.cmp(&b.1.devpath));
+        removed
+            .into_iter()
+            .map(|n| Change::Removed { node: n.clone() })
+            .chain(added.into_iter().map(|n| Change::Added { node: n.clone() }))
+            .chain(updated.into_iter().map(|(o, n)| Change::Updated {
+                before: o.kind.clone(),
+                node: n.clone(),
+            }))
+            .collect()
+    }
+}
+
+fn remove_if_points_to<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, String>,
+    key: &K,
+    devpath: &str,
+) {
+    if map.get(key).is_some_and(|p| p == devpath) {
+        map.remove(key);
+    }
+}
+
+/// Reads one device's attributes; a device already gone from sysfs (its removal event
+/// is on the way) still gets a node with what its name tells, so that the events
+/// that follow find it.
+fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> NodeKind {
+    let name = devpath_name(devpath);
+    match class {
+        DeviceClass::Host => {
+            let scsi = sysfs
+                .read_scsi_host(devpath)
+                .unwrap_or_else(|_| ScsiHostInfo {
+                    number: host_number(name).unwrap_or(u32::MAX),
+                    proc_name: None,
+                    unique_id: None,
+                    state: None,
+                });
+            let fc = sysfs.read_fc_host(devpath).ok().flatten();
+            NodeKind::Host(Host { scsi, fc })
+        }
+        DeviceClass::Vport => {
+            NodeKind::Vport(sysfs.read_vport(devpath).unwrap_or_else(|_| VportInfo {
+                name: name.to_string(),
+                wwpn: None,
+                wwnn: None,
+                vport_state: None,
+                vport_last_state: None,
+                vport_type: None,
+                symbolic_name: None,
+                roles: None,
+            }))
+        }
+        DeviceClass::RemotePort => {
+            NodeKind::RemotePort(sysfs.read_remote_port(devpath).unwrap_or_else(|_| {
+                RemotePortInfo {
+                    name: name.to_string(),
+                    wwpn: None,
+                    wwnn: None,
+                    port_id: None,
+                    roles: Vec::new(),
+                    port_state: None,
+                    scsi_target_id: None,
+                }
+            }))
+        }
+        DeviceClass::Target => NodeKind::Target(sysfs.read_target(devpath).unwrap_or_else(|_| {
+            let (host, channel, id) = target_address(name).unwrap_or((u32::MAX, 0, 0));
+            TargetInfo {
+                name: name.to_string(),
+                host,
+                channel,
+                id,
+            }
+        })),
+        DeviceClass::Lun => NodeKind::Lun(sysfs.read_lun(devpath).unwrap_or_else(|_| LunInfo {
+            hctl: name.parse().unwrap_or(Hctl {
+                host: u32::MAX,
+                channel: 0,
+                target: 0,
+                lun: 0,
+            }),
+            vendor: None,
+            model: None,
+            rev: None,
+            scsi_type: None,
+            state: None,
+            wwid: None,
+            serial: None,
+            driver: None,
+        })),
+        DeviceClass::Disk => {
+            let info = sysfs.read_block(devpath).unwrap_or_else(|_| BlockInfo {
+                name: name.to_string(),
+                major_minor: None,
+                size_bytes: None,
+                read_only: None,
+                removable: None,
+            });
+            NodeKind::Disk(Disk {
+                info,
+                links: Vec::new(),
+            })
+        }
+    }
+}
+
+/// Helpers for events: what a uevent is about, in graph terms.
+fn event_class(ev: &Uevent) -> Option<(DeviceClass, String)> {
+    let owner_of_class_dev = || {
+        parent_devpath(&ev.devpath)
+            .and_then(parent_devpath)
+            .map(str::to_string)
+    };
+    match ev.subsystem.as_str() {
+        "scsi" => {
+            let class = match ev.devtype.as_deref() {
+                Some("scsi_host") => DeviceClass::Host,
+                Some("scsi_target") => DeviceClass::Target,
+                Some("scsi_device") => DeviceClass::Lun,
+                _ => DeviceClass::of_name(devpath_name(&ev.devpath))?,
+            };
+            Some((class, ev.devpath.clone()))
+        }
+        "scsi_host" | "fc_host" => Some((DeviceClass::Host, owner_of_class_dev()?)),
+        "fc_vports" => Some((DeviceClass::Vport, owner_of_class_dev()?)),
+        "fc_remote_ports" => Some((DeviceClass::RemotePort, owner_of_class_dev()?)),
+        "block" if ev.devtype.as_deref() != Some("partition") => {
+            // Only disks that sit on a SCSI device: `.../H:C:T:L/block/sdX`.
+            let lun = owner_of_class_dev()?;
+            (DeviceClass::of_name(devpath_name(&lun)) == Some(DeviceClass::Lun))
+                .then(|| (DeviceClass::Disk, ev.devpath.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// Is this event's action one that removes what it names?
+fn removes(action: Action) -> bool {
+    action == Action::Remove
+}

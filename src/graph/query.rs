@@ -1,0 +1,186 @@
+//! Questions the CLI, the planner and the daemon ask of the graph.
+
+use std::str::FromStr;
+
+use super::{Graph, Node, NodeKind};
+use crate::sysfs::{host_number, Hctl};
+use crate::wwn::Wwn;
+
+/// A device as a person names it on the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// `host5`, `scsi_host5`, or a bare `5`.
+    Host(u32),
+    /// A WWPN in any accepted style: FC hosts, vHBAs, vports and remote ports.
+    Wwpn(Wwn),
+    /// `1:0:0:27`.
+    Hctl(Hctl),
+    /// `sdc` or `/dev/sdc`.
+    Disk(String),
+    /// A devpath (`/devices/...`) or a kernel name (`rport-1:0-0`, `target2:0:1`, `vport-1:0-0`).
+    Name(String),
+}
+
+impl FromStr for Lookup {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("empty device name; try host5, a WWPN, 1:0:0:27 or sda".into());
+        }
+        if let Some(n) = host_number(s.strip_prefix("scsi_").unwrap_or(s)) {
+            return Ok(Lookup::Host(n));
+        }
+        if let Ok(n) = s.parse::<u32>() {
+            return Ok(Lookup::Host(n));
+        }
+        if let Ok(w) = s.parse::<Wwn>() {
+            return Ok(Lookup::Wwpn(w));
+        }
+        if let Ok(h) = s.parse::<Hctl>() {
+            return Ok(Lookup::Hctl(h));
+        }
+        let dev = s.strip_prefix("/dev/").unwrap_or(s);
+        if dev.starts_with("sd") || dev.starts_with("sr") || dev.starts_with("st") {
+            return Ok(Lookup::Disk(dev.to_string()));
+        }
+        Ok(Lookup::Name(s.to_string()))
+    }
+}
+
+impl Graph {
+    /// Every node a name designates (a WWPN can name a vport and its vHBA at once).
+    pub fn find(&self, lookup: &Lookup) -> Vec<&Node> {
+        let mut found: Vec<&Node> = match lookup {
+            Lookup::Host(n) => self
+                .by_host
+                .get(n)
+                .and_then(|p| self.nodes.get(p))
+                .into_iter()
+                .collect(),
+            Lookup::Wwpn(w) => self
+                .by_wwpn
+                .get(w)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| self.nodes.get(p))
+                .collect(),
+            Lookup::Hctl(h) => self
+                .by_hctl
+                .get(h)
+                .and_then(|p| self.nodes.get(p))
+                .into_iter()
+                .collect(),
+            Lookup::Disk(d) => self
+                .by_disk
+                .get(d)
+                .and_then(|p| self.nodes.get(p))
+                .into_iter()
+                .collect(),
+            Lookup::Name(name) => match self.nodes.get(name) {
+                Some(n) => vec![n],
+                // Kernel names are unique per kind, so a scan is only for this rare form.
+                None => self.nodes.values().filter(|n| n.name() == name).collect(),
+            },
+        };
+        found.sort_by(|a, b| a.devpath.cmp(&b.devpath));
+        found
+    }
+
+    pub fn host(&self, number: u32) -> Option<&Node> {
+        self.nodes.get(self.by_host.get(&number)?)
+    }
+
+    pub fn lun(&self, hctl: Hctl) -> Option<&Node> {
+        self.nodes.get(self.by_hctl.get(&hctl)?)
+    }
+
+    pub fn by_wwpn(&self, wwpn: Wwn) -> Vec<&Node> {
+        self.find(&Lookup::Wwpn(wwpn))
+    }
+
+    /// Hosts in host-number order.
+    pub fn hosts(&self) -> Vec<&Node> {
+        let mut numbers: Vec<&u32> = self.by_host.keys().collect();
+        numbers.sort();
+        numbers.into_iter().filter_map(|n| self.host(*n)).collect()
+    }
+
+    /// All nodes of one kind, in devpath order.
+    pub fn of_kind(&self, pred: impl Fn(&NodeKind) -> bool) -> Vec<&Node> {
+        let mut v: Vec<&Node> = self.nodes.values().filter(|n| pred(&n.kind)).collect();
+        v.sort_by(|a, b| a.devpath.cmp(&b.devpath));
+        v
+    }
+
+    /// LUNs in H:C:T:L order.
+    pub fn luns(&self) -> Vec<&Node> {
+        let mut keys: Vec<&Hctl> = self.by_hctl.keys().collect();
+        keys.sort();
+        keys.into_iter().filter_map(|h| self.lun(*h)).collect()
+    }
+
+    pub fn children<'a>(&'a self, node: &'a Node) -> impl Iterator<Item = &'a Node> + 'a {
+        node.children.iter().filter_map(|c| self.nodes.get(c))
+    }
+
+    pub fn parent<'a>(&'a self, node: &'a Node) -> Option<&'a Node> {
+        self.nodes.get(node.parent.as_ref()?)
+    }
+
+    /// The nearest node at or above this one that matches.
+    pub fn ancestor<'a>(
+        &'a self,
+        node: &'a Node,
+        pred: impl Fn(&NodeKind) -> bool,
+    ) -> Option<&'a Node> {
+        let mut cur = Some(node);
+        while let Some(n) = cur {
+            if pred(&n.kind) {
+                return Some(n);
+            }
+            cur = self.parent(n);
+        }
+        None
+    }
+
+    /// The SCSI host a node belongs to (itself, for a host).
+    pub fn host_of<'a>(&'a self, node: &'a Node) -> Option<&'a Node> {
+        self.ancestor(node, |k| matches!(k, NodeKind::Host(_)))
+    }
+
+    /// The FC remote port a target, LUN or disk is reached through.
+    pub fn remote_port_of<'a>(&'a self, node: &'a Node) -> Option<&'a Node> {
+        self.ancestor(node, |k| matches!(k, NodeKind::RemotePort(_)))
+    }
+
+    /// Is this host a vHBA, i.e. made by an NPIV vport?
+    pub fn is_vhba(&self, host: &Node) -> bool {
+        matches!(self.parent(host).map(|p| &p.kind), Some(NodeKind::Vport(_)))
+    }
+
+    /// The vport that made a vHBA.
+    pub fn vport_of_vhba<'a>(&'a self, host: &'a Node) -> Option<&'a Node> {
+        self.parent(host)
+            .filter(|p| matches!(p.kind, NodeKind::Vport(_)))
+    }
+
+    /// The vHBA a vport made, once the kernel has added it.
+    pub fn vhba_of_vport<'a>(&'a self, vport: &'a Node) -> Option<&'a Node> {
+        self.children(vport)
+            .find(|c| matches!(c.kind, NodeKind::Host(_)))
+    }
+
+    /// The physical host under which a vport (or vHBA) was made.
+    pub fn vport_parent_host<'a>(&'a self, vport: &'a Node) -> Option<&'a Node> {
+        self.parent(vport)
+            .filter(|p| matches!(p.kind, NodeKind::Host(_)))
+    }
+
+    /// The disk of a LUN, when a driver bound one.
+    pub fn disk_of<'a>(&'a self, lun: &'a Node) -> Option<&'a Node> {
+        self.children(lun)
+            .find(|c| matches!(c.kind, NodeKind::Disk(_)))
+    }
+}

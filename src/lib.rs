@@ -1,0 +1,11 @@
+//! hbad: a host agent that keeps NPIV vHBAs and rescans exactly the SCSI host and
+//! target that reported new storage, driven by kernel events.
+//!
+//! The crate is layered the way data flows: [`uevent`] sources feed the [`graph`],
+//! which is read from and kept current against [`sysfs`].
+
+pub mod cli;
+pub mod graph;
+pub mod sysfs;
+pub mod uevent;
+pub mod wwn;

@@ -1,0 +1,227 @@
+//! Reading the kernel's SCSI and Fibre Channel objects from sysfs.
+//!
+//! Every read goes through a [`Sysfs`] rooted at a directory (`/sys` on a host, a
+//! fixture tree or the simulator's tree in tests), so the same code reads all three.
+//! Attribute values are parsed into typed records here; an attribute that is missing
+//! or unreadable gives `None` (drivers differ in what they fill in), and only a device
+//! directory that is missing altogether is an error.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::wwn::Wwn;
+
+mod records;
+pub mod writes;
+
+pub use records::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SysfsError {
+    #[error("{0}: no such device in sysfs (removed, or not a {1})")]
+    NotFound(PathBuf, &'static str),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: `{name}` is not a {what} name")]
+    BadName {
+        path: PathBuf,
+        name: String,
+        what: &'static str,
+    },
+}
+
+/// A sysfs tree and the `/dev` tree that goes with it.
+#[derive(Clone, Debug)]
+pub struct Sysfs {
+    root: PathBuf,
+    dev_root: PathBuf,
+}
+
+impl Default for Sysfs {
+    fn default() -> Self {
+        Sysfs::new("/sys", "/dev")
+    }
+}
+
+impl Sysfs {
+    pub fn new(root: impl Into<PathBuf>, dev_root: impl Into<PathBuf>) -> Self {
+        Sysfs {
+            root: root.into(),
+            dev_root: dev_root.into(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn dev_root(&self) -> &Path {
+        &self.dev_root
+    }
+
+    /// The filesystem path of a devpath (`/devices/...`) or class path under this root.
+    pub fn path(&self, devpath: &str) -> PathBuf {
+        self.root.join(devpath.trim_start_matches('/'))
+    }
+
+    /// One attribute, trimmed of the kernel's trailing newline and padding.
+    /// `None` when absent, unreadable (write-only, permission) or not text.
+    pub fn attr(&self, dir: &str, name: &str) -> Option<String> {
+        let raw = fs::read(self.path(dir).join(name)).ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        Some(text.trim().to_string())
+    }
+
+    /// An attribute as raw bytes (VPD pages are binary).
+    pub fn attr_bytes(&self, dir: &str, name: &str) -> Option<Vec<u8>> {
+        fs::read(self.path(dir).join(name)).ok()
+    }
+
+    pub fn attr_parse<T: std::str::FromStr>(&self, dir: &str, name: &str) -> Option<T> {
+        self.attr(dir, name)?.parse().ok()
+    }
+
+    pub fn attr_wwn(&self, dir: &str, name: &str) -> Option<Wwn> {
+        Wwn::from_sysfs(&self.attr(dir, name)?)
+    }
+
+    pub fn exists(&self, devpath: &str) -> bool {
+        self.path(devpath).is_dir()
+    }
+
+    /// The devpath a sysfs symlink points to (`class/scsi_host/host1` ->
+    /// `/devices/.../host1/scsi_host/host1`). Works for links that dangle, as they do
+    /// in partial copies of sysfs.
+    pub fn link_devpath(&self, link: &str) -> Option<String> {
+        let link_path = self.path(link);
+        let target = fs::read_link(&link_path).ok()?;
+        let base = link_path
+            .parent()?
+            .strip_prefix(&self.root)
+            .ok()?
+            .to_path_buf();
+        let mut parts: Vec<String> = Vec::new();
+        for comp in base.join(target).components() {
+            match comp {
+                Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+                Component::ParentDir => {
+                    parts.pop()?;
+                }
+                Component::RootDir => parts.clear(),
+                _ => {}
+            }
+        }
+        Some(format!("/{}", parts.join("/")))
+    }
+
+    /// The last component of what a symlink points at (`driver` -> `sd`).
+    pub fn link_name(&self, dir: &str, name: &str) -> Option<String> {
+        let target = fs::read_link(self.path(dir).join(name)).ok()?;
+        Some(target.file_name()?.to_string_lossy().into_owned())
+    }
+
+    /// Names in a directory, sorted; empty when the directory is absent.
+    pub fn list(&self, dir: &str) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(self.path(dir)) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Devpaths of the members of a class (`scsi_host`, `fc_vports`, ...).
+    pub fn class_devpaths(&self, class: &str) -> Vec<String> {
+        let dir = format!("class/{class}");
+        self.list(&dir)
+            .into_iter()
+            .filter_map(|name| self.link_devpath(&format!("{dir}/{name}")))
+            .collect()
+    }
+
+    /// Devpaths of everything on the SCSI bus: hosts, targets and devices.
+    pub fn scsi_bus_devpaths(&self) -> Vec<String> {
+        self.list("bus/scsi/devices")
+            .into_iter()
+            .filter_map(|name| self.link_devpath(&format!("bus/scsi/devices/{name}")))
+            .collect()
+    }
+
+    /// The stable names udev made for block devices, from `disk/by-*` under the dev
+    /// root: device name (`sda`) -> links, sorted. Read once per load, never per event.
+    pub fn stable_links(&self) -> HashMap<String, Vec<String>> {
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        let disk = self.dev_root.join("disk");
+        let mut stack: Vec<PathBuf> = STABLE_LINK_DIRS.iter().map(|d| disk.join(d)).collect();
+        // by-vhba nests one directory per vHBA; the others are flat.
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.filter_map(|e| e.ok()) {
+                let path = entry.path();
+                let Ok(meta) = fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                if meta.is_dir() {
+                    stack.push(path);
+                } else if meta.file_type().is_symlink() {
+                    let Ok(target) = fs::read_link(&path) else {
+                        continue;
+                    };
+                    let Some(dev) = target.file_name() else {
+                        continue;
+                    };
+                    // Report links as a host sees them, under /dev, whatever dev root we read.
+                    let shown = match path.strip_prefix(&self.dev_root) {
+                        Ok(rel) => Path::new("/dev").join(rel),
+                        Err(_) => path.clone(),
+                    };
+                    out.entry(dev.to_string_lossy().into_owned())
+                        .or_default()
+                        .push(shown.to_string_lossy().into_owned());
+                }
+            }
+        }
+        for links in out.values_mut() {
+            links.sort();
+        }
+        out
+    }
+
+    /// Where a device node is shown: `/dev/sda` on the host, whatever dev root we read.
+    pub fn dev_node(&self, name: &str) -> String {
+        format!("/dev/{name}")
+    }
+}
+
+/// The `/dev/disk` directories whose links name a disk stably: upstream udev's
+/// by-path and by-id, and hbad's own by-vhba.
+pub const STABLE_LINK_DIRS: [&str; 3] = ["by-path", "by-id", "by-vhba"];
+
+/// Parent devpath: `/devices/a/b` -> `/devices/a`.
+pub fn parent_devpath(devpath: &str) -> Option<&str> {
+    let (parent, _) = devpath.rsplit_once('/')?;
+    (!parent.is_empty()).then_some(parent)
+}
+
+/// Last component: `/devices/a/host3` -> `host3`.
+pub fn devpath_name(devpath: &str) -> &str {
+    devpath.rsplit('/').next().unwrap_or(devpath)
+}
+
+/// Where the NPIV controls of an FC host live: `fc_host` on current kernels,
+/// `scsi_host` on old ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VportControlDir {
+    FcHost,
+    ScsiHost,
+}

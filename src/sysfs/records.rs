@@ -1,0 +1,413 @@
+//! Typed records for each kind of device, and how each is read from its directory.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use super::{devpath_name, Sysfs, SysfsError, VportControlDir};
+use crate::wwn::Wwn;
+
+/// A SCSI address: host, channel, target id, LUN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Hctl {
+    pub host: u32,
+    pub channel: u32,
+    pub target: u32,
+    pub lun: u64,
+}
+
+impl fmt::Display for Hctl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}:{}",
+            self.host, self.channel, self.target, self.lun
+        )
+    }
+}
+
+impl Serialize for Hctl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl FromStr for Hctl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not a SCSI address: write H:C:T:L, e.g. 1:0:0:27");
+        let mut it = s.split(':');
+        let mut next = || it.next().ok_or_else(bad);
+        let (h, c, t, l) = (next()?, next()?, next()?, next()?);
+        if it.next().is_some() {
+            return Err(bad());
+        }
+        Ok(Hctl {
+            host: h.parse().map_err(|_| bad())?,
+            channel: c.parse().map_err(|_| bad())?,
+            target: t.parse().map_err(|_| bad())?,
+            lun: l.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// `hostN` -> N.
+pub fn host_number(name: &str) -> Option<u32> {
+    name.strip_prefix("host")?.parse().ok()
+}
+
+/// `targetH:C:T` -> (H, C, T).
+pub fn target_address(name: &str) -> Option<(u32, u32, u32)> {
+    let mut it = name
+        .strip_prefix("target")?
+        .split(':')
+        .map(|p| p.parse::<u32>());
+    let addr = (it.next()?.ok()?, it.next()?.ok()?, it.next()?.ok()?);
+    it.next().is_none().then_some(addr)
+}
+
+/// `rport-H:C-N` and `vport-H:C-N` -> (H, C, N).
+pub fn port_address(name: &str, prefix: &str) -> Option<(u32, u32, u32)> {
+    let rest = name.strip_prefix(prefix)?;
+    let (hc, n) = rest.rsplit_once('-')?;
+    let (h, c) = hc.split_once(':')?;
+    Some((h.parse().ok()?, c.parse().ok()?, n.parse().ok()?))
+}
+
+/// A SCSI host (`scsi_host` class).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ScsiHostInfo {
+    pub number: u32,
+    pub proc_name: Option<String>,
+    pub unique_id: Option<String>,
+    pub state: Option<String>,
+}
+
+/// NPIV capability of an FC host: present only where the driver offers vport_create.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Npiv {
+    pub control_dir: VportControlDir,
+    pub max_vports: Option<u32>,
+    pub vports_inuse: Option<u32>,
+}
+
+impl Npiv {
+    /// Free vport slots, compared as numbers (libvirt compared these as strings).
+    pub fn free(&self) -> Option<u32> {
+        Some(self.max_vports?.saturating_sub(self.vports_inuse?))
+    }
+}
+
+/// An FC host (`fc_host` class).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FcHostInfo {
+    pub wwpn: Option<Wwn>,
+    pub wwnn: Option<Wwn>,
+    pub fabric_name: Option<Wwn>,
+    pub port_id: Option<String>,
+    pub port_state: Option<String>,
+    pub port_type: Option<String>,
+    pub speed: Option<String>,
+    pub symbolic_name: Option<String>,
+    pub npiv: Option<Npiv>,
+}
+
+/// An NPIV vport (`fc_vports` class).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VportInfo {
+    pub name: String,
+    pub wwpn: Option<Wwn>,
+    pub wwnn: Option<Wwn>,
+    pub vport_state: Option<String>,
+    pub vport_last_state: Option<String>,
+    pub vport_type: Option<String>,
+    pub symbolic_name: Option<String>,
+    pub roles: Option<String>,
+}
+
+/// An FC remote port (`fc_remote_ports` class).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RemotePortInfo {
+    pub name: String,
+    pub wwpn: Option<Wwn>,
+    pub wwnn: Option<Wwn>,
+    pub port_id: Option<String>,
+    pub roles: Vec<String>,
+    pub port_state: Option<String>,
+    /// `None` for ports that are not SCSI targets (the kernel prints -1).
+    pub scsi_target_id: Option<u32>,
+}
+
+impl RemotePortInfo {
+    pub fn is_target(&self) -> bool {
+        self.roles.iter().any(|r| r == "FCP Target")
+    }
+}
+
+/// A SCSI target (`targetH:C:T`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TargetInfo {
+    pub name: String,
+    pub host: u32,
+    pub channel: u32,
+    pub id: u32,
+}
+
+/// A SCSI device, i.e. a LUN (`H:C:T:L`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LunInfo {
+    pub hctl: Hctl,
+    pub vendor: Option<String>,
+    pub model: Option<String>,
+    pub rev: Option<String>,
+    /// Peripheral device type (0 disk, 5 CD-ROM, 12 RAID, 13 enclosure...).
+    pub scsi_type: Option<u8>,
+    pub state: Option<String>,
+    pub wwid: Option<String>,
+    pub serial: Option<String>,
+    pub driver: Option<String>,
+}
+
+/// A whole-disk block device (`block` class, DEVTYPE=disk).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BlockInfo {
+    pub name: String,
+    pub major_minor: Option<String>,
+    pub size_bytes: Option<u64>,
+    pub read_only: Option<bool>,
+    pub removable: Option<bool>,
+}
+
+/// SCSI peripheral device type names, as lsscsi prints them.
+pub fn scsi_type_name(t: u8) -> &'static str {
+    match t {
+        0 => "disk",
+        1 => "tape",
+        4 => "worm",
+        5 => "cd/dvd",
+        7 => "optical",
+        8 => "mediumx",
+        12 => "storage",
+        13 => "enclosu",
+        14 => "rbc",
+        0x1e => "wlun",
+        _ => "other",
+    }
+}
+
+fn flag(value: Option<String>) -> Option<bool> {
+    match value?.as_str() {
+        "0" => Some(false),
+        "1" => Some(true),
+        _ => None,
+    }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
+/// VPD page 0x80 is a 4-byte header then the serial number, space padded.
+fn vpd80_serial(page: &[u8]) -> Option<String> {
+    let len = usize::from(*page.get(3)?);
+    let body = page.get(4..4 + len).or_else(|| page.get(4..))?;
+    let text = String::from_utf8_lossy(body);
+    let serial = text.trim_matches(|c: char| c.is_whitespace() || c == '\0');
+    (!serial.is_empty()).then(|| serial.to_string())
+}
+
+impl Sysfs {
+    fn require(&self, devpath: &str, what: &'static str) -> Result<(), SysfsError> {
+        if self.exists(devpath) {
+            Ok(())
+        } else {
+            Err(SysfsError::NotFound(self.path(devpath), what))
+        }
+    }
+
+    fn name_error(&self, devpath: &str, what: &'static str) -> SysfsError {
+        SysfsError::BadName {
+            path: self.path(devpath),
+            name: devpath_name(devpath).to_string(),
+            what,
+        }
+    }
+
+    /// Reads a SCSI host from its device directory (`/devices/.../hostN`).
+    pub fn read_scsi_host(&self, devpath: &str) -> Result<ScsiHostInfo, SysfsError> {
+        let name = devpath_name(devpath);
+        let number = host_number(name).ok_or_else(|| self.name_error(devpath, "SCSI host"))?;
+        self.require(devpath, "SCSI host")?;
+        let class = format!("{devpath}/scsi_host/{name}");
+        Ok(ScsiHostInfo {
+            number,
+            proc_name: non_empty(self.attr(&class, "proc_name")),
+            unique_id: non_empty(self.attr(&class, "unique_id")),
+            state: non_empty(self.attr(&class, "state")),
+        })
+    }
+
+    /// Reads the FC side of a host; `Ok(None)` for hosts that are not FC.
+    pub fn read_fc_host(&self, devpath: &str) -> Result<Option<FcHostInfo>, SysfsError> {
+        let name = devpath_name(devpath);
+        host_number(name).ok_or_else(|| self.name_error(devpath, "SCSI host"))?;
+        self.require(devpath, "SCSI host")?;
+        let fc = format!("{devpath}/fc_host/{name}");
+        if !self.exists(&fc) {
+            return Ok(None);
+        }
+        let scsi = format!("{devpath}/scsi_host/{name}");
+        let control_dir = if self.path(&fc).join("vport_create").exists() {
+            Some(VportControlDir::FcHost)
+        } else if self.path(&scsi).join("vport_create").exists() {
+            Some(VportControlDir::ScsiHost)
+        } else {
+            None
+        };
+        let npiv = control_dir.map(|control_dir| Npiv {
+            control_dir,
+            max_vports: self.attr_parse(&fc, "max_npiv_vports"),
+            vports_inuse: self.attr_parse(&fc, "npiv_vports_inuse"),
+        });
+        Ok(Some(FcHostInfo {
+            wwpn: self.attr_wwn(&fc, "port_name"),
+            wwnn: self.attr_wwn(&fc, "node_name"),
+            fabric_name: self.attr_wwn(&fc, "fabric_name"),
+            port_id: non_empty(self.attr(&fc, "port_id")),
+            port_state: non_empty(self.attr(&fc, "port_state")),
+            port_type: non_empty(self.attr(&fc, "port_type")),
+            speed: non_empty(self.attr(&fc, "speed")),
+            symbolic_name: non_empty(self.attr(&fc, "symbolic_name")),
+            npiv,
+        }))
+    }
+
+    /// Reads a vport from its device directory (`/devices/.../hostP/vport-P:0-K`).
+    pub fn read_vport(&self, devpath: &str) -> Result<VportInfo, SysfsError> {
+        let name = devpath_name(devpath);
+        port_address(name, "vport-").ok_or_else(|| self.name_error(devpath, "vport"))?;
+        let class = format!("{devpath}/fc_vports/{name}");
+        self.require(devpath, "vport")?;
+        Ok(VportInfo {
+            name: name.to_string(),
+            wwpn: self.attr_wwn(&class, "port_name"),
+            wwnn: self.attr_wwn(&class, "node_name"),
+            vport_state: non_empty(self.attr(&class, "vport_state")),
+            vport_last_state: non_empty(self.attr(&class, "vport_last_state")),
+            vport_type: non_empty(self.attr(&class, "vport_type")),
+            symbolic_name: non_empty(self.attr(&class, "symbolic_name")),
+            roles: non_empty(self.attr(&class, "roles")),
+        })
+    }
+
+    /// Reads a remote port from its device directory (`/devices/.../rport-H:C-N`).
+    pub fn read_remote_port(&self, devpath: &str) -> Result<RemotePortInfo, SysfsError> {
+        let name = devpath_name(devpath);
+        port_address(name, "rport-").ok_or_else(|| self.name_error(devpath, "remote port"))?;
+        self.require(devpath, "remote port")?;
+        let class = format!("{devpath}/fc_remote_ports/{name}");
+        let roles = self
+            .attr(&class, "roles")
+            .map(|r| {
+                r.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty() && s != "unknown")
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(RemotePortInfo {
+            name: name.to_string(),
+            wwpn: self.attr_wwn(&class, "port_name"),
+            wwnn: self.attr_wwn(&class, "node_name"),
+            port_id: non_empty(self.attr(&class, "port_id")),
+            roles,
+            port_state: non_empty(self.attr(&class, "port_state")),
+            scsi_target_id: self.attr_parse(&class, "scsi_target_id"),
+        })
+    }
+
+    pub fn read_target(&self, devpath: &str) -> Result<TargetInfo, SysfsError> {
+        let name = devpath_name(devpath);
+        let (host, channel, id) =
+            target_address(name).ok_or_else(|| self.name_error(devpath, "SCSI target"))?;
+        self.require(devpath, "SCSI target")?;
+        Ok(TargetInfo {
+            name: name.to_string(),
+            host,
+            channel,
+            id,
+        })
+    }
+
+    pub fn read_lun(&self, devpath: &str) -> Result<LunInfo, SysfsError> {
+        let hctl: Hctl = devpath_name(devpath)
+            .parse()
+            .map_err(|_| self.name_error(devpath, "SCSI device (H:C:T:L)"))?;
+        self.require(devpath, "SCSI device")?;
+        let serial = self
+            .attr_bytes(devpath, "vpd_pg80")
+            .and_then(|p| vpd80_serial(&p));
+        Ok(LunInfo {
+            hctl,
+            vendor: non_empty(self.attr(devpath, "vendor")),
+            model: non_empty(self.attr(devpath, "model")),
+            rev: non_empty(self.attr(devpath, "rev")),
+            scsi_type: self.attr_parse(devpath, "type"),
+            state: non_empty(self.attr(devpath, "state")),
+            wwid: non_empty(self.attr(devpath, "wwid")),
+            serial,
+            driver: self.link_name(devpath, "driver"),
+        })
+    }
+
+    /// Reads a whole-disk block device (`/devices/.../H:C:T:L/block/sdX`).
+    pub fn read_block(&self, devpath: &str) -> Result<BlockInfo, SysfsError> {
+        self.require(devpath, "block device")?;
+        let sectors: Option<u64> = self.attr_parse(devpath, "size");
+        Ok(BlockInfo {
+            name: devpath_name(devpath).to_string(),
+            major_minor: non_empty(self.attr(devpath, "dev")),
+            // sysfs counts 512-byte sectors whatever the logical block size.
+            size_bytes: sectors.and_then(|s| s.checked_mul(512)),
+            read_only: flag(self.attr(devpath, "ro")),
+            removable: flag(self.attr(devpath, "removable")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_scsi_names() {
+        assert_eq!(host_number("host12"), Some(12));
+        assert_eq!(host_number("hostx"), None);
+        assert_eq!(target_address("target2:0:1"), Some((2, 0, 1)));
+        assert_eq!(target_address("target2:0"), None);
+        assert_eq!(target_address("target2:0:1:4"), None);
+        assert_eq!(port_address("rport-1:0-12", "rport-"), Some((1, 0, 12)));
+        assert_eq!(port_address("vport-1:0-0", "vport-"), Some((1, 0, 0)));
+        assert_eq!(port_address("vport-1-0", "vport-"), None);
+        let hctl: Hctl = "1:0:0:27".parse().unwrap();
+        assert_eq!((hctl.host, hctl.lun), (1, 27));
+        assert_eq!(hctl.to_string(), "1:0:0:27");
+        assert!("1:0:0".parse::<Hctl>().unwrap_err().contains("H:C:T:L"));
+        assert!("1:0:0:0:0".parse::<Hctl>().is_err());
+        assert!("a:0:0:0".parse::<Hctl>().is_err());
+    }
+
+    #[test]
+    fn reads_serial_from_vpd_page_80() {
+        assert_eq!(vpd80_serial(b"\0\x80\0\x046000").as_deref(), Some("6000"));
+        assert_eq!(
+            vpd80_serial(b"\0\x80\0\x0flab-rd0-serial\0").as_deref(),
+            Some("lab-rd0-serial")
+        );
+        assert_eq!(vpd80_serial(b"\0\x80\0\x04    "), None);
+        assert_eq!(vpd80_serial(b"\0\x80"), None);
+        // A length byte past the end reads what is there instead of panicking.
+        assert_eq!(vpd80_serial(b"\0\x80\0\xffabc").as_deref(), Some("abc"));
+    }
+}

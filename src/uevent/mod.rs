@@ -1,0 +1,386 @@
+//! Kernel uevents as one owned type, whatever source they came from.
+//!
+//! The kernel, udev and the replay files all deliver the same thing: an action on a
+//! devpath with `KEY=VALUE` properties. Everything past the sources works on
+//! [`Uevent`] and never on bytes, so a forged or truncated message is rejected here,
+//! once, with a reason.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+pub mod replay;
+
+/// What happened to the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Add,
+    Remove,
+    Change,
+    Move,
+    Online,
+    Offline,
+    Bind,
+    Unbind,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Add => "add",
+            Action::Remove => "remove",
+            Action::Change => "change",
+            Action::Move => "move",
+            Action::Online => "online",
+            Action::Offline => "offline",
+            Action::Bind => "bind",
+            Action::Unbind => "unbind",
+        }
+    }
+}
+
+impl FromStr for Action {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Ok(match s {
+            "add" => Action::Add,
+            "remove" => Action::Remove,
+            "change" => Action::Change,
+            "move" => Action::Move,
+            "online" => Action::Online,
+            "offline" => Action::Offline,
+            "bind" => Action::Bind,
+            "unbind" => Action::Unbind,
+            _ => return Err(()),
+        })
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One uevent, owned and sendable across threads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Uevent {
+    pub action: Action,
+    /// Relative to the sysfs root, with a leading slash: `/devices/pseudo_0/...`.
+    pub devpath: String,
+    pub subsystem: String,
+    pub devtype: Option<String>,
+    pub seqnum: Option<u64>,
+    /// Every other property (`SDEV_UA`, `DEVNAME`, `DEVLINKS`, `DEVPATH_OLD`, ...).
+    pub props: BTreeMap<String, String>,
+}
+
+impl Uevent {
+    pub fn new(action: Action, devpath: &str, subsystem: &str) -> Self {
+        Uevent {
+            action,
+            devpath: devpath.to_string(),
+            subsystem: subsystem.to_string(),
+            devtype: None,
+            seqnum: None,
+            props: BTreeMap::new(),
+        }
+    }
+
+    pub fn with_devtype(mut self, devtype: &str) -> Self {
+        self.devtype = Some(devtype.to_string());
+        self
+    }
+
+    pub fn with_prop(mut self, key: &str, value: &str) -> Self {
+        self.props.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    pub fn prop(&self, key: &str) -> Option<&str> {
+        self.props.get(key).map(String::as_str)
+    }
+
+    /// The unit attention the midlayer reported (`SDEV_UA=...`), if any.
+    pub fn unit_attention(&self) -> Option<&str> {
+        self.prop("SDEV_UA")
+    }
+
+    /// The datagram the kernel would send for this event on netlink group 1.
+    pub fn to_kernel_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        let mut push = |s: &str| {
+            out.extend_from_slice(s.as_bytes());
+            out.push(0);
+        };
+        push(&format!("{}@{}", self.action, self.devpath));
+        push(&format!("ACTION={}", self.action));
+        push(&format!("DEVPATH={}", self.devpath));
+        push(&format!("SUBSYSTEM={}", self.subsystem));
+        if let Some(devtype) = &self.devtype {
+            push(&format!("DEVTYPE={devtype}"));
+        }
+        for (k, v) in &self.props {
+            push(&format!("{k}={v}"));
+        }
+        if let Some(seqnum) = self.seqnum {
+            push(&format!("SEQNUM={seqnum}"));
+        }
+        out
+    }
+
+    /// Builds an event from its properties, as udev and the kernel both give them.
+    pub fn from_props<'a, I>(props: I) -> Result<Uevent, ParseError>
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        let mut props: BTreeMap<String, String> = props
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let action_text = props
+            .remove("ACTION")
+            .ok_or(ParseError::MissingKey("ACTION"))?;
+        let action = action_text
+            .parse()
+            .map_err(|_| ParseError::UnknownAction(action_text.clone()))?;
+        let devpath = props
+            .remove("DEVPATH")
+            .ok_or(ParseError::MissingKey("DEVPATH"))?;
+        if !devpath.starts_with('/') || devpath.contains("/../") || devpath.ends_with("/..") {
+            return Err(ParseError::BadDevpath(devpath));
+        }
+        let subsystem = props
+            .remove("SUBSYSTEM")
+            .ok_or(ParseError::MissingKey("SUBSYSTEM"))?;
+        let devtype = props.remove("DEVTYPE");
+        let seqnum = match props.remove("SEQNUM") {
+            Some(s) => Some(s.parse().map_err(|_| ParseError::BadSeqnum(s))?),
+            None => None,
+        };
+        Ok(Uevent {
+            action,
+            devpath,
+            subsystem,
+            devtype,
+            seqnum,
+            props,
+        })
+    }
+}
+
+impl fmt::Display for Uevent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{} ({})", self.action, self.devpath, self.subsystem)
+    }
+}
+
+/// Why a message is not a uevent we can use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("empty message")]
+    Empty,
+    #[error("message is not NUL-terminated (truncated?)")]
+    Truncated,
+    #[error("header `{0}` is not `action@devpath`")]
+    BadHeader(String),
+    #[error("a libudev message arrived on the kernel socket")]
+    UdevFormat,
+    #[error("bytes that are not UTF-8 in field {0}")]
+    NotUtf8(usize),
+    #[error("field `{0}` is not KEY=VALUE")]
+    BadField(String),
+    #[error("missing key {0}")]
+    MissingKey(&'static str),
+    #[error("unknown action `{0}`")]
+    UnknownAction(String),
+    #[error("devpath `{0}` is not an absolute sysfs path")]
+    BadDevpath(String),
+    #[error("SEQNUM `{0}` is not a number")]
+    BadSeqnum(String),
+    #[error("header says `{header}` but {key} says `{value}`")]
+    HeaderMismatch {
+        header: String,
+        key: &'static str,
+        value: String,
+    },
+    #[error("key {0} appears twice")]
+    DuplicateKey(String),
+}
+
+/// Parses one datagram of the kernel's uevent group: `action@devpath\0KEY=VALUE\0...`.
+///
+/// The kernel terminates every string with NUL, so a message whose last byte is not
+/// NUL was cut short and is rejected rather than guessed at.
+pub fn parse_kernel(bytes: &[u8]) -> Result<Uevent, ParseError> {
+    if bytes.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    if bytes.starts_with(b"libudev\0") {
+        return Err(ParseError::UdevFormat);
+    }
+    let Some((&0, body)) = bytes.split_last() else {
+        return Err(ParseError::Truncated);
+    };
+    let mut fields = body.split(|&b| b == 0);
+    let header = fields.next().unwrap_or_default();
+    let header = std::str::from_utf8(header).map_err(|_| ParseError::NotUtf8(0))?;
+    let Some((h_action, h_devpath)) = header.split_once('@') else {
+        return Err(ParseError::BadHeader(header.to_string()));
+    };
+    let mut props = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, field) in fields.enumerate() {
+        let field = std::str::from_utf8(field).map_err(|_| ParseError::NotUtf8(i + 1))?;
+        let Some((k, v)) = field.split_once('=') else {
+            return Err(ParseError::BadField(field.to_string()));
+        };
+        if k.is_empty() {
+            return Err(ParseError::BadField(field.to_string()));
+        }
+        if !seen.insert(k) {
+            return Err(ParseError::DuplicateKey(k.to_string()));
+        }
+        props.push((k, v));
+    }
+    let event = Uevent::from_props(props)?;
+    if event.action.as_str() != h_action {
+        return Err(ParseError::HeaderMismatch {
+            header: header.to_string(),
+            key: "ACTION",
+            value: event.action.to_string(),
+        });
+    }
+    if event.devpath != h_devpath {
+        return Err(ParseError::HeaderMismatch {
+            header: header.to_string(),
+            key: "DEVPATH",
+            value: event.devpath.clone(),
+        });
+    }
+    Ok(event)
+}
+
+/// What a source yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceItem {
+    Event(Uevent),
+    /// The source knows events were lost (ENOBUFS): the only repair is a resync.
+    Overflow,
+    /// A message was dropped: not from the kernel (or root, for udev), or malformed.
+    Rejected(Rejection),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("forged: sent by portid {0}, not the kernel")]
+    NotKernel(u32),
+    #[error("forged: sent by uid {0}, not root")]
+    NotRoot(u32),
+    #[error("no sender credentials")]
+    NoCredentials,
+    #[error("malformed: {0}")]
+    Malformed(ParseError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(parts: &[&str]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for p in parts {
+            v.extend_from_slice(p.as_bytes());
+            v.push(0);
+        }
+        v
+    }
+
+    const UA: &[&str] = &[
+        "change@/devices/pseudo_0/adapter0/host2/target2:0:0/2:0:0:0",
+        "ACTION=change",
+        "DEVPATH=/devices/pseudo_0/adapter0/host2/target2:0:0/2:0:0:0",
+        "SUBSYSTEM=scsi",
+        "SDEV_UA=REPORTED_LUNS_DATA_HAS_CHANGED",
+        "DEVTYPE=scsi_device",
+        "DRIVER=sd",
+        "MODALIAS=scsi:t-0x00",
+        "SEQNUM=936",
+    ];
+
+    #[test]
+    fn parses_a_unit_attention_as_the_kernel_sends_it() {
+        let ev = parse_kernel(&msg(UA)).unwrap();
+        assert_eq!(ev.action, Action::Change);
+        assert_eq!(ev.subsystem, "scsi");
+        assert_eq!(ev.devtype.as_deref(), Some("scsi_device"));
+        assert_eq!(ev.seqnum, Some(936));
+        assert_eq!(ev.unit_attention(), Some("REPORTED_LUNS_DATA_HAS_CHANGED"));
+        assert_eq!(parse_kernel(&ev.to_kernel_bytes()).unwrap(), ev);
+    }
+
+    #[test]
+    fn rejects_truncated_messages_at_every_length() {
+        let full = msg(UA);
+        for len in 0..full.len() {
+            // Every prefix either ends off a NUL (truncated) or lacks a key: never Ok, never panics.
+            let cut = &full[..len];
+            if len > 0 && cut[len - 1] == 0 {
+                let _ = parse_kernel(cut);
+            } else {
+                assert!(parse_kernel(cut).is_err(), "prefix of {len} bytes accepted");
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_bad_messages_with_reasons() {
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"libudev\0\xfe\xed\xca\xfe".to_vec(), "libudev"),
+            (msg(&["noat", "ACTION=add"]), "action@devpath"),
+            (msg(&["add@/x", "ACTION=add", "SUBSYSTEM=scsi"]), "DEVPATH"),
+            (msg(&["add@/x", "ACTION=add", "DEVPATH=/x"]), "SUBSYSTEM"),
+            (
+                msg(&["add@/x", "ACTION=add", "DEVPATH=/y", "SUBSYSTEM=s"]),
+                "header",
+            ),
+            (
+                msg(&["eat@/x", "ACTION=eat", "DEVPATH=/x", "SUBSYSTEM=s"]),
+                "unknown action",
+            ),
+            (
+                msg(&["add@x", "ACTION=add", "DEVPATH=x", "SUBSYSTEM=s"]),
+                "absolute",
+            ),
+            (
+                msg(&[
+                    "add@/x",
+                    "ACTION=add",
+                    "DEVPATH=/x",
+                    "SUBSYSTEM=s",
+                    "SEQNUM=z",
+                ]),
+                "SEQNUM",
+            ),
+            (
+                msg(&["add@/x", "ACTION=add", "DEVPATH=/x", "SUBSYSTEM=s", "JUNK"]),
+                "KEY=VALUE",
+            ),
+            (
+                msg(&["add@/x", "ACTION=add", "ACTION=add", "DEVPATH=/x"]),
+                "twice",
+            ),
+            (
+                b"add@/x\0ACTION=add\0DEVPATH=/\xff\0SUBSYSTEM=s\0".to_vec(),
+                "UTF-8",
+            ),
+        ];
+        for (bytes, want) in cases {
+            let err = parse_kernel(&bytes).unwrap_err().to_string();
+            assert!(err.contains(want), "expected `{want}` in `{err}`");
+        }
+    }
+}
