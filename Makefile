@@ -1,0 +1,32 @@
+# hbad — build, test, install.
+#
+#   make            build the release binary
+#   make test       what CI runs: formatting, lints, unit + integration tests
+#   make demo       hbad on a simulated host
+#   make bench      graph load/apply numbers
+#   make vm-test    the real-kernel tier (Debian's kernel in qemu)
+
+CARGO ?= cargo
+
+.PHONY: all build test lint demo bench vm-test clean
+
+all: build
+
+build:
+	$(CARGO) build --release --locked
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+test: lint
+	$(CARGO) test --locked
+
+demo:
+	$(CARGO) run --release --locked -- demo
+
+bench:
+	$(CARGO) bench --locked --bench graph
+
+clean:
+	$(CARGO) clean
