@@ -1,0 +1,773 @@
+//! The policy: which vHBAs must exist, and how new storage is found.
+//!
+//! Policy files are written by config management, so they are read in three stages
+//! (the zincati way): each file is parsed on its own into a fragment whose values
+//! keep their spans ([`fragment`]); the fragments are merged in drop-in order; the
+//! merged inputs are validated into the typed [`Policy`] the rest of hbad uses. Every
+//! problem in every file is reported at once, with file:line:column and a hint, and
+//! a policy with any error is rejected whole: nothing is half-applied.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::wwn::{derive, Wwn, WwnRole, DEFAULT_OUI};
+
+pub mod error;
+mod fragment;
+mod sources;
+
+pub use error::{Origin, PolicyError, PolicyErrors};
+pub use sources::{discover, SearchPaths};
+
+use fragment::{HostFilterFragment, ParsedFile, S};
+
+/// How a vHBA's parent HBA is chosen. Never by host number alone: those change
+/// across boots.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum ParentSelector {
+    /// The physical port with this WWPN (and WWNN, when given).
+    Wwpn { wwpn: Wwn, wwnn: Option<Wwn> },
+    /// Any NPIV-capable port on this fabric.
+    Fabric { fabric: Wwn },
+    /// Any Online NPIV-capable port with free vports; ties go to the lowest WWPN.
+    Auto,
+    /// `hostN`, accepted with a warning.
+    Host { number: u32 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VhbaSpec {
+    pub name: String,
+    pub wwpn: Wwn,
+    pub wwnn: Wwn,
+    /// Whether each WWN was written in the policy or derived.
+    pub wwpn_derived: bool,
+    pub wwnn_derived: bool,
+    pub parent: ParentSelector,
+    /// How long to wait at boot for the parent's link to come up.
+    #[serde(with = "humantime_serde_compat")]
+    pub link_wait: Duration,
+    pub origin: Origin,
+}
+
+impl VhbaSpec {
+    /// What hbad writes to the vport's symbolic_name to mark it as its own.
+    pub fn owner_tag(&self) -> String {
+        format!("{OWNER_PREFIX}{}", self.name)
+    }
+}
+
+/// The mark hbad puts in a vport's symbolic_name (`hbad:<name>`); the fabric shows it too.
+pub const OWNER_PREFIX: &str = "hbad:";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeChoice {
+    Target,
+    Host,
+}
+
+/// Which hosts take part in rescans. Empty lists match nothing for `exclude` and
+/// everything for `include`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HostFilter {
+    pub drivers: Vec<String>,
+    pub fabrics: Vec<Wwn>,
+    pub wwpns: Vec<Wwn>,
+    pub vhbas: Vec<String>,
+}
+
+impl HostFilter {
+    pub fn is_empty(&self) -> bool {
+        self.drivers.is_empty()
+            && self.fabrics.is_empty()
+            && self.wwpns.is_empty()
+            && self.vhbas.is_empty()
+    }
+}
+
+/// Local controllers kept out of rescans unless the policy says otherwise: boot
+/// disks and RAID volumes never gain LUNs from a SAN.
+pub const DEFAULT_EXCLUDED_DRIVERS: &[&str] = &[
+    "ahci",
+    "ata_piix",
+    "megaraid_sas",
+    "mpt3sas",
+    "smartpqi",
+    "hpsa",
+    "aacraid",
+    "usb-storage",
+];
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RescanPolicy {
+    /// REPORTED_LUNS_DATA_HAS_CHANGED -> scan the target (or host, by `scope`).
+    pub on_lun_change: bool,
+    /// CAPACITY_DATA_HAS_CHANGED -> rescan the device.
+    pub on_capacity_change: bool,
+    /// A vHBA or remote port coming online -> scan it.
+    pub on_port_online: bool,
+    pub scope: ScopeChoice,
+    #[serde(with = "humantime_serde_compat::option")]
+    pub periodic: Option<Duration>,
+    /// Allow issue_lip. Disruptive to I/O on the whole port; off unless set.
+    pub lip: bool,
+    #[serde(with = "humantime_serde_compat")]
+    pub debounce: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub scan_timeout: Duration,
+    pub include: HostFilter,
+    pub exclude: HostFilter,
+}
+
+impl Default for RescanPolicy {
+    fn default() -> Self {
+        RescanPolicy {
+            on_lun_change: true,
+            on_capacity_change: true,
+            on_port_online: true,
+            scope: ScopeChoice::Target,
+            periodic: None,
+            lip: false,
+            debounce: Duration::from_millis(250),
+            scan_timeout: Duration::from_secs(120),
+            include: HostFilter::default(),
+            exclude: HostFilter {
+                drivers: DEFAULT_EXCLUDED_DRIVERS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                ..HostFilter::default()
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Ownership {
+    /// Delete owned vHBAs that the policy no longer names.
+    pub prune: bool,
+    /// Where ownership is recorded when a driver refuses symbolic_name.
+    pub state_file: PathBuf,
+}
+
+impl Default for Ownership {
+    fn default() -> Self {
+        Ownership {
+            prune: false,
+            state_file: PathBuf::from("/var/lib/hbad/owned-vhbas.json"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WwnSettings {
+    pub oui: u32,
+    /// The seed of derived WWNs; the host's machine-id when the policy sets none.
+    pub seed: String,
+    pub seed_from: String,
+}
+
+/// A validated policy: what hbad acts on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    pub vhbas: Vec<VhbaSpec>,
+    pub rescan: RescanPolicy,
+    pub wwn: WwnSettings,
+    pub ownership: Ownership,
+    pub files: Vec<PathBuf>,
+    /// Accepted, but worth saying (a parent named by host number...).
+    pub warnings: Vec<PolicyError>,
+}
+
+/// Where the seed of derived WWNs comes from when the policy sets none.
+#[derive(Clone, Debug)]
+pub struct Environment {
+    pub machine_id: Option<String>,
+    pub machine_id_path: PathBuf,
+}
+
+impl Environment {
+    pub fn from_host() -> Self {
+        let path = PathBuf::from("/etc/machine-id");
+        let machine_id = std::fs::read_to_string(&path)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        Environment {
+            machine_id,
+            machine_id_path: path,
+        }
+    }
+
+    pub fn fixed(machine_id: &str) -> Self {
+        Environment {
+            machine_id: Some(machine_id.to_string()),
+            machine_id_path: "(fixed)".into(),
+        }
+    }
+}
+
+impl Policy {
+    /// Reads, merges and validates these files, in this order (later ones override).
+    pub fn load_files(files: &[PathBuf], env: &Environment) -> Result<Policy, PolicyErrors> {
+        let mut errors = Vec::new();
+        let mut parsed = Vec::new();
+        for path in files {
+            match std::fs::read(path) {
+                Ok(bytes) => match String::from_utf8(bytes) {
+                    Ok(text) => match fragment::parse(path, text) {
+                        Ok(p) => parsed.push(p),
+                        Err(e) => errors.push(e),
+                    },
+                    Err(_) => errors.push(PolicyError::new(Origin::file(path), "not UTF-8 text")),
+                },
+                Err(e) => errors.push(
+                    PolicyError::new(Origin::file(path), format!("cannot read: {e}"))
+                        .hint("check the path and that hbad runs as root"),
+                ),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(PolicyErrors(errors));
+        }
+        let policy = build(&parsed, env);
+        match policy {
+            Ok(mut p) => {
+                p.files = files.to_vec();
+                Ok(p)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Parses policy text (tests, `hbad check -`).
+    pub fn from_str(name: &Path, text: &str, env: &Environment) -> Result<Policy, PolicyErrors> {
+        let parsed = fragment::parse(name, text.to_string()).map_err(|e| PolicyErrors(vec![e]))?;
+        let mut p = build(std::slice::from_ref(&parsed), env)?;
+        p.files = vec![name.to_path_buf()];
+        Ok(p)
+    }
+
+    pub fn vhba(&self, name: &str) -> Option<&VhbaSpec> {
+        self.vhbas.iter().find(|v| v.name == name)
+    }
+}
+
+/// A vHBA after merging, before validation: the file it came from and its fragment.
+struct MergedVhba<'a> {
+    file: &'a ParsedFile,
+    table: &'a S<fragment::VhbaFragment>,
+}
+
+fn build(files: &[ParsedFile], env: &Environment) -> Result<Policy, PolicyErrors> {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+
+    // vHBAs: a name may appear once per file; a later file's table of the same name
+    // replaces the earlier one, as drop-ins do.
+    let mut order: Vec<String> = Vec::new();
+    let mut merged: HashMap<String, MergedVhba> = HashMap::new();
+    for file in files {
+        let mut seen_here: HashMap<String, Origin> = HashMap::new();
+        for table in &file.fragment.vhba {
+            let Some(name) = &table.get_ref().name else {
+                errors.push(
+                    PolicyError::new(file.origin(table.span()), "[[vhba]] without a `name`")
+                        .hint("give every vHBA a unique name, e.g. name = \"fabric-a\""),
+                );
+                continue;
+            };
+            let n = name.get_ref().clone();
+            let at = file.origin(name.span());
+            if let Some(first) = seen_here.get(&n) {
+                errors.push(
+                    PolicyError::new(at, format!("duplicate vHBA name `{n}`"))
+                        .hint(format!("first defined at {first}; names must be unique")),
+                );
+                continue;
+            }
+            seen_here.insert(n.clone(), at);
+            if !merged.contains_key(&n) {
+                order.push(n.clone());
+            }
+            merged.insert(n, MergedVhba { file, table });
+        }
+    }
+
+    let wwn = build_wwn(files, env, &mut errors);
+    let mut vhbas = Vec::new();
+    for name in &order {
+        if let Some(m) = merged.get(name) {
+            if let Some(spec) = build_vhba(m, &wwn, &mut errors, &mut warnings) {
+                vhbas.push(spec);
+            }
+        }
+    }
+    check_identities(&vhbas, &mut errors);
+
+    let mut rescan = RescanPolicy::default();
+    let mut ownership = Ownership::default();
+    for file in files {
+        if let Some(r) = &file.fragment.rescan {
+            merge_rescan(file, r.get_ref(), &mut rescan, &mut errors);
+        }
+        if let Some(o) = &file.fragment.ownership {
+            let o = o.get_ref();
+            if let Some(p) = &o.prune {
+                ownership.prune = *p.get_ref();
+            }
+            if let Some(s) = &o.state_file {
+                if !Path::new(s.get_ref()).is_absolute() {
+                    errors.push(
+                        PolicyError::new(
+                            file.origin(s.span()),
+                            format!("state_file `{}` is not an absolute path", s.get_ref()),
+                        )
+                        .hint("e.g. state_file = \"/var/lib/hbad/owned-vhbas.json\""),
+                    );
+                } else {
+                    ownership.state_file = PathBuf::from(s.get_ref());
+                }
+            }
+        }
+    }
+    for v in &rescan.include.vhbas {
+        if !vhbas.iter().any(|s| &s.name == v) {
+            warnings.push(PolicyError::new(
+                files
+                    .last()
+                    .map(|f| Origin::file(&f.path))
+                    .unwrap_or_else(|| Origin::file(Path::new("-"))),
+                format!("[rescan] include names vHBA `{v}`, which no [[vhba]] declares"),
+            ));
+        }
+    }
+
+    if errors.is_empty() {
+        Ok(Policy {
+            vhbas,
+            rescan,
+            wwn,
+            ownership,
+            files: Vec::new(),
+            warnings,
+        })
+    } else {
+        // In reading order, file by file, whatever order the checks ran in.
+        let file_rank = |o: &Origin| {
+            files
+                .iter()
+                .position(|f| f.path == o.file)
+                .unwrap_or(usize::MAX)
+        };
+        errors.sort_by_key(|e| (file_rank(&e.origin), e.origin.line, e.origin.column));
+        Err(PolicyErrors(errors))
+    }
+}
+
+fn parse_wwn(
+    file: &ParsedFile,
+    value: &S<String>,
+    key: &str,
+    errors: &mut Vec<PolicyError>,
+) -> Option<Wwn> {
+    match value.get_ref().parse::<Wwn>() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            errors.push(PolicyError::new(
+                file.origin(value.span()),
+                format!("`{key}`: {e}"),
+            ));
+            None
+        }
+    }
+}
+
+fn parse_duration(
+    file: &ParsedFile,
+    value: &S<String>,
+    key: &str,
+    errors: &mut Vec<PolicyError>,
+) -> Option<Duration> {
+    match humantime::parse_duration(value.get_ref()) {
+        Ok(d) => Some(d),
+        Err(_) => {
+            errors.push(
+                PolicyError::new(
+                    file.origin(value.span()),
+                    format!("`{key}`: `{}` is not a duration", value.get_ref()),
+                )
+                .hint("write a number with a unit: 250ms, 30s, 5m, 1h"),
+            );
+            None
+        }
+    }
+}
+
+/// vHBA names end up in log fields, symbolic names and /dev/disk/by-vhba/<name>.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 48
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && !name.starts_with('.')
+}
+
+fn build_wwn(
+    files: &[ParsedFile],
+    env: &Environment,
+    errors: &mut Vec<PolicyError>,
+) -> WwnSettings {
+    let mut oui = DEFAULT_OUI;
+    let mut seed: Option<(String, String)> = None;
+    for file in files {
+        let Some(w) = &file.fragment.wwn else {
+            continue;
+        };
+        let w = w.get_ref();
+        if let Some(o) = &w.oui {
+            let text = o.get_ref().trim_start_matches("0x").replace(':', "");
+            match (text.len(), u32::from_str_radix(&text, 16)) {
+                (6, Ok(v)) => oui = v,
+                _ => errors.push(
+                    PolicyError::new(
+                        file.origin(o.span()),
+                        format!("`oui`: `{}` is not a 24-bit OUI", o.get_ref()),
+                    )
+                    .hint("write 6 hex digits, e.g. oui = \"001a4a\""),
+                ),
+            }
+        }
+        if let Some(s) = &w.seed {
+            if s.get_ref().trim().is_empty() {
+                errors.push(
+                    PolicyError::new(file.origin(s.span()), "`seed` is empty")
+                        .hint("remove it to use /etc/machine-id"),
+                );
+            } else {
+                seed = Some((s.get_ref().clone(), file.origin(s.span()).to_string()));
+            }
+        }
+    }
+    let (seed, seed_from) = match (seed, &env.machine_id) {
+        (Some(s), _) => s,
+        (None, Some(id)) => (id.clone(), env.machine_id_path.display().to_string()),
+        (None, None) => (String::new(), String::new()),
+    };
+    WwnSettings {
+        oui,
+        seed,
+        seed_from,
+    }
+}
+
+fn build_vhba(
+    m: &MergedVhba,
+    wwn: &WwnSettings,
+    errors: &mut Vec<PolicyError>,
+    warnings: &mut Vec<PolicyError>,
+) -> Option<VhbaSpec> {
+    let file = m.file;
+    let t = m.table.get_ref();
+    let name_s = t.name.as_ref()?;
+    let name = name_s.get_ref().clone();
+    let start = errors.len();
+    if !valid_name(&name) {
+        errors.push(
+            PolicyError::new(file.origin(name_s.span()), format!("vHBA name `{name}` is not usable"))
+                .hint("use up to 48 letters, digits, '-', '_' or '.'; it becomes /dev/disk/by-vhba/<name>"),
+        );
+    }
+    let given_wwpn = t
+        .wwpn
+        .as_ref()
+        .and_then(|v| parse_wwn(file, v, "wwpn", errors));
+    let given_wwnn = t
+        .wwnn
+        .as_ref()
+        .and_then(|v| parse_wwn(file, v, "wwnn", errors));
+
+    let ways: Vec<(&str, &S<String>)> = [
+        ("parent_wwpn", &t.parent_wwpn),
+        ("parent_fabric", &t.parent_fabric),
+        ("parent", &t.parent),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k, v.as_ref()?)))
+    .collect();
+    let mut ways = ways;
+    ways.sort_by_key(|(_, v)| v.span().start);
+    let parent = match ways.as_slice() {
+        [] => {
+            errors.push(
+                PolicyError::new(file.origin(m.table.span()), format!("vHBA `{name}` has no parent"))
+                    .hint("set one of parent_wwpn = \"0x...\", parent_fabric = \"0x...\" or parent = \"auto\""),
+            );
+            None
+        }
+        [(first, a), .., (_, last)] => {
+            let keys: Vec<String> = ways.iter().map(|(k, _)| format!("`{k}`")).collect();
+            let keys = match keys.split_last() {
+                Some((last_key, init)) => format!("{} and {last_key}", init.join(", ")),
+                None => String::new(),
+            };
+            errors.push(
+                PolicyError::new(
+                    file.origin(last.span()),
+                    format!("vHBA `{name}`: parent given {} ways, {keys}", ways.len()),
+                )
+                .hint(format!(
+                    "keep one; `{first}` is at {}",
+                    file.origin(a.span())
+                )),
+            );
+            None
+        }
+        [("parent_wwpn", v)] => {
+            parse_wwn(file, v, "parent_wwpn", errors).map(|w| ParentSelector::Wwpn {
+                wwpn: w,
+                wwnn: t
+                    .parent_wwnn
+                    .as_ref()
+                    .and_then(|n| parse_wwn(file, n, "parent_wwnn", errors)),
+            })
+        }
+        [("parent_fabric", v)] => parse_wwn(file, v, "parent_fabric", errors)
+            .map(|w| ParentSelector::Fabric { fabric: w }),
+        [(_, v)] => {
+            let text = v.get_ref().trim();
+            if text == "auto" {
+                Some(ParentSelector::Auto)
+            } else if let Some(n) =
+                crate::sysfs::host_number(text.strip_prefix("scsi_").unwrap_or(text))
+            {
+                warnings.push(
+                    PolicyError::new(file.origin(v.span()), format!("vHBA `{name}`: parent `{text}` is a host number, which can change at the next boot"))
+                        .hint("name the parent by parent_wwpn or parent_fabric instead (see `hbad list --cap vports`)"),
+                );
+                Some(ParentSelector::Host { number: n })
+            } else {
+                errors.push(
+                    PolicyError::new(
+                        file.origin(v.span()),
+                        format!("`parent`: `{text}` is neither \"auto\" nor a host name"),
+                    )
+                    .hint("write parent = \"auto\", or use parent_wwpn / parent_fabric"),
+                );
+                None
+            }
+        }
+    };
+    if let (Some(n), None) = (&t.parent_wwnn, &t.parent_wwpn) {
+        errors.push(
+            PolicyError::new(file.origin(n.span()), "`parent_wwnn` without `parent_wwpn`")
+                .hint("parent_wwnn only narrows a parent_wwpn; add parent_wwpn or remove it"),
+        );
+    }
+    let link_wait = match &t.link_wait {
+        Some(v) => parse_duration(file, v, "link_wait", errors).unwrap_or_default(),
+        None => Duration::from_secs(60),
+    };
+    if (given_wwpn.is_none() || given_wwnn.is_none()) && wwn.seed.is_empty() {
+        errors.push(
+            PolicyError::new(file.origin(m.table.span()), format!("vHBA `{name}` needs derived WWNs, but there is no seed"))
+                .hint("/etc/machine-id is missing or empty: set [wwn] seed = \"...\" or write wwpn and wwnn"),
+        );
+    }
+    if errors.len() > start {
+        return None;
+    }
+    let wwpn = given_wwpn.unwrap_or_else(|| derive(wwn.oui, &wwn.seed, &name, WwnRole::Port));
+    let wwnn = given_wwnn.unwrap_or_else(|| derive(wwn.oui, &wwn.seed, &name, WwnRole::Node));
+    if wwpn == wwnn {
+        errors.push(
+            PolicyError::new(
+                file.origin(t.wwnn.as_ref().map_or(m.table.span(), |s| s.span())),
+                format!("vHBA `{name}`: wwpn and wwnn are the same"),
+            )
+            .hint("a port name and a node name must differ; drop wwnn to have one derived"),
+        );
+        return None;
+    }
+    Some(VhbaSpec {
+        name,
+        wwpn,
+        wwnn,
+        wwpn_derived: given_wwpn.is_none(),
+        wwnn_derived: given_wwnn.is_none(),
+        parent: parent?,
+        link_wait,
+        origin: file.origin(m.table.span()),
+    })
+}
+
+/// WWPNs must be unique, and a vHBA must not take the WWPN of a port it sits on.
+fn check_identities(vhbas: &[VhbaSpec], errors: &mut Vec<PolicyError>) {
+    let mut seen: HashMap<Wwn, &VhbaSpec> = HashMap::new();
+    for v in vhbas {
+        if let Some(first) = seen.get(&v.wwpn) {
+            errors.push(
+                PolicyError::new(
+                    v.origin.clone(),
+                    format!(
+                        "vHBA `{}` has the same WWPN {} as vHBA `{}`",
+                        v.name, v.wwpn, first.name
+                    ),
+                )
+                .hint(format!(
+                    "`{}` is at {}; every WWPN on a fabric must be unique",
+                    first.name, first.origin
+                )),
+            );
+        } else {
+            seen.insert(v.wwpn, v);
+        }
+    }
+    for v in vhbas {
+        for other in vhbas {
+            if let ParentSelector::Wwpn { wwpn, .. } = other.parent {
+                if wwpn == v.wwpn {
+                    errors.push(
+                        PolicyError::new(v.origin.clone(), format!("vHBA `{}` has WWPN {}, which is the physical port `{}` uses as parent", v.name, v.wwpn, other.name))
+                            .hint("a vHBA needs a WWPN of its own; remove wwpn to have one derived"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn merge_rescan(
+    file: &ParsedFile,
+    r: &fragment::RescanFragment,
+    out: &mut RescanPolicy,
+    errors: &mut Vec<PolicyError>,
+) {
+    let set_bool = |v: &Option<S<bool>>, dst: &mut bool| {
+        if let Some(v) = v {
+            *dst = *v.get_ref();
+        }
+    };
+    set_bool(&r.on_lun_change, &mut out.on_lun_change);
+    set_bool(&r.on_capacity_change, &mut out.on_capacity_change);
+    set_bool(&r.on_port_online, &mut out.on_port_online);
+    set_bool(&r.lip, &mut out.lip);
+    if let Some(s) = &r.scope {
+        match s.get_ref().as_str() {
+            "target" => out.scope = ScopeChoice::Target,
+            "host" => out.scope = ScopeChoice::Host,
+            other => errors.push(
+                PolicyError::new(
+                    file.origin(s.span()),
+                    format!("`scope`: `{other}` is not a scan scope"),
+                )
+                .hint("write scope = \"target\" (scan only the target that changed) or \"host\""),
+            ),
+        }
+    }
+    if let Some(p) = &r.periodic {
+        if matches!(p.get_ref().as_str(), "off" | "never" | "0") {
+            out.periodic = None;
+        } else if let Some(d) = parse_duration(file, p, "periodic", errors) {
+            if d < Duration::from_secs(60) {
+                errors.push(
+                    PolicyError::new(
+                        file.origin(p.span()),
+                        format!("`periodic`: {} is too often for a full scan", p.get_ref()),
+                    )
+                    .hint("use at least 1m, or \"off\"; events already trigger targeted scans"),
+                );
+            } else {
+                out.periodic = Some(d);
+            }
+        }
+    }
+    if let Some(d) = &r.debounce {
+        if let Some(v) = parse_duration(file, d, "debounce", errors) {
+            if v > Duration::from_secs(5) {
+                errors.push(
+                    PolicyError::new(
+                        file.origin(d.span()),
+                        format!("`debounce`: {} would delay every scan", d.get_ref()),
+                    )
+                    .hint("keep it short: 100ms to 1s is usual, 5s at most"),
+                );
+            } else {
+                out.debounce = v;
+            }
+        }
+    }
+    if let Some(d) = &r.scan_timeout {
+        if let Some(v) = parse_duration(file, d, "scan_timeout", errors) {
+            if v.is_zero() {
+                errors.push(
+                    PolicyError::new(file.origin(d.span()), "`scan_timeout` must be more than 0")
+                        .hint("e.g. scan_timeout = \"120s\""),
+                );
+            } else {
+                out.scan_timeout = v;
+            }
+        }
+    }
+    if let Some(f) = &r.include {
+        out.include = merge_filter(file, f.get_ref(), &out.include, errors);
+    }
+    if let Some(f) = &r.exclude {
+        out.exclude = merge_filter(file, f.get_ref(), &out.exclude, errors);
+    }
+}
+
+/// A list given in a later file replaces the earlier list of the same key.
+fn merge_filter(
+    file: &ParsedFile,
+    f: &HostFilterFragment,
+    base: &HostFilter,
+    errors: &mut Vec<PolicyError>,
+) -> HostFilter {
+    let strings = |v: &Option<Vec<S<String>>>, old: &Vec<String>| match v {
+        Some(list) => list.iter().map(|s| s.get_ref().clone()).collect(),
+        None => old.clone(),
+    };
+    let mut wwns = |v: &Option<Vec<S<String>>>, key: &str, old: &Vec<Wwn>| match v {
+        Some(list) => list
+            .iter()
+            .filter_map(|s| parse_wwn(file, s, key, errors))
+            .collect(),
+        None => old.clone(),
+    };
+    HostFilter {
+        drivers: strings(&f.drivers, &base.drivers),
+        fabrics: wwns(&f.fabrics, "fabrics", &base.fabrics),
+        wwpns: wwns(&f.wwpns, "wwpns", &base.wwpns),
+        vhbas: strings(&f.vhbas, &base.vhbas),
+    }
+}
+
+/// Durations shown as people write them ("250ms", "1m").
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+
+    pub mod option {
+        use std::time::Duration;
+
+        pub fn serialize<S: serde::Serializer>(
+            d: &Option<Duration>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => s.collect_str(&humantime::format_duration(*d)),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Which policy files are read, in which order: systemd's drop-in rules.
+//!
+//! The main file `/etc/hbad/hbad.toml` comes first, then `hbad.d/*.toml` from
+//! `/usr/lib/hbad`, `/run/hbad` and `/etc/hbad`, sorted by file name. A drop-in in a
+//! later directory replaces one of the same name in an earlier directory, and a
+//! drop-in that is a link to /dev/null masks that name. Config management owns
+//! /etc; packages own /usr/lib; /run is for what lives until the next boot.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::error::{Origin, PolicyError, PolicyErrors};
+
+#[derive(Clone, Debug)]
+pub struct SearchPaths {
+    pub main: PathBuf,
+    pub dropin_dirs: Vec<PathBuf>,
+}
+
+impl Default for SearchPaths {
+    fn default() -> Self {
+        SearchPaths::under(Path::new("/"))
+    }
+}
+
+impl SearchPaths {
+    /// The standard locations under another root (tests, images being built).
+    pub fn under(root: &Path) -> Self {
+        SearchPaths {
+            main: root.join("etc/hbad/hbad.toml"),
+            dropin_dirs: ["usr/lib/hbad/hbad.d", "run/hbad/hbad.d", "etc/hbad/hbad.d"]
+                .iter()
+                .map(|d| root.join(d))
+                .collect(),
+        }
+    }
+
+    /// `--policy PATH`: a file alone, or a directory holding `hbad.toml` and `hbad.d/`.
+    pub fn from_override(path: &Path) -> Self {
+        SearchPaths {
+            main: path.join("hbad.toml"),
+            dropin_dirs: vec![path.join("hbad.d")],
+        }
+    }
+}
+
+/// The files to read, in order. `--policy FILE` gives just that file.
+pub fn discover(
+    policy: Option<&Path>,
+    defaults: &SearchPaths,
+) -> Result<Vec<PathBuf>, PolicyErrors> {
+    let paths = match policy {
+        Some(p) if p.is_dir() => SearchPaths::from_override(p),
+        Some(p) if p.exists() => return Ok(vec![p.to_path_buf()]),
+        Some(p) => {
+            return Err(PolicyErrors(vec![PolicyError::new(
+                Origin::file(p),
+                "no such policy file or directory",
+            )
+            .hint(
+                "give a .toml file or a directory holding hbad.toml and hbad.d/",
+            )]))
+        }
+        None => defaults.clone(),
+    };
+    let mut files = Vec::new();
+    if paths.main.is_file() {
+        files.push(paths.main.clone());
+    }
+    let mut dropins: BTreeMap<String, Option<PathBuf>> = BTreeMap::new();
+    for dir in &paths.dropin_dirs {
+        let Ok(entries) = fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".toml") || name.starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            let masked = fs::read_link(&path).is_ok_and(|t| t == Path::new("/dev/null"));
+            dropins.insert(name, (!masked).then_some(path));
+        }
+    }
+    files.extend(dropins.into_values().flatten());
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_directories_override_and_dev_null_masks() {
+        let root = tempfile::tempdir().unwrap();
+        let sp = SearchPaths::under(root.path());
+        for d in &sp.dropin_dirs {
+            fs::create_dir_all(d).unwrap();
+        }
+        fs::create_dir_all(sp.main.parent().unwrap()).unwrap();
+        fs::write(&sp.main, "").unwrap();
+        let (usr, run, etc) = (&sp.dropin_dirs[0], &sp.dropin_dirs[1], &sp.dropin_dirs[2]);
+        fs::write(usr.join("10-defaults.toml"), "").unwrap();
+        fs::write(usr.join("20-site.toml"), "").unwrap();
+        fs::write(usr.join("30-gone.toml"), "").unwrap();
+        fs::write(run.join("20-site.toml"), "").unwrap();
+        fs::write(etc.join("15-local.toml"), "").unwrap();
+        fs::write(etc.join("notes.txt"), "").unwrap();
+        std::os::unix::fs::symlink("/dev/null", etc.join("30-gone.toml")).unwrap();
+        let files = discover(None, &sp).unwrap();
+        let rel: Vec<String> = files
+            .iter()
+            .map(|f| f.strip_prefix(root.path()).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            rel,
+            [
+                "etc/hbad/hbad.toml",
+                "usr/lib/hbad/hbad.d/10-defaults.toml",
+                "etc/hbad/hbad.d/15-local.toml",
+                "run/hbad/hbad.d/20-site.toml",
+            ]
+        );
+    }
+}
