@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod graph;
+pub mod plan;
 pub mod policy;
 pub mod sysfs;
 pub mod uevent;

@@ -231,7 +231,9 @@ impl Graph {
         None
     }
 
-    fn insert(&mut self, devpath: String, kind: NodeKind) {
+    /// Adds a node under its nearest ancestor in the graph, or updates it if present.
+    /// Events and loads go through here; tests use it to build graphs by hand.
+    pub fn insert(&mut self, devpath: String, kind: NodeKind) {
         if self.nodes.contains_key(&devpath) {
             self.replace_kind(&devpath, kind);
             return;

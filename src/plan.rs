@@ -1,0 +1,1038 @@
+//! Desired state against observed state: what hbad would do, and why.
+//!
+//! [`plan`] is pure: a policy, the graph, and the changes of the last batch of
+//! events in; a [`Plan`] out. No I/O and no clock, so `hbad plan` prints exactly
+//! what the daemon would do, and every rule here is a unit test away.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::graph::{Change, Graph, Node, NodeKind, Notice};
+use crate::policy::{
+    HostFilter, Origin, ParentSelector, Policy, ScopeChoice, VhbaSpec, OWNER_PREFIX,
+};
+use crate::sysfs::writes::ScanScope;
+use crate::sysfs::{FcHostInfo, Hctl, VportControlDir};
+use crate::wwn::Wwn;
+
+/// A host as actions name it: its number for people and its devpath for writes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct HostRef {
+    pub number: u32,
+    pub devpath: String,
+}
+
+impl HostRef {
+    fn of(node: &Node) -> Option<HostRef> {
+        match &node.kind {
+            NodeKind::Host(h) => Some(HostRef {
+                number: h.scsi.number,
+                devpath: node.devpath.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for HostRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "host{}", self.number)
+    }
+}
+
+/// Why a declared vHBA cannot be created yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "wait", rename_all = "snake_case")]
+pub enum WaitReason {
+    /// Nothing in the graph matches the parent selector.
+    NoParent { selector: String },
+    /// Matching ports exist but none can make vports.
+    NoNpiv { ports: Vec<String> },
+    /// Matching NPIV ports exist but none is Online.
+    LinkDown { ports: Vec<(String, String)> },
+    /// Matching Online ports exist but all are full.
+    Full { ports: Vec<(String, u32, u32)> },
+    /// Something else on this host already uses the WWPN.
+    WwpnInUse { wwpn: Wwn, by: String },
+}
+
+impl fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitReason::NoParent { selector } => write!(f, "no FC port matches {selector}"),
+            WaitReason::NoNpiv { ports } => {
+                write!(
+                    f,
+                    "{} cannot create vports (no NPIV support in the driver)",
+                    ports.join(", ")
+                )
+            }
+            WaitReason::LinkDown { ports } => {
+                let list: Vec<String> = ports.iter().map(|(p, s)| format!("{p} is {s}")).collect();
+                write!(f, "parent link not Online: {}", list.join(", "))
+            }
+            WaitReason::Full { ports } => {
+                let list: Vec<String> = ports
+                    .iter()
+                    .map(|(p, inuse, max)| format!("{p} has {inuse} of {max} vports in use"))
+                    .collect();
+                write!(f, "parent full: {}", list.join(", "))
+            }
+            WaitReason::WwpnInUse { wwpn, by } => write!(f, "WWPN {wwpn} is already used by {by}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    CreateVhba {
+        vhba: String,
+        parent: HostRef,
+        parent_wwpn: Option<Wwn>,
+        control_dir: VportControlDir,
+        wwpn: Wwn,
+        wwnn: Wwn,
+    },
+    DeleteVhba {
+        vhba: Option<String>,
+        vport: String,
+        parent: HostRef,
+        control_dir: VportControlDir,
+        wwpn: Wwn,
+        wwnn: Wwn,
+    },
+    /// Mark a vport as hbad's own: symbolic_name = `hbad:<name>`.
+    SetSymbolicName {
+        vhba: String,
+        vport: String,
+        name: String,
+    },
+    Scan {
+        host: HostRef,
+        scope: ScanScope,
+    },
+    RescanDevice {
+        hctl: Hctl,
+        devpath: String,
+    },
+    /// A declared vHBA that cannot be created now; re-planned on the next change.
+    Wait {
+        vhba: String,
+        reason: WaitReason,
+    },
+    /// An owned vHBA the policy no longer names, kept because pruning is off.
+    Keep {
+        vhba: Option<String>,
+        vport: String,
+        wwpn: Wwn,
+    },
+}
+
+/// One step of a plan, with the reason in words and the policy line behind it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Step {
+    #[serde(flatten)]
+    pub action: Action,
+    pub reason: String,
+    pub origin: Option<Origin>,
+}
+
+impl Step {
+    /// Does this step change anything on the host?
+    pub fn acts(&self) -> bool {
+        !matches!(self.action, Action::Wait { .. } | Action::Keep { .. })
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.action {
+            Action::CreateVhba {
+                vhba,
+                parent,
+                wwpn,
+                wwnn,
+                ..
+            } => write!(f, "create vHBA {vhba} on {parent}: wwpn {wwpn} wwnn {wwnn}")?,
+            Action::DeleteVhba {
+                vhba,
+                vport,
+                parent,
+                wwpn,
+                ..
+            } => write!(
+                f,
+                "delete vHBA {} ({vport} on {parent}, wwpn {wwpn})",
+                vhba.as_deref().unwrap_or("?")
+            )?,
+            Action::SetSymbolicName { vhba, vport, name } => {
+                write!(f, "mark {vport} as vHBA {vhba}: symbolic_name \"{name}\"")?
+            }
+            Action::Scan { host, scope } => match scope {
+                ScanScope::Host => write!(f, "scan {host} (all targets)")?,
+                ScanScope::Target { channel, target } => {
+                    write!(f, "scan {host} target {channel}:{target}")?
+                }
+                ScanScope::Lun {
+                    channel,
+                    target,
+                    lun,
+                } => write!(f, "scan {host} LUN {channel}:{target}:{lun}")?,
+            },
+            Action::RescanDevice { hctl, .. } => write!(f, "rescan {hctl}")?,
+            Action::Wait { vhba, reason } => write!(f, "wait for vHBA {vhba}: {reason}")?,
+            Action::Keep { vhba, vport, wwpn } => write!(
+                f,
+                "keep {vport} (wwpn {wwpn}{}): no longer in the policy",
+                vhba.as_ref()
+                    .map(|n| format!(", was {n}"))
+                    .unwrap_or_default()
+            )?,
+        }
+        write!(f, " — {}", self.reason)?;
+        if let Some(o) = &self.origin {
+            write!(f, " [{o}]")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    /// Nothing to change on the host (waits and keeps are only reported).
+    pub fn is_settled(&self) -> bool {
+        !self.steps.iter().any(Step::acts)
+    }
+}
+
+/// Plans the desired vHBAs against the graph, and the scans the changes call for.
+pub fn plan(policy: &Policy, graph: &Graph, changes: &[Change]) -> Plan {
+    let mut steps = Vec::new();
+    plan_vhbas(policy, graph, &mut steps);
+    plan_scans(policy, graph, changes, &mut steps);
+    Plan { steps }
+}
+
+fn fc(node: &Node) -> Option<&FcHostInfo> {
+    match &node.kind {
+        NodeKind::Host(h) => h.fc.as_ref(),
+        _ => None,
+    }
+}
+
+fn describe_selector(sel: &ParentSelector) -> String {
+    match sel {
+        ParentSelector::Wwpn {
+            wwpn,
+            wwnn: Some(n),
+        } => format!("parent_wwpn {wwpn} with wwnn {n}"),
+        ParentSelector::Wwpn { wwpn, wwnn: None } => format!("parent_wwpn {wwpn}"),
+        ParentSelector::Fabric { fabric } => format!("parent_fabric {fabric}"),
+        ParentSelector::Auto => "parent = auto (any NPIV port)".into(),
+        ParentSelector::Host { number } => format!("parent = host{number}"),
+    }
+}
+
+/// Physical FC ports a selector designates (vHBAs cannot parent vHBAs).
+fn candidates<'g>(graph: &'g Graph, sel: &ParentSelector) -> Vec<&'g Node> {
+    let mut out: Vec<&Node> = graph
+        .hosts()
+        .into_iter()
+        .filter(|h| !graph.is_vhba(h))
+        .filter(|h| {
+            let Some(fc) = fc(h) else { return false };
+            match sel {
+                ParentSelector::Wwpn { wwpn, wwnn } => {
+                    fc.wwpn == Some(*wwpn) && wwnn.is_none_or(|n| fc.wwnn == Some(n))
+                }
+                ParentSelector::Fabric { fabric } => fc.fabric_name == Some(*fabric),
+                ParentSelector::Auto => fc.npiv.is_some(),
+                ParentSelector::Host { number } => {
+                    HostRef::of(h).is_some_and(|r| r.number == *number)
+                }
+            }
+        })
+        .collect();
+    // A stable order: the same policy picks the same parent on every boot.
+    out.sort_by_key(|h| (fc(h).and_then(|f| f.wwpn), h.devpath.clone()));
+    out
+}
+
+/// The vport (and vHBA) with this WWPN, if the kernel has it.
+fn existing_vport(graph: &Graph, wwpn: Wwn) -> Option<&Node> {
+    graph
+        .by_wwpn(wwpn)
+        .into_iter()
+        .find(|n| matches!(n.kind, NodeKind::Vport(_)))
+}
+
+fn plan_vhbas(policy: &Policy, graph: &Graph, steps: &mut Vec<Step>) {
+    // vports this plan will add, per parent, so two vHBAs do not both take the last slot.
+    let mut planned: HashMap<String, u32> = HashMap::new();
+    for spec in &policy.vhbas {
+        let origin = Some(spec.origin.clone());
+        if let Some(vport) = existing_vport(graph, spec.wwpn) {
+            if let NodeKind::Vport(v) = &vport.kind {
+                let tag = spec.owner_tag();
+                if v.symbolic_name.as_deref() != Some(tag.as_str()) {
+                    steps.push(Step {
+                        action: Action::SetSymbolicName {
+                            vhba: spec.name.clone(),
+                            vport: vport.devpath.clone(),
+                            name: tag,
+                        },
+                        reason: "the vport exists but is not marked as hbad's".into(),
+                        origin,
+                    });
+                }
+            }
+            continue;
+        }
+        if let Some(other) = graph.by_wwpn(spec.wwpn).first() {
+            steps.push(wait(
+                spec,
+                WaitReason::WwpnInUse {
+                    wwpn: spec.wwpn,
+                    by: describe(graph, other),
+                },
+            ));
+            continue;
+        }
+        match choose_parent(graph, spec, &planned) {
+            Ok((parent, fcinfo)) => {
+                let control_dir = fcinfo
+                    .npiv
+                    .as_ref()
+                    .map_or(VportControlDir::FcHost, |n| n.control_dir);
+                *planned.entry(parent.devpath.clone()).or_default() += 1;
+                let reason = format!(
+                    "declared, not present; parent chosen by {}",
+                    describe_selector(&spec.parent)
+                );
+                steps.push(Step {
+                    action: Action::CreateVhba {
+                        vhba: spec.name.clone(),
+                        parent_wwpn: fcinfo.wwpn,
+                        parent,
+                        control_dir,
+                        wwpn: spec.wwpn,
+                        wwnn: spec.wwnn,
+                    },
+                    reason,
+                    origin,
+                });
+            }
+            Err(reason) => steps.push(wait(spec, reason)),
+        }
+    }
+    // Owned vports the policy no longer declares.
+    let declared: BTreeSet<Wwn> = policy.vhbas.iter().map(|v| v.wwpn).collect();
+    for vport in graph.of_kind(|k| matches!(k, NodeKind::Vport(_))) {
+        let NodeKind::Vport(v) = &vport.kind else {
+            continue;
+        };
+        let Some(name) = v
+            .symbolic_name
+            .as_deref()
+            .and_then(|s| s.strip_prefix(OWNER_PREFIX))
+        else {
+            continue; // not ours: never touched
+        };
+        let Some(wwpn) = v.wwpn else { continue };
+        if declared.contains(&wwpn) {
+            continue;
+        }
+        let parent = graph.vport_parent_host(vport);
+        let step = match (policy.ownership.prune, parent, v.wwnn) {
+            (true, Some(parent), Some(wwnn)) => Step {
+                action: Action::DeleteVhba {
+                    vhba: Some(name.to_string()),
+                    vport: vport.devpath.clone(),
+                    control_dir: fc(parent)
+                        .and_then(|f| f.npiv.as_ref())
+                        .map_or(VportControlDir::FcHost, |n| n.control_dir),
+                    parent: HostRef::of(parent).expect("vport parents are hosts"),
+                    wwpn,
+                    wwnn,
+                },
+                reason: "owned by hbad, no longer in the policy, and prune = true".into(),
+                origin: None,
+            },
+            _ => Step {
+                action: Action::Keep {
+                    vhba: Some(name.to_string()),
+                    vport: vport.devpath.clone(),
+                    wwpn,
+                },
+                reason: "owned by hbad but kept: [ownership] prune = false".into(),
+                origin: None,
+            },
+        };
+        steps.push(step);
+    }
+}
+
+fn wait(spec: &VhbaSpec, reason: WaitReason) -> Step {
+    Step {
+        reason: "re-planned when the graph changes".into(),
+        action: Action::Wait {
+            vhba: spec.name.clone(),
+            reason,
+        },
+        origin: Some(spec.origin.clone()),
+    }
+}
+
+fn describe(graph: &Graph, node: &Node) -> String {
+    match &node.kind {
+        NodeKind::Host(h) if graph.is_vhba(node) => format!("vHBA host{}", h.scsi.number),
+        NodeKind::Host(h) => format!("physical port host{}", h.scsi.number),
+        NodeKind::RemotePort(r) => format!("remote port {}", r.name),
+        NodeKind::Vport(v) => format!("vport {}", v.name),
+        _ => node.devpath.clone(),
+    }
+}
+
+fn choose_parent<'g>(
+    graph: &'g Graph,
+    spec: &VhbaSpec,
+    planned: &HashMap<String, u32>,
+) -> Result<(HostRef, &'g FcHostInfo), WaitReason> {
+    let all = candidates(graph, &spec.parent);
+    if all.is_empty() {
+        return Err(WaitReason::NoParent {
+            selector: describe_selector(&spec.parent),
+        });
+    }
+    let npiv: Vec<(&Node, &FcHostInfo)> = all
+        .iter()
+        .filter_map(|h| Some((*h, fc(h)?)))
+        .filter(|(_, f)| f.npiv.is_some())
+        .collect();
+    if npiv.is_empty() {
+        return Err(WaitReason::NoNpiv {
+            ports: all.iter().map(|h| h.name().to_string()).collect(),
+        });
+    }
+    let online: Vec<&(&Node, &FcHostInfo)> = npiv
+        .iter()
+        .filter(|(_, f)| f.port_state.as_deref() == Some("Online"))
+        .collect();
+    if online.is_empty() {
+        return Err(WaitReason::LinkDown {
+            ports: npiv
+                .iter()
+                .map(|(h, f)| {
+                    (
+                        h.name().to_string(),
+                        f.port_state.clone().unwrap_or_else(|| "Unknown".into()),
+                    )
+                })
+                .collect(),
+        });
+    }
+    let free = |h: &Node, f: &FcHostInfo| -> (u32, u32, i64) {
+        let n = f.npiv.as_ref();
+        let max = n.and_then(|n| n.max_vports).unwrap_or(0);
+        let inuse = n.and_then(|n| n.vports_inuse).unwrap_or(0)
+            + planned.get(&h.devpath).copied().unwrap_or(0);
+        (inuse, max, i64::from(max) - i64::from(inuse))
+    };
+    // Numbers as numbers: libvirt once compared "10" < "9" as strings.
+    let chosen = online.iter().find(|(h, f)| free(h, f).2 > 0);
+    match chosen {
+        Some((h, f)) => Ok((HostRef::of(h).expect("candidates are hosts"), f)),
+        None => Err(WaitReason::Full {
+            ports: online
+                .iter()
+                .map(|(h, f)| {
+                    let (inuse, max, _) = free(h, f);
+                    (h.name().to_string(), inuse, max)
+                })
+                .collect(),
+        }),
+    }
+}
+
+/// Does this host take part in rescans?
+pub fn takes_part(policy: &Policy, graph: &Graph, host: &Node) -> bool {
+    let NodeKind::Host(h) = &host.kind else {
+        return false;
+    };
+    let vhba_name = graph
+        .is_vhba(host)
+        .then(|| h.fc.as_ref().and_then(|f| f.wwpn))
+        .flatten()
+        .and_then(|w| policy.vhbas.iter().find(|v| v.wwpn == w))
+        .map(|v| v.name.as_str());
+    let matches = |f: &HostFilter| {
+        h.scsi
+            .proc_name
+            .as_ref()
+            .is_some_and(|d| f.drivers.contains(d))
+            || h.fc
+                .as_ref()
+                .and_then(|fc| fc.fabric_name)
+                .is_some_and(|w| f.fabrics.contains(&w))
+            || h.fc
+                .as_ref()
+                .and_then(|fc| fc.wwpn)
+                .is_some_and(|w| f.wwpns.contains(&w))
+            || vhba_name.is_some_and(|n| f.vhbas.iter().any(|v| v == n))
+    };
+    let r = &policy.rescan;
+    (r.include.is_empty() || matches(&r.include)) && !matches(&r.exclude)
+}
+
+fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Vec<Step>) {
+    let r = &policy.rescan;
+    // host devpath -> (scopes, reason); one scan per host/target however many events.
+    let mut scans: BTreeMap<HostRef, BTreeMap<ScanScope, String>> = BTreeMap::new();
+    let mut rescans: BTreeMap<Hctl, (String, String)> = BTreeMap::new();
+    let mut want = |host: &Node, scope: ScanScope, reason: String| {
+        if !takes_part(policy, graph, host) {
+            return;
+        }
+        let scope = if r.scope == ScopeChoice::Host {
+            ScanScope::Host
+        } else {
+            scope
+        };
+        if let Some(h) = HostRef::of(host) {
+            scans.entry(h).or_default().entry(scope).or_insert(reason);
+        }
+    };
+    for change in changes {
+        match change {
+            Change::Notice {
+                node,
+                notice: Notice::UnitAttention(ua),
+            } => {
+                let NodeKind::Lun(l) = &node.kind else {
+                    continue;
+                };
+                let Some(host) = graph.host(l.hctl.host) else {
+                    continue;
+                };
+                match ua.as_str() {
+                    "REPORTED_LUNS_DATA_HAS_CHANGED" if r.on_lun_change => want(
+                        host,
+                        ScanScope::Target {
+                            channel: l.hctl.channel,
+                            target: l.hctl.target,
+                        },
+                        format!("{} reported REPORTED_LUNS_DATA_HAS_CHANGED", l.hctl),
+                    ),
+                    "CAPACITY_DATA_HAS_CHANGED"
+                        if r.on_capacity_change && takes_part(policy, graph, host) =>
+                    {
+                        rescans.entry(l.hctl).or_insert((
+                            node.devpath.clone(),
+                            format!("{} reported CAPACITY_DATA_HAS_CHANGED", l.hctl),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            Change::Added { node } | Change::Updated { node, .. } if r.on_port_online => {
+                let came_online = match change {
+                    Change::Updated { before, .. } => !online(before) && online(&node.kind),
+                    _ => online(&node.kind),
+                };
+                if !came_online {
+                    continue;
+                }
+                match &node.kind {
+                    NodeKind::RemotePort(rp) if rp.is_target() => {
+                        let (Some(host), Some(tid)) = (graph.host_of(node), rp.scsi_target_id)
+                        else {
+                            continue;
+                        };
+                        let channel =
+                            crate::sysfs::port_address(&rp.name, "rport-").map_or(0, |(_, c, _)| c);
+                        want(
+                            host,
+                            ScanScope::Target {
+                                channel,
+                                target: tid,
+                            },
+                            format!(
+                                "remote port {} ({}) came online",
+                                rp.name,
+                                rp.wwpn.map(|w| w.to_string()).unwrap_or_default()
+                            ),
+                        );
+                    }
+                    NodeKind::Host(_) if graph.is_vhba(node) => {
+                        want(
+                            node,
+                            ScanScope::Host,
+                            format!("vHBA {} came online", node.name()),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    for (host, scopes) in scans {
+        // A host-wide scan covers every target scan of that host.
+        let host_wide = scopes.contains_key(&ScanScope::Host);
+        for (scope, reason) in scopes {
+            if host_wide && scope != ScanScope::Host {
+                continue;
+            }
+            steps.push(Step {
+                action: Action::Scan {
+                    host: host.clone(),
+                    scope,
+                },
+                reason,
+                origin: None,
+            });
+        }
+    }
+    for (hctl, (devpath, reason)) in rescans {
+        steps.push(Step {
+            action: Action::RescanDevice { hctl, devpath },
+            reason,
+            origin: None,
+        });
+    }
+}
+
+/// Is a host or remote port logged in?
+fn online(kind: &NodeKind) -> bool {
+    match kind {
+        NodeKind::Host(h) => h.fc.as_ref().and_then(|f| f.port_state.as_deref()) == Some("Online"),
+        NodeKind::RemotePort(r) => r.port_state.as_deref() == Some("Online"),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::graph::Host;
+    use crate::policy::Environment;
+    use crate::sysfs::{LunInfo, Npiv, RemotePortInfo, ScsiHostInfo, TargetInfo, VportInfo};
+
+    fn w(s: &str) -> Wwn {
+        s.parse().unwrap()
+    }
+
+    struct Port<'a> {
+        n: u32,
+        wwpn: &'a str,
+        fabric: &'a str,
+        state: &'a str,
+        npiv: Option<(u32, u32)>,
+        driver: &'a str,
+    }
+
+    fn port(n: u32, wwpn: &str, fabric: &str, state: &str, max: u32, inuse: u32) -> Port<'static> {
+        // Leaked only in tests, to keep the table of ports readable.
+        let wwpn: &'static str = Box::leak(wwpn.to_string().into_boxed_str());
+        let fabric: &'static str = Box::leak(fabric.to_string().into_boxed_str());
+        let state: &'static str = Box::leak(state.to_string().into_boxed_str());
+        Port {
+            n,
+            wwpn,
+            fabric,
+            state,
+            npiv: Some((max, inuse)),
+            driver: "qla2xxx",
+        }
+    }
+
+    fn host_devpath(n: u32) -> String {
+        format!("/devices/pci0000:00/0000:00:0{n}.0/host{n}")
+    }
+
+    fn add_port(g: &mut Graph, p: &Port) {
+        g.insert(
+            host_devpath(p.n),
+            NodeKind::Host(Host {
+                scsi: ScsiHostInfo {
+                    number: p.n,
+                    proc_name: Some(p.driver.into()),
+                    unique_id: None,
+                    state: Some("running".into()),
+                },
+                fc: Some(FcHostInfo {
+                    wwpn: Some(w(p.wwpn)),
+                    wwnn: Some(Wwn::from_u64(w(p.wwpn).as_u64() ^ 0x0100_0000_0000_0000)),
+                    fabric_name: Some(w(p.fabric)),
+                    port_id: None,
+                    port_state: Some(p.state.into()),
+                    port_type: None,
+                    speed: None,
+                    symbolic_name: None,
+                    npiv: p.npiv.map(|(max, inuse)| Npiv {
+                        control_dir: VportControlDir::FcHost,
+                        max_vports: Some(max),
+                        vports_inuse: Some(inuse),
+                    }),
+                }),
+            }),
+        );
+    }
+
+    fn add_vport(g: &mut Graph, parent: u32, k: u32, wwpn: &str, symbolic: Option<&str>) {
+        let devpath = format!("{}/vport-{parent}:0-{k}", host_devpath(parent));
+        g.insert(
+            devpath,
+            NodeKind::Vport(VportInfo {
+                name: format!("vport-{parent}:0-{k}"),
+                wwpn: Some(w(wwpn)),
+                wwnn: Some(Wwn::from_u64(w(wwpn).as_u64() - 1)),
+                vport_state: Some("Active".into()),
+                vport_last_state: None,
+                vport_type: Some("NPIV VPORT".into()),
+                symbolic_name: symbolic.map(str::to_string),
+                roles: None,
+            }),
+        );
+    }
+
+    fn add_lun(g: &mut Graph, host: u32, target: u32, lun: u64) -> Node {
+        let tdev = format!("{}/target{host}:0:{target}", host_devpath(host));
+        g.insert(
+            tdev.clone(),
+            NodeKind::Target(TargetInfo {
+                name: format!("target{host}:0:{target}"),
+                host,
+                channel: 0,
+                id: target,
+            }),
+        );
+        let hctl = Hctl {
+            host,
+            channel: 0,
+            target,
+            lun,
+        };
+        let dev = format!("{tdev}/{hctl}");
+        g.insert(
+            dev.clone(),
+            NodeKind::Lun(LunInfo {
+                hctl,
+                vendor: None,
+                model: None,
+                rev: None,
+                scsi_type: Some(0),
+                state: Some("running".into()),
+                wwid: None,
+                serial: None,
+                driver: None,
+            }),
+        );
+        g.node(&dev).unwrap().clone()
+    }
+
+    fn policy(text: &str) -> Policy {
+        Policy::from_str(Path::new("p.toml"), text, &Environment::fixed("seed"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn creates(p: &Plan) -> Vec<(String, u32)> {
+        p.steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::CreateVhba { vhba, parent, .. } => Some((vhba.clone(), parent.number)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn waits(p: &Plan) -> Vec<String> {
+        p.steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::Wait { reason, .. } => Some(reason.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const FAB_A: &str = "0x100000051e0d4f21";
+    const FAB_B: &str = "0x100000051e0d4f99";
+
+    fn two_fabrics() -> Graph {
+        let mut g = Graph::new();
+        add_port(
+            &mut g,
+            &port(5, "0x2100001b32a9da4e", FAB_A, "Online", 254, 3),
+        );
+        add_port(
+            &mut g,
+            &port(6, "0x2100001b32a9da4f", FAB_B, "Online", 254, 0),
+        );
+        add_port(
+            &mut g,
+            &port(7, "0x2100001b32a9da40", FAB_A, "Online", 254, 0),
+        );
+        g
+    }
+
+    #[test]
+    fn parent_by_wwpn_names_exactly_that_port() {
+        let p = plan(
+            &policy("[[vhba]]\nname = \"a\"\nparent_wwpn = \"21:00:00:1b:32:a9:da:4f\"\n"),
+            &two_fabrics(),
+            &[],
+        );
+        assert_eq!(creates(&p), [("a".to_string(), 6)]);
+        let step = &p.steps[0];
+        assert_eq!(step.origin.as_ref().unwrap().to_string(), "p.toml:1:1");
+        assert!(
+            step.to_string().contains("parent_wwpn 0x2100001b32a9da4f"),
+            "{step}"
+        );
+    }
+
+    #[test]
+    fn parent_by_fabric_takes_the_lowest_wwpn_on_that_fabric() {
+        let p = plan(
+            &policy(&format!(
+                "[[vhba]]\nname = \"a\"\nparent_fabric = \"{FAB_A}\"\n"
+            )),
+            &two_fabrics(),
+            &[],
+        );
+        // host7 (…da40) sorts before host5 (…da4e), whatever their host numbers.
+        assert_eq!(creates(&p), [("a".to_string(), 7)]);
+    }
+
+    #[test]
+    fn auto_skips_full_and_offline_ports_comparing_numbers_as_numbers() {
+        let mut g = Graph::new();
+        add_port(
+            &mut g,
+            &port(1, "0x2100000000000001", FAB_A, "Linkdown", 254, 0),
+        );
+        add_port(
+            &mut g,
+            &port(2, "0x2100000000000002", FAB_A, "Online", 9, 9),
+        );
+        // "9" < "10" is false as strings: a string compare would call this one full.
+        add_port(
+            &mut g,
+            &port(3, "0x2100000000000003", FAB_A, "Online", 10, 9),
+        );
+        let p = plan(
+            &policy("[[vhba]]\nname = \"a\"\nparent = \"auto\"\n"),
+            &g,
+            &[],
+        );
+        assert_eq!(creates(&p), [("a".to_string(), 3)]);
+    }
+
+    #[test]
+    fn waits_say_why_link_down_full_or_no_match() {
+        let mut g = Graph::new();
+        add_port(
+            &mut g,
+            &port(1, "0x2100000000000001", FAB_A, "Linkdown", 254, 0),
+        );
+        let p = plan(
+            &policy("[[vhba]]\nname = \"a\"\nparent = \"auto\"\n"),
+            &g,
+            &[],
+        );
+        assert_eq!(waits(&p), ["parent link not Online: host1 is Linkdown"]);
+
+        let mut g = Graph::new();
+        add_port(
+            &mut g,
+            &port(1, "0x2100000000000001", FAB_A, "Online", 8, 8),
+        );
+        let p = plan(
+            &policy("[[vhba]]\nname = \"a\"\nparent = \"auto\"\n"),
+            &g,
+            &[],
+        );
+        assert_eq!(waits(&p), ["parent full: host1 has 8 of 8 vports in use"]);
+
+        let p = plan(
+            &policy("[[vhba]]\nname = \"a\"\nparent_wwpn = \"0x2100000000000099\"\n"),
+            &g,
+            &[],
+        );
+        assert_eq!(
+            waits(&p),
+            ["no FC port matches parent_wwpn 0x2100000000000099"]
+        );
+
+        let mut g = Graph::new();
+        let mut p1 = port(1, "0x2100000000000001", FAB_A, "Online", 0, 0);
+        p1.npiv = None;
+        add_port(&mut g, &p1);
+        let p = plan(
+            &policy("[[vhba]]\nname = \"a\"\nparent_wwpn = \"0x2100000000000001\"\n"),
+            &g,
+            &[],
+        );
+        assert_eq!(
+            waits(&p),
+            ["host1 cannot create vports (no NPIV support in the driver)"]
+        );
+        assert!(p.is_settled());
+    }
+
+    #[test]
+    fn two_vhbas_do_not_both_take_the_last_free_slot() {
+        let mut g = Graph::new();
+        add_port(
+            &mut g,
+            &port(1, "0x2100000000000001", FAB_A, "Online", 4, 3),
+        );
+        let p = plan(&policy("[[vhba]]\nname = \"a\"\nparent = \"auto\"\n[[vhba]]\nname = \"b\"\nparent = \"auto\"\n"), &g, &[]);
+        assert_eq!(creates(&p), [("a".to_string(), 1)]);
+        assert_eq!(waits(&p), ["parent full: host1 has 4 of 4 vports in use"]);
+    }
+
+    #[test]
+    fn plan_after_apply_is_empty_and_unmarked_vports_get_marked() {
+        let pol =
+            policy("[[vhba]]\nname = \"a\"\nwwpn = \"0x5001a4a000000b01\"\nparent = \"auto\"\n");
+        let mut g = two_fabrics();
+        add_vport(&mut g, 5, 0, "0x5001a4a000000b01", Some("hbad:a"));
+        let p = plan(&pol, &g, &[]);
+        assert!(p.steps.is_empty(), "{:?}", p.steps);
+
+        let mut g = two_fabrics();
+        add_vport(&mut g, 5, 0, "0x5001a4a000000b01", None);
+        let p = plan(&pol, &g, &[]);
+        assert!(
+            matches!(&p.steps[..], [Step { action: Action::SetSymbolicName { name, .. }, .. }] if name == "hbad:a")
+        );
+    }
+
+    #[test]
+    fn owned_vhbas_left_out_of_the_policy_are_kept_unless_pruning() {
+        let mut g = two_fabrics();
+        add_vport(&mut g, 5, 0, "0x5001a4a000000b01", Some("hbad:old"));
+        add_vport(&mut g, 5, 1, "0x5001a4a000000c01", Some("made-by-libvirt"));
+        let p = plan(&policy(""), &g, &[]);
+        assert!(
+            matches!(&p.steps[..], [Step { action: Action::Keep { vhba: Some(n), .. }, .. }] if n == "old")
+        );
+        assert!(p.is_settled());
+        let p = plan(&policy("[ownership]\nprune = true\n"), &g, &[]);
+        // Only hbad's own vport is deleted; the other one is never touched.
+        assert!(
+            matches!(&p.steps[..], [Step { action: Action::DeleteVhba { wwpn, .. }, .. }] if *wwpn == w("0x5001a4a000000b01"))
+        );
+    }
+
+    fn ua(node: &Node, reason: &str) -> Change {
+        Change::Notice {
+            node: node.clone(),
+            notice: Notice::UnitAttention(reason.into()),
+        }
+    }
+
+    #[test]
+    fn unit_attentions_of_one_target_make_one_target_scan() {
+        let mut g = two_fabrics();
+        let l0 = add_lun(&mut g, 5, 2, 0);
+        let l1 = add_lun(&mut g, 5, 2, 1);
+        let l9 = add_lun(&mut g, 6, 0, 9);
+        let storm: Vec<Change> = (0..1000)
+            .flat_map(|_| {
+                [
+                    ua(&l0, "REPORTED_LUNS_DATA_HAS_CHANGED"),
+                    ua(&l1, "REPORTED_LUNS_DATA_HAS_CHANGED"),
+                ]
+            })
+            .chain([
+                ua(&l9, "REPORTED_LUNS_DATA_HAS_CHANGED"),
+                ua(&l9, "POWER_ON_RESET_OCCURRED"),
+            ])
+            .collect();
+        let p = plan(&policy(""), &g, &storm);
+        let scans: Vec<String> = p.steps.iter().map(|s| s.to_string()).collect();
+        assert_eq!(scans.len(), 2, "{scans:#?}");
+        assert!(scans[0].starts_with(
+            "scan host5 target 0:2 — 5:0:2:0 reported REPORTED_LUNS_DATA_HAS_CHANGED"
+        ));
+        assert!(scans[1].starts_with("scan host6 target 0:0"));
+        let p = plan(&policy("[rescan]\nscope = \"host\"\n"), &g, &storm);
+        assert!(matches!(
+            &p.steps[0].action,
+            Action::Scan {
+                scope: ScanScope::Host,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn capacity_changes_rescan_the_device_and_excluded_hosts_are_left_alone() {
+        let mut g = two_fabrics();
+        let mut raid = port(8, "0x2100000000000008", FAB_A, "Online", 0, 0);
+        raid.driver = "megaraid_sas";
+        add_port(&mut g, &raid);
+        let l = add_lun(&mut g, 5, 0, 3);
+        let local = add_lun(&mut g, 8, 0, 0);
+        let p = plan(
+            &policy(""),
+            &g,
+            &[
+                ua(&l, "CAPACITY_DATA_HAS_CHANGED"),
+                ua(&local, "REPORTED_LUNS_DATA_HAS_CHANGED"),
+            ],
+        );
+        assert_eq!(p.steps.len(), 1, "{:?}", p.steps);
+        assert!(
+            matches!(&p.steps[0].action, Action::RescanDevice { hctl, .. } if hctl.to_string() == "5:0:0:3")
+        );
+        // The same with capacity rescans off: nothing.
+        let p = plan(
+            &policy("[rescan]\non_capacity_change = false\n"),
+            &g,
+            &[ua(&l, "CAPACITY_DATA_HAS_CHANGED")],
+        );
+        assert!(p.steps.is_empty());
+    }
+
+    #[test]
+    fn a_remote_port_coming_online_scans_its_target() {
+        let mut g = two_fabrics();
+        let devpath = format!("{}/rport-5:0-3", host_devpath(5));
+        let mut rp = RemotePortInfo {
+            name: "rport-5:0-3".into(),
+            wwpn: Some(w("0x500601603ce0a1b2")),
+            wwnn: None,
+            port_id: None,
+            roles: vec!["FCP Target".into()],
+            port_state: Some("Blocked".into()),
+            scsi_target_id: Some(4),
+        };
+        g.insert(devpath.clone(), NodeKind::RemotePort(rp.clone()));
+        let before = g.node(&devpath).unwrap().kind.clone();
+        rp.port_state = Some("Online".into());
+        g.insert(devpath.clone(), NodeKind::RemotePort(rp));
+        let change = Change::Updated {
+            before,
+            node: g.node(&devpath).unwrap().clone(),
+        };
+        let p = plan(&policy(""), &g, &[change]);
+        assert!(
+            matches!(&p.steps[..], [Step { action: Action::Scan { scope: ScanScope::Target { channel: 0, target: 4 }, host }, .. }] if host.number == 5)
+        );
+        let p = plan(&policy("[rescan]\non_port_online = false\n"), &g, &[]);
+        assert!(p.steps.is_empty());
+    }
+}
