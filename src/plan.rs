@@ -14,7 +14,7 @@ use crate::policy::{
     HostFilter, Origin, ParentSelector, Policy, ScopeChoice, VhbaSpec, OWNER_PREFIX,
 };
 use crate::sysfs::writes::ScanScope;
-use crate::sysfs::{FcHostInfo, Hctl, VportControlDir};
+use crate::sysfs::{devpath_name, FcHostInfo, Hctl, VportControlDir};
 use crate::wwn::Wwn;
 
 /// A host as actions name it: its number for people and its devpath for writes.
@@ -165,12 +165,15 @@ impl fmt::Display for Step {
                 ..
             } => write!(
                 f,
-                "delete vHBA {} ({vport} on {parent}, wwpn {wwpn})",
-                vhba.as_deref().unwrap_or("?")
+                "delete vHBA {} ({} on {parent}, wwpn {wwpn})",
+                vhba.as_deref().unwrap_or("?"),
+                devpath_name(vport)
             )?,
-            Action::SetSymbolicName { vhba, vport, name } => {
-                write!(f, "mark {vport} as vHBA {vhba}: symbolic_name \"{name}\"")?
-            }
+            Action::SetSymbolicName { vhba, vport, name } => write!(
+                f,
+                "mark {} as vHBA {vhba}: symbolic_name \"{name}\"",
+                devpath_name(vport)
+            )?,
             Action::Scan { host, scope } => match scope {
                 ScanScope::Host => write!(f, "scan {host} (all targets)")?,
                 ScanScope::Target { channel, target } => {

@@ -9,6 +9,7 @@ use crate::sysfs::Sysfs;
 
 pub mod demo;
 pub mod inspect;
+pub mod policy;
 pub mod watch;
 
 #[derive(Debug, Parser)]
@@ -47,6 +48,10 @@ pub struct Global {
     /// Print JSON instead of text meant for people.
     #[arg(long, global = true)]
     pub json: bool,
+    /// A policy file, or a directory holding hbad.toml and hbad.d/, instead of the
+    /// installed policy (/etc/hbad/hbad.toml and the hbad.d drop-ins).
+    #[arg(long, global = true, value_name = "PATH", env = "HBAD_POLICY")]
+    pub policy: Option<PathBuf>,
 }
 
 impl Global {
@@ -88,6 +93,12 @@ pub enum Command {
     Show { device: String },
     /// List LUNs with their stable paths, optionally of one host or WWPN.
     Luns { filter: Option<String> },
+    /// Validate policy files (exit 0 when valid), e.g. as Ansible's `validate: hbad check %s`.
+    Check(policy::CheckArgs),
+    /// Show what hbad would do now, and why.
+    Plan,
+    /// Show the WWPN/WWNN each declared vHBA uses on this host, for zoning in advance.
+    Wwn(policy::WwnArgs),
     /// Follow kernel events as the graph sees them.
     Watch(watch::WatchArgs),
     /// Run hbad on a simulated host: two NPIV HBAs, a SAN presenting new LUNs.
@@ -101,6 +112,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tree => inspect::tree(g),
         Command::Show { device } => inspect::show(g, &device),
         Command::Luns { filter } => inspect::luns(g, filter.as_deref()),
+        Command::Check(args) => policy::check(g, args),
+        Command::Plan => policy::show_plan(g),
+        Command::Wwn(args) => policy::wwn(g, args),
         Command::Watch(args) => watch::run(g, args),
         Command::Demo(args) => demo::run(g, args),
     }

@@ -1,0 +1,212 @@
+//! `check`, `plan`, `wwn`: the policy as hbad reads it, before anything is done.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use super::Global;
+use crate::graph::Graph;
+use crate::plan::plan;
+use crate::policy::{discover, Environment, Policy, PolicyErrors, SearchPaths};
+use crate::wwn::WwnStyle;
+
+/// Reads the policy hbad would use: `--policy`, or the installed files.
+pub fn load_policy(g: &Global) -> anyhow::Result<Policy> {
+    let files = discover(g.policy.as_deref(), &SearchPaths::default())?;
+    let policy = Policy::load_files(&files, &Environment::from_host())?;
+    for w in &policy.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(policy)
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Policy files or directories to check; the installed policy when none.
+    pub paths: Vec<PathBuf>,
+}
+
+/// Validates; exit 0 when every file is good. Fit for Ansible's `validate: hbad check %s`.
+pub fn check(g: &Global, args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let env = Environment::from_host();
+    let sets: Vec<(String, Result<Vec<PathBuf>, PolicyErrors>)> = if args.paths.is_empty() {
+        let shown = g
+            .policy
+            .as_ref()
+            .map_or("installed policy".to_string(), |p| p.display().to_string());
+        vec![(
+            shown,
+            discover(g.policy.as_deref(), &SearchPaths::default()),
+        )]
+    } else {
+        args.paths
+            .iter()
+            .map(|p| {
+                (
+                    p.display().to_string(),
+                    discover(Some(p), &SearchPaths::default()),
+                )
+            })
+            .collect()
+    };
+    let mut ok = true;
+    let mut report = Vec::new();
+    for (shown, files) in sets {
+        let result = files.and_then(|f| Policy::load_files(&f, &env));
+        match &result {
+            Ok(p) => {
+                if !g.json {
+                    for w in &p.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    println!(
+                        "{shown}: ok ({} vHBA{}, {} file{})",
+                        p.vhbas.len(),
+                        plural(p.vhbas.len()),
+                        p.files.len(),
+                        plural(p.files.len())
+                    );
+                }
+            }
+            Err(errors) => {
+                ok = false;
+                if !g.json {
+                    eprintln!("{errors}");
+                    eprintln!(
+                        "{shown}: rejected ({} error{})",
+                        errors.0.len(),
+                        plural(errors.0.len())
+                    );
+                }
+            }
+        }
+        if g.json {
+            report.push(serde_json::json!({
+                "path": shown,
+                "ok": result.is_ok(),
+                "errors": result.as_ref().err().map(|e| &e.0),
+                "warnings": result.as_ref().ok().map(|p| &p.warnings),
+            }));
+        }
+    }
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// What hbad would do now, and why.
+pub fn show_plan(g: &Global) -> anyhow::Result<ExitCode> {
+    let policy = load_policy(g)?;
+    let graph = load_graph(g)?;
+    let p = plan(&policy, &graph, &[]);
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+    } else if p.steps.is_empty() {
+        println!(
+            "nothing to do: {} vHBA{} present as declared",
+            policy.vhbas.len(),
+            plural(policy.vhbas.len())
+        );
+    } else {
+        for step in &p.steps {
+            println!("{step}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn load_graph(g: &Global) -> anyhow::Result<Graph> {
+    let sysfs = g.sysfs();
+    let root: &Path = sysfs.root();
+    std::fs::metadata(root.join("class"))
+        .with_context(|| format!("cannot read {}: is sysfs mounted there?", root.display()))?;
+    Ok(Graph::load(&sysfs))
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum WwnFormat {
+    /// 20:01:00:1b:32:a9:da:4e, as switches and arrays show them
+    Colon,
+    /// 0x2001001b32a9da4e, as sysfs shows them
+    Sysfs,
+    /// 2001001b32a9da4e
+    Bare,
+}
+
+#[derive(Debug, Args)]
+pub struct WwnArgs {
+    /// How to write the WWNs.
+    #[arg(long, value_enum, default_value = "colon")]
+    pub format: WwnFormat,
+}
+
+/// The WWNs each declared vHBA uses on this host, before it exists: for zoning.
+pub fn wwn(g: &Global, args: WwnArgs) -> anyhow::Result<ExitCode> {
+    let policy = load_policy(g)?;
+    let style = match args.format {
+        WwnFormat::Colon => WwnStyle::Colon,
+        WwnFormat::Sysfs => WwnStyle::Sysfs,
+        WwnFormat::Bare => WwnStyle::Bare,
+    };
+    if g.json {
+        let rows: Vec<_> = policy
+            .vhbas
+            .iter()
+            .map(|v| {
+                serde_json::json!({
+                    "name": v.name, "wwpn": v.wwpn.format(style), "wwnn": v.wwnn.format(style),
+                    "wwpn_derived": v.wwpn_derived, "wwnn_derived": v.wwnn_derived,
+                    "parent": v.parent, "origin": v.origin.to_string(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if policy.vhbas.is_empty() {
+        eprintln!("no vHBAs declared");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let name_w = policy
+        .vhbas
+        .iter()
+        .map(|v| v.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let wwn_w = policy.vhbas[0].wwpn.format(style).len();
+    println!(
+        "{:name_w$}  {:wwn_w$}  {:wwn_w$}  SOURCE",
+        "NAME", "WWPN", "WWNN"
+    );
+    for v in &policy.vhbas {
+        let source = match (v.wwpn_derived, v.wwnn_derived) {
+            (false, false) => "policy".to_string(),
+            (true, true) => format!("derived (seed: {})", policy.wwn.seed_from),
+            (false, true) => "wwpn from policy, wwnn derived".to_string(),
+            (true, false) => "wwpn derived, wwnn from policy".to_string(),
+        };
+        println!(
+            "{:name_w$}  {}  {}  {source}",
+            v.name,
+            v.wwpn.format(style),
+            v.wwnn.format(style)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
