@@ -1,0 +1,520 @@
+//! Scans: one worker thread per SCSI host, hosts in parallel.
+//!
+//! A write to `scsi_host/hostN/scan` is synchronous and the kernel serializes the
+//! scans of one host, so a worker per host loses nothing and keeps a slow or hung
+//! host from holding up the others. Each host has at most one queued scan per
+//! scope: a request that a queued scan already covers merges into it, and a
+//! host-wide request absorbs the queued target scans. A request is not merged into
+//! the scan already running, which may have started before the new LUN was mapped.
+//!
+//! A scan past its timeout is reported as hung. Its thread stays blocked in the
+//! kernel (a sysfs write cannot be cancelled); later scans of that host wait behind
+//! it, merged, and every other host carries on.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use super::errors::{explain, Op};
+use crate::plan::HostRef;
+use crate::sysfs::writes::{AttrWriter, ScanScope};
+use crate::sysfs::Sysfs;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ScanOutcome {
+    Done,
+    Failed {
+        error: String,
+    },
+    /// Still running past the timeout; the host is reported hung.
+    Hung,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ScanReport {
+    pub host: HostRef,
+    pub scope: ScanScope,
+    pub reason: String,
+    #[serde(with = "crate::exec::serde_time")]
+    pub started: SystemTime,
+    pub duration: Duration,
+    pub outcome: ScanOutcome,
+    /// Requests that merged into this scan besides the first.
+    pub merged: u32,
+}
+
+/// One request's handle: its report arrives when the scan it merged into ends.
+#[derive(Debug)]
+pub struct Ticket {
+    host: HostRef,
+    scope: ScanScope,
+    reason: String,
+    asked: Instant,
+    rx: Receiver<ScanReport>,
+}
+
+impl Ticket {
+    /// Waits for the scan; after `timeout` from the request, reports it hung.
+    pub fn wait(self, timeout: Duration) -> ScanReport {
+        let left = timeout.saturating_sub(self.asked.elapsed());
+        match self.rx.recv_timeout(left) {
+            Ok(report) => report,
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => ScanReport {
+                host: self.host,
+                scope: self.scope,
+                reason: self.reason,
+                started: SystemTime::now() - self.asked.elapsed(),
+                duration: self.asked.elapsed(),
+                outcome: ScanOutcome::Hung,
+                merged: 0,
+            },
+        }
+    }
+}
+
+struct Pending {
+    scope: ScanScope,
+    reason: String,
+    waiters: Vec<Sender<ScanReport>>,
+}
+
+#[derive(Default)]
+struct HostState {
+    queue: Vec<Pending>,
+    running: Option<(ScanScope, Instant)>,
+}
+
+struct HostWorker {
+    state: Mutex<HostState>,
+    wake: Condvar,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A worker that panicked leaves consistent data behind (plain queues); go on.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Counters for status and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ScanCounters {
+    pub requested: u64,
+    pub merged: u64,
+    pub issued: u64,
+    pub failed: u64,
+}
+
+pub struct Scanner {
+    writer: Arc<dyn AttrWriter>,
+    sysfs: Sysfs,
+    timeout: Duration,
+    workers: Mutex<HashMap<String, Arc<HostWorker>>>,
+    counters: Arc<Mutex<ScanCounters>>,
+    reports: Mutex<Option<Sender<ScanReport>>>,
+}
+
+impl std::fmt::Debug for Scanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scanner")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scanner {
+    pub fn new(writer: Arc<dyn AttrWriter>, sysfs: Sysfs, timeout: Duration) -> Self {
+        Scanner {
+            writer,
+            sysfs,
+            timeout,
+            workers: Mutex::new(HashMap::new()),
+            counters: Arc::new(Mutex::new(ScanCounters::default())),
+            reports: Mutex::new(None),
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Every finished scan is also sent here (the daemon's status and journal).
+    pub fn report_to(&self, tx: Sender<ScanReport>) {
+        *lock(&self.reports) = Some(tx);
+    }
+
+    pub fn counters(&self) -> ScanCounters {
+        *lock(&self.counters)
+    }
+
+    /// Queues a scan, merging it with a queued one that covers it.
+    pub fn request(&self, host: &HostRef, scope: ScanScope, reason: &str) -> Ticket {
+        let (tx, rx) = mpsc::channel();
+        let worker = self.worker(host);
+        {
+            let mut st = lock(&worker.state);
+            let mut c = lock(&self.counters);
+            c.requested += 1;
+            if let Some(p) = st.queue.iter_mut().find(|p| p.scope.covers(scope)) {
+                p.waiters.push(tx);
+                c.merged += 1;
+            } else {
+                // A wider request absorbs the narrower ones already queued.
+                let mut waiters = vec![tx];
+                let before = st.queue.len();
+                st.queue.retain_mut(|p| {
+                    if scope.covers(p.scope) {
+                        waiters.append(&mut p.waiters);
+                        false
+                    } else {
+                        true
+                    }
+                });
+                c.merged += (before - st.queue.len()) as u64;
+                st.queue.push(Pending {
+                    scope,
+                    reason: reason.to_string(),
+                    waiters,
+                });
+            }
+        }
+        worker.wake.notify_one();
+        Ticket {
+            host: host.clone(),
+            scope,
+            reason: reason.to_string(),
+            asked: Instant::now(),
+            rx,
+        }
+    }
+
+    /// Hosts whose running scan has passed the timeout, with how long it has run.
+    pub fn hung(&self) -> Vec<(String, ScanScope, Duration)> {
+        let workers = lock(&self.workers);
+        let mut out: Vec<(String, ScanScope, Duration)> = workers
+            .iter()
+            .filter_map(|(devpath, w)| {
+                let (scope, since) = lock(&w.state).running?;
+                let ran = since.elapsed();
+                (ran > self.timeout)
+                    .then(|| (crate::sysfs::devpath_name(devpath).to_string(), scope, ran))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    fn worker(&self, host: &HostRef) -> Arc<HostWorker> {
+        let mut workers = lock(&self.workers);
+        if let Some(w) = workers.get(&host.devpath) {
+            return w.clone();
+        }
+        let w = Arc::new(HostWorker {
+            state: Mutex::new(HostState::default()),
+            wake: Condvar::new(),
+        });
+        workers.insert(host.devpath.clone(), w.clone());
+        let ctx = WorkerContext {
+            host: host.clone(),
+            worker: w.clone(),
+            writer: self.writer.clone(),
+            path: self.sysfs.scan_path(&host.devpath),
+            counters: self.counters.clone(),
+            reports: lock(&self.reports).clone(),
+        };
+        let spawned = thread::Builder::new()
+            .name(format!("scan-host{}", host.number))
+            .spawn(move || ctx.run());
+        if let Err(e) = spawned {
+            // Without a thread the queue would never drain: fail its requests now.
+            let mut st = lock(&w.state);
+            for p in st.queue.drain(..) {
+                for tx in p.waiters {
+                    let _ = tx.send(ScanReport {
+                        host: host.clone(),
+                        scope: p.scope,
+                        reason: p.reason.clone(),
+                        started: SystemTime::now(),
+                        duration: Duration::ZERO,
+                        outcome: ScanOutcome::Failed {
+                            error: format!("cannot start a scan thread: {e}"),
+                        },
+                        merged: 0,
+                    });
+                }
+            }
+        }
+        w
+    }
+}
+
+struct WorkerContext {
+    host: HostRef,
+    worker: Arc<HostWorker>,
+    writer: Arc<dyn AttrWriter>,
+    path: std::path::PathBuf,
+    counters: Arc<Mutex<ScanCounters>>,
+    reports: Option<Sender<ScanReport>>,
+}
+
+impl WorkerContext {
+    fn run(self) {
+        loop {
+            let job = {
+                let mut st = lock(&self.worker.state);
+                while st.queue.is_empty() {
+                    st = self
+                        .worker
+                        .wake
+                        .wait(st)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                let job = st.queue.remove(0);
+                st.running = Some((job.scope, Instant::now()));
+                job
+            };
+            lock(&self.counters).issued += 1;
+            let started = SystemTime::now();
+            let t0 = Instant::now();
+            let text = job.scope.kernel_text();
+            let result = self.writer.write_attr(&self.path, &text);
+            let duration = t0.elapsed();
+            let outcome = match result {
+                Ok(()) => ScanOutcome::Done,
+                Err(e) => {
+                    lock(&self.counters).failed += 1;
+                    let op = Op::Scan {
+                        host: self.host.to_string(),
+                        text,
+                    };
+                    ScanOutcome::Failed {
+                        error: explain(&op, &e).to_string(),
+                    }
+                }
+            };
+            lock(&self.worker.state).running = None;
+            let report = ScanReport {
+                host: self.host.clone(),
+                scope: job.scope,
+                reason: job.reason,
+                started,
+                duration,
+                outcome,
+                merged: job.waiters.len().saturating_sub(1) as u32,
+            };
+            if let Some(tx) = &self.reports {
+                let _ = tx.send(report.clone());
+            }
+            for w in job.waiters {
+                let _ = w.send(report.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// Records scans; hosts can be made slow or stuck.
+    #[derive(Debug, Default)]
+    struct FakeKernel {
+        log: Mutex<Vec<(String, String)>>,
+        delay: Mutex<HashMap<String, Duration>>,
+        stuck: AtomicBool,
+        release: (Mutex<bool>, Condvar),
+        /// When set, every write waits until this many writes are in flight at once.
+        together: Mutex<Option<Arc<std::sync::Barrier>>>,
+    }
+
+    impl AttrWriter for FakeKernel {
+        fn write_attr(&self, path: &Path, value: &str) -> std::io::Result<()> {
+            let host = path
+                .components()
+                .rev()
+                .nth(1)
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy()
+                .into_owned();
+            let delay = lock(&self.delay).get(&host).copied().unwrap_or_default();
+            thread::sleep(delay);
+            let barrier = lock(&self.together).clone();
+            if let Some(b) = barrier {
+                b.wait();
+            }
+            if host == "host9" && self.stuck.load(Ordering::SeqCst) {
+                let (m, cv) = &self.release;
+                let mut released = lock(m);
+                while !*released {
+                    released = cv.wait(released).unwrap();
+                }
+            }
+            lock(&self.log).push((host, value.to_string()));
+            Ok(())
+        }
+    }
+
+    fn host(n: u32) -> HostRef {
+        HostRef {
+            number: n,
+            devpath: format!("/devices/pci0000:00/host{n}"),
+        }
+    }
+
+    fn release(k: &FakeKernel) {
+        let (m, cv) = &k.release;
+        *lock(m) = true;
+        cv.notify_all();
+    }
+
+    /// Waits until the host's worker has taken a scan off its queue.
+    fn wait_running(s: &Scanner, h: &HostRef) {
+        let w = s.worker(h);
+        while lock(&w.state).running.is_none() {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn scanner(k: &Arc<FakeKernel>, timeout: Duration) -> Scanner {
+        Scanner::new(k.clone(), Sysfs::new("/sys", "/dev"), timeout)
+    }
+
+    #[test]
+    fn scan_merges_requests_for_same_target() {
+        let k = Arc::new(FakeKernel::default());
+        lock(&k.delay).insert("host1".into(), Duration::from_millis(100));
+        let s = scanner(&k, Duration::from_secs(10));
+        let t = ScanScope::Target {
+            channel: 0,
+            target: 2,
+        };
+        // The first starts running at once; the next 500 merge into one queued scan.
+        let first = s.request(&host(1), t, "ua");
+        wait_running(&s, &host(1));
+        let tickets: Vec<Ticket> = (0..500).map(|_| s.request(&host(1), t, "ua")).collect();
+        let reports: Vec<ScanReport> = tickets
+            .into_iter()
+            .map(|t| t.wait(Duration::from_secs(5)))
+            .collect();
+        assert_eq!(
+            first.wait(Duration::from_secs(5)).outcome,
+            ScanOutcome::Done
+        );
+        assert!(reports.iter().all(|r| r.outcome == ScanOutcome::Done));
+        assert_eq!(reports[0].merged, 499);
+        let log = lock(&k.log).clone();
+        assert_eq!(log, vec![("host1".to_string(), "0 2 -".to_string()); 2]);
+        assert_eq!(s.counters().issued, 2);
+        assert_eq!(s.counters().merged, 499);
+    }
+
+    #[test]
+    fn host_scan_absorbs_queued_target_scans() {
+        let k = Arc::new(FakeKernel::default());
+        lock(&k.delay).insert("host1".into(), Duration::from_millis(100));
+        let s = scanner(&k, Duration::from_secs(10));
+        let _busy = s.request(
+            &host(1),
+            ScanScope::Target {
+                channel: 0,
+                target: 9,
+            },
+            "first",
+        );
+        wait_running(&s, &host(1));
+        let a = s.request(
+            &host(1),
+            ScanScope::Target {
+                channel: 0,
+                target: 1,
+            },
+            "a",
+        );
+        let b = s.request(
+            &host(1),
+            ScanScope::Target {
+                channel: 0,
+                target: 2,
+            },
+            "b",
+        );
+        let all = s.request(&host(1), ScanScope::Host, "all");
+        for t in [a, b, all] {
+            assert_eq!(t.wait(Duration::from_secs(5)).scope, ScanScope::Host);
+        }
+        let texts: Vec<String> = lock(&k.log).iter().map(|(_, v)| v.clone()).collect();
+        assert_eq!(texts, ["0 9 -", "- - -"]);
+    }
+
+    #[test]
+    fn hosts_scan_in_parallel() {
+        let k = Arc::new(FakeKernel::default());
+        // Each write returns only once all three hosts are writing at the same time:
+        // serialized scans would never get there and would be reported hung.
+        *lock(&k.together) = Some(Arc::new(std::sync::Barrier::new(3)));
+        let s = scanner(&k, Duration::from_secs(20));
+        let tickets: Vec<Ticket> = (1..=3)
+            .map(|n| s.request(&host(n), ScanScope::Host, "all"))
+            .collect();
+        for t in tickets {
+            assert_eq!(t.wait(s.timeout()).outcome, ScanOutcome::Done);
+        }
+        assert_eq!(lock(&k.log).len(), 3);
+    }
+
+    #[test]
+    fn a_hung_scan_is_reported_and_others_proceed() {
+        let k = Arc::new(FakeKernel::default());
+        k.stuck.store(true, Ordering::SeqCst);
+        let s = scanner(&k, Duration::from_millis(200));
+        let stuck = s.request(&host(9), ScanScope::Host, "all");
+        let other = s.request(&host(1), ScanScope::Host, "all");
+        assert_eq!(
+            other.wait(Duration::from_secs(5)).outcome,
+            ScanOutcome::Done
+        );
+        let r = stuck.wait(s.timeout());
+        assert_eq!(r.outcome, ScanOutcome::Hung);
+        // The worker started a moment after the request; let its clock pass too.
+        thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            s.hung().iter().map(|h| h.0.clone()).collect::<Vec<_>>(),
+            ["host9"]
+        );
+        // A later scan of the hung host waits behind it instead of piling up.
+        let later = s.request(
+            &host(9),
+            ScanScope::Target {
+                channel: 0,
+                target: 1,
+            },
+            "ua",
+        );
+        let later2 = s.request(
+            &host(9),
+            ScanScope::Target {
+                channel: 0,
+                target: 1,
+            },
+            "ua",
+        );
+        assert_eq!(
+            later2.wait(Duration::from_millis(50)).outcome,
+            ScanOutcome::Hung
+        );
+        release(&k);
+        assert_eq!(
+            later.wait(Duration::from_secs(5)).outcome,
+            ScanOutcome::Done
+        );
+        assert!(s.hung().is_empty());
+        assert_eq!(s.counters().issued, 3);
+    }
+}
