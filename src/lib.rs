@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod exec;
 pub mod graph;
+pub mod journal;
 pub mod plan;
 pub mod policy;
 pub mod sysfs;
