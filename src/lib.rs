@@ -5,6 +5,7 @@
 //! which is read from and kept current against [`sysfs`].
 
 pub mod cli;
+pub mod daemon;
 pub mod exec;
 pub mod graph;
 pub mod journal;
