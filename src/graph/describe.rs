@@ -279,15 +279,20 @@ fn updated(before: &NodeKind, node: &Node, graph: &Graph) -> Option<String> {
                     state_word(fc.port_state.as_deref())
                 ))
             }
-            (Some(o), Some(n)) if o.port_state != n.port_state => Some(format!(
-                "host {name} port {} (was {})",
-                state_word(n.port_state.as_deref()),
-                state_word(o.port_state.as_deref())
-            )),
+            (Some(o), Some(n)) if o.port_state != n.port_state && n.port_state.is_some() => {
+                Some(format!(
+                    "host {name} port {} (was {})",
+                    state_word(n.port_state.as_deref()),
+                    state_word(o.port_state.as_deref())
+                ))
+            }
             // Losing fc_host precedes the host's own removal; inuse counts follow vports.
             _ => None,
         },
-        (NodeKind::Vport(old), NodeKind::Vport(new)) if old.vport_state != new.vport_state => {
+        // A state that reads as nothing is a device going away, not a transition.
+        (NodeKind::Vport(old), NodeKind::Vport(new))
+            if old.vport_state != new.vport_state && new.vport_state.is_some() =>
+        {
             let port = new
                 .wwpn
                 .map(|w| w.to_string())
@@ -305,7 +310,7 @@ fn updated(before: &NodeKind, node: &Node, graph: &Graph) -> Option<String> {
                 .wwpn
                 .map(|w| w.to_string())
                 .unwrap_or_else(|| name.to_string());
-            if old.port_state != new.port_state {
+            if old.port_state != new.port_state && new.port_state.is_some() {
                 Some(format!(
                     "remote port {port} {} on {host} (was {})",
                     state_word(new.port_state.as_deref()),
@@ -328,12 +333,16 @@ fn updated(before: &NodeKind, node: &Node, graph: &Graph) -> Option<String> {
                 None
             }
         }
-        (NodeKind::Lun(old), NodeKind::Lun(new)) if old.state != new.state => Some(format!(
-            "LUN {} is {} (was {})",
-            new.hctl,
-            new.state.as_deref().unwrap_or("in no known state"),
-            old.state.as_deref().unwrap_or("in no known state")
-        )),
+        (NodeKind::Lun(old), NodeKind::Lun(new))
+            if old.state != new.state && new.state.is_some() =>
+        {
+            Some(format!(
+                "LUN {} is {} (was {})",
+                new.hctl,
+                new.state.as_deref().unwrap_or("in no known state"),
+                old.state.as_deref().unwrap_or("in no known state")
+            ))
+        }
         (NodeKind::Disk(old), NodeKind::Disk(new)) => {
             if old.info.size_bytes != new.info.size_bytes {
                 let size = |s: Option<u64>| s.map_or_else(|| "unknown".into(), human_size);
