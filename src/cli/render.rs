@@ -522,7 +522,19 @@ fn tree_fields(graph: &Graph, node: &Node) -> Vec<String> {
                 format!("/dev/{}", d.info.name),
                 or_dash(d.info.size_bytes.map(human_size)),
             ];
-            f.extend(d.links.iter().cloned());
+            // One link keeps the tree readable: hbad's own, else the path, else the id.
+            let rank = |l: &String| {
+                ["/by-vhba/", "/by-path/", "/by-id/"]
+                    .iter()
+                    .position(|dir| l.contains(dir))
+                    .unwrap_or(3)
+            };
+            if let Some(best) = d.links.iter().min_by_key(|l| rank(l)) {
+                f.push(best.clone());
+                if d.links.len() > 1 {
+                    f.push(format!("(+{} more)", d.links.len() - 1));
+                }
+            }
             f
         }
     }
