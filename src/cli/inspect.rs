@@ -103,7 +103,8 @@ fn resolve<'a>(graph: &'a Graph, device: &str) -> anyhow::Result<Vec<&'a Node>> 
         .parse()
         .map_err(|e: String| anyhow::anyhow!("{e}"))
         .with_context(|| format!("cannot read `{device}` as a device name"))?;
-    let found = graph.find(&lookup);
+    let mut found = graph.find(&lookup);
+    found.sort_by(|a, b| render::device_order(a, b));
     if found.is_empty() {
         anyhow::bail!(
             "no device `{device}`: looked for {}; `hbad list` shows the devices there are",
