@@ -10,6 +10,7 @@ use crate::sysfs::Sysfs;
 pub mod demo;
 pub mod inspect;
 pub mod policy;
+pub mod render;
 pub mod watch;
 
 #[derive(Debug, Parser)]
