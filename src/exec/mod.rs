@@ -5,6 +5,7 @@
 
 pub mod errors;
 pub mod scan;
+pub mod vport;
 
 pub use errors::{explain, KernelRefusal, Op};
 pub use scan::{ScanCounters, ScanOutcome, ScanReport, Scanner, Ticket};
