@@ -9,6 +9,7 @@ pub mod exec;
 pub mod graph;
 pub mod plan;
 pub mod policy;
+pub mod sim;
 pub mod sysfs;
 pub mod uevent;
 pub mod wwn;
