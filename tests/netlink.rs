@@ -18,7 +18,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hbad::uevent::kernel::{KernelOptions, KernelSource};
+mod common;
+
+use hbad::uevent::kernel::{AsyncKernelSource, KernelOptions, KernelSource};
+use hbad::uevent::source::{EventSource, ReplaySource};
 use hbad::uevent::{Action, Rejection, SourceItem, Uevent};
 use netlink_sys::protocols::NETLINK_KOBJECT_UEVENT;
 use netlink_sys::{Socket, SocketAddr};
@@ -277,6 +280,81 @@ fn netns_kernel_source_reports_overflow_and_keeps_receiving() {
             assert_eq!(ev.prop("DEVPATH_OLD"), Some("/devices/virtual/net/hbo5"));
         },
     );
+}
+
+#[test]
+fn netns_async_kernel_source_serves_the_daemon_loop() {
+    in_private_netns("netns_async_kernel_source_serves_the_daemon_loop", || {
+        let rt = runtime();
+        rt.block_on(async {
+            let kernel = AsyncKernelSource::open(&KernelOptions::default()).unwrap();
+            let counters = kernel.counters();
+            let mut source = EventSource::Kernel(kernel);
+
+            let mut forger = Socket::new(NETLINK_KOBJECT_UEVENT).unwrap();
+            let forger_port = forger.bind_auto().unwrap().port_number();
+            let fake = Uevent::new(Action::Add, "/devices/virtual/net/hba0", "net")
+                .with_prop("INTERFACE", "hba0");
+            forger
+                .send_to(&fake.to_kernel_bytes(), &SocketAddr::new(0, 1), 0)
+                .unwrap();
+            ip(&[
+                "link", "add", "hba0", "type", "veth", "peer", "name", "hba1",
+            ]);
+
+            let mut rejected = Vec::new();
+            loop {
+                let item = tokio::time::timeout(Duration::from_secs(10), source.next())
+                    .await
+                    .expect("no event within 10 s")
+                    .expect("the kernel source never ends")
+                    .unwrap();
+                match item {
+                    SourceItem::Event(ev) if is_link_add(&ev, "hba0") => {
+                        // The genuine one carries what the forged one lacked.
+                        assert!(ev.seqnum.is_some() && ev.prop("IFINDEX").is_some());
+                        break;
+                    }
+                    SourceItem::Event(_) => {}
+                    other => rejected.push(other),
+                }
+            }
+            assert_eq!(
+                rejected,
+                [SourceItem::Rejected(Rejection::NotKernel(forger_port))]
+            );
+            assert_eq!(counters.snapshot().rejected_not_kernel, 1);
+        });
+    });
+}
+
+#[test]
+fn async_kernel_source_outside_a_runtime_is_an_error_not_a_panic() {
+    // Binding to group 1 needs no privilege (the kernel lets anyone listen).
+    let err = AsyncKernelSource::open(&KernelOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("tokio runtime"), "{err}");
+}
+
+#[test]
+fn replay_source_yields_every_event_of_the_kernel_capture_in_order() {
+    let path = common::kernel_capture().join("events.bin");
+    let want = hbad::uevent::replay::read_file(&path).unwrap();
+    let source = ReplaySource::open(&path).unwrap();
+    let counters = source.counters();
+    let got: Vec<Uevent> = source
+        .map(|item| match item.unwrap() {
+            SourceItem::Event(ev) => ev,
+            other => panic!("the capture holds only kernel events, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert!(got.len() > 50, "{} events", got.len());
+    let seqnums: Vec<u64> = got.iter().map(|e| e.seqnum.unwrap()).collect();
+    assert!(
+        seqnums.windows(2).all(|w| w[0] < w[1]),
+        "SEQNUM out of order"
+    );
+    assert_eq!(counters.snapshot().events, got.len() as u64);
 }
 
 /// Receive throughput of the kernel source: the kernel queues a flood of genuine
