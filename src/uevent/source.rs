@@ -209,7 +209,7 @@ impl EventSource {
     pub async fn next(&mut self) -> Option<io::Result<SourceItem>> {
         match self {
             EventSource::Kernel(k) => Some(k.next().await),
-            EventSource::Udev(u) => u.next().await,
+            EventSource::Udev(u) => u.recv().await,
             EventSource::Replay(r) => r.next(),
         }
     }
