@@ -32,6 +32,7 @@ bench:
 # stack. Needs root for apt (first run) and ~1 GB RAM; see tests/vm/README.md.
 VM_ARGS ?=
 vm-test: build
+	python3 tests/vm/selftest.py
 	python3 tests/vm/run.py --hbad target/release/hbad $(VM_ARGS)
 
 clean:

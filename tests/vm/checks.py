@@ -240,7 +240,205 @@ def scalars(doc):
     else:
         yield doc
 
+# ---------------------------------------------------------------------------------
+# inventory: hbad list/tree/luns --json against the guest's sysfs snapshot
+#
+# The JSON shapes are the ones src/cli/render.rs documents: every device an object
+# with kind, name, devpath, parent (the devpath of its parent in the graph) and its
+# attributes; WWNs as sysfs-style strings, null when the kernel filled in none.
+
+
+def sysfs_wwn(text):
+    """A WWN as sysfs shows it; None for the kernel's "not filled in" values."""
+    value = wwn(text) if text and text.startswith("0x") and len(text) == 18 else None
+    if value in (None, 0, 0xFFFFFFFFFFFFFFFF):
+        return None
+    return value
+
+
+def parse_snapshot(blob):
+    """The guest's sysfs snapshot: devpath -> dict(kind=..., attributes...)."""
+    nodes = {}
+    for line in blob.decode("utf-8", "replace").splitlines():
+        fields = line.split("\t")
+        rec = {"kind": fields[0]}
+        for f in fields[1:]:
+            k, _, v = f.partition("=")
+            rec[k] = v
+        nodes[rec["devpath"]] = rec
+    # The graph's parent of a device is its nearest ancestor that is a device too.
+    for devpath, rec in nodes.items():
+        cur = devpath
+        rec["parent"] = None
+        while "/" in cur.strip("/"):
+            cur = cur.rsplit("/", 1)[0]
+            if cur in nodes:
+                rec["parent"] = cur
+                break
+    return nodes
+
+
+def expected_view(rec, nodes):
+    """What hbad should say about one device: key -> value, for the keys checked."""
+    kind = rec["kind"]
+    want = {"kind": kind, "name": rec["name"], "parent": rec["parent"]}
+    if kind == "host":
+        want["number"] = int(rec["number"])
+        want["proc_name"] = rec["proc_name"] or None
+        want["is_vhba"] = "vport" in rec
+        if "vport" in rec:
+            vport = nodes.get(rec["parent"], {})
+            phys = nodes.get(vport.get("parent"), {})
+            want["parent_hba"] = phys.get("name")
+        if rec.get("fc"):
+            want["fc.wwpn"] = sysfs_wwn(rec["wwpn"])
+            want["fc.wwnn"] = sysfs_wwn(rec["wwnn"])
+            want["fc.fabric_name"] = sysfs_wwn(rec["fabric_name"])
+            want["fc.port_state"] = rec["port_state"] or None
+            if "max_vports" in rec:
+                want["fc.npiv.max_vports"] = int(rec["max_vports"])
+                want["fc.npiv.vports_inuse"] = int(rec["vports_inuse"])
+            else:
+                want["fc.npiv"] = None
+        else:
+            want["fc"] = None
+    elif kind == "vport":
+        want["wwpn"] = sysfs_wwn(rec["wwpn"])
+        want["wwnn"] = sysfs_wwn(rec["wwnn"])
+        want["vport_state"] = rec["vport_state"] or None
+        want["vport_type"] = rec["vport_type"] or None
+    elif kind == "remote_port":
+        want["wwpn"] = sysfs_wwn(rec["wwpn"])
+        want["wwnn"] = sysfs_wwn(rec["wwnn"])
+        want["roles"] = [r.strip() for r in rec["roles"].split(",") if r.strip()]
+        want["port_state"] = rec["port_state"] or None
+        tid = int(rec["scsi_target_id"]) if rec["scsi_target_id"] else -1
+        want["scsi_target_id"] = tid if tid >= 0 else None
+    elif kind == "target":
+        h, c, t = rec["name"].removeprefix("target").split(":")
+        want["channel"], want["id"] = int(c), int(t)
+    elif kind == "lun":
+        h, c, t, l = rec["name"].split(":")
+        want["hctl"] = rec["name"]
+        want["lun"] = int(l)
+        want["vendor"] = rec["vendor"] or None
+        want["model"] = rec["model"] or None
+        want["state"] = rec["state"] or None
+        want["disk"] = rec["disk"] or None
+        want["dev"] = f"/dev/{rec['disk']}" if rec["disk"] else None
+        disk = next(
+            (d for d in nodes.values() if d["kind"] == "disk" and d["lun"] == rec["name"]),
+            None,
+        )
+        want["size_bytes"] = int(disk["size"]) * 512 if disk else None
+    elif kind == "disk":
+        want["dev"] = f"/dev/{rec['name']}"
+        want["lun"] = rec["lun"]
+        want["size_bytes"] = int(rec["size"]) * 512
+        want["major_minor"] = rec["dev"]
+    return want
+
+
+def lookup(obj, dotted):
+    cur = obj
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return KeyError
+        cur = cur[part]
+    return cur
+
+
+def compare_view(r, view_name, obj, rec, nodes, counts):
+    """Checks one JSON device against sysfs; failures are reported one by one."""
+    for key, want in expected_view(rec, nodes).items():
+        got = lookup(obj, key)
+        if key.endswith(("wwpn", "wwnn", "fabric_name")) and got is not KeyError:
+            got = wwn(got) if got is not None else None
+        if got != want:
+            is_wwn = key.endswith(("wwpn", "wwnn", "fabric_name"))
+
+            def shown(v):
+                return f"{v:#018x}" if is_wwn and isinstance(v, int) else repr(v)
+
+            r.fail(
+                f"{view_name}: {rec['kind']} {rec['name']}: {key} is {shown(got)}, "
+                f"sysfs says {shown(want)}"
+            )
+            counts["bad"] += 1
+        else:
+            counts["good"] += 1
+
+
+def check_inventory(data, lines):
+    r = Results()
+    if "sysfs" not in data:
+        r.fail("the guest sent no sysfs snapshot")
+        return r
+    nodes = parse_snapshot(data["sysfs"])
+    kinds = {}
+    for rec in nodes.values():
+        kinds[rec["kind"]] = kinds.get(rec["kind"], 0) + 1
+    r.expect(
+        all(kinds.get(k) for k in ("host", "vport", "remote_port", "target", "lun", "disk")),
+        f"the snapshot has every kind of device: {kinds}",
+    )
+    for view in ("list", "tree", "luns"):
+        if gone_unwritten(data, view):
+            continue  # the guest reported the xfail
+        doc, dups, err = load_json(data, view)
+        if err:
+            r.fail(f"hbad {view} --json: {err}")
+            continue
+        if dups:
+            r.fail(f"hbad {view} --json: duplicate keys {sorted(set(dups))}")
+        if not isinstance(doc, list):
+            r.fail(f"hbad {view} --json is not an array")
+            continue
+        counts = {"good": 0, "bad": 0}
+        if view == "tree":
+            flat = []
+
+            def walk(items, parent):
+                for item in items:
+                    flat.append((item, parent))
+                    walk(item.get("children", []), item.get("devpath"))
+
+            walk(doc, None)
+            for item, tree_parent in flat:
+                rec = nodes.get(item.get("devpath"))
+                if rec is not None and tree_parent != rec["parent"]:
+                    r.fail(
+                        f"tree: {rec['name']} is under {tree_parent}, sysfs nests it under {rec['parent']}"
+                    )
+                    counts["bad"] += 1
+            items = [item for item, _ in flat]
+            expected = set(nodes)
+        elif view == "luns":
+            items = doc
+            expected = {d for d, rec in nodes.items() if rec["kind"] == "lun"}
+        else:
+            items = doc
+            expected = set(nodes)
+        seen = [item.get("devpath") for item in items if isinstance(item, dict)]
+        missing = sorted(expected - set(seen))
+        extra = sorted(set(seen) - expected)
+        twice = sorted({d for d in seen if seen.count(d) > 1})
+        r.expect(not missing, f"{view}: shows every device sysfs has ({len(expected)})", f"missing {missing[:8]}")
+        r.expect(not extra, f"{view}: shows nothing sysfs lacks", f"extra {extra[:8]}")
+        r.expect(not twice, f"{view}: shows each device once", f"twice {twice[:8]}")
+        for item in items:
+            rec = nodes.get(item.get("devpath")) if isinstance(item, dict) else None
+            if rec is not None:
+                compare_view(r, view, item, rec, nodes, counts)
+        r.expect(
+            counts["bad"] == 0,
+            f"{view}: {counts['good']} attributes agree with sysfs",
+            f"{counts['bad']} disagree (listed above)",
+        )
+    return r
+
 
 HOST_CHECKS = {
+    "inventory": check_inventory,
     "npiv-kernel": check_npiv_kernel,
 }

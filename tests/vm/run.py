@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.dont_write_bytecode = True  # keep tests/vm free of __pycache__
 sys.path.insert(0, str(HERE))
 import checks  # noqa: E402
 
@@ -189,6 +190,10 @@ def main():
                             (False, f"data {words[2]}: {len(blob)} bytes arrived, guest sent {words[3]}")
                         )
                     sc.data[words[2]] = blob
+                    # Kept for a look after the run, and for checks.py's self-test.
+                    keep = out / "data" / sc.name
+                    keep.mkdir(parents=True, exist_ok=True)
+                    (keep / words[2]).write_bytes(blob)
                 else:
                     sc.lines.append((kind, rest))
                     if kind == "FAIL" or (args.verbose and kind in ("ok", "info", "xfail")):
