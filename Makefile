@@ -8,21 +8,25 @@
 
 CARGO ?= cargo
 
-.PHONY: all build test lint demo bench vm-test clean
+.PHONY: all deps build test lint demo bench vm-test clean
 
 all: build
 
-build:
+# Debian packages the build needs (installed when missing, as root).
+deps:
+	@scripts/deps.sh
+
+build: deps
 	$(CARGO) build --release --locked
 
-lint:
+lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 test: lint
 	$(CARGO) test --locked
 
-demo:
+demo: deps
 	$(CARGO) run --release --locked -- demo
 
 bench:

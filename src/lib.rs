@@ -5,8 +5,10 @@
 //! which is read from and kept current against [`sysfs`].
 
 pub mod cli;
+pub mod daemon;
 pub mod exec;
 pub mod graph;
+pub mod journal;
 pub mod plan;
 pub mod policy;
 pub mod sysfs;

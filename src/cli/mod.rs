@@ -7,9 +7,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::sysfs::Sysfs;
 
+pub mod act;
 pub mod demo;
 pub mod inspect;
 pub mod policy;
+pub mod render;
 pub mod watch;
 
 #[derive(Debug, Parser)]
@@ -101,6 +103,16 @@ pub enum Command {
     Wwn(policy::WwnArgs),
     /// Follow kernel events as the graph sees them.
     Watch(watch::WatchArgs),
+    /// Plan, then create/delete vHBAs and scan as the policy says; report each step.
+    Apply(act::ApplyArgs),
+    /// Create a transient vHBA by hand on a parent port.
+    Create(act::CreateArgs),
+    /// Delete a vHBA (only hbad's unless --force; never a physical port).
+    Destroy(act::DestroyArgs),
+    /// Scan hosts, all in parallel, with per-host results (never a LIP unless --lip).
+    Rescan(act::RescanArgs),
+    /// Scan for these LUN numbers and say where each appeared.
+    FindLuns(act::FindLunsArgs),
     /// Run hbad on a simulated host: two NPIV HBAs, a SAN presenting new LUNs.
     Demo(demo::DemoArgs),
 }
@@ -117,5 +129,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wwn(args) => policy::wwn(g, args),
         Command::Watch(args) => watch::run(g, args),
         Command::Demo(args) => demo::run(g, args),
+        Command::Apply(args) => act::apply(g, args),
+        Command::Create(args) => act::create(g, args),
+        Command::Destroy(args) => act::destroy(g, args),
+        Command::Rescan(args) => act::rescan(g, args),
+        Command::FindLuns(args) => act::find_luns(g, args),
     }
 }

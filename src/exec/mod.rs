@@ -3,9 +3,12 @@
 //! This is the only part of hbad with timing and concurrency. vport writes are
 //! idempotent and confirmed; scans go to per-host workers ([`scan::Scanner`]).
 
+pub mod apply;
 pub mod errors;
 pub mod scan;
+pub mod vport;
 
+pub use apply::{ApplyReport, Executor, StepOutcome, StepReport, Tally};
 pub use errors::{explain, KernelRefusal, Op};
 pub use scan::{ScanCounters, ScanOutcome, ScanReport, Scanner, Ticket};
 

@@ -207,6 +207,17 @@ impl Scanner {
         out
     }
 
+    /// Scans running or queued, over all hosts.
+    pub fn busy(&self) -> usize {
+        lock(&self.workers)
+            .values()
+            .map(|w| {
+                let st = lock(&w.state);
+                st.queue.len() + usize::from(st.running.is_some())
+            })
+            .sum()
+    }
+
     fn worker(&self, host: &HostRef) -> Arc<HostWorker> {
         let mut workers = lock(&self.workers);
         if let Some(w) = workers.get(&host.devpath) {

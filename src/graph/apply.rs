@@ -145,6 +145,37 @@ impl Graph {
         changes
     }
 
+    /// Re-reads one device's attributes from sysfs. For what changes with no uevent at
+    /// all: an FC port's `port_state` and `fabric_name`, `npiv_vports_inuse`, a vport's
+    /// `vport_state`. A device already gone from sysfs is left for its removal event.
+    pub fn refresh(&mut self, devpath: &str, sysfs: &Sysfs) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let Some(node) = self.nodes.get(devpath) else {
+            return changes;
+        };
+        if !sysfs.exists(devpath) {
+            return changes;
+        }
+        let class = match &node.kind {
+            NodeKind::Host(_) => DeviceClass::Host,
+            NodeKind::Vport(_) => DeviceClass::Vport,
+            NodeKind::RemotePort(_) => DeviceClass::RemotePort,
+            NodeKind::Target(_) => DeviceClass::Target,
+            NodeKind::Lun(_) => DeviceClass::Lun,
+            NodeKind::Disk(_) => DeviceClass::Disk,
+        };
+        let old_links = match &node.kind {
+            NodeKind::Disk(d) => Some(d.links.clone()),
+            _ => None,
+        };
+        let mut kind = read_kind(sysfs, devpath, class);
+        if let (NodeKind::Disk(d), Some(links)) = (&mut kind, old_links) {
+            d.links = links;
+        }
+        self.update(devpath, kind, &mut changes);
+        changes
+    }
+
     fn update(&mut self, devpath: &str, kind: NodeKind, changes: &mut Vec<Change>) {
         if let Some(before) = self.replace_kind(devpath, kind) {
             if let Some(node) = self.nodes.get(devpath) {

@@ -1,0 +1,980 @@
+//! `apply`, `create`, `destroy`, `rescan`, `find-luns`: the commands that write.
+//!
+//! Exit codes, the same for all five:
+//! - 0: everything asked for is done (or was already so);
+//! - 1: something failed (a kernel refusal, a bad argument, a step that failed);
+//! - 2: nothing failed but something is not finished: a vHBA still waiting for its
+//!   parent, a scan hung past its timeout, or a LUN that did not appear.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::Serialize;
+
+use super::policy::{load_graph, load_policy};
+use super::Global;
+use crate::exec::apply::{millis, ApplyReport, StepOutcome};
+use crate::exec::scan::{ScanOutcome, ScanReport, Scanner, Ticket};
+use crate::exec::vport::{CreateRequest, DeletePolicy, OwnedState, SysfsPoll, VportError, Vports};
+use crate::exec::Executor;
+use crate::graph::{Graph, Lookup, Node, NodeKind};
+use crate::plan::{plan, takes_part, Action, HostRef};
+use crate::policy::{Origin, ParentSelector, Policy, VhbaSpec, OWNER_PREFIX};
+use crate::sysfs::writes::{AttrWriter, KernelWriter, ScanScope};
+use crate::sysfs::{devpath_name, port_address, Hctl};
+use crate::wwn::{derive, Wwn, WwnRole};
+
+const EXIT_FAILED: u8 = 1;
+const EXIT_UNFINISHED: u8 = 2;
+
+/// How the writing commands wait and where they keep ownership records.
+#[derive(Debug, Clone, Args)]
+pub struct ExecOpts {
+    /// Ownership records for vHBAs whose driver refuses symbolic_name; the policy's
+    /// [ownership] state_file when not given.
+    #[arg(long, value_name = "FILE", env = "HBAD_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
+    /// How long a new vHBA may take to appear, or a deleted one to go.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub vport_timeout: Duration,
+    /// After this a scan is reported hung; the policy's rescan scan_timeout when not given.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub scan_timeout: Option<Duration>,
+}
+
+fn executor(g: &Global, opts: &ExecOpts, policy: &Policy) -> Executor {
+    let sysfs = g.sysfs();
+    let writer: Arc<dyn AttrWriter> = Arc::new(KernelWriter);
+    let state = opts
+        .state_file
+        .clone()
+        .unwrap_or_else(|| policy.ownership.state_file.clone());
+    let vports = Vports::new(
+        sysfs.clone(),
+        writer.clone(),
+        // The kernel makes the vHBA inside the vport_create write on the drivers
+        // seen so far; the poll is for drivers that finish it on a work queue.
+        Arc::new(SysfsPoll::new(sysfs.clone(), Duration::from_millis(50))),
+        OwnedState::new(state),
+        opts.vport_timeout,
+    );
+    let timeout = opts.scan_timeout.unwrap_or(policy.rescan.scan_timeout);
+    let scanner = Scanner::new(writer.clone(), sysfs, timeout);
+    Executor::new(vports, scanner, writer)
+}
+
+fn exit(failed: bool, unfinished: bool) -> ExitCode {
+    if failed {
+        ExitCode::from(EXIT_FAILED)
+    } else if unfinished {
+        ExitCode::from(EXIT_UNFINISHED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// apply
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Delete vHBAs hbad made that the policy no longer names, whatever [ownership]
+    /// prune says.
+    #[arg(long)]
+    pub prune: bool,
+    #[command(flatten)]
+    pub exec: ExecOpts,
+}
+
+/// Plans, applies, waits for every step and reports each.
+pub fn apply(g: &Global, args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let mut policy = load_policy(g)?;
+    if args.prune {
+        policy.ownership.prune = true;
+    }
+    let graph = load_graph(g)?;
+    let p = plan(&policy, &graph, &[]);
+    let ex = executor(g, &args.exec, &policy);
+    let report = ex.apply(&p);
+    let t = report.tally();
+    if g.json {
+        print_json(&serde_json::json!({ "steps": report.steps, "tally": t }))?;
+    } else {
+        print_apply(&report, &policy);
+    }
+    Ok(exit(t.failed > 0, t.waiting + t.hung > 0))
+}
+
+fn print_apply(report: &ApplyReport, policy: &Policy) {
+    if report.steps.is_empty() {
+        println!(
+            "nothing to do: {} vHBA{} present as declared",
+            policy.vhbas.len(),
+            if policy.vhbas.len() == 1 { "" } else { "s" }
+        );
+        return;
+    }
+    for s in &report.steps {
+        let (word, note) = match &s.outcome {
+            StepOutcome::Done { detail } => ("done", detail.clone()),
+            StepOutcome::AlreadyDone { detail } => ("present", detail.clone()),
+            StepOutcome::Failed { error } => ("FAILED", error.clone()),
+            StepOutcome::Waiting { reason } => ("waiting", reason.clone()),
+            StepOutcome::Hung { after_ms } => (
+                "HUNG",
+                format!("still blocked in the kernel after {after_ms} ms"),
+            ),
+            StepOutcome::Kept => ("kept", String::new()),
+        };
+        println!("{word:<8} {} ({:.1} ms)", s.step, s.duration_ms);
+        if !note.is_empty() && !matches!(s.outcome, StepOutcome::Waiting { .. }) {
+            println!("         {note}");
+        }
+    }
+    let t = report.tally();
+    println!(
+        "{} done, {} already present, {} failed, {} waiting, {} hung, {} kept",
+        t.done, t.already_done, t.failed, t.waiting, t.hung, t.kept
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// create
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The physical FC port: its WWPN, hostN, or `auto` (an Online NPIV port with a
+    /// free vport; ties go to the lowest WWPN).
+    #[arg(long, value_name = "WWPN|hostN|auto")]
+    pub parent: String,
+    #[arg(long)]
+    pub wwpn: Option<Wwn>,
+    #[arg(long)]
+    pub wwnn: Option<Wwn>,
+    /// The vHBA's name (marks it `hbad:NAME`). WWNs not given are those a policy
+    /// [[vhba]] of this name gets on this host, so they can be zoned in advance with
+    /// `hbad wwn`; without a name, a random name and random WWNs.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub exec: ExecOpts,
+}
+
+#[derive(Debug, Serialize)]
+struct CreateOutput {
+    name: String,
+    wwpn: Wwn,
+    wwnn: Wwn,
+    wwns: &'static str,
+    parent: Option<String>,
+    result: &'static str,
+    vport: Option<String>,
+    host: Option<String>,
+    owner: Option<crate::exec::vport::OwnerMark>,
+    error: Option<String>,
+}
+
+fn parse_parent(text: &str) -> anyhow::Result<ParentSelector> {
+    if text == "auto" {
+        return Ok(ParentSelector::Auto);
+    }
+    match text.parse::<Lookup>() {
+        Ok(Lookup::Host(number)) => Ok(ParentSelector::Host { number }),
+        Ok(Lookup::Wwpn(wwpn)) => Ok(ParentSelector::Wwpn { wwpn, wwnn: None }),
+        _ => bail!("--parent `{text}`: give the port's WWPN, hostN, or auto"),
+    }
+}
+
+/// vHBA names end up in symbolic_name and /dev/disk/by-vhba/<name>: the policy's rule.
+fn check_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 48
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !ok {
+        bail!("--name `{name}`: use up to 48 of a-z A-Z 0-9 - _ . (not starting with .)");
+    }
+    Ok(())
+}
+
+/// 16 random bytes as hex, from the kernel's generator.
+fn random_hex() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut buf = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .context("cannot read /dev/urandom for a random WWN seed")?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A transient vHBA by hand. The parent is chosen by the planner's own rules.
+pub fn create(g: &Global, args: CreateArgs) -> anyhow::Result<ExitCode> {
+    let policy = load_policy(g)?;
+    let selector = parse_parent(&args.parent)?;
+    if let Some(n) = &args.name {
+        check_name(n)?;
+    }
+    let declared = args.name.as_deref().and_then(|n| policy.vhba(n));
+    let (name, seed, wwns) = match (&args.name, declared) {
+        (Some(n), Some(_)) => (n.clone(), policy.wwn.seed.clone(), "policy"),
+        (Some(n), None) if !policy.wwn.seed.is_empty() => {
+            (n.clone(), policy.wwn.seed.clone(), "derived")
+        }
+        (Some(n), None) => (n.clone(), random_hex()?, "random"),
+        (None, _) => {
+            let seed = random_hex()?;
+            (format!("manual-{}", &seed[..8]), seed, "random")
+        }
+    };
+    let wwpn = args
+        .wwpn
+        .or(declared.map(|d| d.wwpn))
+        .unwrap_or_else(|| derive(policy.wwn.oui, &seed, &name, WwnRole::Port));
+    let wwnn = args
+        .wwnn
+        .or(declared.map(|d| d.wwnn))
+        .unwrap_or_else(|| derive(policy.wwn.oui, &seed, &name, WwnRole::Node));
+    let wwns = if args.wwpn.is_some() && args.wwnn.is_some() {
+        "given"
+    } else {
+        wwns
+    };
+    let graph = load_graph(g)?;
+    let ex = executor(g, &args.exec, &policy);
+    let mut out = CreateOutput {
+        name: name.clone(),
+        wwpn,
+        wwnn,
+        wwns,
+        parent: None,
+        result: "failed",
+        vport: None,
+        host: None,
+        owner: None,
+        error: None,
+    };
+    let result = create_on(&graph, &ex.vports, &policy, &name, selector, wwpn, wwnn);
+    let code = match result {
+        Ok((parent, created)) => {
+            out.parent = parent;
+            out.result = if created.already_present {
+                "already_present"
+            } else {
+                "created"
+            };
+            out.vport = Some(devpath_name(&created.vhba.vport).to_string());
+            out.host = created.vhba.host.as_ref().map(|h| h.to_string());
+            out.owner = created.owner;
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            out.error = Some(e.to_string());
+            ExitCode::from(EXIT_FAILED)
+        }
+    };
+    if g.json {
+        print_json(&out)?;
+    } else if let Some(e) = &out.error {
+        eprintln!("error: cannot create vHBA {name} (wwpn {wwpn}, wwnn {wwnn}): {e}");
+    } else {
+        let verb = if out.result == "created" {
+            "created"
+        } else {
+            "already present:"
+        };
+        println!(
+            "{verb} vHBA {name}: {} ({}) on {}, wwpn {wwpn}, wwnn {wwnn} [{wwns} WWNs]",
+            out.host.as_deref().unwrap_or("no host"),
+            out.vport.as_deref().unwrap_or("?"),
+            out.parent.as_deref().unwrap_or("its parent"),
+        );
+        if out.result != "created" && out.owner.is_none() {
+            println!("note: it is not marked as hbad's; left as it was");
+        }
+    }
+    Ok(code)
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CreateError {
+    #[error("{0}")]
+    Wait(String),
+    #[error(transparent)]
+    Vport(#[from] VportError),
+}
+
+fn create_on(
+    graph: &Graph,
+    vports: &Vports,
+    policy: &Policy,
+    name: &str,
+    selector: ParentSelector,
+    wwpn: Wwn,
+    wwnn: Wwn,
+) -> Result<(Option<String>, crate::exec::vport::Created), CreateError> {
+    // The planner's own rules pick the parent (Online, NPIV, free slots, by WWPN):
+    // a one-vHBA policy with this spec and nothing else.
+    let spec = VhbaSpec {
+        name: name.to_string(),
+        wwpn,
+        wwnn,
+        wwpn_derived: false,
+        wwnn_derived: false,
+        parent: selector,
+        link_wait: Duration::ZERO,
+        origin: Origin::file(std::path::Path::new("(command line)")),
+    };
+    let one = Policy {
+        vhbas: vec![spec],
+        files: Vec::new(),
+        warnings: Vec::new(),
+        ..policy.clone()
+    };
+    let p = plan(&one, graph, &[]);
+    for step in &p.steps {
+        match &step.action {
+            Action::CreateVhba {
+                vhba,
+                parent,
+                control_dir,
+                ..
+            } if vhba == name => {
+                let req = CreateRequest {
+                    name: name.to_string(),
+                    parent: parent.clone(),
+                    control_dir: *control_dir,
+                    wwpn,
+                    wwnn,
+                };
+                return Ok((Some(parent.to_string()), vports.create(&req)?));
+            }
+            Action::Wait { vhba, reason } if vhba == name => {
+                return Err(CreateError::Wait(reason.to_string()))
+            }
+            _ => {}
+        }
+    }
+    // No create and no wait: a vport with this WWPN is already there.
+    let vport = graph
+        .by_wwpn(wwpn)
+        .into_iter()
+        .find(|n| matches!(n.kind, NodeKind::Vport(_)))
+        .ok_or_else(|| CreateError::Wait(format!("the planner had nothing to do for {wwpn}")))?;
+    let parent = graph.vport_parent_host(vport).map(|h| h.name().to_string());
+    let req = CreateRequest {
+        name: name.to_string(),
+        parent: HostRef {
+            number: 0,
+            devpath: String::new(),
+        },
+        control_dir: crate::sysfs::VportControlDir::FcHost,
+        wwpn,
+        wwnn,
+    };
+    Ok((parent, vports.create(&req)?))
+}
+
+// ---------------------------------------------------------------------------------
+// destroy
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// The vHBA: hostN, its WWPN, its name (hbad:NAME), or its vport (vport-1:0-0).
+    pub vhba: String,
+    /// Delete it even if hbad did not make it. Physical ports are refused regardless.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub exec: ExecOpts,
+}
+
+pub fn destroy(g: &Global, args: DestroyArgs) -> anyhow::Result<ExitCode> {
+    let policy = load_policy(g)?;
+    let graph = load_graph(g)?;
+    let ex = executor(g, &args.exec, &policy);
+    let target = resolve_vhba(&graph, &ex.vports, &policy, &args.vhba)?;
+    let how = if args.force {
+        DeletePolicy::AnyVport
+    } else {
+        DeletePolicy::OwnedOnly
+    };
+    let result = ex.vports.delete(&target, how);
+    if g.json {
+        let v = match &result {
+            Ok(d) => {
+                serde_json::json!({ "result": if d.already_gone { "already_gone" } else { "deleted" }, "deleted": d })
+            }
+            Err(e) => {
+                serde_json::json!({ "result": "failed", "target": args.vhba, "error": e.to_string() })
+            }
+        };
+        print_json(&v)?;
+    }
+    match result {
+        Ok(d) => {
+            if !g.json {
+                let what = if d.already_gone {
+                    "was already gone"
+                } else {
+                    "deleted"
+                };
+                println!(
+                    "{} (wwpn {}) on {} {what}",
+                    devpath_name(&d.vport),
+                    d.wwpn,
+                    d.parent
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if !g.json {
+                eprintln!("error: {e}");
+            }
+            Ok(ExitCode::from(EXIT_FAILED))
+        }
+    }
+}
+
+/// The devpath `destroy` acts on. A name that designates nothing, or more than one
+/// thing, is an error here; whether it is a vport is the executor's check.
+fn resolve_vhba(
+    graph: &Graph,
+    vports: &Vports,
+    policy: &Policy,
+    text: &str,
+) -> anyhow::Result<String> {
+    let lookup: Lookup = text.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let found: Vec<&Node> = match &lookup {
+        Lookup::Wwpn(_) => {
+            // A WWPN names a vport and its vHBA at once: the vport is the thing.
+            let all = graph.find(&lookup);
+            let vport: Vec<&Node> = all
+                .iter()
+                .copied()
+                .filter(|n| matches!(n.kind, NodeKind::Vport(_)))
+                .collect();
+            if vport.is_empty() {
+                all
+            } else {
+                vport
+            }
+        }
+        Lookup::Name(name) => {
+            let by_kernel_name = graph.find(&lookup);
+            if !by_kernel_name.is_empty() {
+                by_kernel_name
+            } else {
+                vhba_by_name(graph, vports, policy, name)?
+            }
+        }
+        _ => graph.find(&lookup),
+    };
+    match found.as_slice() {
+        [] => bail!("no device matches `{text}`; give hostN, a WWPN, a vHBA name or vport-H:C-N"),
+        [one] => Ok(one.devpath.clone()),
+        many => bail!(
+            "`{text}` matches {}: name one",
+            many.iter().map(|n| n.name()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Vports a vHBA name designates: by its mark, its state-file record, or the policy.
+fn vhba_by_name<'g>(
+    graph: &'g Graph,
+    vports: &Vports,
+    policy: &Policy,
+    name: &str,
+) -> anyhow::Result<Vec<&'g Node>> {
+    let tag = format!("{OWNER_PREFIX}{name}");
+    let mut wwpns: BTreeSet<Wwn> = vports
+        .state()
+        .all()?
+        .into_iter()
+        .filter(|(_, r)| r.name == name)
+        .map(|(w, _)| w)
+        .collect();
+    wwpns.extend(policy.vhba(name).map(|v| v.wwpn));
+    Ok(graph
+        .of_kind(|k| matches!(k, NodeKind::Vport(_)))
+        .into_iter()
+        .filter(|n| match &n.kind {
+            NodeKind::Vport(v) => {
+                v.symbolic_name.as_deref() == Some(tag.as_str())
+                    || v.wwpn.is_some_and(|w| wwpns.contains(&w))
+            }
+            _ => false,
+        })
+        .collect())
+}
+
+// ---------------------------------------------------------------------------------
+// rescan
+
+#[derive(Debug, Args)]
+pub struct RescanArgs {
+    /// Hosts to scan: hostN, a port's WWPN, or a vHBA name.
+    pub hosts: Vec<String>,
+    /// Every host that takes part in rescans under the policy ([rescan] include/exclude).
+    #[arg(long, conflicts_with = "hosts")]
+    pub all: bool,
+    /// Scan only the target with this remote-port WWPN (on the hosts that see it).
+    #[arg(long, value_name = "WWPN")]
+    pub target: Option<Wwn>,
+    /// Issue a LIP first. Resets the link: disruptive to I/O on the whole port.
+    #[arg(long)]
+    pub lip: bool,
+    #[command(flatten)]
+    pub exec: ExecOpts,
+}
+
+#[derive(Debug, Serialize)]
+struct HostResult {
+    host: HostRef,
+    scope: ScanScope,
+    #[serde(flatten)]
+    outcome: ScanOutcome,
+    duration_ms: f64,
+    reason: String,
+}
+
+impl HostResult {
+    fn of(r: ScanReport) -> Self {
+        HostResult {
+            host: r.host,
+            scope: r.scope,
+            outcome: r.outcome,
+            duration_ms: millis(r.duration),
+            reason: r.reason,
+        }
+    }
+}
+
+fn host_ref(node: &Node) -> Option<HostRef> {
+    match &node.kind {
+        NodeKind::Host(h) => Some(HostRef {
+            number: h.scsi.number,
+            devpath: node.devpath.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// The one SCSI host a command-line name designates.
+fn hosts_named<'g>(
+    graph: &'g Graph,
+    vports: &Vports,
+    policy: &Policy,
+    text: &str,
+) -> anyhow::Result<&'g Node> {
+    let lookup: Lookup = text.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let mut found: Vec<&Node> = match &lookup {
+        Lookup::Name(name) => {
+            let direct = graph.find(&lookup);
+            if direct.is_empty() {
+                vhba_by_name(graph, vports, policy, name)?
+                    .into_iter()
+                    .filter_map(|v| graph.vhba_of_vport(v))
+                    .collect()
+            } else {
+                direct
+            }
+        }
+        _ => graph.find(&lookup),
+    };
+    // A vport's WWPN also names its vHBA: keep the host.
+    found.retain(|n| matches!(n.kind, NodeKind::Host(_)));
+    match found.as_slice() {
+        [one] => Ok(one),
+        [] => bail!("`{text}` names no SCSI host; give hostN, an FC port's WWPN or a vHBA name"),
+        many => bail!(
+            "`{text}` matches {}: name one",
+            many.iter().map(|n| n.name()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Waits for tickets as they finish, printing each host's result on a terminal.
+fn collect(tickets: Vec<Ticket>, timeout: Duration, progress: bool) -> Vec<ScanReport> {
+    let total = tickets.len();
+    let (tx, rx) = mpsc::channel();
+    for t in tickets {
+        let tx = tx.clone();
+        // Ticket::wait blocks; one waiter each so results print in finishing order.
+        thread::spawn(move || {
+            let _ = tx.send(t.wait(timeout));
+        });
+    }
+    drop(tx);
+    let mut out = Vec::with_capacity(total);
+    for r in rx {
+        if progress {
+            eprintln!(
+                "[{}/{total}] {} {:<8} {:>9.1} ms  {}",
+                out.len() + 1,
+                r.host,
+                outcome_word(&r.outcome),
+                millis(r.duration),
+                r.scope
+            );
+        }
+        out.push(r);
+    }
+    out.sort_by_key(|r| (r.host.number, r.scope));
+    out
+}
+
+fn outcome_word(o: &ScanOutcome) -> &'static str {
+    match o {
+        ScanOutcome::Done => "done",
+        ScanOutcome::Failed { .. } => "FAILED",
+        ScanOutcome::Hung => "HUNG",
+    }
+}
+
+fn print_scans(results: &[ScanReport], wall: Duration) {
+    for r in results {
+        print!(
+            "{:<8} {:<7} {:>10.1} ms  scan \"{}\"",
+            r.host.to_string(),
+            outcome_word(&r.outcome),
+            millis(r.duration),
+            r.scope
+        );
+        match &r.outcome {
+            ScanOutcome::Failed { error } => println!(": {error}"),
+            ScanOutcome::Hung => println!(": still blocked in the kernel; other hosts went on"),
+            ScanOutcome::Done => println!(),
+        }
+    }
+    let slowest = results.iter().map(|r| r.duration).max().unwrap_or_default();
+    let hosts = results
+        .iter()
+        .map(|r| r.host.number)
+        .collect::<BTreeSet<_>>()
+        .len();
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    println!(
+        "{} scan{} on {hosts} host{} in {:.1} ms (slowest {:.1} ms)",
+        results.len(),
+        plural(results.len()),
+        plural(hosts),
+        millis(wall),
+        millis(slowest)
+    );
+}
+
+/// Target scopes for the remote ports with this WWPN under a host.
+fn target_scopes(graph: &Graph, host: &Node, wwpn: Wwn) -> Vec<ScanScope> {
+    graph
+        .children(host)
+        .filter_map(|c| match &c.kind {
+            NodeKind::RemotePort(rp) if rp.wwpn == Some(wwpn) => {
+                let channel = port_address(&rp.name, "rport-").map_or(0, |(_, ch, _)| ch);
+                rp.scsi_target_id
+                    .map(|target| ScanScope::Target { channel, target })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
+    let policy = load_policy(g)?;
+    let graph = load_graph(g)?;
+    let ex = executor(g, &args.exec, &policy);
+    let mut hosts: Vec<&Node> = if args.all {
+        graph
+            .hosts()
+            .into_iter()
+            .filter(|h| takes_part(&policy, &graph, h))
+            .collect()
+    } else if !args.hosts.is_empty() {
+        args.hosts
+            .iter()
+            .map(|t| hosts_named(&graph, &ex.vports, &policy, t))
+            .collect::<anyhow::Result<_>>()?
+    } else if let Some(t) = args.target {
+        // Only a target given: the hosts that see it.
+        graph
+            .hosts()
+            .into_iter()
+            .filter(|h| !target_scopes(&graph, h, t).is_empty())
+            .collect()
+    } else {
+        bail!("name the hosts to scan (hostN, WWPN, vHBA name), or give --all");
+    };
+    hosts.sort_by_key(|h| h.devpath.clone());
+    hosts.dedup_by_key(|h| h.devpath.clone());
+    let mut jobs: Vec<(HostRef, ScanScope)> = Vec::new();
+    for h in &hosts {
+        let Some(r) = host_ref(h) else { continue };
+        match args.target {
+            Some(t) => jobs.extend(
+                target_scopes(&graph, h, t)
+                    .into_iter()
+                    .map(|s| (r.clone(), s)),
+            ),
+            None => jobs.push((r, ScanScope::Host)),
+        }
+    }
+    if jobs.is_empty() {
+        match args.target {
+            Some(t) => bail!("no selected host sees a target port {t} (with a SCSI target id)"),
+            None => bail!("no host takes part in rescans under the policy"),
+        }
+    }
+    let mut lip_errors = BTreeMap::new();
+    if args.lip {
+        for (h, _) in &jobs {
+            if lip_errors.contains_key(&h.number) {
+                continue;
+            }
+            let path = g.sysfs().issue_lip_path(&h.devpath);
+            if let Err(e) = KernelWriter.write_attr(&path, "1") {
+                lip_errors.insert(h.number, format!("issue_lip on {h}: {e}"));
+            } else {
+                lip_errors.insert(h.number, String::new());
+            }
+        }
+        lip_errors.retain(|_, v| !v.is_empty());
+    }
+    let reason = if args.lip {
+        "hbad rescan --lip"
+    } else {
+        "hbad rescan"
+    };
+    let progress = !g.json && std::io::stderr().is_terminal();
+    let t0 = Instant::now();
+    let tickets: Vec<Ticket> = jobs
+        .iter()
+        .map(|(h, s)| ex.scanner.request(h, *s, reason))
+        .collect();
+    let results = collect(tickets, ex.scanner.timeout(), progress);
+    let wall = t0.elapsed();
+    let failed = results
+        .iter()
+        .any(|r| matches!(r.outcome, ScanOutcome::Failed { .. }))
+        || !lip_errors.is_empty();
+    let hung = results.iter().any(|r| r.outcome == ScanOutcome::Hung);
+    if g.json {
+        print_json(&serde_json::json!({
+            "scans": results.into_iter().map(HostResult::of).collect::<Vec<_>>(),
+            "lip_errors": lip_errors.values().collect::<Vec<_>>(),
+            "wall_ms": millis(wall),
+        }))?;
+    } else {
+        for e in lip_errors.values() {
+            eprintln!("error: {e}");
+        }
+        print_scans(&results, wall);
+    }
+    // A hung scan's thread stays blocked in the kernel; exiting ends it for us.
+    Ok(exit(failed, hung))
+}
+
+// ---------------------------------------------------------------------------------
+// find-luns
+
+#[derive(Debug, Args)]
+pub struct FindLunsArgs {
+    /// LUN numbers, as the array shows them (27 28 29 53).
+    #[arg(required = true, value_name = "LUN")]
+    pub luns: Vec<u64>,
+    #[command(flatten)]
+    pub exec: ExecOpts,
+}
+
+#[derive(Debug, Serialize)]
+struct LunSighting {
+    lun: u64,
+    hctl: Hctl,
+    host: String,
+    vhba: Option<String>,
+    target_wwpn: Option<Wwn>,
+    dev: Option<String>,
+    links: Vec<String>,
+    /// Absent before this scan.
+    new: bool,
+}
+
+/// Scans for the LUN numbers on every participating host, in parallel, and says
+/// where each appeared. Each known target of a host gets `C T L` scans for exactly
+/// these LUNs: no wildcard scan re-creates devices being removed or attaches LUNs
+/// of unrelated arrays. A host with no known target gets a host scan.
+pub fn find_luns(g: &Global, args: FindLunsArgs) -> anyhow::Result<ExitCode> {
+    let policy = load_policy(g)?;
+    let before = load_graph(g)?;
+    let ex = executor(g, &args.exec, &policy);
+    let wanted: BTreeSet<u64> = args.luns.iter().copied().collect();
+    let mut jobs: Vec<(HostRef, ScanScope)> = Vec::new();
+    for host in before.hosts() {
+        if !takes_part(&policy, &before, host) {
+            continue;
+        }
+        let Some(h) = host_ref(host) else { continue };
+        let targets: BTreeSet<(u32, u32)> = before
+            .of_kind(|k| matches!(k, NodeKind::Target(_)))
+            .into_iter()
+            .filter_map(|n| match &n.kind {
+                NodeKind::Target(t) if t.host == h.number => Some((t.channel, t.id)),
+                _ => None,
+            })
+            .collect();
+        if targets.is_empty() {
+            jobs.push((h, ScanScope::Host));
+            continue;
+        }
+        for (channel, target) in targets {
+            for &lun in &wanted {
+                jobs.push((
+                    h.clone(),
+                    ScanScope::Lun {
+                        channel,
+                        target,
+                        lun,
+                    },
+                ));
+            }
+        }
+    }
+    if jobs.is_empty() {
+        bail!("no host takes part in rescans under the policy");
+    }
+    let progress = !g.json && std::io::stderr().is_terminal();
+    let t0 = Instant::now();
+    let tickets = jobs
+        .iter()
+        .map(|(h, s)| ex.scanner.request(h, *s, "hbad find-luns"))
+        .collect();
+    let scans = collect(tickets, ex.scanner.timeout(), progress);
+    let wall = t0.elapsed();
+    let after = load_graph(g)?;
+    let sightings: Vec<LunSighting> = after
+        .luns()
+        .into_iter()
+        .filter_map(|n| sighting(&after, &before, &ex.vports, n, &wanted))
+        .collect();
+    let found: BTreeSet<u64> = sightings.iter().map(|s| s.lun).collect();
+    let missing: Vec<u64> = wanted.difference(&found).copied().collect();
+    let failed = scans
+        .iter()
+        .any(|r| matches!(r.outcome, ScanOutcome::Failed { .. }));
+    let hung = scans.iter().any(|r| r.outcome == ScanOutcome::Hung);
+    if g.json {
+        print_json(&serde_json::json!({
+            "found": sightings,
+            "missing": missing,
+            "scans": scans.into_iter().map(HostResult::of).collect::<Vec<_>>(),
+            "wall_ms": millis(wall),
+        }))?;
+    } else {
+        for s in &sightings {
+            println!(
+                "LUN {:<5} {:<12} {}{} target {} {}{}",
+                s.lun,
+                s.hctl.to_string(),
+                s.host,
+                s.vhba
+                    .as_ref()
+                    .map(|v| format!(" (vHBA {v})"))
+                    .unwrap_or_default(),
+                s.target_wwpn.map_or("-".to_string(), |w| w.to_string()),
+                s.dev.as_deref().unwrap_or("(no disk)"),
+                if s.new { "  new" } else { "" }
+            );
+            for l in &s.links {
+                println!("          {l}");
+            }
+        }
+        if !missing.is_empty() {
+            println!(
+                "not found: {}",
+                missing
+                    .iter()
+                    .map(|l| l.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
+        let bad: Vec<&ScanReport> = scans
+            .iter()
+            .filter(|r| r.outcome != ScanOutcome::Done)
+            .collect();
+        for r in &bad {
+            println!(
+                "{} scan \"{}\" {}",
+                r.host,
+                r.scope,
+                match &r.outcome {
+                    ScanOutcome::Failed { error } => error.clone(),
+                    _ => "hung".to_string(),
+                }
+            );
+        }
+        println!(
+            "{} scan{} in {:.1} ms",
+            scans.len(),
+            if scans.len() == 1 { "" } else { "s" },
+            millis(wall)
+        );
+    }
+    Ok(exit(failed, hung || !missing.is_empty()))
+}
+
+fn sighting(
+    after: &Graph,
+    before: &Graph,
+    vports: &Vports,
+    lun: &Node,
+    wanted: &BTreeSet<u64>,
+) -> Option<LunSighting> {
+    let NodeKind::Lun(l) = &lun.kind else {
+        return None;
+    };
+    if !wanted.contains(&l.hctl.lun) {
+        return None;
+    }
+    let host = after.host_of(lun)?;
+    let vhba = after.vport_of_vhba(host).and_then(|v| {
+        vports
+            .owner(&v.devpath)
+            .ok()
+            .flatten()
+            .map(|o| o.name().to_string())
+            .or_else(|| Some(v.name().to_string()))
+    });
+    let target_wwpn = after.remote_port_of(lun).and_then(|r| match &r.kind {
+        NodeKind::RemotePort(rp) => rp.wwpn,
+        _ => None,
+    });
+    let (dev, links) = match after.disk_of(lun).map(|d| &d.kind) {
+        Some(NodeKind::Disk(d)) => (Some(format!("/dev/{}", d.info.name)), d.links.clone()),
+        _ => (None, Vec::new()),
+    };
+    Some(LunSighting {
+        lun: l.hctl.lun,
+        hctl: l.hctl,
+        host: host.name().to_string(),
+        vhba,
+        target_wwpn,
+        dev,
+        links,
+        new: before.node(&lun.devpath).is_none(),
+    })
+}

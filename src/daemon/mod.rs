@@ -1,0 +1,13 @@
+//! `hbad run`: the agent that turns kernel events into vHBAs and targeted rescans.
+//!
+//! [`agent`] holds the state and makes the decisions (time passed in, testable),
+//! [`run`] is the event loop around it, [`notify`] and [`status`] are what systemd
+//! and people see of it.
+
+pub mod agent;
+pub mod notify;
+pub mod run;
+pub mod status;
+
+pub use agent::{Agent, AgentConfig};
+pub use run::{Control, LoopTimings};

@@ -1,0 +1,634 @@
+//! The writing commands, run as the `hbad` binary against a copy of the real kernel
+//! capture's sysfs (`after/`: FCoE host1 with NPIV and vport-1:0-0/host4, scsi_debug
+//! host2 and host3).
+//!
+//! The binary writes with the real `KernelWriter`. Where a test needs the kernel to
+//! answer, the attribute is a FIFO and a thread of the test plays the kernel: it
+//! reads what hbad wrote and makes (or removes) the devices, as fc_vport_create does.
+//! Where a write must *block*, as a scan does in the kernel, the FIFO is filled
+//! first, so hbad's write waits until the test drains it.
+
+mod common;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const HOST1: &str = "devices/virtual/net/vi/ctlr_1/host1";
+const HOST1_WWPN: &str = "0x200002000000000b";
+const TARGET_WWPN: &str = "0x200002000000000a";
+
+struct Lab {
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    /// A private copy of the capture's final sysfs and an empty policy.
+    fn new() -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(common::kernel_capture().join("after/sys"))
+            .arg(dir.path().join("sys"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        fs::create_dir_all(dir.path().join("dev")).unwrap();
+        let lab = Lab { dir };
+        lab.policy("");
+        lab
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn sys(&self, rel: &str) -> PathBuf {
+        self.root().join("sys").join(rel)
+    }
+
+    fn policy(&self, text: &str) {
+        fs::write(self.root().join("hbad.toml"), text).unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hbad"));
+        c.args(args)
+            .env("HBAD_SYSFS_ROOT", self.root().join("sys"))
+            .env("HBAD_DEV_ROOT", self.root().join("dev"))
+            .env("HBAD_POLICY", self.root().join("hbad.toml"))
+            .env("HBAD_STATE_FILE", self.root().join("state/owned.json"));
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.sys(rel)).unwrap_or_default()
+    }
+
+    fn scan_file(&self, host: u32) -> PathBuf {
+        self.sys(&format!("class/scsi_host/host{host}/scan"))
+    }
+
+    fn fifo(&self, path: &Path) {
+        fs::remove_file(path).unwrap();
+        let ok = Command::new("mkfifo").arg(path).status().unwrap();
+        assert!(ok.success());
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(o), stderr(o)))
+}
+
+// ---------------------------------------------------------------------------------
+// A blocking attribute: a FIFO filled up, so a write waits until the test drains it.
+
+struct BlockingAttr {
+    path: PathBuf,
+    file: File,
+    filled: usize,
+}
+
+impl BlockingAttr {
+    fn new(lab: &Lab, path: PathBuf) -> BlockingAttr {
+        lab.fifo(&path);
+        // Read-write so the open neither blocks nor leaves the FIFO without a reader.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let chunk = [b'#'; 4096];
+        let mut filled = 0;
+        loop {
+            match file.write(&chunk) {
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // /proc/PID/fd shows the resolved path, not the class symlink we came through.
+        let path = fs::canonicalize(&path).unwrap();
+        BlockingAttr { path, file, filled }
+    }
+
+    /// Is this process's write to the attribute under way (the file open in it)?
+    fn held_by(&self, pid: u32) -> bool {
+        fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+            .any(|t| t == self.path)
+    }
+
+    /// Lets the blocked write through.
+    fn release(&mut self) {
+        let mut buf = vec![0u8; self.filled];
+        let mut got = 0;
+        while got < self.filled {
+            match self.file.read(&mut buf[got..]) {
+                Ok(n) => got += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    thread::sleep(Duration::from_millis(1))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// What was written after the filling (call once the writer is done).
+    fn written(&mut self) -> String {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 256];
+        loop {
+            match self.file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+}
+
+fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < deadline {
+        if cond() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+// ---------------------------------------------------------------------------------
+// rescan
+
+#[test]
+fn rescan_all_has_every_host_scanning_at_once() {
+    let lab = Lab::new();
+    let mut attrs: Vec<BlockingAttr> = (0..=4)
+        .map(|h| BlockingAttr::new(&lab, lab.scan_file(h)))
+        .collect();
+    let child = lab.spawn(&["rescan", "--all", "--json", "--scan-timeout", "60s"]);
+    let pid = child.id();
+    // Every scan write blocks until released: if hbad scanned hosts one after another,
+    // no more than one of them would ever be open at the same time.
+    let all_at_once = wait_until(Duration::from_secs(30), || {
+        attrs.iter().all(|a| a.held_by(pid))
+    });
+    for a in &mut attrs {
+        a.release();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(all_at_once, "the five scans never ran at the same time");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = json(&out);
+    let scans = v["scans"].as_array().unwrap();
+    assert_eq!(scans.len(), 5);
+    for s in scans {
+        assert_eq!(s["result"], "done", "{s}");
+    }
+    for a in &mut attrs {
+        assert_eq!(a.written(), "- - -");
+    }
+    // Never a LIP unless asked.
+    assert_eq!(lab.read("class/fc_host/host1/issue_lip"), "");
+}
+
+/// Measures `rescan --all` over hosts whose scans take different times. Prints the
+/// numbers; run with `cargo test --test act -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: prints timings"]
+fn measure_rescan_all_with_uneven_hosts() {
+    let lab = Lab::new();
+    let delays_ms = [100u64, 200, 400, 800, 1600];
+    let mut attrs: Vec<BlockingAttr> = (0..=4)
+        .map(|h| BlockingAttr::new(&lab, lab.scan_file(h)))
+        .collect();
+    let child = lab.spawn(&["rescan", "--all", "--json"]);
+    let pid = child.id();
+    // Each host's scan takes its delay from the moment hbad's write reached it.
+    let mut arrived: Vec<Option<Instant>> = vec![None; attrs.len()];
+    let mut released = vec![false; attrs.len()];
+    while released.iter().any(|r| !r) {
+        for (i, a) in attrs.iter_mut().enumerate() {
+            if arrived[i].is_none() && a.held_by(pid) {
+                arrived[i] = Some(Instant::now());
+            }
+            if let Some(t) = arrived[i] {
+                if !released[i] && t.elapsed() >= Duration::from_millis(delays_ms[i]) {
+                    a.release();
+                    released[i] = true;
+                }
+            }
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    let out = child.wait_with_output().unwrap();
+    let v = json(&out);
+    for s in v["scans"].as_array().unwrap() {
+        println!("host{} {} ms", s["host"]["number"], s["duration_ms"]);
+    }
+    println!(
+        "wall {} ms; slowest host {} ms; sum of hosts {} ms",
+        v["wall_ms"],
+        delays_ms.iter().max().unwrap(),
+        delays_ms.iter().sum::<u64>()
+    );
+}
+
+#[test]
+fn rescan_target_writes_only_that_targets_scan() {
+    let lab = Lab::new();
+    let out = lab.run(&["rescan", "--target", TARGET_WWPN]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lab.read("class/scsi_host/host1/scan"), "0 0 -");
+    for h in [0, 2, 3, 4] {
+        assert_eq!(
+            lab.read(&format!("class/scsi_host/host{h}/scan")),
+            "",
+            "host{h}"
+        );
+    }
+    assert!(stdout(&out).contains("host1"), "{}", stdout(&out));
+}
+
+#[test]
+fn rescan_lips_only_when_asked() {
+    let lab = Lab::new();
+    let out = lab.run(&["rescan", "host1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lab.read("class/fc_host/host1/issue_lip"), "");
+    assert_eq!(lab.read("class/scsi_host/host1/scan"), "- - -");
+    let out = lab.run(&["rescan", HOST1_WWPN, "--lip"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lab.read("class/fc_host/host1/issue_lip"), "1");
+}
+
+#[test]
+fn rescan_needs_hosts_or_all() {
+    let lab = Lab::new();
+    let out = lab.run(&["rescan"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--all"), "{}", stderr(&out));
+    let out = lab.run(&["rescan", "host42"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("names no SCSI host"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_failed_scan_gives_exit_1_and_the_others_still_run() {
+    let lab = Lab::new();
+    // A scan attribute that is gone: the host was removed while the scan was queued.
+    fs::remove_file(lab.scan_file(2)).unwrap();
+    let out = lab.run(&["rescan", "host1", "host2", "host3", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v = json(&out);
+    let results: Vec<(u64, String)> = v["scans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["host"]["number"].as_u64().unwrap(),
+                s["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            (1, "done".to_string()),
+            (2, "failed".to_string()),
+            (3, "done".to_string())
+        ]
+    );
+    assert_eq!(lab.read("class/scsi_host/host3/scan"), "- - -");
+}
+
+// ---------------------------------------------------------------------------------
+// find-luns
+
+#[test]
+fn find_luns_says_where_each_lun_is_and_which_did_not_appear() {
+    let lab = Lab::new();
+    let out = lab.run(&["find-luns", "1", "27", "--json"]);
+    // 27 is nowhere: unfinished, not failed.
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["missing"], serde_json::json!([27]));
+    let found = v["found"].as_array().unwrap();
+    let fc = found
+        .iter()
+        .find(|f| f["hctl"] == "1:0:0:1")
+        .expect("LUN 1 behind the FCoE target");
+    assert_eq!(fc["target_wwpn"], TARGET_WWPN);
+    assert_eq!(fc["host"], "host1");
+    assert_eq!(fc["dev"], "/dev/sdn");
+    assert_eq!(fc["new"], false);
+    // Targeted: C T L for LUNs 1 and 27 on each known target, no wildcard scans.
+    assert_eq!(lab.read("class/scsi_host/host1/scan"), "0 0 27");
+    assert!(found.iter().all(|f| f["lun"] == 1));
+}
+
+// ---------------------------------------------------------------------------------
+// create / destroy / apply, with the test playing the FC transport
+
+/// Serves host1's vport_create and vport_delete FIFOs the way fc_vport_create and
+/// fc_vport_terminate do: a new vport-1:0-K with its vHBA host, or its removal.
+fn serve_npiv(lab: &Lab) {
+    let root = lab.root().join("sys");
+    for attr in ["vport_create", "vport_delete"] {
+        let path = lab.sys(&format!("{HOST1}/fc_host/host1/{attr}"));
+        lab.fifo(&path);
+        let root = root.clone();
+        thread::spawn(move || loop {
+            let mut text = String::new();
+            // Blocks until hbad opens it for writing; EOF when hbad closes it.
+            File::open(&path)
+                .unwrap()
+                .read_to_string(&mut text)
+                .unwrap();
+            let (p, n) = text.trim().split_once(':').unwrap();
+            if attr == "vport_create" {
+                make_vport(&root, p, n);
+            } else {
+                remove_vport(&root, p);
+            }
+        });
+    }
+}
+
+fn put(path: &Path, text: &str) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+}
+
+fn class_link(root: &Path, class: &str, name: &str, devpath: &str) {
+    std::os::unix::fs::symlink(
+        format!("../../{devpath}"),
+        root.join("class").join(class).join(name),
+    )
+    .unwrap();
+}
+
+fn make_vport(root: &Path, wwpn: &str, wwnn: &str) {
+    let k = (1..)
+        .find(|k| !root.join(format!("{HOST1}/vport-1:0-{k}")).exists())
+        .unwrap();
+    let vname = format!("vport-1:0-{k}");
+    let vport = format!("{HOST1}/{vname}");
+    let class = root.join(&vport).join("fc_vports").join(&vname);
+    put(&class.join("port_name"), &format!("0x{wwpn}\n"));
+    put(&class.join("node_name"), &format!("0x{wwnn}\n"));
+    put(&class.join("vport_state"), "Initializing\n");
+    put(&class.join("symbolic_name"), "");
+    class_link(
+        root,
+        "fc_vports",
+        &vname,
+        &format!("{vport}/fc_vports/{vname}"),
+    );
+    let m = 10 + k;
+    let host = format!("{vport}/host{m}");
+    let fc = root.join(&host).join(format!("fc_host/host{m}"));
+    put(&fc.join("port_name"), &format!("0x{wwpn}\n"));
+    put(&fc.join("node_name"), &format!("0x{wwnn}\n"));
+    put(&fc.join("port_state"), "Linkdown\n");
+    put(
+        &root
+            .join(&host)
+            .join(format!("scsi_host/host{m}/proc_name")),
+        "fcoe\n",
+    );
+    put(
+        &root.join(&host).join(format!("scsi_host/host{m}/scan")),
+        "",
+    );
+    class_link(
+        root,
+        "scsi_host",
+        &format!("host{m}"),
+        &format!("{host}/scsi_host/host{m}"),
+    );
+    class_link(
+        root,
+        "fc_host",
+        &format!("host{m}"),
+        &format!("{host}/fc_host/host{m}"),
+    );
+}
+
+fn remove_vport(root: &Path, wwpn: &str) {
+    for entry in fs::read_dir(root.join(HOST1)).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("vport-") {
+            continue;
+        }
+        let pn = fs::read_to_string(dir.join("fc_vports").join(&name).join("port_name"))
+            .unwrap_or_default();
+        if pn.trim() != format!("0x{wwpn}") {
+            continue;
+        }
+        for class in ["fc_vports", "scsi_host", "fc_host"] {
+            for link in fs::read_dir(root.join("class").join(class)).unwrap() {
+                let link = link.unwrap().path();
+                let target = fs::read_link(&link).unwrap();
+                if target.to_string_lossy().contains(&format!("/{name}/")) {
+                    fs::remove_file(link).unwrap();
+                }
+            }
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn create_then_destroy_by_name() {
+    let lab = Lab::new();
+    serve_npiv(&lab);
+    let out = lab.run(&[
+        "create",
+        "--parent",
+        HOST1_WWPN,
+        "--wwpn",
+        "5001a4a000000c01",
+        "--wwnn",
+        "5001a4a000000c00",
+        "--name",
+        "scratch",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["result"], "created");
+    assert_eq!(v["vport"], "vport-1:0-1");
+    assert_eq!(v["host"], "host11");
+    assert_eq!(v["owner"]["by"], "symbolic_name");
+    assert_eq!(
+        lab.read(&format!(
+            "{HOST1}/vport-1:0-1/fc_vports/vport-1:0-1/symbolic_name"
+        )),
+        "hbad:scratch"
+    );
+    // Again: already there, nothing written.
+    let again = lab.run(&[
+        "create",
+        "--parent",
+        "host1",
+        "--wwpn",
+        "5001a4a000000c01",
+        "--wwnn",
+        "5001a4a000000c00",
+        "--name",
+        "scratch",
+        "--json",
+    ]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(json(&again)["result"], "already_present");
+    assert!(!lab.sys(&format!("{HOST1}/vport-1:0-2")).exists());
+
+    let out = lab.run(&["destroy", "scratch"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("vport-1:0-1"), "{}", stdout(&out));
+    assert!(!lab.sys(&format!("{HOST1}/vport-1:0-1")).exists());
+}
+
+#[test]
+fn destroy_refuses_physical_ports_and_vports_hbad_did_not_make() {
+    let lab = Lab::new();
+    let out = lab.run(&["destroy", "host1", "--force"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not an NPIV vport"),
+        "{}",
+        stderr(&out)
+    );
+    // vport-1:0-0 (host4) was made by hand in the capture: empty symbolic_name.
+    let out = lab.run(&["destroy", "host4"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert_eq!(lab.read("class/fc_host/host1/vport_delete"), "");
+}
+
+#[test]
+fn create_that_never_appears_is_rolled_back() {
+    // Plain files: the write "succeeds" and no vHBA ever appears.
+    let lab = Lab::new();
+    let out = lab.run(&[
+        "create",
+        "--parent",
+        HOST1_WWPN,
+        "--wwpn",
+        "5001a4a000000c01",
+        "--wwnn",
+        "5001a4a000000c00",
+        "--vport-timeout",
+        "100ms",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("rolled back"), "{}", stderr(&out));
+    assert_eq!(
+        lab.read("class/fc_host/host1/vport_create"),
+        "5001a4a000000c01:5001a4a000000c00"
+    );
+    assert_eq!(
+        lab.read("class/fc_host/host1/vport_delete"),
+        "5001a4a000000c01:5001a4a000000c00"
+    );
+}
+
+#[test]
+fn apply_creates_declared_vhbas_and_then_there_is_nothing_to_do() {
+    let lab = Lab::new();
+    serve_npiv(&lab);
+    lab.policy(&format!(
+        r#"
+[[vhba]]
+name = "db"
+parent_wwpn = "{HOST1_WWPN}"
+wwpn = "5001a4a000000d01"
+wwnn = "5001a4a000000d00"
+
+[[vhba]]
+name = "nowhere"
+parent_wwpn = "0x2100000000000001"
+wwpn = "5001a4a000000e01"
+wwnn = "5001a4a000000e00"
+"#
+    ));
+    let out = lab.run(&["apply", "--json"]);
+    // "nowhere" has no parent: it waits, so the run is unfinished (2), not failed.
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let v = json(&out);
+    let steps = v["steps"].as_array().unwrap();
+    let results: Vec<(&str, &str)> = steps
+        .iter()
+        .map(|s| {
+            (
+                s["step"]["action"].as_str().unwrap(),
+                s["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(results, [("create_vhba", "done"), ("wait", "waiting")]);
+    assert_eq!(
+        lab.read(&format!(
+            "{HOST1}/vport-1:0-1/fc_vports/vport-1:0-1/symbolic_name"
+        )),
+        "hbad:db"
+    );
+    let plan = lab.run(&["plan", "--json"]);
+    let p = json(&plan);
+    let actions: Vec<&str> = p["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["wait"], "{p}");
+    // Applying again writes nothing new.
+    let again = lab.run(&["apply"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(!lab.sys(&format!("{HOST1}/vport-1:0-2")).exists());
+}
