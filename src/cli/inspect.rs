@@ -1,21 +1,320 @@
 //! `list`, `tree`, `show`, `luns`: views of the graph loaded from sysfs.
+//!
+//! Text for people goes through [`super::render`]; `--json` prints the shapes
+//! documented there.
 
+use std::collections::HashSet;
 use std::process::ExitCode;
 
+use anyhow::Context;
+
+use super::policy::load_graph;
+use super::render::{self, NodeView, RelationView, ShowView};
 use super::{Cap, Global};
+use crate::graph::{Graph, Lookup, Node, NodeKind};
 
-pub fn list(_g: &Global, _cap: Option<Cap>) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`hbad list` is not written yet")
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    render::emit_all(&text)
 }
 
-pub fn tree(_g: &Global) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`hbad tree` is not written yet")
+fn has_cap(graph: &Graph, node: &Node, cap: Cap) -> bool {
+    match (&node.kind, cap) {
+        (NodeKind::Host(_), Cap::ScsiHost) => true,
+        (NodeKind::Host(h), Cap::FcHost) => h.fc.is_some(),
+        (NodeKind::Host(h), Cap::Vports) => h.fc.as_ref().is_some_and(|f| f.npiv.is_some()),
+        (NodeKind::Host(_), Cap::Vhba) => graph.is_vhba(node),
+        (NodeKind::Vport(_), Cap::Vports) => false,
+        (NodeKind::RemotePort(_), Cap::Rport) => true,
+        (NodeKind::Target(_), Cap::Target) => true,
+        (NodeKind::Lun(_), Cap::Lun) => true,
+        (NodeKind::Disk(_), Cap::Block) => true,
+        _ => false,
+    }
 }
 
-pub fn show(_g: &Global, _device: &str) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`hbad show` is not written yet")
+fn cap_word(cap: Cap) -> &'static str {
+    match cap {
+        Cap::ScsiHost => "scsi_host",
+        Cap::FcHost => "fc_host",
+        Cap::Vports => "vports",
+        Cap::Vhba => "vhba",
+        Cap::Rport => "rport",
+        Cap::Target => "target",
+        Cap::Lun => "lun",
+        Cap::Block => "block",
+    }
 }
 
-pub fn luns(_g: &Global, _filter: Option<&str>) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`hbad luns` is not written yet")
+/// Every device, or those of one capability, like `virsh nodedev-list --cap`.
+pub fn list(g: &Global, cap: Option<Cap>) -> anyhow::Result<ExitCode> {
+    let graph = load_graph(g)?;
+    let mut nodes: Vec<&Node> = graph
+        .nodes()
+        .filter(|n| cap.is_none_or(|c| has_cap(&graph, n, c)))
+        .collect();
+    nodes.sort_by(|a, b| render::device_order(a, b));
+    if g.json {
+        let views: Vec<NodeView> = nodes.iter().map(|n| render::view(&graph, n)).collect();
+        print_json(&views)?;
+    } else if nodes.is_empty() {
+        match cap {
+            Some(c) => eprintln!(
+                "no {} devices under {}",
+                cap_word(c),
+                g.sysfs_root.display()
+            ),
+            None => eprintln!("no SCSI devices under {}", g.sysfs_root.display()),
+        }
+    } else {
+        let rows: Vec<Vec<String>> = nodes.iter().map(|n| render::list_row(&graph, n)).collect();
+        render::emit_all(&render::render_table(&render::LIST_HEADER, &rows))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Hosts -> vports -> vHBAs, remote ports -> targets -> LUNs -> disks.
+pub fn tree(g: &Global) -> anyhow::Result<ExitCode> {
+    let graph = load_graph(g)?;
+    if g.json {
+        print_json(&render::tree_view(&graph))?;
+    } else if graph.is_empty() {
+        eprintln!("no SCSI hosts under {}", g.sysfs_root.display());
+    } else {
+        render::emit_all(&render::render_tree(&graph))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What a lookup searched for, in words, for "not found" errors.
+fn looked_for(lookup: &Lookup) -> String {
+    match lookup {
+        Lookup::Host(n) => format!("SCSI host {n}"),
+        Lookup::Wwpn(w) => format!("an FC host, vHBA, vport or remote port with WWPN {w}"),
+        Lookup::Hctl(h) => format!("the SCSI device {h}"),
+        Lookup::Disk(d) => format!("a disk named {d} on a SCSI device"),
+        Lookup::Name(n) => format!("a device with kernel name or devpath `{n}`"),
+    }
+}
+
+fn resolve<'a>(graph: &'a Graph, device: &str) -> anyhow::Result<Vec<&'a Node>> {
+    let lookup: Lookup = device
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("cannot read `{device}` as a device name"))?;
+    let mut found = graph.find(&lookup);
+    found.sort_by(|a, b| render::device_order(a, b));
+    if found.is_empty() {
+        anyhow::bail!(
+            "no device `{device}`: looked for {}; `hbad list` shows the devices there are",
+            looked_for(&lookup)
+        );
+    }
+    Ok(found)
+}
+
+/// Nodes below `node` of one kind, whose nearest host is `host` (so a physical HBA
+/// does not claim what its vHBAs reach).
+fn below<'a>(graph: &'a Graph, node: &'a Node, pred: impl Fn(&NodeKind) -> bool) -> Vec<&'a Node> {
+    let mut found = Vec::new();
+    let mut stack: Vec<&Node> = graph.children(node).collect();
+    while let Some(n) = stack.pop() {
+        if matches!(n.kind, NodeKind::Vport(_) | NodeKind::Host(_)) {
+            continue;
+        }
+        if pred(&n.kind) {
+            found.push(n);
+        }
+        stack.extend(graph.children(n));
+    }
+    found.sort_by(|a, b| render::device_order(a, b));
+    found
+}
+
+/// The devices a device relates to: parent HBA of a vHBA, vports of an HBA, remote
+/// port of a LUN, disk, ...
+pub fn relations(graph: &Graph, node: &Node) -> Vec<RelationView> {
+    let mut rel: Vec<(&'static str, &Node)> = Vec::new();
+    match &node.kind {
+        NodeKind::Host(_) => {
+            if let Some(vport) = graph.vport_of_vhba(node) {
+                if let Some(parent) = graph.vport_parent_host(vport) {
+                    rel.push(("parent_hba", parent));
+                }
+                rel.push(("vport", vport));
+            }
+            let mut children: Vec<&Node> = graph.children(node).collect();
+            children.sort_by(|a, b| render::device_order(a, b));
+            for c in &children {
+                if let NodeKind::Vport(_) = c.kind {
+                    rel.push(("vport", c));
+                    if let Some(vhba) = graph.vhba_of_vport(c) {
+                        rel.push(("vhba", vhba));
+                    }
+                }
+            }
+            for c in children {
+                if let NodeKind::RemotePort(_) = c.kind {
+                    rel.push(("remote_port", c));
+                }
+            }
+            for t in below(graph, node, |k| matches!(k, NodeKind::Target(_))) {
+                rel.push(("target", t));
+            }
+            for l in below(graph, node, |k| matches!(k, NodeKind::Lun(_))) {
+                rel.push(("lun", l));
+            }
+        }
+        NodeKind::Vport(_) => {
+            if let Some(p) = graph.vport_parent_host(node) {
+                rel.push(("parent_hba", p));
+            }
+            if let Some(h) = graph.vhba_of_vport(node) {
+                rel.push(("vhba", h));
+            }
+        }
+        NodeKind::RemotePort(_) | NodeKind::Target(_) => {
+            if let Some(h) = graph.host_of(node) {
+                rel.push(("host", h));
+            }
+            if let Some(r) = graph
+                .remote_port_of(node)
+                .filter(|r| r.devpath != node.devpath)
+            {
+                rel.push(("remote_port", r));
+            }
+            for t in below(graph, node, |k| matches!(k, NodeKind::Target(_))) {
+                rel.push(("target", t));
+            }
+            for l in below(graph, node, |k| matches!(k, NodeKind::Lun(_))) {
+                rel.push(("lun", l));
+            }
+        }
+        NodeKind::Lun(_) | NodeKind::Disk(_) => {
+            if let NodeKind::Disk(_) = node.kind {
+                if let Some(l) = graph.parent(node) {
+                    rel.push(("lun", l));
+                }
+            }
+            if let Some(h) = graph.host_of(node) {
+                rel.push(("host", h));
+                if let Some(p) = graph
+                    .vport_of_vhba(h)
+                    .and_then(|v| graph.vport_parent_host(v))
+                {
+                    rel.push(("parent_hba", p));
+                }
+            }
+            if let Some(r) = graph.remote_port_of(node) {
+                rel.push(("remote_port", r));
+            }
+            if let Some(t) = graph
+                .ancestor(node, |k| matches!(k, NodeKind::Target(_)))
+                .filter(|t| t.devpath != node.devpath)
+            {
+                rel.push(("target", t));
+            }
+            if let Some(d) = graph.disk_of(node) {
+                rel.push(("disk", d));
+            }
+        }
+    }
+    rel.into_iter()
+        .map(|(relation, n)| RelationView {
+            relation,
+            device: render::view(graph, n),
+        })
+        .collect()
+}
+
+/// One device: every attribute hbad reads, and the devices it relates to.
+pub fn show(g: &Global, device: &str) -> anyhow::Result<ExitCode> {
+    let graph = load_graph(g)?;
+    let found = resolve(&graph, device)?;
+    let shows: Vec<ShowView> = found
+        .iter()
+        .map(|n| ShowView {
+            device: render::view(&graph, n),
+            relations: relations(&graph, n),
+        })
+        .collect();
+    if g.json {
+        print_json(&shows)?;
+    } else {
+        let text: Vec<String> = shows.iter().map(render::render_show).collect();
+        render::emit_all(&text.join("\n"))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The LUNs a filter covers: a host (by number or WWPN) covers the LUNs it reaches
+/// itself, a vport those of its vHBA, a remote port (a target's WWPN) or target
+/// those behind it, a LUN or disk itself.
+fn luns_of<'a>(graph: &'a Graph, matched: &[&'a Node]) -> Vec<&'a Node> {
+    let mut scope: HashSet<&str> = HashSet::new();
+    for m in matched {
+        match m.kind {
+            NodeKind::Vport(_) => {
+                if let Some(h) = graph.vhba_of_vport(m) {
+                    scope.insert(&h.devpath);
+                }
+            }
+            NodeKind::Disk(_) => {
+                if let Some(l) = graph.parent(m) {
+                    scope.insert(&l.devpath);
+                }
+            }
+            _ => {
+                scope.insert(&m.devpath);
+            }
+        }
+    }
+    graph
+        .luns()
+        .into_iter()
+        .filter(|lun| {
+            let mut cur = Some(*lun);
+            while let Some(n) = cur {
+                if scope.contains(n.devpath.as_str()) {
+                    return true;
+                }
+                // A LUN belongs to its nearest host only, not to the HBA above a vHBA.
+                if matches!(n.kind, NodeKind::Host(_)) {
+                    return false;
+                }
+                cur = graph.parent(n);
+            }
+            false
+        })
+        .collect()
+}
+
+/// LUNs with their addresses, sizes, device nodes and stable paths.
+pub fn luns(g: &Global, filter: Option<&str>) -> anyhow::Result<ExitCode> {
+    let graph = load_graph(g)?;
+    let luns = match filter {
+        None => graph.luns(),
+        Some(f) => luns_of(&graph, &resolve(&graph, f)?),
+    };
+    let views: Vec<NodeView> = luns.iter().map(|l| render::view(&graph, l)).collect();
+    if g.json {
+        print_json(&views)?;
+    } else if views.is_empty() {
+        match filter {
+            Some(f) => eprintln!("no LUNs on {f}"),
+            None => eprintln!("no LUNs under {}", g.sysfs_root.display()),
+        }
+    } else {
+        let rows: Vec<Vec<String>> = views
+            .iter()
+            .filter_map(|v| match v {
+                NodeView::Lun(l) => Some(render::lun_rows(l)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        render::emit_all(&render::render_table(&render::LUNS_HEADER, &rows))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -8,9 +8,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::sysfs::Sysfs;
 
 pub mod act;
+pub mod daemon;
 pub mod demo;
 pub mod inspect;
 pub mod policy;
+pub mod render;
 pub mod watch;
 
 #[derive(Debug, Parser)]
@@ -112,6 +114,10 @@ pub enum Command {
     Rescan(act::RescanArgs),
     /// Scan for these LUN numbers and say where each appeared.
     FindLuns(act::FindLunsArgs),
+    /// The agent: keep the policy's vHBAs and rescan what reports new storage (systemd unit).
+    Run(daemon::RunArgs),
+    /// What the running agent reports: vHBAs, last scans, hung hosts, counters.
+    Status(daemon::StatusArgs),
     /// Run hbad on a simulated host: two NPIV HBAs, a SAN presenting new LUNs.
     Demo(demo::DemoArgs),
 }
@@ -128,6 +134,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wwn(args) => policy::wwn(g, args),
         Command::Watch(args) => watch::run(g, args),
         Command::Demo(args) => demo::run(g, args),
+        Command::Run(args) => daemon::run(g, args),
+        Command::Status(args) => daemon::status(g, args),
         Command::Apply(args) => act::apply(g, args),
         Command::Create(args) => act::create(g, args),
         Command::Destroy(args) => act::destroy(g, args),

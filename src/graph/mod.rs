@@ -22,6 +22,7 @@ use crate::uevent::{Action, Uevent};
 use crate::wwn::Wwn;
 
 mod apply;
+pub mod describe;
 mod query;
 
 pub use apply::{Change, Notice};

@@ -11,7 +11,10 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+pub mod kernel;
 pub mod replay;
+pub mod source;
+pub mod udev;
 
 /// What happened to the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

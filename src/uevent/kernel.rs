@@ -1,0 +1,285 @@
+//! The kernel's own uevents: netlink `NETLINK_KOBJECT_UEVENT`, multicast group 1.
+//!
+//! What arrives here is what the kernel broadcast, before udev ran any rules: no
+//! DEVLINKS or ID_* properties, but also no dependency on udevd being up, and no delay.
+//!
+//! Two checks make the socket safe to act on. The sender's netlink portid must be 0:
+//! a userspace socket always has a nonzero portid (binding to 0 means "pick one for
+//! me"), while root in the same network namespace can send to group 1 at will; not
+//! checking this was CVE-2009-1185. And `ENOBUFS` is not an error to give up on but a
+//! report that events were dropped: it becomes [`SourceItem::Overflow`] and the socket
+//! keeps working.
+//!
+//! The socket is a `netlink_sys::Socket`, never cloned: its `Drop` closes the fd, so a
+//! clone would close the socket under the other copy.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::Arc;
+
+use netlink_sys::protocols::NETLINK_KOBJECT_UEVENT;
+use netlink_sys::{Socket, SocketAddr};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use super::source::{raise_recv_buffer, RecvBuffer, SourceCounters, DEFAULT_RECV_BUFFER};
+use super::{parse_kernel, ParseError, Rejection, SourceItem};
+
+/// The multicast group the kernel sends uevents to (udevd re-broadcasts on 2).
+pub const KERNEL_GROUP: u32 = 1;
+
+/// A kernel uevent is at most `UEVENT_BUFFER_SIZE` (2048) bytes of properties plus the
+/// `action@devpath` header; 16 KiB leaves room for any devpath, and anything longer is
+/// caught by `MSG_TRUNC` and rejected instead of parsed half.
+const DATAGRAM_BUFFER: usize = 16 * 1024;
+
+/// How to open the kernel socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelOptions {
+    /// Receive buffer in bytes; forced past `rmem_max` when the process may.
+    pub recv_buffer: usize,
+}
+
+impl Default for KernelOptions {
+    fn default() -> Self {
+        KernelOptions {
+            recv_buffer: DEFAULT_RECV_BUFFER,
+        }
+    }
+}
+
+/// Decides what one datagram from the uevent socket is. Pure, so the checks are
+/// tested without a socket.
+///
+/// `sender_portid` is the netlink source address; `truncated` says the datagram was
+/// longer than what was read (`MSG_TRUNC`).
+pub fn classify(sender_portid: u32, datagram: &[u8], truncated: bool) -> SourceItem {
+    // The sender is checked first: a forged message is reported as forged whatever
+    // its content, and its bytes are never parsed.
+    if sender_portid != 0 {
+        return SourceItem::Rejected(Rejection::NotKernel(sender_portid));
+    }
+    if truncated {
+        return SourceItem::Rejected(Rejection::Malformed(ParseError::Truncated));
+    }
+    match parse_kernel(datagram) {
+        Ok(event) => SourceItem::Event(event),
+        Err(e) => SourceItem::Rejected(Rejection::Malformed(e)),
+    }
+}
+
+fn open_socket(opts: &KernelOptions) -> io::Result<(Socket, RecvBuffer)> {
+    let mut socket = Socket::new(NETLINK_KOBJECT_UEVENT)?;
+    // The buffer is raised before binding so no burst finds it at the default size.
+    let recv_buffer = raise_recv_buffer(&socket, opts.recv_buffer)?;
+    socket.bind(&SocketAddr::new(0, 1 << (KERNEL_GROUP - 1)))?;
+    Ok((socket, recv_buffer))
+}
+
+/// One `recvfrom`: a classified datagram, or `Overflow` for `ENOBUFS`.
+fn receive(socket: &Socket, buf: &mut [u8]) -> io::Result<SourceItem> {
+    let capacity = buf.len();
+    let mut room = &mut buf[..];
+    match socket.recv_from(&mut room, libc::MSG_TRUNC) {
+        // With MSG_TRUNC the length is the datagram's, even when it did not fit.
+        Ok((len, sender)) => Ok(classify(
+            sender.port_number(),
+            &buf[..len.min(capacity)],
+            len > capacity,
+        )),
+        // The kernel reports a dropped broadcast once, on the next receive; the queue
+        // behind it is intact, so the next call goes on with the surviving events.
+        Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(SourceItem::Overflow),
+        Err(e) => Err(e),
+    }
+}
+
+/// The kernel uevent socket, blocking: for threads and the CLI.
+///
+/// As an iterator it never ends; an `Err` means the socket itself failed, and the
+/// consumer should stop.
+#[derive(Debug)]
+pub struct KernelSource {
+    socket: Socket,
+    buf: Box<[u8]>,
+    recv_buffer: RecvBuffer,
+    counters: Arc<SourceCounters>,
+}
+
+impl KernelSource {
+    /// Opens and binds the socket. Open it before reading sysfs (cold plug), so an
+    /// event that happens during the read is queued rather than missed.
+    pub fn open(opts: &KernelOptions) -> io::Result<KernelSource> {
+        let (socket, recv_buffer) = open_socket(opts)?;
+        Ok(KernelSource {
+            socket,
+            buf: vec![0; DATAGRAM_BUFFER].into_boxed_slice(),
+            recv_buffer,
+            counters: Arc::default(),
+        })
+    }
+
+    /// Waits for the next datagram (or loss report) and classifies it.
+    pub fn recv(&mut self) -> io::Result<SourceItem> {
+        loop {
+            match receive(&self.socket, &mut self.buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+                Ok(item) => {
+                    self.counters.record(&item);
+                    return Ok(item);
+                }
+            }
+        }
+    }
+
+    /// The receive buffer the socket got, for the startup log.
+    pub fn recv_buffer(&self) -> RecvBuffer {
+        self.recv_buffer
+    }
+
+    /// Live counters; the `Arc` can be kept by a status reporter.
+    pub fn counters(&self) -> Arc<SourceCounters> {
+        Arc::clone(&self.counters)
+    }
+
+    /// Moves the same socket (and its queue, and its counters) under tokio. Must be
+    /// called inside a tokio runtime.
+    pub fn into_async(self) -> io::Result<AsyncKernelSource> {
+        // Registering outside a runtime would panic inside tokio; say so instead.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(io::Error::other(
+                "the async kernel uevent source needs a tokio runtime",
+            ));
+        }
+        self.socket.set_non_blocking(true)?;
+        // SAFETY: a netlink_sys::Socket owns its fd, always returns the same one from
+        // as_raw_fd, and closes it only when dropped — which AsyncFd does last.
+        let fd = unsafe { AsyncFd::register_with_interest(self.socket, Interest::READABLE) }?;
+        Ok(AsyncKernelSource {
+            fd,
+            buf: self.buf,
+            recv_buffer: self.recv_buffer,
+            counters: self.counters,
+        })
+    }
+}
+
+impl Iterator for KernelSource {
+    type Item = io::Result<SourceItem>;
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.recv())
+    }
+}
+
+impl AsRawFd for KernelSource {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+impl AsFd for KernelSource {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+/// The kernel uevent socket under tokio: for the daemon's event loop.
+#[derive(Debug)]
+pub struct AsyncKernelSource {
+    fd: AsyncFd<Socket>,
+    buf: Box<[u8]>,
+    recv_buffer: RecvBuffer,
+    counters: Arc<SourceCounters>,
+}
+
+impl AsyncKernelSource {
+    /// Opens the socket as [`KernelSource::open`] does; call inside a tokio runtime.
+    pub fn open(opts: &KernelOptions) -> io::Result<AsyncKernelSource> {
+        KernelSource::open(opts)?.into_async()
+    }
+
+    /// The next datagram (or loss report), classified. Cancel-safe: a datagram is
+    /// only taken off the socket inside one poll, never left half-received.
+    pub async fn next(&mut self) -> io::Result<SourceItem> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.try_io(|fd| receive(fd.get_ref(), &mut self.buf)) {
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(result) => {
+                    let item = result?;
+                    self.counters.record(&item);
+                    return Ok(item);
+                }
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    pub fn recv_buffer(&self) -> RecvBuffer {
+        self.recv_buffer
+    }
+
+    pub fn counters(&self) -> Arc<SourceCounters> {
+        Arc::clone(&self.counters)
+    }
+}
+
+impl AsRawFd for AsyncKernelSource {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.get_ref().as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uevent::{Action, Uevent};
+
+    fn add_host() -> Uevent {
+        let mut ev = Uevent::new(Action::Add, "/devices/pseudo_0/adapter0/host2", "scsi")
+            .with_devtype("scsi_host");
+        ev.seqnum = Some(7);
+        ev
+    }
+
+    #[test]
+    fn kernel_datagram_from_portid_zero_is_an_event() {
+        let ev = add_host();
+        assert_eq!(
+            classify(0, &ev.to_kernel_bytes(), false),
+            SourceItem::Event(ev)
+        );
+    }
+
+    #[test]
+    fn a_valid_uevent_from_a_userspace_portid_is_forged() {
+        let bytes = add_host().to_kernel_bytes();
+        assert_eq!(
+            classify(4242, &bytes, false),
+            SourceItem::Rejected(Rejection::NotKernel(4242))
+        );
+        // Even garbage from userspace is reported as forged, not as malformed.
+        assert_eq!(
+            classify(1, b"\xff", true),
+            SourceItem::Rejected(Rejection::NotKernel(1))
+        );
+    }
+
+    #[test]
+    fn truncated_or_broken_kernel_datagrams_are_malformed() {
+        let bytes = add_host().to_kernel_bytes();
+        assert_eq!(
+            classify(0, &bytes, true),
+            SourceItem::Rejected(Rejection::Malformed(ParseError::Truncated))
+        );
+        assert_eq!(
+            classify(0, b"", false),
+            SourceItem::Rejected(Rejection::Malformed(ParseError::Empty))
+        );
+        assert!(matches!(
+            classify(0, b"libudev\0\xfe\xed\xca\xfe", false),
+            SourceItem::Rejected(Rejection::Malformed(ParseError::UdevFormat))
+        ));
+    }
+}
