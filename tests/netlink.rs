@@ -553,6 +553,16 @@ fn udev_source_starts_and_shuts_down_cleanly() {
 }
 
 #[test]
+fn udev_source_that_cannot_start_says_why() {
+    let err = UdevSource::spawn(UdevOptions {
+        subsystems: vec!["sc\0si".into()],
+        ..UdevOptions::default()
+    })
+    .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+}
+
+#[test]
 fn netns_udev_source_delivers_owned_events_and_relies_on_libudev_checks() {
     if !libudev_listens() {
         println!(
