@@ -378,16 +378,17 @@ fn netns_kernel_source_drain_throughput() {
 
         set_nonblocking(&source, true);
         let start = Instant::now();
-        let mut bytes = 0usize;
+        let mut events = Vec::with_capacity(pairs * 20);
         loop {
             match source.recv() {
-                Ok(SourceItem::Event(ev)) => bytes += ev.to_kernel_bytes().len(),
+                Ok(SourceItem::Event(ev)) => events.push(ev),
                 Ok(item) => panic!("unexpected {item:?} with a 128 MiB buffer"),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => panic!("{e}"),
             }
         }
         let drain = start.elapsed();
+        let bytes: usize = events.iter().map(|e| e.to_kernel_bytes().len()).sum();
         let counts = source.counters().snapshot();
         println!(
             "kernel produced {} uevents ({} KiB) for {pairs} veth pairs added and deleted in {:.2?} ({:.0} events/s)",
@@ -549,6 +550,16 @@ fn udev_source_starts_and_shuts_down_cleanly() {
     for item in events {
         item.unwrap();
     }
+}
+
+#[test]
+fn udev_source_that_cannot_start_says_why() {
+    let err = UdevSource::spawn(UdevOptions {
+        subsystems: vec!["sc\0si".into()],
+        ..UdevOptions::default()
+    })
+    .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
 }
 
 #[test]

@@ -93,8 +93,9 @@ pub struct UdevSource {
 
 /// The receiving end: owned items from the monitor thread.
 ///
-/// `None` from it means the thread has stopped; if it stopped on an error, that
-/// error was the last item.
+/// `None` from it means the thread has stopped. If it stopped on an error,
+/// [`UdevSource::shutdown`] returns that error, and it is also the last item when
+/// the channel had room for it.
 #[derive(Debug)]
 pub struct UdevEvents {
     rx: mpsc::Receiver<io::Result<SourceItem>>,
