@@ -495,6 +495,22 @@ fn event_sequences_match_the_real_kernel_capture() {
         shape(&got.iter().collect::<Vec<_>>()),
         shape(&pick(119..127, &|_| true))
     );
+
+    // Removing a scsi_debug host of two targets with three LUNs each (step 8), in
+    // exact order. scsi_debug also raises unit attentions on the LUNs that remain
+    // while others go: a driver quirk the simulator leaves out.
+    let other = sim.add_hba(&HbaSpec::scsi_debug(2, 3)).unwrap();
+    sim.drain_events();
+    sim.remove_hba(other).unwrap();
+    let got = sim.drain_events();
+    let want = pick(131..200, &|e| {
+        e.action != Action::Change
+            && (e.devpath.contains("/adapter2")
+                || e.devpath.ends_with("scsi_tmf_5")
+                || (e.action == Action::Remove && e.subsystem == "bdi"))
+    });
+    assert_eq!(want.len(), 55);
+    assert_eq!(shape(&got.iter().collect::<Vec<_>>()), shape(&want));
 }
 
 #[test]
@@ -831,4 +847,53 @@ fn hot_unplug_removes_vports_before_the_host_and_the_pci_device_last() {
     assert_eq!(sim.add_hba(&spec.hbas[1]).unwrap(), 1);
     assert!(sim.lun_devpath(hctl("1:0:0:0")).is_some());
     let _: &Sysfs = &sim.sysfs();
+}
+
+#[test]
+fn executor_scans_through_the_simulator_and_reports_a_stalled_host_hung() {
+    use hbad::exec::scan::{ScanOutcome, Scanner};
+    use hbad::plan::HostRef;
+    use hbad::sysfs::writes::ScanScope;
+    use std::sync::Arc;
+
+    let f = demo_sim();
+    let sim = f.sim.clone();
+    sim.map_lun(demo::ARRAY_PORT_A, 1, demo::HBA_A_WWPN)
+        .unwrap();
+    sim.map_lun(demo::ARRAY_PORT_B, 2, demo::HBA_B_WWPN)
+        .unwrap();
+    let gate = sim.stall_scans(1);
+    let scanner = Scanner::new(
+        Arc::new(sim.clone()),
+        sim.sysfs(),
+        Duration::from_millis(300),
+    );
+    let host = |n| HostRef {
+        number: n,
+        devpath: sim.host_devpath(n).unwrap(),
+    };
+    let target = ScanScope::Target {
+        channel: 0,
+        target: 0,
+    };
+    let stuck = scanner.request(&host(1), target, "unit attention");
+    let fine = scanner.request(&host(2), target, "unit attention");
+    // The gate never opens before the timeout: the outcome does not depend on timing.
+    assert_eq!(
+        stuck.wait(Duration::from_millis(300)).outcome,
+        ScanOutcome::Hung
+    );
+    assert_eq!(
+        fine.wait(Duration::from_secs(60)).outcome,
+        ScanOutcome::Done
+    );
+    assert!(sim.lun_devpath(hctl("2:0:0:2")).is_some());
+    assert!(sim.lun_devpath(hctl("1:0:0:1")).is_none());
+    assert!(sim
+        .writes()
+        .iter()
+        .any(|w| w.path.ends_with("scsi_host/host2/scan")
+            && w.value == "0 0 -"
+            && w.errno.is_none()));
+    gate.release();
 }
