@@ -897,3 +897,88 @@ fn executor_scans_through_the_simulator_and_reports_a_stalled_host_hung() {
             && w.errno.is_none()));
     gate.release();
 }
+
+#[test]
+fn old_kernels_npiv_controls_live_under_scsi_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = demo::spec();
+    let mut spec = spec;
+    spec.hbas[1] = spec.hbas[1]
+        .clone()
+        .npiv_controls(VportControlDir::ScsiHost);
+    let sim = Sim::new(dir.path(), &spec).unwrap();
+    let g = Graph::load(&sim.sysfs());
+    let NodeKind::Host(h) = &g.host(1).unwrap().kind else {
+        panic!()
+    };
+    let npiv = h.fc.as_ref().unwrap().npiv.as_ref().unwrap();
+    assert_eq!(npiv.control_dir, VportControlDir::ScsiHost);
+    let dev = host_devpath(&sim, 1);
+    let text = vport_text(wwn(VHBA_A), wwn(VHBA_NODE));
+    let fc_path = sim.sysfs().vport_create_path(&dev, VportControlDir::FcHost);
+    assert_eq!(errno(sim.write_attr(&fc_path, &text)), Some(libc::ENOENT));
+    let old_path = sim
+        .sysfs()
+        .vport_create_path(&dev, VportControlDir::ScsiHost);
+    sim.write_attr(&old_path, &text).unwrap();
+    assert_eq!(sim.host_by_wwpn(wwn(VHBA_A)), Some(3));
+    let del = sim
+        .sysfs()
+        .vport_delete_path(&dev, VportControlDir::ScsiHost);
+    sim.write_attr(&del, &text).unwrap();
+    assert_eq!(sim.host_by_wwpn(wwn(VHBA_A)), None);
+}
+
+#[test]
+fn udev_flavour_adds_the_disk_change_after_a_unit_attention() {
+    let f = demo_sim();
+    let sim = &f.sim;
+    sim.map_lun(demo::ARRAY_PORT_A, 1, demo::HBA_A_WWPN)
+        .unwrap();
+    sim.io(hctl("1:0:0:0")).unwrap();
+    let udev = sim.drain_udev_events();
+    assert_eq!(
+        seq(&udev),
+        [("change", "scsi"), ("change", "block")].map(|(a, b)| (a.into(), b.into()))
+    );
+    assert_eq!(udev[1].prop("DEVNAME"), Some("sdb"));
+    assert!(udev[1]
+        .prop("DEVLINKS")
+        .unwrap()
+        .contains("by-path/pci-0000:3b:00.0-fc-"));
+    // Without udev, the kernel sends only the scsi_device change.
+    sim.map_lun(demo::ARRAY_PORT_A, 2, demo::HBA_A_WWPN)
+        .unwrap();
+    scan(sim, 1, "0 0 -").unwrap();
+    sim.drain_events();
+    sim.map_lun(demo::ARRAY_PORT_A, 1, wwn(VHBA_A)).unwrap();
+    sim.unmap_lun(demo::ARRAY_PORT_A, 2, demo::HBA_A_WWPN)
+        .unwrap();
+    assert_eq!(
+        sim.io_pending(),
+        1,
+        "one report per target until it is rescanned"
+    );
+    let kernel = sim.drain_events();
+    assert_eq!(seq(&kernel), [("change".to_string(), "scsi".to_string())]);
+}
+
+#[test]
+fn a_simulator_wants_an_empty_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Sim::demo_host(dir.path()).unwrap();
+    let err = Sim::demo_host(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("empty directory"), "{err}");
+    let bad = SimSpec::new().hba(HbaSpec::fc(
+        "lpfc",
+        "0000:01:00.0",
+        wwn(1 << 60),
+        wwn(2 << 60),
+        "nowhere",
+    ));
+    let other = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        Sim::new(other.path(), &bad),
+        Err(hbad::sim::SimError::NoFabric(f)) if f == "nowhere"
+    ));
+}

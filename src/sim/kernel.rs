@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::spec::{FabricSpec, HbaBus, HbaKind, HbaSpec, LocalLun, LunSpec, TargetPortSpec};
 use super::tree::Tree;
 use super::{Flavour, ScanGateInner};
-use crate::sysfs::Hctl;
+use crate::sysfs::{Hctl, VportControlDir};
 use crate::uevent::{Action, Uevent};
 use crate::wwn::Wwn;
 
@@ -93,6 +93,7 @@ pub(crate) struct Vport {
 #[derive(Debug, Clone)]
 pub(crate) struct Npiv {
     pub max: u32,
+    pub controls: VportControlDir,
     /// `fc_host->next_vport_number`: never reused, even after a failed create.
     pub next_vport: u32,
     pub vports: BTreeMap<u32, Vport>,
@@ -186,7 +187,7 @@ pub(crate) struct Kernel {
     bsg_ids: BTreeSet<u32>,
     seqnum: u64,
     diskseq: u64,
-    queue: Vec<Uevent>,
+    queue: Vec<(Uevent, bool)>,
     subscribers: Vec<(Flavour, Sender<Uevent>)>,
     /// udev's links: (dir, name) -> disks claiming it, the newest owning it.
     dev_links: BTreeMap<(String, String), Vec<String>>,
@@ -228,6 +229,20 @@ impl Kernel {
         devtype: Option<&str>,
         props: &[(&str, String)],
     ) {
+        self.emit_for(false, action, devpath, subsystem, devtype, props);
+    }
+
+    /// Emits an event; `udev_only` ones exist only on a host where udev runs
+    /// (it writes `change` to a `uevent` file and the kernel sends that).
+    fn emit_for(
+        &mut self,
+        udev_only: bool,
+        action: Action,
+        devpath: &str,
+        subsystem: &str,
+        devtype: Option<&str>,
+        props: &[(&str, String)],
+    ) {
         self.seqnum += 1;
         let mut ev = Uevent::new(action, devpath, subsystem);
         ev.devtype = devtype.map(str::to_string);
@@ -238,18 +253,23 @@ impl Kernel {
         self.subscribers.retain(|(flavour, tx)| {
             let out = match flavour {
                 Flavour::Udev => ev.clone(),
+                Flavour::Kernel if udev_only => return true,
                 Flavour::Kernel => kernel_view(&ev),
             };
             tx.send(out).is_ok()
         });
-        self.queue.push(ev);
+        self.queue.push((ev, udev_only));
     }
 
     pub(crate) fn drain(&mut self, flavour: Flavour) -> Vec<Uevent> {
         let evs = std::mem::take(&mut self.queue);
         match flavour {
-            Flavour::Udev => evs,
-            Flavour::Kernel => evs.iter().map(kernel_view).collect(),
+            Flavour::Udev => evs.into_iter().map(|(ev, _)| ev).collect(),
+            Flavour::Kernel => evs
+                .iter()
+                .filter(|(_, udev_only)| !udev_only)
+                .map(|(ev, _)| kernel_view(ev))
+                .collect(),
         }
     }
 
@@ -340,6 +360,7 @@ impl Kernel {
                     bsg: 0,
                     npiv: p.max_npiv_vports.map(|max| Npiv {
                         max,
+                        controls: p.npiv_controls,
                         next_vport: 0,
                         vports: BTreeMap::new(),
                     }),
@@ -430,9 +451,13 @@ impl Kernel {
             let fch = format!("{devpath}/fc_host/{name}");
             self.tree.mkdir(&fch)?;
             self.tree.write_only(&fch, "issue_lip")?;
-            if fc.npiv.is_some() {
-                self.tree.write_only(&fch, "vport_create")?;
-                self.tree.write_only(&fch, "vport_delete")?;
+            if let Some(npiv) = &fc.npiv {
+                let dir = match npiv.controls {
+                    VportControlDir::FcHost => &fch,
+                    VportControlDir::ScsiHost => &sh,
+                };
+                self.tree.write_only(dir, "vport_create")?;
+                self.tree.write_only(dir, "vport_delete")?;
             }
             self.tree.link(&format!("class/fc_host/{name}"), &fch)?;
             self.hosts.insert(no, host);
@@ -1601,6 +1626,7 @@ impl Kernel {
             }
             reported.push(ua);
         }
+        let lun = lun.clone();
         for ua in &reported {
             self.emit(
                 Action::Change,
@@ -1612,6 +1638,18 @@ impl Kernel {
                     ("DRIVER", "sd".to_string()),
                     ("MODALIAS", "scsi:t-0x00".to_string()),
                 ],
+            );
+            // udev's rules answer a scsi_device change by writing `change` to the
+            // disk's uevent file (VMLAB.md: seen with systemd-udevd 252).
+            let mut props = Self::block_props(&lun);
+            props.push(("DEVLINKS", devlinks(&self.udev_links(hctl, &lun))));
+            self.emit_for(
+                true,
+                Action::Change,
+                &format!("{dev}/block/{}", sd_name(lun.sd)),
+                "block",
+                Some("disk"),
+                &props,
             );
         }
         Some(reported)

@@ -92,8 +92,10 @@ use tree::Tree;
 pub enum Flavour {
     /// What the kernel sends on netlink group 1.
     Kernel,
-    /// What udev passes on after its rules: here, the kernel's event plus
-    /// DEVLINKS on block devices.
+    /// A host where udev runs, as its monitor passes events on: the kernel's
+    /// events plus DEVLINKS on block devices, and the `change` of the disk that
+    /// udev's rules trigger after every scsi_device change (an event the kernel
+    /// sends with its own SEQNUM, so a kernel-flavour stream shows a gap there).
     Udev,
 }
 
@@ -143,6 +145,16 @@ impl Sim {
     /// adapters in order as at boot. Boot's events are discarded: the tree is the
     /// cold-plug state.
     pub fn new(dir: &Path, spec: &SimSpec) -> Result<Sim, SimError> {
+        // A tree left by an earlier run would mix its devices with ours.
+        if dir.join("sys").exists() || dir.join("dev").exists() {
+            return Err(SimError::Tree {
+                path: dir.to_path_buf(),
+                source: io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "sys/ or dev/ already exists: give the simulator an empty directory",
+                ),
+            });
+        }
         let tree = Tree::create(dir).map_err(|source| SimError::Tree {
             path: dir.to_path_buf(),
             source,
