@@ -75,7 +75,8 @@ fn seq(events: &[Uevent]) -> Vec<(String, String)> {
 /// Nodes by devpath, without what the kernel's events cannot carry: udev links
 /// (and a link two disks claim points at one of them), and the attributes that
 /// change with no uevent at all (port_state, fabric_name, port_id, port_type,
-/// speed, vport_state), which the graph re-reads when it needs them.
+/// speed, vport_state; a remote port's node_name, port_id and roles when
+/// dev_loss_tmo runs out), which the graph must re-read when it needs them.
 fn comparable(g: &Graph) -> BTreeMap<String, Node> {
     g.nodes()
         .map(|n| {
@@ -95,7 +96,13 @@ fn comparable(g: &Graph) -> BTreeMap<String, Node> {
                     v.vport_state = None;
                     v.vport_last_state = None;
                 }
-                NodeKind::RemotePort(r) => r.port_state = None,
+                // dev_loss_tmo expiry rewrites these, also without a uevent.
+                NodeKind::RemotePort(r) => {
+                    r.port_state = None;
+                    r.wwnn = None;
+                    r.port_id = None;
+                    r.roles.clear();
+                }
                 _ => {}
             }
             (n.devpath.clone(), n)
@@ -682,8 +689,10 @@ fn graph_from_events_equals_a_fresh_load_for_random_operation_sequences() {
         let mut g = Graph::load(&sim.sysfs());
         let vport_wwpns: Vec<u64> = (0..4).map(|i| VHBA_A + i).collect();
         let mut log = Vec::new();
+        let mut present: Vec<TargetPortSpec> = demo::spec().targets;
+        let mut departed: Vec<TargetPortSpec> = Vec::new();
         for step in 0..30 {
-            let op = rng.below(13);
+            let op = rng.below(15);
             let hosts = sim.hosts();
             let fc_parents: Vec<u32> = [demo::HBA_A_WWPN, demo::HBA_B_WWPN]
                 .iter()
@@ -798,6 +807,24 @@ fn graph_from_events_equals_a_fresh_load_for_random_operation_sequences() {
                     sim.remove_hba(h).unwrap();
                     format!("remove scsi_debug host{h}")
                 }
+                12 if !departed.is_empty() && rng.below(2) == 0 => {
+                    let back = departed.swap_remove(rng.below(departed.len()));
+                    let w = back.wwpn;
+                    sim.add_target_port(back.clone()).unwrap();
+                    present.push(back);
+                    format!("target port {w} returns")
+                }
+                13 if !present.is_empty() => {
+                    let gone = present.swap_remove(rng.below(present.len()));
+                    sim.remove_target_port(gone.wwpn).unwrap();
+                    let w = gone.wwpn;
+                    departed.push(gone);
+                    format!("target port {w} leaves")
+                }
+                14 => {
+                    sim.expire_dev_loss().unwrap();
+                    "dev_loss_tmo runs out".to_string()
+                }
                 12 => {
                     let w = wwn(0x5000_1440_0000_0200 + step);
                     let fabric = [demo::FABRIC_A, demo::FABRIC_B][rng.below(2)];
@@ -805,10 +832,9 @@ fn graph_from_events_equals_a_fresh_load_for_random_operation_sequences() {
                         .masked_to(demo::HBA_A_WWPN)
                         .masked_to(demo::HBA_B_WWPN)
                         .masked_to(wwn(VHBA_A));
-                    sim.add_target_port(
-                        TargetPortSpec::new(fabric, w, w, 0x0300 + step as u32).lun(lun),
-                    )
-                    .unwrap();
+                    let port = TargetPortSpec::new(fabric, w, w, 0x0300 + step as u32).lun(lun);
+                    sim.add_target_port(port.clone()).unwrap();
+                    present.push(port);
                     format!("new target port {w} on {fabric}")
                 }
                 _ => continue,
@@ -981,4 +1007,52 @@ fn a_simulator_wants_an_empty_directory() {
         Sim::new(other.path(), &bad),
         Err(hbad::sim::SimError::NoFabric(f)) if f == "nowhere"
     ));
+}
+
+#[test]
+fn a_departed_target_port_blocks_then_loses_its_luns_and_returns_to_the_same_ids() {
+    let f = demo_sim();
+    let sim = &f.sim;
+    let mut g = Graph::load(&sim.sysfs());
+    let spec = demo::spec();
+    let port_a = spec.targets[0].clone();
+    sim.remove_target_port(demo::ARRAY_PORT_A).unwrap();
+    assert!(
+        sim.drain_events().is_empty(),
+        "blocking a remote port is silent"
+    );
+    let rport = |sim: &Sim| {
+        let g = Graph::load(&sim.sysfs());
+        let n = g
+            .find(&"rport-1:0-0".parse().unwrap())
+            .pop()
+            .unwrap()
+            .clone();
+        let NodeKind::RemotePort(r) = n.kind else {
+            panic!()
+        };
+        r
+    };
+    assert_eq!(rport(sim).port_state.as_deref(), Some("Blocked"));
+    assert!(
+        sim.lun_devpath(hctl("1:0:0:0")).is_some(),
+        "LUNs wait for dev_loss_tmo"
+    );
+    sim.expire_dev_loss().unwrap();
+    assert!(sim.lun_devpath(hctl("1:0:0:0")).is_none());
+    let r = rport(sim);
+    assert_eq!(r.port_state.as_deref(), Some("Not Present"));
+    assert!(!r.is_target(), "roles are unknown once not present");
+    assert_eq!(r.scsi_target_id, Some(0));
+    assert_graph_follows(&mut g, sim, "dev_loss expiry");
+    // Port A is back: same rport, same target id, LUN rescanned by the transport.
+    sim.add_target_port(port_a).unwrap();
+    let r = rport(sim);
+    assert_eq!(r.port_state.as_deref(), Some("Online"));
+    assert!(r.is_target());
+    assert!(sim.lun_devpath(hctl("1:0:0:0")).is_some());
+    assert_graph_follows(&mut g, sim, "the port's return");
+    assert!(Graph::load(&sim.sysfs())
+        .find(&"rport-1:0-1".parse().unwrap())
+        .is_empty());
 }

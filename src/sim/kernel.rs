@@ -21,6 +21,8 @@ use crate::wwn::Wwn;
 /// The bsg class gets a dynamic major; 248 is what the capture's kernel gave it.
 const BSG_MAJOR: u32 = 248;
 const SG_MAJOR: u32 = 21;
+/// The remote port state after dev_loss_tmo for a target kept in the bindings.
+const NOT_PRESENT: &str = "Not Present";
 
 pub(crate) fn errno(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
@@ -825,7 +827,7 @@ impl Kernel {
     pub(crate) fn fc_link_down(&mut self, no: u32) -> IoResult {
         if let Some(fc) = self.hosts.get_mut(&no).and_then(|h| h.fc.as_mut()) {
             fc.logged_in = false;
-            for r in fc.rports.values_mut() {
+            for r in fc.rports.values_mut().filter(|r| r.state == "Online") {
                 r.state = "Blocked";
             }
         }
@@ -868,13 +870,21 @@ impl Kernel {
         );
         let t = &self.tree;
         t.attr(&dir, "port_name", &r.wwpn.to_string())?;
-        t.attr(&dir, "node_name", &r.wwnn.to_string())?;
-        t.attr(&dir, "port_id", &format!("0x{:06x}", r.port_id))?;
-        t.attr(&dir, "roles", "FCP Target")?;
         t.attr(&dir, "port_state", r.state)?;
         t.attr(&dir, "scsi_target_id", &r.target_id.to_string())?;
         t.attr(&dir, "dev_loss_tmo", "60")?;
-        t.attr(&dir, "supported_classes", "Class 3")
+        if r.state == NOT_PRESENT {
+            // fc_timeout_deleted_rport keeps only what the wwpn binding needs.
+            t.attr(&dir, "node_name", "0xffffffffffffffff")?;
+            t.attr(&dir, "port_id", "0xffffffff")?;
+            t.attr(&dir, "roles", "unknown")?;
+            t.attr(&dir, "supported_classes", "unspecified")
+        } else {
+            t.attr(&dir, "node_name", &r.wwnn.to_string())?;
+            t.attr(&dir, "port_id", &format!("0x{:06x}", r.port_id))?;
+            t.attr(&dir, "roles", "FCP Target")?;
+            t.attr(&dir, "supported_classes", "Class 3")
+        }
     }
 
     /// fc_remote_port_add for a target port: a known one comes back Online, a new
@@ -945,6 +955,58 @@ impl Kernel {
             .map(|f| f.rports[&number].target_id);
         if let Some(id) = target_id {
             self.scan_target(no, 0, id, None)?;
+        }
+        Ok(())
+    }
+
+    /// A target port leaves its fabric (RSCN): every remote port to it is
+    /// blocked, with no uevent, until it returns or dev_loss_tmo runs out.
+    pub(crate) fn target_port_gone(&mut self, wwpn: Wwn) -> IoResult {
+        let hosts: Vec<u32> = self.hosts.keys().copied().collect();
+        for no in hosts {
+            if let Some(fc) = self.hosts.get_mut(&no).and_then(|h| h.fc.as_mut()) {
+                for r in fc.rports.values_mut().filter(|r| r.wwpn == wwpn) {
+                    if r.state == "Online" {
+                        r.state = "Blocked";
+                    }
+                }
+            }
+            self.write_rport_attrs_all(no)?;
+        }
+        Ok(())
+    }
+
+    /// dev_loss_tmo runs out for every blocked remote port: its SCSI target and
+    /// LUNs are removed, and the port stays as "Not Present" in the wwpn
+    /// bindings, so that a return gets the same rport and target id.
+    pub(crate) fn expire_dev_loss(&mut self) -> IoResult {
+        let hosts: Vec<u32> = self.hosts.keys().copied().collect();
+        for no in hosts {
+            let blocked: Vec<(u32, u32)> = self.hosts[&no]
+                .fc
+                .as_ref()
+                .map(|f| {
+                    f.rports
+                        .iter()
+                        .filter(|(_, r)| r.state == "Blocked")
+                        .map(|(n, r)| (*n, r.target_id))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for (number, target_id) in blocked {
+                if self.hosts[&no].targets.contains_key(&(0, target_id)) {
+                    self.remove_target(no, 0, target_id)?;
+                }
+                if let Some(r) = self
+                    .hosts
+                    .get_mut(&no)
+                    .and_then(|h| h.fc.as_mut())
+                    .and_then(|f| f.rports.get_mut(&number))
+                {
+                    r.state = NOT_PRESENT;
+                }
+            }
+            self.write_rport_attrs_all(no)?;
         }
         Ok(())
     }

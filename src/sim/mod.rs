@@ -50,14 +50,19 @@
 //!   reported on the next I/O ([`Sim::io`], [`Sim::io_pending`]). After one
 //!   REPORTED LUNS report, the target expects the change and further ones are not
 //!   reported until the target is rescanned, as in scsi_error.c.
+//! - Path loss: a target port leaving (RSCN) or a link down blocks the remote
+//!   ports silently; dev_loss_tmo expiry removes their targets and LUNs and
+//!   leaves the ports "Not Present" (roles unknown) in the wwpn bindings; a
+//!   return reuses the same rport number and target id and rescans.
 //! - scsi_debug-like hosts (with POWER_ON_RESET_OCCURRED on every new LUN) and
 //!   raising their LUN count ([`Sim::add_local_lun`]).
 //!
 //! # Not modelled
 //!
 //! Zoning (a fabric's ports all see each other), initiator ports as remote ports,
-//! dev_loss_tmo expiry (a link down leaves remote ports Blocked for ever),
-//! partitions, multipath, the iSCSI session/connection objects (an iscsi_tcp host
+//! the dev_loss_tmo clock (it runs out when a test says so:
+//! [`Sim::expire_dev_loss`]), fast_io_fail_tmo, partitions, multipath, the iSCSI
+//! session/connection objects (an iscsi_tcp host
 //! is a plain local host), the asynchronous interleaving of events across hosts
 //! (the simulator emits each operation's events together), driver quirks such as
 //! scsi_debug's unit attentions on removal, `scsi_mod.scan=manual`, and the
@@ -323,6 +328,28 @@ impl Sim {
         let wwpn = spec.wwpn;
         k.targets.push(spec);
         k.target_port_added(wwpn).map_err(|e| self.tree_err(e))
+    }
+
+    /// An array port leaves its fabric: remote ports to it turn Blocked (no
+    /// uevent); its LUNs stay until [`Sim::expire_dev_loss`], and come back
+    /// with it if it returns first ([`Sim::add_target_port`] again).
+    pub fn remove_target_port(&self, wwpn: Wwn) -> Result<(), SimError> {
+        let mut k = self.kernel();
+        let before = k.targets.len();
+        k.targets.retain(|t| t.wwpn != wwpn);
+        if k.targets.len() == before {
+            return Err(SimError::NoTargetPort(wwpn));
+        }
+        k.target_port_gone(wwpn).map_err(|e| self.tree_err(e))
+    }
+
+    /// dev_loss_tmo runs out for every Blocked remote port (after a link down
+    /// or a target port's departure): their LUNs and targets are removed, with
+    /// events, and the ports stay "Not Present" in the bindings.
+    pub fn expire_dev_loss(&self) -> Result<(), SimError> {
+        self.kernel()
+            .expire_dev_loss()
+            .map_err(|e| self.tree_err(e))
     }
 
     fn target_mut(k: &mut Kernel, target: Wwn) -> Result<&mut TargetPortSpec, SimError> {
