@@ -758,6 +758,9 @@ impl Kernel {
     /// emit no uevent; new remote ports and the LUNs the FC transport's own scan
     /// finds do.
     pub(crate) fn fc_login(&mut self, no: u32) -> IoResult {
+        if !self.hosts.contains_key(&no) {
+            return Err(errno(libc::ENODEV));
+        }
         let fabric = self.login_fabric(no);
         let is_vport = matches!(self.hosts[&no].bus, HostBus::Vport { .. });
         if is_vport {
@@ -825,6 +828,9 @@ impl Kernel {
     /// Link loss: the port and its vports go Linkdown, remote ports Blocked.
     /// Nothing is removed until dev_loss_tmo, which the simulator does not run out.
     pub(crate) fn fc_link_down(&mut self, no: u32) -> IoResult {
+        if !self.hosts.contains_key(&no) {
+            return Err(errno(libc::ENODEV));
+        }
         if let Some(fc) = self.hosts.get_mut(&no).and_then(|h| h.fc.as_mut()) {
             fc.logged_in = false;
             for r in fc.rports.values_mut().filter(|r| r.state == "Online") {
