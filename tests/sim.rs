@@ -692,7 +692,7 @@ fn graph_from_events_equals_a_fresh_load_for_random_operation_sequences() {
         let mut present: Vec<TargetPortSpec> = demo::spec().targets;
         let mut departed: Vec<TargetPortSpec> = Vec::new();
         for step in 0..30 {
-            let op = rng.below(15);
+            let op = rng.below(16);
             let hosts = sim.hosts();
             let fc_parents: Vec<u32> = [demo::HBA_A_WWPN, demo::HBA_B_WWPN]
                 .iter()
@@ -820,6 +820,23 @@ fn graph_from_events_equals_a_fresh_load_for_random_operation_sequences() {
                     let w = gone.wwpn;
                     departed.push(gone);
                     format!("target port {w} leaves")
+                }
+                15 => {
+                    let fc: Vec<u32> = hosts
+                        .iter()
+                        .copied()
+                        .filter(|h| {
+                            let dev = sim.host_devpath(*h).unwrap();
+                            sim.sysfs().issue_lip_path(&dev).exists()
+                        })
+                        .collect();
+                    if fc.is_empty() {
+                        continue;
+                    }
+                    let h = fc[rng.below(fc.len())];
+                    let lip = sim.sysfs().issue_lip_path(&sim.host_devpath(h).unwrap());
+                    sim.write_attr(&lip, "1").unwrap();
+                    format!("issue_lip host{h}")
                 }
                 14 => {
                     sim.expire_dev_loss().unwrap();
@@ -1055,4 +1072,40 @@ fn a_departed_target_port_blocks_then_loses_its_luns_and_returns_to_the_same_ids
     assert!(Graph::load(&sim.sysfs())
         .find(&"rport-1:0-1".parse().unwrap())
         .is_empty());
+}
+
+#[test]
+fn vport_symbolic_name_is_stored_and_issue_lip_finds_new_luns() {
+    let f = demo_sim();
+    let sim = &f.sim;
+    vport_create(sim, 1, VHBA_A, VHBA_NODE).unwrap();
+    let vport = format!("{}/vport-1:0-0", host_devpath(sim, 1));
+    let path = sim.sysfs().vport_symbolic_name_path(&vport);
+    sim.write_attr(&path, "hbad:vm-db01\n").unwrap();
+    let g = Graph::load(&sim.sysfs());
+    let NodeKind::Vport(v) = &g.node(&vport).unwrap().kind else {
+        panic!()
+    };
+    assert_eq!(v.symbolic_name.as_deref(), Some("hbad:vm-db01"));
+    assert_eq!(
+        errno(sim.write_attr(&path, &"x".repeat(65))),
+        Some(libc::EINVAL)
+    );
+    sim.drain_events();
+    // A LIP re-logs the port in: the transport rescans its targets by itself.
+    sim.map_lun(demo::ARRAY_PORT_A, 2, wwn(VHBA_A)).unwrap();
+    let vhba = sim.host_by_wwpn(wwn(VHBA_A)).unwrap();
+    let lip = sim.sysfs().issue_lip_path(&host_devpath(sim, vhba));
+    sim.write_attr(&lip, "1").unwrap();
+    assert!(sim
+        .lun_devpath(Hctl {
+            host: vhba,
+            channel: 0,
+            target: 0,
+            lun: 2
+        })
+        .is_some());
+    // Non-FC hosts have no issue_lip.
+    let raid_lip = sim.sysfs().issue_lip_path(&host_devpath(sim, 0));
+    assert_eq!(errno(sim.write_attr(&raid_lip, "1")), Some(libc::ENOENT));
 }
