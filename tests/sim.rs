@@ -774,6 +774,19 @@ fn graph_from_events_equals_a_fresh_load_for_random_operation_sequences() {
                     }
                     "plug an FC HBA".to_string()
                 }
+                10 if rng.below(3) == 0 => {
+                    let luns = (0..2)
+                        .map(|l| LunSpec::new(l, 1 << 30, &format!("ISCSI{step}-{l}")))
+                        .collect();
+                    let h = sim
+                        .add_hba(&HbaSpec::iscsi(
+                            &format!("iqn.2003-01.org.linux-iscsi.nas:t{step}"),
+                            "192.0.2.10:3260",
+                            luns,
+                        ))
+                        .unwrap();
+                    format!("iscsi login host{h}")
+                }
                 10 => {
                     let h = sim.add_hba(&HbaSpec::scsi_debug(2, 2)).unwrap();
                     if rng.below(2) == 0 {
@@ -796,8 +809,10 @@ fn graph_from_events_equals_a_fresh_load_for_random_operation_sequences() {
                         .iter()
                         .copied()
                         .filter(|h| {
-                            sim.host_devpath(*h)
-                                .is_some_and(|d| d.starts_with("/devices/pseudo_0"))
+                            sim.host_devpath(*h).is_some_and(|d| {
+                                d.starts_with("/devices/pseudo_0")
+                                    || d.starts_with("/devices/platform")
+                            })
                         })
                         .collect();
                     if dbg.is_empty() {
@@ -1108,4 +1123,60 @@ fn vport_symbolic_name_is_stored_and_issue_lip_finds_new_luns() {
     // Non-FC hosts have no issue_lip.
     let raid_lip = sim.sysfs().issue_lip_path(&host_devpath(sim, 0));
     assert_eq!(errno(sim.write_attr(&raid_lip, "1")), Some(libc::ENOENT));
+}
+
+#[test]
+fn an_iscsi_session_nests_its_target_under_the_session() {
+    let f = demo_sim();
+    let sim = &f.sim;
+    let mut g = Graph::load(&sim.sysfs());
+    let iqn = "iqn.2003-01.org.linux-iscsi.nas:vol1";
+    let h = sim
+        .add_hba(&HbaSpec::iscsi(
+            iqn,
+            "192.0.2.10:3260",
+            vec![LunSpec::new(0, 8 << 30, "NAS0")],
+        ))
+        .unwrap();
+    assert_eq!(h, 3);
+    assert_eq!(
+        sim.lun_devpath(hctl("3:0:0:0")).unwrap(),
+        "/devices/platform/host3/session1/target3:0:0/3:0:0:0"
+    );
+    assert_graph_follows(&mut g, sim, "iscsi login");
+    let fresh = Graph::load(&sim.sysfs());
+    let lun = fresh.lun(hctl("3:0:0:0")).unwrap();
+    assert_eq!(fresh.host_of(lun).unwrap().name(), "host3");
+    let NodeKind::Disk(d) = &fresh.disk_of(lun).unwrap().kind else {
+        panic!()
+    };
+    assert!(d.links.contains(&format!(
+        "/dev/disk/by-path/ip-192.0.2.10:3260-iscsi-{iqn}-lun-0"
+    )));
+    sim.remove_hba(h).unwrap();
+    let ev = sim.drain_events();
+    let subs: Vec<&str> = ev.iter().map(|e| e.subsystem.as_str()).collect();
+    let pos = |s: &str| subs.iter().position(|x| *x == s).unwrap();
+    assert!(pos("block") < pos("iscsi_session") && pos("iscsi_session") < pos("scsi_host"));
+    for e in &ev {
+        g.apply(e, &sim.sysfs());
+    }
+    assert!(g.host(3).is_none());
+    // Session numbers count up: the next login is session2.
+    let h = sim
+        .add_hba(&HbaSpec::iscsi(
+            iqn,
+            "192.0.2.10:3260",
+            vec![LunSpec::new(0, 8 << 30, "NAS0")],
+        ))
+        .unwrap();
+    assert!(sim
+        .lun_devpath(Hctl {
+            host: h,
+            channel: 0,
+            target: 0,
+            lun: 0
+        })
+        .unwrap()
+        .contains("/session2/"));
 }

@@ -161,6 +161,17 @@ pub(crate) struct Host {
     pub targets: BTreeMap<(u32, u32), Target>,
     pub local: Vec<LocalLun>,
     pub power_on_reset_ua: bool,
+    pub iscsi: Option<IscsiSession>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct IscsiSession {
+    /// `sessionK`: iscsi_session_nr counts up from 1 and is never reused.
+    pub number: u32,
+    pub target_iqn: String,
+    pub portal: String,
+    /// The host's bsg node (`bsg/iscsi_hostN`).
+    pub host_bsg: u32,
 }
 
 impl Host {
@@ -189,6 +200,7 @@ pub(crate) struct Kernel {
     bsg_ids: BTreeSet<u32>,
     seqnum: u64,
     diskseq: u64,
+    iscsi_sessions: u32,
     queue: Vec<(Uevent, bool)>,
     subscribers: Vec<(Flavour, Sender<Uevent>)>,
     /// udev's links: (dir, name) -> disks claiming it, the newest owning it.
@@ -213,6 +225,7 @@ impl Kernel {
             bsg_ids: BTreeSet::new(),
             seqnum: 0,
             diskseq: 0,
+            iscsi_sessions: 0,
             queue: Vec::new(),
             subscribers: Vec::new(),
             dev_links: BTreeMap::new(),
@@ -379,8 +392,25 @@ impl Kernel {
                 luns,
                 power_on_reset_ua,
             } => (None, luns.clone(), *power_on_reset_ua),
+            HbaKind::Iscsi { luns, .. } => (
+                None,
+                luns.iter()
+                    .map(|spec| LocalLun {
+                        channel: 0,
+                        target: 0,
+                        spec: spec.clone(),
+                    })
+                    .collect(),
+                false,
+            ),
         };
         let no = self.add_host(&parent, bus, &spec.driver, fc, local, por)?;
+        if let HbaKind::Iscsi {
+            target_iqn, portal, ..
+        } = &spec.kind
+        {
+            self.add_iscsi_session(no, target_iqn, portal)?;
+        }
         if let (Some(sub), Some(dev)) = (bus_sub, &bus_dev) {
             self.emit(
                 Action::Bind,
@@ -420,6 +450,7 @@ impl Kernel {
             targets: BTreeMap::new(),
             local,
             power_on_reset_ua,
+            iscsi: None,
         };
         let name = host.name();
         self.tree.mkdir(&devpath)?;
@@ -469,6 +500,101 @@ impl Kernel {
             self.hosts.insert(no, host);
         }
         Ok(no)
+    }
+
+    /// The iSCSI transport's part of a login: the host's iscsi_host device and
+    /// bsg node, then the session and its connection. Derived from
+    /// scsi_transport_iscsi.c; the capture has no iSCSI.
+    fn add_iscsi_session(&mut self, no: u32, target_iqn: &str, portal: &str) -> IoResult {
+        let host = self.hosts.get(&no).ok_or_else(|| errno(libc::ENODEV))?;
+        let devpath = host.devpath.clone();
+        let name = host.name();
+        // The iSCSI transport asks for a per-host work queue, like FC's.
+        self.emit_workqueue(Action::Add, &format!("scsi_wq_{no}"));
+        let host_bsg = ida_alloc(&mut self.bsg_ids);
+        let bsg_name = format!("iscsi_{name}");
+        let bsg = format!("{devpath}/bsg/{bsg_name}");
+        self.tree.mkdir(&bsg)?;
+        self.tree
+            .attr(&bsg, "dev", &format!("{BSG_MAJOR}:{host_bsg}"))?;
+        let props = Self::bsg_props(host_bsg, &bsg_name);
+        self.emit(Action::Add, &bsg, "bsg", None, &props);
+        let ih = format!("{devpath}/iscsi_host/{name}");
+        self.tree.mkdir(&ih)?;
+        self.emit(Action::Add, &ih, "iscsi_host", None, &[]);
+        self.iscsi_sessions += 1;
+        let number = self.iscsi_sessions;
+        let sess = format!("{devpath}/session{number}");
+        let cls = format!("{sess}/iscsi_session/session{number}");
+        self.tree.mkdir(&cls)?;
+        self.tree.attr(&cls, "targetname", target_iqn)?;
+        self.tree.attr(&cls, "state", "LOGGED_IN")?;
+        self.emit(Action::Add, &cls, "iscsi_session", None, &[]);
+        let conn = format!("{sess}/connection{number}:0/iscsi_connection/connection{number}:0");
+        self.tree.mkdir(&conn)?;
+        let (address, port) = portal.rsplit_once(':').unwrap_or((portal, "3260"));
+        self.tree.attr(&conn, "persistent_address", address)?;
+        self.tree.attr(&conn, "persistent_port", port)?;
+        self.emit(Action::Add, &conn, "iscsi_connection", None, &[]);
+        if let Some(h) = self.hosts.get_mut(&no) {
+            h.iscsi = Some(IscsiSession {
+                number,
+                target_iqn: target_iqn.to_string(),
+                portal: portal.to_string(),
+                host_bsg,
+            });
+        }
+        Ok(())
+    }
+
+    /// Logout: the session's devices, then the session, then the iSCSI host parts.
+    fn remove_iscsi_session(&mut self, no: u32) -> IoResult {
+        let Some(host) = self.hosts.get(&no) else {
+            return Ok(());
+        };
+        let Some(s) = host.iscsi.clone() else {
+            return Ok(());
+        };
+        let devpath = host.devpath.clone();
+        let name = host.name();
+        let sess = format!("{devpath}/session{}", s.number);
+        let n = s.number;
+        self.emit(
+            Action::Remove,
+            &format!("{sess}/connection{n}:0/iscsi_connection/connection{n}:0"),
+            "iscsi_connection",
+            None,
+            &[],
+        );
+        self.emit(
+            Action::Remove,
+            &format!("{sess}/iscsi_session/session{n}"),
+            "iscsi_session",
+            None,
+            &[],
+        );
+        self.tree.rmdir_all(&sess)?;
+        let bsg_name = format!("iscsi_{name}");
+        let props = Self::bsg_props(s.host_bsg, &bsg_name);
+        self.emit(
+            Action::Remove,
+            &format!("{devpath}/bsg/{bsg_name}"),
+            "bsg",
+            None,
+            &props,
+        );
+        self.bsg_ids.remove(&s.host_bsg);
+        self.emit(
+            Action::Remove,
+            &format!("{devpath}/iscsi_host/{name}"),
+            "iscsi_host",
+            None,
+            &[],
+        );
+        if let Some(h) = self.hosts.get_mut(&no) {
+            h.iscsi = None;
+        }
+        Ok(())
     }
 
     /// Rewrites the FC host attributes that change without a uevent.
@@ -550,6 +676,8 @@ impl Kernel {
         for (c, t) in targets {
             self.remove_target(no, c, t)?;
         }
+        let had_work_queue = self.hosts[&no].fc.is_some() || self.hosts[&no].iscsi.is_some();
+        self.remove_iscsi_session(no)?;
         let host = self.hosts[&no].clone();
         let name = host.name();
         if let Some(fc) = &host.fc {
@@ -576,7 +704,7 @@ impl Kernel {
         self.tree.unlink(&format!("bus/scsi/devices/{name}"))?;
         self.tree.rmdir_all(&host.devpath)?;
         self.emit_workqueue(Action::Remove, &format!("scsi_tmf_{no}"));
-        if host.fc.is_some() {
+        if had_work_queue {
             self.emit_workqueue(Action::Remove, &format!("scsi_wq_{no}"));
         }
         self.hosts.remove(&no);
@@ -1085,9 +1213,10 @@ impl Kernel {
             .fc
             .as_ref()
             .and_then(|f| f.rports.iter().find(|(_, r)| r.target_id == id));
-        match rport {
-            Some((n, _)) => format!("{}/{name}", Self::rport_devpath(host, *n)),
-            None => format!("{}/{name}", host.devpath),
+        match (rport, &host.iscsi) {
+            (Some((n, _)), _) => format!("{}/{name}", Self::rport_devpath(host, *n)),
+            (None, Some(s)) => format!("{}/session{}/{name}", host.devpath, s.number),
+            (None, None) => format!("{}/{name}", host.devpath),
         }
     }
 
@@ -1441,6 +1570,12 @@ impl Kernel {
                 HostBus::Vport { parent, .. } => cur = self.hosts.get(parent),
                 _ => break,
             }
+        }
+        if let Some(s) = &host.iscsi {
+            links.push((
+                "by-path".to_string(),
+                format!("ip-{}-iscsi-{}-lun-{}", s.portal, s.target_iqn, hctl.lun),
+            ));
         }
         if let Some(pci) = pci {
             let tail = match &host.fc {

@@ -54,6 +54,10 @@
 //!   ports silently; dev_loss_tmo expiry removes their targets and LUNs and
 //!   leaves the ports "Not Present" (roles unknown) in the wwpn bindings; a
 //!   return reuses the same rport number and target id and rescans.
+//! - iscsi_tcp sessions: `/devices/platform/hostN/sessionK/targetN:0:0/...`,
+//!   iscsi_host/iscsi_session/iscsi_connection devices, session numbers counting
+//!   up from 1, by-path `ip-<portal>-iscsi-<iqn>-lun-N`. Their event order is
+//!   derived from scsi_transport_iscsi.c; the capture has no iSCSI.
 //! - scsi_debug-like hosts (with POWER_ON_RESET_OCCURRED on every new LUN) and
 //!   raising their LUN count ([`Sim::add_local_lun`]).
 //!
@@ -61,9 +65,9 @@
 //!
 //! Zoning (a fabric's ports all see each other), initiator ports as remote ports,
 //! the dev_loss_tmo clock (it runs out when a test says so:
-//! [`Sim::expire_dev_loss`]), fast_io_fail_tmo, partitions, multipath, the iSCSI
-//! session/connection objects (an iscsi_tcp host
-//! is a plain local host), the asynchronous interleaving of events across hosts
+//! [`Sim::expire_dev_loss`]), fast_io_fail_tmo, partitions, multipath, iSCSI
+//! beyond one logged-in session per host (no login errors, no connection
+//! states, no recovery), the asynchronous interleaving of events across hosts
 //! (the simulator emits each operation's events together), driver quirks such as
 //! scsi_debug's unit attentions on removal, `scsi_mod.scan=manual`, and the
 //! attributes hbad does not read.

@@ -159,6 +159,14 @@ pub enum HbaKind {
         /// scsi_debug reports POWER_ON_RESET_OCCURRED once on every new LUN (seen).
         power_on_reset_ua: bool,
     },
+    /// An iscsi_tcp session to one target: its own SCSI host, the target at
+    /// `0:0` under the session, LUNs as the target presents them.
+    Iscsi {
+        target_iqn: String,
+        /// `address:port`, as by-path names show it.
+        portal: String,
+        luns: Vec<LunSpec>,
+    },
 }
 
 /// One host adapter (one SCSI host).
@@ -234,6 +242,19 @@ impl HbaSpec {
             kind: HbaKind::Local {
                 luns: list,
                 power_on_reset_ua: true,
+            },
+        }
+    }
+
+    /// An iscsi_tcp session (a software host under `/devices/platform`).
+    pub fn iscsi(target_iqn: &str, portal: &str, luns: Vec<LunSpec>) -> Self {
+        HbaSpec {
+            driver: "iscsi_tcp".into(),
+            bus: HbaBus::Platform,
+            kind: HbaKind::Iscsi {
+                target_iqn: target_iqn.into(),
+                portal: portal.into(),
+                luns,
             },
         }
     }
