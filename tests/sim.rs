@@ -1180,3 +1180,105 @@ fn an_iscsi_session_nests_its_target_under_the_session() {
         .unwrap()
         .contains("/session2/"));
 }
+
+/// Every path under `dir` (symlinks not followed), relative, with numbers and
+/// disk names normalised: `rport-N:N-N/targetN:N:N/N:N:N:N/block/sdX`.
+fn shape_of_tree(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
+    fn norm(s: &str) -> String {
+        let mut out = String::new();
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c.is_ascii_digit() {
+                while chars.peek().is_some_and(|c| c.is_ascii_digit()) {
+                    chars.next();
+                }
+                out.push('N');
+            } else {
+                out.push(c);
+            }
+        }
+        out.split('/')
+            .map(|p| {
+                if p.starts_with("sd")
+                    && p.len() <= 4
+                    && p[2..].chars().all(|c| c.is_ascii_lowercase())
+                {
+                    "sdX".to_string()
+                } else {
+                    p.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().filter_map(|e| e.ok()) {
+            let p = e.path();
+            out.insert(norm(&p.strip_prefix(dir).unwrap().to_string_lossy()));
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_path_the_simulator_makes_exists_in_the_real_kernels_tree() {
+    let (_dir, sim, target) = capture_like();
+    sim.map_lun(target, 1, wwn(0x2000_0200_0000_000b)).unwrap();
+    scan(&sim, 0, "- - -").unwrap();
+    vport_create(&sim, 0, 0x5001_a4a0_0000_0b01, 0x5001_a4a0_0000_0b00).unwrap();
+    let ours = shape_of_tree(&sim.sysfs().path(&host_devpath(&sim, 0)));
+    let cap = common::kernel_capture().join("after/sys");
+    let theirs = shape_of_tree(&cap.join("devices/virtual/net/vi/ctlr_1/host1"));
+    assert!(ours.len() > 60, "{ours:#?}");
+    let extra: Vec<&String> = ours.difference(&theirs).collect();
+    assert!(
+        extra.is_empty(),
+        "paths the kernel does not have: {extra:#?}"
+    );
+    // And the attributes hbad reads, where the kernel has them, the simulator has too.
+    for must in [
+        "scsi_host/hostN/proc_name",
+        "scsi_host/hostN/scan",
+        "fc_host/hostN/port_name",
+        "fc_host/hostN/port_state",
+        "fc_host/hostN/vport_create",
+        "fc_host/hostN/npiv_vports_inuse",
+        "vport-N:N-N/fc_vports/vport-N:N-N/vport_state",
+        "vport-N:N-N/hostN/fc_host/hostN/port_name",
+        "rport-N:N-N/fc_remote_ports/rport-N:N-N/scsi_target_id",
+        "rport-N:N-N/targetN:N:N/N:N:N:N/vpd_pgN",
+        "rport-N:N-N/targetN:N:N/N:N:N:N/wwid",
+        "rport-N:N-N/targetN:N:N/N:N:N:N/driver",
+        "rport-N:N-N/targetN:N:N/N:N:N:N/block/sdX/size",
+        "rport-N:N-N/targetN:N:N/N:N:N:N/block/sdX/dev",
+    ] {
+        assert!(theirs.contains(must), "capture lacks {must}");
+        assert!(ours.contains(must), "simulator lacks {must}");
+    }
+    // The class and bus directories hold the same kinds of entries.
+    for class in [
+        "class/fc_host",
+        "class/fc_vports",
+        "class/fc_remote_ports",
+        "class/scsi_host",
+        "bus/scsi/devices",
+        "block",
+    ] {
+        let names = |root: &std::path::Path| -> std::collections::BTreeSet<String> {
+            shape_of_tree(&root.join(class))
+                .into_iter()
+                .filter(|n| !n.contains('/'))
+                .collect()
+        };
+        let extra: Vec<String> = names(sim.sysfs().root())
+            .difference(&names(&cap))
+            .cloned()
+            .collect();
+        assert!(extra.is_empty(), "{class}: {extra:?}");
+    }
+}
