@@ -1282,3 +1282,19 @@ fn every_path_the_simulator_makes_exists_in_the_real_kernels_tree() {
         assert!(extra.is_empty(), "{class}: {extra:?}");
     }
 }
+
+#[test]
+fn a_scsi_debug_host_has_the_real_kernels_layout() {
+    let (_dir, sim, _) = capture_like();
+    let h = sim.add_hba(&HbaSpec::scsi_debug(2, 3)).unwrap();
+    let dev = host_devpath(&sim, h);
+    assert_eq!(dev, "/devices/pseudo_0/adapter0/host1");
+    let ours = shape_of_tree(&sim.sysfs().path(&dev));
+    assert!(ours.contains("targetN:N:N/N:N:N:N/block/sdX/size"));
+    let cap = common::kernel_capture().join("after/sys/devices/pseudo_0/adapter0/host2");
+    let extra: Vec<String> = ours.difference(&shape_of_tree(&cap)).cloned().collect();
+    assert!(
+        extra.is_empty(),
+        "paths the kernel does not have: {extra:#?}"
+    );
+}
