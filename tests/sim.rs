@@ -360,6 +360,7 @@ fn vport_on_a_fabric_without_npiv_gets_no_fabric_support_and_no_rports() {
         panic!()
     };
     assert_eq!(v.vport_state.as_deref(), Some("No Fabric Support"));
+    assert_eq!(v.vport_last_state.as_deref(), Some("Linkdown"));
     assert!(g.lun(hctl("1:0:0:0")).is_none());
     assert_eq!(g.of_kind(|k| matches!(k, NodeKind::RemotePort(_))).len(), 1);
 }
@@ -1297,4 +1298,44 @@ fn a_scsi_debug_host_has_the_real_kernels_layout() {
         extra.is_empty(),
         "paths the kernel does not have: {extra:#?}"
     );
+}
+
+#[test]
+fn a_refused_vport_reads_as_the_real_one_did() {
+    let (_dir, sim, _) = capture_like();
+    vport_create(&sim, 0, 0x5001_a4a0_0000_0b01, 0x5001_a4a0_0000_0b00).unwrap();
+    let ours = sim.sysfs().path(&format!(
+        "{}/vport-0:0-0/fc_vports/vport-0:0-0",
+        host_devpath(&sim, 0)
+    ));
+    let theirs = common::kernel_capture()
+        .join("after/sys/devices/virtual/net/vi/ctlr_1/host1/vport-1:0-0/fc_vports/vport-1:0-0");
+    for attr in [
+        "port_name",
+        "node_name",
+        "vport_state",
+        "vport_last_state",
+        "vport_type",
+        "roles",
+        "symbolic_name",
+    ] {
+        let read = |d: &std::path::Path| std::fs::read_to_string(d.join(attr)).unwrap();
+        assert_eq!(read(&ours), read(&theirs), "{attr}");
+    }
+    // The vHBA's port is down, with no fabric and no address, as the kernel showed.
+    let vhba = sim
+        .sysfs()
+        .path(&format!("{}/fc_host/host1", host_devpath(&sim, 1)));
+    let theirs = common::kernel_capture()
+        .join("after/sys/devices/virtual/net/vi/ctlr_1/host1/vport-1:0-0/host4/fc_host/host4");
+    for attr in [
+        "port_name",
+        "node_name",
+        "port_state",
+        "fabric_name",
+        "port_id",
+    ] {
+        let read = |d: &std::path::Path| std::fs::read_to_string(d.join(attr)).unwrap();
+        assert_eq!(read(&vhba), read(&theirs), "{attr}");
+    }
 }

@@ -943,7 +943,13 @@ impl Kernel {
             return Ok(());
         };
         if v.state != state {
-            v.last_state = v.state;
+            // A new vport goes Linkdown before the fabric refuses its FDISC: the
+            // capture shows "No Fabric Support" with last state "Linkdown".
+            v.last_state = if state == "No Fabric Support" && v.state == "Initializing" {
+                "Linkdown"
+            } else {
+                v.state
+            };
             v.state = state;
         }
         let v = v.clone();
