@@ -1339,3 +1339,51 @@ fn a_refused_vport_reads_as_the_real_one_did() {
         assert_eq!(read(&vhba), read(&theirs), "{attr}");
     }
 }
+
+#[test]
+fn a_scanned_lun_reads_as_the_real_one_did() {
+    let (_dir, sim, target) = capture_like();
+    // The capture's LIO LUN 1: 16 MiB, this wwid.
+    let mut lun = LunSpec::new(7, 16 << 20, "lab-f1-serial").masked_to(wwn(0x2000_0200_0000_000b));
+    lun.wwid = "naa.6001405abf1ea0000000000000000000".into();
+    sim.add_lun(target, lun).unwrap();
+    scan(&sim, 0, "0 0 7").unwrap();
+    let ours = sim.sysfs().path(&sim.lun_devpath(hctl("0:0:0:7")).unwrap());
+    let theirs = common::kernel_capture()
+        .join("after/sys/devices/virtual/net/vi/ctlr_1/host1/rport-1:0-0/target1:0:0/1:0:0:1");
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
+    for attr in [
+        "vendor",
+        "model",
+        "rev",
+        "type",
+        "state",
+        "wwid",
+        "queue_depth",
+        "scsi_level",
+        "modalias",
+    ] {
+        assert_eq!(read(ours.join(attr)), read(theirs.join(attr)), "{attr}");
+    }
+    let disk = |d: &std::path::Path| {
+        std::fs::read_dir(d.join("block"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+    };
+    for attr in ["size", "ro", "removable"] {
+        assert_eq!(
+            read(disk(&ours).join(attr)),
+            read(disk(&theirs).join(attr)),
+            "{attr}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_link(ours.join("driver")).unwrap().file_name(),
+        std::fs::read_link(theirs.join("driver"))
+            .unwrap()
+            .file_name()
+    );
+}
