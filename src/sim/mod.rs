@@ -9,6 +9,18 @@
 //! worth, so the behaviour follows KERNEL.md, VMLAB.md and the shared real-kernel
 //! capture, which `tests/sim.rs` compares it with.
 //!
+//! # Use
+//!
+//! Describe the machine with [`SimSpec`] (or take [`Sim::demo_host`]), build it in
+//! an empty directory with [`Sim::new`], read it with `Graph::load(&sim.sysfs())`,
+//! hand `Arc::new(sim.clone())` to anything that takes an `AttrWriter`, and take
+//! the kernel's answer from [`Sim::drain_events`] or a [`Sim::subscribe`] channel.
+//! The SAN side is scripted with [`Sim::map_lun`], [`Sim::add_lun`],
+//! [`Sim::resize_lun`], [`Sim::add_target_port`], [`Sim::remove_target_port`],
+//! [`Sim::set_link`], [`Sim::add_hba`] / [`Sim::remove_hba`] and [`Sim::io`];
+//! faults with [`Sim::set_scan_delay`], [`Sim::stall_scans`] and
+//! [`Sim::fail_next_vport_create`]. The directory stays the caller's to remove.
+//!
 //! # Modelled
 //!
 //! - Layout: `devices/.../hostN/{scsi_host,fc_host}/hostN`, `vport-P:0-K/fc_vports/...`
