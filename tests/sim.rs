@@ -75,7 +75,8 @@ fn seq(events: &[Uevent]) -> Vec<(String, String)> {
 /// Nodes by devpath, without what the kernel's events cannot carry: udev links
 /// (and a link two disks claim points at one of them), and the attributes that
 /// change with no uevent at all (port_state, fabric_name, port_id, port_type,
-/// speed, vport_state), which the graph re-reads when it needs them.
+/// speed, vport_state; a remote port's node_name, port_id and roles when
+/// dev_loss_tmo runs out), which the graph must re-read when it needs them.
 fn comparable(g: &Graph) -> BTreeMap<String, Node> {
     g.nodes()
         .map(|n| {
@@ -95,7 +96,13 @@ fn comparable(g: &Graph) -> BTreeMap<String, Node> {
                     v.vport_state = None;
                     v.vport_last_state = None;
                 }
-                NodeKind::RemotePort(r) => r.port_state = None,
+                // dev_loss_tmo expiry rewrites these, also without a uevent.
+                NodeKind::RemotePort(r) => {
+                    r.port_state = None;
+                    r.wwnn = None;
+                    r.port_id = None;
+                    r.roles.clear();
+                }
                 _ => {}
             }
             (n.devpath.clone(), n)
@@ -353,6 +360,7 @@ fn vport_on_a_fabric_without_npiv_gets_no_fabric_support_and_no_rports() {
         panic!()
     };
     assert_eq!(v.vport_state.as_deref(), Some("No Fabric Support"));
+    assert_eq!(v.vport_last_state.as_deref(), Some("Linkdown"));
     assert!(g.lun(hctl("1:0:0:0")).is_none());
     assert_eq!(g.of_kind(|k| matches!(k, NodeKind::RemotePort(_))).len(), 1);
 }
@@ -495,6 +503,22 @@ fn event_sequences_match_the_real_kernel_capture() {
         shape(&got.iter().collect::<Vec<_>>()),
         shape(&pick(119..127, &|_| true))
     );
+
+    // Removing a scsi_debug host of two targets with three LUNs each (step 8), in
+    // exact order. scsi_debug also raises unit attentions on the LUNs that remain
+    // while others go: a driver quirk the simulator leaves out.
+    let other = sim.add_hba(&HbaSpec::scsi_debug(2, 3)).unwrap();
+    sim.drain_events();
+    sim.remove_hba(other).unwrap();
+    let got = sim.drain_events();
+    let want = pick(131..200, &|e| {
+        e.action != Action::Change
+            && (e.devpath.contains("/adapter2")
+                || e.devpath.ends_with("scsi_tmf_5")
+                || (e.action == Action::Remove && e.subsystem == "bdi"))
+    });
+    assert_eq!(want.len(), 55);
+    assert_eq!(shape(&got.iter().collect::<Vec<_>>()), shape(&want));
 }
 
 #[test]
@@ -666,8 +690,10 @@ fn graph_from_events_equals_a_fresh_load_for_random_operation_sequences() {
         let mut g = Graph::load(&sim.sysfs());
         let vport_wwpns: Vec<u64> = (0..4).map(|i| VHBA_A + i).collect();
         let mut log = Vec::new();
+        let mut present: Vec<TargetPortSpec> = demo::spec().targets;
+        let mut departed: Vec<TargetPortSpec> = Vec::new();
         for step in 0..30 {
-            let op = rng.below(13);
+            let op = rng.below(16);
             let hosts = sim.hosts();
             let fc_parents: Vec<u32> = [demo::HBA_A_WWPN, demo::HBA_B_WWPN]
                 .iter()
@@ -749,6 +775,19 @@ fn graph_from_events_equals_a_fresh_load_for_random_operation_sequences() {
                     }
                     "plug an FC HBA".to_string()
                 }
+                10 if rng.below(3) == 0 => {
+                    let luns = (0..2)
+                        .map(|l| LunSpec::new(l, 1 << 30, &format!("ISCSI{step}-{l}")))
+                        .collect();
+                    let h = sim
+                        .add_hba(&HbaSpec::iscsi(
+                            &format!("iqn.2003-01.org.linux-iscsi.nas:t{step}"),
+                            "192.0.2.10:3260",
+                            luns,
+                        ))
+                        .unwrap();
+                    format!("iscsi login host{h}")
+                }
                 10 => {
                     let h = sim.add_hba(&HbaSpec::scsi_debug(2, 2)).unwrap();
                     if rng.below(2) == 0 {
@@ -771,8 +810,10 @@ fn graph_from_events_equals_a_fresh_load_for_random_operation_sequences() {
                         .iter()
                         .copied()
                         .filter(|h| {
-                            sim.host_devpath(*h)
-                                .is_some_and(|d| d.starts_with("/devices/pseudo_0"))
+                            sim.host_devpath(*h).is_some_and(|d| {
+                                d.starts_with("/devices/pseudo_0")
+                                    || d.starts_with("/devices/platform")
+                            })
                         })
                         .collect();
                     if dbg.is_empty() {
@@ -782,6 +823,41 @@ fn graph_from_events_equals_a_fresh_load_for_random_operation_sequences() {
                     sim.remove_hba(h).unwrap();
                     format!("remove scsi_debug host{h}")
                 }
+                12 if !departed.is_empty() && rng.below(2) == 0 => {
+                    let back = departed.swap_remove(rng.below(departed.len()));
+                    let w = back.wwpn;
+                    sim.add_target_port(back.clone()).unwrap();
+                    present.push(back);
+                    format!("target port {w} returns")
+                }
+                13 if !present.is_empty() => {
+                    let gone = present.swap_remove(rng.below(present.len()));
+                    sim.remove_target_port(gone.wwpn).unwrap();
+                    let w = gone.wwpn;
+                    departed.push(gone);
+                    format!("target port {w} leaves")
+                }
+                15 => {
+                    let fc: Vec<u32> = hosts
+                        .iter()
+                        .copied()
+                        .filter(|h| {
+                            let dev = sim.host_devpath(*h).unwrap();
+                            sim.sysfs().issue_lip_path(&dev).exists()
+                        })
+                        .collect();
+                    if fc.is_empty() {
+                        continue;
+                    }
+                    let h = fc[rng.below(fc.len())];
+                    let lip = sim.sysfs().issue_lip_path(&sim.host_devpath(h).unwrap());
+                    sim.write_attr(&lip, "1").unwrap();
+                    format!("issue_lip host{h}")
+                }
+                14 => {
+                    sim.expire_dev_loss().unwrap();
+                    "dev_loss_tmo runs out".to_string()
+                }
                 12 => {
                     let w = wwn(0x5000_1440_0000_0200 + step);
                     let fabric = [demo::FABRIC_A, demo::FABRIC_B][rng.below(2)];
@@ -789,10 +865,9 @@ fn graph_from_events_equals_a_fresh_load_for_random_operation_sequences() {
                         .masked_to(demo::HBA_A_WWPN)
                         .masked_to(demo::HBA_B_WWPN)
                         .masked_to(wwn(VHBA_A));
-                    sim.add_target_port(
-                        TargetPortSpec::new(fabric, w, w, 0x0300 + step as u32).lun(lun),
-                    )
-                    .unwrap();
+                    let port = TargetPortSpec::new(fabric, w, w, 0x0300 + step as u32).lun(lun);
+                    sim.add_target_port(port.clone()).unwrap();
+                    present.push(port);
                     format!("new target port {w} on {fabric}")
                 }
                 _ => continue,
@@ -831,4 +906,484 @@ fn hot_unplug_removes_vports_before_the_host_and_the_pci_device_last() {
     assert_eq!(sim.add_hba(&spec.hbas[1]).unwrap(), 1);
     assert!(sim.lun_devpath(hctl("1:0:0:0")).is_some());
     let _: &Sysfs = &sim.sysfs();
+}
+
+#[test]
+fn executor_scans_through_the_simulator_and_reports_a_stalled_host_hung() {
+    use hbad::exec::scan::{ScanOutcome, Scanner};
+    use hbad::plan::HostRef;
+    use hbad::sysfs::writes::ScanScope;
+    use std::sync::Arc;
+
+    let f = demo_sim();
+    let sim = f.sim.clone();
+    sim.map_lun(demo::ARRAY_PORT_A, 1, demo::HBA_A_WWPN)
+        .unwrap();
+    sim.map_lun(demo::ARRAY_PORT_B, 2, demo::HBA_B_WWPN)
+        .unwrap();
+    let gate = sim.stall_scans(1);
+    let scanner = Scanner::new(
+        Arc::new(sim.clone()),
+        sim.sysfs(),
+        Duration::from_millis(300),
+    );
+    let host = |n| HostRef {
+        number: n,
+        devpath: sim.host_devpath(n).unwrap(),
+    };
+    let target = ScanScope::Target {
+        channel: 0,
+        target: 0,
+    };
+    let stuck = scanner.request(&host(1), target, "unit attention");
+    let fine = scanner.request(&host(2), target, "unit attention");
+    // The gate never opens before the timeout: the outcome does not depend on timing.
+    assert_eq!(
+        stuck.wait(Duration::from_millis(300)).outcome,
+        ScanOutcome::Hung
+    );
+    assert_eq!(
+        fine.wait(Duration::from_secs(60)).outcome,
+        ScanOutcome::Done
+    );
+    assert!(sim.lun_devpath(hctl("2:0:0:2")).is_some());
+    assert!(sim.lun_devpath(hctl("1:0:0:1")).is_none());
+    assert!(sim
+        .writes()
+        .iter()
+        .any(|w| w.path.ends_with("scsi_host/host2/scan")
+            && w.value == "0 0 -"
+            && w.errno.is_none()));
+    gate.release();
+}
+
+#[test]
+fn old_kernels_npiv_controls_live_under_scsi_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = demo::spec();
+    let mut spec = spec;
+    spec.hbas[1] = spec.hbas[1]
+        .clone()
+        .npiv_controls(VportControlDir::ScsiHost);
+    let sim = Sim::new(dir.path(), &spec).unwrap();
+    let g = Graph::load(&sim.sysfs());
+    let NodeKind::Host(h) = &g.host(1).unwrap().kind else {
+        panic!()
+    };
+    let npiv = h.fc.as_ref().unwrap().npiv.as_ref().unwrap();
+    assert_eq!(npiv.control_dir, VportControlDir::ScsiHost);
+    let dev = host_devpath(&sim, 1);
+    let text = vport_text(wwn(VHBA_A), wwn(VHBA_NODE));
+    let fc_path = sim.sysfs().vport_create_path(&dev, VportControlDir::FcHost);
+    assert_eq!(errno(sim.write_attr(&fc_path, &text)), Some(libc::ENOENT));
+    let old_path = sim
+        .sysfs()
+        .vport_create_path(&dev, VportControlDir::ScsiHost);
+    sim.write_attr(&old_path, &text).unwrap();
+    assert_eq!(sim.host_by_wwpn(wwn(VHBA_A)), Some(3));
+    let del = sim
+        .sysfs()
+        .vport_delete_path(&dev, VportControlDir::ScsiHost);
+    sim.write_attr(&del, &text).unwrap();
+    assert_eq!(sim.host_by_wwpn(wwn(VHBA_A)), None);
+}
+
+#[test]
+fn udev_flavour_adds_the_disk_change_after_a_unit_attention() {
+    let f = demo_sim();
+    let sim = &f.sim;
+    sim.map_lun(demo::ARRAY_PORT_A, 1, demo::HBA_A_WWPN)
+        .unwrap();
+    sim.io(hctl("1:0:0:0")).unwrap();
+    let udev = sim.drain_udev_events();
+    assert_eq!(
+        seq(&udev),
+        [("change", "scsi"), ("change", "block")].map(|(a, b)| (a.into(), b.into()))
+    );
+    assert_eq!(udev[1].prop("DEVNAME"), Some("sdb"));
+    assert!(udev[1]
+        .prop("DEVLINKS")
+        .unwrap()
+        .contains("by-path/pci-0000:3b:00.0-fc-"));
+    // Without udev, the kernel sends only the scsi_device change.
+    sim.map_lun(demo::ARRAY_PORT_A, 2, demo::HBA_A_WWPN)
+        .unwrap();
+    scan(sim, 1, "0 0 -").unwrap();
+    sim.drain_events();
+    sim.map_lun(demo::ARRAY_PORT_A, 1, wwn(VHBA_A)).unwrap();
+    sim.unmap_lun(demo::ARRAY_PORT_A, 2, demo::HBA_A_WWPN)
+        .unwrap();
+    assert_eq!(
+        sim.io_pending(),
+        1,
+        "one report per target until it is rescanned"
+    );
+    let kernel = sim.drain_events();
+    assert_eq!(seq(&kernel), [("change".to_string(), "scsi".to_string())]);
+}
+
+#[test]
+fn a_simulator_wants_an_empty_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Sim::demo_host(dir.path()).unwrap();
+    let err = Sim::demo_host(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("empty directory"), "{err}");
+    let bad = SimSpec::new().hba(HbaSpec::fc(
+        "lpfc",
+        "0000:01:00.0",
+        wwn(1 << 60),
+        wwn(2 << 60),
+        "nowhere",
+    ));
+    let other = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        Sim::new(other.path(), &bad),
+        Err(hbad::sim::SimError::NoFabric(f)) if f == "nowhere"
+    ));
+}
+
+#[test]
+fn a_departed_target_port_blocks_then_loses_its_luns_and_returns_to_the_same_ids() {
+    let f = demo_sim();
+    let sim = &f.sim;
+    let mut g = Graph::load(&sim.sysfs());
+    let spec = demo::spec();
+    let port_a = spec.targets[0].clone();
+    sim.remove_target_port(demo::ARRAY_PORT_A).unwrap();
+    assert!(
+        sim.drain_events().is_empty(),
+        "blocking a remote port is silent"
+    );
+    let rport = |sim: &Sim| {
+        let g = Graph::load(&sim.sysfs());
+        let n = g
+            .find(&"rport-1:0-0".parse().unwrap())
+            .pop()
+            .unwrap()
+            .clone();
+        let NodeKind::RemotePort(r) = n.kind else {
+            panic!()
+        };
+        r
+    };
+    assert_eq!(rport(sim).port_state.as_deref(), Some("Blocked"));
+    assert!(
+        sim.lun_devpath(hctl("1:0:0:0")).is_some(),
+        "LUNs wait for dev_loss_tmo"
+    );
+    sim.expire_dev_loss().unwrap();
+    assert!(sim.lun_devpath(hctl("1:0:0:0")).is_none());
+    let r = rport(sim);
+    assert_eq!(r.port_state.as_deref(), Some("Not Present"));
+    assert!(!r.is_target(), "roles are unknown once not present");
+    assert_eq!(r.scsi_target_id, Some(0));
+    assert_graph_follows(&mut g, sim, "dev_loss expiry");
+    // Port A is back: same rport, same target id, LUN rescanned by the transport.
+    sim.add_target_port(port_a).unwrap();
+    let r = rport(sim);
+    assert_eq!(r.port_state.as_deref(), Some("Online"));
+    assert!(r.is_target());
+    assert!(sim.lun_devpath(hctl("1:0:0:0")).is_some());
+    assert_graph_follows(&mut g, sim, "the port's return");
+    assert!(Graph::load(&sim.sysfs())
+        .find(&"rport-1:0-1".parse().unwrap())
+        .is_empty());
+}
+
+#[test]
+fn vport_symbolic_name_is_stored_and_issue_lip_finds_new_luns() {
+    let f = demo_sim();
+    let sim = &f.sim;
+    vport_create(sim, 1, VHBA_A, VHBA_NODE).unwrap();
+    let vport = format!("{}/vport-1:0-0", host_devpath(sim, 1));
+    let path = sim.sysfs().vport_symbolic_name_path(&vport);
+    sim.write_attr(&path, "hbad:vm-db01\n").unwrap();
+    let g = Graph::load(&sim.sysfs());
+    let NodeKind::Vport(v) = &g.node(&vport).unwrap().kind else {
+        panic!()
+    };
+    assert_eq!(v.symbolic_name.as_deref(), Some("hbad:vm-db01"));
+    assert_eq!(
+        errno(sim.write_attr(&path, &"x".repeat(65))),
+        Some(libc::EINVAL)
+    );
+    sim.drain_events();
+    // A LIP re-logs the port in: the transport rescans its targets by itself.
+    sim.map_lun(demo::ARRAY_PORT_A, 2, wwn(VHBA_A)).unwrap();
+    let vhba = sim.host_by_wwpn(wwn(VHBA_A)).unwrap();
+    let lip = sim.sysfs().issue_lip_path(&host_devpath(sim, vhba));
+    sim.write_attr(&lip, "1").unwrap();
+    assert!(sim
+        .lun_devpath(Hctl {
+            host: vhba,
+            channel: 0,
+            target: 0,
+            lun: 2
+        })
+        .is_some());
+    // Non-FC hosts have no issue_lip.
+    let raid_lip = sim.sysfs().issue_lip_path(&host_devpath(sim, 0));
+    assert_eq!(errno(sim.write_attr(&raid_lip, "1")), Some(libc::ENOENT));
+}
+
+#[test]
+fn an_iscsi_session_nests_its_target_under_the_session() {
+    let f = demo_sim();
+    let sim = &f.sim;
+    let mut g = Graph::load(&sim.sysfs());
+    let iqn = "iqn.2003-01.org.linux-iscsi.nas:vol1";
+    let h = sim
+        .add_hba(&HbaSpec::iscsi(
+            iqn,
+            "192.0.2.10:3260",
+            vec![LunSpec::new(0, 8 << 30, "NAS0")],
+        ))
+        .unwrap();
+    assert_eq!(h, 3);
+    assert_eq!(
+        sim.lun_devpath(hctl("3:0:0:0")).unwrap(),
+        "/devices/platform/host3/session1/target3:0:0/3:0:0:0"
+    );
+    assert_graph_follows(&mut g, sim, "iscsi login");
+    let fresh = Graph::load(&sim.sysfs());
+    let lun = fresh.lun(hctl("3:0:0:0")).unwrap();
+    assert_eq!(fresh.host_of(lun).unwrap().name(), "host3");
+    let NodeKind::Disk(d) = &fresh.disk_of(lun).unwrap().kind else {
+        panic!()
+    };
+    assert!(d.links.contains(&format!(
+        "/dev/disk/by-path/ip-192.0.2.10:3260-iscsi-{iqn}-lun-0"
+    )));
+    sim.remove_hba(h).unwrap();
+    let ev = sim.drain_events();
+    let subs: Vec<&str> = ev.iter().map(|e| e.subsystem.as_str()).collect();
+    let pos = |s: &str| subs.iter().position(|x| *x == s).unwrap();
+    assert!(pos("block") < pos("iscsi_session") && pos("iscsi_session") < pos("scsi_host"));
+    for e in &ev {
+        g.apply(e, &sim.sysfs());
+    }
+    assert!(g.host(3).is_none());
+    // Session numbers count up: the next login is session2.
+    let h = sim
+        .add_hba(&HbaSpec::iscsi(
+            iqn,
+            "192.0.2.10:3260",
+            vec![LunSpec::new(0, 8 << 30, "NAS0")],
+        ))
+        .unwrap();
+    assert!(sim
+        .lun_devpath(Hctl {
+            host: h,
+            channel: 0,
+            target: 0,
+            lun: 0
+        })
+        .unwrap()
+        .contains("/session2/"));
+}
+
+/// Every path under `dir` (symlinks not followed), relative, with numbers and
+/// disk names normalised: `rport-N:N-N/targetN:N:N/N:N:N:N/block/sdX`.
+fn shape_of_tree(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
+    fn norm(s: &str) -> String {
+        let mut out = String::new();
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c.is_ascii_digit() {
+                while chars.peek().is_some_and(|c| c.is_ascii_digit()) {
+                    chars.next();
+                }
+                out.push('N');
+            } else {
+                out.push(c);
+            }
+        }
+        out.split('/')
+            .map(|p| {
+                if p.starts_with("sd")
+                    && p.len() <= 4
+                    && p[2..].chars().all(|c| c.is_ascii_lowercase())
+                {
+                    "sdX".to_string()
+                } else {
+                    p.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().filter_map(|e| e.ok()) {
+            let p = e.path();
+            out.insert(norm(&p.strip_prefix(dir).unwrap().to_string_lossy()));
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_path_the_simulator_makes_exists_in_the_real_kernels_tree() {
+    let (_dir, sim, target) = capture_like();
+    sim.map_lun(target, 1, wwn(0x2000_0200_0000_000b)).unwrap();
+    scan(&sim, 0, "- - -").unwrap();
+    vport_create(&sim, 0, 0x5001_a4a0_0000_0b01, 0x5001_a4a0_0000_0b00).unwrap();
+    let ours = shape_of_tree(&sim.sysfs().path(&host_devpath(&sim, 0)));
+    let cap = common::kernel_capture().join("after/sys");
+    let theirs = shape_of_tree(&cap.join("devices/virtual/net/vi/ctlr_1/host1"));
+    assert!(ours.len() > 60, "{ours:#?}");
+    let extra: Vec<&String> = ours.difference(&theirs).collect();
+    assert!(
+        extra.is_empty(),
+        "paths the kernel does not have: {extra:#?}"
+    );
+    // And the attributes hbad reads, where the kernel has them, the simulator has too.
+    for must in [
+        "scsi_host/hostN/proc_name",
+        "scsi_host/hostN/scan",
+        "fc_host/hostN/port_name",
+        "fc_host/hostN/port_state",
+        "fc_host/hostN/vport_create",
+        "fc_host/hostN/npiv_vports_inuse",
+        "vport-N:N-N/fc_vports/vport-N:N-N/vport_state",
+        "vport-N:N-N/hostN/fc_host/hostN/port_name",
+        "rport-N:N-N/fc_remote_ports/rport-N:N-N/scsi_target_id",
+        "rport-N:N-N/targetN:N:N/N:N:N:N/vpd_pgN",
+        "rport-N:N-N/targetN:N:N/N:N:N:N/wwid",
+        "rport-N:N-N/targetN:N:N/N:N:N:N/driver",
+        "rport-N:N-N/targetN:N:N/N:N:N:N/block/sdX/size",
+        "rport-N:N-N/targetN:N:N/N:N:N:N/block/sdX/dev",
+    ] {
+        assert!(theirs.contains(must), "capture lacks {must}");
+        assert!(ours.contains(must), "simulator lacks {must}");
+    }
+    // The class and bus directories hold the same kinds of entries.
+    for class in [
+        "class/fc_host",
+        "class/fc_vports",
+        "class/fc_remote_ports",
+        "class/scsi_host",
+        "bus/scsi/devices",
+        "block",
+    ] {
+        let names = |root: &std::path::Path| -> std::collections::BTreeSet<String> {
+            shape_of_tree(&root.join(class))
+                .into_iter()
+                .filter(|n| !n.contains('/'))
+                .collect()
+        };
+        let extra: Vec<String> = names(sim.sysfs().root())
+            .difference(&names(&cap))
+            .cloned()
+            .collect();
+        assert!(extra.is_empty(), "{class}: {extra:?}");
+    }
+}
+
+#[test]
+fn a_scsi_debug_host_has_the_real_kernels_layout() {
+    let (_dir, sim, _) = capture_like();
+    let h = sim.add_hba(&HbaSpec::scsi_debug(2, 3)).unwrap();
+    let dev = host_devpath(&sim, h);
+    assert_eq!(dev, "/devices/pseudo_0/adapter0/host1");
+    let ours = shape_of_tree(&sim.sysfs().path(&dev));
+    assert!(ours.contains("targetN:N:N/N:N:N:N/block/sdX/size"));
+    let cap = common::kernel_capture().join("after/sys/devices/pseudo_0/adapter0/host2");
+    let extra: Vec<String> = ours.difference(&shape_of_tree(&cap)).cloned().collect();
+    assert!(
+        extra.is_empty(),
+        "paths the kernel does not have: {extra:#?}"
+    );
+}
+
+#[test]
+fn a_refused_vport_reads_as_the_real_one_did() {
+    let (_dir, sim, _) = capture_like();
+    vport_create(&sim, 0, 0x5001_a4a0_0000_0b01, 0x5001_a4a0_0000_0b00).unwrap();
+    let ours = sim.sysfs().path(&format!(
+        "{}/vport-0:0-0/fc_vports/vport-0:0-0",
+        host_devpath(&sim, 0)
+    ));
+    let theirs = common::kernel_capture()
+        .join("after/sys/devices/virtual/net/vi/ctlr_1/host1/vport-1:0-0/fc_vports/vport-1:0-0");
+    for attr in [
+        "port_name",
+        "node_name",
+        "vport_state",
+        "vport_last_state",
+        "vport_type",
+        "roles",
+        "symbolic_name",
+    ] {
+        let read = |d: &std::path::Path| std::fs::read_to_string(d.join(attr)).unwrap();
+        assert_eq!(read(&ours), read(&theirs), "{attr}");
+    }
+    // The vHBA's port is down, with no fabric and no address, as the kernel showed.
+    let vhba = sim
+        .sysfs()
+        .path(&format!("{}/fc_host/host1", host_devpath(&sim, 1)));
+    let theirs = common::kernel_capture()
+        .join("after/sys/devices/virtual/net/vi/ctlr_1/host1/vport-1:0-0/host4/fc_host/host4");
+    for attr in [
+        "port_name",
+        "node_name",
+        "port_state",
+        "fabric_name",
+        "port_id",
+    ] {
+        let read = |d: &std::path::Path| std::fs::read_to_string(d.join(attr)).unwrap();
+        assert_eq!(read(&vhba), read(&theirs), "{attr}");
+    }
+}
+
+#[test]
+fn a_scanned_lun_reads_as_the_real_one_did() {
+    let (_dir, sim, target) = capture_like();
+    // The capture's LIO LUN 1: 16 MiB, this wwid.
+    let mut lun = LunSpec::new(7, 16 << 20, "lab-f1-serial").masked_to(wwn(0x2000_0200_0000_000b));
+    lun.wwid = "naa.6001405abf1ea0000000000000000000".into();
+    sim.add_lun(target, lun).unwrap();
+    scan(&sim, 0, "0 0 7").unwrap();
+    let ours = sim.sysfs().path(&sim.lun_devpath(hctl("0:0:0:7")).unwrap());
+    let theirs = common::kernel_capture()
+        .join("after/sys/devices/virtual/net/vi/ctlr_1/host1/rport-1:0-0/target1:0:0/1:0:0:1");
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
+    for attr in [
+        "vendor",
+        "model",
+        "rev",
+        "type",
+        "state",
+        "wwid",
+        "queue_depth",
+        "scsi_level",
+        "modalias",
+    ] {
+        assert_eq!(read(ours.join(attr)), read(theirs.join(attr)), "{attr}");
+    }
+    let disk = |d: &std::path::Path| {
+        std::fs::read_dir(d.join("block"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+    };
+    for attr in ["size", "ro", "removable"] {
+        assert_eq!(
+            read(disk(&ours).join(attr)),
+            read(disk(&theirs).join(attr)),
+            "{attr}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_link(ours.join("driver")).unwrap().file_name(),
+        std::fs::read_link(theirs.join("driver"))
+            .unwrap()
+            .file_name()
+    );
 }

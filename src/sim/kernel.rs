@@ -14,13 +14,15 @@ use std::time::Duration;
 use super::spec::{FabricSpec, HbaBus, HbaKind, HbaSpec, LocalLun, LunSpec, TargetPortSpec};
 use super::tree::Tree;
 use super::{Flavour, ScanGateInner};
-use crate::sysfs::Hctl;
+use crate::sysfs::{Hctl, VportControlDir};
 use crate::uevent::{Action, Uevent};
 use crate::wwn::Wwn;
 
 /// The bsg class gets a dynamic major; 248 is what the capture's kernel gave it.
 const BSG_MAJOR: u32 = 248;
 const SG_MAJOR: u32 = 21;
+/// The remote port state after dev_loss_tmo for a target kept in the bindings.
+const NOT_PRESENT: &str = "Not Present";
 
 pub(crate) fn errno(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
@@ -93,6 +95,7 @@ pub(crate) struct Vport {
 #[derive(Debug, Clone)]
 pub(crate) struct Npiv {
     pub max: u32,
+    pub controls: VportControlDir,
     /// `fc_host->next_vport_number`: never reused, even after a failed create.
     pub next_vport: u32,
     pub vports: BTreeMap<u32, Vport>,
@@ -158,6 +161,17 @@ pub(crate) struct Host {
     pub targets: BTreeMap<(u32, u32), Target>,
     pub local: Vec<LocalLun>,
     pub power_on_reset_ua: bool,
+    pub iscsi: Option<IscsiSession>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct IscsiSession {
+    /// `sessionK`: iscsi_session_nr counts up from 1 and is never reused.
+    pub number: u32,
+    pub target_iqn: String,
+    pub portal: String,
+    /// The host's bsg node (`bsg/iscsi_hostN`).
+    pub host_bsg: u32,
 }
 
 impl Host {
@@ -186,7 +200,8 @@ pub(crate) struct Kernel {
     bsg_ids: BTreeSet<u32>,
     seqnum: u64,
     diskseq: u64,
-    queue: Vec<Uevent>,
+    iscsi_sessions: u32,
+    queue: Vec<(Uevent, bool)>,
     subscribers: Vec<(Flavour, Sender<Uevent>)>,
     /// udev's links: (dir, name) -> disks claiming it, the newest owning it.
     dev_links: BTreeMap<(String, String), Vec<String>>,
@@ -210,6 +225,7 @@ impl Kernel {
             bsg_ids: BTreeSet::new(),
             seqnum: 0,
             diskseq: 0,
+            iscsi_sessions: 0,
             queue: Vec::new(),
             subscribers: Vec::new(),
             dev_links: BTreeMap::new(),
@@ -228,6 +244,20 @@ impl Kernel {
         devtype: Option<&str>,
         props: &[(&str, String)],
     ) {
+        self.emit_for(false, action, devpath, subsystem, devtype, props);
+    }
+
+    /// Emits an event; `udev_only` ones exist only on a host where udev runs
+    /// (it writes `change` to a `uevent` file and the kernel sends that).
+    fn emit_for(
+        &mut self,
+        udev_only: bool,
+        action: Action,
+        devpath: &str,
+        subsystem: &str,
+        devtype: Option<&str>,
+        props: &[(&str, String)],
+    ) {
         self.seqnum += 1;
         let mut ev = Uevent::new(action, devpath, subsystem);
         ev.devtype = devtype.map(str::to_string);
@@ -238,18 +268,23 @@ impl Kernel {
         self.subscribers.retain(|(flavour, tx)| {
             let out = match flavour {
                 Flavour::Udev => ev.clone(),
+                Flavour::Kernel if udev_only => return true,
                 Flavour::Kernel => kernel_view(&ev),
             };
             tx.send(out).is_ok()
         });
-        self.queue.push(ev);
+        self.queue.push((ev, udev_only));
     }
 
     pub(crate) fn drain(&mut self, flavour: Flavour) -> Vec<Uevent> {
         let evs = std::mem::take(&mut self.queue);
         match flavour {
-            Flavour::Udev => evs,
-            Flavour::Kernel => evs.iter().map(kernel_view).collect(),
+            Flavour::Udev => evs.into_iter().map(|(ev, _)| ev).collect(),
+            Flavour::Kernel => evs
+                .iter()
+                .filter(|(_, udev_only)| !udev_only)
+                .map(|(ev, _)| kernel_view(ev))
+                .collect(),
         }
     }
 
@@ -340,6 +375,7 @@ impl Kernel {
                     bsg: 0,
                     npiv: p.max_npiv_vports.map(|max| Npiv {
                         max,
+                        controls: p.npiv_controls,
                         next_vport: 0,
                         vports: BTreeMap::new(),
                     }),
@@ -356,8 +392,25 @@ impl Kernel {
                 luns,
                 power_on_reset_ua,
             } => (None, luns.clone(), *power_on_reset_ua),
+            HbaKind::Iscsi { luns, .. } => (
+                None,
+                luns.iter()
+                    .map(|spec| LocalLun {
+                        channel: 0,
+                        target: 0,
+                        spec: spec.clone(),
+                    })
+                    .collect(),
+                false,
+            ),
         };
         let no = self.add_host(&parent, bus, &spec.driver, fc, local, por)?;
+        if let HbaKind::Iscsi {
+            target_iqn, portal, ..
+        } = &spec.kind
+        {
+            self.add_iscsi_session(no, target_iqn, portal)?;
+        }
         if let (Some(sub), Some(dev)) = (bus_sub, &bus_dev) {
             self.emit(
                 Action::Bind,
@@ -397,6 +450,7 @@ impl Kernel {
             targets: BTreeMap::new(),
             local,
             power_on_reset_ua,
+            iscsi: None,
         };
         let name = host.name();
         self.tree.mkdir(&devpath)?;
@@ -430,9 +484,13 @@ impl Kernel {
             let fch = format!("{devpath}/fc_host/{name}");
             self.tree.mkdir(&fch)?;
             self.tree.write_only(&fch, "issue_lip")?;
-            if fc.npiv.is_some() {
-                self.tree.write_only(&fch, "vport_create")?;
-                self.tree.write_only(&fch, "vport_delete")?;
+            if let Some(npiv) = &fc.npiv {
+                let dir = match npiv.controls {
+                    VportControlDir::FcHost => &fch,
+                    VportControlDir::ScsiHost => &sh,
+                };
+                self.tree.write_only(dir, "vport_create")?;
+                self.tree.write_only(dir, "vport_delete")?;
             }
             self.tree.link(&format!("class/fc_host/{name}"), &fch)?;
             self.hosts.insert(no, host);
@@ -442,6 +500,101 @@ impl Kernel {
             self.hosts.insert(no, host);
         }
         Ok(no)
+    }
+
+    /// The iSCSI transport's part of a login: the host's iscsi_host device and
+    /// bsg node, then the session and its connection. Derived from
+    /// scsi_transport_iscsi.c; the capture has no iSCSI.
+    fn add_iscsi_session(&mut self, no: u32, target_iqn: &str, portal: &str) -> IoResult {
+        let host = self.hosts.get(&no).ok_or_else(|| errno(libc::ENODEV))?;
+        let devpath = host.devpath.clone();
+        let name = host.name();
+        // The iSCSI transport asks for a per-host work queue, like FC's.
+        self.emit_workqueue(Action::Add, &format!("scsi_wq_{no}"));
+        let host_bsg = ida_alloc(&mut self.bsg_ids);
+        let bsg_name = format!("iscsi_{name}");
+        let bsg = format!("{devpath}/bsg/{bsg_name}");
+        self.tree.mkdir(&bsg)?;
+        self.tree
+            .attr(&bsg, "dev", &format!("{BSG_MAJOR}:{host_bsg}"))?;
+        let props = Self::bsg_props(host_bsg, &bsg_name);
+        self.emit(Action::Add, &bsg, "bsg", None, &props);
+        let ih = format!("{devpath}/iscsi_host/{name}");
+        self.tree.mkdir(&ih)?;
+        self.emit(Action::Add, &ih, "iscsi_host", None, &[]);
+        self.iscsi_sessions += 1;
+        let number = self.iscsi_sessions;
+        let sess = format!("{devpath}/session{number}");
+        let cls = format!("{sess}/iscsi_session/session{number}");
+        self.tree.mkdir(&cls)?;
+        self.tree.attr(&cls, "targetname", target_iqn)?;
+        self.tree.attr(&cls, "state", "LOGGED_IN")?;
+        self.emit(Action::Add, &cls, "iscsi_session", None, &[]);
+        let conn = format!("{sess}/connection{number}:0/iscsi_connection/connection{number}:0");
+        self.tree.mkdir(&conn)?;
+        let (address, port) = portal.rsplit_once(':').unwrap_or((portal, "3260"));
+        self.tree.attr(&conn, "persistent_address", address)?;
+        self.tree.attr(&conn, "persistent_port", port)?;
+        self.emit(Action::Add, &conn, "iscsi_connection", None, &[]);
+        if let Some(h) = self.hosts.get_mut(&no) {
+            h.iscsi = Some(IscsiSession {
+                number,
+                target_iqn: target_iqn.to_string(),
+                portal: portal.to_string(),
+                host_bsg,
+            });
+        }
+        Ok(())
+    }
+
+    /// Logout: the session's devices, then the session, then the iSCSI host parts.
+    fn remove_iscsi_session(&mut self, no: u32) -> IoResult {
+        let Some(host) = self.hosts.get(&no) else {
+            return Ok(());
+        };
+        let Some(s) = host.iscsi.clone() else {
+            return Ok(());
+        };
+        let devpath = host.devpath.clone();
+        let name = host.name();
+        let sess = format!("{devpath}/session{}", s.number);
+        let n = s.number;
+        self.emit(
+            Action::Remove,
+            &format!("{sess}/connection{n}:0/iscsi_connection/connection{n}:0"),
+            "iscsi_connection",
+            None,
+            &[],
+        );
+        self.emit(
+            Action::Remove,
+            &format!("{sess}/iscsi_session/session{n}"),
+            "iscsi_session",
+            None,
+            &[],
+        );
+        self.tree.rmdir_all(&sess)?;
+        let bsg_name = format!("iscsi_{name}");
+        let props = Self::bsg_props(s.host_bsg, &bsg_name);
+        self.emit(
+            Action::Remove,
+            &format!("{devpath}/bsg/{bsg_name}"),
+            "bsg",
+            None,
+            &props,
+        );
+        self.bsg_ids.remove(&s.host_bsg);
+        self.emit(
+            Action::Remove,
+            &format!("{devpath}/iscsi_host/{name}"),
+            "iscsi_host",
+            None,
+            &[],
+        );
+        if let Some(h) = self.hosts.get_mut(&no) {
+            h.iscsi = None;
+        }
+        Ok(())
     }
 
     /// Rewrites the FC host attributes that change without a uevent.
@@ -523,6 +676,8 @@ impl Kernel {
         for (c, t) in targets {
             self.remove_target(no, c, t)?;
         }
+        let had_work_queue = self.hosts[&no].fc.is_some() || self.hosts[&no].iscsi.is_some();
+        self.remove_iscsi_session(no)?;
         let host = self.hosts[&no].clone();
         let name = host.name();
         if let Some(fc) = &host.fc {
@@ -549,7 +704,7 @@ impl Kernel {
         self.tree.unlink(&format!("bus/scsi/devices/{name}"))?;
         self.tree.rmdir_all(&host.devpath)?;
         self.emit_workqueue(Action::Remove, &format!("scsi_tmf_{no}"));
-        if host.fc.is_some() {
+        if had_work_queue {
             self.emit_workqueue(Action::Remove, &format!("scsi_wq_{no}"));
         }
         self.hosts.remove(&no);
@@ -731,6 +886,9 @@ impl Kernel {
     /// emit no uevent; new remote ports and the LUNs the FC transport's own scan
     /// finds do.
     pub(crate) fn fc_login(&mut self, no: u32) -> IoResult {
+        if !self.hosts.contains_key(&no) {
+            return Err(errno(libc::ENODEV));
+        }
         let fabric = self.login_fabric(no);
         let is_vport = matches!(self.hosts[&no].bus, HostBus::Vport { .. });
         if is_vport {
@@ -785,7 +943,13 @@ impl Kernel {
             return Ok(());
         };
         if v.state != state {
-            v.last_state = v.state;
+            // A new vport goes Linkdown before the fabric refuses its FDISC: the
+            // capture shows "No Fabric Support" with last state "Linkdown".
+            v.last_state = if state == "No Fabric Support" && v.state == "Initializing" {
+                "Linkdown"
+            } else {
+                v.state
+            };
             v.state = state;
         }
         let v = v.clone();
@@ -798,9 +962,12 @@ impl Kernel {
     /// Link loss: the port and its vports go Linkdown, remote ports Blocked.
     /// Nothing is removed until dev_loss_tmo, which the simulator does not run out.
     pub(crate) fn fc_link_down(&mut self, no: u32) -> IoResult {
+        if !self.hosts.contains_key(&no) {
+            return Err(errno(libc::ENODEV));
+        }
         if let Some(fc) = self.hosts.get_mut(&no).and_then(|h| h.fc.as_mut()) {
             fc.logged_in = false;
-            for r in fc.rports.values_mut() {
+            for r in fc.rports.values_mut().filter(|r| r.state == "Online") {
                 r.state = "Blocked";
             }
         }
@@ -843,13 +1010,21 @@ impl Kernel {
         );
         let t = &self.tree;
         t.attr(&dir, "port_name", &r.wwpn.to_string())?;
-        t.attr(&dir, "node_name", &r.wwnn.to_string())?;
-        t.attr(&dir, "port_id", &format!("0x{:06x}", r.port_id))?;
-        t.attr(&dir, "roles", "FCP Target")?;
         t.attr(&dir, "port_state", r.state)?;
         t.attr(&dir, "scsi_target_id", &r.target_id.to_string())?;
         t.attr(&dir, "dev_loss_tmo", "60")?;
-        t.attr(&dir, "supported_classes", "Class 3")
+        if r.state == NOT_PRESENT {
+            // fc_timeout_deleted_rport keeps only what the wwpn binding needs.
+            t.attr(&dir, "node_name", "0xffffffffffffffff")?;
+            t.attr(&dir, "port_id", "0xffffffff")?;
+            t.attr(&dir, "roles", "unknown")?;
+            t.attr(&dir, "supported_classes", "unspecified")
+        } else {
+            t.attr(&dir, "node_name", &r.wwnn.to_string())?;
+            t.attr(&dir, "port_id", &format!("0x{:06x}", r.port_id))?;
+            t.attr(&dir, "roles", "FCP Target")?;
+            t.attr(&dir, "supported_classes", "Class 3")
+        }
     }
 
     /// fc_remote_port_add for a target port: a known one comes back Online, a new
@@ -924,6 +1099,58 @@ impl Kernel {
         Ok(())
     }
 
+    /// A target port leaves its fabric (RSCN): every remote port to it is
+    /// blocked, with no uevent, until it returns or dev_loss_tmo runs out.
+    pub(crate) fn target_port_gone(&mut self, wwpn: Wwn) -> IoResult {
+        let hosts: Vec<u32> = self.hosts.keys().copied().collect();
+        for no in hosts {
+            if let Some(fc) = self.hosts.get_mut(&no).and_then(|h| h.fc.as_mut()) {
+                for r in fc.rports.values_mut().filter(|r| r.wwpn == wwpn) {
+                    if r.state == "Online" {
+                        r.state = "Blocked";
+                    }
+                }
+            }
+            self.write_rport_attrs_all(no)?;
+        }
+        Ok(())
+    }
+
+    /// dev_loss_tmo runs out for every blocked remote port: its SCSI target and
+    /// LUNs are removed, and the port stays as "Not Present" in the wwpn
+    /// bindings, so that a return gets the same rport and target id.
+    pub(crate) fn expire_dev_loss(&mut self) -> IoResult {
+        let hosts: Vec<u32> = self.hosts.keys().copied().collect();
+        for no in hosts {
+            let blocked: Vec<(u32, u32)> = self.hosts[&no]
+                .fc
+                .as_ref()
+                .map(|f| {
+                    f.rports
+                        .iter()
+                        .filter(|(_, r)| r.state == "Blocked")
+                        .map(|(n, r)| (*n, r.target_id))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for (number, target_id) in blocked {
+                if self.hosts[&no].targets.contains_key(&(0, target_id)) {
+                    self.remove_target(no, 0, target_id)?;
+                }
+                if let Some(r) = self
+                    .hosts
+                    .get_mut(&no)
+                    .and_then(|h| h.fc.as_mut())
+                    .and_then(|f| f.rports.get_mut(&number))
+                {
+                    r.state = NOT_PRESENT;
+                }
+            }
+            self.write_rport_attrs_all(no)?;
+        }
+        Ok(())
+    }
+
     /// fc_rport_final_delete: the SCSI target goes first, then the rport's bsg
     /// node and its fc_remote_ports device.
     fn remove_rport(&mut self, no: u32, number: u32) -> IoResult {
@@ -992,9 +1219,10 @@ impl Kernel {
             .fc
             .as_ref()
             .and_then(|f| f.rports.iter().find(|(_, r)| r.target_id == id));
-        match rport {
-            Some((n, _)) => format!("{}/{name}", Self::rport_devpath(host, *n)),
-            None => format!("{}/{name}", host.devpath),
+        match (rport, &host.iscsi) {
+            (Some((n, _)), _) => format!("{}/{name}", Self::rport_devpath(host, *n)),
+            (None, Some(s)) => format!("{}/session{}/{name}", host.devpath, s.number),
+            (None, None) => format!("{}/{name}", host.devpath),
         }
     }
 
@@ -1349,6 +1577,12 @@ impl Kernel {
                 _ => break,
             }
         }
+        if let Some(s) = &host.iscsi {
+            links.push((
+                "by-path".to_string(),
+                format!("ip-{}-iscsi-{}-lun-{}", s.portal, s.target_iqn, hctl.lun),
+            ));
+        }
         if let Some(pci) = pci {
             let tail = match &host.fc {
                 Some(fc) => fc
@@ -1601,6 +1835,7 @@ impl Kernel {
             }
             reported.push(ua);
         }
+        let lun = lun.clone();
         for ua in &reported {
             self.emit(
                 Action::Change,
@@ -1612,6 +1847,18 @@ impl Kernel {
                     ("DRIVER", "sd".to_string()),
                     ("MODALIAS", "scsi:t-0x00".to_string()),
                 ],
+            );
+            // udev's rules answer a scsi_device change by writing `change` to the
+            // disk's uevent file (VMLAB.md: seen with systemd-udevd 252).
+            let mut props = Self::block_props(&lun);
+            props.push(("DEVLINKS", devlinks(&self.udev_links(hctl, &lun))));
+            self.emit_for(
+                true,
+                Action::Change,
+                &format!("{dev}/block/{}", sd_name(lun.sd)),
+                "block",
+                Some("disk"),
+                &props,
             );
         }
         Some(reported)

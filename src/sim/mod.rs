@@ -9,6 +9,18 @@
 //! worth, so the behaviour follows KERNEL.md, VMLAB.md and the shared real-kernel
 //! capture, which `tests/sim.rs` compares it with.
 //!
+//! # Use
+//!
+//! Describe the machine with [`SimSpec`] (or take [`Sim::demo_host`]), build it in
+//! an empty directory with [`Sim::new`], read it with `Graph::load(&sim.sysfs())`,
+//! hand `Arc::new(sim.clone())` to anything that takes an `AttrWriter`, and take
+//! the kernel's answer from [`Sim::drain_events`] or a [`Sim::subscribe`] channel.
+//! The SAN side is scripted with [`Sim::map_lun`], [`Sim::add_lun`],
+//! [`Sim::resize_lun`], [`Sim::add_target_port`], [`Sim::remove_target_port`],
+//! [`Sim::set_link`], [`Sim::add_hba`] / [`Sim::remove_hba`] and [`Sim::io`];
+//! faults with [`Sim::set_scan_delay`], [`Sim::stall_scans`] and
+//! [`Sim::fail_next_vport_create`]. The directory stays the caller's to remove.
+//!
 //! # Modelled
 //!
 //! - Layout: `devices/.../hostN/{scsi_host,fc_host}/hostN`, `vport-P:0-K/fc_vports/...`
@@ -50,15 +62,24 @@
 //!   reported on the next I/O ([`Sim::io`], [`Sim::io_pending`]). After one
 //!   REPORTED LUNS report, the target expects the change and further ones are not
 //!   reported until the target is rescanned, as in scsi_error.c.
+//! - Path loss: a target port leaving (RSCN) or a link down blocks the remote
+//!   ports silently; dev_loss_tmo expiry removes their targets and LUNs and
+//!   leaves the ports "Not Present" (roles unknown) in the wwpn bindings; a
+//!   return reuses the same rport number and target id and rescans.
+//! - iscsi_tcp sessions: `/devices/platform/hostN/sessionK/targetN:0:0/...`,
+//!   iscsi_host/iscsi_session/iscsi_connection devices, session numbers counting
+//!   up from 1, by-path `ip-<portal>-iscsi-<iqn>-lun-N`. Their event order is
+//!   derived from scsi_transport_iscsi.c; the capture has no iSCSI.
 //! - scsi_debug-like hosts (with POWER_ON_RESET_OCCURRED on every new LUN) and
 //!   raising their LUN count ([`Sim::add_local_lun`]).
 //!
 //! # Not modelled
 //!
 //! Zoning (a fabric's ports all see each other), initiator ports as remote ports,
-//! dev_loss_tmo expiry (a link down leaves remote ports Blocked for ever),
-//! partitions, multipath, the iSCSI session/connection objects (an iscsi_tcp host
-//! is a plain local host), the asynchronous interleaving of events across hosts
+//! the dev_loss_tmo clock (it runs out when a test says so:
+//! [`Sim::expire_dev_loss`]), fast_io_fail_tmo, partitions, multipath, iSCSI
+//! beyond one logged-in session per host (no login errors, no connection
+//! states, no recovery), the asynchronous interleaving of events across hosts
 //! (the simulator emits each operation's events together), driver quirks such as
 //! scsi_debug's unit attentions on removal, `scsi_mod.scan=manual`, and the
 //! attributes hbad does not read.
@@ -92,8 +113,10 @@ use tree::Tree;
 pub enum Flavour {
     /// What the kernel sends on netlink group 1.
     Kernel,
-    /// What udev passes on after its rules: here, the kernel's event plus
-    /// DEVLINKS on block devices.
+    /// A host where udev runs, as its monitor passes events on: the kernel's
+    /// events plus DEVLINKS on block devices, and the `change` of the disk that
+    /// udev's rules trigger after every scsi_device change (an event the kernel
+    /// sends with its own SEQNUM, so a kernel-flavour stream shows a gap there).
     Udev,
 }
 
@@ -143,6 +166,16 @@ impl Sim {
     /// adapters in order as at boot. Boot's events are discarded: the tree is the
     /// cold-plug state.
     pub fn new(dir: &Path, spec: &SimSpec) -> Result<Sim, SimError> {
+        // A tree left by an earlier run would mix its devices with ours.
+        if dir.join("sys").exists() || dir.join("dev").exists() {
+            return Err(SimError::Tree {
+                path: dir.to_path_buf(),
+                source: io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "sys/ or dev/ already exists: give the simulator an empty directory",
+                ),
+            });
+        }
         let tree = Tree::create(dir).map_err(|source| SimError::Tree {
             path: dir.to_path_buf(),
             source,
@@ -311,6 +344,28 @@ impl Sim {
         let wwpn = spec.wwpn;
         k.targets.push(spec);
         k.target_port_added(wwpn).map_err(|e| self.tree_err(e))
+    }
+
+    /// An array port leaves its fabric: remote ports to it turn Blocked (no
+    /// uevent); its LUNs stay until [`Sim::expire_dev_loss`], and come back
+    /// with it if it returns first ([`Sim::add_target_port`] again).
+    pub fn remove_target_port(&self, wwpn: Wwn) -> Result<(), SimError> {
+        let mut k = self.kernel();
+        let before = k.targets.len();
+        k.targets.retain(|t| t.wwpn != wwpn);
+        if k.targets.len() == before {
+            return Err(SimError::NoTargetPort(wwpn));
+        }
+        k.target_port_gone(wwpn).map_err(|e| self.tree_err(e))
+    }
+
+    /// dev_loss_tmo runs out for every Blocked remote port (after a link down
+    /// or a target port's departure): their LUNs and targets are removed, with
+    /// events, and the ports stay "Not Present" in the bindings.
+    pub fn expire_dev_loss(&self) -> Result<(), SimError> {
+        self.kernel()
+            .expire_dev_loss()
+            .map_err(|e| self.tree_err(e))
     }
 
     fn target_mut(k: &mut Kernel, target: Wwn) -> Result<&mut TargetPortSpec, SimError> {

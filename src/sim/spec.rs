@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::sysfs::VportControlDir;
 use crate::wwn::Wwn;
 
 /// One logical unit as a storage array (or a local controller) presents it.
@@ -133,6 +134,9 @@ pub struct FcPortSpec {
     pub speed: String,
     /// `None`: the driver cannot make vports, and `vport_create` does not exist.
     pub max_npiv_vports: Option<u32>,
+    /// Where `vport_create`/`vport_delete` live: `fc_host` on current kernels,
+    /// `scsi_host` on old ones.
+    pub npiv_controls: VportControlDir,
     /// 24-bit FC address once logged in.
     pub port_id: u32,
 }
@@ -154,6 +158,14 @@ pub enum HbaKind {
         luns: Vec<LocalLun>,
         /// scsi_debug reports POWER_ON_RESET_OCCURRED once on every new LUN (seen).
         power_on_reset_ua: bool,
+    },
+    /// An iscsi_tcp session to one target: its own SCSI host, the target at
+    /// `0:0` under the session, LUNs as the target presents them.
+    Iscsi {
+        target_iqn: String,
+        /// `address:port`, as by-path names show it.
+        portal: String,
+        luns: Vec<LunSpec>,
     },
 }
 
@@ -179,6 +191,7 @@ impl HbaSpec {
                 link_up: true,
                 speed: "16 Gbit".into(),
                 max_npiv_vports: Some(254),
+                npiv_controls: VportControlDir::FcHost,
                 port_id: 0x01_0000 | (wwpn.as_u64() & 0xffff) as u32,
             }),
         }
@@ -233,9 +246,30 @@ impl HbaSpec {
         }
     }
 
+    /// An iscsi_tcp session (a software host under `/devices/platform`).
+    pub fn iscsi(target_iqn: &str, portal: &str, luns: Vec<LunSpec>) -> Self {
+        HbaSpec {
+            driver: "iscsi_tcp".into(),
+            bus: HbaBus::Platform,
+            kind: HbaKind::Iscsi {
+                target_iqn: target_iqn.into(),
+                portal: portal.into(),
+                luns,
+            },
+        }
+    }
+
     pub fn max_npiv_vports(mut self, max: Option<u32>) -> Self {
         if let HbaKind::Fc(fc) = &mut self.kind {
             fc.max_npiv_vports = max;
+        }
+        self
+    }
+
+    /// Puts the NPIV controls where an old kernel had them.
+    pub fn npiv_controls(mut self, dir: VportControlDir) -> Self {
+        if let HbaKind::Fc(fc) = &mut self.kind {
+            fc.npiv_controls = dir;
         }
         self
     }

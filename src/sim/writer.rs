@@ -100,27 +100,29 @@ impl Sim {
         let class = parent_devpath(dir).map(devpath_name);
         match (attr.as_str(), class) {
             ("vport_create", Some("fc_host" | "scsi_host")) => {
-                let host = self.class_host(dir)?;
-                let (wwpn, wwnn) = parse_vport_ids(value)?;
-                self.kernel().create_vport(host, wwpn, wwnn)
-            }
-            ("vport_delete", Some("fc_host" | "scsi_host")) => {
-                let host = self.class_host(dir)?;
                 let (wwpn, wwnn) = parse_vport_ids(value)?;
                 let mut k = self.kernel();
+                let host = class_host(&k, dir)?;
+                k.create_vport(host, wwpn, wwnn)
+            }
+            ("vport_delete", Some("fc_host" | "scsi_host")) => {
+                let (wwpn, wwnn) = parse_vport_ids(value)?;
+                let mut k = self.kernel();
+                let host = class_host(&k, dir)?;
                 let number = k
                     .find_vport(host, wwpn, wwnn)
                     .ok_or_else(|| errno(libc::ENODEV))?;
                 k.delete_vport(host, number)
             }
             ("scan", Some("scsi_host")) => {
-                let host = self.class_host(dir)?;
                 let (c, t, l) = parse_scan(value)?;
+                let host = class_host(&self.kernel(), dir)?;
                 self.scan(host, c, t, l)
             }
             ("issue_lip", Some("fc_host")) => {
-                let host = self.class_host(dir)?;
-                self.kernel().fc_login(host)
+                let mut k = self.kernel();
+                let host = class_host(&k, dir)?;
+                k.fc_login(host)
             }
             ("rescan" | "delete", _) => {
                 let hctl: Hctl = devpath_name(dir).parse().map_err(|_| errno(libc::EACCES))?;
@@ -135,8 +137,8 @@ impl Sim {
                 }
             }
             ("symbolic_name" | "vport_delete", Some("fc_vports")) => {
-                let (host, number) = self.class_vport(dir)?;
                 let mut k = self.kernel();
+                let (host, number) = class_vport(&k, dir)?;
                 if attr == "vport_delete" {
                     return k.delete_vport(host, number);
                 }
@@ -151,43 +153,45 @@ impl Sim {
             _ => Err(errno(libc::EACCES)),
         }
     }
+}
 
-    /// The host owning `.../hostN/<class>/hostN`, checked against the model.
-    fn class_host(&self, class_dir: &str) -> io::Result<u32> {
-        let no = host_number(devpath_name(class_dir)).ok_or_else(|| errno(libc::ENOENT))?;
-        let devpath = parent_devpath(class_dir)
-            .and_then(parent_devpath)
-            .ok_or_else(|| errno(libc::ENOENT))?;
-        let k = self.kernel();
-        match k.hosts.get(&no) {
-            Some(h) if h.devpath == devpath => Ok(no),
-            _ => Err(errno(libc::ENODEV)),
-        }
+/// The host owning `.../hostN/<class>/hostN`, checked against the model under
+/// the same lock as the operation: a write to a host that has gone is ENODEV,
+/// as for a sysfs file whose device was removed.
+fn class_host(k: &Kernel, class_dir: &str) -> io::Result<u32> {
+    let no = host_number(devpath_name(class_dir)).ok_or_else(|| errno(libc::ENOENT))?;
+    let devpath = parent_devpath(class_dir)
+        .and_then(parent_devpath)
+        .ok_or_else(|| errno(libc::ENOENT))?;
+    match k.hosts.get(&no) {
+        Some(h) if h.devpath == devpath => Ok(no),
+        _ => Err(errno(libc::ENODEV)),
     }
+}
 
-    /// The (parent host, vport number) of `.../vport-P:0-K/fc_vports/vport-P:0-K`.
-    fn class_vport(&self, class_dir: &str) -> io::Result<(u32, u32)> {
-        let (host, _, number) =
-            port_address(devpath_name(class_dir), "vport-").ok_or_else(|| errno(libc::ENOENT))?;
-        let k = self.kernel();
-        let known = k
-            .hosts
-            .get(&host)
-            .and_then(|h| h.fc.as_ref())
-            .and_then(|f| f.npiv.as_ref())
-            .is_some_and(|n| n.vports.contains_key(&number));
-        if known {
-            Ok((host, number))
-        } else {
-            Err(errno(libc::ENODEV))
-        }
+/// The (parent host, vport number) of `.../vport-P:0-K/fc_vports/vport-P:0-K`.
+fn class_vport(k: &Kernel, class_dir: &str) -> io::Result<(u32, u32)> {
+    let (host, _, number) =
+        port_address(devpath_name(class_dir), "vport-").ok_or_else(|| errno(libc::ENOENT))?;
+    let known = k
+        .hosts
+        .get(&host)
+        .and_then(|h| h.fc.as_ref())
+        .and_then(|f| f.npiv.as_ref())
+        .is_some_and(|n| n.vports.contains_key(&number));
+    if known {
+        Ok((host, number))
+    } else {
+        Err(errno(libc::ENODEV))
     }
+}
 
+impl Sim {
     /// A synchronous scan: serialized per host (the kernel's scan_mutex), held
     /// by any injected delay or stall, and run without blocking other hosts.
     fn scan(&self, host: u32, c: Option<u32>, t: Option<u32>, l: Option<u64>) -> io::Result<()> {
         let (serial, delay, gate) = {
-            let mut k: std::sync::MutexGuard<'_, Kernel> = self.kernel();
+            let mut k = self.kernel();
             if !k.hosts.contains_key(&host) {
                 return Err(errno(libc::ENODEV));
             }
