@@ -43,6 +43,27 @@ impl Lab {
         lab
     }
 
+    /// A private copy of a hand-made layout (tests/fixtures/layouts/NAME).
+    fn layout(name: &str) -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let src = common::fixture("layouts").join(name);
+        for part in ["sys", "dev"] {
+            if src.join(part).exists() {
+                let ok = Command::new("cp")
+                    .arg("-a")
+                    .arg(src.join(part))
+                    .arg(dir.path().join(part))
+                    .status()
+                    .unwrap();
+                assert!(ok.success());
+            }
+        }
+        fs::create_dir_all(dir.path().join("dev")).unwrap();
+        let lab = Lab { dir };
+        lab.policy("");
+        lab
+    }
+
     fn root(&self) -> &Path {
         self.dir.path()
     }
@@ -364,6 +385,30 @@ fn find_luns_says_where_each_lun_is_and_which_did_not_appear() {
     assert!(found.iter().all(|f| f["lun"] == 1));
 }
 
+#[test]
+fn find_luns_names_the_vhba_and_the_stable_paths() {
+    // qla2xxx with three vHBAs; vport-7:0-0 (host8) is hbad's "vm-san-a".
+    let lab = Lab::layout("qla2xxx-npiv");
+    let out = lab.run(&["find-luns", "27", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = json(&out);
+    let found = v["found"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{v}");
+    let l = &found[0];
+    assert_eq!(l["hctl"], "8:0:0:27");
+    assert_eq!(l["vhba"], "vm-san-a");
+    assert_eq!(l["target_wwpn"], "0x500601603ce0174b");
+    assert_eq!(l["dev"], "/dev/sdc");
+    assert!(
+        l["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "/dev/disk/by-path/pci-0000:08:00.0-fc-0x500601603ce0174b-lun-27"),
+        "{l}"
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // create / destroy / apply, with the test playing the FC transport
 
@@ -570,6 +615,33 @@ fn create_that_never_appears_is_rolled_back() {
         lab.read("class/fc_host/host1/vport_delete"),
         "5001a4a000000c01:5001a4a000000c00"
     );
+}
+
+#[test]
+fn an_old_kernel_takes_vport_writes_under_scsi_host() {
+    let lab = Lab::layout("old-kernel-scsi-host-vports");
+    let host3 = "devices/pci0000:00/0000:00:1c.0/0000:05:00.0/host3";
+    let out = lab.run(&[
+        "create",
+        "--parent",
+        "auto",
+        "--wwpn",
+        "5001a4a000000c01",
+        "--wwnn",
+        "5001a4a000000c00",
+        "--vport-timeout",
+        "50ms",
+    ]);
+    // Plain files make no vHBA: rolled back, through the same old-style directory.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    for attr in ["vport_create", "vport_delete"] {
+        assert_eq!(
+            lab.read(&format!("{host3}/scsi_host/host3/{attr}")),
+            "5001a4a000000c01:5001a4a000000c00",
+            "{attr}"
+        );
+        assert!(!lab.sys(&format!("{host3}/fc_host/host3/{attr}")).exists());
+    }
 }
 
 #[test]
