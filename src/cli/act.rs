@@ -49,9 +49,69 @@ pub struct ExecOpts {
     pub scan_timeout: Option<Duration>,
 }
 
-fn executor(g: &Global, opts: &ExecOpts, policy: &Policy) -> Executor {
+/// Writes each attribute from a short-lived child process (`hbad write-attr`).
+///
+/// A write the kernel does not finish (a scan stuck on a dead target waits in
+/// uninterruptible sleep) cannot be cancelled, and a process cannot exit until every
+/// one of its threads has returned from the kernel. With the write in a child, hbad
+/// reports the host hung and exits; the orphaned child finishes when the kernel lets
+/// it. The cost is one process start per write, which a command line can afford.
+#[derive(Debug)]
+pub struct ChildWriter {
+    exe: PathBuf,
+}
+
+impl ChildWriter {
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(ChildWriter {
+            exe: std::env::current_exe().context("cannot find the hbad executable")?,
+        })
+    }
+}
+
+impl AttrWriter for ChildWriter {
+    fn write_attr(&self, path: &std::path::Path, value: &str) -> std::io::Result<()> {
+        let status = std::process::Command::new(&self.exe)
+            .arg("write-attr")
+            // Values such as "- - -" look like options to a parser.
+            .arg("--")
+            .arg(path)
+            .arg(value)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        match status.code() {
+            Some(0) => Ok(()),
+            Some(errno) if errno < WRITE_ATTR_NOT_OS => {
+                Err(std::io::Error::from_raw_os_error(errno))
+            }
+            _ => Err(std::io::Error::other(format!(
+                "the writer process for {} ended with {status}",
+                path.display()
+            ))),
+        }
+    }
+}
+
+/// `write-attr`'s exit status for a failure that has no errno.
+const WRITE_ATTR_NOT_OS: i32 = 255;
+
+/// `hbad write-attr PATH VALUE`: one write through [`KernelWriter`]; the exit status
+/// is 0 or the errno, for [`ChildWriter`].
+pub fn write_attr(path: &std::path::Path, value: &str) -> ExitCode {
+    match KernelWriter.write_attr(path, value) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => match e.raw_os_error() {
+            Some(errno) if (1..WRITE_ATTR_NOT_OS).contains(&errno) => ExitCode::from(errno as u8),
+            _ => ExitCode::from(WRITE_ATTR_NOT_OS as u8),
+        },
+    }
+}
+
+fn executor(g: &Global, opts: &ExecOpts, policy: &Policy) -> anyhow::Result<Executor> {
     let sysfs = g.sysfs();
-    let writer: Arc<dyn AttrWriter> = Arc::new(KernelWriter);
+    let writer: Arc<dyn AttrWriter> = Arc::new(ChildWriter::new()?);
     let state = opts
         .state_file
         .clone()
@@ -67,7 +127,7 @@ fn executor(g: &Global, opts: &ExecOpts, policy: &Policy) -> Executor {
     );
     let timeout = opts.scan_timeout.unwrap_or(policy.rescan.scan_timeout);
     let scanner = Scanner::new(writer.clone(), sysfs, timeout);
-    Executor::new(vports, scanner, writer)
+    Ok(Executor::new(vports, scanner, writer))
 }
 
 fn exit(failed: bool, unfinished: bool) -> ExitCode {
@@ -106,7 +166,7 @@ pub fn apply(g: &Global, args: ApplyArgs) -> anyhow::Result<ExitCode> {
     }
     let graph = load_graph(g)?;
     let p = plan(&policy, &graph, &[]);
-    let ex = executor(g, &args.exec, &policy);
+    let ex = executor(g, &args.exec, &policy)?;
     let report = ex.apply(&p);
     let t = report.tally();
     if g.json {
@@ -254,7 +314,7 @@ pub fn create(g: &Global, args: CreateArgs) -> anyhow::Result<ExitCode> {
         wwns
     };
     let graph = load_graph(g)?;
-    let ex = executor(g, &args.exec, &policy);
+    let ex = executor(g, &args.exec, &policy)?;
     let mut out = CreateOutput {
         name: name.clone(),
         wwpn,
@@ -396,7 +456,7 @@ pub struct DestroyArgs {
 pub fn destroy(g: &Global, args: DestroyArgs) -> anyhow::Result<ExitCode> {
     let policy = load_policy(g)?;
     let graph = load_graph(g)?;
-    let ex = executor(g, &args.exec, &policy);
+    let ex = executor(g, &args.exec, &policy)?;
     let target = resolve_vhba(&graph, &ex.vports, &policy, &args.vhba)?;
     let how = if args.force {
         DeletePolicy::AnyVport
@@ -689,7 +749,7 @@ fn target_scopes(graph: &Graph, host: &Node, wwpn: Wwn) -> Vec<ScanScope> {
 pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
     let policy = load_policy(g)?;
     let graph = load_graph(g)?;
-    let ex = executor(g, &args.exec, &policy);
+    let ex = executor(g, &args.exec, &policy)?;
     let mut hosts: Vec<&Node> = if args.all {
         graph
             .hosts()
@@ -738,7 +798,7 @@ pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
             let path = g.sysfs().issue_lip_path(&h.devpath);
-            if let Err(e) = KernelWriter.write_attr(&path, "1") {
+            if let Err(e) = ex.vports.writer().write_attr(&path, "1") {
                 lip_errors.insert(h.number, format!("issue_lip on {h}: {e}"));
             } else {
                 lip_errors.insert(h.number, String::new());
@@ -812,7 +872,7 @@ struct LunSighting {
 pub fn find_luns(g: &Global, args: FindLunsArgs) -> anyhow::Result<ExitCode> {
     let policy = load_policy(g)?;
     let before = load_graph(g)?;
-    let ex = executor(g, &args.exec, &policy);
+    let ex = executor(g, &args.exec, &policy)?;
     let wanted: BTreeSet<u64> = args.luns.iter().copied().collect();
     let mut jobs: Vec<(HostRef, ScanScope)> = Vec::new();
     for host in before.hosts() {

@@ -377,6 +377,10 @@ impl Vports {
         &self.sysfs
     }
 
+    pub fn writer(&self) -> &Arc<dyn AttrWriter> {
+        &self.writer
+    }
+
     pub fn state(&self) -> &OwnedState {
         &self.state
     }
