@@ -32,5 +32,12 @@ demo: deps
 bench:
 	$(CARGO) bench --locked --bench graph
 
+# Boots Debian's kernel in qemu (TCG) with hbad and checks it against the real SCSI/FC
+# stack. Needs root for apt (first run) and ~1 GB RAM; see tests/vm/README.md.
+VM_ARGS ?=
+vm-test: build
+	python3 tests/vm/selftest.py
+	python3 tests/vm/run.py --hbad target/release/hbad $(VM_ARGS)
+
 clean:
 	$(CARGO) clean

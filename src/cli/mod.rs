@@ -66,8 +66,10 @@ impl Global {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Cap {
     /// Every SCSI host.
+    #[value(name = "scsi_host", alias = "scsi-host")]
     ScsiHost,
     /// SCSI hosts with an FC personality.
+    #[value(name = "fc_host", alias = "fc-host")]
     FcHost,
     /// FC hosts that can create vports (NPIV).
     Vports,

@@ -165,6 +165,13 @@ impl Agent {
         }
         self.report_new_luns(&changes);
         self.reconcile(&changes, now);
+        if resync {
+            // A lost REPORTED_LUNS_DATA_HAS_CHANGED is in no sysfs attribute: the
+            // target will not report it again. Only a scan finds what it announced.
+            self.scan_all(
+                "kernel events were lost; a lost unit attention is only found by scanning",
+            );
+        }
     }
 
     /// Lost events cannot be replayed: read sysfs again and act on the differences.
@@ -208,12 +215,13 @@ impl Agent {
         if let (Some(at), Some(every)) = (self.next_periodic, self.policy.rescan.periodic) {
             if now >= at {
                 self.next_periodic = Some(now + every);
-                self.periodic_scan();
+                self.scan_all("periodic scan");
             }
         }
     }
 
-    fn periodic_scan(&mut self) {
+    /// A host-wide scan of every host taking part in rescans.
+    fn scan_all(&mut self, reason: &str) {
         for host in self.graph.hosts() {
             if !crate::plan::takes_part(&self.policy, &self.graph, host) {
                 continue;
@@ -223,11 +231,10 @@ impl Agent {
                     number: h.scsi.number,
                     devpath: host.devpath.clone(),
                 };
-                drop(self.scanner.request(
-                    &r,
-                    crate::sysfs::writes::ScanScope::Host,
-                    "periodic scan",
-                ));
+                drop(
+                    self.scanner
+                        .request(&r, crate::sysfs::writes::ScanScope::Host, reason),
+                );
             }
         }
     }

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Self-test of the host-side checks (checks.py), without qemu: they must pass on the
+data a real guest sent (tests/vm/fixtures/, recorded from a run with the cli branch's
+views), and fail on each of a set of wrong answers made from it. A checker that
+cannot fail would make the real-kernel tier a fake pass.
+
+    python3 tests/vm/selftest.py      (exit 0 when every case behaves)
+"""
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(HERE))
+import checks  # noqa: E402
+
+
+def load(scenario):
+    d = HERE / "fixtures" / scenario
+    return {p.name: p.read_bytes() for p in d.iterdir()}
+
+
+def edit_json(data, name, change):
+    doc = json.loads(data[name])
+    change(doc)
+    out = dict(data)
+    out[name] = json.dumps(doc).encode()
+    return out
+
+
+def first(items, **match):
+    return next(i for i in items if all(i.get(k) == v for k, v in match.items()))
+
+
+def walk_tree(items):
+    for item in items:
+        yield item
+        yield from walk_tree(item.get("children", []))
+
+
+def main():
+    inv = load("inventory")
+    npiv = load("npiv-kernel")
+    cases = []  # (label, check, data, want_failure)
+
+    cases.append(("inventory as recorded", checks.check_inventory, inv, False))
+
+    def rport_wwpn(doc):
+        first(doc, kind="remote_port")["wwpn"] = "0x200002000000000c"
+
+    cases.append(("list: a remote port's WWPN wrong", checks.check_inventory, edit_json(inv, "list", rport_wwpn), True))
+
+    def drop_lun(doc):
+        doc.pop()
+
+    cases.append(("luns: a LUN missing", checks.check_inventory, edit_json(inv, "luns", drop_lun), True))
+
+    def extra_device(doc):
+        fake = copy.deepcopy(first(doc, kind="lun"))
+        fake["devpath"] += "9"
+        doc.append(fake)
+
+    cases.append(("list: a device sysfs lacks", checks.check_inventory, edit_json(inv, "list", extra_device), True))
+
+    def not_vhba(doc):
+        first(doc, kind="host", is_vhba=True)["is_vhba"] = False
+
+    cases.append(("list: the vHBA not marked as one", checks.check_inventory, edit_json(inv, "list", not_vhba), True))
+
+    def npiv_inuse(doc):
+        h = next(i for i in doc if i.get("kind") == "host" and (i.get("fc") or {}).get("npiv"))
+        h["fc"]["npiv"]["vports_inuse"] += 1
+
+    cases.append(("list: npiv_vports_inuse off by one", checks.check_inventory, edit_json(inv, "list", npiv_inuse), True))
+
+    def move_lun(doc):
+        targets = [t for t in walk_tree(doc) if t.get("kind") == "target"]
+        a, b = targets[0], targets[1]
+        b["children"].append(a["children"].pop())
+
+    cases.append(("tree: a LUN under the wrong target", checks.check_inventory, edit_json(inv, "tree", move_lun), True))
+
+    def lun_size(doc):
+        doc[0]["size_bytes"] += 512
+
+    cases.append(("luns: a size wrong", checks.check_inventory, edit_json(inv, "luns", lun_size), True))
+
+    def roles(doc):
+        first(doc, kind="remote_port")["roles"] = ["FCP Target"]
+
+    cases.append(("list: roles cut short", checks.check_inventory, edit_json(inv, "list", roles), True))
+
+    snap = dict(inv)
+    snap["sysfs"] = inv["sysfs"].replace(b"vendor=LIO-ORG", b"vendor=LIO-ORH")
+    cases.append(("sysfs: the LIO LUN's vendor differs", checks.check_inventory, snap, True))
+
+    cases.append(("npiv-kernel as recorded", checks.check_npiv_kernel, npiv, False))
+
+    def other_parent(doc):
+        first(doc["steps"], vhba="lab-derived")["parent"]["number"] = 0
+
+    cases.append(("plan: vHBA on the wrong host", checks.check_npiv_kernel, edit_json(npiv, "plan-before", other_parent), True))
+
+    def recreate(doc):
+        step = first(doc["steps"], vhba="lab-explicit")
+        step["action"] = "create_vhba"
+
+    cases.append(("plan: existing vport created again", checks.check_npiv_kernel, edit_json(npiv, "plan-present", recreate), True))
+
+    def wwn_drift(doc):
+        first(doc, name="lab-derived")["wwpn"] = "50:01:a4:a0:00:00:00:01"
+
+    cases.append(("wwn: derived WWPN differs from the plan's", checks.check_npiv_kernel, edit_json(npiv, "wwn", wwn_drift), True))
+
+    def show_other(doc):
+        text = json.dumps(doc).replace("0x5001a4a000000c01", "0x5001a4a000000c09")
+        doc.clear()
+        doc.extend(json.loads(text))
+
+    cases.append(("show: the vHBA's WWPN missing", checks.check_npiv_kernel, edit_json(npiv, "show", show_other), True))
+
+    bad = 0
+    for label, check, data, want_failure in cases:
+        results = check(data, [])
+        failures = [t for ok, t in results if ok is False]
+        if want_failure and not failures:
+            print(f"FAIL  {label}: the check found nothing wrong")
+            bad += 1
+        elif not want_failure and failures:
+            print(f"FAIL  {label}: {failures[:3]}")
+            bad += 1
+        else:
+            why = f" -> {failures[0]}" if failures else ""
+            print(f"ok    {label}{why[:150]}")
+    print(f"selftest: {len(cases) - bad} of {len(cases)} cases behave")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
