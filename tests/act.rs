@@ -748,3 +748,114 @@ wwnn = "5001a4a000000e00"
     assert_eq!(again.status.code(), Some(2));
     assert!(!lab.sys(&format!("{HOST1}/vport-1:0-2")).exists());
 }
+
+// ---------------------------------------------------------------------------------
+// The commands' logic in-process against the simulator, where LUNs really appear.
+
+mod on_the_simulator {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use hbad::cli::act::find_luns_with;
+    use hbad::exec::vport::{OwnedState, SysfsPoll, Vports};
+    use hbad::exec::{Executor, Scanner};
+    use hbad::policy::{Environment, Policy};
+    use hbad::sim::demo::{ARRAY_PORT_A, HBA_A_WWPN, RAID_PCI};
+    use hbad::sim::Sim;
+
+    fn executor(sim: &Sim, dir: &std::path::Path) -> Executor {
+        let sysfs = sim.sysfs();
+        let writer = Arc::new(sim.clone());
+        let vports = Vports::new(
+            sysfs.clone(),
+            writer.clone(),
+            Arc::new(SysfsPoll::new(sysfs.clone(), Duration::from_millis(5))),
+            OwnedState::new(dir.join("owned.json")),
+            Duration::from_secs(5),
+        );
+        Executor::new(
+            vports,
+            Scanner::new(writer.clone(), sysfs, Duration::from_secs(30)),
+            writer,
+        )
+    }
+
+    #[test]
+    fn find_luns_finds_a_newly_mapped_lun_with_targeted_scans_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::demo_host(&dir.path().join("sim")).unwrap();
+        // The array masks LUN 1 to port A; nothing has scanned for it yet.
+        sim.map_lun(ARRAY_PORT_A, 1, HBA_A_WWPN).unwrap();
+        let policy = Policy::from_str(
+            std::path::Path::new("hbad.toml"),
+            "",
+            &Environment::fixed("0123456789abcdef0123456789abcdef"),
+        )
+        .unwrap();
+        let ex = executor(&sim, dir.path());
+        let r = find_luns_with(&ex, &policy, &[1, 2], false).unwrap();
+        assert_eq!(r.missing, [2], "LUN 2 is masked to nobody");
+        assert_eq!(r.found.len(), 1, "{:?}", r.found);
+        let l = &r.found[0];
+        let host_a = sim.host_by_wwpn(HBA_A_WWPN).unwrap();
+        assert_eq!((l.hctl.host, l.lun), (host_a, 1));
+        assert!(l.new);
+        assert_eq!(l.target_wwpn, Some(ARRAY_PORT_A));
+        assert!(
+            l.dev.as_deref().is_some_and(|d| d.starts_with("/dev/sd")),
+            "{l:?}"
+        );
+        assert!(
+            l.links
+                .iter()
+                .any(|p| p.contains("fc-0x5000144000000101-lun-1")),
+            "{l:?}"
+        );
+        // Only C T L scans, and none on the RAID controller the policy leaves out.
+        let scans: Vec<(String, String)> = sim
+            .writes()
+            .into_iter()
+            .filter(|w| w.path.ends_with("scan"))
+            .map(|w| (w.path.display().to_string(), w.value))
+            .collect();
+        assert!(!scans.is_empty());
+        assert!(
+            scans
+                .iter()
+                .all(|(p, v)| !p.contains(RAID_PCI) && !v.contains('-')),
+            "{scans:?}"
+        );
+    }
+
+    #[test]
+    fn apply_then_plan_is_settled_and_the_vhba_logs_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::demo_host(&dir.path().join("sim")).unwrap();
+        let policy = Policy::from_str(
+            std::path::Path::new("hbad.toml"),
+            &format!(
+                "[[vhba]]\nname = \"vm1\"\nparent_wwpn = \"{HBA_A_WWPN}\"\n\
+                 wwpn = \"5001a4a000000b01\"\nwwnn = \"5001a4a000000b00\"\n"
+            ),
+            &Environment::fixed("0123456789abcdef0123456789abcdef"),
+        )
+        .unwrap();
+        let ex = executor(&sim, dir.path());
+        let graph = hbad::graph::Graph::load(&sim.sysfs());
+        let plan = hbad::plan::plan(&policy, &graph, &[]);
+        let report = ex.apply(&plan);
+        assert_eq!(report.tally().done, 1, "{:#?}", report.steps);
+        let graph = hbad::graph::Graph::load(&sim.sysfs());
+        assert!(hbad::plan::plan(&policy, &graph, &[]).steps.is_empty());
+        let vport = graph
+            .by_wwpn("5001a4a000000b01".parse().unwrap())
+            .into_iter()
+            .find_map(|n| match &n.kind {
+                hbad::graph::NodeKind::Vport(v) => Some(v.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(vport.symbolic_name.as_deref(), Some("hbad:vm1"));
+        assert_eq!(vport.vport_state.as_deref(), Some("Active"));
+    }
+}

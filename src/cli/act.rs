@@ -853,38 +853,48 @@ pub struct FindLunsArgs {
 }
 
 #[derive(Debug, Serialize)]
-struct LunSighting {
-    lun: u64,
-    hctl: Hctl,
-    host: String,
-    vhba: Option<String>,
-    target_wwpn: Option<Wwn>,
-    dev: Option<String>,
-    links: Vec<String>,
+pub struct LunSighting {
+    pub lun: u64,
+    pub hctl: Hctl,
+    pub host: String,
+    pub vhba: Option<String>,
+    pub target_wwpn: Option<Wwn>,
+    pub dev: Option<String>,
+    pub links: Vec<String>,
     /// Absent before this scan.
-    new: bool,
+    pub new: bool,
 }
 
-/// Scans for the LUN numbers on every participating host, in parallel, and says
-/// where each appeared. Each known target of a host gets `C T L` scans for exactly
-/// these LUNs: no wildcard scan re-creates devices being removed or attaches LUNs
-/// of unrelated arrays. A host with no known target gets a host scan.
-pub fn find_luns(g: &Global, args: FindLunsArgs) -> anyhow::Result<ExitCode> {
-    let policy = load_policy(g)?;
-    let before = load_graph(g)?;
-    let ex = executor(g, &args.exec, &policy)?;
-    let wanted: BTreeSet<u64> = args.luns.iter().copied().collect();
+/// What `find-luns` found.
+#[derive(Debug)]
+pub struct FoundLuns {
+    pub found: Vec<LunSighting>,
+    pub missing: Vec<u64>,
+    pub scans: Vec<ScanReport>,
+    pub wall: Duration,
+}
+
+/// `find-luns` with the executor given: the scans, then where each LUN is.
+pub fn find_luns_with(
+    ex: &Executor,
+    policy: &Policy,
+    luns: &[u64],
+    progress: bool,
+) -> anyhow::Result<FoundLuns> {
+    let sysfs = ex.vports.sysfs();
+    let before = Graph::load(sysfs);
+    let wanted: BTreeSet<u64> = luns.iter().copied().collect();
     let mut jobs: Vec<(HostRef, ScanScope)> = Vec::new();
     for host in before.hosts() {
-        if !takes_part(&policy, &before, host) {
+        if !takes_part(policy, &before, host) {
             continue;
         }
         let Some(h) = host_ref(host) else { continue };
         let targets: BTreeSet<(u32, u32)> = before
-            .of_kind(|k| matches!(k, NodeKind::Target(_)))
-            .into_iter()
+            .children(host)
+            .flat_map(|c| std::iter::once(c).chain(before.children(c)))
             .filter_map(|n| match &n.kind {
-                NodeKind::Target(t) if t.host == h.number => Some((t.channel, t.id)),
+                NodeKind::Target(t) => Some((t.channel, t.id)),
                 _ => None,
             })
             .collect();
@@ -908,7 +918,6 @@ pub fn find_luns(g: &Global, args: FindLunsArgs) -> anyhow::Result<ExitCode> {
     if jobs.is_empty() {
         bail!("no host takes part in rescans under the policy");
     }
-    let progress = !g.json && std::io::stderr().is_terminal();
     let t0 = Instant::now();
     let tickets = jobs
         .iter()
@@ -916,14 +925,37 @@ pub fn find_luns(g: &Global, args: FindLunsArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let scans = collect(tickets, ex.scanner.timeout(), progress);
     let wall = t0.elapsed();
-    let after = load_graph(g)?;
-    let sightings: Vec<LunSighting> = after
+    let after = Graph::load(sysfs);
+    let found: Vec<LunSighting> = after
         .luns()
         .into_iter()
         .filter_map(|n| sighting(&after, &before, &ex.vports, n, &wanted))
         .collect();
-    let found: BTreeSet<u64> = sightings.iter().map(|s| s.lun).collect();
-    let missing: Vec<u64> = wanted.difference(&found).copied().collect();
+    let seen: BTreeSet<u64> = found.iter().map(|s| s.lun).collect();
+    let missing = wanted.difference(&seen).copied().collect();
+    Ok(FoundLuns {
+        found,
+        missing,
+        scans,
+        wall,
+    })
+}
+
+/// Scans for the LUN numbers on every participating host, in parallel, and says
+/// where each appeared. Each known target of a host gets `C T L` scans for exactly
+/// these LUNs: no wildcard scan re-creates devices being removed or attaches LUNs
+/// of unrelated arrays. A host with no known target gets a host scan.
+pub fn find_luns(g: &Global, args: FindLunsArgs) -> anyhow::Result<ExitCode> {
+    let policy = load_policy(g)?;
+    load_graph(g)?;
+    let ex = executor(g, &args.exec, &policy)?;
+    let progress = !g.json && std::io::stderr().is_terminal();
+    let FoundLuns {
+        found: sightings,
+        missing,
+        scans,
+        wall,
+    } = find_luns_with(&ex, &policy, &args.luns, progress)?;
     let failed = scans
         .iter()
         .any(|r| matches!(r.outcome, ScanOutcome::Failed { .. }));
