@@ -31,6 +31,10 @@ use crate::sysfs::writes::{AttrWriter, KernelWriter, ScanScope};
 use crate::sysfs::{devpath_name, port_address, Hctl};
 use crate::wwn::{derive, Wwn, WwnRole};
 
+const EXIT_CODES: &str = "Exit status: 0 done (or already so); 1 something failed; \
+2 nothing failed but something is unfinished (a vHBA waiting for its parent, a scan hung \
+past its timeout, a LUN that did not appear).";
+
 const EXIT_FAILED: u8 = 1;
 const EXIT_UNFINISHED: u8 = 2;
 
@@ -149,6 +153,7 @@ fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 // apply
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct ApplyArgs {
     /// Delete vHBAs hbad made that the policy no longer names, whatever [ownership]
     /// prune says.
@@ -214,13 +219,16 @@ fn print_apply(report: &ApplyReport, policy: &Policy) {
 // create
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct CreateArgs {
     /// The physical FC port: its WWPN, hostN, or `auto` (an Online NPIV port with a
     /// free vport; ties go to the lowest WWPN).
     #[arg(long, value_name = "WWPN|hostN|auto")]
     pub parent: String,
+    /// The vHBA's port name, in any form (0x5001a4a..., 50:01:a4:a..., bare hex).
     #[arg(long)]
     pub wwpn: Option<Wwn>,
+    /// The vHBA's node name, in any form.
     #[arg(long)]
     pub wwnn: Option<Wwn>,
     /// The vHBA's name (marks it `hbad:NAME`). WWNs not given are those a policy
@@ -443,6 +451,7 @@ fn create_on(
 // destroy
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct DestroyArgs {
     /// The vHBA: hostN, its WWPN, its name (hbad:NAME), or its vport (vport-1:0-0).
     pub vhba: String,
@@ -578,6 +587,7 @@ fn vhba_by_name<'g>(
 // rescan
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct RescanArgs {
     /// Hosts to scan: hostN, a port's WWPN, or a vHBA name. Named hosts are scanned
     /// even when the policy's [rescan] filters leave them out.
@@ -844,6 +854,7 @@ pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
 // find-luns
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct FindLunsArgs {
     /// LUN numbers, as the array shows them (27 28 29 53).
     #[arg(required = true, value_name = "LUN")]
