@@ -493,6 +493,17 @@ impl Vports {
                 name: name.to_string(),
             });
         }
+        // Recorded before because the driver refused: do not ask it again on every
+        // apply (the planner only sees symbolic_name, so it keeps asking).
+        if let Some(wwpn) = info.as_ref().and_then(|v| v.wwpn) {
+            if let Some(rec) = self.state.get(wwpn)?.filter(|r| r.name == name) {
+                return Ok(OwnerMark::StateFile {
+                    name: rec.name,
+                    path: self.state.path.clone(),
+                    why: rec.why,
+                });
+            }
+        }
         let why = if tag.len() > SYMBOLIC_NAME_MAX {
             format!(
                 "\"{tag}\" is longer than the kernel's {SYMBOLIC_NAME_MAX} characters for symbolic_name"
@@ -670,6 +681,7 @@ pub(crate) mod tests {
 
     /// The simulated kernel, with faults a real driver can show that the simulator
     /// does not: a create it accepts but never completes, a refused symbolic_name.
+    /// Writes it intercepts are logged beside the simulator's own.
     #[derive(Debug)]
     pub struct Kernel {
         pub sim: Sim,
@@ -689,6 +701,10 @@ pub(crate) mod tests {
                 return Ok(());
             }
             if self.refuse_symbolic && file == "symbolic_name" {
+                self.lost
+                    .lock()
+                    .unwrap()
+                    .push((path.to_path_buf(), value.to_string()));
                 return Err(io::Error::from_raw_os_error(libc::EACCES));
             }
             self.sim.write_attr(path, value)
@@ -912,6 +928,11 @@ pub(crate) mod tests {
         assert!(why.contains("EACCES"), "{why}");
         let wwpn = Wwn::from_u64(0x5001_a4a0_0000_0b01);
         assert_eq!(v.state().get(wwpn).unwrap().unwrap().name, "db1");
+        // Marking again does not ask the driver again.
+        assert_eq!(k.writes_to("symbolic_name").len(), 1);
+        let again = v.mark(&c.vhba.vport, "db1").unwrap();
+        assert_eq!(Some(again), c.owner);
+        assert_eq!(k.writes_to("symbolic_name").len(), 1);
         // Owned by the record: delete goes ahead and forgets it.
         let d = v.delete(&c.vhba.vport, DeletePolicy::OwnedOnly).unwrap();
         assert!(!d.already_gone);
