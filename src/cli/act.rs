@@ -672,15 +672,36 @@ fn hosts_named<'g>(
 }
 
 /// Waits for tickets as they finish, printing each host's result on a terminal.
-fn collect(tickets: Vec<Ticket>, timeout: Duration, progress: bool) -> Vec<ScanReport> {
+fn collect(tickets: Vec<(HostRef, Ticket)>, timeout: Duration, progress: bool) -> Vec<ScanReport> {
     let total = tickets.len();
+    // One waiter per host: a host's scans finish in queue order, and each ticket
+    // keeps its own deadline from its request, so waiting on them in turn is exact.
+    let mut per_host: BTreeMap<HostRef, Vec<Ticket>> = BTreeMap::new();
+    for (h, t) in tickets {
+        per_host.entry(h).or_default().push(t);
+    }
     let (tx, rx) = mpsc::channel();
-    for t in tickets {
-        let tx = tx.clone();
-        // Ticket::wait blocks; one waiter each so results print in finishing order.
-        thread::spawn(move || {
-            let _ = tx.send(t.wait(timeout));
-        });
+    for (host, tickets) in per_host {
+        let slot = Arc::new(std::sync::Mutex::new(tickets));
+        let wait_all = {
+            let (slot, tx) = (slot.clone(), tx.clone());
+            move || {
+                let tickets = std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()));
+                for t in tickets {
+                    let _ = tx.send(t.wait(timeout));
+                }
+            }
+        };
+        let spawned = thread::Builder::new()
+            .name(format!("wait-{host}"))
+            .spawn(wait_all);
+        if spawned.is_err() {
+            // No thread: wait here instead; the results come later, not never.
+            let tickets = std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()));
+            for t in tickets {
+                let _ = tx.send(t.wait(timeout));
+            }
+        }
     }
     drop(tx);
     let mut out = Vec::with_capacity(total);
@@ -823,9 +844,9 @@ pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
     };
     let progress = !g.json && std::io::stderr().is_terminal();
     let t0 = Instant::now();
-    let tickets: Vec<Ticket> = jobs
+    let tickets = jobs
         .iter()
-        .map(|(h, s)| ex.scanner.request(h, *s, reason))
+        .map(|(h, s)| (h.clone(), ex.scanner.request(h, *s, reason)))
         .collect();
     let results = collect(tickets, ex.scanner.timeout(), progress);
     let wall = t0.elapsed();
@@ -932,7 +953,7 @@ pub fn find_luns_with(
     let t0 = Instant::now();
     let tickets = jobs
         .iter()
-        .map(|(h, s)| ex.scanner.request(h, *s, "hbad find-luns"))
+        .map(|(h, s)| (h.clone(), ex.scanner.request(h, *s, "hbad find-luns")))
         .collect();
     let scans = collect(tickets, ex.scanner.timeout(), progress);
     let wall = t0.elapsed();
