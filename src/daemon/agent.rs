@@ -74,6 +74,7 @@ pub struct Agent {
     started: SystemTime,
     status_path: Option<PathBuf>,
     next_periodic: Option<Instant>,
+    ready: bool,
 }
 
 impl Agent {
@@ -104,6 +105,7 @@ impl Agent {
             last_scans: BTreeMap::new(),
             started: SystemTime::now(),
             status_path: config.status_path,
+            ready: false,
         };
         agent.sync_vhba_runtime();
         agent
@@ -163,6 +165,8 @@ impl Agent {
         if resync {
             changes.extend(self.resync());
         }
+        // A vHBA's creation is told before the LUNs found through it.
+        self.confirm_pending(now);
         self.report_new_luns(&changes);
         self.reconcile(&changes, now);
         if resync {
@@ -642,6 +646,11 @@ impl Agent {
         })
     }
 
+    /// Start-up is over: READY=1 went to systemd.
+    pub fn set_ready(&mut self) {
+        self.ready = true;
+    }
+
     /// "2/2 vHBAs active, 6 hosts watched" for systemd's STATUS=.
     pub fn summary(&self) -> String {
         let active = self
@@ -723,6 +732,7 @@ impl Agent {
         hosts.sort_by_key(|h| crate::sysfs::host_number(&h.host));
         Status {
             pid: std::process::id(),
+            ready: self.ready,
             started: rfc3339(self.started),
             updated: rfc3339(SystemTime::now()),
             policy_files: self

@@ -84,6 +84,7 @@ pub async fn run(
                     agent.reload(load_policy(), std::time::Instant::now());
                     agent.write_status();
                     notify::ready(&agent.summary());
+                    agent.set_ready();
                     ready = true;
                 }
                 Some(Control::Stop) | None => break,
@@ -103,6 +104,8 @@ pub async fn run(
                 agent.tick(now);
                 agent.write_status();
                 if !ready && agent.boot_settled(started, now) {
+                    agent.set_ready();
+                    agent.write_status();
                     notify::ready(&agent.summary());
                     tracing::info!("ready: {}", agent.summary());
                     ready = true;
