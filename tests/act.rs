@@ -325,7 +325,10 @@ fn a_hung_scan_is_reported_and_hbad_still_exits() {
     assert_eq!(results, [(1, "done"), (2, "hung")]);
     // hbad has exited; its writer process is still in the write, as a process
     // blocked in the kernel would be, and finishes once the "kernel" lets it.
-    assert!(!holders(&stuck).is_empty(), "no writer process left behind");
+    assert!(
+        wait_until(Duration::from_secs(20), || !holders(&stuck).is_empty()),
+        "no writer process left behind"
+    );
     stuck.release();
     assert!(wait_until(Duration::from_secs(20), || holders(&stuck).is_empty()));
     assert_eq!(stuck.written(), "- - -");
