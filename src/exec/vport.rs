@@ -73,6 +73,12 @@ pub enum VportError {
     State { path: PathBuf, why: String },
 }
 
+/// symbolic_name up to a NUL hbad wrote to end it: the kernel prints it with `%s`,
+/// a copy of sysfs may keep the bytes.
+fn shown(symbolic_name: &str) -> &str {
+    symbolic_name.split('\0').next().unwrap_or_default()
+}
+
 /// A vHBA as hbad found it: the vport device and the SCSI host it made.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct VhbaFound {
@@ -488,7 +494,11 @@ impl Vports {
     pub fn mark(&self, vport_devpath: &str, name: &str) -> Result<OwnerMark, VportError> {
         let tag = format!("{OWNER_PREFIX}{name}");
         let info = self.sysfs.read_vport(vport_devpath).ok();
-        if info.as_ref().and_then(|v| v.symbolic_name.as_deref()) == Some(tag.as_str()) {
+        let current = info
+            .as_ref()
+            .and_then(|v| v.symbolic_name.as_deref())
+            .map(shown);
+        if current == Some(tag.as_str()) {
             return Ok(OwnerMark::SymbolicName {
                 name: name.to_string(),
             });
@@ -504,17 +514,35 @@ impl Vports {
                 });
             }
         }
-        let why = if tag.len() > SYMBOLIC_NAME_MAX {
+        // store_fc_vport_symbolic_name memcpy()s exactly what was written and adds no
+        // terminator, so a shorter name over a longer one would keep the old tail
+        // ("hbad:db" over "libvirt-x1" reads "hbad:dbt-x1"). A NUL written with the
+        // name ends it; it counts against the 63 characters.
+        let value = if current.is_some_and(|c| c.len() > tag.len()) {
+            format!("{tag}\0")
+        } else {
+            tag.clone()
+        };
+        let why = if value.len() > SYMBOLIC_NAME_MAX {
             format!(
                 "\"{tag}\" is longer than the kernel's {SYMBOLIC_NAME_MAX} characters for symbolic_name"
             )
         } else {
             let path = self.sysfs.vport_symbolic_name_path(vport_devpath);
-            match self.writer.write_attr(&path, &tag) {
+            match self.writer.write_attr(&path, &value) {
                 Ok(()) => {
-                    return Ok(OwnerMark::SymbolicName {
-                        name: name.to_string(),
-                    })
+                    // Believe the kernel's answer, not the write's.
+                    let now = self.sysfs.read_vport(vport_devpath).ok();
+                    let now = now.as_ref().and_then(|v| v.symbolic_name.as_deref());
+                    if now.map(shown) == Some(tag.as_str()) {
+                        return Ok(OwnerMark::SymbolicName {
+                            name: name.to_string(),
+                        });
+                    }
+                    format!(
+                        "symbolic_name reads \"{}\" after writing \"{tag}\"",
+                        now.map(shown).unwrap_or("")
+                    )
                 }
                 Err(e) => {
                     let op = Op::SymbolicName {
@@ -556,6 +584,7 @@ impl Vports {
         if let Some(name) = info
             .symbolic_name
             .as_deref()
+            .map(shown)
             .and_then(|s| s.strip_prefix(OWNER_PREFIX))
         {
             return Ok(Some(OwnerMark::SymbolicName {
@@ -687,6 +716,8 @@ pub(crate) mod tests {
         pub sim: Sim,
         pub lose_creates: bool,
         pub refuse_symbolic: bool,
+        /// The write succeeds and changes nothing.
+        pub ignore_symbolic: bool,
         lost: Mutex<Vec<(PathBuf, String)>>,
     }
 
@@ -700,12 +731,28 @@ pub(crate) mod tests {
                     .push((path.to_path_buf(), value.to_string()));
                 return Ok(());
             }
-            if self.refuse_symbolic && file == "symbolic_name" {
+            if file == "symbolic_name" && (self.refuse_symbolic || self.ignore_symbolic) {
                 self.lost
                     .lock()
                     .unwrap()
                     .push((path.to_path_buf(), value.to_string()));
-                return Err(io::Error::from_raw_os_error(libc::EACCES));
+                return if self.refuse_symbolic {
+                    Err(io::Error::from_raw_os_error(libc::EACCES))
+                } else {
+                    Ok(())
+                };
+            }
+            if file == "symbolic_name" {
+                // The simulator replaces the whole name; the kernel's store memcpy()s
+                // what was written over the old name and adds no terminator.
+                let old = fs::read_to_string(path).unwrap_or_default();
+                let old = old.strip_suffix('\n').unwrap_or(&old);
+                let new = value.strip_suffix('\n').unwrap_or(value);
+                let merged = match old.get(new.len()..) {
+                    Some(tail) if old.len() > new.len() => format!("{new}{tail}"),
+                    _ => new.to_string(),
+                };
+                return self.sim.write_attr(path, &merged);
             }
             self.sim.write_attr(path, value)
         }
@@ -732,6 +779,7 @@ pub(crate) mod tests {
                 sim: Sim::new(dir, &spec).unwrap(),
                 lose_creates: false,
                 refuse_symbolic: false,
+                ignore_symbolic: false,
                 lost: Mutex::new(Vec::new()),
             }
         }
@@ -952,6 +1000,41 @@ pub(crate) mod tests {
         let fits = "n".repeat(58);
         let c = v.create(&req(&k, &fits, 0x5001_a4a0_0000_0b02)).unwrap();
         assert!(matches!(c.owner, Some(OwnerMark::SymbolicName { .. })));
+    }
+
+    #[test]
+    fn marking_over_a_longer_name_ends_it_with_a_nul() {
+        let (dir, k) = lab();
+        let v = vports(&k, dir.path());
+        let c = v.create(&req(&k, "db1", 0x5001_a4a0_0000_0b01)).unwrap();
+        let vport = c.vhba.vport.clone();
+        let path = k.sysfs().vport_symbolic_name_path(&vport);
+        // Someone named it at length; the policy then declares it as db1.
+        k.write_attr(&path, "libvirt-pool-x1").unwrap();
+        assert_eq!(v.owner(&vport).unwrap(), None);
+        let mark = v.mark(&vport, "db1").unwrap();
+        assert_eq!(mark, OwnerMark::SymbolicName { name: "db1".into() });
+        // What the kernel keeps: the name, the NUL, and the old tail it ends.
+        assert_eq!(
+            k.writes_to("symbolic_name").last().unwrap(),
+            "hbad:db1\0ool-x1"
+        );
+        assert_eq!(v.owner(&vport).unwrap(), Some(mark));
+        // A fresh vport's name is all zeroes: no NUL is needed, and none is written.
+        v.create(&req(&k, "db2", 0x5001_a4a0_0000_0b02)).unwrap();
+        assert_eq!(k.writes_to("symbolic_name").last().unwrap(), "hbad:db2");
+    }
+
+    #[test]
+    fn a_mark_the_kernel_does_not_show_goes_to_the_state_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = with(dir.path(), |k| k.ignore_symbolic = true);
+        let v = vports(&k, dir.path());
+        let c = v.create(&req(&k, "db1", 0x5001_a4a0_0000_0b01)).unwrap();
+        let Some(OwnerMark::StateFile { why, .. }) = &c.owner else {
+            panic!("{:?}", c.owner)
+        };
+        assert!(why.contains("after writing \"hbad:db1\""), "{why}");
     }
 
     #[test]
