@@ -75,16 +75,21 @@ impl ChildWriter {
 
 impl AttrWriter for ChildWriter {
     fn write_attr(&self, path: &std::path::Path, value: &str) -> std::io::Result<()> {
-        let status = std::process::Command::new(&self.exe)
+        use std::io::Write;
+        // The value goes on stdin: it may hold a NUL (a symbolic_name's end), which
+        // no command-line argument can carry.
+        let mut child = std::process::Command::new(&self.exe)
             .arg("write-attr")
-            // Values such as "- - -" look like options to a parser.
             .arg("--")
             .arg(path)
-            .arg(value)
-            .stdin(std::process::Stdio::null())
+            .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
-            .status()?;
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(value.as_bytes())?;
+        }
+        let status = child.wait()?;
         match status.code() {
             Some(0) => Ok(()),
             Some(errno) if errno < WRITE_ATTR_NOT_OS => {
@@ -101,10 +106,15 @@ impl AttrWriter for ChildWriter {
 /// `write-attr`'s exit status for a failure that has no errno.
 const WRITE_ATTR_NOT_OS: i32 = 255;
 
-/// `hbad write-attr PATH VALUE`: one write through [`KernelWriter`]; the exit status
-/// is 0 or the errno, for [`ChildWriter`].
-pub fn write_attr(path: &std::path::Path, value: &str) -> ExitCode {
-    match KernelWriter.write_attr(path, value) {
+/// `hbad write-attr PATH` with the value on stdin: one write through
+/// [`KernelWriter`]; the exit status is 0 or the errno, for [`ChildWriter`].
+pub fn write_attr(path: &std::path::Path) -> ExitCode {
+    use std::io::Read;
+    let mut value = String::new();
+    if std::io::stdin().read_to_string(&mut value).is_err() {
+        return ExitCode::from(WRITE_ATTR_NOT_OS as u8);
+    }
+    match KernelWriter.write_attr(path, &value) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => match e.raw_os_error() {
             Some(errno) if (1..WRITE_ATTR_NOT_OS).contains(&errno) => ExitCode::from(errno as u8),
