@@ -43,6 +43,27 @@ impl Lab {
         lab
     }
 
+    /// A private copy of a hand-made layout (tests/fixtures/layouts/NAME).
+    fn layout(name: &str) -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let src = common::fixture("layouts").join(name);
+        for part in ["sys", "dev"] {
+            if src.join(part).exists() {
+                let ok = Command::new("cp")
+                    .arg("-a")
+                    .arg(src.join(part))
+                    .arg(dir.path().join(part))
+                    .status()
+                    .unwrap();
+                assert!(ok.success());
+            }
+        }
+        fs::create_dir_all(dir.path().join("dev")).unwrap();
+        let lab = Lab { dir };
+        lab.policy("");
+        lab
+    }
+
     fn root(&self) -> &Path {
         self.dir.path()
     }
@@ -199,11 +220,11 @@ fn rescan_all_has_every_host_scanning_at_once() {
         .map(|h| BlockingAttr::new(&lab, lab.scan_file(h)))
         .collect();
     let child = lab.spawn(&["rescan", "--all", "--json", "--scan-timeout", "60s"]);
-    let pid = child.id();
     // Every scan write blocks until released: if hbad scanned hosts one after another,
-    // no more than one of them would ever be open at the same time.
+    // no more than one of them would ever be open at the same time. (hbad writes
+    // from child processes, so any process but this test counts.)
     let all_at_once = wait_until(Duration::from_secs(30), || {
-        attrs.iter().all(|a| a.held_by(pid))
+        attrs.iter().all(|a| !holders(a).is_empty())
     });
     for a in &mut attrs {
         a.release();
@@ -235,13 +256,12 @@ fn measure_rescan_all_with_uneven_hosts() {
         .map(|h| BlockingAttr::new(&lab, lab.scan_file(h)))
         .collect();
     let child = lab.spawn(&["rescan", "--all", "--json"]);
-    let pid = child.id();
     // Each host's scan takes its delay from the moment hbad's write reached it.
     let mut arrived: Vec<Option<Instant>> = vec![None; attrs.len()];
     let mut released = vec![false; attrs.len()];
     while released.iter().any(|r| !r) {
         for (i, a) in attrs.iter_mut().enumerate() {
-            if arrived[i].is_none() && a.held_by(pid) {
+            if arrived[i].is_none() && !holders(a).is_empty() {
                 arrived[i] = Some(Instant::now());
             }
             if let Some(t) = arrived[i] {
@@ -264,6 +284,54 @@ fn measure_rescan_all_with_uneven_hosts() {
         delays_ms.iter().max().unwrap(),
         delays_ms.iter().sum::<u64>()
     );
+}
+
+/// Processes other than this test's that hold the attribute open.
+fn holders(attr: &BlockingAttr) -> Vec<u32> {
+    let me = std::process::id();
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me && attr.held_by(pid))
+        .collect()
+}
+
+#[test]
+fn a_hung_scan_is_reported_and_hbad_still_exits() {
+    let lab = Lab::new();
+    let mut stuck = BlockingAttr::new(&lab, lab.scan_file(2));
+    let out = lab.run(&[
+        "rescan",
+        "host1",
+        "host2",
+        "--scan-timeout",
+        "500ms",
+        "--json",
+    ]);
+    // Hung is unfinished, not failed.
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let v = json(&out);
+    let results: Vec<(u64, &str)> = v["scans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["host"]["number"].as_u64().unwrap(),
+                s["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(results, [(1, "done"), (2, "hung")]);
+    // hbad has exited; its writer process is still in the write, as a process
+    // blocked in the kernel would be, and finishes once the "kernel" lets it.
+    assert!(
+        wait_until(Duration::from_secs(20), || !holders(&stuck).is_empty()),
+        "no writer process left behind"
+    );
+    stuck.release();
+    assert!(wait_until(Duration::from_secs(20), || holders(&stuck).is_empty()));
+    assert_eq!(stuck.written(), "- - -");
 }
 
 #[test]
@@ -362,6 +430,30 @@ fn find_luns_says_where_each_lun_is_and_which_did_not_appear() {
     // Targeted: C T L for LUNs 1 and 27 on each known target, no wildcard scans.
     assert_eq!(lab.read("class/scsi_host/host1/scan"), "0 0 27");
     assert!(found.iter().all(|f| f["lun"] == 1));
+}
+
+#[test]
+fn find_luns_names_the_vhba_and_the_stable_paths() {
+    // qla2xxx with three vHBAs; vport-7:0-0 (host8) is hbad's "vm-san-a".
+    let lab = Lab::layout("qla2xxx-npiv");
+    let out = lab.run(&["find-luns", "27", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = json(&out);
+    let found = v["found"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{v}");
+    let l = &found[0];
+    assert_eq!(l["hctl"], "8:0:0:27");
+    assert_eq!(l["vhba"], "vm-san-a");
+    assert_eq!(l["target_wwpn"], "0x500601603ce0174b");
+    assert_eq!(l["dev"], "/dev/sdc");
+    assert!(
+        l["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "/dev/disk/by-path/pci-0000:08:00.0-fc-0x500601603ce0174b-lun-27"),
+        "{l}"
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -573,6 +665,33 @@ fn create_that_never_appears_is_rolled_back() {
 }
 
 #[test]
+fn an_old_kernel_takes_vport_writes_under_scsi_host() {
+    let lab = Lab::layout("old-kernel-scsi-host-vports");
+    let host3 = "devices/pci0000:00/0000:00:1c.0/0000:05:00.0/host3";
+    let out = lab.run(&[
+        "create",
+        "--parent",
+        "auto",
+        "--wwpn",
+        "5001a4a000000c01",
+        "--wwnn",
+        "5001a4a000000c00",
+        "--vport-timeout",
+        "50ms",
+    ]);
+    // Plain files make no vHBA: rolled back, through the same old-style directory.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    for attr in ["vport_create", "vport_delete"] {
+        assert_eq!(
+            lab.read(&format!("{host3}/scsi_host/host3/{attr}")),
+            "5001a4a000000c01:5001a4a000000c00",
+            "{attr}"
+        );
+        assert!(!lab.sys(&format!("{host3}/fc_host/host3/{attr}")).exists());
+    }
+}
+
+#[test]
 fn apply_creates_declared_vhbas_and_then_there_is_nothing_to_do() {
     let lab = Lab::new();
     serve_npiv(&lab);
@@ -631,4 +750,115 @@ wwnn = "5001a4a000000e00"
     let again = lab.run(&["apply"]);
     assert_eq!(again.status.code(), Some(2));
     assert!(!lab.sys(&format!("{HOST1}/vport-1:0-2")).exists());
+}
+
+// ---------------------------------------------------------------------------------
+// The commands' logic in-process against the simulator, where LUNs really appear.
+
+mod on_the_simulator {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use hbad::cli::act::find_luns_with;
+    use hbad::exec::vport::{OwnedState, SysfsPoll, Vports};
+    use hbad::exec::{Executor, Scanner};
+    use hbad::policy::{Environment, Policy};
+    use hbad::sim::demo::{ARRAY_PORT_A, HBA_A_WWPN, RAID_PCI};
+    use hbad::sim::Sim;
+
+    fn executor(sim: &Sim, dir: &std::path::Path) -> Executor {
+        let sysfs = sim.sysfs();
+        let writer = Arc::new(sim.clone());
+        let vports = Vports::new(
+            sysfs.clone(),
+            writer.clone(),
+            Arc::new(SysfsPoll::new(sysfs.clone(), Duration::from_millis(5))),
+            OwnedState::new(dir.join("owned.json")),
+            Duration::from_secs(5),
+        );
+        Executor::new(
+            vports,
+            Scanner::new(writer.clone(), sysfs, Duration::from_secs(30)),
+            writer,
+        )
+    }
+
+    #[test]
+    fn find_luns_finds_a_newly_mapped_lun_with_targeted_scans_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::demo_host(&dir.path().join("sim")).unwrap();
+        // The array masks LUN 1 to port A; nothing has scanned for it yet.
+        sim.map_lun(ARRAY_PORT_A, 1, HBA_A_WWPN).unwrap();
+        let policy = Policy::from_str(
+            std::path::Path::new("hbad.toml"),
+            "",
+            &Environment::fixed("0123456789abcdef0123456789abcdef"),
+        )
+        .unwrap();
+        let ex = executor(&sim, dir.path());
+        let r = find_luns_with(&ex, &policy, &[1, 2], false).unwrap();
+        assert_eq!(r.missing, [2], "LUN 2 is masked to nobody");
+        assert_eq!(r.found.len(), 1, "{:?}", r.found);
+        let l = &r.found[0];
+        let host_a = sim.host_by_wwpn(HBA_A_WWPN).unwrap();
+        assert_eq!((l.hctl.host, l.lun), (host_a, 1));
+        assert!(l.new);
+        assert_eq!(l.target_wwpn, Some(ARRAY_PORT_A));
+        assert!(
+            l.dev.as_deref().is_some_and(|d| d.starts_with("/dev/sd")),
+            "{l:?}"
+        );
+        assert!(
+            l.links
+                .iter()
+                .any(|p| p.contains("fc-0x5000144000000101-lun-1")),
+            "{l:?}"
+        );
+        // Only C T L scans, and none on the RAID controller the policy leaves out.
+        let scans: Vec<(String, String)> = sim
+            .writes()
+            .into_iter()
+            .filter(|w| w.path.ends_with("scan"))
+            .map(|w| (w.path.display().to_string(), w.value))
+            .collect();
+        assert!(!scans.is_empty());
+        assert!(
+            scans
+                .iter()
+                .all(|(p, v)| !p.contains(RAID_PCI) && !v.contains('-')),
+            "{scans:?}"
+        );
+    }
+
+    #[test]
+    fn apply_then_plan_is_settled_and_the_vhba_logs_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::demo_host(&dir.path().join("sim")).unwrap();
+        let policy = Policy::from_str(
+            std::path::Path::new("hbad.toml"),
+            &format!(
+                "[[vhba]]\nname = \"vm1\"\nparent_wwpn = \"{HBA_A_WWPN}\"\n\
+                 wwpn = \"5001a4a000000b01\"\nwwnn = \"5001a4a000000b00\"\n"
+            ),
+            &Environment::fixed("0123456789abcdef0123456789abcdef"),
+        )
+        .unwrap();
+        let ex = executor(&sim, dir.path());
+        let graph = hbad::graph::Graph::load(&sim.sysfs());
+        let plan = hbad::plan::plan(&policy, &graph, &[]);
+        let report = ex.apply(&plan);
+        assert_eq!(report.tally().done, 1, "{:#?}", report.steps);
+        let graph = hbad::graph::Graph::load(&sim.sysfs());
+        assert!(hbad::plan::plan(&policy, &graph, &[]).steps.is_empty());
+        let vport = graph
+            .by_wwpn("5001a4a000000b01".parse().unwrap())
+            .into_iter()
+            .find_map(|n| match &n.kind {
+                hbad::graph::NodeKind::Vport(v) => Some(v.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(vport.symbolic_name.as_deref(), Some("hbad:vm1"));
+        assert_eq!(vport.vport_state.as_deref(), Some("Active"));
+    }
 }

@@ -31,6 +31,10 @@ use crate::sysfs::writes::{AttrWriter, KernelWriter, ScanScope};
 use crate::sysfs::{devpath_name, port_address, Hctl};
 use crate::wwn::{derive, Wwn, WwnRole};
 
+const EXIT_CODES: &str = "Exit status: 0 done (or already so); 1 something failed; \
+2 nothing failed but something is unfinished (a vHBA waiting for its parent, a scan hung \
+past its timeout, a LUN that did not appear).";
+
 const EXIT_FAILED: u8 = 1;
 const EXIT_UNFINISHED: u8 = 2;
 
@@ -49,9 +53,79 @@ pub struct ExecOpts {
     pub scan_timeout: Option<Duration>,
 }
 
-fn executor(g: &Global, opts: &ExecOpts, policy: &Policy) -> Executor {
+/// Writes each attribute from a short-lived child process (`hbad write-attr`).
+///
+/// A write the kernel does not finish (a scan stuck on a dead target waits in
+/// uninterruptible sleep) cannot be cancelled, and a process cannot exit until every
+/// one of its threads has returned from the kernel. With the write in a child, hbad
+/// reports the host hung and exits; the orphaned child finishes when the kernel lets
+/// it. The cost is one process start per write, which a command line can afford.
+#[derive(Debug)]
+pub struct ChildWriter {
+    exe: PathBuf,
+}
+
+impl ChildWriter {
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(ChildWriter {
+            exe: std::env::current_exe().context("cannot find the hbad executable")?,
+        })
+    }
+}
+
+impl AttrWriter for ChildWriter {
+    fn write_attr(&self, path: &std::path::Path, value: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        // The value goes on stdin: it may hold a NUL (a symbolic_name's end), which
+        // no command-line argument can carry.
+        let mut child = std::process::Command::new(&self.exe)
+            .arg("write-attr")
+            .arg("--")
+            .arg(path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(value.as_bytes())?;
+        }
+        let status = child.wait()?;
+        match status.code() {
+            Some(0) => Ok(()),
+            Some(errno) if errno < WRITE_ATTR_NOT_OS => {
+                Err(std::io::Error::from_raw_os_error(errno))
+            }
+            _ => Err(std::io::Error::other(format!(
+                "the writer process for {} ended with {status}",
+                path.display()
+            ))),
+        }
+    }
+}
+
+/// `write-attr`'s exit status for a failure that has no errno.
+const WRITE_ATTR_NOT_OS: i32 = 255;
+
+/// `hbad write-attr PATH` with the value on stdin: one write through
+/// [`KernelWriter`]; the exit status is 0 or the errno, for [`ChildWriter`].
+pub fn write_attr(path: &std::path::Path) -> ExitCode {
+    use std::io::Read;
+    let mut value = String::new();
+    if std::io::stdin().read_to_string(&mut value).is_err() {
+        return ExitCode::from(WRITE_ATTR_NOT_OS as u8);
+    }
+    match KernelWriter.write_attr(path, &value) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => match e.raw_os_error() {
+            Some(errno) if (1..WRITE_ATTR_NOT_OS).contains(&errno) => ExitCode::from(errno as u8),
+            _ => ExitCode::from(WRITE_ATTR_NOT_OS as u8),
+        },
+    }
+}
+
+fn executor(g: &Global, opts: &ExecOpts, policy: &Policy) -> anyhow::Result<Executor> {
     let sysfs = g.sysfs();
-    let writer: Arc<dyn AttrWriter> = Arc::new(KernelWriter);
+    let writer: Arc<dyn AttrWriter> = Arc::new(ChildWriter::new()?);
     let state = opts
         .state_file
         .clone()
@@ -67,7 +141,7 @@ fn executor(g: &Global, opts: &ExecOpts, policy: &Policy) -> Executor {
     );
     let timeout = opts.scan_timeout.unwrap_or(policy.rescan.scan_timeout);
     let scanner = Scanner::new(writer.clone(), sysfs, timeout);
-    Executor::new(vports, scanner, writer)
+    Ok(Executor::new(vports, scanner, writer))
 }
 
 fn exit(failed: bool, unfinished: bool) -> ExitCode {
@@ -89,6 +163,7 @@ fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 // apply
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct ApplyArgs {
     /// Delete vHBAs hbad made that the policy no longer names, whatever [ownership]
     /// prune says.
@@ -106,7 +181,7 @@ pub fn apply(g: &Global, args: ApplyArgs) -> anyhow::Result<ExitCode> {
     }
     let graph = load_graph(g)?;
     let p = plan(&policy, &graph, &[]);
-    let ex = executor(g, &args.exec, &policy);
+    let ex = executor(g, &args.exec, &policy)?;
     let report = ex.apply(&p);
     let t = report.tally();
     if g.json {
@@ -154,13 +229,16 @@ fn print_apply(report: &ApplyReport, policy: &Policy) {
 // create
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct CreateArgs {
     /// The physical FC port: its WWPN, hostN, or `auto` (an Online NPIV port with a
     /// free vport; ties go to the lowest WWPN).
     #[arg(long, value_name = "WWPN|hostN|auto")]
     pub parent: String,
+    /// The vHBA's port name, in any form (0x5001a4a..., 50:01:a4:a..., bare hex).
     #[arg(long)]
     pub wwpn: Option<Wwn>,
+    /// The vHBA's node name, in any form.
     #[arg(long)]
     pub wwnn: Option<Wwn>,
     /// The vHBA's name (marks it `hbad:NAME`). WWNs not given are those a policy
@@ -254,7 +332,7 @@ pub fn create(g: &Global, args: CreateArgs) -> anyhow::Result<ExitCode> {
         wwns
     };
     let graph = load_graph(g)?;
-    let ex = executor(g, &args.exec, &policy);
+    let ex = executor(g, &args.exec, &policy)?;
     let mut out = CreateOutput {
         name: name.clone(),
         wwpn,
@@ -383,6 +461,7 @@ fn create_on(
 // destroy
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct DestroyArgs {
     /// The vHBA: hostN, its WWPN, its name (hbad:NAME), or its vport (vport-1:0-0).
     pub vhba: String,
@@ -396,7 +475,7 @@ pub struct DestroyArgs {
 pub fn destroy(g: &Global, args: DestroyArgs) -> anyhow::Result<ExitCode> {
     let policy = load_policy(g)?;
     let graph = load_graph(g)?;
-    let ex = executor(g, &args.exec, &policy);
+    let ex = executor(g, &args.exec, &policy)?;
     let target = resolve_vhba(&graph, &ex.vports, &policy, &args.vhba)?;
     let how = if args.force {
         DeletePolicy::AnyVport
@@ -518,6 +597,7 @@ fn vhba_by_name<'g>(
 // rescan
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct RescanArgs {
     /// Hosts to scan: hostN, a port's WWPN, or a vHBA name. Named hosts are scanned
     /// even when the policy's [rescan] filters leave them out.
@@ -602,15 +682,36 @@ fn hosts_named<'g>(
 }
 
 /// Waits for tickets as they finish, printing each host's result on a terminal.
-fn collect(tickets: Vec<Ticket>, timeout: Duration, progress: bool) -> Vec<ScanReport> {
+fn collect(tickets: Vec<(HostRef, Ticket)>, timeout: Duration, progress: bool) -> Vec<ScanReport> {
     let total = tickets.len();
+    // One waiter per host: a host's scans finish in queue order, and each ticket
+    // keeps its own deadline from its request, so waiting on them in turn is exact.
+    let mut per_host: BTreeMap<HostRef, Vec<Ticket>> = BTreeMap::new();
+    for (h, t) in tickets {
+        per_host.entry(h).or_default().push(t);
+    }
     let (tx, rx) = mpsc::channel();
-    for t in tickets {
-        let tx = tx.clone();
-        // Ticket::wait blocks; one waiter each so results print in finishing order.
-        thread::spawn(move || {
-            let _ = tx.send(t.wait(timeout));
-        });
+    for (host, tickets) in per_host {
+        let slot = Arc::new(std::sync::Mutex::new(tickets));
+        let wait_all = {
+            let (slot, tx) = (slot.clone(), tx.clone());
+            move || {
+                let tickets = std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()));
+                for t in tickets {
+                    let _ = tx.send(t.wait(timeout));
+                }
+            }
+        };
+        let spawned = thread::Builder::new()
+            .name(format!("wait-{host}"))
+            .spawn(wait_all);
+        if spawned.is_err() {
+            // No thread: wait here instead; the results come later, not never.
+            let tickets = std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()));
+            for t in tickets {
+                let _ = tx.send(t.wait(timeout));
+            }
+        }
     }
     drop(tx);
     let mut out = Vec::with_capacity(total);
@@ -689,7 +790,7 @@ fn target_scopes(graph: &Graph, host: &Node, wwpn: Wwn) -> Vec<ScanScope> {
 pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
     let policy = load_policy(g)?;
     let graph = load_graph(g)?;
-    let ex = executor(g, &args.exec, &policy);
+    let ex = executor(g, &args.exec, &policy)?;
     let mut hosts: Vec<&Node> = if args.all {
         graph
             .hosts()
@@ -738,7 +839,7 @@ pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
             let path = g.sysfs().issue_lip_path(&h.devpath);
-            if let Err(e) = KernelWriter.write_attr(&path, "1") {
+            if let Err(e) = ex.vports.writer().write_attr(&path, "1") {
                 lip_errors.insert(h.number, format!("issue_lip on {h}: {e}"));
             } else {
                 lip_errors.insert(h.number, String::new());
@@ -753,9 +854,9 @@ pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
     };
     let progress = !g.json && std::io::stderr().is_terminal();
     let t0 = Instant::now();
-    let tickets: Vec<Ticket> = jobs
+    let tickets = jobs
         .iter()
-        .map(|(h, s)| ex.scanner.request(h, *s, reason))
+        .map(|(h, s)| (h.clone(), ex.scanner.request(h, *s, reason)))
         .collect();
     let results = collect(tickets, ex.scanner.timeout(), progress);
     let wall = t0.elapsed();
@@ -784,6 +885,7 @@ pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
 // find-luns
 
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct FindLunsArgs {
     /// LUN numbers, as the array shows them (27 28 29 53).
     #[arg(required = true, value_name = "LUN")]
@@ -793,38 +895,48 @@ pub struct FindLunsArgs {
 }
 
 #[derive(Debug, Serialize)]
-struct LunSighting {
-    lun: u64,
-    hctl: Hctl,
-    host: String,
-    vhba: Option<String>,
-    target_wwpn: Option<Wwn>,
-    dev: Option<String>,
-    links: Vec<String>,
+pub struct LunSighting {
+    pub lun: u64,
+    pub hctl: Hctl,
+    pub host: String,
+    pub vhba: Option<String>,
+    pub target_wwpn: Option<Wwn>,
+    pub dev: Option<String>,
+    pub links: Vec<String>,
     /// Absent before this scan.
-    new: bool,
+    pub new: bool,
 }
 
-/// Scans for the LUN numbers on every participating host, in parallel, and says
-/// where each appeared. Each known target of a host gets `C T L` scans for exactly
-/// these LUNs: no wildcard scan re-creates devices being removed or attaches LUNs
-/// of unrelated arrays. A host with no known target gets a host scan.
-pub fn find_luns(g: &Global, args: FindLunsArgs) -> anyhow::Result<ExitCode> {
-    let policy = load_policy(g)?;
-    let before = load_graph(g)?;
-    let ex = executor(g, &args.exec, &policy);
-    let wanted: BTreeSet<u64> = args.luns.iter().copied().collect();
+/// What `find-luns` found.
+#[derive(Debug)]
+pub struct FoundLuns {
+    pub found: Vec<LunSighting>,
+    pub missing: Vec<u64>,
+    pub scans: Vec<ScanReport>,
+    pub wall: Duration,
+}
+
+/// `find-luns` with the executor given: the scans, then where each LUN is.
+pub fn find_luns_with(
+    ex: &Executor,
+    policy: &Policy,
+    luns: &[u64],
+    progress: bool,
+) -> anyhow::Result<FoundLuns> {
+    let sysfs = ex.vports.sysfs();
+    let before = Graph::load(sysfs);
+    let wanted: BTreeSet<u64> = luns.iter().copied().collect();
     let mut jobs: Vec<(HostRef, ScanScope)> = Vec::new();
     for host in before.hosts() {
-        if !takes_part(&policy, &before, host) {
+        if !takes_part(policy, &before, host) {
             continue;
         }
         let Some(h) = host_ref(host) else { continue };
         let targets: BTreeSet<(u32, u32)> = before
-            .of_kind(|k| matches!(k, NodeKind::Target(_)))
-            .into_iter()
+            .children(host)
+            .flat_map(|c| std::iter::once(c).chain(before.children(c)))
             .filter_map(|n| match &n.kind {
-                NodeKind::Target(t) if t.host == h.number => Some((t.channel, t.id)),
+                NodeKind::Target(t) => Some((t.channel, t.id)),
                 _ => None,
             })
             .collect();
@@ -848,22 +960,44 @@ pub fn find_luns(g: &Global, args: FindLunsArgs) -> anyhow::Result<ExitCode> {
     if jobs.is_empty() {
         bail!("no host takes part in rescans under the policy");
     }
-    let progress = !g.json && std::io::stderr().is_terminal();
     let t0 = Instant::now();
     let tickets = jobs
         .iter()
-        .map(|(h, s)| ex.scanner.request(h, *s, "hbad find-luns"))
+        .map(|(h, s)| (h.clone(), ex.scanner.request(h, *s, "hbad find-luns")))
         .collect();
     let scans = collect(tickets, ex.scanner.timeout(), progress);
     let wall = t0.elapsed();
-    let after = load_graph(g)?;
-    let sightings: Vec<LunSighting> = after
+    let after = Graph::load(sysfs);
+    let found: Vec<LunSighting> = after
         .luns()
         .into_iter()
         .filter_map(|n| sighting(&after, &before, &ex.vports, n, &wanted))
         .collect();
-    let found: BTreeSet<u64> = sightings.iter().map(|s| s.lun).collect();
-    let missing: Vec<u64> = wanted.difference(&found).copied().collect();
+    let seen: BTreeSet<u64> = found.iter().map(|s| s.lun).collect();
+    let missing = wanted.difference(&seen).copied().collect();
+    Ok(FoundLuns {
+        found,
+        missing,
+        scans,
+        wall,
+    })
+}
+
+/// Scans for the LUN numbers on every participating host, in parallel, and says
+/// where each appeared. Each known target of a host gets `C T L` scans for exactly
+/// these LUNs: no wildcard scan re-creates devices being removed or attaches LUNs
+/// of unrelated arrays. A host with no known target gets a host scan.
+pub fn find_luns(g: &Global, args: FindLunsArgs) -> anyhow::Result<ExitCode> {
+    let policy = load_policy(g)?;
+    load_graph(g)?;
+    let ex = executor(g, &args.exec, &policy)?;
+    let progress = !g.json && std::io::stderr().is_terminal();
+    let FoundLuns {
+        found: sightings,
+        missing,
+        scans,
+        wall,
+    } = find_luns_with(&ex, &policy, &args.luns, progress)?;
     let failed = scans
         .iter()
         .any(|r| matches!(r.outcome, ScanOutcome::Failed { .. }));

@@ -116,6 +116,9 @@ pub enum Command {
     Rescan(act::RescanArgs),
     /// Scan for these LUN numbers and say where each appeared.
     FindLuns(act::FindLunsArgs),
+    /// One sysfs write of stdin, for the commands above (exit status 0 or the errno).
+    #[command(hide = true)]
+    WriteAttr { path: PathBuf },
     /// The agent: keep the policy's vHBAs and rescan what reports new storage (systemd unit).
     Run(daemon::RunArgs),
     /// What the running agent reports: vHBAs, last scans, hung hosts, counters.
@@ -143,5 +146,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Destroy(args) => act::destroy(g, args),
         Command::Rescan(args) => act::rescan(g, args),
         Command::FindLuns(args) => act::find_luns(g, args),
+        Command::WriteAttr { path } => Ok(act::write_attr(&path)),
     }
 }

@@ -311,14 +311,14 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::exec::vport::tests::{parent, FakeFc};
+    use crate::exec::vport::tests::Kernel;
     use crate::exec::vport::{OwnedState, SysfsPoll};
     use crate::plan::{HostRef, WaitReason};
     use crate::sysfs::writes::ScanScope;
-    use crate::sysfs::{Hctl, VportControlDir};
+    use crate::sysfs::VportControlDir;
     use crate::wwn::Wwn;
 
-    fn executor(k: &Arc<FakeFc>, dir: &Path) -> Executor {
+    fn executor(k: &Arc<Kernel>, dir: &Path) -> Executor {
         let sysfs = k.sysfs();
         let vports = Vports::new(
             sysfs.clone(),
@@ -331,6 +331,12 @@ mod tests {
         Executor::new(vports, scanner, k.clone())
     }
 
+    fn lab() -> (tempfile::TempDir, Arc<Kernel>) {
+        let dir = tempfile::tempdir().unwrap();
+        let k = Arc::new(Kernel::new(&dir.path().join("sim")));
+        (dir, k)
+    }
+
     fn step(action: Action) -> Step {
         Step {
             action,
@@ -339,10 +345,10 @@ mod tests {
         }
     }
 
-    fn create(name: &str, wwpn: u64) -> Step {
+    fn create(k: &Kernel, name: &str, wwpn: u64) -> Step {
         step(Action::CreateVhba {
             vhba: name.into(),
-            parent: parent(),
+            parent: k.parent(),
             parent_wwpn: None,
             control_dir: VportControlDir::FcHost,
             wwpn: Wwn::from_u64(wwpn),
@@ -350,23 +356,34 @@ mod tests {
         })
     }
 
+    fn word(o: &StepOutcome) -> &'static str {
+        match o {
+            StepOutcome::Done { .. } => "done",
+            StepOutcome::AlreadyDone { .. } => "already_done",
+            StepOutcome::Failed { .. } => "failed",
+            StepOutcome::Waiting { .. } => "waiting",
+            StepOutcome::Hung { .. } => "hung",
+            StepOutcome::Kept => "kept",
+        }
+    }
+
     #[test]
     fn every_step_is_run_and_reported_on_its_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let k = Arc::new(FakeFc::new(dir.path()));
+        let (dir, k) = lab();
         let ex = executor(&k, dir.path());
-        let lun = format!(
-            "{}/rport-1:0-0/target1:0:0/1:0:0:3",
-            crate::exec::vport::tests::PARENT
-        );
-        std::fs::create_dir_all(k.sysfs().path(&lun)).unwrap();
-        std::fs::write(k.sysfs().path(&lun).join("rescan"), "").unwrap();
+        let debug_host = *k
+            .sim
+            .hosts()
+            .iter()
+            .find(|&&h| h != k.parent().number)
+            .unwrap();
+        let lun = *k.sim.luns().iter().find(|l| l.host == debug_host).unwrap();
         let plan = Plan {
             steps: vec![
-                create("a", 0x5001_a4a0_0000_0b01),
-                create("b", 0x5001_a4a0_0000_0b02),
-                // The fake parent has 2 slots: this one is refused, the rest go on.
-                create("c", 0x5001_a4a0_0000_0b03),
+                create(&k, "a", 0x5001_a4a0_0000_0b01),
+                create(&k, "b", 0x5001_a4a0_0000_0b02),
+                // The parent has 2 slots: this one is refused, the rest go on.
+                create(&k, "c", 0x5001_a4a0_0000_0b03),
                 step(Action::Wait {
                     vhba: "d".into(),
                     reason: WaitReason::NoParent {
@@ -375,8 +392,8 @@ mod tests {
                 }),
                 step(Action::Scan {
                     host: HostRef {
-                        number: 1,
-                        devpath: crate::exec::vport::tests::PARENT.into(),
+                        number: debug_host,
+                        devpath: k.sim.host_devpath(debug_host).unwrap(),
                     },
                     scope: ScanScope::Target {
                         channel: 0,
@@ -384,30 +401,18 @@ mod tests {
                     },
                 }),
                 step(Action::RescanDevice {
-                    hctl: Hctl {
-                        host: 1,
-                        channel: 0,
-                        target: 0,
-                        lun: 3,
-                    },
-                    devpath: lun.clone(),
+                    hctl: lun,
+                    devpath: k.sim.lun_devpath(lun).unwrap(),
                 }),
             ],
         };
         let report = ex.apply(&plan);
-        let results: Vec<&str> = report
-            .steps
-            .iter()
-            .map(|s| match &s.outcome {
-                StepOutcome::Done { .. } => "done",
-                StepOutcome::Failed { .. } => "failed",
-                StepOutcome::Waiting { .. } => "waiting",
-                _ => "other",
-            })
-            .collect();
+        let results: Vec<&str> = report.steps.iter().map(|s| word(&s.outcome)).collect();
         assert_eq!(
             results,
-            ["done", "done", "failed", "waiting", "done", "done"]
+            ["done", "done", "failed", "waiting", "done", "done"],
+            "{:#?}",
+            report.steps
         );
         let StepOutcome::Failed { error } = &report.steps[2].outcome else {
             unreachable!()
@@ -419,29 +424,60 @@ mod tests {
         assert_eq!((t.done, t.failed, t.waiting), (4, 1, 1));
         // Applying the same creates again writes nothing.
         let again = ex.apply(&Plan {
-            steps: vec![create("a", 0x5001_a4a0_0000_0b01)],
+            steps: vec![create(&k, "a", 0x5001_a4a0_0000_0b01)],
         });
-        assert!(matches!(
-            again.steps[0].outcome,
-            StepOutcome::AlreadyDone { .. }
-        ));
+        assert_eq!(word(&again.steps[0].outcome), "already_done");
         assert_eq!(k.writes_to("vport_create").len(), 3);
     }
 
     #[test]
-    fn prune_deletes_only_what_hbad_owns() {
+    fn a_hung_scan_is_reported_while_the_other_steps_finish() {
         let dir = tempfile::tempdir().unwrap();
-        let k = Arc::new(FakeFc::new(dir.path()));
+        let k = Arc::new(Kernel::new(&dir.path().join("sim")));
+        let sysfs = k.sysfs();
+        let vports = Vports::new(
+            sysfs.clone(),
+            k.clone(),
+            Arc::new(SysfsPoll::new(sysfs.clone(), Duration::from_millis(5))),
+            OwnedState::new(dir.path().join("owned.json")),
+            Duration::from_millis(200),
+        );
+        let ex = Executor::new(
+            vports,
+            Scanner::new(k.clone(), sysfs, Duration::from_millis(300)),
+            k.clone(),
+        );
+        let parent = k.parent();
+        let gate = k.sim.stall_scans(parent.number);
+        let report = ex.apply(&Plan {
+            steps: vec![
+                step(Action::Scan {
+                    host: parent,
+                    scope: ScanScope::Host,
+                }),
+                create(&k, "a", 0x5001_a4a0_0000_0b01),
+            ],
+        });
+        let results: Vec<&str> = report.steps.iter().map(|s| word(&s.outcome)).collect();
+        assert_eq!(results, ["hung", "done"]);
+        gate.release();
+    }
+
+    #[test]
+    fn prune_deletes_only_what_hbad_owns() {
+        let (dir, k) = lab();
         let ex = executor(&k, dir.path());
         ex.apply(&Plan {
-            steps: vec![create("a", 0x5001_a4a0_0000_0b01)],
+            steps: vec![create(&k, "a", 0x5001_a4a0_0000_0b01)],
         });
-        let vport = format!("{}/vport-1:0-0", crate::exec::vport::tests::PARENT);
-        std::fs::write(k.sysfs().vport_symbolic_name_path(&vport), "someone\n").unwrap();
+        let parent = k.parent();
+        let vport = format!("{}/vport-{}:0-0", parent.devpath, parent.number);
+        let mark = k.sysfs().vport_symbolic_name_path(&vport);
+        k.write_attr(&mark, "someone").unwrap();
         let delete = step(Action::DeleteVhba {
             vhba: Some("a".into()),
             vport: vport.clone(),
-            parent: parent(),
+            parent: parent.clone(),
             control_dir: VportControlDir::FcHost,
             wwpn: Wwn::from_u64(0x5001_a4a0_0000_0b01),
             wwnn: Wwn::from_u64(0x5001_a4a0_0000_0b00),
@@ -449,17 +485,13 @@ mod tests {
         let r = ex.apply(&Plan {
             steps: vec![delete.clone()],
         });
-        assert!(matches!(r.steps[0].outcome, StepOutcome::Failed { .. }));
+        assert_eq!(word(&r.steps[0].outcome), "failed");
         assert!(k.sysfs().exists(&vport));
-        std::fs::write(k.sysfs().vport_symbolic_name_path(&vport), "hbad:a\n").unwrap();
+        k.write_attr(&mark, "hbad:a").unwrap();
         let r = ex.apply(&Plan {
             steps: vec![delete],
         });
-        assert!(
-            matches!(r.steps[0].outcome, StepOutcome::Done { .. }),
-            "{:?}",
-            r.steps[0]
-        );
+        assert_eq!(word(&r.steps[0].outcome), "done", "{:?}", r.steps[0]);
         assert!(!k.sysfs().exists(&vport));
     }
 }

@@ -73,6 +73,12 @@ pub enum VportError {
     State { path: PathBuf, why: String },
 }
 
+/// symbolic_name up to a NUL hbad wrote to end it: the kernel prints it with `%s`,
+/// a copy of sysfs may keep the bytes.
+fn shown(symbolic_name: &str) -> &str {
+    symbolic_name.split('\0').next().unwrap_or_default()
+}
+
 /// A vHBA as hbad found it: the vport device and the SCSI host it made.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct VhbaFound {
@@ -377,6 +383,10 @@ impl Vports {
         &self.sysfs
     }
 
+    pub fn writer(&self) -> &Arc<dyn AttrWriter> {
+        &self.writer
+    }
+
     pub fn state(&self) -> &OwnedState {
         &self.state
     }
@@ -484,22 +494,55 @@ impl Vports {
     pub fn mark(&self, vport_devpath: &str, name: &str) -> Result<OwnerMark, VportError> {
         let tag = format!("{OWNER_PREFIX}{name}");
         let info = self.sysfs.read_vport(vport_devpath).ok();
-        if info.as_ref().and_then(|v| v.symbolic_name.as_deref()) == Some(tag.as_str()) {
+        let current = info
+            .as_ref()
+            .and_then(|v| v.symbolic_name.as_deref())
+            .map(shown);
+        if current == Some(tag.as_str()) {
             return Ok(OwnerMark::SymbolicName {
                 name: name.to_string(),
             });
         }
-        let why = if tag.len() > SYMBOLIC_NAME_MAX {
+        // Recorded before because the driver refused: do not ask it again on every
+        // apply (the planner only sees symbolic_name, so it keeps asking).
+        if let Some(wwpn) = info.as_ref().and_then(|v| v.wwpn) {
+            if let Some(rec) = self.state.get(wwpn)?.filter(|r| r.name == name) {
+                return Ok(OwnerMark::StateFile {
+                    name: rec.name,
+                    path: self.state.path.clone(),
+                    why: rec.why,
+                });
+            }
+        }
+        // store_fc_vport_symbolic_name memcpy()s exactly what was written and adds no
+        // terminator, so a shorter name over a longer one would keep the old tail
+        // ("hbad:db" over "libvirt-x1" reads "hbad:dbt-x1"). A NUL written with the
+        // name ends it; it counts against the 63 characters.
+        let value = if current.is_some_and(|c| c.len() > tag.len()) {
+            format!("{tag}\0")
+        } else {
+            tag.clone()
+        };
+        let why = if value.len() > SYMBOLIC_NAME_MAX {
             format!(
                 "\"{tag}\" is longer than the kernel's {SYMBOLIC_NAME_MAX} characters for symbolic_name"
             )
         } else {
             let path = self.sysfs.vport_symbolic_name_path(vport_devpath);
-            match self.writer.write_attr(&path, &tag) {
+            match self.writer.write_attr(&path, &value) {
                 Ok(()) => {
-                    return Ok(OwnerMark::SymbolicName {
-                        name: name.to_string(),
-                    })
+                    // Believe the kernel's answer, not the write's.
+                    let now = self.sysfs.read_vport(vport_devpath).ok();
+                    let now = now.as_ref().and_then(|v| v.symbolic_name.as_deref());
+                    if now.map(shown) == Some(tag.as_str()) {
+                        return Ok(OwnerMark::SymbolicName {
+                            name: name.to_string(),
+                        });
+                    }
+                    format!(
+                        "symbolic_name reads \"{}\" after writing \"{tag}\"",
+                        now.map(shown).unwrap_or("")
+                    )
                 }
                 Err(e) => {
                     let op = Op::SymbolicName {
@@ -541,6 +584,7 @@ impl Vports {
         if let Some(name) = info
             .symbolic_name
             .as_deref()
+            .map(shown)
             .and_then(|s| s.strip_prefix(OWNER_PREFIX))
         {
             return Ok(Some(OwnerMark::SymbolicName {
@@ -655,255 +699,126 @@ impl Vports {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::collections::HashSet;
     use std::fs;
     use std::sync::Mutex;
 
     use super::*;
+    use crate::sim::{FabricSpec, HbaSpec, Sim, SimSpec};
 
-    /// A tiny FC kernel over a temp sysfs tree: vport_create/vport_delete with the
-    /// kernel's formats and errnos, symbolic_name with its length limit, scans logged.
+    pub const PARENT_WWPN: Wwn = Wwn::from_u64(0x2100_0024_ff00_0a01);
+    const FABRIC_WWN: Wwn = Wwn::from_u64(0x1000_0005_1e00_0a00);
+
+    /// The simulated kernel, with faults a real driver can show that the simulator
+    /// does not: a create it accepts but never completes, a refused symbolic_name.
+    /// Writes it intercepts are logged beside the simulator's own.
     #[derive(Debug)]
-    pub struct FakeFc {
-        pub root: PathBuf,
-        pub log: Mutex<Vec<(PathBuf, String)>>,
-        /// Accept creates but make nothing (a driver whose vport never comes up).
-        pub silent: bool,
-        /// The driver has no set_vport_symbolic_name.
+    pub struct Kernel {
+        pub sim: Sim,
+        pub lose_creates: bool,
         pub refuse_symbolic: bool,
-        next_host: Mutex<u32>,
+        /// The write succeeds and changes nothing.
+        pub ignore_symbolic: bool,
+        lost: Mutex<Vec<(PathBuf, String)>>,
     }
 
-    pub const PARENT: &str = "/devices/pci0000:00/0000:00:03.0/host1";
-
-    fn put(path: &Path, value: &str) {
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, value).unwrap();
-    }
-
-    fn link(root: &Path, class: &str, name: &str, target_devpath: &str) {
-        let dir = root.join("class").join(class);
-        fs::create_dir_all(&dir).unwrap();
-        let depth = "../../";
-        std::os::unix::fs::symlink(
-            format!("{depth}{}", target_devpath.trim_start_matches('/')),
-            dir.join(name),
-        )
-        .unwrap();
-    }
-
-    pub fn fc_host(root: &Path, devpath: &str, wwpn: u64, wwnn: u64, npiv: bool) {
-        let name = devpath_name(devpath);
-        let base = root.join(devpath.trim_start_matches('/'));
-        let fc = base.join("fc_host").join(name);
-        put(&base.join("scsi_host").join(name).join("scan"), "");
-        put(
-            &base.join("scsi_host").join(name).join("proc_name"),
-            "fcoe\n",
-        );
-        put(&fc.join("port_name"), &format!("0x{wwpn:016x}\n"));
-        put(&fc.join("node_name"), &format!("0x{wwnn:016x}\n"));
-        put(&fc.join("port_state"), "Online\n");
-        if npiv {
-            put(&fc.join("vport_create"), "");
-            put(&fc.join("vport_delete"), "");
-            put(&fc.join("max_npiv_vports"), "2\n");
-            put(&fc.join("npiv_vports_inuse"), "0\n");
+    impl AttrWriter for Kernel {
+        fn write_attr(&self, path: &Path, value: &str) -> io::Result<()> {
+            let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if self.lose_creates && file == "vport_create" {
+                self.lost
+                    .lock()
+                    .unwrap()
+                    .push((path.to_path_buf(), value.to_string()));
+                return Ok(());
+            }
+            if file == "symbolic_name" && (self.refuse_symbolic || self.ignore_symbolic) {
+                self.lost
+                    .lock()
+                    .unwrap()
+                    .push((path.to_path_buf(), value.to_string()));
+                return if self.refuse_symbolic {
+                    Err(io::Error::from_raw_os_error(libc::EACCES))
+                } else {
+                    Ok(())
+                };
+            }
+            if file == "symbolic_name" {
+                // The simulator replaces the whole name; the kernel's store memcpy()s
+                // what was written over the old name and adds no terminator.
+                let old = fs::read_to_string(path).unwrap_or_default();
+                let old = old.strip_suffix('\n').unwrap_or(&old);
+                let new = value.strip_suffix('\n').unwrap_or(value);
+                let merged = match old.get(new.len()..) {
+                    Some(tail) if old.len() > new.len() => format!("{new}{tail}"),
+                    _ => new.to_string(),
+                };
+                return self.sim.write_attr(path, &merged);
+            }
+            self.sim.write_attr(path, value)
         }
-        link(
-            root,
-            "scsi_host",
-            name,
-            &format!("{devpath}/scsi_host/{name}"),
-        );
-        link(root, "fc_host", name, &format!("{devpath}/fc_host/{name}"));
     }
 
-    impl FakeFc {
-        pub fn new(root: &Path) -> FakeFc {
-            fc_host(
-                root,
-                PARENT,
-                0x2000_0200_0000_000b,
-                0x1000_0200_0000_000b,
-                true,
-            );
-            FakeFc {
-                root: root.to_path_buf(),
-                log: Mutex::new(Vec::new()),
-                silent: false,
+    impl Kernel {
+        /// One qla2xxx port with two vport slots on an NPIV fabric, and a
+        /// scsi_debug host beside it.
+        pub fn new(dir: &Path) -> Kernel {
+            let spec = SimSpec::new()
+                .fabric(FabricSpec::new("a", FABRIC_WWN))
+                .hba(
+                    HbaSpec::fc(
+                        "qla2xxx",
+                        "0000:3b:00.0",
+                        PARENT_WWPN,
+                        Wwn::from_u64(0x2000_0024_ff00_0a01),
+                        "a",
+                    )
+                    .max_npiv_vports(Some(2)),
+                )
+                .hba(HbaSpec::scsi_debug(1, 2));
+            Kernel {
+                sim: Sim::new(dir, &spec).unwrap(),
+                lose_creates: false,
                 refuse_symbolic: false,
-                next_host: Mutex::new(4),
+                ignore_symbolic: false,
+                lost: Mutex::new(Vec::new()),
             }
         }
 
         pub fn sysfs(&self) -> Sysfs {
-            Sysfs::new(&self.root, self.root.join("dev"))
+            self.sim.sysfs()
         }
 
+        pub fn parent(&self) -> HostRef {
+            let number = self.sim.host_by_wwpn(PARENT_WWPN).unwrap();
+            HostRef {
+                number,
+                devpath: self.sim.host_devpath(number).unwrap(),
+            }
+        }
+
+        /// Values written to attributes of this name, accepted or not.
         pub fn writes_to(&self, file: &str) -> Vec<String> {
-            self.log
+            let named = |p: &Path| p.file_name().is_some_and(|n| n == file);
+            let mut out: Vec<String> = self
+                .lost
                 .lock()
                 .unwrap()
                 .iter()
-                .filter(|(p, _)| p.file_name().is_some_and(|n| n == file))
+                .filter(|(p, _)| named(p))
                 .map(|(_, v)| v.clone())
-                .collect()
-        }
-
-        fn vports(&self, parent: &Path) -> Vec<(PathBuf, Wwn)> {
-            let sysfs = self.sysfs();
-            let rel = parent.strip_prefix(&self.root).unwrap();
-            let dp = format!("/{}", rel.display());
-            sysfs
-                .list(&dp)
-                .into_iter()
-                .filter(|n| n.starts_with("vport-"))
-                .filter_map(|n| {
-                    let v = sysfs.read_vport(&format!("{dp}/{n}")).ok()?;
-                    Some((parent.join(&n), v.wwpn?))
-                })
-                .collect()
-        }
-
-        fn parse(value: &str) -> io::Result<(Wwn, Wwn)> {
-            let einval = || io::Error::from_raw_os_error(libc::EINVAL);
-            let v = value.strip_suffix('\n').unwrap_or(value);
-            let (p, n) = v.split_once(':').ok_or_else(einval)?;
-            if p.len() != 16 || n.len() != 16 || p.starts_with("0x") {
-                return Err(einval());
-            }
-            Ok((
-                p.parse().map_err(|_| einval())?,
-                n.parse().map_err(|_| einval())?,
-            ))
-        }
-
-        fn create(&self, host_dir: &Path, value: &str) -> io::Result<()> {
-            let (wwpn, wwnn) = Self::parse(value)?;
-            let fc = host_dir.join("fc_host").join(host_dir.file_name().unwrap());
-            let existing = self.vports(host_dir);
-            if existing.iter().any(|(_, w)| *w == wwpn) {
-                return Err(io::Error::from_raw_os_error(libc::EINVAL));
-            }
-            let max: usize = fs::read_to_string(fc.join("max_npiv_vports"))?
-                .trim()
-                .parse()
-                .unwrap();
-            if existing.len() >= max {
-                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
-            }
-            if self.silent {
-                return Ok(());
-            }
-            let pname = host_dir.file_name().unwrap().to_string_lossy().into_owned();
-            let p = host_number(&pname).unwrap();
-            let used: HashSet<String> = existing
-                .iter()
-                .map(|(d, _)| d.file_name().unwrap().to_string_lossy().into_owned())
                 .collect();
-            let k = (0..)
-                .find(|k| !used.contains(&format!("vport-{p}:0-{k}")))
-                .unwrap();
-            let vname = format!("vport-{p}:0-{k}");
-            let parent_dp = format!("/{}", host_dir.strip_prefix(&self.root).unwrap().display());
-            let vdp = format!("{parent_dp}/{vname}");
-            let vclass = self
-                .root
-                .join(vdp.trim_start_matches('/'))
-                .join("fc_vports")
-                .join(&vname);
-            put(&vclass.join("port_name"), &format!("{wwpn}\n"));
-            put(&vclass.join("node_name"), &format!("{wwnn}\n"));
-            put(&vclass.join("symbolic_name"), "\n");
-            put(&vclass.join("vport_state"), "Active\n");
-            link(
-                &self.root,
-                "fc_vports",
-                &vname,
-                &format!("{vdp}/fc_vports/{vname}"),
+            out.extend(
+                self.sim
+                    .writes()
+                    .into_iter()
+                    .filter(|w| named(&w.path))
+                    .map(|w| w.value),
             );
-            let m = {
-                let mut n = self.next_host.lock().unwrap();
-                *n += 1;
-                *n - 1
-            };
-            fc_host(
-                &self.root,
-                &format!("{vdp}/host{m}"),
-                wwpn.as_u64(),
-                wwnn.as_u64(),
-                false,
-            );
-            put(
-                &fc.join("npiv_vports_inuse"),
-                &format!("{}\n", existing.len() + 1),
-            );
-            Ok(())
-        }
-
-        fn delete(&self, host_dir: &Path, value: &str) -> io::Result<()> {
-            let (wwpn, _) = Self::parse(value)?;
-            let Some((dir, _)) = self.vports(host_dir).into_iter().find(|(_, w)| *w == wwpn) else {
-                return Err(io::Error::from_raw_os_error(libc::ENODEV));
-            };
-            for class in ["fc_vports", "scsi_host", "fc_host"] {
-                for entry in fs::read_dir(self.root.join("class").join(class))? {
-                    let entry = entry?;
-                    let target = fs::canonicalize(entry.path()).unwrap_or_default();
-                    if target.starts_with(fs::canonicalize(&dir)?) {
-                        fs::remove_file(entry.path())?;
-                    }
-                }
-            }
-            fs::remove_dir_all(dir)
+            out
         }
     }
 
-    impl AttrWriter for FakeFc {
-        fn write_attr(&self, path: &Path, value: &str) -> io::Result<()> {
-            self.log
-                .lock()
-                .unwrap()
-                .push((path.to_path_buf(), value.to_string()));
-            if !path.exists() {
-                return Err(io::Error::from_raw_os_error(libc::ENOENT));
-            }
-            let file = path.file_name().unwrap().to_string_lossy().into_owned();
-            // .../hostN/fc_host/hostN/vport_create -> .../hostN
-            let host_dir = || path.parent().unwrap().parent().unwrap().parent().unwrap();
-            match file.as_str() {
-                "vport_create" => self.create(host_dir(), value),
-                "vport_delete" => self.delete(host_dir(), value),
-                "symbolic_name" if self.refuse_symbolic => {
-                    Err(io::Error::from_raw_os_error(libc::EACCES))
-                }
-                "symbolic_name" => {
-                    if value.trim_end_matches('\n').len() > SYMBOLIC_NAME_MAX {
-                        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-                    }
-                    fs::write(path, format!("{}\n", value.trim_end_matches('\n')))
-                }
-                "scan" => {
-                    if value.split(' ').count() == 3 {
-                        Ok(())
-                    } else {
-                        Err(io::Error::from_raw_os_error(libc::EINVAL))
-                    }
-                }
-                _ => Ok(()),
-            }
-        }
-    }
-
-    pub fn parent() -> HostRef {
-        HostRef {
-            number: 1,
-            devpath: PARENT.into(),
-        }
-    }
-
-    fn vports(k: &Arc<FakeFc>, dir: &Path) -> Vports {
+    fn vports(k: &Arc<Kernel>, dir: &Path) -> Vports {
         let sysfs = k.sysfs();
         Vports::new(
             sysfs.clone(),
@@ -914,25 +829,42 @@ pub(crate) mod tests {
         )
     }
 
-    fn req(name: &str, wwpn: u64) -> CreateRequest {
+    fn req(k: &Kernel, name: &str, wwpn: u64) -> CreateRequest {
         CreateRequest {
             name: name.into(),
-            parent: parent(),
+            parent: k.parent(),
             control_dir: VportControlDir::FcHost,
             wwpn: Wwn::from_u64(wwpn),
             wwnn: Wwn::from_u64(0x5001_a4a0_0000_0b00),
         }
     }
 
+    fn lab() -> (tempfile::TempDir, Arc<Kernel>) {
+        let dir = tempfile::tempdir().unwrap();
+        let k = Arc::new(Kernel::new(&dir.path().join("sim")));
+        (dir, k)
+    }
+
+    fn with(dir: &Path, f: impl FnOnce(&mut Kernel)) -> Arc<Kernel> {
+        let mut k = Kernel::new(&dir.join("sim"));
+        f(&mut k);
+        Arc::new(k)
+    }
+
     #[test]
     fn create_confirms_the_vhba_by_its_wwns_and_marks_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let k = Arc::new(FakeFc::new(dir.path()));
+        let (dir, k) = lab();
         let v = vports(&k, dir.path());
-        let c = v.create(&req("db1", 0x5001_a4a0_0000_0b01)).unwrap();
+        let c = v.create(&req(&k, "db1", 0x5001_a4a0_0000_0b01)).unwrap();
         assert!(!c.already_present);
-        assert_eq!(c.vhba.vport, format!("{PARENT}/vport-1:0-0"));
-        assert_eq!(c.vhba.host.as_ref().map(|h| h.number), Some(4));
+        let parent = k.parent();
+        assert_eq!(
+            c.vhba.vport,
+            format!("{}/vport-{}:0-0", parent.devpath, parent.number)
+        );
+        let host = c.vhba.host.clone().unwrap();
+        let fc = k.sysfs().read_fc_host(&host.devpath).unwrap().unwrap();
+        assert_eq!(fc.wwpn, Some(Wwn::from_u64(0x5001_a4a0_0000_0b01)));
         assert_eq!(
             c.owner,
             Some(OwnerMark::SymbolicName { name: "db1".into() })
@@ -947,13 +879,13 @@ pub(crate) mod tests {
 
     #[test]
     fn create_is_idempotent_without_a_second_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let k = Arc::new(FakeFc::new(dir.path()));
+        let (dir, k) = lab();
         let v = vports(&k, dir.path());
-        let first = v.create(&req("db1", 0x5001_a4a0_0000_0b01)).unwrap();
-        let again = v.create(&req("db1", 0x5001_a4a0_0000_0b01)).unwrap();
+        let first = v.create(&req(&k, "db1", 0x5001_a4a0_0000_0b01)).unwrap();
+        let again = v.create(&req(&k, "db1", 0x5001_a4a0_0000_0b01)).unwrap();
         assert!(again.already_present);
         assert_eq!(again.vhba, first.vhba);
+        assert_eq!(again.owner, first.owner);
         // The kernel would have answered a second write with EINVAL.
         assert_eq!(k.writes_to("vport_create").len(), 1);
         assert_eq!(k.writes_to("symbolic_name").len(), 1);
@@ -962,15 +894,15 @@ pub(crate) mod tests {
     #[test]
     fn create_that_never_appears_is_rolled_back_and_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let mut fake = FakeFc::new(dir.path());
-        fake.silent = true;
-        let k = Arc::new(fake);
+        let k = with(dir.path(), |k| k.lose_creates = true);
         let v = vports(&k, dir.path());
-        let err = v.create(&req("db1", 0x5001_a4a0_0000_0b01)).unwrap_err();
+        let err = v
+            .create(&req(&k, "db1", 0x5001_a4a0_0000_0b01))
+            .unwrap_err();
         assert!(matches!(err, VportError::NeverAppeared { .. }), "{err}");
         let text = err.to_string();
         assert!(text.contains("no vHBA with that WWPN appeared"), "{text}");
-        // Nothing was made, so the kernel answers the rollback with ENODEV.
+        // The kernel holds nothing, so it answers the rollback with ENODEV.
         assert!(text.contains("nothing to roll back"), "{text}");
         assert_eq!(
             k.writes_to("vport_delete"),
@@ -979,20 +911,41 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn kernel_refusals_are_explained() {
-        let dir = tempfile::tempdir().unwrap();
-        let k = Arc::new(FakeFc::new(dir.path()));
+    fn a_driver_failure_reports_the_kernels_errno() {
+        // The driver fails after the fc_vports add, which the kernel then removes:
+        // hbad reports the errno in words, and does not wait for a vHBA.
+        let (dir, k) = lab();
+        k.sim
+            .fail_next_vport_create(k.parent().number, libc::ENOSYS);
         let v = vports(&k, dir.path());
-        v.create(&req("a", 0x5001_a4a0_0000_0b01)).unwrap();
-        v.create(&req("b", 0x5001_a4a0_0000_0b02)).unwrap();
-        let full = v.create(&req("c", 0x5001_a4a0_0000_0b03)).unwrap_err();
-        let text = full.to_string();
+        let text = v
+            .create(&req(&k, "db1", 0x5001_a4a0_0000_0b01))
+            .unwrap_err()
+            .to_string();
         assert!(
-            text.contains("host1 has no free vport") && text.contains("2 of 2 NPIV vports"),
+            text.contains("firmware") && text.contains("ENOSYS"),
             "{text}"
         );
-        // A parent without vport_create: ENOENT, explained as no NPIV.
-        let mut r = req("d", 0x5001_a4a0_0000_0b04);
+    }
+
+    #[test]
+    fn kernel_refusals_are_explained() {
+        let (dir, k) = lab();
+        let v = vports(&k, dir.path());
+        v.create(&req(&k, "a", 0x5001_a4a0_0000_0b01)).unwrap();
+        v.create(&req(&k, "b", 0x5001_a4a0_0000_0b02)).unwrap();
+        let text = v
+            .create(&req(&k, "c", 0x5001_a4a0_0000_0b03))
+            .unwrap_err()
+            .to_string();
+        let parent = k.parent();
+        assert!(
+            text.contains(&format!("{parent} has no free vport"))
+                && text.contains("2 of 2 NPIV vports"),
+            "{text}"
+        );
+        // NPIV controls looked for under scsi_host, where this kernel has none: ENOENT.
+        let mut r = req(&k, "d", 0x5001_a4a0_0000_0b04);
         r.control_dir = VportControlDir::ScsiHost;
         let text = v.create(&r).unwrap_err().to_string();
         assert!(
@@ -1003,10 +956,9 @@ pub(crate) mod tests {
 
     #[test]
     fn a_wwpn_held_by_a_physical_port_is_refused_without_a_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let k = Arc::new(FakeFc::new(dir.path()));
+        let (dir, k) = lab();
         let v = vports(&k, dir.path());
-        let err = v.create(&req("x", 0x2000_0200_0000_000b)).unwrap_err();
+        let err = v.create(&req(&k, "x", PARENT_WWPN.as_u64())).unwrap_err();
         assert!(matches!(err, VportError::WwpnInUse { .. }), "{err}");
         assert!(k.writes_to("vport_create").is_empty());
     }
@@ -1014,11 +966,9 @@ pub(crate) mod tests {
     #[test]
     fn refused_symbolic_name_falls_back_to_the_state_file() {
         let dir = tempfile::tempdir().unwrap();
-        let mut fake = FakeFc::new(dir.path());
-        fake.refuse_symbolic = true;
-        let k = Arc::new(fake);
+        let k = with(dir.path(), |k| k.refuse_symbolic = true);
         let v = vports(&k, dir.path());
-        let c = v.create(&req("db1", 0x5001_a4a0_0000_0b01)).unwrap();
+        let c = v.create(&req(&k, "db1", 0x5001_a4a0_0000_0b01)).unwrap();
         let Some(OwnerMark::StateFile { name, why, .. }) = &c.owner else {
             panic!("{:?}", c.owner)
         };
@@ -1026,6 +976,11 @@ pub(crate) mod tests {
         assert!(why.contains("EACCES"), "{why}");
         let wwpn = Wwn::from_u64(0x5001_a4a0_0000_0b01);
         assert_eq!(v.state().get(wwpn).unwrap().unwrap().name, "db1");
+        // Marking again does not ask the driver again.
+        assert_eq!(k.writes_to("symbolic_name").len(), 1);
+        let again = v.mark(&c.vhba.vport, "db1").unwrap();
+        assert_eq!(Some(again), c.owner);
+        assert_eq!(k.writes_to("symbolic_name").len(), 1);
         // Owned by the record: delete goes ahead and forgets it.
         let d = v.delete(&c.vhba.vport, DeletePolicy::OwnedOnly).unwrap();
         assert!(!d.already_gone);
@@ -1035,25 +990,62 @@ pub(crate) mod tests {
 
     #[test]
     fn a_name_too_long_for_the_kernel_goes_to_the_state_file_unwritten() {
-        let dir = tempfile::tempdir().unwrap();
-        let k = Arc::new(FakeFc::new(dir.path()));
+        let (dir, k) = lab();
         let v = vports(&k, dir.path());
-        let long = "n".repeat(60);
-        let c = v.create(&req(&long, 0x5001_a4a0_0000_0b01)).unwrap();
+        // "hbad:" + 59 = 64 characters: one more than the kernel's buffer holds.
+        let long = "n".repeat(59);
+        let c = v.create(&req(&k, &long, 0x5001_a4a0_0000_0b01)).unwrap();
         assert!(matches!(c.owner, Some(OwnerMark::StateFile { .. })));
         assert!(k.writes_to("symbolic_name").is_empty());
+        let fits = "n".repeat(58);
+        let c = v.create(&req(&k, &fits, 0x5001_a4a0_0000_0b02)).unwrap();
+        assert!(matches!(c.owner, Some(OwnerMark::SymbolicName { .. })));
+    }
+
+    #[test]
+    fn marking_over_a_longer_name_ends_it_with_a_nul() {
+        let (dir, k) = lab();
+        let v = vports(&k, dir.path());
+        let c = v.create(&req(&k, "db1", 0x5001_a4a0_0000_0b01)).unwrap();
+        let vport = c.vhba.vport.clone();
+        let path = k.sysfs().vport_symbolic_name_path(&vport);
+        // Someone named it at length; the policy then declares it as db1.
+        k.write_attr(&path, "libvirt-pool-x1").unwrap();
+        assert_eq!(v.owner(&vport).unwrap(), None);
+        let mark = v.mark(&vport, "db1").unwrap();
+        assert_eq!(mark, OwnerMark::SymbolicName { name: "db1".into() });
+        // What the kernel keeps: the name, the NUL, and the old tail it ends.
+        assert_eq!(
+            k.writes_to("symbolic_name").last().unwrap(),
+            "hbad:db1\0ool-x1"
+        );
+        assert_eq!(v.owner(&vport).unwrap(), Some(mark));
+        // A fresh vport's name is all zeroes: no NUL is needed, and none is written.
+        v.create(&req(&k, "db2", 0x5001_a4a0_0000_0b02)).unwrap();
+        assert_eq!(k.writes_to("symbolic_name").last().unwrap(), "hbad:db2");
+    }
+
+    #[test]
+    fn a_mark_the_kernel_does_not_show_goes_to_the_state_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = with(dir.path(), |k| k.ignore_symbolic = true);
+        let v = vports(&k, dir.path());
+        let c = v.create(&req(&k, "db1", 0x5001_a4a0_0000_0b01)).unwrap();
+        let Some(OwnerMark::StateFile { why, .. }) = &c.owner else {
+            panic!("{:?}", c.owner)
+        };
+        assert!(why.contains("after writing \"hbad:db1\""), "{why}");
     }
 
     #[test]
     fn delete_respects_ownership_unless_forced() {
-        let dir = tempfile::tempdir().unwrap();
-        let k = Arc::new(FakeFc::new(dir.path()));
+        let (dir, k) = lab();
         let v = vports(&k, dir.path());
-        let c = v.create(&req("db1", 0x5001_a4a0_0000_0b01)).unwrap();
-        // Someone else's: clear the mark as an administrator's own vport would have it.
-        fs::write(
-            k.sysfs().vport_symbolic_name_path(&c.vhba.vport),
-            "made by hand\n",
+        let c = v.create(&req(&k, "db1", 0x5001_a4a0_0000_0b01)).unwrap();
+        // An administrator renames it: no longer hbad's.
+        k.write_attr(
+            &k.sysfs().vport_symbolic_name_path(&c.vhba.vport),
+            "made by hand",
         )
         .unwrap();
         let host = c.vhba.host.clone().unwrap();
@@ -1063,24 +1055,27 @@ pub(crate) mod tests {
         assert!(matches!(err, VportError::NotOwned { .. }), "{err}");
         assert!(err.to_string().contains("--force"), "{err}");
         assert!(k.writes_to("vport_delete").is_empty());
-        // Forced, by the vHBA's host: deleted through the parent's vport_delete.
+        // Forced, named by its vHBA host: deleted through the parent's vport_delete.
         let d = v.delete(&host.devpath, DeletePolicy::AnyVport).unwrap();
-        assert_eq!(d.parent.number, 1);
+        assert_eq!(d.parent, k.parent());
         assert_eq!(
             k.writes_to("vport_delete"),
             ["5001a4a000000b01:5001a4a000000b00"]
         );
         assert!(!k.sysfs().exists(&c.vhba.vport));
+        assert!(!k.sysfs().exists(&host.devpath));
     }
 
     #[test]
     fn delete_never_touches_a_physical_port() {
-        let dir = tempfile::tempdir().unwrap();
-        let k = Arc::new(FakeFc::new(dir.path()));
+        let (dir, k) = lab();
         let v = vports(&k, dir.path());
-        let err = v.delete(PARENT, DeletePolicy::AnyVport).unwrap_err();
-        assert!(matches!(err, VportError::NotAVport { .. }), "{err}");
-        assert!(k.log.lock().unwrap().is_empty());
+        for host in k.sim.hosts() {
+            let devpath = k.sim.host_devpath(host).unwrap();
+            let err = v.delete(&devpath, DeletePolicy::AnyVport).unwrap_err();
+            assert!(matches!(err, VportError::NotAVport { .. }), "{err}");
+        }
+        assert!(k.sim.writes().is_empty());
     }
 
     #[test]
