@@ -438,7 +438,101 @@ def check_inventory(data, lines):
     return r
 
 
+# ---------------------------------------------------------------------------------
+# apply: hbad's JSON reports of apply / destroy / create against the real kernel
+
+
+def check_apply(data, _lines):
+    r = Results()
+    f = facts(data, "facts")
+    if not r.expect("INI_HOST" in f, "apply facts arrived", "no facts from the guest"):
+        return r
+    ini = int(f["INI_HOST"].removeprefix("host"))
+    want_wwpn = {"lab-derived": wwn(f["DERIVED"]), "lab-explicit": wwn(f["EXPLICIT"])}
+
+    doc, dups, err = load_json(data, "apply-1")
+    if err or dups:
+        r.fail(f"apply-1: {err or 'duplicate keys ' + str(sorted(set(dups)))}")
+    else:
+        steps = doc.get("steps", [])
+        made = {
+            s.get("step", {}).get("vhba"): s
+            for s in steps
+            if s.get("step", {}).get("action") == "create_vhba"
+        }
+        r.expect(sorted(made) == sorted(want_wwpn), "apply-1 reports a create for each declared vHBA", f"got {sorted(made)}")
+        for name, s in made.items():
+            step = s.get("step", {})
+            r.expect(
+                s.get("result") == "done"
+                and step.get("parent", {}).get("number") == ini
+                and wwn(step.get("wwpn")) == want_wwpn.get(name),
+                f"apply-1: {name} done on {f['INI_HOST']} with wwpn {want_wwpn.get(name):#018x}",
+                f"got {s}",
+            )
+        t = doc.get("tally", {})
+        r.expect(t.get("done") == 2 and t.get("failed") == 0, "apply-1 tally: 2 done, 0 failed", f"got {t}")
+
+    doc, dups, err = load_json(data, "apply-2")
+    if err or dups:
+        r.fail(f"apply-2: {err or 'duplicate keys'}")
+    else:
+        t = doc.get("tally", {})
+        r.expect(
+            t.get("done") == 0 and t.get("failed") == 0 and t.get("waiting") == 0,
+            "apply-2 (nothing changed since) does nothing",
+            f"got {t}",
+        )
+    doc, dups, err = load_json(data, "plan-settled")
+    if err:
+        r.fail(f"plan-settled: {err}")
+    else:
+        r.expect(doc.get("steps") == [], "plan after apply is empty", f"got {doc.get('steps')}")
+
+    doc, _, err = load_json(data, "destroy-derived")
+    if err:
+        r.fail(f"destroy-derived: {err}")
+    else:
+        d = doc.get("deleted") or {}
+        r.expect(
+            doc.get("result") == "deleted"
+            and wwn(d.get("wwpn")) == want_wwpn["lab-derived"]
+            and (d.get("owner") or {}).get("name") == "lab-derived",
+            "destroy lab-derived: deleted, owned by hbad through symbolic_name",
+            f"got {doc}",
+        )
+    for name, why in (
+        ("destroy-physical", "a physical port"),
+        ("destroy-foreign", "a vport hbad did not make"),
+    ):
+        doc, _, err = load_json(data, name)
+        if err:
+            r.fail(f"{name}: {err}")
+        else:
+            r.expect(
+                doc.get("result") == "failed" and doc.get("error"),
+                f"{name}: refused with a reason ({why})",
+                f"got {doc}",
+            )
+    doc, _, err = load_json(data, "destroy-foreign-force")
+    if err:
+        r.fail(f"destroy-foreign-force: {err}")
+    else:
+        r.expect(doc.get("result") == "deleted", "destroy --force of the foreign vport: deleted", f"got {doc}")
+    doc, _, err = load_json(data, "create-again")
+    if err:
+        r.fail(f"create-again: {err}")
+    else:
+        r.expect(
+            doc.get("result") == "already_present" and (doc.get("owner") or {}).get("name") == "manual",
+            "hbad create of a vHBA that exists: already_present, not a second vport",
+            f"got {doc}",
+        )
+    return r
+
+
 HOST_CHECKS = {
+    "apply": check_apply,
     "inventory": check_inventory,
     "npiv-kernel": check_npiv_kernel,
 }

@@ -122,6 +122,32 @@ def main():
 
     cases.append(("show: the vHBA's WWPN missing", checks.check_npiv_kernel, edit_json(npiv, "show", show_other), True))
 
+    app = load("apply")
+    cases.append(("apply as recorded", checks.check_apply, app, False))
+
+    def half_done(doc):
+        doc["steps"][1]["result"] = "failed"
+        doc["tally"]["done"] = 1
+        doc["tally"]["failed"] = 1
+
+    cases.append(("apply: a create failed", checks.check_apply, edit_json(app, "apply-1", half_done), True))
+
+    def redo(doc):
+        doc["tally"]["done"] = 1
+
+    cases.append(("apply: the second apply acted again", checks.check_apply, edit_json(app, "apply-2", redo), True))
+
+    def destroyed(doc):
+        doc.clear()
+        doc.update({"result": "deleted", "deleted": {}})
+
+    cases.append(("destroy: a physical port deleted", checks.check_apply, edit_json(app, "destroy-physical", destroyed), True))
+
+    def created_twice(doc):
+        doc["result"] = "created"
+
+    cases.append(("create: a second vport for the same WWPN", checks.check_apply, edit_json(app, "create-again", created_twice), True))
+
     bad = 0
     for label, check, data, want_failure in cases:
         results = check(data, [])
