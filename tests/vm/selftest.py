@@ -148,6 +148,25 @@ def main():
 
     cases.append(("create: a second vport for the same WWPN", checks.check_apply, edit_json(app, "create-again", created_twice), True))
 
+    nl = load("new-lun")
+    cases.append(("new-lun as recorded", checks.check_new_lun, nl, False))
+
+    def wide_scan(doc):
+        doc["scans"][0]["scope"] = {"scope": "host"}
+
+    cases.append(("rescan --target scanned the whole host", checks.check_new_lun, edit_json(nl, "rescan-target", wide_scan), True))
+
+    def extra_scan(doc):
+        doc["scans"].append(copy.deepcopy(doc["scans"][0]))
+        doc["scans"][-1]["host"]["number"] = 2
+
+    cases.append(("rescan --target scanned another host too", checks.check_new_lun, edit_json(nl, "rescan-target", extra_scan), True))
+
+    def lost_lun(doc):
+        doc["found"].pop()
+
+    cases.append(("find-luns misses a LUN", checks.check_new_lun, edit_json(nl, "find-luns", lost_lun), True))
+
     bad = 0
     for label, check, data, want_failure in cases:
         results = check(data, [])
