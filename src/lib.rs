@@ -11,6 +11,7 @@ pub mod graph;
 pub mod journal;
 pub mod plan;
 pub mod policy;
+pub mod sim;
 pub mod sysfs;
 pub mod uevent;
 pub mod wwn;

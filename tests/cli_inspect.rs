@@ -383,7 +383,7 @@ fn list_filters_by_capability() {
             .collect()
     };
     assert_eq!(
-        names("scsi-host"),
+        names("scsi_host"),
         ["host0", "host1", "host2", "host3", "host4"]
     );
     assert_eq!(names("fc-host"), ["host0", "host1", "host4"]);

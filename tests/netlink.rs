@@ -18,7 +18,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hbad::uevent::kernel::{KernelOptions, KernelSource};
+mod common;
+
+use hbad::uevent::kernel::{AsyncKernelSource, KernelOptions, KernelSource};
+use hbad::uevent::source::{EventSource, ReplaySource};
 use hbad::uevent::{Action, Rejection, SourceItem, Uevent};
 use netlink_sys::protocols::NETLINK_KOBJECT_UEVENT;
 use netlink_sys::{Socket, SocketAddr};
@@ -252,7 +255,11 @@ fn netns_kernel_source_reports_overflow_and_keeps_receiving() {
                 .iter()
                 .filter(|i| matches!(i, SourceItem::Event(_)))
                 .count();
-            assert!(overflows >= 1, "no overflow reported in {items:?}");
+            // One loss, reported once, after the events that were queued before it:
+            // the source emptied the queue (which re-arms the kernel's delivery) before
+            // saying Overflow, so nothing after it can have been dropped silently.
+            assert_eq!(overflows, 1, "{items:?}");
+            assert_eq!(items.last(), Some(&SourceItem::Overflow), "{items:?}");
             // Fewer events than were sent: 40 pairs make at least 80 link adds.
             assert!(events < 80, "{events} events: nothing was lost?");
             assert_eq!(source.counters().snapshot().overflows, overflows as u64);
@@ -273,6 +280,81 @@ fn netns_kernel_source_reports_overflow_and_keeps_receiving() {
             assert_eq!(ev.prop("DEVPATH_OLD"), Some("/devices/virtual/net/hbo5"));
         },
     );
+}
+
+#[test]
+fn netns_async_kernel_source_serves_the_daemon_loop() {
+    in_private_netns("netns_async_kernel_source_serves_the_daemon_loop", || {
+        let rt = runtime();
+        rt.block_on(async {
+            let kernel = AsyncKernelSource::open(&KernelOptions::default()).unwrap();
+            let counters = kernel.counters();
+            let mut source = EventSource::Kernel(kernel);
+
+            let mut forger = Socket::new(NETLINK_KOBJECT_UEVENT).unwrap();
+            let forger_port = forger.bind_auto().unwrap().port_number();
+            let fake = Uevent::new(Action::Add, "/devices/virtual/net/hba0", "net")
+                .with_prop("INTERFACE", "hba0");
+            forger
+                .send_to(&fake.to_kernel_bytes(), &SocketAddr::new(0, 1), 0)
+                .unwrap();
+            ip(&[
+                "link", "add", "hba0", "type", "veth", "peer", "name", "hba1",
+            ]);
+
+            let mut rejected = Vec::new();
+            loop {
+                let item = tokio::time::timeout(Duration::from_secs(10), source.next())
+                    .await
+                    .expect("no event within 10 s")
+                    .expect("the kernel source never ends")
+                    .unwrap();
+                match item {
+                    SourceItem::Event(ev) if is_link_add(&ev, "hba0") => {
+                        // The genuine one carries what the forged one lacked.
+                        assert!(ev.seqnum.is_some() && ev.prop("IFINDEX").is_some());
+                        break;
+                    }
+                    SourceItem::Event(_) => {}
+                    other => rejected.push(other),
+                }
+            }
+            assert_eq!(
+                rejected,
+                [SourceItem::Rejected(Rejection::NotKernel(forger_port))]
+            );
+            assert_eq!(counters.snapshot().rejected_not_kernel, 1);
+        });
+    });
+}
+
+#[test]
+fn async_kernel_source_outside_a_runtime_is_an_error_not_a_panic() {
+    // Binding to group 1 needs no privilege (the kernel lets anyone listen).
+    let err = AsyncKernelSource::open(&KernelOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("tokio runtime"), "{err}");
+}
+
+#[test]
+fn replay_source_yields_every_event_of_the_kernel_capture_in_order() {
+    let path = common::kernel_capture().join("events.bin");
+    let want = hbad::uevent::replay::read_file(&path).unwrap();
+    let source = ReplaySource::open(&path).unwrap();
+    let counters = source.counters();
+    let got: Vec<Uevent> = source
+        .map(|item| match item.unwrap() {
+            SourceItem::Event(ev) => ev,
+            other => panic!("the capture holds only kernel events, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert!(got.len() > 50, "{} events", got.len());
+    let seqnums: Vec<u64> = got.iter().map(|e| e.seqnum.unwrap()).collect();
+    assert!(
+        seqnums.windows(2).all(|w| w[0] < w[1]),
+        "SEQNUM out of order"
+    );
+    assert_eq!(counters.snapshot().events, got.len() as u64);
 }
 
 /// Receive throughput of the kernel source: the kernel queues a flood of genuine
@@ -296,16 +378,17 @@ fn netns_kernel_source_drain_throughput() {
 
         set_nonblocking(&source, true);
         let start = Instant::now();
-        let mut bytes = 0usize;
+        let mut events = Vec::with_capacity(pairs * 20);
         loop {
             match source.recv() {
-                Ok(SourceItem::Event(ev)) => bytes += ev.to_kernel_bytes().len(),
+                Ok(SourceItem::Event(ev)) => events.push(ev),
                 Ok(item) => panic!("unexpected {item:?} with a 128 MiB buffer"),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => panic!("{e}"),
             }
         }
         let drain = start.elapsed();
+        let bytes: usize = events.iter().map(|e| e.to_kernel_bytes().len()).sum();
         let counts = source.counters().snapshot();
         println!(
             "kernel produced {} uevents ({} KiB) for {pairs} veth pairs added and deleted in {:.2?} ({:.0} events/s)",
@@ -322,4 +405,298 @@ fn netns_kernel_source_drain_throughput() {
         );
         assert_eq!(counts.overflows, 0);
     });
+}
+
+// ---------------------------------------------------------------------------------
+// The udev source. There is no udevd here, so these tests play udevd: root in the
+// private namespace sends libudev-format messages to group 2, which is what udevd
+// does after running its rules. libudev listens on group 2 only when udevd's control
+// socket exists or /dev is devtmpfs; otherwise the tests skip.
+
+use hbad::uevent::udev::{UdevEvents, UdevOptions, UdevSource};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, NetlinkAddr, UnixCredentials};
+
+/// udevd's multicast group, as a bitmask.
+const UDEV_GROUP_MASK: u32 = 1 << 1;
+
+/// Whether libudev will join group 2 at all (systemd's `device_monitor_new_full`).
+fn libudev_listens() -> bool {
+    Path::new("/run/udev/control").exists()
+        || std::fs::read_to_string("/proc/self/mountinfo")
+            .map(|m| {
+                m.lines().any(|l| {
+                    let f: Vec<&str> = l.split(' ').collect();
+                    f.get(4) == Some(&"/dev") && l.contains(" - devtmpfs ")
+                })
+            })
+            .unwrap_or(false)
+}
+
+/// MurmurHash2 with seed 0, as libudev hashes subsystem and devtype for its
+/// in-kernel (BPF) filter.
+fn murmur2(s: &str) -> u32 {
+    const M: u32 = 0x5bd1_e995;
+    let data = s.as_bytes();
+    let mut h = data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M) ^ k;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        for (i, b) in rest.iter().enumerate() {
+            h ^= (*b as u32) << (8 * i);
+        }
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^ (h >> 15)
+}
+
+/// A message as udevd sends it: the 40-byte libudev header, then KEY=VALUE\0...
+fn udev_message(props: &[(&str, &str)]) -> Vec<u8> {
+    let get = |key: &str| props.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    let mut body = Vec::new();
+    for (k, v) in props {
+        body.extend_from_slice(format!("{k}={v}\0").as_bytes());
+    }
+    let mut m = Vec::new();
+    m.extend_from_slice(b"libudev\0");
+    m.extend_from_slice(&0xfeed_cafe_u32.to_be_bytes());
+    m.extend_from_slice(&40u32.to_ne_bytes()); // header_size
+    m.extend_from_slice(&40u32.to_ne_bytes()); // properties_off
+    m.extend_from_slice(&(body.len() as u32).to_ne_bytes());
+    m.extend_from_slice(&murmur2(get("SUBSYSTEM").unwrap()).to_be_bytes());
+    m.extend_from_slice(&get("DEVTYPE").map(murmur2).unwrap_or(0).to_be_bytes());
+    m.extend_from_slice(&[0; 8]); // tag bloom filter: no tags
+    m.extend_from_slice(&body);
+    m
+}
+
+/// Root pretending to be udevd. With `as_uid`, the credentials attached to the
+/// message claim another user (root may do that), as a non-root sender would show.
+fn send_as_udevd(sender: &Socket, message: &[u8], as_uid: Option<u32>) {
+    let iov = [io::IoSlice::new(message)];
+    let to = NetlinkAddr::new(0, UDEV_GROUP_MASK);
+    let creds;
+    let mut cmsgs = Vec::new();
+    if let Some(uid) = as_uid {
+        creds = UnixCredentials::from(libc::ucred {
+            pid: std::process::id() as libc::pid_t,
+            uid,
+            gid: uid,
+        });
+        cmsgs.push(ControlMessage::ScmCredentials(&creds));
+    }
+    sendmsg(
+        sender.as_raw_fd(),
+        &iov,
+        &cmsgs,
+        MsgFlags::empty(),
+        Some(&to),
+    )
+    .unwrap();
+}
+
+fn scsi_host_add(host: u32, seqnum: u64) -> Vec<u8> {
+    let devpath = format!("/devices/pseudo_0/adapter0/host{host}");
+    udev_message(&[
+        ("ACTION", "add"),
+        ("DEVPATH", &devpath),
+        ("SUBSYSTEM", "scsi"),
+        ("DEVTYPE", "scsi_host"),
+        ("SEQNUM", &seqnum.to_string()),
+    ])
+}
+
+/// Awaits the next item from the udev channel, with a safety bound.
+fn next_udev(rt: &tokio::runtime::Runtime, events: &mut UdevEvents) -> SourceItem {
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("nothing from the udev source within 10 s")
+            .expect("udev channel closed")
+            .expect("udev monitor failed")
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn udev_sender() -> Socket {
+    let mut sender = Socket::new(NETLINK_KOBJECT_UEVENT).unwrap();
+    sender.bind_auto().unwrap();
+    sender
+}
+
+#[test]
+fn udev_source_starts_and_shuts_down_cleanly() {
+    // Listening needs no privilege and sends nothing, so this runs anywhere; with no
+    // udevd (and /dev not devtmpfs) libudev joins no group and the source is silent.
+    let (source, events) = UdevSource::spawn(UdevOptions::default()).unwrap();
+    let rb = source.recv_buffer();
+    assert!(rb.effective > 0, "{rb:?}");
+    source.shutdown().unwrap();
+    // The thread is gone, so the channel ends (after anything already queued).
+    for item in events {
+        item.unwrap();
+    }
+}
+
+#[test]
+fn udev_source_that_cannot_start_says_why() {
+    let err = UdevSource::spawn(UdevOptions {
+        subsystems: vec!["sc\0si".into()],
+        ..UdevOptions::default()
+    })
+    .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+}
+
+#[test]
+fn netns_udev_source_delivers_owned_events_and_relies_on_libudev_checks() {
+    if !libudev_listens() {
+        println!(
+            "skipping: no udevd control socket and /dev is not devtmpfs, so libudev joins no group"
+        );
+        return;
+    }
+    in_private_netns(
+        "netns_udev_source_delivers_owned_events_and_relies_on_libudev_checks",
+        || {
+            let rt = runtime();
+            let (source, mut events) = UdevSource::spawn(UdevOptions::default()).unwrap();
+            let sender = udev_sender();
+            let links = "/dev/disk/by-path/pci-0000:00:01.0-fc-0x500a0981891b8dc5-lun-3 \
+                         /dev/disk/by-id/wwn-0x600a098038304437";
+            let disk = udev_message(&[
+                ("ACTION", "add"),
+                (
+                    "DEVPATH",
+                    "/devices/pci0000:00/0000:00:01.0/host4/rport-4:0-1/target4:0:0/4:0:0:3/block/sdc",
+                ),
+                ("SUBSYSTEM", "block"),
+                ("DEVTYPE", "disk"),
+                ("DEVNAME", "/dev/sdc"),
+                ("MAJOR", "8"),
+                ("MINOR", "32"),
+                ("ID_WWN", "0x600a098038304437"),
+                ("DEVLINKS", links),
+                ("SEQNUM", "4711"),
+            ]);
+            send_as_udevd(&sender, &disk, None);
+            // Not a subsystem we asked for: the BPF filter drops it in the kernel.
+            send_as_udevd(
+                &sender,
+                &udev_message(&[
+                    ("ACTION", "add"),
+                    ("DEVPATH", "/devices/virtual/net/hbx0"),
+                    ("SUBSYSTEM", "net"),
+                    ("INTERFACE", "hbx0"),
+                    ("SEQNUM", "4712"),
+                ]),
+                None,
+            );
+            // Claims to come from uid 65534: libudev must drop it (CVE-2009-1185).
+            send_as_udevd(&sender, &scsi_host_add(66, 4713), Some(65534));
+            // A sentinel: whatever arrives before it is all that got through.
+            send_as_udevd(&sender, &scsi_host_add(7, 4714), None);
+
+            let SourceItem::Event(ev) = next_udev(&rt, &mut events) else {
+                panic!("expected the disk event first")
+            };
+            assert_eq!(ev.action, Action::Add);
+            assert_eq!(ev.subsystem, "block");
+            assert_eq!(ev.devtype.as_deref(), Some("disk"));
+            assert_eq!(ev.seqnum, Some(4711));
+            assert!(ev.devpath.ends_with("/4:0:0:3/block/sdc"), "{}", ev.devpath);
+            assert_eq!(ev.prop("DEVNAME"), Some("/dev/sdc"));
+            assert_eq!(ev.prop("ID_WWN"), Some("0x600a098038304437"));
+            // libudev keeps links as a set: compare them as one.
+            let mut got: Vec<&str> = ev.prop("DEVLINKS").unwrap().split(' ').collect();
+            let mut want: Vec<&str> = links.split_whitespace().collect();
+            got.sort();
+            want.sort();
+            assert_eq!(got, want);
+
+            let SourceItem::Event(ev) = next_udev(&rt, &mut events) else {
+                panic!("expected the sentinel")
+            };
+            assert_eq!(
+                (ev.devpath.as_str(), ev.seqnum),
+                ("/devices/pseudo_0/adapter0/host7", Some(4714)),
+                "the net event or the non-root one got through"
+            );
+            let counts = source.counters().snapshot();
+            assert_eq!((counts.events, counts.rejected()), (2, 0));
+            source.shutdown().unwrap();
+        },
+    );
+}
+
+#[test]
+fn netns_udev_source_reports_overflow_and_shuts_down_behind_a_full_channel() {
+    if !libudev_listens() {
+        println!(
+            "skipping: no udevd control socket and /dev is not devtmpfs, so libudev joins no group"
+        );
+        return;
+    }
+    in_private_netns(
+        "netns_udev_source_reports_overflow_and_shuts_down_behind_a_full_channel",
+        || {
+            let rt = runtime();
+            // A one-item channel and the smallest socket buffer: while nobody reads the
+            // channel the thread stops reading the socket, which then overflows.
+            let (source, mut events) = UdevSource::spawn(UdevOptions {
+                recv_buffer: 0,
+                channel_capacity: 1,
+                ..UdevOptions::default()
+            })
+            .unwrap();
+            let sender = udev_sender();
+            for i in 0..50 {
+                send_as_udevd(&sender, &scsi_host_add(10 + i, 100 + i as u64), None);
+            }
+            let mut seen = Vec::new();
+            loop {
+                let item = next_udev(&rt, &mut events);
+                let overflow = item == SourceItem::Overflow;
+                seen.push(item);
+                if overflow {
+                    break;
+                }
+                assert!(seen.len() < 50, "50 events and no overflow: {seen:?}");
+            }
+            assert_eq!(source.counters().snapshot().overflows, 1);
+
+            // Receiving goes on: drain what survived, then a new event arrives.
+            while events.try_recv().is_some() {}
+            send_as_udevd(&sender, &scsi_host_add(99, 999), None);
+            loop {
+                match next_udev(&rt, &mut events) {
+                    SourceItem::Event(ev) if ev.seqnum == Some(999) => break,
+                    SourceItem::Event(_) => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+
+            // Fill the channel again and stop while the thread waits on it: shutdown
+            // must not hang behind a consumer that stopped reading.
+            for i in 0..5 {
+                send_as_udevd(&sender, &scsi_host_add(200 + i, 2000 + i as u64), None);
+            }
+            source.shutdown().unwrap();
+            drop(events);
+        },
+    );
 }

@@ -369,23 +369,14 @@ fn create_on(
         }
     }
     // No create and no wait: a vport with this WWPN is already there.
-    let vport = graph
-        .by_wwpn(wwpn)
-        .into_iter()
-        .find(|n| matches!(n.kind, NodeKind::Vport(_)))
+    let existing = vports
+        .existing(wwpn)?
         .ok_or_else(|| CreateError::Wait(format!("the planner had nothing to do for {wwpn}")))?;
-    let parent = graph.vport_parent_host(vport).map(|h| h.name().to_string());
-    let req = CreateRequest {
-        name: name.to_string(),
-        parent: HostRef {
-            number: 0,
-            devpath: String::new(),
-        },
-        control_dir: crate::sysfs::VportControlDir::FcHost,
-        wwpn,
-        wwnn,
-    };
-    Ok((parent, vports.create(&req)?))
+    let parent = graph
+        .node(&existing.vhba.vport)
+        .and_then(|v| graph.vport_parent_host(v))
+        .map(|h| h.name().to_string());
+    Ok((parent, existing))
 }
 
 // ---------------------------------------------------------------------------------
@@ -528,7 +519,8 @@ fn vhba_by_name<'g>(
 
 #[derive(Debug, Args)]
 pub struct RescanArgs {
-    /// Hosts to scan: hostN, a port's WWPN, or a vHBA name.
+    /// Hosts to scan: hostN, a port's WWPN, or a vHBA name. Named hosts are scanned
+    /// even when the policy's [rescan] filters leave them out.
     pub hosts: Vec<String>,
     /// Every host that takes part in rescans under the policy ([rescan] include/exclude).
     #[arg(long, conflicts_with = "hosts")]
@@ -977,4 +969,42 @@ fn sighting(
         links,
         new: before.node(&lun.devpath).is_none(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents_are_named_by_wwpn_host_or_auto() {
+        assert_eq!(parse_parent("auto").unwrap(), ParentSelector::Auto);
+        assert_eq!(
+            parse_parent("host3").unwrap(),
+            ParentSelector::Host { number: 3 }
+        );
+        assert_eq!(
+            parse_parent("20:00:02:00:00:00:00:0b").unwrap(),
+            ParentSelector::Wwpn {
+                wwpn: Wwn::from_u64(0x2000_0200_0000_000b),
+                wwnn: None
+            }
+        );
+        let err = parse_parent("sda").unwrap_err().to_string();
+        assert!(err.contains("WWPN, hostN, or auto"), "{err}");
+    }
+
+    #[test]
+    fn vhba_names_follow_the_policy_rule() {
+        assert!(check_name("fabric-a_1.db").is_ok());
+        for bad in ["", ".hidden", "a/b", "has space", &"n".repeat(49)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn random_seeds_differ() {
+        let (a, b) = (random_hex().unwrap(), random_hex().unwrap());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
 }

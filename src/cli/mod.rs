@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::sysfs::Sysfs;
 
 pub mod act;
+pub mod daemon;
 pub mod demo;
 pub mod inspect;
 pub mod policy;
@@ -65,8 +66,10 @@ impl Global {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Cap {
     /// Every SCSI host.
+    #[value(name = "scsi_host", alias = "scsi-host")]
     ScsiHost,
     /// SCSI hosts with an FC personality.
+    #[value(name = "fc_host", alias = "fc-host")]
     FcHost,
     /// FC hosts that can create vports (NPIV).
     Vports,
@@ -113,6 +116,10 @@ pub enum Command {
     Rescan(act::RescanArgs),
     /// Scan for these LUN numbers and say where each appeared.
     FindLuns(act::FindLunsArgs),
+    /// The agent: keep the policy's vHBAs and rescan what reports new storage (systemd unit).
+    Run(daemon::RunArgs),
+    /// What the running agent reports: vHBAs, last scans, hung hosts, counters.
+    Status(daemon::StatusArgs),
     /// Run hbad on a simulated host: two NPIV HBAs, a SAN presenting new LUNs.
     Demo(demo::DemoArgs),
 }
@@ -129,6 +136,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wwn(args) => policy::wwn(g, args),
         Command::Watch(args) => watch::run(g, args),
         Command::Demo(args) => demo::run(g, args),
+        Command::Run(args) => daemon::run(g, args),
+        Command::Status(args) => daemon::status(g, args),
         Command::Apply(args) => act::apply(g, args),
         Command::Create(args) => act::create(g, args),
         Command::Destroy(args) => act::destroy(g, args),

@@ -619,18 +619,18 @@ pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// The capability a node is listed under (`hbad list --cap`).
+/// The capabilities a node is listed under (`hbad list --cap`); every host is a
+/// scsi_host, so that is said only of hosts that are nothing more.
 pub fn cap_name(graph: &Graph, node: &Node) -> &'static str {
     match &node.kind {
         NodeKind::Host(h) => {
-            if graph.is_vhba(node) {
-                "vhba"
-            } else if h.fc.as_ref().is_some_and(|f| f.npiv.is_some()) {
-                "vports"
-            } else if h.fc.is_some() {
-                "fc_host"
-            } else {
-                "scsi_host"
+            let npiv = h.fc.as_ref().is_some_and(|f| f.npiv.is_some());
+            match (h.fc.is_some(), graph.is_vhba(node), npiv) {
+                (_, true, true) => "fc_host,vhba,vports",
+                (_, true, false) => "fc_host,vhba",
+                (true, false, true) => "fc_host,vports",
+                (true, false, false) => "fc_host",
+                (false, _, _) => "scsi_host",
             }
         }
         NodeKind::Vport(_) => "vport",

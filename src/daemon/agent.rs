@@ -74,6 +74,7 @@ pub struct Agent {
     started: SystemTime,
     status_path: Option<PathBuf>,
     next_periodic: Option<Instant>,
+    ready: bool,
 }
 
 impl Agent {
@@ -104,6 +105,7 @@ impl Agent {
             last_scans: BTreeMap::new(),
             started: SystemTime::now(),
             status_path: config.status_path,
+            ready: false,
         };
         agent.sync_vhba_runtime();
         agent
@@ -163,8 +165,17 @@ impl Agent {
         if resync {
             changes.extend(self.resync());
         }
+        // A vHBA's creation is told before the LUNs found through it.
+        self.confirm_pending(now);
         self.report_new_luns(&changes);
         self.reconcile(&changes, now);
+        if resync {
+            // A lost REPORTED_LUNS_DATA_HAS_CHANGED is in no sysfs attribute: the
+            // target will not report it again. Only a scan finds what it announced.
+            self.scan_all(
+                "kernel events were lost; a lost unit attention is only found by scanning",
+            );
+        }
     }
 
     /// Lost events cannot be replayed: read sysfs again and act on the differences.
@@ -208,12 +219,13 @@ impl Agent {
         if let (Some(at), Some(every)) = (self.next_periodic, self.policy.rescan.periodic) {
             if now >= at {
                 self.next_periodic = Some(now + every);
-                self.periodic_scan();
+                self.scan_all("periodic scan");
             }
         }
     }
 
-    fn periodic_scan(&mut self) {
+    /// A host-wide scan of every host taking part in rescans.
+    fn scan_all(&mut self, reason: &str) {
         for host in self.graph.hosts() {
             if !crate::plan::takes_part(&self.policy, &self.graph, host) {
                 continue;
@@ -223,11 +235,10 @@ impl Agent {
                     number: h.scsi.number,
                     devpath: host.devpath.clone(),
                 };
-                drop(self.scanner.request(
-                    &r,
-                    crate::sysfs::writes::ScanScope::Host,
-                    "periodic scan",
-                ));
+                drop(
+                    self.scanner
+                        .request(&r, crate::sysfs::writes::ScanScope::Host, reason),
+                );
             }
         }
     }
@@ -635,6 +646,11 @@ impl Agent {
         })
     }
 
+    /// Start-up is over: READY=1 went to systemd.
+    pub fn set_ready(&mut self) {
+        self.ready = true;
+    }
+
     /// "2/2 vHBAs active, 6 hosts watched" for systemd's STATUS=.
     pub fn summary(&self) -> String {
         let active = self
@@ -716,6 +732,7 @@ impl Agent {
         hosts.sort_by_key(|h| crate::sysfs::host_number(&h.host));
         Status {
             pid: std::process::id(),
+            ready: self.ready,
             started: rfc3339(self.started),
             updated: rfc3339(SystemTime::now()),
             policy_files: self

@@ -42,10 +42,6 @@ impl Default for LoopTimings {
     }
 }
 
-/// Most items handled as one batch; a storm is cut into batches this big so that
-/// ticks and the watchdog still get their turn.
-const MAX_BATCH: usize = 4096;
-
 /// Runs until `Stop` (or every control sender is gone). Start-up has already
 /// opened the sources and cold-plugged the agent; this does the boot reconcile,
 /// says READY=1 once the boot-time vHBAs are settled, and serves events.
@@ -72,6 +68,9 @@ pub async fn run(
     watchdog_ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     loop {
+        // Biased, and events last: during a storm the debounce deadline, scan
+        // reports, ticks and the watchdog still get their turn, and everything that
+        // arrived within one debounce window is planned as one batch.
         tokio::select! {
             biased;
             c = control.recv() => match c {
@@ -85,32 +84,12 @@ pub async fn run(
                     agent.reload(load_policy(), std::time::Instant::now());
                     agent.write_status();
                     notify::ready(&agent.summary());
+                    agent.set_ready();
                     ready = true;
                 }
                 Some(Control::Stop) | None => break,
             },
             _ = watchdog_ticker.tick(), if watchdog.is_some() => notify::watchdog(),
-            item = events.recv(), if events_open => match item {
-                Some(item) => {
-                    batch.push(item);
-                    while batch.len() < MAX_BATCH {
-                        match events.try_recv() {
-                            Ok(i) => batch.push(i),
-                            Err(_) => break,
-                        }
-                    }
-                    let debounce = agent.policy().rescan.debounce;
-                    if batch.len() >= MAX_BATCH {
-                        deadline = Some(TokioInstant::now());
-                    } else if deadline.is_none() {
-                        deadline = Some(TokioInstant::now() + debounce);
-                    }
-                }
-                None => {
-                    tracing::error!("every event source has closed; state is now kept by polling only");
-                    events_open = false;
-                }
-            },
             _ = time::sleep_until(deadline.unwrap_or_else(TokioInstant::now)), if deadline.is_some() => {
                 deadline = None;
                 agent.handle(std::mem::take(&mut batch), std::time::Instant::now());
@@ -125,11 +104,28 @@ pub async fn run(
                 agent.tick(now);
                 agent.write_status();
                 if !ready && agent.boot_settled(started, now) {
+                    agent.set_ready();
+                    agent.write_status();
                     notify::ready(&agent.summary());
                     tracing::info!("ready: {}", agent.summary());
                     ready = true;
                 } else if ready {
                     notify::status(&agent.summary());
+                }
+            },
+            item = events.recv(), if events_open => match item {
+                Some(item) => {
+                    batch.push(item);
+                    while let Ok(i) = events.try_recv() {
+                        batch.push(i);
+                    }
+                    if deadline.is_none() {
+                        deadline = Some(TokioInstant::now() + agent.policy().rescan.debounce);
+                    }
+                }
+                None => {
+                    tracing::error!("every event source has closed; state is now kept by polling only");
+                    events_open = false;
                 }
             },
         }

@@ -16,6 +16,8 @@ pub const DEFAULT_PATH: &str = "/run/hbad/status.json";
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub pid: u32,
+    /// READY=1 was sent: the boot-time vHBAs are settled.
+    pub ready: bool,
     /// RFC 3339.
     pub started: String,
     pub updated: String,

@@ -17,6 +17,7 @@ use super::errors::{explain, Op};
 use super::scan::{ScanOutcome, Scanner, Ticket};
 use super::vport::{CreateRequest, DeletePolicy, OwnerMark, Vports};
 use crate::plan::{Action, Plan, Step};
+use crate::policy::OWNER_PREFIX;
 use crate::sysfs::devpath_name;
 use crate::sysfs::writes::AttrWriter;
 
@@ -264,7 +265,7 @@ impl Executor {
             Action::SetSymbolicName { vhba, vport, .. } => match self.vports.mark(vport, vhba) {
                 Ok(mark) => StepOutcome::Done {
                     detail: format!(
-                        "{} marked as vHBA {vhba}{}",
+                        "{} is vHBA {vhba}{}",
                         devpath_name(vport),
                         mark_note(Some(&mark))
                     ),
@@ -295,11 +296,13 @@ impl Executor {
 
 fn mark_note(mark: Option<&OwnerMark>) -> String {
     match mark {
-        Some(OwnerMark::SymbolicName { .. }) => ", marked by symbolic_name".into(),
-        Some(OwnerMark::StateFile { path, .. }) => {
-            format!(", ownership recorded in {}", path.display())
+        Some(OwnerMark::SymbolicName { name }) => {
+            format!("; marked by symbolic_name \"{OWNER_PREFIX}{name}\"")
         }
-        None => ", not hbad's".into(),
+        Some(OwnerMark::StateFile { path, why, .. }) => {
+            format!("; ownership recorded in {} ({why})", path.display())
+        }
+        None => "; not marked as hbad's".into(),
     }
 }
 

@@ -381,30 +381,37 @@ impl Vports {
         &self.state
     }
 
+    /// The vport holding this WWPN, if the kernel has one, with its vHBA and owner.
+    /// Reported, not claimed: a vport someone else made stays theirs (the planner
+    /// decides separately whether a declared one gets the mark).
+    pub fn existing(&self, wwpn: Wwn) -> Result<Option<Created>, VportError> {
+        let users = wwpn_users(&self.sysfs, wwpn);
+        let Some(vport) = users.vports.first() else {
+            return Ok(None);
+        };
+        let host = self.sysfs.list(vport).into_iter().find_map(|n| {
+            Some(HostRef {
+                number: host_number(&n)?,
+                devpath: format!("{vport}/{n}"),
+            })
+        });
+        Ok(Some(Created {
+            vhba: VhbaFound {
+                vport: vport.clone(),
+                host,
+            },
+            already_present: true,
+            owner: self.owner(vport)?,
+        }))
+    }
+
     /// Creates the vport unless one with its WWPN exists, confirms the vHBA, marks it.
     /// A vport already present is reported with the owner it has, and not marked.
     pub fn create(&self, req: &CreateRequest) -> Result<Created, VportError> {
-        let users = wwpn_users(&self.sysfs, req.wwpn);
-        if let Some(vport) = users.vports.first() {
-            let host = self.sysfs.list(vport).into_iter().find_map(|n| {
-                let number = host_number(&n)?;
-                Some(HostRef {
-                    number,
-                    devpath: format!("{vport}/{n}"),
-                })
-            });
-            // Reported, not claimed: a vport someone else made stays theirs. The
-            // planner decides separately whether a declared one gets the mark.
-            let owner = self.owner(vport)?;
-            return Ok(Created {
-                vhba: VhbaFound {
-                    vport: vport.clone(),
-                    host,
-                },
-                already_present: true,
-                owner,
-            });
+        if let Some(found) = self.existing(req.wwpn)? {
+            return Ok(found);
         }
+        let users = wwpn_users(&self.sysfs, req.wwpn);
         if let Some(by) = users.hosts.first() {
             return Err(VportError::WwpnInUse {
                 wwpn: req.wwpn,

@@ -132,10 +132,13 @@ fn added(node: &Node, graph: &Graph) -> Option<String> {
                 let wwpn = wwpn.map(|w| format!(" (WWPN {w})")).unwrap_or_default();
                 Some(format!("vHBA {name} created on {parent}{named}{wwpn}"))
             } else {
-                let driver = h.scsi.proc_name.as_deref().unwrap_or("unknown driver");
-                Some(match wwpn_of(h.fc.as_ref()) {
-                    Some(w) => format!("FC host {name} added ({driver}, WWPN {w})"),
-                    None => format!("SCSI host {name} added ({driver})"),
+                // proc_name is unknown when the host is already gone from sysfs.
+                let driver = h.scsi.proc_name.as_deref();
+                Some(match (wwpn_of(h.fc.as_ref()), driver) {
+                    (Some(w), Some(d)) => format!("FC host {name} added ({d}, WWPN {w})"),
+                    (Some(w), None) => format!("FC host {name} added (WWPN {w})"),
+                    (None, Some(d)) => format!("SCSI host {name} added ({d})"),
+                    (None, None) => format!("SCSI host {name} added"),
                 })
             }
         }
@@ -590,6 +593,36 @@ mod tests {
             node: h1,
         };
         assert_eq!(describe(&change, &g), None);
+    }
+
+    #[test]
+    fn lun_state_reading_as_nothing_is_noise_but_a_real_change_is_not() {
+        let (g, _, l) = fabric();
+        let node = g.node(&l).unwrap().clone();
+        let NodeKind::Lun(mut gone) = node.kind.clone() else {
+            panic!()
+        };
+        gone.state = None;
+        let vanished = Change::Updated {
+            before: node.kind.clone(),
+            node: Node {
+                kind: NodeKind::Lun(gone.clone()),
+                ..node.clone()
+            },
+        };
+        assert_eq!(describe(&vanished, &g), None);
+        gone.state = Some("offline".into());
+        let offline = Change::Updated {
+            before: node.kind.clone(),
+            node: Node {
+                kind: NodeKind::Lun(gone),
+                ..node
+            },
+        };
+        assert_eq!(
+            describe(&offline, &g).unwrap(),
+            "LUN 7:0:0:27 is offline (was running)"
+        );
     }
 
     #[test]

@@ -7,12 +7,14 @@
 //! a userspace socket always has a nonzero portid (binding to 0 means "pick one for
 //! me"), while root in the same network namespace can send to group 1 at will; not
 //! checking this was CVE-2009-1185. And `ENOBUFS` is not an error to give up on but a
-//! report that events were dropped: it becomes [`SourceItem::Overflow`] and the socket
-//! keeps working.
+//! report that events were dropped: it becomes [`SourceItem::Overflow`], yielded after
+//! the events still queued and only once the queue is empty again (see `receive`),
+//! and the socket keeps working.
 //!
 //! The socket is a `netlink_sys::Socket`, never cloned: its `Drop` closes the fd, so a
 //! clone would close the socket under the other copy.
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
@@ -76,21 +78,51 @@ fn open_socket(opts: &KernelOptions) -> io::Result<(Socket, RecvBuffer)> {
     Ok((socket, recv_buffer))
 }
 
-/// One `recvfrom`: a classified datagram, or `Overflow` for `ENOBUFS`.
-fn receive(socket: &Socket, buf: &mut [u8]) -> io::Result<SourceItem> {
+/// One `recvfrom`: a classified datagram, or the raw error (`ENOBUFS` included).
+fn receive_one(socket: &Socket, buf: &mut [u8], flags: libc::c_int) -> io::Result<SourceItem> {
     let capacity = buf.len();
     let mut room = &mut buf[..];
-    match socket.recv_from(&mut room, libc::MSG_TRUNC) {
-        // With MSG_TRUNC the length is the datagram's, even when it did not fit.
-        Ok((len, sender)) => Ok(classify(
-            sender.port_number(),
-            &buf[..len.min(capacity)],
-            len > capacity,
-        )),
-        // The kernel reports a dropped broadcast once, on the next receive; the queue
-        // behind it is intact, so the next call goes on with the surviving events.
-        Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(SourceItem::Overflow),
-        Err(e) => Err(e),
+    // With MSG_TRUNC the length returned is the datagram's, even when it did not fit.
+    let (len, sender) = socket.recv_from(&mut room, flags | libc::MSG_TRUNC)?;
+    Ok(classify(
+        sender.port_number(),
+        &buf[..len.min(capacity)],
+        len > capacity,
+    ))
+}
+
+/// The next item, from the backlog left by an overflow or from the socket.
+///
+/// When the kernel cannot queue a broadcast it reports `ENOBUFS` once and marks the
+/// socket congested; while congested it drops **every** further uevent for this
+/// socket silently, until a receive finds the queue empty. So on `ENOBUFS` we read
+/// everything already queued at once (those events predate the loss and are
+/// delivered first, in order), which re-arms delivery, and only then yield
+/// `Overflow`. A resync started on that `Overflow` therefore misses nothing: any
+/// later loss shows up as another `Overflow`.
+fn receive(
+    socket: &Socket,
+    buf: &mut [u8],
+    backlog: &mut VecDeque<SourceItem>,
+) -> io::Result<SourceItem> {
+    if let Some(item) = backlog.pop_front() {
+        return Ok(item);
+    }
+    match receive_one(socket, buf, 0) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+            loop {
+                match receive_one(socket, buf, libc::MSG_DONTWAIT) {
+                    Ok(item) => backlog.push_back(item),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // Empty (WouldBlock) is the normal end; any other error will
+                    // come back on the next receive, after the Overflow.
+                    Err(_) => break,
+                }
+            }
+            backlog.push_back(SourceItem::Overflow);
+            Ok(backlog.pop_front().unwrap_or(SourceItem::Overflow))
+        }
+        other => other,
     }
 }
 
@@ -102,6 +134,8 @@ fn receive(socket: &Socket, buf: &mut [u8]) -> io::Result<SourceItem> {
 pub struct KernelSource {
     socket: Socket,
     buf: Box<[u8]>,
+    /// Events read ahead after an overflow, then the `Overflow` itself.
+    backlog: VecDeque<SourceItem>,
     recv_buffer: RecvBuffer,
     counters: Arc<SourceCounters>,
 }
@@ -114,6 +148,7 @@ impl KernelSource {
         Ok(KernelSource {
             socket,
             buf: vec![0; DATAGRAM_BUFFER].into_boxed_slice(),
+            backlog: VecDeque::new(),
             recv_buffer,
             counters: Arc::default(),
         })
@@ -122,7 +157,7 @@ impl KernelSource {
     /// Waits for the next datagram (or loss report) and classifies it.
     pub fn recv(&mut self) -> io::Result<SourceItem> {
         loop {
-            match receive(&self.socket, &mut self.buf) {
+            match receive(&self.socket, &mut self.buf, &mut self.backlog) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
                 Ok(item) => {
@@ -159,6 +194,7 @@ impl KernelSource {
         Ok(AsyncKernelSource {
             fd,
             buf: self.buf,
+            backlog: self.backlog,
             recv_buffer: self.recv_buffer,
             counters: self.counters,
         })
@@ -189,6 +225,8 @@ impl AsFd for KernelSource {
 pub struct AsyncKernelSource {
     fd: AsyncFd<Socket>,
     buf: Box<[u8]>,
+    /// Events read ahead after an overflow, then the `Overflow` itself.
+    backlog: VecDeque<SourceItem>,
     recv_buffer: RecvBuffer,
     counters: Arc<SourceCounters>,
 }
@@ -203,8 +241,13 @@ impl AsyncKernelSource {
     /// only taken off the socket inside one poll, never left half-received.
     pub async fn next(&mut self) -> io::Result<SourceItem> {
         loop {
+            if let Some(item) = self.backlog.pop_front() {
+                self.counters.record(&item);
+                return Ok(item);
+            }
             let mut guard = self.fd.readable().await?;
-            match guard.try_io(|fd| receive(fd.get_ref(), &mut self.buf)) {
+            let (buf, backlog) = (&mut self.buf, &mut self.backlog);
+            match guard.try_io(|fd| receive(fd.get_ref(), buf, backlog)) {
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Ok(result) => {
                     let item = result?;

@@ -5,6 +5,13 @@
 //! [`UdevEvents`] and [`ReplaySource`] are all `Iterator<Item = io::Result<SourceItem>>`.
 //! The daemon's tokio loop awaits [`EventSource::next`], which covers the async kernel
 //! socket, the udev channel and replay files alike.
+//!
+//! What `SourceItem::Overflow` promises, for every source: the events yielded before
+//! it arrived before the loss; the source's queue was empty when it was yielded, so
+//! the kernel is delivering again; events after it are complete until the next
+//! `Overflow`. The consumer's answer is a resync from sysfs when it sees it — not
+//! earlier (a resync while the socket is still congested could miss events the
+//! kernel drops silently meanwhile) and not later.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -209,7 +216,7 @@ impl EventSource {
     pub async fn next(&mut self) -> Option<io::Result<SourceItem>> {
         match self {
             EventSource::Kernel(k) => Some(k.next().await),
-            EventSource::Udev(u) => u.next().await,
+            EventSource::Udev(u) => u.recv().await,
             EventSource::Replay(r) => r.next(),
         }
     }

@@ -26,7 +26,9 @@
 //!
 //! Loss: tokio-udev's stream swallows errors, so it is not used. We poll the fd
 //! ourselves and read `errno` after libudev returns no device: `ENOBUFS` there is the
-//! kernel's loss report. The receive buffer is raised on the fd (`SO_RCVBUFFORCE`,
+//! kernel's loss report. As with the kernel source, `Overflow` comes after the events
+//! that were still queued, once the queue has been emptied (the kernel drops
+//! everything silently until then), so a resync started on it misses nothing. The receive buffer is raised on the fd (`SO_RCVBUFFORCE`,
 //! as udevd does for its own socket), since libudev's default is the small system one.
 
 use std::io::{self, Write};
@@ -91,27 +93,29 @@ pub struct UdevSource {
 
 /// The receiving end: owned items from the monitor thread.
 ///
-/// `None` from it means the thread has stopped; if it stopped on an error, that
-/// error was the last item.
+/// `None` from it means the thread has stopped. If it stopped on an error,
+/// [`UdevSource::shutdown`] returns that error, and it is also the last item when
+/// the channel had room for it.
 #[derive(Debug)]
 pub struct UdevEvents {
     rx: mpsc::Receiver<io::Result<SourceItem>>,
 }
 
 impl UdevEvents {
-    /// Awaits the next item (for the daemon's loop).
-    pub async fn next(&mut self) -> Option<io::Result<SourceItem>> {
+    /// Awaits the next item (for the daemon's loop). Named `recv`, as on the tokio
+    /// channel, because `next` is the blocking `Iterator` method.
+    pub async fn recv(&mut self) -> Option<io::Result<SourceItem>> {
         self.rx.recv().await
     }
 
-    /// An item if one is waiting, without blocking: to drain a batch after `next`.
-    pub fn try_next(&mut self) -> Option<io::Result<SourceItem>> {
+    /// An item if one is waiting, without blocking: to drain a batch after `recv`.
+    pub fn try_recv(&mut self) -> Option<io::Result<SourceItem>> {
         self.rx.try_recv().ok()
     }
 }
 
 /// Blocking iteration, for threads and the CLI. Must not be used from inside an
-/// async task (tokio's `blocking_recv` panics there); use [`UdevEvents::next`].
+/// async task (tokio's `blocking_recv` panics there); use [`UdevEvents::recv`].
 impl Iterator for UdevEvents {
     type Item = io::Result<SourceItem>;
     fn next(&mut self) -> Option<Self::Item> {
@@ -261,19 +265,31 @@ impl Monitor {
         }
     }
 
-    /// Reads until libudev has nothing more to give.
+    /// Reads until the socket's queue is empty.
+    ///
+    /// After `ENOBUFS` the kernel drops every further message to this socket, without
+    /// another report, until a receive finds the queue empty. So once a loss is seen,
+    /// items are held back (never waiting on the channel) until the queue is empty,
+    /// then handed over followed by `Overflow`: a resync started on it misses nothing.
     fn drain(&self, socket: &udev::MonitorSocket) -> io::Result<Flow> {
+        let mut held: Option<Vec<SourceItem>> = None;
         loop {
             // libudev reports why it returned no device only through errno.
             Errno::clear();
             let item = match socket.iter().next() {
                 Some(event) => to_item(&event),
                 None => match Errno::last() {
-                    Errno::ENOBUFS => SourceItem::Overflow,
-                    // Empty queue, or a message libudev dropped for its sender
-                    // (it uses EAGAIN for both); poll will tell if more is queued.
+                    Errno::ENOBUFS => {
+                        held.get_or_insert_with(Vec::new);
+                        continue;
+                    }
+                    // libudev says EAGAIN both for an empty queue and for a message it
+                    // dropped for its sender; only the socket can tell them apart.
                     Errno::EAGAIN | Errno::EINTR | Errno::UnknownErrno => {
-                        return Ok(Flow::Continue)
+                        if readable_now(socket.as_raw_fd())? {
+                            continue;
+                        }
+                        break;
                     }
                     Errno::EBADF | Errno::ENOTSOCK => return Err(io::Error::from(Errno::last())),
                     _ => {
@@ -282,16 +298,29 @@ impl Monitor {
                     }
                 },
             };
-            self.counters.record(&item);
-            if matches!(self.send(item)?, Flow::Stop) {
-                return Ok(Flow::Stop);
+            match &mut held {
+                Some(held) => held.push(item),
+                None => {
+                    if matches!(self.send(item)?, Flow::Stop) {
+                        return Ok(Flow::Stop);
+                    }
+                }
             }
         }
+        if let Some(held) = held {
+            for item in held.into_iter().chain([SourceItem::Overflow]) {
+                if matches!(self.send(item)?, Flow::Stop) {
+                    return Ok(Flow::Stop);
+                }
+            }
+        }
+        Ok(Flow::Continue)
     }
 
     /// Hands one item over, waiting while the channel is full — but never past a
     /// stop request, so shutdown cannot hang behind a consumer that stopped reading.
     fn send(&self, item: SourceItem) -> io::Result<Flow> {
+        self.counters.record(&item);
         let mut item = Ok(item);
         loop {
             match self.tx.try_send(item) {
@@ -375,6 +404,13 @@ fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<bool>
             return Err(e);
         }
     }
+}
+
+/// Whether a receive on `fd` would find something (a message or a pending error).
+fn readable_now(fd: RawFd) -> io::Result<bool> {
+    let mut fds = [pollfd(fd)];
+    poll(&mut fds, Some(Duration::ZERO))?;
+    Ok(fds[0].revents & (libc::POLLIN | libc::POLLERR) != 0)
 }
 
 fn pollfd(fd: RawFd) -> libc::pollfd {

@@ -1,0 +1,296 @@
+//! `run` (the agent) and `status` (what the running agent reports).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use tokio::sync::mpsc;
+
+use super::policy::load_policy;
+use super::render::render_table;
+use super::Global;
+use crate::daemon::status::{Status, DEFAULT_PATH};
+use crate::daemon::{run::run as run_loop, Agent, AgentConfig, Control, LoopTimings};
+use crate::journal;
+use crate::sysfs::writes::KernelWriter;
+use crate::uevent::kernel::{AsyncKernelSource, KernelOptions};
+use crate::uevent::source::EventSource;
+use crate::uevent::udev::{UdevOptions, UdevSource};
+use crate::uevent::SourceItem;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum UdevMode {
+    /// When udevd runs (its control socket exists).
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Where to keep the status file that `hbad status` reads.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_PATH)]
+    pub status_file: PathBuf,
+    /// Log to stderr even when the journal is there.
+    #[arg(long)]
+    pub no_journal: bool,
+    /// Also listen to udev, for the /dev/disk/by-* links of new disks. Kernel events
+    /// drive every decision either way; udev only adds the links it made.
+    #[arg(long, value_enum, default_value_t = UdevMode::Auto)]
+    pub udev: UdevMode,
+    /// Receive buffer of the event sockets, in bytes (forced past rmem_max as root).
+    #[arg(long, value_name = "BYTES", default_value_t = KernelOptions::default().recv_buffer)]
+    pub recv_buffer: usize,
+}
+
+pub fn run(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let sink = journal::init(!args.no_journal);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(g, args, sink))
+}
+
+async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result<ExitCode> {
+    // Sources first, then the cold plug: whatever happens while sysfs is read is
+    // already queued on the sockets.
+    let kernel = AsyncKernelSource::open(&KernelOptions {
+        recv_buffer: args.recv_buffer,
+    })
+    .context("cannot open the kernel uevent socket (hbad run needs root)")?;
+    tracing::info!(
+        "kernel uevents: receive buffer {} bytes",
+        kernel.recv_buffer().effective
+    );
+    let udev_wanted = match args.udev {
+        UdevMode::On => true,
+        UdevMode::Off => false,
+        UdevMode::Auto => std::path::Path::new("/run/udev/control").exists(),
+    };
+    let mut sources = vec![EventSource::Kernel(kernel)];
+    let mut _udev_handle = None;
+    if udev_wanted {
+        // Only block devices: udev adds their stable links; everything else comes
+        // from the kernel socket, checked to be the kernel's.
+        let opts = UdevOptions {
+            subsystems: vec!["block".into()],
+            recv_buffer: args.recv_buffer,
+            ..UdevOptions::default()
+        };
+        match UdevSource::spawn(opts) {
+            Ok((handle, events)) => {
+                _udev_handle = Some(handle);
+                sources.push(EventSource::Udev(events));
+            }
+            Err(e) if args.udev == UdevMode::On => {
+                return Err(e).context("cannot listen to udev");
+            }
+            Err(e) => tracing::warn!("udev events unavailable, disk links come from /dev: {e}"),
+        }
+    }
+
+    let policy = load_policy(g).context("the policy has errors; hbad did not start")?;
+    let (events_tx, events_rx) = mpsc::channel::<SourceItem>(65536);
+    for mut source in sources {
+        let tx = events_tx.clone();
+        tokio::spawn(async move {
+            while let Some(item) = source.next().await {
+                match item {
+                    Ok(item) => {
+                        if tx.send(item).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("event source failed: {e}");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    drop(events_tx);
+
+    let config = AgentConfig {
+        sysfs: g.sysfs(),
+        status_path: Some(args.status_file.clone()),
+    };
+    let agent = Agent::new(
+        config,
+        Arc::new(KernelWriter),
+        policy,
+        std::time::Instant::now(),
+    );
+    tracing::info!(
+        "hbad {} started: {} devices, {} vHBAs declared, logging to {:?}",
+        env!("CARGO_PKG_VERSION"),
+        agent.graph().len(),
+        agent.policy().vhbas.len(),
+        sink
+    );
+
+    // Scan reports come from worker threads.
+    let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+    let (std_tx, std_rx) = std::sync::mpsc::channel();
+    agent.scanner().report_to(std_tx);
+    std::thread::Builder::new()
+        .name("scan-reports".into())
+        .spawn(move || {
+            for r in std_rx {
+                if reports_tx.send(r).is_err() {
+                    return;
+                }
+            }
+        })
+        .context("cannot start a thread")?;
+
+    let (control_tx, control_rx) = mpsc::channel(8);
+    spawn_signals(control_tx)?;
+
+    let global = g.clone();
+    run_loop(
+        agent,
+        events_rx,
+        reports_rx,
+        control_rx,
+        move || {
+            let files = crate::policy::discover(
+                global.policy.as_deref(),
+                &crate::policy::SearchPaths::default(),
+            )?;
+            crate::policy::Policy::load_files(&files, &crate::policy::Environment::from_host())
+        },
+        LoopTimings::default(),
+    )
+    .await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP reloads (systemd's ExecReload is `kill -HUP`), SIGTERM and SIGINT stop.
+fn spawn_signals(tx: mpsc::Sender<Control>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    tokio::spawn(async move {
+        loop {
+            let c = tokio::select! {
+                _ = hup.recv() => Control::Reload,
+                _ = term.recv() => Control::Stop,
+                _ = int.recv() => Control::Stop,
+            };
+            if tx.send(c).await.is_err() || c == Control::Stop {
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The status file the agent writes.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_PATH)]
+    pub status_file: PathBuf,
+}
+
+pub fn status(g: &Global, args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let status = Status::read(&args.status_file).with_context(|| {
+        format!(
+            "cannot read {} (is hbad running? `systemctl status hbad`)",
+            args.status_file.display()
+        )
+    })?;
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", render_status(&status));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The status for people: vHBAs, then hosts with their last scan, then counters.
+pub fn render_status(s: &Status) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "hbad pid {}, up since {}, updated {}\n",
+        s.pid, s.started, s.updated
+    ));
+    if !s.policy_files.is_empty() {
+        out.push_str(&format!("policy: {}\n", s.policy_files.join(", ")));
+    }
+    out.push('\n');
+    let mut rows = Vec::new();
+    for v in &s.vhbas {
+        rows.push(vec![
+            v.name.clone(),
+            v.state.clone(),
+            v.host.clone().unwrap_or_else(|| "-".into()),
+            v.parent.clone().unwrap_or_else(|| "-".into()),
+            v.wwpn.clone(),
+            v.vport_state.clone().unwrap_or_else(|| "-".into()),
+            v.owner.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    if s.vhbas.is_empty() {
+        out.push_str("no vHBAs declared\n");
+    } else {
+        out.push_str(&render_table(
+            &[
+                "VHBA",
+                "STATE",
+                "HOST",
+                "PARENT",
+                "WWPN",
+                "VPORT STATE",
+                "OWNER",
+            ],
+            &rows,
+        ));
+        for v in s.vhbas.iter().filter(|v| v.reason.is_some()) {
+            out.push_str(&format!(
+                "  {}: {}\n",
+                v.name,
+                v.reason.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    out.push('\n');
+    let mut rows = Vec::new();
+    for h in &s.hosts {
+        let hung = if s.hung.contains(&h.host) {
+            " (HUNG)"
+        } else {
+            ""
+        };
+        match &h.last_scan {
+            Some(sc) => rows.push(vec![
+                format!("{}{hung}", h.host),
+                sc.when.clone(),
+                sc.scope.clone(),
+                format!("{} ms", sc.duration_ms),
+                sc.result.clone(),
+            ]),
+            None => rows.push(vec![
+                format!("{}{hung}", h.host),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]),
+        }
+    }
+    out.push_str(&render_table(
+        &["HOST", "LAST SCAN", "SCOPE", "TOOK", "RESULT"],
+        &rows,
+    ));
+    let c = &s.counters;
+    out.push_str(&format!(
+        "\nevents {}  forged {}  malformed {}  overflows {}  resyncs {}  scans {}  merged {}  vHBAs created {}\n",
+        c.events, c.forged, c.malformed, c.overflows, c.resyncs, c.scans, c.merged, c.vhbas_created
+    ));
+    out
+}

@@ -1,0 +1,629 @@
+//! The agent against the simulated host: boot-time vHBAs, storms, desired state,
+//! lost events, hung scans, reloads and stop. Time is passed in where the agent
+//! takes it, so nothing here waits for a backoff or a link timeout to run out.
+
+use std::path::Path;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hbad::daemon::run::run as run_loop;
+use hbad::daemon::{Agent, AgentConfig, Control, LoopTimings};
+use hbad::exec::ScanReport;
+use hbad::graph::NodeKind;
+use hbad::policy::{Environment, Policy, PolicyErrors};
+use hbad::sim::demo::{spec as demo_spec, ARRAY_PORT_A, ARRAY_PORT_B, HBA_A_WWPN, HBA_B_WWPN};
+use hbad::sim::{Flavour, HbaSpec, Sim, SimSpec};
+use hbad::sysfs::writes::{vport_text, AttrWriter};
+use hbad::sysfs::{Hctl, VportControlDir};
+use hbad::uevent::{Action, Rejection, SourceItem, Uevent};
+use hbad::wwn::Wwn;
+
+const VHBA_A: Wwn = Wwn::from_u64(0x5001_a4a0_0000_0a01);
+const VHBA_NODE: Wwn = Wwn::from_u64(0x5001_a4a0_0000_0a00);
+
+fn policy(text: &str) -> Policy {
+    Policy::from_str(
+        Path::new("test.toml"),
+        text,
+        &Environment::fixed("test-host"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn vhba_policy(extra: &str) -> String {
+    format!(
+        r#"
+[[vhba]]
+name = "vm-a"
+parent_wwpn = "{HBA_A_WWPN}"
+wwpn = "{VHBA_A}"
+wwnn = "{VHBA_NODE}"
+link_wait = "60s"
+{extra}
+"#
+    )
+}
+
+/// A simulated host with the agent attached, driven step by step.
+struct Rig {
+    _dir: tempfile::TempDir,
+    sim: Sim,
+    events: Receiver<Uevent>,
+    reports: Receiver<ScanReport>,
+    agent: Agent,
+    t0: Instant,
+}
+
+impl Rig {
+    fn new(spec: SimSpec, policy_text: &str) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::new(dir.path(), &spec).unwrap();
+        // Subscribe before the cold plug, as the daemon opens its socket first.
+        let events = sim.subscribe(Flavour::Kernel);
+        let t0 = Instant::now();
+        let agent = Agent::new(
+            AgentConfig {
+                sysfs: sim.sysfs(),
+                status_path: Some(dir.path().join("run/hbad/status.json")),
+            },
+            Arc::new(sim.clone()),
+            policy(policy_text),
+            t0,
+        );
+        let (tx, reports) = std::sync::mpsc::channel();
+        agent.scanner().report_to(tx);
+        Rig {
+            _dir: dir,
+            sim,
+            events,
+            reports,
+            agent,
+            t0,
+        }
+    }
+
+    fn at(&self, secs: u64) -> Instant {
+        self.t0 + Duration::from_secs(secs)
+    }
+
+    /// Feeds every event the simulated kernel sent, and every scan report, until
+    /// nothing more happens (scans run on worker threads and make events).
+    fn settle(&mut self, now: Instant) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let items: Vec<SourceItem> = self.events.try_iter().map(SourceItem::Event).collect();
+            for r in self.reports.try_iter() {
+                self.agent.scan_report(r);
+            }
+            if !items.is_empty() {
+                self.agent.handle(items, now);
+                continue;
+            }
+            if self.agent.scanner().busy() == 0 {
+                // One more look: a scan that just ended may have sent events.
+                std::thread::sleep(Duration::from_millis(5));
+                if self.events.try_iter().next().is_none() && self.agent.scanner().busy() == 0 {
+                    let late: Vec<ScanReport> = self.reports.try_iter().collect();
+                    for r in late {
+                        self.agent.scan_report(r);
+                    }
+                    return;
+                }
+                // An event was taken off the channel by the check: it is lost to
+                // this rig, so resync the way the daemon would.
+                self.agent.handle(vec![SourceItem::Overflow], now);
+                continue;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the simulated host never settled"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn vhba_host(&self, wwpn: Wwn) -> Option<u32> {
+        self.sim.host_by_wwpn(wwpn)
+    }
+
+    fn vhba_state(&self, name: &str) -> (String, Option<String>) {
+        let s = self.agent.status();
+        let v = s.vhbas.iter().find(|v| v.name == name).unwrap();
+        (v.state.clone(), v.reason.clone())
+    }
+
+    fn scans(&self) -> Vec<(String, String)> {
+        self.sim
+            .writes()
+            .into_iter()
+            .filter(|w| w.path.ends_with("scan"))
+            .map(|w| {
+                let host = w
+                    .path
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (host, w.value.trim().to_string())
+            })
+            .collect()
+    }
+
+    fn vport_writes(&self, attr: &str) -> usize {
+        self.sim
+            .writes()
+            .iter()
+            .filter(|w| w.path.ends_with(attr))
+            .count()
+    }
+}
+
+#[test]
+fn boot_creates_a_vhba_whose_parent_is_online_and_marks_it() {
+    let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
+    // The array masks LUN 1 to the vHBA's WWPN before it exists (zoned in advance).
+    rig.sim.map_lun(ARRAY_PORT_A, 1, VHBA_A).unwrap();
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    let host = rig.vhba_host(VHBA_A).expect("vHBA created");
+    assert_eq!(rig.vhba_state("vm-a").0, "active");
+    assert!(rig.agent.boot_settled(rig.t0, rig.at(0)));
+    let status = rig.agent.status();
+    let v = &status.vhbas[0];
+    assert_eq!(v.host.as_deref(), Some(format!("host{host}").as_str()));
+    assert_eq!(v.vport_state.as_deref(), Some("Active"));
+    assert_eq!(v.owner.as_deref(), Some("symbolic_name"));
+    // The vHBA logged in, the transport scanned it and found the LUN masked to it.
+    let lun = rig.agent.graph().lun(Hctl {
+        host,
+        channel: 0,
+        target: 0,
+        lun: 1,
+    });
+    assert!(lun.is_some(), "LUN 1 through the vHBA");
+    assert_eq!(rig.vport_writes("vport_create"), 1);
+    assert!(hbad::plan::plan(rig.agent.policy(), rig.agent.graph(), &[]).is_settled());
+}
+
+#[test]
+fn boot_waits_for_a_parent_link_that_comes_up_later() {
+    let mut spec = demo_spec();
+    for hba in spec.hbas.iter_mut() {
+        if let hbad::sim::HbaKind::Fc(port) = &mut hba.kind {
+            if port.wwpn == HBA_A_WWPN {
+                port.link_up = false;
+            }
+        }
+    }
+    let mut rig = Rig::new(spec, &vhba_policy(""));
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    let (state, reason) = rig.vhba_state("vm-a");
+    assert_eq!(state, "waiting");
+    assert!(reason.unwrap().contains("parent link not Online"));
+    // Within link_wait, READY waits; the link comes up with no uevent at all.
+    assert!(!rig.agent.boot_settled(rig.t0, rig.at(5)));
+    let parent = rig.sim.host_by_wwpn(HBA_A_WWPN).unwrap();
+    rig.sim.set_link(parent, true).unwrap();
+    assert!(rig.events.try_iter().all(|e| e.subsystem != "fc_host"));
+    rig.agent.tick(rig.at(6));
+    rig.settle(rig.at(6));
+    assert!(rig.vhba_host(VHBA_A).is_some());
+    assert!(rig.agent.boot_settled(rig.t0, rig.at(6)));
+}
+
+#[test]
+fn boot_settles_after_link_wait_when_the_parent_stays_down() {
+    let mut spec = demo_spec();
+    for hba in spec.hbas.iter_mut() {
+        if let hbad::sim::HbaKind::Fc(port) = &mut hba.kind {
+            port.link_up = false;
+        }
+    }
+    let mut rig = Rig::new(spec, &vhba_policy(""));
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    assert!(!rig.agent.boot_settled(rig.t0, rig.at(59)));
+    assert!(rig.agent.boot_settled(rig.t0, rig.at(61)));
+    assert!(rig.agent.summary().starts_with("0/1 vHBAs active"));
+}
+
+#[test]
+fn a_full_parent_is_reported_with_its_numbers_and_nothing_is_written() {
+    let mut spec = demo_spec();
+    for hba in spec.hbas.iter_mut() {
+        if let hbad::sim::HbaKind::Fc(port) = &mut hba.kind {
+            port.max_npiv_vports = Some(1);
+        }
+    }
+    let mut rig = Rig::new(spec, &vhba_policy(""));
+    // Someone else's vport takes the only slot.
+    let parent = rig.sim.host_by_wwpn(HBA_A_WWPN).unwrap();
+    let dev = rig.sim.host_devpath(parent).unwrap();
+    let other = vport_text(Wwn::from_u64(0x5001_a4a0_0000_0f01), VHBA_NODE);
+    rig.sim
+        .write_attr(
+            &rig.sim
+                .sysfs()
+                .vport_create_path(&dev, VportControlDir::FcHost),
+            &other,
+        )
+        .unwrap();
+    rig.settle(rig.at(0));
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    let (state, reason) = rig.vhba_state("vm-a");
+    assert_eq!(state, "waiting");
+    assert!(
+        reason.as_deref().unwrap().contains("1 of 1 vports in use"),
+        "{reason:?}"
+    );
+    assert_eq!(rig.vport_writes("vport_create"), 1, "only the other vport");
+    assert!(rig.agent.boot_settled(rig.t0, rig.at(0)));
+}
+
+/// Unit attentions on LUNs of the given targets, round robin.
+fn storm(luns: &[(Hctl, String)], n: usize) -> Vec<SourceItem> {
+    (0..n)
+        .map(|i| {
+            let (_, devpath) = &luns[i % luns.len()];
+            SourceItem::Event(
+                Uevent::new(Action::Change, devpath, "scsi")
+                    .with_devtype("scsi_device")
+                    .with_prop("SDEV_UA", "REPORTED_LUNS_DATA_HAS_CHANGED"),
+            )
+        })
+        .collect()
+}
+
+fn two_hosts_four_targets() -> SimSpec {
+    SimSpec::new()
+        .hba(HbaSpec::scsi_debug(2, 8))
+        .hba(HbaSpec::scsi_debug(2, 8))
+}
+
+#[test]
+fn a_storm_of_unit_attentions_gives_one_scan_per_target() {
+    let mut rig = Rig::new(two_hosts_four_targets(), "");
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    let luns: Vec<(Hctl, String)> = rig
+        .sim
+        .luns()
+        .into_iter()
+        .map(|h| (h, rig.sim.lun_devpath(h).unwrap()))
+        .collect();
+    assert_eq!(luns.len(), 32);
+    rig.agent.handle(storm(&luns, 10_000), rig.at(1));
+    rig.settle(rig.at(1));
+    let mut scans = rig.scans();
+    scans.sort();
+    let hosts: Vec<u32> = rig.sim.hosts();
+    let want: Vec<(String, String)> = hosts
+        .iter()
+        .flat_map(|h| {
+            ["0 0 -", "0 1 -"]
+                .iter()
+                .map(move |s| (format!("host{h}"), s.to_string()))
+        })
+        .collect();
+    assert_eq!(scans, want);
+    assert_eq!(rig.agent.counters().events, 10_000);
+}
+
+#[test]
+fn a_vhba_deleted_by_someone_else_is_recreated() {
+    let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    let parent = rig.sim.host_by_wwpn(HBA_A_WWPN).unwrap();
+    let dev = rig.sim.host_devpath(parent).unwrap();
+    // An administrator's echo into vport_delete.
+    rig.sim
+        .write_attr(
+            &rig.sim
+                .sysfs()
+                .vport_delete_path(&dev, VportControlDir::FcHost),
+            &vport_text(VHBA_A, VHBA_NODE),
+        )
+        .unwrap();
+    assert!(rig.vhba_host(VHBA_A).is_none());
+    rig.settle(rig.at(10));
+    assert!(rig.vhba_host(VHBA_A).is_some(), "recreated");
+    assert_eq!(rig.agent.counters().vhbas_created, 2);
+    assert_eq!(rig.vhba_state("vm-a").0, "active");
+}
+
+#[test]
+fn refusals_back_off_instead_of_hammering_the_kernel() {
+    let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
+    let parent = rig.sim.host_by_wwpn(HBA_A_WWPN).unwrap();
+    rig.sim.fail_next_vport_create(parent, libc::ENOSPC);
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    let (state, reason) = rig.vhba_state("vm-a");
+    assert_eq!(state, "failed");
+    assert!(reason.unwrap().contains("no free vport"));
+    // Within the backoff, events and ticks do not retry.
+    rig.agent.tick(rig.at(1));
+    rig.settle(rig.at(1));
+    assert_eq!(rig.vport_writes("vport_create"), 1);
+    // After it, the next tick does, and the kernel now accepts.
+    rig.agent.tick(rig.at(3));
+    rig.settle(rig.at(3));
+    assert_eq!(rig.vport_writes("vport_create"), 2);
+    assert!(rig.vhba_host(VHBA_A).is_some());
+}
+
+#[test]
+fn lost_events_are_repaired_by_a_resync_and_a_scan() {
+    let mut rig = Rig::new(demo_spec(), "");
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    // The SAN maps LUN 2 to the physical port A; the unit attention is raised...
+    rig.sim.map_lun(ARRAY_PORT_A, 2, HBA_A_WWPN).unwrap();
+    assert!(rig.sim.io_pending() > 0);
+    // ...and lost with everything else in the socket's queue.
+    let lost = rig.events.try_iter().count();
+    assert!(lost > 0);
+    rig.agent.handle(vec![SourceItem::Overflow], rig.at(1));
+    rig.settle(rig.at(1));
+    let host = rig.sim.host_by_wwpn(HBA_A_WWPN).unwrap();
+    let found = rig
+        .agent
+        .graph()
+        .luns()
+        .into_iter()
+        .any(|n| matches!(&n.kind, NodeKind::Lun(l) if l.hctl.host == host && l.hctl.lun == 2));
+    assert!(found, "LUN 2 found although its unit attention was lost");
+    let c = rig.agent.counters();
+    assert_eq!((c.overflows, c.resyncs), (1, 1));
+    // Only hosts taking part were scanned: not the RAID controller.
+    assert!(rig.scans().iter().all(|(h, _)| {
+        let n: u32 = h.trim_start_matches("host").parse().unwrap();
+        rig.agent
+            .graph()
+            .host(n)
+            .is_some_and(|node| matches!(&node.kind, NodeKind::Host(h) if h.fc.is_some()))
+    }));
+}
+
+#[test]
+fn forged_and_malformed_items_are_dropped_and_counted() {
+    let mut rig = Rig::new(demo_spec(), "");
+    rig.agent.boot(rig.at(0));
+    let before = rig.agent.graph().clone();
+    rig.agent.handle(
+        vec![
+            SourceItem::Rejected(Rejection::NotKernel(4242)),
+            SourceItem::Rejected(Rejection::NotRoot(1000)),
+            SourceItem::Rejected(Rejection::Malformed(hbad::uevent::ParseError::Empty)),
+        ],
+        rig.at(1),
+    );
+    let c = rig.agent.counters();
+    assert_eq!((c.forged, c.malformed, c.events), (2, 1, 0));
+    assert_eq!(rig.agent.graph(), &before);
+}
+
+#[test]
+fn a_hung_scan_is_reported_while_other_hosts_and_reloads_go_on() {
+    let mut rig = Rig::new(
+        two_hosts_four_targets(),
+        "[rescan]\nscan_timeout = \"100ms\"\n",
+    );
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    let hosts = rig.sim.hosts();
+    let (stuck, fine) = (hosts[0], hosts[1]);
+    let gate = rig.sim.stall_scans(stuck);
+    let ua = |h: u32| {
+        let hctl = Hctl {
+            host: h,
+            channel: 0,
+            target: 0,
+            lun: 0,
+        };
+        SourceItem::Event(
+            Uevent::new(Action::Change, &rig.sim.lun_devpath(hctl).unwrap(), "scsi")
+                .with_devtype("scsi_device")
+                .with_prop("SDEV_UA", "REPORTED_LUNS_DATA_HAS_CHANGED"),
+        )
+    };
+    rig.agent.handle(vec![ua(stuck), ua(fine)], rig.at(1));
+    assert!(gate.wait_for_blocked(1, Duration::from_secs(5)));
+    // The other host's scan completes while the first is stuck in the kernel.
+    let report = rig
+        .reports
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the healthy host's scan ends");
+    assert_eq!(report.host.number, fine);
+    rig.agent.scan_report(report);
+    std::thread::sleep(Duration::from_millis(150));
+    rig.agent.tick(rig.at(2));
+    let status = rig.agent.status();
+    assert_eq!(status.hung, [format!("host{stuck}")]);
+    assert!(rig.agent.summary().ends_with("1 hung"));
+    // A reload is served while the scan hangs.
+    assert!(rig
+        .agent
+        .reload(Ok(policy("[rescan]\nscope = \"host\"\n")), rig.at(3)));
+    // Later requests for the stuck host queue behind it, merged into one.
+    rig.agent
+        .handle(vec![ua(stuck), ua(stuck), ua(stuck)], rig.at(4));
+    assert_eq!(rig.agent.scanner().busy(), 2, "one running, one queued");
+    gate.release();
+    rig.settle(rig.at(5));
+    assert!(rig.agent.status().hung.is_empty());
+}
+
+#[test]
+fn a_bad_reload_keeps_the_policy_in_force() {
+    let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    let before = rig.agent.policy().clone();
+    let bad: Result<Policy, PolicyErrors> = Policy::from_str(
+        Path::new("bad.toml"),
+        "[[vhba]]\nname = \"x\"\nwwpm = \"1\"\n",
+        &Environment::fixed("t"),
+    );
+    assert!(bad.is_err());
+    assert!(!rig.agent.reload(bad, rig.at(1)));
+    assert_eq!(rig.agent.policy(), &before);
+    assert!(rig.vhba_host(VHBA_A).is_some());
+}
+
+#[test]
+fn removing_a_vhba_from_the_policy_keeps_it_unless_pruning_is_on() {
+    let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    assert!(rig.agent.reload(Ok(policy("")), rig.at(1)));
+    rig.settle(rig.at(1));
+    assert!(rig.vhba_host(VHBA_A).is_some(), "kept: prune is off");
+    assert!(rig
+        .agent
+        .reload(Ok(policy("[ownership]\nprune = true\n")), rig.at(2)));
+    rig.settle(rig.at(2));
+    assert!(rig.vhba_host(VHBA_A).is_none(), "pruned: it was hbad's");
+}
+
+/// The whole loop: events through a channel with the policy's debounce, a stop
+/// during a stuck scan, and no vHBA deleted on the way out.
+#[test]
+fn the_loop_debounces_a_storm_and_stops_cleanly_during_a_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = demo_spec();
+    spec = spec.hba(HbaSpec::scsi_debug(2, 4));
+    let sim = Sim::new(dir.path(), &spec).unwrap();
+    let kernel_events = sim.subscribe(Flavour::Kernel);
+    let status_path = dir.path().join("status.json");
+    let agent = Agent::new(
+        AgentConfig {
+            sysfs: sim.sysfs(),
+            status_path: Some(status_path.clone()),
+        },
+        Arc::new(sim.clone()),
+        policy(&vhba_policy("[rescan]\ndebounce = \"200ms\"\n")),
+        Instant::now(),
+    );
+    let (rtx, rrx) = tokio::sync::mpsc::unbounded_channel();
+    let (std_tx, std_rx) = std::sync::mpsc::channel::<ScanReport>();
+    agent.scanner().report_to(std_tx);
+    std::thread::spawn(move || {
+        for r in std_rx {
+            let _ = rtx.send(r);
+        }
+    });
+    let (etx, erx) = tokio::sync::mpsc::channel(65536);
+    let (ctx, crx) = tokio::sync::mpsc::channel(4);
+    // The simulated kernel's events go to the loop as a kernel source would.
+    let forward = etx.clone();
+    std::thread::spawn(move || {
+        for ev in kernel_events {
+            if forward.blocking_send(SourceItem::Event(ev)).is_err() {
+                return;
+            }
+        }
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim2 = sim.clone();
+    rt.block_on(async move {
+        let looped = tokio::spawn(run_loop(
+            agent,
+            erx,
+            rrx,
+            crx,
+            || Ok(policy("")),
+            LoopTimings {
+                tick: Duration::from_millis(50),
+                stop_grace: Duration::from_millis(200),
+            },
+        ));
+        // Boot creates the vHBA.
+        let t = Instant::now();
+        while sim2.host_by_wwpn(VHBA_A).is_none() {
+            assert!(t.elapsed() < Duration::from_secs(10), "vHBA never created");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let scans_before = sim2
+            .writes()
+            .iter()
+            .filter(|w| w.path.ends_with("scan"))
+            .count();
+        // A storm on the scsi_debug host's two targets, within one window.
+        let local = sim2
+            .luns()
+            .into_iter()
+            .filter(|h| sim2.lun_devpath(*h).is_some_and(|d| d.contains("pseudo")))
+            .map(|h| (h, sim2.lun_devpath(h).unwrap()))
+            .collect::<Vec<_>>();
+        assert_eq!(local.len(), 8);
+        let stuck_host = local[0].0.host;
+        for item in storm(&local, 2000) {
+            etx.send(item).await.unwrap();
+        }
+        let t = Instant::now();
+        loop {
+            let n = sim2
+                .writes()
+                .iter()
+                .filter(|w| w.path.ends_with("scan"))
+                .count();
+            if n >= scans_before + 2 {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "storm never scanned");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let scans: Vec<String> = sim2
+            .writes()
+            .iter()
+            .filter(|w| w.path.ends_with("scan"))
+            .skip(scans_before)
+            .map(|w| w.value.trim().to_string())
+            .collect();
+        assert_eq!(scans.len(), 2, "one scan per target: {scans:?}");
+        // A scan that hangs, then SIGTERM.
+        let gate = sim2.stall_scans(stuck_host);
+        etx.send(storm(&local[..1], 1).remove(0)).await.unwrap();
+        assert!(tokio::task::spawn_blocking(move || {
+            let ok = gate.wait_for_blocked(1, Duration::from_secs(5));
+            (ok, gate)
+        })
+        .await
+        .map(|(ok, gate)| {
+            // Keep the scan stuck through the stop.
+            std::mem::forget(gate);
+            ok
+        })
+        .unwrap());
+        ctx.send(Control::Stop).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), looped)
+            .await
+            .expect("the loop stops within its grace period")
+            .unwrap();
+    });
+    assert!(
+        sim.host_by_wwpn(VHBA_A).is_some(),
+        "vHBAs outlive the agent"
+    );
+    assert_eq!(
+        sim.writes()
+            .iter()
+            .filter(|w| w.path.ends_with("vport_delete"))
+            .count(),
+        0
+    );
+    let status = hbad::daemon::status::Status::read(&status_path).unwrap();
+    assert_eq!(status.vhbas[0].state, "active");
+    let _ = ARRAY_PORT_B;
+    let _ = HBA_B_WWPN;
+}
