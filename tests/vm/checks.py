@@ -581,7 +581,62 @@ def check_new_lun(data, _lines):
     return r
 
 
+# ---------------------------------------------------------------------------------
+# agent: `hbad run` on real uevents, from its status file and its log
+
+
+def check_agent(data, _lines):
+    r = Results()
+    f = facts(data, "facts")
+    if not r.expect("INI_HOST" in f, "agent facts arrived", "no facts from the guest"):
+        return r
+    ini = f["INI_HOST"]
+    sd = f["SD_HOSTS"].split()
+    doc, dups, err = load_json(data, "status-file")
+    if err or dups:
+        r.fail(f"status file: {err or 'duplicate keys'}")
+        return r
+    r.expect(doc.get("ready") is True, "status file: ready", f"got {doc.get('ready')}")
+    vhbas = {v.get("name"): v for v in doc.get("vhbas", [])}
+    r.expect(sorted(vhbas) == ["lab-derived", "lab-explicit"], "status file lists both declared vHBAs", f"got {sorted(vhbas)}")
+    for name, v in vhbas.items():
+        r.expect(
+            v.get("state") == "active" and v.get("parent") == ini and v.get("owner") == "symbolic_name",
+            f"status file: {name} active on {ini}, owned through symbolic_name",
+            f"got {v}",
+        )
+    last = {h.get("host"): h.get("last_scan") for h in doc.get("hosts", [])}
+    for host in (ini, sd[0]):
+        scan = last.get(host) or {}
+        r.expect(
+            scan.get("scope") == "0 0 -" and scan.get("result") == "done"
+            and "REPORTED_LUNS_DATA_HAS_CHANGED" in (scan.get("reason") or ""),
+            f"status file: {host} scanned on target 0:0 for its unit attention",
+            f"got {scan}",
+        )
+    for host in sd[1:]:
+        r.expect(last.get(host) is None, f"status file: {host}, which reported nothing, was not scanned", f"got {last.get(host)}")
+    c = doc.get("counters", {})
+    r.expect(
+        c.get("forged") == 0 and c.get("overflows") == 0 and c.get("malformed") == 0,
+        "counters: no forged, malformed or lost events",
+        f"got {c}",
+    )
+    r.expect(c.get("vhbas_created") == 2, "counters: 2 vHBAs created", f"got {c}")
+    log = data.get("agent.log", b"").decode("utf-8", "replace")
+    r.expect(f"new LUN 2 on {ini} via target 0x200002000000000a" in log, "agent log: new LUN 2 on the FC target, named by its WWPN")
+    r.expect("ERROR" not in log and "WARN" not in log, "agent log: no warnings or errors", "see target/vm/data/agent/agent.log")
+    st, dups, err = load_json(data, "status")
+    if err:
+        r.fail(f"hbad status --json: {err}")
+    else:
+        names = {v for v in scalars(st) if v in ("lab-derived", "lab-explicit")}
+        r.expect(names == {"lab-derived", "lab-explicit"}, "hbad status --json shows both vHBAs")
+    return r
+
+
 HOST_CHECKS = {
+    "agent": check_agent,
     "new-lun": check_new_lun,
     "apply": check_apply,
     "inventory": check_inventory,

@@ -167,6 +167,28 @@ def main():
 
     cases.append(("find-luns misses a LUN", checks.check_new_lun, edit_json(nl, "find-luns", lost_lun), True))
 
+    ag = load("agent")
+    cases.append(("agent as recorded", checks.check_agent, ag, False))
+
+    def scanned_bystander(doc):
+        host = doc["hosts"][-1]
+        for h in doc["hosts"]:
+            if h["host"] == "host3":
+                host = h
+        host["last_scan"] = copy.deepcopy(next(h["last_scan"] for h in doc["hosts"] if h["host"] == "host2"))
+
+    cases.append(("agent: a host that reported nothing was scanned", checks.check_agent, edit_json(ag, "status-file", scanned_bystander), True))
+
+    def never_ready(doc):
+        doc["ready"] = False
+
+    cases.append(("agent: never ready", checks.check_agent, edit_json(ag, "status-file", never_ready), True))
+
+    def forged(doc):
+        doc["counters"]["forged"] = 1
+
+    cases.append(("agent: counted a forged event", checks.check_agent, edit_json(ag, "status-file", forged), True))
+
     bad = 0
     for label, check, data, want_failure in cases:
         results = check(data, [])
