@@ -635,7 +635,31 @@ def check_agent(data, _lines):
     return r
 
 
+# ---------------------------------------------------------------------------------
+# storm: `hbad run` with a tiny receive buffer through bursts of adds and removes
+
+
+def check_storm(data, _lines):
+    r = Results()
+    doc, dups, err = load_json(data, "status-file")
+    if err or dups:
+        r.fail(f"status file: {err or 'duplicate keys'}")
+        return r
+    c = doc.get("counters", {})
+    r.expect(
+        c.get("overflows", 0) >= 1 and c.get("resyncs", 0) >= 1,
+        f"the agent counted overflows ({c.get('overflows')}) and resynced ({c.get('resyncs')})",
+        f"got {c}",
+    )
+    r.expect(c.get("forged") == 0 and c.get("malformed") == 0, "no event was taken for forged or malformed", f"got {c}")
+    log = data.get("agent.log", b"").decode("utf-8", "replace")
+    r.expect("kernel events were lost" in log, "agent log: the loss is reported")
+    r.expect("ERROR" not in log, "agent log: no errors", "see target/vm/data/storm/agent.log")
+    return r
+
+
 HOST_CHECKS = {
+    "storm": check_storm,
     "agent": check_agent,
     "new-lun": check_new_lun,
     "apply": check_apply,

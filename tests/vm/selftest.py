@@ -189,6 +189,15 @@ def main():
 
     cases.append(("agent: counted a forged event", checks.check_agent, edit_json(ag, "status-file", forged), True))
 
+    st = load("storm")
+    cases.append(("storm as recorded", checks.check_storm, st, False))
+
+    def no_overflow(doc):
+        doc["counters"]["overflows"] = 0
+        doc["counters"]["resyncs"] = 0
+
+    cases.append(("storm: no overflow noticed", checks.check_storm, edit_json(st, "status-file", no_overflow), True))
+
     bad = 0
     for label, check, data, want_failure in cases:
         results = check(data, [])
