@@ -658,7 +658,48 @@ def check_storm(data, _lines):
     return r
 
 
+# ---------------------------------------------------------------------------------
+# udev: the links `hbad luns` shows against the links udev made under /dev/disk
+
+
+def check_udev(data, _lines):
+    r = Results()
+    for view, links_name in (("luns", "links"), ("luns-after", "links-after")):
+        by_disk = {}
+        for line in data.get(links_name, b"").decode("utf-8", "replace").splitlines():
+            link, _, disk = line.rpartition(" ")
+            by_disk.setdefault(disk, set()).add(link)
+        if not r.expect(by_disk, f"{links_name}: udev made stable links", "none arrived"):
+            continue
+        doc, dups, err = load_json(data, view)
+        if err or dups or not isinstance(doc, list):
+            r.fail(f"hbad {view}: {err or 'duplicate keys or not an array'}")
+            continue
+        shown = set()
+        bad = 0
+        for lun in doc:
+            dev = lun.get("dev")
+            if not dev:
+                continue
+            disk = dev.removeprefix("/dev/")
+            want = by_disk.get(disk, set())
+            got = set(lun.get("links") or [])
+            shown |= got
+            if got != want:
+                bad += 1
+                r.fail(f"{view}: {lun.get('hctl')} ({dev}) links {sorted(got)}, udev made {sorted(want)}")
+        r.expect(bad == 0, f"{view}: every LUN's links are the ones udev made for its disk")
+        every = set().union(*by_disk.values())
+        r.expect(shown == every, f"{view}: every link udev made is shown ({len(every)})", f"missing {sorted(every - shown)[:5]}")
+    after = data.get("links-after", b"").decode()
+    r.expect("/dev/disk/by-path/fc-0x200002000000000a-lun-3 " in after, "the new FC LUN has its by-path link")
+    log = data.get("agent.log", b"").decode("utf-8", "replace")
+    r.expect("ERROR" not in log and "WARN" not in log, "agent log with udev: no warnings or errors")
+    return r
+
+
 HOST_CHECKS = {
+    "udev": check_udev,
     "storm": check_storm,
     "agent": check_agent,
     "new-lun": check_new_lun,

@@ -198,6 +198,20 @@ def main():
 
     cases.append(("storm: no overflow noticed", checks.check_storm, edit_json(st, "status-file", no_overflow), True))
 
+    ud = load("udev")
+    cases.append(("udev as recorded", checks.check_udev, ud, False))
+
+    def lost_link(doc):
+        first(doc, hctl="1:0:0:0")["links"].pop()
+
+    cases.append(("luns: a by-path link missing", checks.check_udev, edit_json(ud, "luns", lost_link), True))
+
+    def swapped(doc):
+        a, b = doc[1], doc[2]
+        a["links"], b["links"] = b["links"], a["links"]
+
+    cases.append(("luns: links on the wrong LUN", checks.check_udev, edit_json(ud, "luns-after", swapped), True))
+
     bad = 0
     for label, check, data, want_failure in cases:
         results = check(data, [])
