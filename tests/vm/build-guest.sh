@@ -81,9 +81,15 @@ fi
 kver="$(ls "$kroot/lib/modules" | head -n1)"
 [ -n "$kver" ] && [ -f "$kroot/boot/vmlinuz-$kver" ] || { log "no kernel in $kdeb"; exit 2; }
 
-# udev is for a later scenario with a udev-processed event stream; fetching it now keeps
-# the cache complete for that.
-fetch_deb udev >/dev/null
+# udev (systemd-udevd 252) for the scenario with udev's stable links and event stream.
+udeb="$(fetch_deb udev)"
+uroot="$cache/udev/$(basename "$udeb" .deb)"
+if [ ! -e "$uroot/.unpacked" ]; then
+    rm -rf "$uroot"
+    mkdir -p "$uroot"
+    dpkg-deb -x "$udeb" "$uroot"
+    touch "$uroot/.unpacked"
+fi
 
 # --- Initramfs tree -----------------------------------------------------------------
 stage="$out/initramfs"
@@ -140,14 +146,29 @@ for f in modules.order modules.builtin modules.builtin.modinfo; do
 done
 "$depmod" -b "$stage" "$kver"
 
+copy_libs() { # binary: the libraries ldd names, from this (Debian) host
+    ldd "$1" | awk '/=>/ { print $3 } !/=>/ && $1 ~ /^\// { print $1 }' | while read -r lib; do
+        [ -n "$lib" ] && [ -e "$lib" ] || continue
+        [ -e "$stage$lib" ] && continue
+        mkdir -p "$stage$(dirname "$lib")"
+        cp -L "$lib" "$stage$lib"
+    done
+}
+
 # hbad and the libraries the dynamic loader will ask for.
 cp "$hbad" "$stage/usr/bin/hbad"
 strip --strip-debug "$stage/usr/bin/hbad" 2>/dev/null || true
-ldd "$hbad" | awk '/=>/ { print $3 } !/=>/ && $1 ~ /^\// { print $1 }' | while read -r lib; do
-    [ -n "$lib" ] && [ -e "$lib" ] || continue
-    mkdir -p "$stage$(dirname "$lib")"
-    cp -L "$lib" "$stage$lib"
-done
+copy_libs "$hbad"
+
+# udev: udevadm (systemd-udevd is a link to it), scsi_id, the stock rules.
+mkdir -p "$stage/lib/systemd" "$stage/lib/udev" "$stage/etc/udev/rules.d"
+cp "$uroot/bin/udevadm" "$stage/bin/udevadm"
+ln -sf ../../bin/udevadm "$stage/lib/systemd/systemd-udevd"
+cp "$uroot/lib/udev/scsi_id" "$stage/lib/udev/scsi_id"
+cp -r "$uroot/lib/udev/rules.d" "$stage/lib/udev/rules.d"
+copy_libs "$uroot/bin/udevadm"
+copy_libs "$uroot/lib/udev/scsi_id"
+cp "$here/guest/udev/"*.rules "$stage/etc/udev/rules.d/"
 if [ ! -e "$stage/lib64/ld-linux-x86-64.so.2" ]; then
     cp -L /lib64/ld-linux-x86-64.so.2 "$stage/lib64/"
 fi
@@ -156,9 +177,14 @@ fi
 cp "$here/guest/init" "$stage/init"
 chmod 755 "$stage/init"
 cp -r "$here/guest/." "$stage/vm/"
-rm -f "$stage/vm/init"
+rm -rf "$stage/vm/init" "$stage/vm/udev"
 echo "root:x:0:0:root:/root:/bin/sh" >"$stage/etc/passwd"
-echo "root:x:0:" >"$stage/etc/group"
+# Every group udev's rules name, so it does not warn about unknown ones.
+{
+    echo "root:x:0:"
+    grep -oh 'GROUP="[a-z_-]*"' "$uroot/lib/udev/rules.d/"*.rules | sed 's/GROUP="\(.*\)"/\1/' |
+        sort -u | awk '{ printf "%s:x:%d:\n", $1, 100 + NR }'
+} >"$stage/etc/group"
 echo "hbad-vm" >"$stage/etc/hostname"
 
 (cd "$stage" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) |

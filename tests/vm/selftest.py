@@ -122,6 +122,96 @@ def main():
 
     cases.append(("show: the vHBA's WWPN missing", checks.check_npiv_kernel, edit_json(npiv, "show", show_other), True))
 
+    app = load("apply")
+    cases.append(("apply as recorded", checks.check_apply, app, False))
+
+    def half_done(doc):
+        doc["steps"][1]["result"] = "failed"
+        doc["tally"]["done"] = 1
+        doc["tally"]["failed"] = 1
+
+    cases.append(("apply: a create failed", checks.check_apply, edit_json(app, "apply-1", half_done), True))
+
+    def redo(doc):
+        doc["tally"]["done"] = 1
+
+    cases.append(("apply: the second apply acted again", checks.check_apply, edit_json(app, "apply-2", redo), True))
+
+    def destroyed(doc):
+        doc.clear()
+        doc.update({"result": "deleted", "deleted": {}})
+
+    cases.append(("destroy: a physical port deleted", checks.check_apply, edit_json(app, "destroy-physical", destroyed), True))
+
+    def created_twice(doc):
+        doc["result"] = "created"
+
+    cases.append(("create: a second vport for the same WWPN", checks.check_apply, edit_json(app, "create-again", created_twice), True))
+
+    nl = load("new-lun")
+    cases.append(("new-lun as recorded", checks.check_new_lun, nl, False))
+
+    def wide_scan(doc):
+        doc["scans"][0]["scope"] = {"scope": "host"}
+
+    cases.append(("rescan --target scanned the whole host", checks.check_new_lun, edit_json(nl, "rescan-target", wide_scan), True))
+
+    def extra_scan(doc):
+        doc["scans"].append(copy.deepcopy(doc["scans"][0]))
+        doc["scans"][-1]["host"]["number"] = 2
+
+    cases.append(("rescan --target scanned another host too", checks.check_new_lun, edit_json(nl, "rescan-target", extra_scan), True))
+
+    def lost_lun(doc):
+        doc["found"].pop()
+
+    cases.append(("find-luns misses a LUN", checks.check_new_lun, edit_json(nl, "find-luns", lost_lun), True))
+
+    ag = load("agent")
+    cases.append(("agent as recorded", checks.check_agent, ag, False))
+
+    def scanned_bystander(doc):
+        host = doc["hosts"][-1]
+        for h in doc["hosts"]:
+            if h["host"] == "host3":
+                host = h
+        host["last_scan"] = copy.deepcopy(next(h["last_scan"] for h in doc["hosts"] if h["host"] == "host2"))
+
+    cases.append(("agent: a host that reported nothing was scanned", checks.check_agent, edit_json(ag, "status-file", scanned_bystander), True))
+
+    def never_ready(doc):
+        doc["ready"] = False
+
+    cases.append(("agent: never ready", checks.check_agent, edit_json(ag, "status-file", never_ready), True))
+
+    def forged(doc):
+        doc["counters"]["forged"] = 1
+
+    cases.append(("agent: counted a forged event", checks.check_agent, edit_json(ag, "status-file", forged), True))
+
+    st = load("storm")
+    cases.append(("storm as recorded", checks.check_storm, st, False))
+
+    def no_overflow(doc):
+        doc["counters"]["overflows"] = 0
+        doc["counters"]["resyncs"] = 0
+
+    cases.append(("storm: no overflow noticed", checks.check_storm, edit_json(st, "status-file", no_overflow), True))
+
+    ud = load("udev")
+    cases.append(("udev as recorded", checks.check_udev, ud, False))
+
+    def lost_link(doc):
+        first(doc, hctl="1:0:0:0")["links"].pop()
+
+    cases.append(("luns: a by-path link missing", checks.check_udev, edit_json(ud, "luns", lost_link), True))
+
+    def swapped(doc):
+        a, b = doc[1], doc[2]
+        a["links"], b["links"] = b["links"], a["links"]
+
+    cases.append(("luns: links on the wrong LUN", checks.check_udev, edit_json(ud, "luns-after", swapped), True))
+
     bad = 0
     for label, check, data, want_failure in cases:
         results = check(data, [])
