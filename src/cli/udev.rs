@@ -58,9 +58,7 @@ pub fn vhba_disk(sysfs: &Sysfs, vports: &Vports, devpath: &str) -> Option<VhbaDi
     let target_wwpn = sysfs.read_remote_port(&prefix(rport_at)).ok()?.wwpn?;
     // The host above the remote port must be a vHBA: its parent is a vport.
     let vport_at = rport_at.checked_sub(2)?;
-    if port_address(parts[vport_at], "vport-").is_none() {
-        return None;
-    }
+    port_address(parts[vport_at], "vport-")?;
     let owner = vports.owner(&prefix(vport_at)).ok()??;
     let vhba = owner.name().to_string();
     // The name becomes a directory under /dev/disk/by-vhba.
