@@ -845,11 +845,15 @@ mod on_the_simulator {
         .unwrap();
         let ex = executor(&sim, dir.path());
         let graph = hbad::graph::Graph::load(&sim.sysfs());
-        let plan = hbad::plan::plan(&policy, &graph, &[]);
+        let recorded = hbad::plan::Recorded::from_records(&ex.vports.state().all().unwrap());
+        let plan = hbad::plan::plan(&policy, &graph, &recorded, &[]);
         let report = ex.apply(&plan);
         assert_eq!(report.tally().done, 1, "{:#?}", report.steps);
         let graph = hbad::graph::Graph::load(&sim.sysfs());
-        assert!(hbad::plan::plan(&policy, &graph, &[]).steps.is_empty());
+        let recorded = hbad::plan::Recorded::from_records(&ex.vports.state().all().unwrap());
+        assert!(hbad::plan::plan(&policy, &graph, &recorded, &[])
+            .steps
+            .is_empty());
         let vport = graph
             .by_wwpn("5001a4a000000b01".parse().unwrap())
             .into_iter()
