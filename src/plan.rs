@@ -1,20 +1,22 @@
 //! Desired state against observed state: what hbad would do, and why.
 //!
-//! [`plan`] is pure: a policy, the graph, and the changes of the last batch of
-//! events in; a [`Plan`] out. No I/O and no clock, so `hbad plan` prints exactly
-//! what the daemon would do, and every rule here is a unit test away.
+//! [`plan`] is pure: a policy, the graph, what the ownership state file records,
+//! and the changes of the last batch of events in; a [`Plan`] out. No I/O and no
+//! clock, so `hbad plan` prints exactly what the daemon would do, and every rule
+//! here is a unit test away.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use serde::Serialize;
 
+use crate::exec::vport::OwnedRecord;
 use crate::graph::{Change, Graph, Node, NodeKind, Notice};
 use crate::policy::{
     HostFilter, Origin, ParentSelector, Policy, ScopeChoice, VhbaSpec, OWNER_PREFIX,
 };
 use crate::sysfs::writes::ScanScope;
-use crate::sysfs::{devpath_name, FcHostInfo, Hctl, VportControlDir};
+use crate::sysfs::{devpath_name, FcHostInfo, Hctl, VportControlDir, VportInfo};
 use crate::wwn::Wwn;
 
 /// A host as actions name it: its number for people and its devpath for writes.
@@ -215,10 +217,48 @@ impl Plan {
     }
 }
 
+/// The vHBAs the ownership state file records as hbad's, by WWPN, with the name
+/// each was made under: the fallback mark where a driver refused symbolic_name
+/// (or the name did not fit). The caller reads the file (`OwnedState::all`); the
+/// planner only looks, so that a vHBA owned this way is neither asked to be
+/// marked on every plan nor left out of pruning.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    names: BTreeMap<Wwn, String>,
+}
+
+impl Recorded {
+    /// Nothing recorded: every vport's ownership is its symbolic_name.
+    pub fn none() -> Self {
+        Recorded::default()
+    }
+
+    pub fn from_records(records: &BTreeMap<Wwn, OwnedRecord>) -> Self {
+        records
+            .iter()
+            .map(|(wwpn, r)| (*wwpn, r.name.clone()))
+            .collect()
+    }
+
+    /// The name hbad recorded for the vport with this WWPN.
+    pub fn name(&self, wwpn: Wwn) -> Option<&str> {
+        self.names.get(&wwpn).map(String::as_str)
+    }
+}
+
+impl FromIterator<(Wwn, String)> for Recorded {
+    fn from_iter<I: IntoIterator<Item = (Wwn, String)>>(iter: I) -> Self {
+        Recorded {
+            names: iter.into_iter().collect(),
+        }
+    }
+}
+
 /// Plans the desired vHBAs against the graph, and the scans the changes call for.
-pub fn plan(policy: &Policy, graph: &Graph, changes: &[Change]) -> Plan {
+/// `recorded` is what the ownership state file holds, read by the caller.
+pub fn plan(policy: &Policy, graph: &Graph, recorded: &Recorded, changes: &[Change]) -> Plan {
     let mut steps = Vec::new();
-    plan_vhbas(policy, graph, &mut steps);
+    plan_vhbas(policy, graph, recorded, &mut steps);
     plan_scans(policy, graph, changes, &mut steps);
     Plan { steps }
 }
@@ -276,7 +316,16 @@ fn existing_vport(graph: &Graph, wwpn: Wwn) -> Option<&Node> {
         .find(|n| matches!(n.kind, NodeKind::Vport(_)))
 }
 
-fn plan_vhbas(policy: &Policy, graph: &Graph, steps: &mut Vec<Step>) {
+/// Whose a vport is, as `Vports::owner` decides it: its symbolic_name mark first,
+/// then the state file. `None`: not hbad's, never touched.
+fn owner_name<'a>(v: &'a VportInfo, recorded: &'a Recorded) -> Option<&'a str> {
+    v.symbolic_name
+        .as_deref()
+        .and_then(|s| s.strip_prefix(OWNER_PREFIX))
+        .or_else(|| recorded.name(v.wwpn?))
+}
+
+fn plan_vhbas(policy: &Policy, graph: &Graph, recorded: &Recorded, steps: &mut Vec<Step>) {
     // vports this plan will add, per parent, so two vHBAs do not both take the last slot.
     let mut planned: HashMap<String, u32> = HashMap::new();
     for spec in &policy.vhbas {
@@ -284,7 +333,11 @@ fn plan_vhbas(policy: &Policy, graph: &Graph, steps: &mut Vec<Step>) {
         if let Some(vport) = existing_vport(graph, spec.wwpn) {
             if let NodeKind::Vport(v) = &vport.kind {
                 let tag = spec.owner_tag();
-                if v.symbolic_name.as_deref() != Some(tag.as_str()) {
+                // Recorded under this name because the driver refused the mark:
+                // asking it again on every plan would only be refused again.
+                let marked = v.symbolic_name.as_deref() == Some(tag.as_str())
+                    || recorded.name(spec.wwpn) == Some(spec.name.as_str());
+                if !marked {
                     steps.push(Step {
                         action: Action::SetSymbolicName {
                             vhba: spec.name.clone(),
@@ -341,11 +394,7 @@ fn plan_vhbas(policy: &Policy, graph: &Graph, steps: &mut Vec<Step>) {
         let NodeKind::Vport(v) = &vport.kind else {
             continue;
         };
-        let Some(name) = v
-            .symbolic_name
-            .as_deref()
-            .and_then(|s| s.strip_prefix(OWNER_PREFIX))
-        else {
+        let Some(name) = owner_name(v, recorded) else {
             continue; // not ours: never touched
         };
         let Some(wwpn) = v.wwpn else { continue };
@@ -632,6 +681,11 @@ mod tests {
 
     fn w(s: &str) -> Wwn {
         s.parse().unwrap()
+    }
+
+    /// A plan on a host whose state file records nothing.
+    fn plan(policy: &Policy, graph: &Graph, changes: &[Change]) -> Plan {
+        super::plan(policy, graph, &Recorded::none(), changes)
     }
 
     struct Port<'a> {
@@ -937,6 +991,63 @@ mod tests {
         assert!(
             matches!(&p.steps[..], [Step { action: Action::DeleteVhba { wwpn, .. }, .. }] if *wwpn == w("0x5001a4a000000b01"))
         );
+    }
+
+    #[test]
+    fn a_vhba_owned_through_the_state_file_is_neither_re_marked_nor_left_out_of_pruning() {
+        // The driver refused symbolic_name: the vports read as unmarked, and only
+        // the state file says they are hbad's.
+        let mut g = two_fabrics();
+        add_vport(&mut g, 5, 0, "0x5001a4a000000b01", None);
+        add_vport(&mut g, 5, 1, "0x5001a4a000000c01", Some("made-by-libvirt"));
+        add_vport(&mut g, 5, 2, "0x5001a4a000000d01", None);
+        let recorded: Recorded = [
+            (w("0x5001a4a000000b01"), "a".to_string()),
+            (w("0x5001a4a000000c01"), "old".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let pol = policy(
+            "[ownership]\nprune = true\n[[vhba]]\nname = \"a\"\nwwpn = \"0x5001a4a000000b01\"\nparent = \"auto\"\n",
+        );
+        let p = super::plan(&pol, &g, &recorded, &[]);
+        // a is declared and recorded under its name: nothing to mark. old is
+        // recorded but no longer declared: deleted, whatever its symbolic_name
+        // shows. The unrecorded, unmarked vport is never touched.
+        assert!(
+            matches!(&p.steps[..], [Step { action: Action::DeleteVhba { vhba: Some(n), wwpn, .. }, .. }] if n == "old" && *wwpn == w("0x5001a4a000000c01")),
+            "{:#?}",
+            p.steps
+        );
+        // Without pruning it is kept, under the recorded name.
+        let pol =
+            policy("[[vhba]]\nname = \"a\"\nwwpn = \"0x5001a4a000000b01\"\nparent = \"auto\"\n");
+        let p = super::plan(&pol, &g, &recorded, &[]);
+        assert!(
+            matches!(&p.steps[..], [Step { action: Action::Keep { vhba: Some(n), .. }, .. }] if n == "old"),
+            "{:#?}",
+            p.steps
+        );
+        assert!(p.is_settled());
+        // Recorded under another name (renamed in the policy): mark it anew.
+        let renamed: Recorded = [(w("0x5001a4a000000b01"), "before".to_string())]
+            .into_iter()
+            .collect();
+        let p = super::plan(&pol, &g, &renamed, &[]);
+        assert!(
+            matches!(&p.steps[..], [Step { action: Action::SetSymbolicName { vhba, .. }, .. }] if vhba == "a"),
+            "{:#?}",
+            p.steps
+        );
+        // And with nothing recorded, the same host asks for the mark.
+        let p = super::plan(&pol, &g, &Recorded::none(), &[]);
+        assert!(matches!(
+            &p.steps[..],
+            [Step {
+                action: Action::SetSymbolicName { .. },
+                ..
+            }]
+        ));
     }
 
     fn ua(node: &Node, reason: &str) -> Change {

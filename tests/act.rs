@@ -752,6 +752,53 @@ wwnn = "5001a4a000000e00"
     assert!(!lab.sys(&format!("{HOST1}/vport-1:0-2")).exists());
 }
 
+#[test]
+fn plan_counts_a_vhba_recorded_in_the_state_file_as_hbads() {
+    use hbad::exec::vport::{OwnedRecord, OwnedState};
+    // A vHBA whose driver refused the mark: an empty symbolic_name, and a record.
+    let lab = Lab::new();
+    make_vport(
+        &lab.root().join("sys"),
+        "5001a4a000000d01",
+        "5001a4a000000d00",
+    );
+    OwnedState::new(lab.root().join("state/owned.json"))
+        .record(
+            "5001a4a000000d01".parse().unwrap(),
+            OwnedRecord {
+                name: "db".into(),
+                wwnn: "5001a4a000000d00".parse().unwrap(),
+                why: "vport-1:0-1 does not take a symbolic_name (EACCES)".into(),
+            },
+        )
+        .unwrap();
+    let actions = |out: &Output| -> Vec<String> {
+        assert!(out.status.success(), "{}{}", stdout(out), stderr(out));
+        json(out)["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["action"].as_str().unwrap().to_string())
+            .collect()
+    };
+    lab.policy(&format!(
+        "[[vhba]]\nname = \"db\"\nparent_wwpn = \"{HOST1_WWPN}\"\n\
+         wwpn = \"5001a4a000000d01\"\nwwnn = \"5001a4a000000d00\"\n"
+    ));
+    // Declared and recorded: nothing to mark.
+    assert!(actions(&lab.run(&["plan", "--json"])).is_empty());
+    // Left out of the policy: hbad's to keep, or to delete when pruning.
+    lab.policy("");
+    assert_eq!(actions(&lab.run(&["plan", "--json"])), ["keep"]);
+    lab.policy("[ownership]\nprune = true\n");
+    assert_eq!(actions(&lab.run(&["plan", "--json"])), ["delete_vhba"]);
+    // A state file that is not hbad's is an error, not an empty record.
+    fs::write(lab.root().join("state/owned.json"), "{not json").unwrap();
+    let out = lab.run(&["plan"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("move it aside"), "{}", stderr(&out));
+}
+
 // ---------------------------------------------------------------------------------
 // The commands' logic in-process against the simulator, where LUNs really appear.
 
@@ -845,11 +892,15 @@ mod on_the_simulator {
         .unwrap();
         let ex = executor(&sim, dir.path());
         let graph = hbad::graph::Graph::load(&sim.sysfs());
-        let plan = hbad::plan::plan(&policy, &graph, &[]);
+        let recorded = hbad::plan::Recorded::from_records(&ex.vports.state().all().unwrap());
+        let plan = hbad::plan::plan(&policy, &graph, &recorded, &[]);
         let report = ex.apply(&plan);
         assert_eq!(report.tally().done, 1, "{:#?}", report.steps);
         let graph = hbad::graph::Graph::load(&sim.sysfs());
-        assert!(hbad::plan::plan(&policy, &graph, &[]).steps.is_empty());
+        let recorded = hbad::plan::Recorded::from_records(&ex.vports.state().all().unwrap());
+        assert!(hbad::plan::plan(&policy, &graph, &recorded, &[])
+            .steps
+            .is_empty());
         let vport = graph
             .by_wwpn("5001a4a000000b01".parse().unwrap())
             .into_iter()

@@ -3,14 +3,17 @@
 //! takes it, so nothing here waits for a backoff or a link timeout to run out.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hbad::daemon::run::run as run_loop;
 use hbad::daemon::{Agent, AgentConfig, Control, LoopTimings};
+use hbad::exec::vport::OwnedState;
 use hbad::exec::ScanReport;
 use hbad::graph::NodeKind;
+use hbad::plan::Recorded;
 use hbad::policy::{Environment, Policy, PolicyErrors};
 use hbad::sim::demo::{spec as demo_spec, ARRAY_PORT_A, ARRAY_PORT_B, HBA_A_WWPN, HBA_B_WWPN};
 use hbad::sim::{Flavour, HbaSpec, Sim, SimSpec};
@@ -57,6 +60,20 @@ struct Rig {
 
 impl Rig {
     fn new(spec: SimSpec, policy_text: &str) -> Rig {
+        Rig::build(
+            spec,
+            |_| policy_text.to_string(),
+            |sim| Arc::new(sim.clone()),
+        )
+    }
+
+    /// A rig whose policy may name files in its directory, and whose agent
+    /// writes through `writer` (a driver that behaves unlike the simulator).
+    fn build(
+        spec: SimSpec,
+        policy_text: impl FnOnce(&Path) -> String,
+        writer: impl FnOnce(&Sim) -> Arc<dyn AttrWriter>,
+    ) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let sim = Sim::new(dir.path(), &spec).unwrap();
         // Subscribe before the cold plug, as the daemon opens its socket first.
@@ -67,8 +84,8 @@ impl Rig {
                 sysfs: sim.sysfs(),
                 status_path: Some(dir.path().join("run/hbad/status.json")),
             },
-            Arc::new(sim.clone()),
-            policy(policy_text),
+            writer(&sim),
+            policy(&policy_text(dir.path())),
             t0,
         );
         let (tx, reports) = std::sync::mpsc::channel();
@@ -183,7 +200,13 @@ fn boot_creates_a_vhba_whose_parent_is_online_and_marks_it() {
     });
     assert!(lun.is_some(), "LUN 1 through the vHBA");
     assert_eq!(rig.vport_writes("vport_create"), 1);
-    assert!(hbad::plan::plan(rig.agent.policy(), rig.agent.graph(), &[]).is_settled());
+    assert!(hbad::plan::plan(
+        rig.agent.policy(),
+        rig.agent.graph(),
+        &Recorded::none(),
+        &[]
+    )
+    .is_settled());
 }
 
 #[test]
@@ -488,6 +511,107 @@ fn removing_a_vhba_from_the_policy_keeps_it_unless_pruning_is_on() {
         .reload(Ok(policy("[ownership]\nprune = true\n")), rig.at(2)));
     rig.settle(rig.at(2));
     assert!(rig.vhba_host(VHBA_A).is_none(), "pruned: it was hbad's");
+}
+
+/// A driver without `set_vport_symbolic_name`: the attribute is read-only, and a
+/// write to it is refused.
+#[derive(Debug)]
+struct NoSymbolicName {
+    sim: Sim,
+    refused: Arc<AtomicUsize>,
+}
+
+impl AttrWriter for NoSymbolicName {
+    fn write_attr(&self, path: &Path, value: &str) -> std::io::Result<()> {
+        if path.ends_with("symbolic_name") {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(std::io::Error::from_raw_os_error(libc::EACCES));
+        }
+        self.sim.write_attr(path, value)
+    }
+}
+
+fn ownership(dir: &Path, prune: bool) -> String {
+    format!(
+        "[ownership]\nprune = {prune}\nstate_file = \"{}\"\n",
+        dir.join("state/owned.json").display()
+    )
+}
+
+#[test]
+fn a_refused_mark_is_recorded_once_in_the_state_file_and_the_record_prunes() {
+    let refused = Arc::new(AtomicUsize::new(0));
+    let counter = refused.clone();
+    let mut rig = Rig::build(
+        demo_spec(),
+        |dir| vhba_policy(&ownership(dir, false)),
+        move |sim| {
+            Arc::new(NoSymbolicName {
+                sim: sim.clone(),
+                refused: counter,
+            })
+        },
+    );
+    let state = OwnedState::new(rig._dir.path().join("state/owned.json"));
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    assert!(rig.vhba_host(VHBA_A).is_some());
+    let rec = state
+        .get(VHBA_A)
+        .unwrap()
+        .expect("recorded in the state file");
+    assert_eq!(rec.name, "vm-a");
+    assert_eq!(rec.wwnn, VHBA_NODE);
+    assert!(rec.why.contains("EACCES"), "{}", rec.why);
+    assert_eq!(
+        rig.agent.status().vhbas[0].owner.as_deref(),
+        Some("state_file")
+    );
+    // Later reconciles do not ask the driver again.
+    assert!(rig.agent.reload(
+        Ok(policy(&vhba_policy(&ownership(rig._dir.path(), false)))),
+        rig.at(1)
+    ));
+    rig.agent.tick(rig.at(2));
+    rig.settle(rig.at(2));
+    assert_eq!(refused.load(Ordering::SeqCst), 1);
+    // Left out of the policy with pruning on: the record makes it hbad's to delete,
+    // and goes with it.
+    assert!(rig
+        .agent
+        .reload(Ok(policy(&ownership(rig._dir.path(), true))), rig.at(3)));
+    rig.settle(rig.at(3));
+    assert!(rig.vhba_host(VHBA_A).is_none(), "pruned through its record");
+    assert_eq!(state.get(VHBA_A).unwrap(), None);
+}
+
+#[test]
+fn marking_over_a_longer_symbolic_name_shows_exactly_hbads_mark() {
+    let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    let host = rig.vhba_host(VHBA_A).unwrap();
+    let vhba_dev = rig.sim.host_devpath(host).unwrap();
+    let vport = hbad::sysfs::parent_devpath(&vhba_dev).unwrap().to_string();
+    let path = rig.sim.sysfs().vport_symbolic_name_path(&vport);
+    let shown = || std::fs::read_to_string(&path).unwrap();
+    assert_eq!(shown(), "hbad:vm-a\n");
+    // Someone names it at length; the policy still declares it, so hbad marks it
+    // again. The kernel copies a name over the old one with no terminator.
+    rig.sim.write_attr(&path, "libvirt-pool-for-vm-a").unwrap();
+    // symbolic_name changes with no uevent: the tick's poll finds it.
+    rig.agent.tick(rig.at(5));
+    rig.settle(rig.at(5));
+    assert_eq!(shown(), "hbad:vm-a\n");
+    assert_eq!(
+        rig.agent.status().vhbas[0].owner.as_deref(),
+        Some("symbolic_name")
+    );
+    // Settled: another tick writes nothing more.
+    let writes = rig.vport_writes("symbolic_name");
+    rig.agent.tick(rig.at(6));
+    rig.settle(rig.at(6));
+    assert_eq!(rig.vport_writes("symbolic_name"), writes);
 }
 
 /// The whole loop: events through a channel with the policy's debounce, a stop

@@ -1103,10 +1103,6 @@ fn vport_symbolic_name_is_stored_and_issue_lip_finds_new_luns() {
         panic!()
     };
     assert_eq!(v.symbolic_name.as_deref(), Some("hbad:vm-db01"));
-    assert_eq!(
-        errno(sim.write_attr(&path, &"x".repeat(65))),
-        Some(libc::EINVAL)
-    );
     sim.drain_events();
     // A LIP re-logs the port in: the transport rescans its targets by itself.
     sim.map_lun(demo::ARRAY_PORT_A, 2, wwn(VHBA_A)).unwrap();
@@ -1124,6 +1120,49 @@ fn vport_symbolic_name_is_stored_and_issue_lip_finds_new_luns() {
     // Non-FC hosts have no issue_lip.
     let raid_lip = sim.sysfs().issue_lip_path(&host_devpath(sim, 0));
     assert_eq!(errno(sim.write_attr(&raid_lip, "1")), Some(libc::ENOENT));
+}
+
+#[test]
+fn vport_symbolic_name_follows_store_fc_vport_symbolic_name() {
+    let f = demo_sim();
+    let sim = &f.sim;
+    vport_create(sim, 1, VHBA_A, VHBA_NODE).unwrap();
+    let vport = format!("{}/vport-1:0-0", host_devpath(sim, 1));
+    let path = sim.sysfs().vport_symbolic_name_path(&vport);
+    let file = || std::fs::read(&path).unwrap();
+    // A new vport's buffer is zeroes: an empty name.
+    assert_eq!(file(), b"\n");
+    // char[64] with its NUL: 63 bytes fit (a newline is not counted), 64 do not.
+    assert_eq!(
+        errno(sim.write_attr(&path, &"x".repeat(64))),
+        Some(libc::EINVAL)
+    );
+    assert_eq!(file(), b"\n", "a refused name changes nothing");
+    sim.write_attr(&path, &format!("{}\n", "x".repeat(63)))
+        .unwrap();
+    assert_eq!(file(), format!("{}\n", "x".repeat(63)).as_bytes());
+    // memcpy over the old name, no terminator: the old tail shows.
+    sim.write_attr(&path, "libvirt-pool-x1").unwrap();
+    assert_eq!(
+        file(),
+        format!("libvirt-pool-x1{}\n", "x".repeat(48)).as_bytes()
+    );
+    // A NUL written with the name ends it: sysfs shows the string up to it, as
+    // "%s" prints it, and never the NUL or the bytes behind it.
+    sim.write_attr(&path, "hbad:db1\0").unwrap();
+    assert_eq!(file(), b"hbad:db1\n");
+    let g = Graph::load(&sim.sysfs());
+    let NodeKind::Vport(v) = &g.node(&vport).unwrap().kind else {
+        panic!()
+    };
+    assert_eq!(v.symbolic_name.as_deref(), Some("hbad:db1"));
+    // The bytes behind the NUL are still in the kernel's buffer: covering the NUL
+    // brings them back.
+    sim.write_attr(&path, "hbad:db10").unwrap();
+    assert_eq!(
+        file(),
+        format!("hbad:db10ool-x1{}\n", "x".repeat(48)).as_bytes()
+    );
 }
 
 #[test]

@@ -25,7 +25,7 @@ use crate::exec::scan::{ScanOutcome, ScanReport, Scanner, Ticket};
 use crate::exec::vport::{CreateRequest, DeletePolicy, OwnedState, SysfsPoll, VportError, Vports};
 use crate::exec::Executor;
 use crate::graph::{Graph, Lookup, Node, NodeKind};
-use crate::plan::{plan, takes_part, Action, HostRef};
+use crate::plan::{plan, takes_part, Action, HostRef, Recorded};
 use crate::policy::{Origin, ParentSelector, Policy, VhbaSpec, OWNER_PREFIX};
 use crate::sysfs::writes::{AttrWriter, KernelWriter, ScanScope};
 use crate::sysfs::{devpath_name, port_address, Hctl};
@@ -180,8 +180,9 @@ pub fn apply(g: &Global, args: ApplyArgs) -> anyhow::Result<ExitCode> {
         policy.ownership.prune = true;
     }
     let graph = load_graph(g)?;
-    let p = plan(&policy, &graph, &[]);
     let ex = executor(g, &args.exec, &policy)?;
+    let recorded = Recorded::from_records(&ex.vports.state().all()?);
+    let p = plan(&policy, &graph, &recorded, &[]);
     let report = ex.apply(&p);
     let t = report.tally();
     if g.json {
@@ -422,7 +423,8 @@ fn create_on(
         warnings: Vec::new(),
         ..policy.clone()
     };
-    let p = plan(&one, graph, &[]);
+    // Only the create step is read here, and ownership does not move a parent.
+    let p = plan(&one, graph, &Recorded::none(), &[]);
     for step in &p.steps {
         match &step.action {
             Action::CreateVhba {

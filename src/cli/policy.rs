@@ -7,8 +7,9 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::Global;
+use crate::exec::vport::OwnedState;
 use crate::graph::Graph;
-use crate::plan::plan;
+use crate::plan::{plan, Recorded};
 use crate::policy::{discover, Environment, Policy, PolicyErrors, SearchPaths};
 use crate::wwn::WwnStyle;
 
@@ -113,7 +114,13 @@ fn plural(n: usize) -> &'static str {
 pub fn show_plan(g: &Global) -> anyhow::Result<ExitCode> {
     let policy = load_policy(g)?;
     let graph = load_graph(g)?;
-    let p = plan(&policy, &graph, &[]);
+    // The state file `hbad apply` would read: its --state-file default from the
+    // environment, else the policy's.
+    let state = std::env::var_os("HBAD_STATE_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| policy.ownership.state_file.clone());
+    let recorded = Recorded::from_records(&OwnedState::new(state).all()?);
+    let p = plan(&policy, &graph, &recorded, &[]);
     if g.json {
         println!("{}", serde_json::to_string_pretty(&p)?);
     } else if p.steps.is_empty() {

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::exec::errors::{explain, Op};
+use crate::exec::vport::{DeletePolicy, OwnedState, OwnerMark, SysfsPoll, Vports};
 use crate::exec::{ScanOutcome, ScanReport, Scanner};
 use crate::graph::{Change, Graph, Node, NodeKind};
 use crate::journal::MessageId;
-use crate::plan::{plan, Action, HostRef, Step};
+use crate::plan::{plan, Action, HostRef, Recorded, Step};
 use crate::policy::{Policy, PolicyErrors};
 use crate::sysfs::writes::{vport_text, AttrWriter};
 use crate::sysfs::{devpath_name, Sysfs, VportControlDir};
@@ -29,6 +30,12 @@ pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 /// Retry delays after the kernel refuses a vHBA: doubling, capped.
 const BACKOFF_FIRST: Duration = Duration::from_secs(2);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// How long a delete may take to show in sysfs. The kernel removes the vport inside
+/// the parent's vport_delete write (store_fc_host_vport_delete runs
+/// fc_vport_terminate), so the first read normally finds it gone; the bound keeps
+/// a driver that finishes later from holding the loop for long.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(2);
+const DELETE_POLL: Duration = Duration::from_millis(20);
 
 /// What the agent knows of one policy vHBA beyond the graph.
 #[derive(Clone, Debug, Default)]
@@ -75,6 +82,10 @@ pub struct Agent {
     status_path: Option<PathBuf>,
     next_periodic: Option<Instant>,
     ready: bool,
+    /// What the ownership state file held at the last reconcile.
+    recorded: Recorded,
+    /// The last error reading the state file, logged once until it changes.
+    state_error: Option<String>,
 }
 
 impl Agent {
@@ -106,6 +117,8 @@ impl Agent {
             started: SystemTime::now(),
             status_path: config.status_path,
             ready: false,
+            recorded: Recorded::none(),
+            state_error: None,
         };
         agent.sync_vhba_runtime();
         agent
@@ -400,15 +413,64 @@ impl Agent {
             .find(|n| matches!(n.kind, NodeKind::Host(_)) && self.graph.is_vhba(n))
     }
 
+    /// Marks and deletes go through the executor's [`Vports`], so the daemon writes
+    /// symbolic_name and falls back to the state file exactly as `hbad apply` does.
+    /// Built per use: the state file is the policy's, which a reload may change.
+    fn vports(&self) -> Vports {
+        Vports::new(
+            self.sysfs.clone(),
+            self.writer.clone(),
+            Arc::new(SysfsPoll::new(self.sysfs.clone(), DELETE_POLL)),
+            OwnedState::new(self.policy.ownership.state_file.clone()),
+            DELETE_TIMEOUT,
+        )
+    }
+
+    /// Re-reads the state file: `hbad create` may have recorded a vHBA since.
+    /// Unreadable, it counts as empty: hbad then asks to mark what it recorded and
+    /// deletes nothing it cannot show is its own.
+    fn read_recorded(&mut self) {
+        let state = OwnedState::new(self.policy.ownership.state_file.clone());
+        match state.all() {
+            Ok(records) => {
+                self.recorded = Recorded::from_records(&records);
+                self.state_error = None;
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if self.state_error.as_deref() != Some(text.as_str()) {
+                    tracing::error!(
+                        hbad_reason = %text,
+                        "{text}; vHBAs recorded there are treated as not hbad's until it reads again"
+                    );
+                }
+                self.recorded = Recorded::none();
+                self.state_error = Some(text);
+            }
+        }
+    }
+
     /// Plans against the graph and acts on the plan.
     fn reconcile(&mut self, changes: &[Change], now: Instant) {
         self.confirm_pending(now);
-        let plan = plan(&self.policy, &self.graph, changes);
+        self.read_recorded();
+        let plan = plan(&self.policy, &self.graph, &self.recorded, changes);
         for rt in self.vhbas.values_mut() {
             rt.wait = None;
         }
+        // A mark may have gone to the state file, a delete taken a record out of it:
+        // read it again so that status shows what is there now.
+        let ownership_changed = plan.steps.iter().any(|s| {
+            matches!(
+                s.action,
+                Action::SetSymbolicName { .. } | Action::DeleteVhba { .. }
+            )
+        });
         for step in plan.steps {
             self.act(step, now);
+        }
+        if ownership_changed {
+            self.read_recorded();
         }
         self.sync_vhba_runtime();
     }
@@ -534,55 +596,53 @@ impl Agent {
                 }
             }
             Action::DeleteVhba {
-                vhba,
-                vport,
-                parent,
-                control_dir,
-                wwpn,
-                wwnn,
+                vhba, vport, wwpn, ..
             } => {
-                let path = self.sysfs.vport_delete_path(&parent.devpath, control_dir);
                 let name = vhba.unwrap_or_else(|| devpath_name(&vport).to_string());
-                match self.writer.write_attr(&path, &vport_text(wwpn, wwnn)) {
-                    Ok(()) => tracing::info!(
+                // OwnedOnly: the executor checks ownership again against sysfs and
+                // the state file, and forgets a state-file record once it is gone.
+                match self.vports().delete(&vport, DeletePolicy::OwnedOnly) {
+                    Ok(d) => tracing::info!(
                         hbad_vhba = %name,
                         hbad_wwpn = %wwpn,
-                        hbad_parent = %parent,
+                        hbad_parent = %d.parent,
                         hbad_action = "delete",
                         hbad_reason = %step.reason,
-                        "deleted vHBA {name} ({wwpn}) on {parent}: {}",
+                        "deleted vHBA {name} ({wwpn}) on {}{}: {}",
+                        d.parent,
+                        if d.already_gone { ", which was already gone" } else { "" },
                         step.reason
                     ),
-                    Err(e) => {
-                        let op = Op::VportDelete {
-                            parent: parent.to_string(),
-                            wwpn,
-                        };
-                        tracing::error!(
-                            hbad_vhba = %name,
-                            hbad_wwpn = %wwpn,
-                            hbad_action = "delete",
-                            "{}",
-                            explain(&op, &e)
-                        );
-                    }
+                    Err(e) => tracing::error!(
+                        hbad_vhba = %name,
+                        hbad_wwpn = %wwpn,
+                        hbad_action = "delete",
+                        "vHBA {name} not deleted: {e}"
+                    ),
                 }
             }
-            Action::SetSymbolicName { vhba, vport, name } => {
-                let path = self.sysfs.vport_symbolic_name_path(&vport);
-                match self.writer.write_attr(&path, &name) {
-                    Ok(()) => {
-                        tracing::info!(hbad_vhba = %vhba, "marked {} as {name}", devpath_name(&vport));
-                        // symbolic_name changes with no uevent: read it back now.
-                        self.graph.refresh(&vport, &self.sysfs);
-                    }
-                    Err(e) => {
-                        let op = Op::SymbolicName {
-                            vport: devpath_name(&vport).to_string(),
-                        };
-                        tracing::warn!(hbad_vhba = %vhba, "{}", explain(&op, &e));
-                    }
+            Action::SetSymbolicName { vhba, vport, .. } => {
+                match self.vports().mark(&vport, &vhba) {
+                    Ok(OwnerMark::SymbolicName { name }) => tracing::info!(
+                        hbad_vhba = %vhba,
+                        "marked {} as hbad:{name}",
+                        devpath_name(&vport)
+                    ),
+                    Ok(OwnerMark::StateFile { path, why, .. }) => tracing::warn!(
+                        hbad_vhba = %vhba,
+                        hbad_reason = %why,
+                        "{} cannot carry the mark ({why}); ownership recorded in {}",
+                        devpath_name(&vport),
+                        path.display()
+                    ),
+                    Err(e) => tracing::warn!(
+                        hbad_vhba = %vhba,
+                        "{} not marked as hbad's: {e}",
+                        devpath_name(&vport)
+                    ),
                 }
+                // symbolic_name changes with no uevent: read it back now.
+                self.graph.refresh(&vport, &self.sysfs);
             }
             Action::Scan { host, scope } => {
                 drop(self.scanner.request(&host, scope, &step.reason));
@@ -688,10 +748,13 @@ impl Agent {
                             )
                         })
                         .or_else(|| v.vport_state.clone()),
-                    v.symbolic_name
-                        .as_deref()
-                        .filter(|s| *s == spec.owner_tag())
-                        .map(|_| "symbolic_name".to_string()),
+                    if v.symbolic_name.as_deref() == Some(spec.owner_tag().as_str()) {
+                        Some("symbolic_name".to_string())
+                    } else if self.recorded.name(spec.wwpn) == Some(spec.name.as_str()) {
+                        Some("state_file".to_string())
+                    } else {
+                        None
+                    },
                 ),
                 _ => (None, None),
             };

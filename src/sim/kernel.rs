@@ -87,7 +87,9 @@ pub(crate) struct Vport {
     pub wwnn: Wwn,
     pub state: &'static str,
     pub last_state: &'static str,
-    pub symbolic_name: String,
+    /// `fc_vport->symbolic_name`, the bytes of the kernel's buffer: zeroes at
+    /// creation, shown up to the first NUL.
+    pub symbolic_name: Vec<u8>,
     /// The vHBA's host number, once the driver made it.
     pub host: Option<u32>,
 }
@@ -753,7 +755,7 @@ impl Kernel {
             wwnn,
             state: "Initializing",
             last_state: "Unknown",
-            symbolic_name: String::new(),
+            symbolic_name: Vec::new(),
             host: None,
         };
         self.tree.mkdir(&class)?;
@@ -825,7 +827,15 @@ impl Kernel {
         tree.attr(class, "vport_last_state", v.last_state)?;
         tree.attr(class, "vport_type", "NPIV VPORT")?;
         tree.attr(class, "roles", "FCP Initiator")?;
-        tree.attr(class, "symbolic_name", &v.symbolic_name)
+        // show_fc_vport_symbolic_name prints the buffer with "%s\n".
+        let mut shown: Vec<u8> = v
+            .symbolic_name
+            .split(|&b| b == 0)
+            .next()
+            .unwrap_or_default()
+            .to_vec();
+        shown.push(b'\n');
+        tree.attr_bytes(class, "symbolic_name", &shown)
     }
 
     fn vport_class(&self, no: u32, number: u32) -> Option<String> {
@@ -866,12 +876,17 @@ impl Kernel {
         self.write_fc_host_attrs(no)
     }
 
-    pub(crate) fn set_vport_symbolic_name(&mut self, no: u32, number: u32, name: &str) -> IoResult {
+    pub(crate) fn set_vport_symbolic_name(
+        &mut self,
+        no: u32,
+        number: u32,
+        written: &[u8],
+    ) -> IoResult {
         let v = self
             .npiv_mut(no)
             .and_then(|n| n.vports.get_mut(&number))
             .ok_or_else(|| errno(libc::ENODEV))?;
-        v.symbolic_name = name.to_string();
+        super::writer::store_vport_symbolic_name(&mut v.symbolic_name, written)?;
         let v = v.clone();
         let class = self
             .vport_class(no, number)

@@ -54,6 +54,31 @@ pub(crate) fn parse_vport_ids(value: &str) -> io::Result<(Wwn, Wwn)> {
     Ok((hex(&b[..16])?, hex(&b[17..])?))
 }
 
+/// `FC_VPORT_SYMBOLIC_NAMELEN`: the size of `fc_vport->symbolic_name`, NUL included.
+pub(crate) const FC_VPORT_SYMBOLIC_NAMELEN: usize = 64;
+
+/// `store_fc_vport_symbolic_name` (`fc_vport_store_str_function`): one trailing
+/// newline dropped, more than 63 bytes refused with EINVAL, and the rest copied
+/// over the start of the old name with `memcpy`, no terminator added. A shorter
+/// name leaves the old tail showing; a NUL written with it ends the name there
+/// while the bytes behind it stay in the buffer.
+pub(crate) fn store_vport_symbolic_name(buffer: &mut Vec<u8>, written: &[u8]) -> io::Result<()> {
+    // sysfs_kf_write answers an empty write with 0 before any store handler runs
+    // (and the handler would read buf[-1]).
+    if written.is_empty() {
+        return Ok(());
+    }
+    let name = written.strip_suffix(b"\n").unwrap_or(written);
+    if name.len() > FC_VPORT_SYMBOLIC_NAMELEN - 1 {
+        return Err(errno(libc::EINVAL));
+    }
+    if buffer.len() < name.len() {
+        buffer.resize(name.len(), 0);
+    }
+    buffer[..name.len()].copy_from_slice(name);
+    Ok(())
+}
+
 /// `scsi_scan`'s parsing: three tokens, each `-` or a number as simple_strtoull
 /// with base 0 reads it (`0x` hex, leading `0` octal), nothing more.
 pub(crate) fn parse_scan(value: &str) -> io::Result<(Option<u32>, Option<u32>, Option<u64>)> {
@@ -142,12 +167,7 @@ impl Sim {
                 if attr == "vport_delete" {
                     return k.delete_vport(host, number);
                 }
-                let name = value.strip_suffix('\n').unwrap_or(value);
-                // FC_VPORT_SYMBOLIC_NAMELEN
-                if name.len() > 64 {
-                    return Err(errno(libc::EINVAL));
-                }
-                k.set_vport_symbolic_name(host, number, name)
+                k.set_vport_symbolic_name(host, number, value.as_bytes())
             }
             // Read-only attributes (and writable ones the simulator does not model).
             _ => Err(errno(libc::EACCES)),
@@ -245,6 +265,40 @@ mod tests {
         ] {
             assert_eq!(code(parse_vport_ids(bad)), Some(libc::EINVAL), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn symbolic_name_is_stored_like_store_fc_vport_symbolic_name() {
+        let store = |buffer: &mut Vec<u8>, written: &str| {
+            store_vport_symbolic_name(buffer, written.as_bytes())
+        };
+        let shown = |buffer: &[u8]| -> String {
+            let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+            String::from_utf8_lossy(&buffer[..end]).into_owned()
+        };
+        let mut b = Vec::new();
+        store(&mut b, "libvirt-x1\n").unwrap();
+        assert_eq!(shown(&b), "libvirt-x1");
+        // No terminator: the old tail shows behind a shorter name.
+        store(&mut b, "hbad:d").unwrap();
+        assert_eq!(shown(&b), "hbad:dt-x1");
+        // A NUL ends the name; the bytes behind it stay in the buffer.
+        store(&mut b, "hbad:d\0").unwrap();
+        assert_eq!(shown(&b), "hbad:d");
+        assert_eq!(b, b"hbad:d\0-x1");
+        // ...and show again when a longer name without one covers the NUL.
+        store(&mut b, "hbad:db1").unwrap();
+        assert_eq!(shown(&b), "hbad:db1x1");
+        // 63 bytes fit with the buffer's last NUL, 64 do not; the newline does not count.
+        let mut b = Vec::new();
+        assert!(store(&mut b, &format!("{}\n", "x".repeat(63))).is_ok());
+        assert_eq!(shown(&b).len(), 63);
+        assert_eq!(code(store(&mut b, &"y".repeat(64))), Some(libc::EINVAL));
+        assert_eq!(shown(&b), "x".repeat(63), "a refused write changes nothing");
+        // An empty write never reaches the store handler; a lone newline copies nothing.
+        store(&mut b, "").unwrap();
+        store(&mut b, "\n").unwrap();
+        assert_eq!(shown(&b), "x".repeat(63));
     }
 
     #[test]

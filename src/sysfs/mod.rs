@@ -70,8 +70,16 @@ impl Sysfs {
 
     /// One attribute, trimmed of the kernel's trailing newline and padding.
     /// `None` when absent, unreadable (write-only, permission) or not text.
+    ///
+    /// Cut at the first NUL: show functions print C strings with `%s`, so the kernel
+    /// never shows one, but a copy of sysfs (or a tree a test wrote) may hold the
+    /// bytes behind it, as a vport's symbolic_name buffer does after a shorter name
+    /// ended with a NUL was written over a longer one.
     pub fn attr(&self, dir: &str, name: &str) -> Option<String> {
-        let raw = fs::read(self.path(dir).join(name)).ok()?;
+        let mut raw = fs::read(self.path(dir).join(name)).ok()?;
+        if let Some(nul) = raw.iter().position(|&b| b == 0) {
+            raw.truncate(nul);
+        }
         let text = String::from_utf8(raw).ok()?;
         Some(text.trim().to_string())
     }
@@ -224,4 +232,46 @@ pub fn devpath_name(devpath: &str) -> &str {
 pub enum VportControlDir {
     FcHost,
     ScsiHost,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(files: &[(&str, &[u8])]) -> (tempfile::TempDir, Sysfs) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in files {
+            let path = dir.path().join("devices/x").join(name);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, bytes).unwrap();
+        }
+        let sysfs = Sysfs::new(dir.path(), dir.path().join("dev"));
+        (dir, sysfs)
+    }
+
+    #[test]
+    fn attr_shows_a_value_up_to_its_first_nul_as_the_kernels_percent_s_does() {
+        let (_dir, sysfs) = tree(&[
+            // A shorter name ended with a NUL over a longer one: the old tail stays
+            // in the buffer behind the NUL.
+            ("symbolic_name", b"hbad:db1\0ool-x1\n"),
+            // What follows the NUL need not even be text.
+            ("binary_tail", b"ok\0\xff\xfe"),
+            ("leading_nul", b"\0hidden\n"),
+            ("plain", b"  Online \n"),
+            ("not_text", b"\xff\xfe\n"),
+        ]);
+        assert_eq!(
+            sysfs.attr("/devices/x", "symbolic_name").as_deref(),
+            Some("hbad:db1")
+        );
+        assert_eq!(
+            sysfs.attr("/devices/x", "binary_tail").as_deref(),
+            Some("ok")
+        );
+        assert_eq!(sysfs.attr("/devices/x", "leading_nul").as_deref(), Some(""));
+        assert_eq!(sysfs.attr("/devices/x", "plain").as_deref(), Some("Online"));
+        assert_eq!(sysfs.attr("/devices/x", "not_text"), None);
+        assert_eq!(sysfs.attr("/devices/x", "absent"), None);
+    }
 }
