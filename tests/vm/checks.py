@@ -627,6 +627,12 @@ def check_agent(data, _lines):
     r.expect(c.get("vhbas_created") == 2, "counters: 2 vHBAs created", f"got {c}")
     log = data.get("agent.log", b"").decode("utf-8", "replace")
     r.expect(f"new LUN 2 on {ini} via target 0x200002000000000a" in log, "agent log: new LUN 2 on the FC target, named by its WWPN")
+    sd_n = sd[0].removeprefix("host")
+    r.expect(
+        f"rescanned {sd_n}:0:0:0: {sd_n}:0:0:0 reported CAPACITY_DATA_HAS_CHANGED" in log,
+        f"agent log: {sd_n}:0:0:0 re-read for its capacity change",
+    )
+    r.expect(log.count("rescanned ") == 1, "agent log: no other device re-read", f"{log.count('rescanned ')} rescans")
     r.expect("ERROR" not in log and "WARN" not in log, "agent log: no warnings or errors", "see target/vm/data/agent/agent.log")
     st, dups, err = load_json(data, "status")
     if err:
