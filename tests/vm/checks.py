@@ -632,7 +632,16 @@ def check_agent(data, _lines):
         f"rescanned {sd_n}:0:0:0: {sd_n}:0:0:0 reported CAPACITY_DATA_HAS_CHANGED" in log,
         f"agent log: {sd_n}:0:0:0 re-read for its capacity change",
     )
-    r.expect(log.count("rescanned ") == 1, "agent log: no other device re-read", f"{log.count('rescanned ')} rescans")
+    rescans = re.findall(r"rescanned (\S+): (\S+) reported (\S+)", log)
+    r.expect(
+        all(a == b and why == "CAPACITY_DATA_HAS_CHANGED" for a, b, why in rescans),
+        "agent log: every device re-read is one that reported its capacity change",
+        f"got {rescans}",
+    )
+    r.expect(
+        not any(a == f"{sd_n}:0:0:1" for a, _, _ in rescans),
+        f"agent log: {sd_n}:0:0:1, which reported nothing, was not re-read",
+    )
     r.expect("ERROR" not in log and "WARN" not in log, "agent log: no warnings or errors", "see target/vm/data/agent/agent.log")
     st, dups, err = load_json(data, "status")
     if err:

@@ -212,6 +212,15 @@ def main():
 
     cases.append(("luns: links on the wrong LUN", checks.check_udev, edit_json(ud, "luns-after", swapped), True))
 
+    def neighbour_rescanned(data):
+        out = dict(data)
+        out["agent.log"] = data["agent.log"] + (
+            b"2026-11-23T00:00:00Z  INFO rescanned 2:0:0:1: 2:0:0:0 reported CAPACITY_DATA_HAS_CHANGED\n"
+        )
+        return out
+
+    cases.append(("agent: a neighbour re-read for another LUN's change", checks.check_agent, neighbour_rescanned(ag), True))
+
     bad = 0
     for label, check, data, want_failure in cases:
         results = check(data, [])
