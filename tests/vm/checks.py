@@ -213,19 +213,54 @@ def check_npiv_kernel(data, _lines):
             "plan-after vport_delete equals the plan before vport_create",
         )
 
-    # The inspection views, once they exist (the cli branch).
-    for name, what in (("show", f"hbad show {f['V_WWPN']}"), ("list-vhba", "hbad list --cap vhba")):
-        if gone_unwritten(data, name):
-            continue  # the guest already reported the xfail
-        doc, _dups, err = load_json(data, name)
+    # The inspection views (src/cli/render.rs documents their JSON).
+    if not gone_unwritten(data, "show"):
+        doc, _dups, err = load_json(data, "show")
         if err:
-            r.fail(f"{what}: {err}")
-            continue
-        wwns = {wwn(v) for v in scalars(doc)}
-        r.expect(
-            wwn(f["V_WWPN"]) in wwns,
-            f"{what} --json shows the vHBA's WWPN {f['V_WWPN']}",
-        )
+            r.fail(f"hbad show {f['V_WWPN']}: {err}")
+        else:
+            # A vport and the vHBA it made answer to the same WWPN.
+            seen = {}
+            for item in doc if isinstance(doc, list) else []:
+                dev = item.get("device", {})
+                rel = {(x.get("relation"), x.get("device", {}).get("name")) for x in item.get("relations", [])}
+                seen[(dev.get("kind"), dev.get("name"))] = rel
+            r.expect(
+                set(seen) == {("host", f["VHOST"]), ("vport", f["VPORT"])},
+                f"hbad show {f['V_WWPN']} finds the vHBA {f['VHOST']} and its vport {f['VPORT']}",
+                f"got {sorted(seen)}",
+            )
+            r.expect(
+                ("parent_hba", f["INI_HOST"]) in seen.get(("host", f["VHOST"]), set())
+                and ("vport", f["VPORT"]) in seen.get(("host", f["VHOST"]), set())
+                and ("vhba", f["VHOST"]) in seen.get(("vport", f["VPORT"]), set()),
+                f"hbad show relates them: {f['VHOST']} -> parent_hba {f['INI_HOST']}, vport {f['VPORT']}; "
+                f"{f['VPORT']} -> vhba {f['VHOST']}",
+                f"got {seen}",
+            )
+            wwpns = []
+            for item in doc if isinstance(doc, list) else []:
+                dev = item.get("device", {})
+                wwpns.append(wwn(dev.get("wwpn") or (dev.get("fc") or {}).get("wwpn")))
+            r.expect(
+                wwpns and all(w == wwn(f["V_WWPN"]) for w in wwpns),
+                f"hbad show {f['V_WWPN']}: both carry that WWPN",
+                f"got {wwpns}",
+            )
+    if not gone_unwritten(data, "list-vhba"):
+        doc, _dups, err = load_json(data, "list-vhba")
+        if err:
+            r.fail(f"hbad list --cap vhba: {err}")
+        else:
+            rows = [
+                (x.get("kind"), x.get("name"), x.get("is_vhba"), x.get("parent_hba"), wwn((x.get("fc") or {}).get("wwpn")))
+                for x in (doc if isinstance(doc, list) else [])
+            ]
+            r.expect(
+                rows == [("host", f["VHOST"], True, f["INI_HOST"], wwn(f["V_WWPN"]))],
+                f"hbad list --cap vhba lists exactly {f['VHOST']} (wwpn {f['V_WWPN']}, parent {f['INI_HOST']})",
+                f"got {rows}",
+            )
     return r
 
 

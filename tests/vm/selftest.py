@@ -122,6 +122,17 @@ def main():
 
     cases.append(("show: the vHBA's WWPN missing", checks.check_npiv_kernel, edit_json(npiv, "show", show_other), True))
 
+    def show_only_vport(doc):
+        doc.pop(0)
+
+    cases.append(("show: the vHBA host not found by its WWPN", checks.check_npiv_kernel, edit_json(npiv, "show", show_only_vport), True))
+
+    def list_parent(doc):
+        doc.append(copy.deepcopy(doc[0]))
+        doc[-1]["name"] = "host1"
+
+    cases.append(("list --cap vhba: a physical port listed", checks.check_npiv_kernel, edit_json(npiv, "list-vhba", list_parent), True))
+
     app = load("apply")
     cases.append(("apply as recorded", checks.check_apply, app, False))
 
