@@ -686,6 +686,9 @@ fn netns_udev_source_reports_overflow_and_shuts_down_behind_a_full_channel() {
                 match next_udev(&rt, &mut events) {
                     SourceItem::Event(ev) if ev.seqnum == Some(999) => break,
                     SourceItem::Event(_) => {}
+                    // With a one-datagram buffer the drain can overrun it again
+                    // (seen under load): another loss report is the truth, not a bug.
+                    SourceItem::Overflow => {}
                     other => panic!("unexpected {other:?}"),
                 }
             }

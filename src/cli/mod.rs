@@ -13,6 +13,7 @@ pub mod demo;
 pub mod inspect;
 pub mod policy;
 pub mod render;
+pub mod udev;
 pub mod watch;
 
 #[derive(Debug, Parser)]
@@ -123,6 +124,10 @@ pub enum Command {
     Run(daemon::RunArgs),
     /// What the running agent reports: vHBAs, last scans, hung hosts, counters.
     Status(daemon::StatusArgs),
+    /// For udev rules: the vHBA, target WWPN and LUN of a disk reached through one of
+    /// hbad's vHBAs, as KEY=value lines (exit 1 for other disks).
+    #[command(name = "udev-id")]
+    UdevId(udev::UdevIdArgs),
     /// Run hbad on a simulated host: two NPIV HBAs, a SAN presenting new LUNs.
     Demo(demo::DemoArgs),
 }
@@ -140,6 +145,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(args) => watch::run(g, args),
         Command::Demo(args) => demo::run(g, args),
         Command::Run(args) => daemon::run(g, args),
+        Command::UdevId(args) => udev::udev_id(g, args),
         Command::Status(args) => daemon::status(g, args),
         Command::Apply(args) => act::apply(g, args),
         Command::Create(args) => act::create(g, args),

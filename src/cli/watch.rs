@@ -3,8 +3,8 @@
 //! The graph is loaded from sysfs, then every item a source yields goes through
 //! [`follow`]: events are applied and the changes they make are printed, described
 //! for people ([`crate::graph::describe::describe`]) or as one JSON object per line.
-//! Today the only source is a replay file; the live kernel source plugs into
-//! [`follow`] as another iterator of [`SourceItem`]s.
+//! Without `--replay` the source is the kernel's uevent socket (only messages from
+//! the kernel itself are taken); with it, a file of captured events.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -19,6 +19,7 @@ use super::Global;
 use crate::graph::describe::describe;
 use crate::graph::{Change, Graph};
 use crate::sysfs::Sysfs;
+use crate::uevent::kernel::{KernelOptions, KernelSource};
 use crate::uevent::{replay, Action, SourceItem, Uevent};
 
 #[derive(Debug, Args)]
@@ -129,8 +130,7 @@ fn print_changes(
 }
 
 /// The event loop of `hbad watch`: applies each item a source yields to the graph
-/// and prints what changed. Any source plugs in here: a replay file today, the
-/// kernel's netlink socket (an iterator of `SourceItem`) tomorrow. Lost events
+/// and prints what changed, from any source: the kernel's socket or a replay file. Lost events
 /// (`Overflow`) are repaired the only correct way, by reloading sysfs and printing
 /// the difference; rejected messages are reported and otherwise ignored.
 pub fn follow(
@@ -182,11 +182,32 @@ pub fn follow(
 }
 
 pub fn run(g: &Global, args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let opts = FollowOptions {
+        json: g.json,
+        all: args.all,
+    };
     let Some(path) = args.replay else {
-        // The live netlink source is being written separately; it will feed `follow`.
-        anyhow::bail!(
-            "`hbad watch` cannot follow the live kernel yet: the netlink source is not \
-             wired in; use --replay FILE to follow captured events"
+        // The socket before the cold plug: what happens while sysfs is read is
+        // queued, not missed.
+        let source = KernelSource::open(&KernelOptions::default())
+            .context("cannot open the kernel uevent socket")?;
+        let mut graph = load_graph(g)?;
+        if !g.json {
+            eprintln!(
+                "watching kernel events ({} devices now); Ctrl-C to stop",
+                graph.len()
+            );
+        }
+        let items = source.map_while(|r| {
+            r.map_err(|e| eprintln!("error: the kernel uevent socket failed: {e}"))
+                .ok()
+        });
+        let sysfs = g.sysfs();
+        let mut out = io::stdout().lock();
+        return finish(
+            follow(&mut graph, &sysfs, items, &mut out, opts),
+            g.json,
+            "watched",
         );
     };
     let mut graph = load_graph(g)?;
@@ -196,22 +217,23 @@ pub fn run(g: &Global, args: WatchArgs) -> anyhow::Result<ExitCode> {
         Some(dir) => Sysfs::new(dir, &g.dev_root),
         None => g.sysfs(),
     };
-    let opts = FollowOptions {
-        json: g.json,
-        all: args.all,
-    };
     let mut out = io::stdout().lock();
-    match follow(
+    let result = follow(
         &mut graph,
         &sysfs,
         events.into_iter().map(SourceItem::Event),
         &mut out,
         opts,
-    ) {
+    );
+    finish(result, g.json, "replayed")
+}
+
+fn finish(result: io::Result<FollowStats>, json: bool, verb: &str) -> anyhow::Result<ExitCode> {
+    match result {
         Ok(stats) => {
-            if !g.json {
+            if !json {
                 eprintln!(
-                    "replayed {} events: {} changes, {} described",
+                    "{verb} {} events: {} changes, {} described",
                     stats.events, stats.changes, stats.described
                 );
             }
