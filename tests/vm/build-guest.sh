@@ -169,6 +169,11 @@ cp -r "$uroot/lib/udev/rules.d" "$stage/lib/udev/rules.d"
 copy_libs "$uroot/bin/udevadm"
 copy_libs "$uroot/lib/udev/scsi_id"
 cp "$here/guest/udev/"*.rules "$stage/etc/udev/rules.d/"
+# hbad's own rule, installed as on a host (it runs /usr/bin/hbad udev-id).
+repo="$(cd "$here/../.." && pwd)"
+for rule in "$repo"/udev-rules/*.rules; do
+    [ -e "$rule" ] && cp "$rule" "$stage/lib/udev/rules.d/"
+done
 if [ ! -e "$stage/lib64/ld-linux-x86-64.so.2" ]; then
     cp -L /lib64/ld-linux-x86-64.so.2 "$stage/lib64/"
 fi

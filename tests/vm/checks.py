@@ -213,19 +213,54 @@ def check_npiv_kernel(data, _lines):
             "plan-after vport_delete equals the plan before vport_create",
         )
 
-    # The inspection views, once they exist (the cli branch).
-    for name, what in (("show", f"hbad show {f['V_WWPN']}"), ("list-vhba", "hbad list --cap vhba")):
-        if gone_unwritten(data, name):
-            continue  # the guest already reported the xfail
-        doc, _dups, err = load_json(data, name)
+    # The inspection views (src/cli/render.rs documents their JSON).
+    if not gone_unwritten(data, "show"):
+        doc, _dups, err = load_json(data, "show")
         if err:
-            r.fail(f"{what}: {err}")
-            continue
-        wwns = {wwn(v) for v in scalars(doc)}
-        r.expect(
-            wwn(f["V_WWPN"]) in wwns,
-            f"{what} --json shows the vHBA's WWPN {f['V_WWPN']}",
-        )
+            r.fail(f"hbad show {f['V_WWPN']}: {err}")
+        else:
+            # A vport and the vHBA it made answer to the same WWPN.
+            seen = {}
+            for item in doc if isinstance(doc, list) else []:
+                dev = item.get("device", {})
+                rel = {(x.get("relation"), x.get("device", {}).get("name")) for x in item.get("relations", [])}
+                seen[(dev.get("kind"), dev.get("name"))] = rel
+            r.expect(
+                set(seen) == {("host", f["VHOST"]), ("vport", f["VPORT"])},
+                f"hbad show {f['V_WWPN']} finds the vHBA {f['VHOST']} and its vport {f['VPORT']}",
+                f"got {sorted(seen)}",
+            )
+            r.expect(
+                ("parent_hba", f["INI_HOST"]) in seen.get(("host", f["VHOST"]), set())
+                and ("vport", f["VPORT"]) in seen.get(("host", f["VHOST"]), set())
+                and ("vhba", f["VHOST"]) in seen.get(("vport", f["VPORT"]), set()),
+                f"hbad show relates them: {f['VHOST']} -> parent_hba {f['INI_HOST']}, vport {f['VPORT']}; "
+                f"{f['VPORT']} -> vhba {f['VHOST']}",
+                f"got {seen}",
+            )
+            wwpns = []
+            for item in doc if isinstance(doc, list) else []:
+                dev = item.get("device", {})
+                wwpns.append(wwn(dev.get("wwpn") or (dev.get("fc") or {}).get("wwpn")))
+            r.expect(
+                wwpns and all(w == wwn(f["V_WWPN"]) for w in wwpns),
+                f"hbad show {f['V_WWPN']}: both carry that WWPN",
+                f"got {wwpns}",
+            )
+    if not gone_unwritten(data, "list-vhba"):
+        doc, _dups, err = load_json(data, "list-vhba")
+        if err:
+            r.fail(f"hbad list --cap vhba: {err}")
+        else:
+            rows = [
+                (x.get("kind"), x.get("name"), x.get("is_vhba"), x.get("parent_hba"), wwn((x.get("fc") or {}).get("wwpn")))
+                for x in (doc if isinstance(doc, list) else [])
+            ]
+            r.expect(
+                rows == [("host", f["VHOST"], True, f["INI_HOST"], wwn(f["V_WWPN"]))],
+                f"hbad list --cap vhba lists exactly {f['VHOST']} (wwpn {f['V_WWPN']}, parent {f['INI_HOST']})",
+                f"got {rows}",
+            )
     return r
 
 
@@ -455,21 +490,23 @@ def check_apply(data, _lines):
         r.fail(f"apply-1: {err or 'duplicate keys ' + str(sorted(set(dups)))}")
     else:
         steps = doc.get("steps", [])
-        made = {
-            s.get("step", {}).get("vhba"): s
-            for s in steps
-            if s.get("step", {}).get("action") == "create_vhba"
-        }
-        r.expect(sorted(made) == sorted(want_wwpn), "apply-1 reports a create for each declared vHBA", f"got {sorted(made)}")
-        for name, s in made.items():
+        by_vhba = {s.get("step", {}).get("vhba"): s for s in steps}
+        r.expect(
+            sorted(by_vhba) == sorted(want_wwpn),
+            "apply-1 reports one step for each declared vHBA",
+            f"got {sorted(by_vhba)}",
+        )
+        # lab-derived is new; lab-explicit's vport was made by hand under another
+        # name before, so apply adopts it by marking it.
+        for name, action in (("lab-derived", "create_vhba"), ("lab-explicit", "set_symbolic_name")):
+            s = by_vhba.get(name, {})
             step = s.get("step", {})
-            r.expect(
-                s.get("result") == "done"
-                and step.get("parent", {}).get("number") == ini
-                and wwn(step.get("wwpn")) == want_wwpn.get(name),
-                f"apply-1: {name} done on {f['INI_HOST']} with wwpn {want_wwpn.get(name):#018x}",
-                f"got {s}",
-            )
+            ok = s.get("result") == "done" and step.get("action") == action
+            if action == "create_vhba":
+                ok = ok and step.get("parent", {}).get("number") == ini and wwn(step.get("wwpn")) == want_wwpn[name]
+            else:
+                ok = ok and step.get("name") == f"hbad:{name}"
+            r.expect(ok, f"apply-1: {name}: {action} done on {f['INI_HOST']}", f"got {s}")
         t = doc.get("tally", {})
         r.expect(t.get("done") == 2 and t.get("failed") == 0, "apply-1 tally: 2 done, 0 failed", f"got {t}")
 
@@ -625,6 +662,21 @@ def check_agent(data, _lines):
     r.expect(c.get("vhbas_created") == 2, "counters: 2 vHBAs created", f"got {c}")
     log = data.get("agent.log", b"").decode("utf-8", "replace")
     r.expect(f"new LUN 2 on {ini} via target 0x200002000000000a" in log, "agent log: new LUN 2 on the FC target, named by its WWPN")
+    sd_n = sd[0].removeprefix("host")
+    r.expect(
+        f"rescanned {sd_n}:0:0:0: {sd_n}:0:0:0 reported CAPACITY_DATA_HAS_CHANGED" in log,
+        f"agent log: {sd_n}:0:0:0 re-read for its capacity change",
+    )
+    rescans = re.findall(r"rescanned (\S+): (\S+) reported (\S+)", log)
+    r.expect(
+        all(a == b and why == "CAPACITY_DATA_HAS_CHANGED" for a, b, why in rescans),
+        "agent log: every device re-read is one that reported its capacity change",
+        f"got {rescans}",
+    )
+    r.expect(
+        not any(a == f"{sd_n}:0:0:1" for a, _, _ in rescans),
+        f"agent log: {sd_n}:0:0:1, which reported nothing, was not re-read",
+    )
     r.expect("ERROR" not in log and "WARN" not in log, "agent log: no warnings or errors", "see target/vm/data/agent/agent.log")
     st, dups, err = load_json(data, "status")
     if err:

@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 import checks  # noqa: E402
 
 PREFIX = "HBADVM "
-ALL_SCENARIOS = ["lab", "inventory", "npiv-kernel", "apply", "new-lun", "agent", "storm", "udev"]
+ALL_SCENARIOS = ["lab", "inventory", "npiv-kernel", "apply", "new-lun", "agent", "storm", "udev", "scan-facts"]
 
 
 class Scenario:

@@ -122,6 +122,17 @@ def main():
 
     cases.append(("show: the vHBA's WWPN missing", checks.check_npiv_kernel, edit_json(npiv, "show", show_other), True))
 
+    def show_only_vport(doc):
+        doc.pop(0)
+
+    cases.append(("show: the vHBA host not found by its WWPN", checks.check_npiv_kernel, edit_json(npiv, "show", show_only_vport), True))
+
+    def list_parent(doc):
+        doc.append(copy.deepcopy(doc[0]))
+        doc[-1]["name"] = "host1"
+
+    cases.append(("list --cap vhba: a physical port listed", checks.check_npiv_kernel, edit_json(npiv, "list-vhba", list_parent), True))
+
     app = load("apply")
     cases.append(("apply as recorded", checks.check_apply, app, False))
 
@@ -211,6 +222,15 @@ def main():
         a["links"], b["links"] = b["links"], a["links"]
 
     cases.append(("luns: links on the wrong LUN", checks.check_udev, edit_json(ud, "luns-after", swapped), True))
+
+    def neighbour_rescanned(data):
+        out = dict(data)
+        out["agent.log"] = data["agent.log"] + (
+            b"2026-11-23T00:00:00Z  INFO rescanned 2:0:0:1: 2:0:0:0 reported CAPACITY_DATA_HAS_CHANGED\n"
+        )
+        return out
+
+    cases.append(("agent: a neighbour re-read for another LUN's change", checks.check_agent, neighbour_rescanned(ag), True))
 
     bad = 0
     for label, check, data, want_failure in cases:

@@ -1,7 +1,8 @@
 # agent: `hbad run` on the real kernel, driven by real uevents from the netlink
 # socket. At start it creates the declared vHBAs; when a target reports new LUNs (a
 # unit attention after I/O) it scans exactly that target: the new LUNs appear with
-# nobody running a command, and targets that reported nothing stay as they were.
+# nobody running a command, and targets that reported nothing stay as they were; when
+# a LUN reports a new capacity it re-reads that device alone.
 # `hbad status` reads what it reports; SIGTERM stops it cleanly.
 
 [ -f /run/hbadvm/lab.env ] || die "the lab scenario left no /run/hbadvm/lab.env"
@@ -86,6 +87,38 @@ else
 fi
 check_eq "LUNs on target $SD_N:0:1, which reported nothing" "$(luns_on_target $SD_N:0:1)" "$before_t1"
 check_eq "LUNs on ${SD_OTHER}'s target 0:0, which reported nothing" "$(luns_on_target ${SD_OTHER#host}:0:0)" "$before_o"
+
+# --- a LUN grows: the agent re-reads exactly that device ---------------------------------
+# scsi_debug reports the new capacity on READ CAPACITY at once but raises
+# CAPACITY_DATA_HAS_CHANGED only on the next command to each LUN; sd keeps the old
+# size until told to re-read (device/rescan).
+# Target 0:0 again: it has reported its LUN change already (scsi_debug clears that
+# unit attention on the whole target once one LUN reports it), so the next one on
+# 0:0:0 is the capacity change alone.
+L0=$SD_N:0:0:0
+L1=$SD_N:0:0:1
+# sd attaches the new LUNs' disks asynchronously and its probe sends commands; let it
+# finish first, or those LUNs report the capacity change too (rightly re-read then).
+disks_on_target() { ls -d /sys/bus/scsi/devices/$1:*/block/* 2>/dev/null | wc -l; }
+wait_for 20 test "$(disks_on_target $SD_N:0:0)" -ge 8 || fail "the new LUNs of $SD_N:0:0 got no disks"
+D0="$(ls /sys/bus/scsi/devices/$L0/block)"
+D1="$(ls /sys/bus/scsi/devices/$L1/block)"
+size0="$(attr /sys/block/$D0/size)"
+size1="$(attr /sys/block/$D1/size)"
+echo 1 >$SD/virtual_gb || die "scsi_debug virtual_gb 1"
+check_eq "$L0 ($D0) size before any I/O (sd has not re-read it)" "$(attr /sys/block/$D0/size)" "$size0"
+grown() {
+    dd if=/dev/$D0 of=/dev/null bs=512 count=1 iflag=direct 2>/dev/null
+    [ "$(attr /sys/block/$D0/size)" = 2097152 ]
+}
+t0="$(vm_uptime)"
+if wait_for 20 grown; then
+    ok "the agent re-read $L0 after its CAPACITY_DATA_HAS_CHANGED: $size0 -> 2097152 sectors in $(awk -v a=$t0 -v b=$(vm_uptime) 'BEGIN{printf "%.2f", b-a}') s"
+else
+    fail "$L0 ($D0) has $(attr /sys/block/$D0/size) sectors 20 s after its capacity unit attention, want 2097152"
+fi
+check_eq "$L1 ($D1), which reported nothing, keeps its size" "$(attr /sys/block/$D1/size)" "$size1"
+echo 0 >$SD/virtual_gb
 
 # --- status and stop ------------------------------------------------------------------
 run_hbad status --json status --status-file $STATUS

@@ -1,5 +1,7 @@
-# apply: hbad's executor on the real kernel. `hbad apply` creates the declared vHBAs
-# through vport_create and marks them hbad's; a second apply changes nothing;
+# apply: hbad's executor on the real kernel. `hbad apply` creates a declared vHBA
+# through vport_create and marks it hbad's, and adopts one made by hand under a longer
+# symbolic_name (the kernel keeps the old tail unless the new name is NUL-ended);
+# a second apply changes nothing;
 # `hbad destroy` deletes only what hbad owns (or with --force) and never a physical
 # port; `hbad create` makes a transient vHBA by hand. Each step is checked in sysfs
 # here and in hbad's JSON report on the host (checks.py).
@@ -22,6 +24,12 @@ check_eq "$INI_HOST npiv_vports_inuse before" "$(attr $FC/npiv_vports_inuse)" 0
 run_hbad wwn --policy $POLICY wwn --format sysfs || fail "hbad wwn exited $(cat /tmp/hbad-wwn.rc)"
 DERIVED="$(awk '$1 == "lab-derived" { print $2 }' /tmp/hbad-wwn.out)"
 case "$DERIVED" in 0x5001a4a*) ok "lab-derived will use wwpn $DERIVED" ;; *) die "no derived WWPN for lab-derived in hbad wwn's table" ;; esac
+
+# lab-explicit's vport exists already, made by someone else with a longer
+# symbolic_name: apply must adopt it, and its mark must read back exactly.
+err="$(sysfs_write "${EXPLICIT#0x}:5001a4a000000c00" $FC/vport_create)" || die "hand-made vport: $err"
+V="$(vport_of_wwpn $EXPLICIT)" || die "no hand-made vport with $EXPLICIT"
+sysfs_write "libvirt-made-this-one-earlier" /sys/class/fc_vports/$V/symbolic_name >/dev/null
 
 # --- apply creates -------------------------------------------------------------------
 run_hbad apply-1 --policy $POLICY --json apply

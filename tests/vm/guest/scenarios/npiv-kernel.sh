@@ -106,6 +106,22 @@ if err="$(sysfs_write "hbad:lab-explicit" $VP/symbolic_name)"; then
 else
     fail "writing symbolic_name of $VPORT: $err"
 fi
+# store_fc_vport_symbolic_name copies exactly the bytes written (less one trailing
+# newline) and adds no terminator: a shorter name over a longer one keeps the old
+# tail, unless the writer ends it with a NUL. hbad's ownership mark depends on this.
+sysfs_write "libvirt-longer-name" $VP/symbolic_name >/dev/null
+sysfs_write "hbad:db" $VP/symbolic_name >/dev/null
+check_eq "symbolic_name 'hbad:db' written over 'libvirt-longer-name'" "$(attr $VP/symbolic_name)" "hbad:db-longer-name"
+(printf 'hbad:db\0' >$VP/symbolic_name) 2>/dev/null
+check_eq "symbolic_name 'hbad:db' + NUL written over it" "$(attr $VP/symbolic_name)" "hbad:db"
+if err="$(sysfs_write "$(printf '%064d' 0)" $VP/symbolic_name)"; then
+    fail "a 64-character symbolic_name was accepted (FC_SYMBOLIC_NAME_SIZE is 64 with the NUL)"
+else
+    case "$err" in *"Invalid argument"*) ok "a 64-character symbolic_name: EINVAL" ;; *) fail "a 64-character symbolic_name: $err" ;; esac
+fi
+# Back to hbad's mark, NUL-ended: the bytes after the earlier NUL are still there.
+(printf 'hbad:lab-explicit\0' >$VP/symbolic_name) 2>/dev/null
+check_eq "symbolic_name restored" "$(attr $VP/symbolic_name)" "hbad:lab-explicit"
 run_hbad plan-marked --policy $POLICY --json plan || fail "hbad plan exited $(cat /tmp/hbad-plan-marked.rc)"
 
 for view in "show:show 0x$V_WWPN" "list-vhba:list --cap vhba"; do

@@ -31,6 +31,20 @@ byid="$(for l in /dev/disk/by-id/*; do [ "$(basename "$(readlink $l)")" = "$INI_
 echo "$byid" | grep -q hbadvm-rd0 && ok "a by-id link carries the LUN's serial hbadvm-rd0" ||
     info "no by-id link carries the serial hbadvm-rd0"
 
+# hbad's own rule (60-hbad-vhba.rules) is installed as on a host; it names only disks
+# reached through a vHBA, and no LUN is (vports never log in without a switch).
+check "no /dev/disk/by-vhba without LUNs behind a vHBA" test ! -e /dev/disk/by-vhba
+LUN0="$(readlink -f /sys/block/$INI_DISK | sed 's#^/sys##')"
+# Not a vHBA's disk: nothing to import, which udev's IMPORT{program} takes as exit 1.
+out="$(hbad udev-id "$LUN0" 2>&1)"
+rc=$?
+if [ $rc = 1 ] && [ -z "$out" ]; then
+    ok "hbad udev-id on a physical port's disk: nothing to import (exit 1, no output)"
+else
+    fail "hbad udev-id on a physical port's disk: exit $rc, output '$(echo "$out" | head -c 200)'"
+fi
+dmesg | grep -i "hbad-vhba" | head -n 3 | while read -r line; do fail "udev about hbad's rule: $line"; done
+
 links_snapshot() {
     for d in by-path by-id by-vhba; do
         for l in /dev/disk/$d/*; do
