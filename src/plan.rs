@@ -123,6 +123,8 @@ pub enum Action {
     /// A declared vHBA that cannot be created now; re-planned on the next change.
     Wait {
         vhba: String,
+        /// Named `waiting` in JSON: the step's own `reason` sits beside it.
+        #[serde(rename = "waiting")]
         reason: WaitReason,
     },
     /// An owned vHBA the policy no longer names, kept because pruning is off.

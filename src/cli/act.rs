@@ -968,8 +968,8 @@ pub fn find_luns_with(
         .map(|(h, s)| (h.clone(), ex.scanner.request(h, *s, "hbad find-luns")))
         .collect();
     let scans = collect(tickets, ex.scanner.timeout(), progress);
+    let after = await_disks(sysfs, &before, &wanted, DISK_WAIT);
     let wall = t0.elapsed();
-    let after = Graph::load(sysfs);
     let found: Vec<LunSighting> = after
         .luns()
         .into_iter()
@@ -983,6 +983,39 @@ pub fn find_luns_with(
         scans,
         wall,
     })
+}
+
+/// How long find-luns waits for sd to attach the disks of the LUNs it found.
+const DISK_WAIT: Duration = Duration::from_secs(5);
+
+/// The graph once the new LUNs' disks are there. sd probes a new LUN asynchronously
+/// after the scan write has returned (seen on the real kernel: up to all 8 of 8 new
+/// LUNs had no disk yet), so a report made at once would miss their /dev nodes.
+/// Only new disk-type LUNs are waited for, and never past `limit`.
+fn await_disks(
+    sysfs: &crate::sysfs::Sysfs,
+    before: &Graph,
+    wanted: &BTreeSet<u64>,
+    limit: Duration,
+) -> Graph {
+    let deadline = Instant::now() + limit;
+    loop {
+        let g = Graph::load(sysfs);
+        let pending = g.luns().into_iter().any(|n| {
+            let NodeKind::Lun(l) = &n.kind else {
+                return false;
+            };
+            // 0: direct access, 0xe: simplified direct access; both get an sd disk.
+            wanted.contains(&l.hctl.lun)
+                && matches!(l.scsi_type, Some(0) | Some(0x0e))
+                && before.node(&n.devpath).is_none()
+                && g.disk_of(n).is_none()
+        });
+        if !pending || Instant::now() >= deadline {
+            return g;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Scans for the LUN numbers on every participating host, in parallel, and says

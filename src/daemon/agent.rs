@@ -200,8 +200,9 @@ impl Agent {
         tracing::warn!(
             message_id = %MessageId::EventsLostResynced,
             hbad_reason = "receive buffer overflow",
-            "kernel events were lost; re-read sysfs and found {} differences",
-            changes.len()
+            "kernel events were lost; re-read sysfs and found {} change{}",
+            changes.len(),
+            if changes.len() == 1 { "" } else { "s" }
         );
         changes
     }
@@ -376,7 +377,8 @@ impl Agent {
                 .push(l.hctl.lun);
         }
         for (host, targets) in found {
-            for (target, luns) in targets {
+            for (target, mut luns) in targets {
+                luns.sort_unstable();
                 let list = luns
                     .iter()
                     .map(u64::to_string)
