@@ -516,7 +516,7 @@ impl Vports {
         }
         // store_fc_vport_symbolic_name memcpy()s exactly what was written and adds no
         // terminator, so a shorter name over a longer one would keep the old tail
-        // ("hbad:db" over "libvirt-x1" reads "hbad:dbt-x1"). A NUL written with the
+        // ("hbad:db" over "libvirt-x1" reads "hbad:db-x1"). A NUL written with the
         // name ends it; it counts against the 63 characters.
         let value = if current.is_some_and(|c| c.len() > tag.len()) {
             format!("{tag}\0")
@@ -529,26 +529,37 @@ impl Vports {
             )
         } else {
             let path = self.sysfs.vport_symbolic_name_path(vport_devpath);
-            match self.writer.write_attr(&path, &value) {
-                Ok(()) => {
-                    // Believe the kernel's answer, not the write's.
-                    let now = self.sysfs.read_vport(vport_devpath).ok();
-                    let now = now.as_ref().and_then(|v| v.symbolic_name.as_deref());
-                    if now.map(shown) == Some(tag.as_str()) {
-                        return Ok(OwnerMark::SymbolicName {
-                            name: name.to_string(),
-                        });
+            let mut value = value;
+            loop {
+                match self.writer.write_attr(&path, &value) {
+                    Ok(()) => {
+                        // Believe the kernel's answer, not the write's.
+                        let now = self.sysfs.read_vport(vport_devpath).ok();
+                        let now = now.as_ref().and_then(|v| v.symbolic_name.as_deref());
+                        let now = now.map(shown).unwrap_or("");
+                        if now == tag {
+                            return Ok(OwnerMark::SymbolicName {
+                                name: name.to_string(),
+                            });
+                        }
+                        // Bytes an earlier NUL hid (an earlier mark's) show behind a
+                        // longer name: sysfs never showed them, so only the read-back
+                        // tells. End the name with a NUL, once.
+                        if now.starts_with(tag.as_str())
+                            && !value.ends_with('\0')
+                            && tag.len() < SYMBOLIC_NAME_MAX
+                        {
+                            value = format!("{tag}\0");
+                            continue;
+                        }
+                        break format!("symbolic_name reads \"{now}\" after writing \"{tag}\"");
                     }
-                    format!(
-                        "symbolic_name reads \"{}\" after writing \"{tag}\"",
-                        now.map(shown).unwrap_or("")
-                    )
-                }
-                Err(e) => {
-                    let op = Op::SymbolicName {
-                        vport: devpath_name(vport_devpath).to_string(),
-                    };
-                    explain(&op, &e).to_string()
+                    Err(e) => {
+                        let op = Op::SymbolicName {
+                            vport: devpath_name(vport_devpath).to_string(),
+                        };
+                        break explain(&op, &e).to_string();
+                    }
                 }
             }
         };
