@@ -753,18 +753,8 @@ pub(crate) mod tests {
                     Ok(())
                 };
             }
-            if file == "symbolic_name" {
-                // The simulator replaces the whole name; the kernel's store memcpy()s
-                // what was written over the old name and adds no terminator.
-                let old = fs::read_to_string(path).unwrap_or_default();
-                let old = old.strip_suffix('\n').unwrap_or(&old);
-                let new = value.strip_suffix('\n').unwrap_or(value);
-                let merged = match old.get(new.len()..) {
-                    Some(tail) if old.len() > new.len() => format!("{new}{tail}"),
-                    _ => new.to_string(),
-                };
-                return self.sim.write_attr(path, &merged);
-            }
+            // The simulator stores symbolic_name as the kernel does (memcpy over the
+            // old name, no terminator added, shown up to the first NUL).
             self.sim.write_attr(path, value)
         }
     }
@@ -1025,10 +1015,12 @@ pub(crate) mod tests {
         assert_eq!(v.owner(&vport).unwrap(), None);
         let mark = v.mark(&vport, "db1").unwrap();
         assert_eq!(mark, OwnerMark::SymbolicName { name: "db1".into() });
-        // What the kernel keeps: the name, the NUL, and the old tail it ends.
+        // The name and a NUL to end it over the old tail.
+        assert_eq!(k.writes_to("symbolic_name").last().unwrap(), "hbad:db1\0");
         assert_eq!(
-            k.writes_to("symbolic_name").last().unwrap(),
-            "hbad:db1\0ool-x1"
+            fs::read_to_string(&path).unwrap(),
+            "hbad:db1\n",
+            "sysfs shows the name up to the NUL"
         );
         assert_eq!(v.owner(&vport).unwrap(), Some(mark));
         // A fresh vport's name is all zeroes: no NUL is needed, and none is written.
