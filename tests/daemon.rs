@@ -614,6 +614,40 @@ fn marking_over_a_longer_symbolic_name_shows_exactly_hbads_mark() {
     assert_eq!(rig.vport_writes("symbolic_name"), writes);
 }
 
+#[test]
+fn a_renamed_vhba_is_marked_over_bytes_an_earlier_nul_hid() {
+    let mut rig = Rig::build(
+        demo_spec(),
+        |dir| vhba_policy(&ownership(dir, false)),
+        |sim| Arc::new(sim.clone()),
+    );
+    let state = OwnedState::new(rig._dir.path().join("state/owned.json"));
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    let host = rig.vhba_host(VHBA_A).unwrap();
+    let vhba_dev = rig.sim.host_devpath(host).unwrap();
+    let vport = hbad::sysfs::parent_devpath(&vhba_dev).unwrap().to_string();
+    let path = rig.sim.sysfs().vport_symbolic_name_path(&vport);
+    let shown = || std::fs::read_to_string(&path).unwrap();
+    rig.sim.write_attr(&path, "libvirt-x1-long-name").unwrap();
+    rig.agent.tick(rig.at(1));
+    rig.settle(rig.at(1));
+    // Marked with a NUL: "-long-name" is still in the kernel's buffer behind it.
+    assert_eq!(shown(), "hbad:vm-a\n");
+    // Renamed in the policy: the longer mark covers the NUL and would show the
+    // hidden bytes after it unless it ends itself.
+    let renamed = vhba_policy(&ownership(rig._dir.path(), false))
+        .replace("name = \"vm-a\"", "name = \"vm-abc\"");
+    assert!(rig.agent.reload(Ok(policy(&renamed)), rig.at(2)));
+    rig.settle(rig.at(2));
+    assert_eq!(shown(), "hbad:vm-abc\n");
+    assert_eq!(
+        rig.agent.status().vhbas[0].owner.as_deref(),
+        Some("symbolic_name")
+    );
+    assert_eq!(state.get(VHBA_A).unwrap(), None, "no fallback needed");
+}
+
 /// The whole loop: events through a channel with the policy's debounce, a stop
 /// during a stuck scan, and no vHBA deleted on the way out.
 #[test]

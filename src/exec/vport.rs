@@ -516,7 +516,7 @@ impl Vports {
         }
         // store_fc_vport_symbolic_name memcpy()s exactly what was written and adds no
         // terminator, so a shorter name over a longer one would keep the old tail
-        // ("hbad:db" over "libvirt-x1" reads "hbad:dbt-x1"). A NUL written with the
+        // ("hbad:db" over "libvirt-x1" reads "hbad:db-x1"). A NUL written with the
         // name ends it; it counts against the 63 characters.
         let value = if current.is_some_and(|c| c.len() > tag.len()) {
             format!("{tag}\0")
@@ -529,26 +529,37 @@ impl Vports {
             )
         } else {
             let path = self.sysfs.vport_symbolic_name_path(vport_devpath);
-            match self.writer.write_attr(&path, &value) {
-                Ok(()) => {
-                    // Believe the kernel's answer, not the write's.
-                    let now = self.sysfs.read_vport(vport_devpath).ok();
-                    let now = now.as_ref().and_then(|v| v.symbolic_name.as_deref());
-                    if now.map(shown) == Some(tag.as_str()) {
-                        return Ok(OwnerMark::SymbolicName {
-                            name: name.to_string(),
-                        });
+            let mut value = value;
+            loop {
+                match self.writer.write_attr(&path, &value) {
+                    Ok(()) => {
+                        // Believe the kernel's answer, not the write's.
+                        let now = self.sysfs.read_vport(vport_devpath).ok();
+                        let now = now.as_ref().and_then(|v| v.symbolic_name.as_deref());
+                        let now = now.map(shown).unwrap_or("");
+                        if now == tag {
+                            return Ok(OwnerMark::SymbolicName {
+                                name: name.to_string(),
+                            });
+                        }
+                        // Bytes an earlier NUL hid (an earlier mark's) show behind a
+                        // longer name: sysfs never showed them, so only the read-back
+                        // tells. End the name with a NUL, once.
+                        if now.starts_with(tag.as_str())
+                            && !value.ends_with('\0')
+                            && tag.len() < SYMBOLIC_NAME_MAX
+                        {
+                            value = format!("{tag}\0");
+                            continue;
+                        }
+                        break format!("symbolic_name reads \"{now}\" after writing \"{tag}\"");
                     }
-                    format!(
-                        "symbolic_name reads \"{}\" after writing \"{tag}\"",
-                        now.map(shown).unwrap_or("")
-                    )
-                }
-                Err(e) => {
-                    let op = Op::SymbolicName {
-                        vport: devpath_name(vport_devpath).to_string(),
-                    };
-                    explain(&op, &e).to_string()
+                    Err(e) => {
+                        let op = Op::SymbolicName {
+                            vport: devpath_name(vport_devpath).to_string(),
+                        };
+                        break explain(&op, &e).to_string();
+                    }
                 }
             }
         };
@@ -742,18 +753,8 @@ pub(crate) mod tests {
                     Ok(())
                 };
             }
-            if file == "symbolic_name" {
-                // The simulator replaces the whole name; the kernel's store memcpy()s
-                // what was written over the old name and adds no terminator.
-                let old = fs::read_to_string(path).unwrap_or_default();
-                let old = old.strip_suffix('\n').unwrap_or(&old);
-                let new = value.strip_suffix('\n').unwrap_or(value);
-                let merged = match old.get(new.len()..) {
-                    Some(tail) if old.len() > new.len() => format!("{new}{tail}"),
-                    _ => new.to_string(),
-                };
-                return self.sim.write_attr(path, &merged);
-            }
+            // The simulator stores symbolic_name as the kernel does (memcpy over the
+            // old name, no terminator added, shown up to the first NUL).
             self.sim.write_attr(path, value)
         }
     }
@@ -1014,10 +1015,12 @@ pub(crate) mod tests {
         assert_eq!(v.owner(&vport).unwrap(), None);
         let mark = v.mark(&vport, "db1").unwrap();
         assert_eq!(mark, OwnerMark::SymbolicName { name: "db1".into() });
-        // What the kernel keeps: the name, the NUL, and the old tail it ends.
+        // The name and a NUL to end it over the old tail.
+        assert_eq!(k.writes_to("symbolic_name").last().unwrap(), "hbad:db1\0");
         assert_eq!(
-            k.writes_to("symbolic_name").last().unwrap(),
-            "hbad:db1\0ool-x1"
+            fs::read_to_string(&path).unwrap(),
+            "hbad:db1\n",
+            "sysfs shows the name up to the NUL"
         );
         assert_eq!(v.owner(&vport).unwrap(), Some(mark));
         // A fresh vport's name is all zeroes: no NUL is needed, and none is written.
