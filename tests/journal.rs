@@ -353,12 +353,12 @@ impl Journal {
 // hbad in a private mount namespace
 // ---------------------------------------------------------------------------------
 
-/// What the child does between fork and exec to see `journal_dir` at
-/// /run/systemd/journal. Everything is allocated before the fork: only system calls
-/// run in the child.
-struct PrivateJournalDir {
-    /// Where a tmpfs goes when /run/systemd/journal does not exist, so that its mount
-    /// point can be made without creating anything in the machine's /run.
+/// What a child does between fork and exec to see a directory of the test at a fixed
+/// path (/run/systemd/journal for hbad, /run for journald). Everything is allocated
+/// before the fork: only system calls run in the child.
+struct PrivateMount {
+    /// Where a tmpfs goes when the target does not exist, so that its mount point can
+    /// be made without creating anything in the machine's /run.
     tmpfs_at: Option<CString>,
     /// Directories to make on that tmpfs, outermost first.
     mkdirs: Vec<CString>,
@@ -366,10 +366,10 @@ struct PrivateJournalDir {
     target: CString,
 }
 
-impl PrivateJournalDir {
-    fn plan(journal_dir: &Path) -> Result<PrivateJournalDir, String> {
+impl PrivateMount {
+    fn plan(source: &Path, target: &'static str) -> Result<PrivateMount, String> {
         let cstr = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("no NUL in a path");
-        let target = Path::new(JOURNAL_DIR);
+        let target = Path::new(target);
         let mut missing = Vec::new();
         let mut at = target;
         while !at.is_dir() {
@@ -380,16 +380,16 @@ impl PrivateJournalDir {
                 .ok_or_else(|| "/run does not exist on this machine".to_string())?;
         }
         missing.reverse();
-        Ok(PrivateJournalDir {
+        Ok(PrivateMount {
             tmpfs_at: (!missing.is_empty()).then(|| cstr(at)),
             mkdirs: missing.into_iter().map(cstr).collect(),
-            source: cstr(journal_dir),
+            source: cstr(source),
             target: cstr(target),
         })
     }
 
     /// Runs in the forked child: a new mount namespace whose mounts do not propagate
-    /// back, then the test's directory over /run/systemd/journal.
+    /// back, then the test's directory over the target.
     fn enter(&self) -> io::Result<()> {
         fn check(r: libc::c_int) -> io::Result<()> {
             if r == 0 {
@@ -474,10 +474,10 @@ impl Lab {
         fs::write(self.path("hbad.toml"), text).unwrap();
     }
 
-    /// Starts `hbad run` with the test's directory `journal` over /run/systemd/journal.
+    /// Starts `hbad run` with `journal_dir` over /run/systemd/journal.
     /// `Err` says why it cannot run here (the test is then skipped).
-    fn spawn(&self, extra: &[&str]) -> Result<Hbad, String> {
-        let ns = PrivateJournalDir::plan(&self.path("journal"))?;
+    fn spawn(&self, journal_dir: &Path, extra: &[&str]) -> Result<Hbad, String> {
+        let ns = PrivateMount::plan(journal_dir, JOURNAL_DIR)?;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hbad"));
         cmd.arg("--sysfs-root")
             .arg(self.path("sys"))
@@ -632,7 +632,7 @@ fn hbad_run_sends_documented_records_to_the_journal() {
     }
     let lab = Lab::new();
     let mut journal = Journal::bind(&lab.path("journal"));
-    let mut hbad = match lab.spawn(&[]) {
+    let mut hbad = match lab.spawn(&lab.path("journal"), &[]) {
         Ok(h) => h,
         Err(why) => {
             eprintln!("hbad_run_sends_documented_records_to_the_journal: skipped, {why}");
@@ -732,7 +732,7 @@ fn a_record_too_large_for_a_datagram_comes_through_a_memfd() {
     }
     let lab = Lab::new();
     let mut journal = Journal::bind(&lab.path("journal"));
-    let mut hbad = match lab.spawn(&[]) {
+    let mut hbad = match lab.spawn(&lab.path("journal"), &[]) {
         Ok(h) => h,
         Err(why) => {
             eprintln!("a_record_too_large_for_a_datagram_comes_through_a_memfd: skipped, {why}");
@@ -795,7 +795,7 @@ fn without_journald_hbad_logs_to_stderr() {
             NoJournal::Declined => &["--no-journal"],
             _ => &[],
         };
-        let mut hbad = match lab.spawn(extra) {
+        let mut hbad = match lab.spawn(&lab.path("journal"), extra) {
             Ok(h) => h,
             Err(why) => {
                 eprintln!("without_journald_hbad_logs_to_stderr: skipped, {why}");
@@ -835,6 +835,338 @@ fn without_journald_hbad_logs_to_stderr() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------
+// The machine's own systemd-journald
+// ---------------------------------------------------------------------------------
+
+/// journald's configuration for the test: nothing from or to the machine's kernel log,
+/// syslog, console or terminals, and only the volatile journal under the test's /run.
+const JOURNALD_CONF: &str = "[Journal]\nStorage=volatile\nReadKMsg=no\nForwardToSyslog=no\n\
+                             ForwardToKMsg=no\nForwardToConsole=no\nForwardToWall=no\n";
+
+/// A real systemd-journald whose /run is the test's directory `root/run`: its sockets,
+/// its journal files and its configuration drop-in are the test's, and
+/// `journalctl --root` reads them together with the catalog the test installed.
+struct Journald {
+    child: Child,
+    root: PathBuf,
+    log: PathBuf,
+}
+
+impl Journald {
+    /// `Err` says why there is no journald to run here.
+    fn start(lab: &Lab) -> Result<Journald, String> {
+        let binary = [
+            "/usr/lib/systemd/systemd-journald",
+            "/lib/systemd/systemd-journald",
+        ]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .ok_or("no systemd-journald on this machine")?;
+        if Command::new("journalctl")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            return Err("no journalctl on this machine".into());
+        }
+        let root = lab.path("root");
+        for d in [
+            "run/systemd/journal",
+            "run/systemd/journald.conf.d",
+            "run/log/journal",
+            "usr/lib/systemd/catalog",
+            "var/lib/systemd/catalog",
+        ] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        fs::write(
+            root.join("run/systemd/journald.conf.d/hbad-test.conf"),
+            JOURNALD_CONF,
+        )
+        .unwrap();
+        // The catalog as the package installs it, compiled by journalctl's own parser.
+        fs::write(root.join("usr/lib/systemd/catalog/hbad.catalog"), CATALOG).unwrap();
+        let update = Command::new("journalctl")
+            .arg("--root")
+            .arg(&root)
+            .arg("--update-catalog")
+            .output()
+            .unwrap();
+        assert!(
+            update.status.success(),
+            "journalctl --update-catalog: {}",
+            String::from_utf8_lossy(&update.stderr)
+        );
+
+        // journald says READY=1 once its sockets are bound: no guessing when it listens.
+        let notify_path = lab.path("journald-notify");
+        let notify = UnixDatagram::bind(&notify_path).unwrap();
+        notify.set_read_timeout(Some(PATIENCE)).unwrap();
+        let ns = PrivateMount::plan(&root.join("run"), "/run")?;
+        let log = lab.path("journald.log");
+        let mut cmd = Command::new(binary);
+        cmd.env("NOTIFY_SOCKET", &notify_path)
+            // Its own messages to stderr (our log file), never to /dev/kmsg.
+            .env("SYSTEMD_LOG_TARGET", "console")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap());
+        // SAFETY: `enter` makes system calls only; it allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || ns.enter());
+        }
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                return Err(format!("no private mount namespace here: {e}"))
+            }
+            Err(e) => panic!("cannot start {}: {e}", binary.display()),
+        };
+        let journald = Journald { child, root, log };
+        let mut buf = [0u8; 4096];
+        loop {
+            match notify.recv(&mut buf) {
+                Ok(n) if buf[..n].split(|&b| b == b'\n').any(|l| l == b"READY=1") => {
+                    return Ok(journald)
+                }
+                Ok(_) => {}
+                Err(e) => panic!("journald never said READY=1 ({e}):\n{}", journald.log()),
+            }
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn journalctl(&self) -> Command {
+        let mut cmd = Command::new("journalctl");
+        cmd.arg("--root").arg(&self.root).arg("--no-pager");
+        cmd
+    }
+
+    /// Entries matching `matches`, as `journalctl -o json` gives them.
+    fn query(&self, matches: &[&str]) -> Vec<serde_json::Value> {
+        let out = self
+            .journalctl()
+            .args(["-o", "json"])
+            .args(matches)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "journalctl {matches:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Follows hbad's entries as journald stores them (journalctl -f: inotify).
+    fn follow(&self) -> Follow {
+        let mut child = self
+            .journalctl()
+            .args(["-f", "-n", "all", "-o", "json", "SYSLOG_IDENTIFIER=hbad"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().expect("piped");
+        let (tx, entries) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    return;
+                };
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        Follow { child, entries }
+    }
+}
+
+impl Drop for Journald {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Follow {
+    child: Child,
+    entries: Receiver<serde_json::Value>,
+}
+
+impl Follow {
+    fn wait_for(
+        &self,
+        hbad: &Hbad,
+        journald: &Journald,
+        what: &str,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let until = Instant::now() + PATIENCE;
+        loop {
+            match self
+                .entries
+                .recv_timeout(until.saturating_duration_since(Instant::now()))
+            {
+                Ok(e) if want(&e) => return e,
+                Ok(_) => {}
+                Err(e) => panic!(
+                    "waiting for {what} in the journal: {e}\nhbad's stderr:\n{}\njournald:\n{}",
+                    hbad.stderr(),
+                    journald.log()
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for Follow {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A field of a `journalctl -o json` entry: a string, or an array of bytes for values
+/// journalctl does not print as text.
+fn entry_field(entry: &serde_json::Value, name: &str) -> Option<String> {
+    match entry.get(name)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(bytes) => {
+            let bytes: Option<Vec<u8>> = bytes
+                .iter()
+                .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect();
+            bytes.map(|b| String::from_utf8_lossy(&b).into_owned())
+        }
+        _ => None,
+    }
+}
+
+fn entry_has_id(entry: &serde_json::Value, id: MessageId) -> bool {
+    entry_field(entry, "MESSAGE_ID").as_deref() == Some(id.id())
+}
+
+/// The real journald takes hbad's records whole, finds them by the fields the catalog
+/// and the documentation tell administrators to query, and `journalctl -x` explains
+/// them with the catalog, its @FIELD@s filled from the record.
+#[test]
+fn journald_stores_hbad_records_and_the_catalog_explains_them() {
+    const TEST: &str = "journald_stores_hbad_records_and_the_catalog_explains_them";
+    if skip_unless_root(TEST) {
+        return;
+    }
+    let lab = Lab::new();
+    let journald = match Journald::start(&lab) {
+        Ok(j) => j,
+        Err(why) => {
+            eprintln!("{TEST}: skipped, {why}");
+            return;
+        }
+    };
+    let follow = journald.follow();
+    let mut hbad = lab
+        .spawn(&lab.path("root/run/systemd/journal"), &[])
+        .unwrap_or_else(|why| panic!("journald ran but hbad cannot: {why}"));
+    let pid = hbad.child.id().to_string();
+
+    let failed = follow.wait_for(&hbad, &journald, "the vHBA failure", |e| {
+        entry_has_id(e, MessageId::VhbaCreateFailed)
+    });
+    // Trusted fields, set by journald itself: hbad's process, the native protocol.
+    assert_eq!(entry_field(&failed, "_PID").as_deref(), Some(pid.as_str()));
+    assert_eq!(
+        entry_field(&failed, "_TRANSPORT").as_deref(),
+        Some("journal")
+    );
+    assert_eq!(entry_field(&failed, "PRIORITY").as_deref(), Some("3"));
+    assert_eq!(entry_field(&failed, "HBAD_VHBA").as_deref(), Some("vm-a"));
+
+    lab.policy(&bad_policy());
+    hbad.signal(libc::SIGHUP);
+    let rejected = follow.wait_for(&hbad, &journald, "the policy rejection", |e| {
+        entry_has_id(e, MessageId::PolicyRejected)
+    });
+    let reason = entry_field(&rejected, "HBAD_REASON").expect("HBAD_REASON");
+    let file = lab.path("hbad.toml").display().to_string();
+    assert_eq!(reason.lines().count(), 2, "{reason:?}");
+    assert!(reason.starts_with(&format!("{file}:4:8: ")), "{reason}");
+    assert!(reason.contains(&format!("\n{file}:5:8: ")), "{reason}");
+    hbad.signal(libc::SIGTERM);
+    follow.wait_for(&hbad, &journald, "the stop", |e| {
+        entry_field(e, "MESSAGE").as_deref() == Some("stopped")
+    });
+    assert!(hbad.wait().success(), "{}", hbad.stderr());
+
+    // The queries the module documentation and the catalog promise.
+    let by_wwpn = journald.query(&[&format!("HBAD_WWPN={VHBA_WWPN}")]);
+    assert!(!by_wwpn.is_empty());
+    assert!(by_wwpn
+        .iter()
+        .all(|e| entry_has_id(e, MessageId::VhbaCreateFailed)));
+    let by_id = journald.query(&[&format!("MESSAGE_ID={}", MessageId::PolicyRejected)]);
+    assert_eq!(by_id.len(), 1);
+    let by_tag = journald.query(&["-t", "hbad", "-p", "err"]);
+    assert!(
+        by_tag.len() >= 2,
+        "the failure and the rejection are errors"
+    );
+
+    // journalctl -x reads the catalog database under the machine's
+    // /var/lib/systemd/catalog: it runs in a namespace where that is the test's.
+    let catalog = PrivateMount::plan(
+        &journald.root.join("var/lib/systemd/catalog"),
+        "/var/lib/systemd/catalog",
+    )
+    .expect("a namespace worked for journald");
+    let mut explain = journald.journalctl();
+    explain.args(["-x", "-o", "short", "SYSLOG_IDENTIFIER=hbad"]);
+    // SAFETY: `enter` makes system calls only; it allocates nothing.
+    unsafe {
+        explain.pre_exec(move || catalog.enter());
+    }
+    let out = explain.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("Subject: vHBA vm-a could not be created"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "The kernel refused to create the vHBA vm-a (WWPN {VHBA_WWPN}) on"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("Subject: Policy rejected; the previous policy stays in force"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("the files contain errors: {file}:4:8: ")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("@HBAD_"),
+        "a catalog field the record lacks:\n{text}"
+    );
 }
 
 #[test]
