@@ -307,7 +307,7 @@ impl Agent {
                 hbad_host = %host,
                 hbad_action = "scan",
                 hbad_reason = %r.reason,
-                duration_ms = r.duration.as_millis() as u64,
+                hbad_duration_ms = r.duration.as_millis() as u64,
                 "scan of {host} ({}) failed: {error}",
                 r.scope
             ),
@@ -315,7 +315,7 @@ impl Agent {
                 hbad_host = %host,
                 hbad_action = "scan",
                 hbad_reason = %r.reason,
-                duration_ms = r.duration.as_millis() as u64,
+                hbad_duration_ms = r.duration.as_millis() as u64,
                 "scanned {host} \"{}\" in {} ms: {}",
                 r.scope,
                 r.duration.as_millis(),
@@ -344,7 +344,7 @@ impl Agent {
                     message_id = %MessageId::ScanHung,
                     hbad_host = %host,
                     hbad_action = "scan",
-                    duration_ms = ran.as_millis() as u64,
+                    hbad_duration_ms = ran.as_millis() as u64,
                     "scan of {host} \"{scope}\" has not returned after {} s; \
                      later scans of {host} wait behind it, other hosts go on",
                     ran.as_secs()
