@@ -1,9 +1,13 @@
 //! Graph load and apply, measured on sysfs trees of growing size laid out like the
 //! kernel's (scsi_debug-style hosts, targets, LUNs with disks).
 //!
-//! `cargo bench --bench graph` prints, for each size: devices, load time, resident
-//! memory added by the graph, and events per second through `Graph::apply`. The
-//! per-event cost must stay flat as the device count grows.
+//! `cargo bench --bench graph` prints, for each size: devices, load time, the heap
+//! the graph holds (exact, from a counting allocator) and the resident memory it
+//! added, and events per second through `Graph::apply` over a few runs. The
+//! per-event cost must stay flat as the device count grows; the last line says
+//! how flat it was. `HBAD_BENCH_RUNS=n` sets the runs (default 3).
+
+mod common;
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -13,6 +17,14 @@ use std::time::Instant;
 use hbad::graph::Graph;
 use hbad::sysfs::Sysfs;
 use hbad::uevent::{Action, Uevent};
+
+use common::{show_spread, spread, CountingAlloc, Memory};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// Events applied per run: 2,500 LUN remove/add cycles of 4 events.
+const CYCLES: u32 = 2_500;
 
 struct Layout {
     hosts: u32,
@@ -92,16 +104,6 @@ fn build(root: &Path, layout: &Layout) {
     }
 }
 
-fn rss_kib() -> u64 {
-    let statm = fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4
-}
-
 /// One LUN going away and coming back, as the kernel reports it: removal, then the
 /// scsi_device add, its disk, and a unit attention.
 fn cycle(h: u32, t: u32, l: u32) -> [Uevent; 4] {
@@ -135,10 +137,17 @@ fn main() {
             luns: 64,
         },
     ];
+    let runs = common::runs(3);
     println!(
-        "{:>8} {:>8} {:>10} {:>10} {:>12} {:>14}",
-        "LUNs", "nodes", "load ms", "RSS KiB", "apply evts", "events/s"
+        "Graph::load and Graph::apply, {runs} runs of {} events per size \
+         (events/s: min–max, median)",
+        CYCLES * 4
     );
+    println!(
+        "{:>7} {:>7} {:>8} {:>9} {:>10} {:>9}  {:<36} {:>9}",
+        "LUNs", "nodes", "load ms", "heap MiB", "B/node", "+RSS MiB", "events/s", "µs/event"
+    );
+    let mut per_event = Vec::new();
     for layout in &sizes {
         let dir = std::env::temp_dir().join(format!(
             "hbad-bench-{}-{}",
@@ -148,14 +157,18 @@ fn main() {
         let _ = fs::remove_dir_all(&dir);
         build(&dir, layout);
         let sysfs = Sysfs::new(dir.join("sys"), dir.join("dev"));
-        // Warm the page cache so the first size is not charged for it.
-        drop(Graph::load(&sysfs));
-        let before = rss_kib();
-        let start = Instant::now();
+        // The graph that is kept: its heap is exact; its RSS delta is the cost on a
+        // fresh process, before the allocator has free memory to reuse.
+        let before = Memory::now();
         let mut graph = Graph::load(&sysfs);
+        let after = Memory::now();
+        let heap = after.heap.saturating_sub(before.heap);
+        let rss = after.rss_kib.saturating_sub(before.rss_kib);
+        // Load time with the tree in the page cache, as sysfs always is.
+        let start = Instant::now();
+        drop(Graph::load(&sysfs));
         let load = start.elapsed();
-        let rss = rss_kib().saturating_sub(before);
-        let events: Vec<Uevent> = (0..2_500u32)
+        let events: Vec<Uevent> = (0..CYCLES)
             .flat_map(|i| {
                 cycle(
                     i % layout.hosts,
@@ -164,24 +177,39 @@ fn main() {
                 )
             })
             .collect();
-        let start = Instant::now();
-        let mut changes = 0;
-        for ev in &events {
-            changes += graph.apply(ev, &sysfs).len();
+        let mut rates = Vec::new();
+        for _ in 0..runs {
+            let start = Instant::now();
+            let mut changes = 0;
+            for ev in &events {
+                changes += graph.apply(ev, &sysfs).len();
+            }
+            let apply = start.elapsed();
+            assert!(changes >= events.len(), "every event changed the graph");
+            rates.push(events.len() as f64 / apply.as_secs_f64());
         }
-        let apply = start.elapsed();
-        assert!(changes >= events.len());
+        // Every remove/add cycle ends where it began: the graph equals the tree.
         assert_eq!(graph, Graph::load(&sysfs));
+        let (_, median, _) = spread(&rates);
+        per_event.push(1e6 / median);
         let luns = layout.hosts * layout.targets * layout.luns;
         println!(
-            "{:>8} {:>8} {:>10.1} {:>10} {:>12} {:>14.0}",
+            "{:>7} {:>7} {:>8.1} {:>9.1} {:>10.0} {:>9.1}  {:<36} {:>9.1}",
             luns,
             graph.len(),
             load.as_secs_f64() * 1e3,
-            rss,
-            events.len(),
-            events.len() as f64 / apply.as_secs_f64()
+            heap as f64 / (1024.0 * 1024.0),
+            heap as f64 / graph.len() as f64,
+            rss as f64 / 1024.0,
+            show_spread(&rates, 0),
+            1e6 / median
         );
         let _ = fs::remove_dir_all(&dir);
+    }
+    if let (Some(first), Some(last)) = (per_event.first(), per_event.last()) {
+        println!(
+            "per-event cost, largest size against smallest: x{:.2} (1.00 is flat)",
+            last / first
+        );
     }
 }

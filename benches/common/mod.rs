@@ -1,0 +1,117 @@
+//! What the benchmark binaries share: a heap counter and the process's memory as
+//! the kernel reports it.
+//!
+//! Resident memory alone misleads when comparing before and after: freed memory
+//! stays resident in the allocator's free lists and is reused by the next
+//! allocation, so an RSS delta can hide a structure entirely. The counting
+//! allocator gives the exact live heap, RSS gives what the machine pays.
+
+// Each bench binary uses its own subset of this module.
+#![allow(dead_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The system allocator, counting the bytes currently allocated.
+pub struct CountingAlloc;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counter
+// is only arithmetic on the sizes the caller passed in.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as our caller's.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as our caller's.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: same contract as our caller's.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            LIVE.fetch_add(new_size, Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+/// Bytes the program holds on the heap now (needs `CountingAlloc` installed as the
+/// binary's `#[global_allocator]`).
+pub fn heap_bytes() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// The process's memory at one moment.
+#[derive(Clone, Copy, Debug)]
+pub struct Memory {
+    /// VmRSS: resident now, KiB.
+    pub rss_kib: u64,
+    /// VmHWM: the most ever resident, KiB.
+    pub hwm_kib: u64,
+    /// Live heap bytes (from the counting allocator).
+    pub heap: usize,
+}
+
+impl Memory {
+    pub fn now() -> Memory {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        Memory {
+            rss_kib: field("VmRSS:"),
+            hwm_kib: field("VmHWM:"),
+            heap: heap_bytes(),
+        }
+    }
+}
+
+/// Minimum, median and maximum of a few runs.
+pub fn spread(values: &[f64]) -> (f64, f64, f64) {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    v.sort_by(f64::total_cmp);
+    (v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
+/// `min–max (median m)` with the given number of decimals.
+pub fn show_spread(values: &[f64], decimals: usize) -> String {
+    let (lo, mid, hi) = spread(values);
+    format!("{lo:.decimals$}–{hi:.decimals$} (median {mid:.decimals$})")
+}
+
+/// Runs per measurement: `HBAD_BENCH_RUNS`, default `default`.
+pub fn runs(default: usize) -> usize {
+    std::env::var("HBAD_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(default)
+}

@@ -1,0 +1,599 @@
+//! The whole agent on the simulator: source items through the graph, the planner
+//! and the scanner, and the real event loop with its debounce.
+//!
+//! `cargo bench --bench daemon` prints three sections:
+//!
+//! - memory: VmRSS, VmHWM and live heap before and after building an agent over a
+//!   large simulated host (2 FC ports x 2000 LUNs, every LUN seen through both),
+//!   and after a 10,000 unit-attention storm on it;
+//! - throughput: events per second through `Agent::handle` (source item -> graph
+//!   -> plan -> scan request) for unit-attention storms, handled as one batch
+//!   (one debounce window) and one event at a time (no debouncing), and for LUN
+//!   remove/add churn made by the simulated kernel (then handled, one batch per
+//!   kernel operation), on a small and the large host; and the fixed cost of one
+//!   batch, which grows with the graph;
+//! - the loop: a 10,000 unit-attention storm across 4 targets of 2 hosts through
+//!   `hbad::daemon::run::run` on a current-thread runtime as `hbad run` builds it,
+//!   with the default debounce (250 ms) and with 50 ms: scans issued (must be 4)
+//!   and the time from the storm's last event to the last scan finishing.
+//!
+//! `HBAD_BENCH_RUNS=n` sets how many runs each figure is taken over (default 5).
+//! Log records are formatted at INFO into a sink, so their cost is counted as in
+//! the daemon, without the journal's socket.
+
+mod common;
+
+use std::path::Path;
+use std::sync::mpsc::{self as std_mpsc, Receiver};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use hbad::daemon::run::run as run_loop;
+use hbad::daemon::status::Status;
+use hbad::daemon::{Agent, AgentConfig, Control, LoopTimings};
+use hbad::exec::ScanReport;
+use hbad::policy::{Environment, Policy};
+use hbad::sim::demo::{
+    ARRAY_PORT_A, ARRAY_PORT_B, ARRAY_WWNN, FABRIC_A, FABRIC_A_WWN, FABRIC_B, FABRIC_B_WWN,
+    HBA_A_PCI, HBA_A_WWNN, HBA_A_WWPN, HBA_B_PCI, HBA_B_WWNN, HBA_B_WWPN,
+};
+use hbad::sim::{FabricSpec, Flavour, HbaSpec, LunSpec, Sim, SimSpec, TargetPortSpec};
+use hbad::sysfs::writes::AttrWriter;
+use hbad::sysfs::Hctl;
+use hbad::uevent::{Action, SourceItem, Uevent};
+
+use common::{show_spread, CountingAlloc, Memory};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// Unit attentions in one storm.
+const STORM: usize = 10_000;
+/// LUNs behind each FC port of the large host.
+const LARGE_LUNS: u64 = 2000;
+/// LUN remove/add cycles per churn run.
+const CHURN_CYCLES: usize = 400;
+/// Empty batches per run when timing the fixed cost of one.
+const EMPTY_BATCHES: usize = 1000;
+
+fn policy(text: &str) -> Policy {
+    Policy::from_str(
+        Path::new("bench.toml"),
+        text,
+        &Environment::fixed("bench-host"),
+    )
+    .unwrap_or_else(|e| panic!("bench policy: {e}"))
+}
+
+/// Two scsi_debug hosts with two targets of eight LUNs each: 4 targets, 32 LUNs.
+fn two_hosts_four_targets() -> SimSpec {
+    SimSpec::new()
+        .hba(HbaSpec::scsi_debug(2, 8))
+        .hba(HbaSpec::scsi_debug(2, 8))
+}
+
+/// Two FC ports on two fabrics, an array with a port on each presenting the same
+/// `luns` volumes to both: every volume is two SCSI devices and two disks.
+fn large_fc_host(luns: u64) -> SimSpec {
+    let volumes: Vec<LunSpec> = (0..luns)
+        .map(|l| {
+            LunSpec::new(l, 100 << 30, &format!("BENCH{l:05}"))
+                .masked_to(HBA_A_WWPN)
+                .masked_to(HBA_B_WWPN)
+        })
+        .collect();
+    let port = |fabric, wwpn, port_id| {
+        volumes.iter().cloned().fold(
+            TargetPortSpec::new(fabric, wwpn, ARRAY_WWNN, port_id),
+            TargetPortSpec::lun,
+        )
+    };
+    SimSpec::new()
+        .fabric(FabricSpec::new(FABRIC_A, FABRIC_A_WWN))
+        .fabric(FabricSpec::new(FABRIC_B, FABRIC_B_WWN))
+        .target(port(FABRIC_A, ARRAY_PORT_A, 0x01_0100))
+        .target(port(FABRIC_B, ARRAY_PORT_B, 0x02_0100))
+        .hba(HbaSpec::fc(
+            "qla2xxx", HBA_A_PCI, HBA_A_WWPN, HBA_A_WWNN, FABRIC_A,
+        ))
+        .hba(HbaSpec::fc(
+            "qla2xxx", HBA_B_PCI, HBA_B_WWPN, HBA_B_WWNN, FABRIC_B,
+        ))
+}
+
+/// REPORTED LUNS DATA HAS CHANGED on the given LUNs, round robin, as a target
+/// reports it on every LUN of the I_T nexus that does I/O.
+fn storm(luns: &[(Hctl, String)], n: usize) -> Vec<SourceItem> {
+    (0..n)
+        .map(|i| {
+            let (_, devpath) = &luns[i % luns.len()];
+            SourceItem::Event(
+                Uevent::new(Action::Change, devpath, "scsi")
+                    .with_devtype("scsi_device")
+                    .with_prop("SDEV_UA", "REPORTED_LUNS_DATA_HAS_CHANGED"),
+            )
+        })
+        .collect()
+}
+
+fn lun_paths(sim: &Sim) -> Vec<(Hctl, String)> {
+    sim.luns()
+        .into_iter()
+        .filter_map(|h| sim.lun_devpath(h).map(|d| (h, d)))
+        .collect()
+}
+
+/// A simulated host with the agent attached, driven without the loop.
+struct Host {
+    _dir: tempfile::TempDir,
+    sim: Sim,
+    events: Receiver<Uevent>,
+    reports: Receiver<ScanReport>,
+    agent: Agent,
+}
+
+impl Host {
+    fn build(spec: &SimSpec) -> (tempfile::TempDir, Sim, Receiver<Uevent>) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let sim = Sim::new(dir.path(), spec).expect("simulated host");
+        // Subscribed before the cold plug, as the daemon opens its socket first.
+        let events = sim.subscribe(Flavour::Kernel);
+        (dir, sim, events)
+    }
+
+    fn attach(dir: tempfile::TempDir, sim: Sim, events: Receiver<Uevent>) -> Host {
+        let agent = Agent::new(
+            AgentConfig {
+                sysfs: sim.sysfs(),
+                status_path: None,
+            },
+            Arc::new(sim.clone()),
+            policy(""),
+            Instant::now(),
+        );
+        let (tx, reports) = std_mpsc::channel();
+        agent.scanner().report_to(tx);
+        let mut host = Host {
+            _dir: dir,
+            sim,
+            events,
+            reports,
+            agent,
+        };
+        host.agent.boot(Instant::now());
+        host.settle();
+        host
+    }
+
+    fn new(spec: &SimSpec) -> Host {
+        let (dir, sim, events) = Host::build(spec);
+        Host::attach(dir, sim, events)
+    }
+
+    /// Feeds the agent what the simulated kernel sent and every scan report until
+    /// no scan is queued or running and no event is left.
+    fn settle(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            for r in self.reports.try_iter() {
+                self.agent.scan_report(r);
+            }
+            let items: Vec<SourceItem> = self.events.try_iter().map(SourceItem::Event).collect();
+            if !items.is_empty() {
+                self.agent.handle(items, Instant::now());
+                continue;
+            }
+            if self.agent.scanner().busy() == 0 {
+                // A worker marks its scan done only after the kernel write returned,
+                // and the simulator sends a write's events inside it: whatever the
+                // last scan found is already on the channel.
+                let late: Vec<SourceItem> = self.events.try_iter().map(SourceItem::Event).collect();
+                if late.is_empty() {
+                    return;
+                }
+                self.agent.handle(late, Instant::now());
+                continue;
+            }
+            // Woken by the next finished scan rather than polling.
+            if let Ok(r) = self.reports.recv_timeout(Duration::from_secs(1)) {
+                self.agent.scan_report(r);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the simulated host never settled"
+            );
+        }
+    }
+
+    fn issued(&self) -> u64 {
+        self.agent.scanner().counters().issued
+    }
+}
+
+fn kib(k: u64) -> String {
+    format!("{:.1} MiB", k as f64 / 1024.0)
+}
+
+fn mib(bytes: usize) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn memory() {
+    println!("== memory: agent over 2 FC ports x {LARGE_LUNS} LUNs ==");
+    let m0 = Memory::now();
+    let (dir, sim, events) = Host::build(&large_fc_host(LARGE_LUNS));
+    let m1 = Memory::now();
+    let t = Instant::now();
+    let mut host = Host::attach(dir, sim, events);
+    let cold_plug = t.elapsed();
+    let m2 = Memory::now();
+    let luns = lun_paths(&host.sim);
+    let scans_before = host.issued();
+    let t = Instant::now();
+    host.agent.handle(storm(&luns, STORM), Instant::now());
+    let handled = t.elapsed();
+    host.settle();
+    let m3 = Memory::now();
+    let row = |stage: &str, m: &Memory| {
+        println!(
+            "  {stage:<36} VmRSS {:>10}  VmHWM {:>10}  heap {:>10}",
+            kib(m.rss_kib),
+            kib(m.hwm_kib),
+            mib(m.heap)
+        );
+    };
+    row("start", &m0);
+    row("simulator built", &m1);
+    row("agent cold-plugged and booted", &m2);
+    row(&format!("after a {STORM} unit-attention storm"), &m3);
+    println!(
+        "  graph: {} nodes ({} LUNs); cold plug + boot {:.0} ms",
+        host.agent.graph().len(),
+        luns.len(),
+        cold_plug.as_secs_f64() * 1e3
+    );
+    println!(
+        "  the agent holds {} of heap ({:.0} bytes per graph node) and adds {} to VmRSS",
+        mib(m2.heap.saturating_sub(m1.heap)),
+        m2.heap.saturating_sub(m1.heap) as f64 / host.agent.graph().len() as f64,
+        kib(m2.rss_kib.saturating_sub(m1.rss_kib))
+    );
+    println!(
+        "  the storm: handled in {:.0} ms as one batch, {} scans, heap {:+.1} MiB after it",
+        handled.as_secs_f64() * 1e3,
+        host.issued() - scans_before,
+        (m3.heap as f64 - m2.heap as f64) / (1024.0 * 1024.0)
+    );
+    println!();
+}
+
+/// Events per second through `Agent::handle` for a storm, in batches of `batch`.
+/// Returns (events/s, scans issued).
+fn storm_rate(host: &mut Host, batch: usize) -> (f64, u64) {
+    let luns = lun_paths(&host.sim);
+    let items = storm(&luns, STORM);
+    let before = host.issued();
+    let mut spent = Duration::ZERO;
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        let chunk: Vec<SourceItem> = items.by_ref().take(batch).collect();
+        let t = Instant::now();
+        host.agent.handle(chunk, Instant::now());
+        spent += t.elapsed();
+    }
+    host.settle();
+    (STORM as f64 / spent.as_secs_f64(), host.issued() - before)
+}
+
+/// Events per second through `Agent::handle` for LUNs removed (`device/delete`)
+/// and found again by a scan of their address. The simulated kernel makes the
+/// events first; the agent then handles them as they came, one batch per kernel
+/// operation. Kept apart because the simulator copies its model of a host on
+/// every operation, and on the same thread that churn leaves the allocator's
+/// free lists for the agent's next allocation to consolidate: interleaved, the
+/// large host measured the simulator's heap, not hbad. Every cycle ends with the
+/// LUN back, so the tree the agent reads is the one the events lead to.
+/// Returns (events/s, events).
+fn churn_rate(host: &mut Host) -> (f64, usize) {
+    let luns = lun_paths(&host.sim);
+    let sysfs = host.sim.sysfs();
+    let mut batches: Vec<Vec<SourceItem>> = Vec::with_capacity(2 * CHURN_CYCLES);
+    for i in 0..CHURN_CYCLES {
+        // Spread over the hosts and targets rather than one LUN over and over.
+        let (hctl, devpath) = &luns[(i * 7919) % luns.len()];
+        host.sim
+            .write_attr(&sysfs.path(devpath).join("delete"), "1")
+            .expect("device/delete");
+        batches.push(host.events.try_iter().map(SourceItem::Event).collect());
+        let host_devpath = host.sim.host_devpath(hctl.host).expect("host of the LUN");
+        host.sim
+            .write_attr(
+                &sysfs.scan_path(&host_devpath),
+                &format!("{} {} {}", hctl.channel, hctl.target, hctl.lun),
+            )
+            .expect("scan of the removed LUN's address");
+        batches.push(host.events.try_iter().map(SourceItem::Event).collect());
+    }
+    assert_eq!(
+        lun_paths(&host.sim).len(),
+        luns.len(),
+        "every removed LUN was found again"
+    );
+    let events: usize = batches.iter().map(Vec::len).sum();
+    let nodes = host.agent.graph().len();
+    let t = Instant::now();
+    for batch in batches {
+        host.agent.handle(batch, Instant::now());
+    }
+    let spent = t.elapsed();
+    host.settle();
+    assert_eq!(host.agent.graph().len(), nodes, "the graph is whole again");
+    (events as f64 / spent.as_secs_f64(), events)
+}
+
+fn throughput(name: &str, host: &mut Host, runs: usize) {
+    let luns = lun_paths(&host.sim).len();
+    println!(
+        "-- {name}: {} graph nodes, {luns} LUNs --",
+        host.agent.graph().len()
+    );
+    for batch in [STORM, 1] {
+        let mut rates = Vec::new();
+        let mut scans = Vec::new();
+        for _ in 0..runs {
+            let (rate, issued) = storm_rate(host, batch);
+            rates.push(rate);
+            scans.push(issued as f64);
+        }
+        let how = if batch == 1 {
+            "one event per batch".to_string()
+        } else {
+            format!("one batch of {batch}")
+        };
+        println!(
+            "  {STORM} unit attentions, {how:<20} {} events/s, scans issued {}",
+            show_spread(&rates, 0),
+            show_spread(&scans, 0)
+        );
+    }
+    // What every batch pays however few events it holds: the plan runs over the
+    // whole graph, not only over the changes.
+    let mut empty = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        for _ in 0..EMPTY_BATCHES {
+            host.agent.handle(Vec::new(), Instant::now());
+        }
+        empty.push(t.elapsed().as_secs_f64() * 1e6 / EMPTY_BATCHES as f64);
+    }
+    println!(
+        "  an empty batch (fixed cost per batch)     {} µs",
+        show_spread(&empty, 1)
+    );
+    let mut rates = Vec::new();
+    let mut total = 0;
+    for _ in 0..runs {
+        let (rate, events) = churn_rate(host);
+        rates.push(rate);
+        total = events;
+    }
+    println!(
+        "  LUN remove/add churn ({CHURN_CYCLES} cycles, {total} events)   {} events/s",
+        show_spread(&rates, 0)
+    );
+}
+
+/// One storm through the real loop.
+struct LoopRun {
+    scans: usize,
+    /// From the storm's last event entering the channel to the last scan ending.
+    settle: Duration,
+    /// From the storm's last event to the first scan's write (wall clock).
+    first_start: Duration,
+    /// How long the storm took to send.
+    send: Duration,
+    events_counted: u64,
+}
+
+fn loop_storm(policy_text: &str, want_debounce: Duration) -> LoopRun {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let sim = Sim::new(dir.path(), &two_hosts_four_targets()).expect("simulated host");
+    let kernel_events = sim.subscribe(Flavour::Kernel);
+    let status_path = dir.path().join("status.json");
+    let agent = Agent::new(
+        AgentConfig {
+            sysfs: sim.sysfs(),
+            status_path: Some(status_path.clone()),
+        },
+        Arc::new(sim.clone()),
+        policy(policy_text),
+        Instant::now(),
+    );
+    assert_eq!(agent.policy().rescan.debounce, want_debounce);
+    let luns = lun_paths(&sim);
+    assert_eq!(luns.len(), 32);
+    let scan_writes = |sim: &Sim| {
+        sim.writes()
+            .iter()
+            .filter(|w| w.path.ends_with("scan"))
+            .count()
+    };
+    let scans_before = scan_writes(&sim);
+
+    // Scan reports reach the loop through a thread, as in `hbad run`; this one
+    // also notes when each arrived.
+    let (rtx, rrx) = tokio::sync::mpsc::unbounded_channel();
+    let (std_tx, std_rx) = std_mpsc::channel::<ScanReport>();
+    let (ended_tx, ended_rx) = std_mpsc::channel::<(Instant, SystemTime)>();
+    agent.scanner().report_to(std_tx);
+    std::thread::spawn(move || {
+        for r in std_rx {
+            let _ = ended_tx.send((Instant::now(), r.started));
+            if rtx.send(r).is_err() {
+                return;
+            }
+        }
+    });
+    let (etx, erx) = tokio::sync::mpsc::channel(65536);
+    let (ctx, crx) = tokio::sync::mpsc::channel(4);
+    let forward = etx.clone();
+    std::thread::spawn(move || {
+        for ev in kernel_events {
+            if forward.blocking_send(SourceItem::Event(ev)).is_err() {
+                return;
+            }
+        }
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let items = storm(&luns, STORM);
+    let sim2 = sim.clone();
+    let (scans, send, first_start, settle) = rt.block_on(async move {
+        let looped = tokio::spawn(run_loop(
+            agent,
+            erx,
+            rrx,
+            crx,
+            || Ok(policy("")),
+            LoopTimings::default(),
+        ));
+        // Let the loop boot and wait in its select before the storm comes.
+        tokio::task::yield_now().await;
+        // The storm comes from another thread, as the kernel socket's reader
+        // would deliver it.
+        let sender = etx.clone();
+        let (first, last) = tokio::task::spawn_blocking(move || {
+            let first = Instant::now();
+            for item in items {
+                sender.blocking_send(item).expect("the loop takes events");
+            }
+            (first, (Instant::now(), SystemTime::now()))
+        })
+        .await
+        .expect("storm sender");
+        // Four targets: four scans. Stop once they have ended (or after 10 s);
+        // the loop handles anything still batched and waits for its scans before
+        // it returns, so a fifth scan would still be counted below.
+        let (ended_rx, mut ended) = tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut ended = Vec::new();
+            while ended.len() < 4 {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match ended_rx.recv_timeout(left) {
+                    Ok(t) => ended.push(t),
+                    Err(_) => break,
+                }
+            }
+            (ended_rx, ended)
+        })
+        .await
+        .expect("report watcher");
+        ctx.send(Control::Stop)
+            .await
+            .expect("the loop takes a stop");
+        looped.await.expect("the loop ends");
+        let scans = scan_writes(&sim2) - scans_before;
+        // A worker counts as idle just before it sends its report: wait for the
+        // reports of every scan the kernel saw.
+        while ended.len() < scans {
+            match ended_rx.recv_timeout(Duration::from_secs(2)) {
+                Ok(t) => ended.push(t),
+                Err(_) => break,
+            }
+        }
+        let (last, last_wall) = last;
+        let first_start = ended
+            .iter()
+            .map(|e| e.1)
+            .min()
+            .and_then(|s| s.duration_since(last_wall).ok());
+        let last_end = ended.iter().map(|e| e.0).max().map(|t| t - last);
+        (scans, last - first, first_start, last_end)
+    });
+    let status = Status::read(&status_path).expect("the loop wrote its status");
+    LoopRun {
+        scans,
+        settle: settle.unwrap_or(Duration::MAX),
+        first_start: first_start.unwrap_or(Duration::MAX),
+        send,
+        events_counted: status.counters.events,
+    }
+}
+
+fn the_loop(runs: usize) {
+    println!(
+        "== the loop: {STORM} unit attentions across 4 targets of 2 hosts, hbad::daemon::run::run =="
+    );
+    for (text, debounce) in [
+        ("", Duration::from_millis(250)),
+        ("[rescan]\ndebounce = \"50ms\"\n", Duration::from_millis(50)),
+    ] {
+        let mut settle = Vec::new();
+        let mut first = Vec::new();
+        let mut send = Vec::new();
+        let mut scans = Vec::new();
+        for _ in 0..runs {
+            let r = loop_storm(text, debounce);
+            assert_eq!(
+                r.events_counted, STORM as u64,
+                "every event reached the agent"
+            );
+            settle.push(r.settle.as_secs_f64() * 1e3);
+            first.push(r.first_start.as_secs_f64() * 1e3);
+            send.push(r.send.as_secs_f64() * 1e3);
+            scans.push(r.scans as f64);
+        }
+        println!(
+            "  debounce {:>3} ms: scans issued {}; from the storm's last event: first scan \
+             started {} ms, last scan done {} ms (storm sent in {} ms)",
+            debounce.as_millis(),
+            show_spread(&scans, 0),
+            show_spread(&first, 0),
+            show_spread(&settle, 0),
+            show_spread(&send, 1)
+        );
+        assert!(
+            scans.iter().all(|&s| s == 4.0),
+            "a storm on 4 targets must give 4 scans, got {scans:?}"
+        );
+    }
+}
+
+fn main() {
+    // INFO records are formatted as the daemon's would be, then dropped.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::sink)
+        .with_max_level(tracing::Level::INFO)
+        .init();
+    let runs = common::runs(5);
+    // `cargo bench --bench daemon -- loop` runs one section (cargo adds `--bench`).
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |section: &str| only.is_empty() || only.iter().any(|o| o == section);
+    println!("hbad daemon benchmark, {runs} runs per figure (min–max, median)\n");
+    // First, so that the high-water mark is this host's and not a later one's.
+    if wanted("memory") {
+        memory();
+    }
+    if wanted("throughput") {
+        println!("== throughput: Agent::handle (source item -> graph -> plan -> scan request) ==");
+        throughput(
+            "2 scsi_debug hosts x 2 targets x 8 LUNs",
+            &mut Host::new(&two_hosts_four_targets()),
+            runs,
+        );
+        throughput(
+            &format!("2 FC ports x {LARGE_LUNS} LUNs"),
+            &mut Host::new(&large_fc_host(LARGE_LUNS)),
+            runs,
+        );
+        println!();
+    }
+    if wanted("loop") {
+        the_loop(runs);
+    }
+}
