@@ -5,10 +5,12 @@
 #   make demo       hbad on a simulated host
 #   make bench      graph load/apply and whole-daemon numbers (benches/README.md)
 #   make vm-test    the real-kernel tier (Debian's kernel in qemu)
+#   make install    install as a system package would (then: sudo make install)
+#   make deb        a Debian package with cargo-deb
 
 CARGO ?= cargo
 
-.PHONY: all deps build test lint demo bench vm-test clean
+.PHONY: all deps build test lint demo bench vm-test clean install uninstall generated deb
 
 all: build
 
@@ -42,3 +44,100 @@ vm-test: build
 
 clean:
 	$(CARGO) clean
+
+# ---------------------------------------------------------------------------------------
+# Install, laid out as Debian and Fedora packages lay hbad out:
+#
+#   make && sudo make install                      into /usr, policy into /etc/hbad
+#   make install DESTDIR=/tmp/root                 staged, for packaging
+#   make install HBAD_BIN=target/debug/hbad        another binary (tests; no rebuild)
+#
+# install never builds: as root, cargo would leave root-owned files in target/. The
+# man pages and completions are made by the binary being installed (hbad generate),
+# so they always match it and no other tool is needed. The unit and udev rule name
+# /usr/bin/hbad; they are rewritten to $(BINDIR) when PREFIX is not /usr.
+HBAD_BIN      ?= target/release/hbad
+DESTDIR       ?=
+PREFIX        ?= /usr
+BINDIR        ?= $(PREFIX)/bin
+SYSCONFDIR    ?= /etc
+LIBDIR_SYS    ?= $(PREFIX)/lib
+UNITDIR       ?= $(LIBDIR_SYS)/systemd/system
+CATALOGDIR    ?= $(LIBDIR_SYS)/systemd/catalog
+UDEVRULESDIR  ?= $(LIBDIR_SYS)/udev/rules.d
+TMPFILESDIR   ?= $(LIBDIR_SYS)/tmpfiles.d
+DATADIR       ?= $(PREFIX)/share
+DOCDIR        ?= $(DATADIR)/doc/hbad
+MANDIR        ?= $(DATADIR)/man
+BASHCOMPDIR   ?= $(DATADIR)/bash-completion/completions
+# Fedora and upstream zsh read site-functions; Debian's zsh reads vendor-completions.
+ZSHCOMPDIR    ?= $(DATADIR)/zsh/site-functions
+FISHCOMPDIR   ?= $(DATADIR)/fish/vendor_completions.d
+INSTALL       ?= install
+
+# What a file naming /usr/bin/hbad or the doc directory must say after install.
+SUBST = sed -e 's|/usr/bin/hbad|$(BINDIR)/hbad|g' -e 's|/usr/share/doc/hbad|$(DOCDIR)|g'
+
+install:
+	@test -x "$(HBAD_BIN)" || { echo "$(HBAD_BIN) is missing: run make first, or set HBAD_BIN=" >&2; exit 1; }
+	$(INSTALL) -d -m 0755 "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(UNITDIR)" "$(DESTDIR)$(CATALOGDIR)" \
+		"$(DESTDIR)$(UDEVRULESDIR)" "$(DESTDIR)$(TMPFILESDIR)" "$(DESTDIR)$(DOCDIR)/examples" \
+		"$(DESTDIR)$(MANDIR)/man5" "$(DESTDIR)$(MANDIR)/man8" \
+		"$(DESTDIR)$(BASHCOMPDIR)" "$(DESTDIR)$(ZSHCOMPDIR)" "$(DESTDIR)$(FISHCOMPDIR)" \
+		"$(DESTDIR)$(SYSCONFDIR)/hbad/hbad.d" "$(DESTDIR)$(LIBDIR_SYS)/hbad/hbad.d"
+	$(INSTALL) -m 0755 "$(HBAD_BIN)" "$(DESTDIR)$(BINDIR)/hbad"
+	$(SUBST) systemd/hbad.service > "$(DESTDIR)$(UNITDIR)/hbad.service"
+	$(SUBST) udev-rules/60-hbad-vhba.rules > "$(DESTDIR)$(UDEVRULESDIR)/60-hbad-vhba.rules"
+	chmod 0644 "$(DESTDIR)$(UNITDIR)/hbad.service" "$(DESTDIR)$(UDEVRULESDIR)/60-hbad-vhba.rules"
+	$(INSTALL) -m 0644 systemd/hbad.catalog "$(DESTDIR)$(CATALOGDIR)/hbad.catalog"
+	$(INSTALL) -m 0644 packaging/tmpfiles.d/hbad.conf "$(DESTDIR)$(TMPFILESDIR)/hbad.conf"
+	@# The policy is the administrator's: never overwrite one that is there.
+	@if [ -e "$(DESTDIR)$(SYSCONFDIR)/hbad/hbad.toml" ]; then \
+		echo "kept $(DESTDIR)$(SYSCONFDIR)/hbad/hbad.toml (the example is in $(DOCDIR)/hbad.toml)"; \
+	else \
+		echo "$(INSTALL) -m 0644 config/hbad.toml $(DESTDIR)$(SYSCONFDIR)/hbad/hbad.toml"; \
+		$(INSTALL) -m 0644 config/hbad.toml "$(DESTDIR)$(SYSCONFDIR)/hbad/hbad.toml"; \
+	fi
+	$(INSTALL) -m 0644 README.md config/hbad.toml "$(DESTDIR)$(DOCDIR)/"
+	$(INSTALL) -m 0644 config/examples/*.toml "$(DESTDIR)$(DOCDIR)/examples/"
+	$(INSTALL) -m 0644 man/hbad.toml.5 "$(DESTDIR)$(MANDIR)/man5/"
+	"$(HBAD_BIN)" generate man "$(DESTDIR)$(MANDIR)/man8" >/dev/null
+	"$(HBAD_BIN)" generate completions bash "$(DESTDIR)$(BASHCOMPDIR)" >/dev/null
+	"$(HBAD_BIN)" generate completions zsh "$(DESTDIR)$(ZSHCOMPDIR)" >/dev/null
+	"$(HBAD_BIN)" generate completions fish "$(DESTDIR)$(FISHCOMPDIR)" >/dev/null
+	chmod 0644 "$(DESTDIR)$(MANDIR)"/man8/hbad*.8 "$(DESTDIR)$(BASHCOMPDIR)/hbad" \
+		"$(DESTDIR)$(ZSHCOMPDIR)/_hbad" "$(DESTDIR)$(FISHCOMPDIR)/hbad.fish"
+ifeq ($(DESTDIR),)
+	@# A live install: what the package managers' triggers do. Enabling the unit is
+	@# left to the administrator, once the policy is written.
+	-command -v systemd-tmpfiles >/dev/null && systemd-tmpfiles --create "$(TMPFILESDIR)/hbad.conf"
+	-command -v journalctl >/dev/null && journalctl --update-catalog
+	-command -v udevadm >/dev/null && udevadm control --reload
+	-command -v systemctl >/dev/null && systemctl daemon-reload
+endif
+
+# Removes what install put there, except the policy in $(SYSCONFDIR)/hbad and the
+# state in /var/lib/hbad: those are the administrator's.
+uninstall:
+	rm -f "$(DESTDIR)$(BINDIR)/hbad" "$(DESTDIR)$(UNITDIR)/hbad.service" \
+		"$(DESTDIR)$(CATALOGDIR)/hbad.catalog" "$(DESTDIR)$(UDEVRULESDIR)/60-hbad-vhba.rules" \
+		"$(DESTDIR)$(TMPFILESDIR)/hbad.conf" "$(DESTDIR)$(MANDIR)/man5/hbad.toml.5" \
+		"$(DESTDIR)$(MANDIR)"/man8/hbad.8 "$(DESTDIR)$(MANDIR)"/man8/hbad-*.8 \
+		"$(DESTDIR)$(BASHCOMPDIR)/hbad" "$(DESTDIR)$(ZSHCOMPDIR)/_hbad" \
+		"$(DESTDIR)$(FISHCOMPDIR)/hbad.fish"
+	rm -rf "$(DESTDIR)$(DOCDIR)"
+	-rmdir "$(DESTDIR)$(LIBDIR_SYS)/hbad/hbad.d" "$(DESTDIR)$(LIBDIR_SYS)/hbad"
+
+# Man pages and completions for the packages (cargo-deb's assets, the RPM spec).
+GENERATED ?= target/generated
+generated:
+	@test -x "$(HBAD_BIN)" || { echo "$(HBAD_BIN) is missing: run make first" >&2; exit 1; }
+	"$(HBAD_BIN)" generate man $(GENERATED)/man8 >/dev/null
+	"$(HBAD_BIN)" generate completions bash $(GENERATED)/completions >/dev/null
+	"$(HBAD_BIN)" generate completions zsh $(GENERATED)/completions >/dev/null
+	"$(HBAD_BIN)" generate completions fish $(GENERATED)/completions >/dev/null
+
+# Needs cargo-deb (cargo install cargo-deb). Not part of `make test`: it rebuilds.
+deb: build
+	$(MAKE) generated
+	$(CARGO) deb --no-build --locked

@@ -10,6 +10,7 @@ use crate::sysfs::Sysfs;
 pub mod act;
 pub mod daemon;
 pub mod demo;
+pub mod docs;
 pub mod inspect;
 pub mod policy;
 pub mod render;
@@ -130,6 +131,9 @@ pub enum Command {
     UdevId(udev::UdevIdArgs),
     /// Run hbad on a simulated host: two NPIV HBAs, a SAN presenting new LUNs.
     Demo(demo::DemoArgs),
+    /// Man pages and shell completions, for `make install` and the packages.
+    #[command(hide = true)]
+    Generate(docs::GenerateArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -153,5 +157,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rescan(args) => act::rescan(g, args),
         Command::FindLuns(args) => act::find_luns(g, args),
         Command::WriteAttr { path } => Ok(act::write_attr(&path)),
+        Command::Generate(args) => docs::generate(args),
     }
 }

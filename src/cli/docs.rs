@@ -1,0 +1,186 @@
+//! `hbad generate`: man pages and shell completions made from the clap definition, so
+//! that `make install` and the packages need no tool besides hbad itself, and the
+//! pages can never drift from the options the binary really takes.
+//!
+//! Man pages are one per command, as git's are: hbad(8) lists the subcommands and
+//! hbad-<subcommand>(8) holds each one's options. Section 8 because hbad is an
+//! administration tool and daemon. hbad.toml(5) is written by hand (man/hbad.toml.5):
+//! the policy format is not in clap.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, Subcommand, ValueEnum};
+use clap_complete::Shell;
+
+use super::Cli;
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(subcommand)]
+    pub what: Generate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// hbad.8 and one hbad-<subcommand>.8 per visible subcommand, into DIR.
+    Man { dir: PathBuf },
+    /// The completion script of SHELL into DIR, named as that shell looks it up
+    /// (bash: hbad, zsh: _hbad, fish: hbad.fish).
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+        dir: PathBuf,
+    },
+}
+
+/// The shells distributions ship completions for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+impl CompletionShell {
+    fn shell(self) -> Shell {
+        match self {
+            CompletionShell::Bash => Shell::Bash,
+            CompletionShell::Zsh => Shell::Zsh,
+            CompletionShell::Fish => Shell::Fish,
+        }
+    }
+
+    /// The file name the shell's completion loader looks for. bash-completion loads
+    /// `completions/<command>` on demand, without an extension.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            CompletionShell::Bash => "hbad",
+            CompletionShell::Zsh => "_hbad",
+            CompletionShell::Fish => "hbad.fish",
+        }
+    }
+}
+
+/// Pages every hbad man page points to.
+const SEE_ALSO: &str = ".SH \"SEE ALSO\"\n\
+.BR hbad.toml (5),\n\
+.BR systemd.service (5),\n\
+.BR udev (7),\n\
+.BR virsh (1)\n\
+.PP\n\
+The policy example: /usr/share/doc/hbad/examples/\n";
+
+pub fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+    match args.what {
+        Generate::Man { dir } => {
+            for path in write_man_pages(&dir)? {
+                println!("{}", path.display());
+            }
+        }
+        Generate::Completions { shell, dir } => {
+            println!("{}", write_completion(shell, &dir)?.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes hbad.8 and hbad-<sub>.8 (hidden subcommands left out); returns the paths.
+pub fn write_man_pages(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    fs::create_dir_all(dir)?;
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    // Building sets each subcommand's display name to "hbad-<sub>", the page name.
+    cmd.build();
+    let mut written = vec![write_page(cmd.clone(), dir)?];
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        written.push(write_page(sub.clone(), dir)?);
+    }
+    Ok(written)
+}
+
+fn write_page(cmd: clap::Command, dir: &Path) -> std::io::Result<PathBuf> {
+    let man = clap_mangen::Man::new(cmd)
+        .section("8")
+        .manual("hbad manual")
+        .source(format!("hbad {}", env!("CARGO_PKG_VERSION")));
+    let path = dir.join(man.get_filename());
+    let mut page = Vec::new();
+    man.render(&mut page)?;
+    page.extend_from_slice(SEE_ALSO.as_bytes());
+    let mut file = fs::File::create(&path)?;
+    file.write_all(&page)?;
+    Ok(path)
+}
+
+/// Writes SHELL's completion script into DIR; returns its path.
+pub fn write_completion(shell: CompletionShell, dir: &Path) -> std::io::Result<PathBuf> {
+    fs::create_dir_all(dir)?;
+    let mut cmd = Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell.shell(), &mut cmd, "hbad", &mut script);
+    let path = dir.join(shell.file_name());
+    fs::write(&path, script)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_page_per_visible_subcommand_in_section_8() {
+        let dir = tempfile::tempdir().unwrap();
+        let pages = write_man_pages(dir.path()).unwrap();
+        let names: Vec<String> = pages
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names[0], "hbad.8");
+        for want in [
+            "hbad-check.8",
+            "hbad-run.8",
+            "hbad-rescan.8",
+            "hbad-udev-id.8",
+        ] {
+            assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
+        }
+        // Hidden plumbing stays out of the manual.
+        for hidden in ["hbad-write-attr.8", "hbad-generate.8", "hbad-help.8"] {
+            assert!(!names.iter().any(|n| n == hidden), "{hidden} in {names:?}");
+        }
+        let main = fs::read_to_string(&pages[0]).unwrap();
+        assert!(main.starts_with(".ie \\n(.g .ds Aq"), "not roff:\n{main}");
+        assert!(main.contains(".TH hbad 8"), "{main}");
+        assert!(
+            main.contains("hbad\\-rescan(8)"),
+            "no subcommand list:\n{main}"
+        );
+        assert!(main.contains(".BR hbad.toml (5)"), "{main}");
+        let rescan = fs::read_to_string(dir.path().join("hbad-rescan.8")).unwrap();
+        assert!(
+            rescan.contains("\\-\\-lip"),
+            "rescan page lacks --lip:\n{rescan}"
+        );
+    }
+
+    #[test]
+    fn completions_are_named_for_each_shells_loader_and_know_the_subcommands() {
+        let dir = tempfile::tempdir().unwrap();
+        for shell in [
+            CompletionShell::Bash,
+            CompletionShell::Zsh,
+            CompletionShell::Fish,
+        ] {
+            let path = write_completion(shell, dir.path()).unwrap();
+            assert_eq!(path.file_name().unwrap(), shell.file_name());
+            let text = fs::read_to_string(&path).unwrap();
+            // clap_complete also completes hidden subcommands (write-attr, generate);
+            // harmless, so only the visible ones are checked for.
+            for sub in ["find-luns", "udev-id", "--sysfs-root"] {
+                assert!(text.contains(sub), "{shell:?} lacks {sub}:\n{text}");
+            }
+        }
+    }
+}

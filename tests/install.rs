@@ -1,0 +1,304 @@
+//! `make install` as a package build runs it: staged into a DESTDIR, with the binary
+//! already built (HBAD_BIN; CARGO=false proves install never builds), every file in
+//! its distribution place with its mode, and the installed pieces accepted by the
+//! tools that will read them (systemd-analyze, systemd-tmpfiles, groff), each skipped
+//! with a reason when the tool is absent.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn make_install(destdir: &Path, extra: &[&str]) -> Output {
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(repo())
+        .arg("--no-print-directory")
+        .arg("install")
+        .arg(format!("DESTDIR={}", destdir.display()))
+        .arg(format!("HBAD_BIN={}", env!("CARGO_BIN_EXE_hbad")))
+        .arg("CARGO=false")
+        .args(extra)
+        .env_remove("MAKEFLAGS")
+        .env_remove("PREFIX")
+        .output()
+        .expect("make runs");
+    assert!(
+        out.status.success(),
+        "make install failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Every file a package of hbad holds, under PREFIX=/usr, with its mode.
+fn expected_files() -> Vec<(String, u32)> {
+    let mut files: Vec<(String, u32)> = [
+        ("usr/bin/hbad", 0o755),
+        ("usr/lib/systemd/system/hbad.service", 0o644),
+        ("usr/lib/systemd/catalog/hbad.catalog", 0o644),
+        ("usr/lib/udev/rules.d/60-hbad-vhba.rules", 0o644),
+        ("usr/lib/tmpfiles.d/hbad.conf", 0o644),
+        ("etc/hbad/hbad.toml", 0o644),
+        ("usr/share/doc/hbad/README.md", 0o644),
+        ("usr/share/doc/hbad/hbad.toml", 0o644),
+        ("usr/share/man/man5/hbad.toml.5", 0o644),
+        ("usr/share/man/man8/hbad.8", 0o644),
+        ("usr/share/bash-completion/completions/hbad", 0o644),
+        ("usr/share/zsh/site-functions/_hbad", 0o644),
+        ("usr/share/fish/vendor_completions.d/hbad.fish", 0o644),
+    ]
+    .iter()
+    .map(|(p, m)| (p.to_string(), *m))
+    .collect();
+    for entry in std::fs::read_dir(repo().join("config/examples")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        files.push((format!("usr/share/doc/hbad/examples/{name}"), 0o644));
+    }
+    // One page per visible subcommand: the ones an administrator reaches for.
+    for sub in [
+        "check", "wwn", "plan", "apply", "run", "status", "rescan", "udev-id",
+    ] {
+        files.push((format!("usr/share/man/man8/hbad-{sub}.8"), 0o644));
+    }
+    files
+}
+
+#[test]
+fn make_install_puts_every_file_in_its_distribution_place() {
+    let dest = tempfile::tempdir().unwrap();
+    make_install(dest.path(), &[]);
+    let mut missing = Vec::new();
+    for (rel, want) in expected_files() {
+        let path = dest.path().join(&rel);
+        if !path.is_file() {
+            missing.push(rel);
+            continue;
+        }
+        assert_eq!(mode(&path), want, "{rel} mode {:o}", mode(&path));
+    }
+    assert!(missing.is_empty(), "not installed: {missing:?}");
+    for dir in ["etc/hbad/hbad.d", "usr/lib/hbad/hbad.d"] {
+        assert!(dest.path().join(dir).is_dir(), "{dir} missing");
+    }
+    // The installed binary is the one built, and the files are the repository's.
+    assert_eq!(
+        std::fs::read(dest.path().join("usr/bin/hbad")).unwrap(),
+        std::fs::read(env!("CARGO_BIN_EXE_hbad")).unwrap()
+    );
+    for (installed, source) in [
+        ("etc/hbad/hbad.toml", "config/hbad.toml"),
+        (
+            "usr/lib/systemd/system/hbad.service",
+            "systemd/hbad.service",
+        ),
+        (
+            "usr/lib/udev/rules.d/60-hbad-vhba.rules",
+            "udev-rules/60-hbad-vhba.rules",
+        ),
+        (
+            "usr/lib/systemd/catalog/hbad.catalog",
+            "systemd/hbad.catalog",
+        ),
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(dest.path().join(installed)).unwrap(),
+            std::fs::read_to_string(repo().join(source)).unwrap(),
+            "{installed} differs from {source} under PREFIX=/usr"
+        );
+    }
+    let unit =
+        std::fs::read_to_string(dest.path().join("usr/lib/systemd/system/hbad.service")).unwrap();
+    assert!(unit.contains("\nExecStart=/usr/bin/hbad run\n"), "{unit}");
+}
+
+#[test]
+fn installed_unit_passes_systemd_analyze_verify_with_the_installed_binary() {
+    if !have("systemd-analyze") {
+        eprintln!("skipped: systemd-analyze is not installed");
+        return;
+    }
+    let dest = tempfile::tempdir().unwrap();
+    make_install(dest.path(), &[]);
+    // verify --root wants a whole OS (sysinit.target, /bin/kill) under the root, so
+    // the installed unit is verified in place of the host's, its /usr/bin/hbad
+    // pointed at the installed binary: a wrong BINDIR would fail here.
+    let unit =
+        std::fs::read_to_string(dest.path().join("usr/lib/systemd/system/hbad.service")).unwrap();
+    let installed_bin = dest.path().join("usr/bin/hbad");
+    let check_dir = tempfile::tempdir().unwrap();
+    let path = check_dir.path().join("hbad.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/bin/hbad", &installed_bin.display().to_string()),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ours: Vec<&str> = stderr.lines().filter(|l| l.contains("hbad")).collect();
+    assert!(out.status.success() && ours.is_empty(), "{stderr}");
+}
+
+#[test]
+fn an_existing_policy_is_kept_and_everything_else_is_replaced() {
+    let dest = tempfile::tempdir().unwrap();
+    make_install(dest.path(), &[]);
+    let policy = dest.path().join("etc/hbad/hbad.toml");
+    let mine = "# the administrator's policy\n[ownership]\nprune = true\n";
+    std::fs::write(&policy, mine).unwrap();
+    let catalog = dest.path().join("usr/lib/systemd/catalog/hbad.catalog");
+    std::fs::write(&catalog, "stale").unwrap();
+    let out = make_install(dest.path(), &[]);
+    assert_eq!(std::fs::read_to_string(&policy).unwrap(), mine);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("kept "),
+        "install does not say it kept the policy"
+    );
+    assert_ne!(std::fs::read_to_string(&catalog).unwrap(), "stale");
+}
+
+#[test]
+fn another_prefix_rewrites_the_paths_the_unit_and_rule_run() {
+    let dest = tempfile::tempdir().unwrap();
+    make_install(
+        dest.path(),
+        &["PREFIX=/usr/local", "UDEVRULESDIR=/etc/udev/rules.d"],
+    );
+    let unit = std::fs::read_to_string(
+        dest.path()
+            .join("usr/local/lib/systemd/system/hbad.service"),
+    )
+    .unwrap();
+    assert!(
+        unit.contains("\nExecStart=/usr/local/bin/hbad run\n"),
+        "{unit}"
+    );
+    assert!(
+        unit.contains("\nExecStartPre=/usr/local/bin/hbad check\n"),
+        "{unit}"
+    );
+    assert!(
+        unit.contains("file:///usr/local/share/doc/hbad/README.md"),
+        "{unit}"
+    );
+    assert!(!unit.contains("/usr/bin/hbad"), "{unit}");
+    let rule =
+        std::fs::read_to_string(dest.path().join("etc/udev/rules.d/60-hbad-vhba.rules")).unwrap();
+    assert!(
+        rule.contains("IMPORT{program}=\"/usr/local/bin/hbad udev-id %p\""),
+        "{rule}"
+    );
+    assert!(dest.path().join("usr/local/bin/hbad").is_file());
+    assert!(dest.path().join("etc/hbad/hbad.toml").is_file());
+}
+
+#[test]
+fn installed_tmpfiles_entry_makes_the_runtime_and_state_directories() {
+    if !have("systemd-tmpfiles") {
+        eprintln!("skipped: systemd-tmpfiles is not installed");
+        return;
+    }
+    let dest = tempfile::tempdir().unwrap();
+    make_install(dest.path(), &[]);
+    let conf = dest.path().join("usr/lib/tmpfiles.d/hbad.conf");
+    let mut cmd = Command::new("systemd-tmpfiles");
+    cmd.arg(format!("--root={}", dest.path().display()))
+        .arg("--create")
+        .arg(&conf);
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && !is_root() {
+        // root:root ownership cannot be set by an ordinary user.
+        eprintln!("skipped: systemd-tmpfiles needs root here: {stderr}");
+        return;
+    }
+    assert!(out.status.success() && stderr.is_empty(), "{stderr}");
+    for dir in ["run/hbad", "run/hbad/hbad.d", "var/lib/hbad"] {
+        let path: PathBuf = dest.path().join(dir);
+        assert!(path.is_dir(), "{dir} not made");
+        // The unit's RuntimeDirectory=/StateDirectory= mode, so the two never fight.
+        assert_eq!(mode(&path), 0o755, "{dir}");
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn installed_man_pages_are_clean_roff() {
+    if !have("groff") {
+        eprintln!("skipped: groff is not installed");
+        return;
+    }
+    let dest = tempfile::tempdir().unwrap();
+    make_install(dest.path(), &[]);
+    let mut pages: Vec<PathBuf> = Vec::new();
+    for section in ["man5", "man8"] {
+        for e in std::fs::read_dir(dest.path().join("usr/share/man").join(section)).unwrap() {
+            pages.push(e.unwrap().path());
+        }
+    }
+    assert!(pages.len() > 10, "{pages:?}");
+    for page in pages {
+        // -ww: every warning; -z: parse and format, print nothing.
+        let out = Command::new("groff")
+            .args(["-man", "-ww", "-z"])
+            .arg(&page)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.is_empty(),
+            "{}: {stderr}",
+            page.display()
+        );
+    }
+}
+
+#[test]
+fn install_refuses_a_missing_binary_instead_of_building_one() {
+    let dest = tempfile::tempdir().unwrap();
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(repo())
+        .arg("--no-print-directory")
+        .arg("install")
+        .arg(format!("DESTDIR={}", dest.path().display()))
+        .arg("HBAD_BIN=/nonexistent/hbad")
+        .arg("CARGO=false")
+        .env_remove("MAKEFLAGS")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/hbad is missing"), "{stderr}");
+    assert!(
+        !dest.path().join("usr").exists(),
+        "installed something anyway"
+    );
+}
