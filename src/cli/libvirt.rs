@@ -1,0 +1,243 @@
+//! libvirt interop at the edge: `show --xml`, `luns --libvirt-disk` and
+//! `import-libvirt`. The XML itself is built and read in [`crate::libvirt`]; this
+//! module only gathers what it needs from sysfs and files, and prints.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use super::inspect::{luns_of, resolve};
+use super::policy::load_graph;
+use super::render::{self, NodeView};
+use super::Global;
+use crate::graph::describe::human_size;
+use crate::graph::{Graph, Node, NodeKind};
+use crate::libvirt::{
+    guest_disk_name, import_pools, stable_source, DiskDevice, DiskSnippet, NodeDeviceParent,
+    PoolSource, ScsiHostDevice,
+};
+use crate::sysfs::{devpath_name, host_number, parent_devpath, Sysfs};
+
+#[derive(Debug, Clone, Args)]
+pub struct ShowArgs {
+    /// Print a SCSI host as libvirt's node-device XML (`virsh nodedev-dumpxml scsi_hostN`).
+    #[arg(long)]
+    pub xml: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    /// device='lun': SCSI commands pass through (reservations, clustering).
+    Lun,
+    /// device='disk': an emulated disk on top of the LUN.
+    Disk,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LunsArgs {
+    /// Print libvirt <disk type='block'> elements for the LUNs' disks, each naming the
+    /// disk by its most stable link (by-vhba, by-id, by-path, else /dev/sdX).
+    #[arg(long)]
+    pub libvirt_disk: bool,
+    /// What the guest sees, with --libvirt-disk.
+    #[arg(long, value_enum, default_value = "lun", requires = "libvirt_disk")]
+    pub device: DeviceArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// libvirt pool definitions (`virsh pool-dumpxml POOL > POOL.xml`).
+    #[arg(required = true, value_name = "POOL.xml")]
+    pub files: Vec<PathBuf>,
+}
+
+fn no_json(g: &Global, flag: &str) -> anyhow::Result<()> {
+    if g.json {
+        anyhow::bail!("{flag} prints XML; it does not go with --json");
+    }
+    Ok(())
+}
+
+/// The node device libvirt would name as a host's parent: the vport's host for a
+/// vHBA, else the nearest PCI function or network interface above it, else `computer`.
+fn node_device_parent(sysfs: &Sysfs, graph: &Graph, host: &Node) -> NodeDeviceParent {
+    if let Some(NodeKind::Host(parent)) = graph
+        .vport_of_vhba(host)
+        .and_then(|v| graph.vport_parent_host(v))
+        .map(|p| &p.kind)
+    {
+        return NodeDeviceParent::ScsiHost(parent.scsi.number);
+    }
+    let mut cur = parent_devpath(&host.devpath);
+    while let Some(dir) = cur {
+        let name = devpath_name(dir);
+        let subsystem = sysfs.link_name(dir, "subsystem");
+        match subsystem.as_deref() {
+            Some("pci") => return NodeDeviceParent::Pci(name.to_string()),
+            Some("net") => {
+                if let Some(mac) = sysfs.attr(dir, "address") {
+                    return NodeDeviceParent::Net {
+                        interface: name.to_string(),
+                        mac,
+                    };
+                }
+            }
+            // Copies of sysfs may lack the subsystem link; a PCI address is one anyway.
+            None if NodeDeviceParent::is_pci_address(name) => {
+                return NodeDeviceParent::Pci(name.to_string())
+            }
+            None if host_number(name).is_some() => {
+                if let Some(n) = host_number(name) {
+                    return NodeDeviceParent::ScsiHost(n);
+                }
+            }
+            _ => {}
+        }
+        cur = parent_devpath(dir);
+    }
+    NodeDeviceParent::Computer
+}
+
+/// `hbad show --xml DEVICE`: one SCSI host as libvirt's node-device XML.
+pub fn show_xml(g: &Global, device: &str) -> anyhow::Result<ExitCode> {
+    no_json(g, "--xml")?;
+    let graph = load_graph(g)?;
+    let found = resolve(&graph, device)?;
+    let hosts: Vec<&Node> = found
+        .iter()
+        .copied()
+        .filter(|n| matches!(n.kind, NodeKind::Host(_)))
+        .collect();
+    let host = match hosts.as_slice() {
+        [one] => *one,
+        [] => {
+            let what: Vec<String> = found
+                .iter()
+                .map(|n| format!("{} {}", n.kind.label(), n.name()))
+                .collect();
+            anyhow::bail!(
+                "`{device}` is {}, not a SCSI host; --xml describes SCSI hosts (host5, scsi_host5 or a host's WWPN)",
+                what.join(" and ")
+            );
+        }
+        many => {
+            let names: Vec<&str> = many.iter().map(|n| n.name()).collect();
+            anyhow::bail!(
+                "`{device}` names several hosts ({}); name one of them",
+                names.join(", ")
+            );
+        }
+    };
+    let NodeKind::Host(h) = &host.kind else {
+        unreachable!("filtered to hosts above")
+    };
+    let parent = node_device_parent(&g.sysfs(), &graph, host);
+    let dev = ScsiHostDevice::from_host(h, &host.devpath, parent);
+    render::emit_all(&dev.to_xml())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hbad luns --libvirt-disk [FILTER]`: a `<disk>` element per LUN with a disk.
+pub fn luns_disks(g: &Global, filter: Option<&str>, args: &LunsArgs) -> anyhow::Result<ExitCode> {
+    no_json(g, "--libvirt-disk")?;
+    let graph = load_graph(g)?;
+    let luns = match filter {
+        None => graph.luns(),
+        Some(f) => luns_of(&graph, &resolve(&graph, f)?),
+    };
+    let device = match args.device {
+        DeviceArg::Lun => DiskDevice::Lun,
+        DeviceArg::Disk => DiskDevice::Disk,
+    };
+    let mut snippets = Vec::new();
+    for lun in &luns {
+        let NodeView::Lun(l) = render::view(&graph, lun) else {
+            continue;
+        };
+        let Some(dev) = &l.dev else {
+            eprintln!(
+                "note: LUN {} has no disk (no block device), so no <disk> for it",
+                l.hctl
+            );
+            continue;
+        };
+        let mut about = vec![l.hctl.clone()];
+        about.extend(l.vendor.clone());
+        about.extend(l.model.clone());
+        about.push(dev.clone());
+        about.extend(l.size_bytes.map(human_size));
+        if let Some(v) = &l.vhba_name {
+            about.push(format!("vHBA {v}"));
+        }
+        if let Some(t) = l.target_wwpn {
+            about.push(format!("target {t}"));
+        }
+        snippets.push(DiskSnippet {
+            device,
+            source: stable_source(dev, &l.links).to_string(),
+            target: guest_disk_name(snippets.len()),
+            about: about.join(" "),
+        });
+    }
+    if snippets.is_empty() {
+        match filter {
+            Some(f) => eprintln!("no LUNs with a disk on {f}"),
+            None => eprintln!("no LUNs with a disk under {}", g.sysfs_root.display()),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = String::from(
+        "<!-- For a domain's <devices>. bus='scsi' needs a SCSI controller there, e.g.\n     <controller type='scsi' model='virtio-scsi'/>; target names are suggestions. -->\n",
+    );
+    for s in &snippets {
+        out.push_str(&s.to_xml());
+    }
+    render::emit_all(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hbad import-libvirt POOL.xml...`: policy TOML on stdout, or every refusal on
+/// stderr and nothing on stdout.
+pub fn import(_g: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let mut sources = Vec::new();
+    let mut unreadable = Vec::new();
+    for path in &args.files {
+        match std::fs::read_to_string(path) {
+            Ok(text) => sources.push(PoolSource {
+                path: path.clone(),
+                text,
+            }),
+            Err(e) => unreadable.push(format!("{}: cannot read: {e}", path.display())),
+        }
+    }
+    let result = import_pools(&sources);
+    let refusals = match &result {
+        Ok(_) => 0,
+        Err(errors) => errors.len(),
+    } + unreadable.len();
+    for e in &unreadable {
+        eprintln!("error: {e}");
+    }
+    match result {
+        Ok(import) if unreadable.is_empty() => {
+            for w in &import.warnings {
+                eprintln!("warning: {w}");
+            }
+            render::emit_all(&import.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        other => {
+            if let Err(errors) = other {
+                for e in errors {
+                    eprintln!("error: {e}");
+                }
+            }
+            eprintln!(
+                "nothing imported: {refusals} pool definition{} cannot be expressed as hbad policy",
+                if refusals == 1 { "" } else { "s" }
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
