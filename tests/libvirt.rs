@@ -584,3 +584,60 @@ fn import_refuses_what_the_policy_cannot_express_and_prints_nothing() {
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("comes twice"), "{}", run.stderr);
 }
+
+#[test]
+fn libvirt_disk_warns_when_two_paths_lead_to_one_lun() {
+    // The qla2xxx layout, with 8:0:0:27 given 7:0:0:0's WWID: one LUN, two paths.
+    let dir = tempfile::tempdir().unwrap();
+    let src = common::fixture("layouts").join("qla2xxx-npiv");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(&src)
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let root = dir.path().join("qla2xxx-npiv");
+    let hba = "sys/devices/pci0000:00/0000:00:03.0/0000:08:00.0/host7";
+    let first =
+        std::fs::read_to_string(root.join(hba).join("rport-7:0-0/target7:0:0/7:0:0:0/wwid"))
+            .unwrap();
+    std::fs::write(
+        root.join(hba)
+            .join("vport-7:0-0/host8/rport-8:0-2/target8:0:0/8:0:0:27/wwid"),
+        &first,
+    )
+    .unwrap();
+    let run = hbad_in(
+        &root.join("sys"),
+        &root.join("dev"),
+        &["luns", "--libvirt-disk"],
+    )
+    .ok();
+    assert_eq!(disks_of(&run.stdout).len(), 2, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("warning: 8:0:0:27 (/dev/sdc) is the LUN 7:0:0:0 (/dev/sdb) shows too"),
+        "{}",
+        run.stderr
+    );
+    // The layout as it is has no such LUN: no warning.
+    let (sys, dev) = layout("qla2xxx-npiv");
+    let run = hbad_in(&sys, &dev, &["luns", "--libvirt-disk"]).ok();
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+}
+
+#[test]
+fn show_xml_by_a_vhbas_wwpn_picks_its_host_not_its_vport() {
+    // On the capture, 0x5001a4a000000b01 names vport-1:0-0 and the vHBA host4 it made.
+    let sys = capture_sys("after");
+    let xml = hbad_in(
+        &sys,
+        Path::new("/nonexistent-dev"),
+        &["show", "--xml", "0x5001a4a000000b01"],
+    )
+    .ok()
+    .stdout;
+    assert_eq!(element(&xml, "name"), Some("scsi_host4"));
+    assert_eq!(element(&xml, "parent"), Some("scsi_host1"));
+}

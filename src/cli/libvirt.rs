@@ -2,6 +2,7 @@
 //! `import-libvirt`. The XML itself is built and read in [`crate::libvirt`]; this
 //! module only gathers what it needs from sysfs and files, and prints.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -83,11 +84,11 @@ fn node_device_parent(sysfs: &Sysfs, graph: &Graph, host: &Node) -> NodeDevicePa
                     };
                 }
             }
-            // Copies of sysfs may lack the subsystem link; a PCI address is one anyway.
+            // Copies of sysfs may lack the subsystem link; the names still tell.
             None if NodeDeviceParent::is_pci_address(name) => {
                 return NodeDeviceParent::Pci(name.to_string())
             }
-            None if host_number(name).is_some() => {
+            None => {
                 if let Some(n) = host_number(name) {
                     return NodeDeviceParent::ScsiHost(n);
                 }
@@ -151,6 +152,9 @@ pub fn luns_disks(g: &Global, filter: Option<&str>, args: &LunsArgs) -> anyhow::
         DeviceArg::Disk => DiskDevice::Disk,
     };
     let mut snippets = Vec::new();
+    // One LUN reached through two paths (two vHBAs, two target ports) is two sdX with
+    // one WWID: handing both to a guest gives it one disk twice, unsynchronised.
+    let mut seen_wwid: HashMap<String, String> = HashMap::new();
     for lun in &luns {
         let NodeView::Lun(l) = render::view(&graph, lun) else {
             continue;
@@ -162,6 +166,17 @@ pub fn luns_disks(g: &Global, filter: Option<&str>, args: &LunsArgs) -> anyhow::
             );
             continue;
         };
+        if let Some(wwid) = &l.wwid {
+            match seen_wwid.get(wwid) {
+                Some(first) => eprintln!(
+                    "warning: {} ({dev}) is the LUN {first} shows too (WWID {wwid}), through another path; give a guest one of them, or the dm-multipath device over both",
+                    l.hctl
+                ),
+                None => {
+                    seen_wwid.insert(wwid.clone(), format!("{} ({dev})", l.hctl));
+                }
+            }
+        }
         let mut about = vec![l.hctl.clone()];
         about.extend(l.vendor.clone());
         about.extend(l.model.clone());
