@@ -641,3 +641,23 @@ fn show_xml_by_a_vhbas_wwpn_picks_its_host_not_its_vport() {
     assert_eq!(element(&xml, "name"), Some("scsi_host4"));
     assert_eq!(element(&xml, "parent"), Some("scsi_host1"));
 }
+
+#[test]
+fn import_names_the_wwpn_of_a_scsi_host_parent_where_sysfs_shows_it() {
+    let file = pool_fixture("fc-managed-host-parent.xml");
+    let (sys, dev) = layout("qla2xxx-npiv");
+    let run = hbad_in(&sys, &dev, &["import-libvirt", file.to_str().unwrap()]).ok();
+    // host7 is the qla2xxx port 0x21000024ff3affb0 in this layout.
+    let port = attr(&sys.join("class/fc_host/host7/port_name")).unwrap();
+    assert!(
+        run.stderr.contains(&format!(
+            "note: host7 is the FC port {port} on this machine: parent_wwpn = \"{port}\""
+        )),
+        "{}",
+        run.stderr
+    );
+    // The policy printed is the same with or without a sysfs to look at.
+    let elsewhere = import(&["fc-managed-host-parent.xml"]).ok();
+    assert_eq!(run.stdout, elsewhere.stdout);
+    assert!(!elsewhere.stderr.contains("note:"), "{}", elsewhere.stderr);
+}

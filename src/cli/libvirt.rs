@@ -13,10 +13,10 @@ use super::policy::load_graph;
 use super::render::{self, NodeView};
 use super::Global;
 use crate::graph::describe::human_size;
-use crate::graph::{Graph, Node, NodeKind};
+use crate::graph::{Graph, Lookup, Node, NodeKind};
 use crate::libvirt::{
-    guest_disk_name, import_pools, stable_source, DiskDevice, DiskSnippet, NodeDeviceParent,
-    PoolSource, ScsiHostDevice,
+    guest_disk_name, import_pools, stable_source, DiskDevice, DiskSnippet, Import, ImportParent,
+    NodeDeviceParent, PoolSource, ScsiHostDevice,
 };
 use crate::sysfs::{devpath_name, host_number, parent_devpath, Sysfs};
 
@@ -212,9 +212,43 @@ pub fn luns_disks(g: &Global, filter: Option<&str>, args: &LunsArgs) -> anyhow::
     Ok(ExitCode::SUCCESS)
 }
 
+/// For vHBAs whose pool named the parent `scsi_hostN`: the WWPN that host has on this
+/// machine now, which names the same port after the next boot too. Only a hint, and
+/// only where sysfs can be read: the import itself never depends on this machine.
+fn suggest_parent_wwpns(g: &Global, import: &Import) {
+    let by_host: Vec<(&str, u32)> = import
+        .vhbas
+        .iter()
+        .filter_map(|v| match v.parent {
+            ImportParent::Host(n) => Some((v.name.as_str(), n)),
+            _ => None,
+        })
+        .collect();
+    if by_host.is_empty() {
+        return;
+    }
+    let Ok(graph) = load_graph(g) else {
+        return;
+    };
+    for (name, n) in by_host {
+        let wwpn = graph
+            .find(&Lookup::Host(n))
+            .into_iter()
+            .find_map(|h| match &h.kind {
+                NodeKind::Host(host) => host.fc.as_ref()?.wwpn,
+                _ => None,
+            });
+        if let Some(w) = wwpn {
+            eprintln!(
+                "note: host{n} is the FC port {w} on this machine: parent_wwpn = \"{w}\" instead of parent = \"host{n}\" keeps vHBA `{name}` on it across boots"
+            );
+        }
+    }
+}
+
 /// `hbad import-libvirt POOL.xml...`: policy TOML on stdout, or every refusal on
 /// stderr and nothing on stdout.
-pub fn import(_g: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
+pub fn import(g: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
     let mut sources = Vec::new();
     let mut unreadable = Vec::new();
     for path in &args.files {
@@ -239,6 +273,7 @@ pub fn import(_g: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
             for w in &import.warnings {
                 eprintln!("warning: {w}");
             }
+            suggest_parent_wwpns(g, &import);
             render::emit_all(&import.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
