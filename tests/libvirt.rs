@@ -300,10 +300,23 @@ fn show_xml_describes_every_layout_host_and_names_pci_parents() {
 fn show_xml_refuses_what_is_not_a_host_and_json() {
     let sys = capture_sys("after");
     let nodev = Path::new("/nonexistent-dev");
-    let run = hbad_in(&sys, nodev, &["show", "--xml", "1:0:0:0"]);
+    let run = hbad_in(&sys, nodev, &["show", "--xml", "sda"]);
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("not a SCSI host"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("`sda` is disk sda, which libvirt has no node device for"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stdout.is_empty());
+    // Nor is a remote port one.
+    let run = hbad_in(&sys, nodev, &["show", "--xml", "rport-1:0-0"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("remote port rport-1:0-0"),
+        "{}",
+        run.stderr
+    );
     let run = hbad_in(&sys, nodev, &["show", "--xml", "host99"]);
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("no device `host99`"), "{}", run.stderr);
@@ -313,6 +326,113 @@ fn show_xml_refuses_what_is_not_a_host_and_json() {
     // Without --xml, show is as before.
     let run = hbad_in(&sys, nodev, &["--json", "show", "host1"]).ok();
     serde_json::from_str::<Value>(&run.stdout).unwrap();
+}
+
+/// Targets and LUNs as the SCSI bus lists them.
+fn scsi_bus_devices(sys: &Path) -> Vec<(String, PathBuf)> {
+    let bus = sys.join("bus/scsi/devices");
+    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(&bus)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("target") || n.split(':').count() == 4)
+        .map(|n| {
+            let dir = std::fs::canonicalize(bus.join(&n)).unwrap();
+            (n, dir)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Checks a target's or LUN's node-device XML against its sysfs directory.
+fn check_scsi_xml(sys: &Path, name: &str, dir: &Path, xml: &str) {
+    let root = std::fs::canonicalize(sys).unwrap();
+    let devpath = dir.strip_prefix(&root).unwrap();
+    assert_eq!(
+        element(xml, "path"),
+        Some(format!("/sys/{}", devpath.display()).as_str()),
+        "{xml}"
+    );
+    let underscored = name.replace(':', "_");
+    if let Some(addr) = name.strip_prefix("target") {
+        assert_eq!(
+            element(xml, "name"),
+            Some(format!("scsi_{underscored}").as_str()),
+            "{xml}"
+        );
+        let host = addr.split(':').next().unwrap();
+        assert_eq!(
+            element(xml, "parent"),
+            Some(format!("scsi_host{host}").as_str()),
+            "{xml}"
+        );
+        let above = dir.parent().unwrap();
+        let rport = above.file_name().unwrap().to_string_lossy().into_owned();
+        let port_name = attr(&above.join("fc_remote_ports").join(&rport).join("port_name"));
+        match port_name.filter(|_| rport.starts_with("rport-")) {
+            Some(wwpn) => {
+                assert_eq!(element(xml, "rport"), Some(rport.as_str()), "{xml}");
+                assert_eq!(element(xml, "wwpn"), Some(wwpn.as_str()), "{xml}");
+            }
+            None => assert!(!xml.contains("fc_remote_port"), "{xml}"),
+        }
+    } else {
+        assert_eq!(
+            element(xml, "name"),
+            Some(format!("scsi_{underscored}").as_str()),
+            "{xml}"
+        );
+        let parts: Vec<&str> = name.split(':').collect();
+        let target = format!("scsi_target{}_{}_{}", parts[0], parts[1], parts[2]);
+        assert_eq!(element(xml, "parent"), Some(target.as_str()), "{xml}");
+        for (tag, value) in ["host", "bus", "target", "lun"].iter().zip(&parts) {
+            assert!(
+                xml.contains(&format!("<{tag}>{value}</{tag}>")),
+                "{tag}: {xml}"
+            );
+        }
+        let driver = std::fs::read_link(dir.join("driver"))
+            .ok()
+            .map(|t| t.file_name().unwrap().to_string_lossy().into_owned());
+        match driver {
+            Some(d) => assert!(
+                xml.contains(&format!("<driver>\n    <name>{d}</name>")),
+                "{xml}"
+            ),
+            None => assert!(!xml.contains("<driver>"), "{xml}"),
+        }
+        if attr(&dir.join("type")).as_deref() == Some("0") {
+            assert_eq!(element(xml, "type"), Some("disk"), "{xml}");
+        }
+    }
+}
+
+/// Every target and LUN of a tree, through `show --xml`, against sysfs and the schema.
+fn check_every_scsi_device(sys: &Path, dev: &Path, validate: bool) -> usize {
+    let devices = scsi_bus_devices(sys);
+    for (name, dir) in &devices {
+        let run = hbad_in(sys, dev, &["show", "--xml", name]).ok();
+        check_scsi_xml(sys, name, dir, &run.stdout);
+        if validate {
+            assert_valid(&run.stdout, "nodedev", &format!("{} {name}", sys.display()));
+        }
+    }
+    devices.len()
+}
+
+#[test]
+fn show_xml_describes_every_target_and_lun_as_libvirt_does() {
+    let validate = validator();
+    let mut seen = check_every_scsi_device(
+        &capture_sys("after"),
+        Path::new("/nonexistent-dev"),
+        validate,
+    );
+    for name in LAYOUTS {
+        let (sys, dev) = layout(name);
+        seen += check_every_scsi_device(&sys, &dev, validate);
+    }
+    assert!(seen > 20, "only {seen} targets and LUNs");
 }
 
 // --- luns --libvirt-disk ----------------------------------------------------------------

@@ -16,13 +16,14 @@ use crate::graph::describe::human_size;
 use crate::graph::{Graph, Lookup, Node, NodeKind};
 use crate::libvirt::{
     guest_disk_name, import_pools, stable_source, DiskDevice, DiskSnippet, Import, ImportParent,
-    NodeDeviceParent, PoolSource, ScsiHostDevice,
+    NodeDeviceParent, PoolSource, ScsiDevice, ScsiHostDevice, ScsiTargetDevice,
 };
 use crate::sysfs::{devpath_name, host_number, parent_devpath, Sysfs};
 
 #[derive(Debug, Clone, Args)]
 pub struct ShowArgs {
-    /// Print a SCSI host as libvirt's node-device XML (`virsh nodedev-dumpxml scsi_hostN`).
+    /// Print a SCSI host, target or LUN as libvirt's node-device XML (`virsh
+    /// nodedev-dumpxml scsi_hostN`, `scsi_target1_0_0`, `scsi_1_0_0_0`).
     #[arg(long)]
     pub xml: bool,
 }
@@ -100,17 +101,24 @@ fn node_device_parent(sysfs: &Sysfs, graph: &Graph, host: &Node) -> NodeDevicePa
     NodeDeviceParent::Computer
 }
 
-/// `hbad show --xml DEVICE`: one SCSI host as libvirt's node-device XML.
+/// `hbad show --xml DEVICE`: a SCSI host, target or LUN as libvirt's node-device XML.
 pub fn show_xml(g: &Global, device: &str) -> anyhow::Result<ExitCode> {
     no_json(g, "--xml")?;
     let graph = load_graph(g)?;
     let found = resolve(&graph, device)?;
-    let hosts: Vec<&Node> = found
+    // A WWPN names a vport and its vHBA at once; libvirt has node devices for the
+    // vHBA only, and none for vports, remote ports or (here) disks.
+    let described: Vec<&Node> = found
         .iter()
         .copied()
-        .filter(|n| matches!(n.kind, NodeKind::Host(_)))
+        .filter(|n| {
+            matches!(
+                n.kind,
+                NodeKind::Host(_) | NodeKind::Target(_) | NodeKind::Lun(_)
+            )
+        })
         .collect();
-    let host = match hosts.as_slice() {
+    let node = match described.as_slice() {
         [one] => *one,
         [] => {
             let what: Vec<String> = found
@@ -118,24 +126,51 @@ pub fn show_xml(g: &Global, device: &str) -> anyhow::Result<ExitCode> {
                 .map(|n| format!("{} {}", n.kind.label(), n.name()))
                 .collect();
             anyhow::bail!(
-                "`{device}` is {}, not a SCSI host; --xml describes SCSI hosts (host5, scsi_host5 or a host's WWPN)",
+                "`{device}` is {}, which libvirt has no node device for here; --xml describes SCSI hosts (host5 or a port's WWPN), targets (target1:0:0) and LUNs (1:0:0:0)",
                 what.join(" and ")
             );
         }
         many => {
             let names: Vec<&str> = many.iter().map(|n| n.name()).collect();
             anyhow::bail!(
-                "`{device}` names several hosts ({}); name one of them",
+                "`{device}` names several devices ({}); name one of them",
                 names.join(", ")
             );
         }
     };
-    let NodeKind::Host(h) = &host.kind else {
-        unreachable!("filtered to hosts above")
+    let path = format!("/sys{}", node.devpath);
+    let xml = match &node.kind {
+        NodeKind::Host(h) => {
+            let parent = node_device_parent(&g.sysfs(), &graph, node);
+            ScsiHostDevice::from_host(h, &node.devpath, parent).to_xml()
+        }
+        NodeKind::Target(t) => {
+            let remote_port = graph.remote_port_of(node).and_then(|r| match &r.kind {
+                NodeKind::RemotePort(rp) => Some((r.name().to_string(), rp.wwpn?)),
+                _ => None,
+            });
+            ScsiTargetDevice {
+                target: t.name.clone(),
+                path,
+                host: t.host,
+                remote_port,
+            }
+            .to_xml()
+        }
+        NodeKind::Lun(l) => {
+            let h = l.hctl;
+            ScsiDevice {
+                hctl: h,
+                path,
+                target: format!("target{}:{}:{}", h.host, h.channel, h.target),
+                driver: l.driver.clone(),
+                scsi_type: l.scsi_type,
+            }
+            .to_xml()
+        }
+        _ => unreachable!("filtered to hosts, targets and LUNs above"),
     };
-    let parent = node_device_parent(&g.sysfs(), &graph, host);
-    let dev = ScsiHostDevice::from_host(h, &host.devpath, parent);
-    render::emit_all(&dev.to_xml())?;
+    render::emit_all(&xml)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,5 +1,6 @@
-//! A SCSI host as libvirt's node-device driver describes it (`virsh nodedev-dumpxml
-//! scsi_hostN`), so tools that parse libvirt's XML can read hbad's view too.
+//! SCSI hosts, targets and LUNs as libvirt's node-device driver describes them
+//! (`virsh nodedev-dumpxml scsi_hostN`, `scsi_target1_0_0`, `scsi_1_0_0_0`), so tools
+//! that parse libvirt's XML can read hbad's view too.
 //!
 //! The element order is nodedev.rng's, which is strict: `name`, `path`, `parent`,
 //! then `<capability type='scsi_host'>` holding `host`, `unique_id`, and the nested
@@ -9,6 +10,7 @@ use std::fmt::Write as _;
 
 use super::xml::esc;
 use crate::graph::Host;
+use crate::sysfs::Hctl;
 use crate::wwn::{Wwn, WwnStyle};
 
 /// The nearest ancestor libvirt knows as a node device: libvirt walks up sysfs from
@@ -16,8 +18,10 @@ use crate::wwn::{Wwn, WwnStyle};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NodeDeviceParent {
     /// A vHBA's parent is the host whose vport made it (the vport itself is no node
-    /// device to libvirt).
+    /// device to libvirt); a target's is its host (nor is a remote port one).
     ScsiHost(u32),
+    /// A LUN's parent: its target, by kernel name (`target1:0:0`).
+    ScsiTarget(String),
     /// A PCI function, by its sysfs name (`0000:06:00.1`).
     Pci(String),
     /// A network interface (FCoE hosts hang below one), with its MAC address.
@@ -39,6 +43,7 @@ impl NodeDeviceParent {
     pub fn name(&self) -> String {
         match self {
             NodeDeviceParent::ScsiHost(n) => format!("scsi_host{n}"),
+            NodeDeviceParent::ScsiTarget(t) => udev_style(&format!("scsi_{t}")),
             NodeDeviceParent::Pci(addr) => udev_style(&format!("pci_{addr}")),
             NodeDeviceParent::Net { interface, mac } => {
                 udev_style(&format!("net_{interface}_{mac}"))
@@ -160,6 +165,107 @@ impl ScsiHostDevice {
     }
 }
 
+/// `<capability type='scsi_target'>`, with the FC remote port it sits behind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScsiTargetDevice {
+    /// Kernel name, `target1:0:0`.
+    pub target: String,
+    pub path: String,
+    pub host: u32,
+    /// The remote port's kernel name and WWPN, for FC targets.
+    pub remote_port: Option<(String, Wwn)>,
+}
+
+impl ScsiTargetDevice {
+    /// `scsi_target1_0_0`.
+    pub fn name(&self) -> String {
+        udev_style(&format!("scsi_{}", self.target))
+    }
+
+    pub fn to_xml(&self) -> String {
+        let mut x = String::new();
+        let _ = writeln!(x, "<device>");
+        let _ = writeln!(x, "  <name>{}</name>", esc(&self.name()));
+        let _ = writeln!(x, "  <path>{}</path>", esc(&self.path));
+        let _ = writeln!(x, "  <parent>scsi_host{}</parent>", self.host);
+        let _ = writeln!(x, "  <capability type='scsi_target'>");
+        let _ = writeln!(x, "    <target>{}</target>", esc(&self.target));
+        if let Some((rport, wwpn)) = &self.remote_port {
+            let _ = writeln!(x, "    <capability type='fc_remote_port'>");
+            let _ = writeln!(x, "      <rport>{}</rport>", esc(rport));
+            // Here libvirt copies sysfs's port_name as it is, 0x and all.
+            let _ = writeln!(x, "      <wwpn>{wwpn}</wwpn>");
+            let _ = writeln!(x, "    </capability>");
+        }
+        let _ = writeln!(x, "  </capability>");
+        let _ = writeln!(x, "</device>");
+        x
+    }
+}
+
+/// libvirt's words for SCSI peripheral types (udevGetSCSIType); it prints no
+/// `<type>` for the others.
+pub fn libvirt_scsi_type(t: u8) -> Option<&'static str> {
+    Some(match t {
+        0x00 => "disk",
+        0x01 => "tape",
+        0x03 => "processor",
+        0x04 => "worm",
+        0x05 => "cdrom",
+        0x06 => "scanner",
+        0x07 => "mod",
+        0x08 => "changer",
+        0x0c => "raid",
+        0x0d => "enclosure",
+        _ => return None,
+    })
+}
+
+/// `<capability type='scsi'>`: one LUN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScsiDevice {
+    pub hctl: Hctl,
+    pub path: String,
+    /// The target's kernel name, `target1:0:0`.
+    pub target: String,
+    pub driver: Option<String>,
+    pub scsi_type: Option<u8>,
+}
+
+impl ScsiDevice {
+    /// `scsi_1_0_0_0`.
+    pub fn name(&self) -> String {
+        udev_style(&format!("scsi_{}", self.hctl))
+    }
+
+    pub fn to_xml(&self) -> String {
+        let h = self.hctl;
+        let mut x = String::new();
+        let _ = writeln!(x, "<device>");
+        let _ = writeln!(x, "  <name>{}</name>", self.name());
+        let _ = writeln!(x, "  <path>{}</path>", esc(&self.path));
+        let _ = writeln!(
+            x,
+            "  <parent>{}</parent>",
+            NodeDeviceParent::ScsiTarget(self.target.clone()).name()
+        );
+        if let Some(d) = &self.driver {
+            let _ = writeln!(x, "  <driver>\n    <name>{}</name>\n  </driver>", esc(d));
+        }
+        let _ = writeln!(x, "  <capability type='scsi'>");
+        let _ = writeln!(x, "    <host>{}</host>", h.host);
+        let _ = writeln!(x, "    <bus>{}</bus>", h.channel);
+        let _ = writeln!(x, "    <target>{}</target>", h.target);
+        let _ = writeln!(x, "    <lun>{}</lun>", h.lun);
+        if let Some(t) = self.scsi_type.and_then(libvirt_scsi_type) {
+            let _ = writeln!(x, "    <type>{t}</type>");
+        }
+        let _ = writeln!(x, "  </capability>");
+        let _ = writeln!(x, "</device>");
+        x
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +380,69 @@ mod tests {
         assert!(!NodeDeviceParent::is_pci_address("pci0000:00"));
         assert!(!NodeDeviceParent::is_pci_address("0000:08:00.8"));
         assert!(!NodeDeviceParent::is_pci_address("adapter0"));
+    }
+
+    #[test]
+    fn fc_target_reads_as_libvirts_own_test_data() {
+        // libvirt's tests/nodedevschemadata/scsi_target1_0_0.xml, but for the parent:
+        // libvirt's file says scsi_host0, a host the target is not on.
+        let t = ScsiTargetDevice {
+            target: "target1:0:0".into(),
+            path: "/sys/devices/css0/0.0.0000/0.0.0000/host1/rport-1:0-0/target1:0:0".into(),
+            host: 1,
+            remote_port: Some(("rport-1:0-0".into(), wwn("0x9d73bc45f0e21a86"))),
+        };
+        assert_eq!(
+            t.to_xml(),
+            "<device>
+  <name>scsi_target1_0_0</name>
+  <path>/sys/devices/css0/0.0.0000/0.0.0000/host1/rport-1:0-0/target1:0:0</path>
+  <parent>scsi_host1</parent>
+  <capability type='scsi_target'>
+    <target>target1:0:0</target>
+    <capability type='fc_remote_port'>
+      <rport>rport-1:0-0</rport>
+      <wwpn>0x9d73bc45f0e21a86</wwpn>
+    </capability>
+  </capability>
+</device>
+"
+        );
+    }
+
+    #[test]
+    fn lun_names_its_target_driver_and_type_as_libvirt_does() {
+        let mut d = ScsiDevice {
+            hctl: "1:0:0:27".parse().unwrap(),
+            path: "/sys/devices/x/target1:0:0/1:0:0:27".into(),
+            target: "target1:0:0".into(),
+            driver: Some("sd".into()),
+            scsi_type: Some(0),
+        };
+        assert_eq!(
+            d.to_xml(),
+            "<device>
+  <name>scsi_1_0_0_27</name>
+  <path>/sys/devices/x/target1:0:0/1:0:0:27</path>
+  <parent>scsi_target1_0_0</parent>
+  <driver>
+    <name>sd</name>
+  </driver>
+  <capability type='scsi'>
+    <host>1</host>
+    <bus>0</bus>
+    <target>0</target>
+    <lun>27</lun>
+    <type>disk</type>
+  </capability>
+</device>
+"
+        );
+        d.driver = None;
+        d.scsi_type = Some(0x1e);
+        let x = d.to_xml();
+        assert!(!x.contains("<driver>") && !x.contains("<type>"), "{x}");
+        assert_eq!(libvirt_scsi_type(5), Some("cdrom"));
+        assert_eq!(libvirt_scsi_type(0x0c), Some("raid"));
     }
 }
