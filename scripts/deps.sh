@@ -3,10 +3,11 @@
 # Used by `make` (demo, test) and by CI; a no-op once they are there.
 #   pkg-config, libudev-dev  the udev crate links libudev
 #   iproute2, util-linux     netlink tests make veth pairs in a private network namespace
+#   libvirt-clients, libxml2-utils  virt-xml-validate (and the xmllint it runs) check hbad's libvirt XML
 set -euo pipefail
 
 need=()
-for pkg in pkg-config libudev-dev iproute2 util-linux; do
+for pkg in pkg-config libudev-dev iproute2 util-linux libvirt-clients libxml2-utils; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

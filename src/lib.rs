@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod exec;
 pub mod graph;
 pub mod journal;
+pub mod libvirt;
 pub mod plan;
 pub mod policy;
 pub mod sim;

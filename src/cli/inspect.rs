@@ -98,7 +98,7 @@ fn looked_for(lookup: &Lookup) -> String {
     }
 }
 
-fn resolve<'a>(graph: &'a Graph, device: &str) -> anyhow::Result<Vec<&'a Node>> {
+pub(super) fn resolve<'a>(graph: &'a Graph, device: &str) -> anyhow::Result<Vec<&'a Node>> {
     let lookup: Lookup = device
         .parse()
         .map_err(|e: String| anyhow::anyhow!("{e}"))
@@ -251,7 +251,7 @@ pub fn show(g: &Global, device: &str) -> anyhow::Result<ExitCode> {
 /// The LUNs a filter covers: a host (by number or WWPN) covers the LUNs it reaches
 /// itself, a vport those of its vHBA, a remote port (a target's WWPN) or target
 /// those behind it, a LUN or disk itself.
-fn luns_of<'a>(graph: &'a Graph, matched: &[&'a Node]) -> Vec<&'a Node> {
+pub(super) fn luns_of<'a>(graph: &'a Graph, matched: &[&'a Node]) -> Vec<&'a Node> {
     let mut scope: HashSet<&str> = HashSet::new();
     for m in matched {
         match m.kind {

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod demo;
 pub mod docs;
 pub mod inspect;
+pub mod libvirt;
 pub mod policy;
 pub mod render;
 pub mod udev;
@@ -97,9 +98,19 @@ pub enum Command {
     /// Show hosts, vHBAs, remote ports, targets, LUNs and disks as a tree.
     Tree,
     /// Show one device: host5, scsi_host5, a WWPN, H:C:T:L or sdX.
-    Show { device: String },
+    Show {
+        device: String,
+        #[command(flatten)]
+        libvirt: libvirt::ShowArgs,
+    },
     /// List LUNs with their stable paths, optionally of one host or WWPN.
-    Luns { filter: Option<String> },
+    Luns {
+        filter: Option<String>,
+        #[command(flatten)]
+        libvirt: libvirt::LunsArgs,
+    },
+    /// Turn libvirt fc_host storage pools (pool-dumpxml) into [[vhba]] policy on stdout.
+    ImportLibvirt(libvirt::ImportArgs),
     /// Validate policy files (exit 0 when valid), e.g. as Ansible's `validate: hbad check %s`.
     Check(policy::CheckArgs),
     /// Show what hbad would do now, and why.
@@ -141,8 +152,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::List { cap } => inspect::list(g, cap),
         Command::Tree => inspect::tree(g),
-        Command::Show { device } => inspect::show(g, &device),
-        Command::Luns { filter } => inspect::luns(g, filter.as_deref()),
+        Command::Show { device, libvirt: l } if l.xml => libvirt::show_xml(g, &device),
+        Command::Show { device, .. } => inspect::show(g, &device),
+        Command::Luns { filter, libvirt: l } if l.libvirt_disk => {
+            libvirt::luns_disks(g, filter.as_deref(), &l)
+        }
+        Command::Luns { filter, .. } => inspect::luns(g, filter.as_deref()),
+        Command::ImportLibvirt(args) => libvirt::import(g, args),
         Command::Check(args) => policy::check(g, args),
         Command::Plan => policy::show_plan(g),
         Command::Wwn(args) => policy::wwn(g, args),
