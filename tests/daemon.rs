@@ -207,6 +207,16 @@ fn boot_creates_a_vhba_whose_parent_is_online_and_marks_it() {
         &[]
     )
     .is_settled());
+    // The status file counts the agent's devices per kind, named as `hbad list --json`
+    // names them ("remote_port", "lun"); settled, they are a fresh read's.
+    let fresh = hbad::graph::Graph::load(&rig.sim.sysfs());
+    let mut want = std::collections::BTreeMap::new();
+    for n in fresh.nodes() {
+        let kind = n.kind.label().to_lowercase().replace(' ', "_");
+        *want.entry(kind).or_insert(0u64) += 1;
+    }
+    assert_eq!(rig.agent.status().devices, want);
+    assert_eq!(want.get("vport"), Some(&1));
 }
 
 #[test]

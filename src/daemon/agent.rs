@@ -795,6 +795,18 @@ impl Agent {
         }
         let mut hosts: Vec<HostStatus> = hosts.into_values().collect();
         hosts.sort_by_key(|h| crate::sysfs::host_number(&h.host));
+        let mut devices = BTreeMap::new();
+        for n in self.graph.nodes() {
+            let kind = match n.kind {
+                NodeKind::Host(_) => "host",
+                NodeKind::Vport(_) => "vport",
+                NodeKind::RemotePort(_) => "remote_port",
+                NodeKind::Target(_) => "target",
+                NodeKind::Lun(_) => "lun",
+                NodeKind::Disk(_) => "disk",
+            };
+            *devices.entry(kind.to_string()).or_insert(0) += 1;
+        }
         Status {
             pid: std::process::id(),
             ready: self.ready,
@@ -808,6 +820,7 @@ impl Agent {
                 .collect(),
             vhbas,
             hosts,
+            devices,
             hung: self.scanner.hung().into_iter().map(|h| h.0).collect(),
             counters: self.counters(),
         }

@@ -3,6 +3,7 @@
 //! `/run/hbad/status.json` is replaced atomically (written beside, then renamed), so
 //! a reader never sees half a document, whenever it reads.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -24,6 +25,11 @@ pub struct Status {
     pub policy_files: Vec<String>,
     pub vhbas: Vec<VhbaStatus>,
     pub hosts: Vec<HostStatus>,
+    /// How many devices of each kind the agent's graph holds, the kinds named as
+    /// `hbad list --json` names them: lets a check compare the live view with a
+    /// fresh read of sysfs after churn.
+    #[serde(default)]
+    pub devices: BTreeMap<String, u64>,
     /// Hosts whose scan has run past the timeout.
     pub hung: Vec<String>,
     pub counters: Counters,

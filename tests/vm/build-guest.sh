@@ -37,6 +37,9 @@ command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
 [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 && ! ldd /bin/busybox >/dev/null 2>&1 \
     || missing+=(busybox-static)
 command -v cpio >/dev/null || missing+=(cpio)
+# gcc and libc.a build the guest's small static tools (guest/tools/*.c).
+command -v gcc >/dev/null || missing+=(gcc)
+[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(libc6-dev)
 command -v depmod >/dev/null || [ -x /sbin/depmod ] || missing+=(kmod)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
@@ -160,6 +163,12 @@ cp "$hbad" "$stage/usr/bin/hbad"
 strip --strip-debug "$stage/usr/bin/hbad" 2>/dev/null || true
 copy_libs "$hbad"
 
+# Tools the scenarios need that busybox lacks, static: the guest has no libc of its own.
+for src in "$here"/guest/tools/*.c; do
+    [ -e "$src" ] || continue
+    gcc -static -O2 -Wall -Wextra -Werror -o "$stage/usr/bin/$(basename "$src" .c)" "$src" >&2
+done
+
 # udev: udevadm (systemd-udevd is a link to it), scsi_id, the stock rules.
 mkdir -p "$stage/lib/systemd" "$stage/lib/udev" "$stage/etc/udev/rules.d"
 cp "$uroot/bin/udevadm" "$stage/bin/udevadm"
@@ -182,7 +191,7 @@ fi
 cp "$here/guest/init" "$stage/init"
 chmod 755 "$stage/init"
 cp -r "$here/guest/." "$stage/vm/"
-rm -rf "$stage/vm/init" "$stage/vm/udev"
+rm -rf "$stage/vm/init" "$stage/vm/udev" "$stage/vm/tools"
 echo "root:x:0:0:root:/root:/bin/sh" >"$stage/etc/passwd"
 # Every group udev's rules name, so it does not warn about unknown ones.
 {

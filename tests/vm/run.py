@@ -26,7 +26,8 @@ sys.path.insert(0, str(HERE))
 import checks  # noqa: E402
 
 PREFIX = "HBADVM "
-ALL_SCENARIOS = ["lab", "inventory", "npiv-kernel", "apply", "new-lun", "agent", "storm", "udev", "scan-facts"]
+ALL_SCENARIOS = ["lab", "inventory", "npiv-kernel", "apply", "new-lun", "agent", "storm", "udev", "scan-facts",
+                 "desired-state", "refusals", "forged", "churn"]
 
 
 class Scenario:

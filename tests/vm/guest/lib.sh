@@ -50,7 +50,9 @@ check() { # description command...
 }
 
 # Polls a condition every 0.1 s for at most SECONDS. Kernel state that changes without a
-# uevent (port_state, vport_state) can only be waited for this way.
+# uevent (port_state, vport_state) can only be waited for this way. The condition must
+# read its state itself (a function or a command): `wait_for 9 test "$(count)" -ge 3`
+# expands the count once, before the first poll, and never sees it change.
 wait_for() { # seconds command...
     local limit=$(($1 * 10)) i=0
     shift

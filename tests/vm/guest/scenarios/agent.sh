@@ -100,7 +100,8 @@ L1=$SD_N:0:0:1
 # sd attaches the new LUNs' disks asynchronously and its probe sends commands; let it
 # finish first, or those LUNs report the capacity change too (rightly re-read then).
 disks_on_target() { ls -d /sys/bus/scsi/devices/$1:*/block/* 2>/dev/null | wc -l; }
-wait_for 20 test "$(disks_on_target $SD_N:0:0)" -ge 8 || fail "the new LUNs of $SD_N:0:0 got no disks"
+eight_disks() { [ "$(disks_on_target $SD_N:0:0)" -ge 8 ]; }
+wait_for 20 eight_disks || fail "the new LUNs of $SD_N:0:0 got no disks"
 D0="$(ls /sys/bus/scsi/devices/$L0/block)"
 D1="$(ls /sys/bus/scsi/devices/$L1/block)"
 size0="$(attr /sys/block/$D0/size)"

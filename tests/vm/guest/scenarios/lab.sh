@@ -129,7 +129,9 @@ sd_hosts() { for h in /sys/class/scsi_host/host*; do [ "$(attr $h/proc_name)" = 
 sd_luns() { for h in $(sd_hosts); do ls -d /sys/bus/scsi/devices/${h#host}:* 2>/dev/null; done | wc -l; }
 sd_disks() { for h in $(sd_hosts); do ls -d /sys/bus/scsi/devices/${h#host}:*/block/* 2>/dev/null; done | wc -l; }
 check_eq "scsi_debug hosts" "$(sd_hosts | wc -l)" 2
-wait_for 30 test "$(sd_disks)" -ge 16 || true
+# A function, so each poll counts again ("$(...)" as an argument is expanded once).
+sd_disks_at_least() { [ "$(sd_disks)" -ge "$1" ]; }
+wait_for 30 sd_disks_at_least 16 || true
 check_eq "scsi_debug LUNs (2 hosts x 2 targets x 4)" "$(sd_luns)" 16
 check_eq "scsi_debug disks" "$(sd_disks)" 16
 SD_HOSTS="$(sd_hosts | tr '\n' ' ')"

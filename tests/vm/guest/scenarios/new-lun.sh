@@ -93,7 +93,8 @@ for h in $SD_HOSTS; do
 done
 sd_disks() { for h in $SD_HOSTS; do ls -d /sys/bus/scsi/devices/${h#host}:*/block/* 2>/dev/null; done | wc -l; }
 # sd attaches disks asynchronously: the scan write returns before they exist.
-wait_for 20 test "$(sd_disks)" -ge 24 || true
+sd_disks_at_least() { [ "$(sd_disks)" -ge "$1" ]; }
+wait_for 20 sd_disks_at_least 24 || true
 check_eq "scsi_debug disks once sd has attached them" "$(sd_disks)" 24
 check_eq "no LUN 6 or above (scsi_debug has 6 per target)" \
     "$(ls -d /sys/bus/scsi/devices/*:*:*:[6-9] 2>/dev/null | wc -l)" 0

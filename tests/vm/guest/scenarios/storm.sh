@@ -32,7 +32,9 @@ hosts0="$(ls /sys/class/scsi_host | wc -l)"
 luns_now() { ls /sys/class/scsi_device | wc -l; }
 t0="$(vm_uptime)"
 echo 4 >$SD/add_host || die "scsi_debug add_host 4"
-wait_for 30 test "$(ls /sys/class/scsi_host | wc -l)" -eq $((hosts0 + 4)) || fail "scsi_debug did not add 4 hosts"
+# A function, so each poll counts again ("$(...)" as an argument is expanded once).
+host_count_is() { [ "$(ls /sys/class/scsi_host | wc -l)" -eq "$1" ]; }
+wait_for 30 host_count_is $((hosts0 + 4)) || fail "scsi_debug did not add 4 hosts"
 # Wait until the burst is over: the LUN count stops moving.
 settle() { a="$(luns_now)"; sleep 1; [ "$a" = "$(luns_now)" ]; }
 wait_for 30 settle || true
@@ -52,7 +54,7 @@ fi
 
 t0="$(vm_uptime)"
 echo -4 >$SD/add_host || die "scsi_debug add_host -4"
-wait_for 30 test "$(ls /sys/class/scsi_host | wc -l)" -eq "$hosts0" || fail "scsi_debug did not remove 4 hosts"
+wait_for 30 host_count_is "$hosts0" || fail "scsi_debug did not remove 4 hosts"
 wait_for 30 settle || true
 ok "storm of removes: back to $hosts0 hosts in $(awk -v a=$t0 -v b=$(vm_uptime) 'BEGIN{printf "%.1f", b-a}') s"
 if wait_for 15 agrees; then
