@@ -461,6 +461,15 @@ fn choose_parent<'g>(
 ) -> Result<(HostRef, &'g FcHostInfo), WaitReason> {
     let all = candidates(graph, &spec.parent);
     if all.is_empty() {
+        // A host named by number that exists but has no FC side (a RAID controller,
+        // scsi_debug, iSCSI): say it cannot make vports, not that nothing matched.
+        if let ParentSelector::Host { number } = spec.parent {
+            if let Some(h) = graph.host(number).filter(|h| !graph.is_vhba(h)) {
+                return Err(WaitReason::NoNpiv {
+                    ports: vec![format!("{} (not an FC port)", h.name())],
+                });
+            }
+        }
         return Err(WaitReason::NoParent {
             selector: describe_selector(&spec.parent),
         });
@@ -895,6 +904,38 @@ mod tests {
             &[],
         );
         assert_eq!(creates(&p), [("a".to_string(), 3)]);
+    }
+
+    #[test]
+    fn a_parent_named_by_number_that_is_not_fc_is_said_to_lack_npiv() {
+        let mut g = Graph::new();
+        g.insert(
+            host_devpath(2),
+            NodeKind::Host(Host {
+                scsi: ScsiHostInfo {
+                    number: 2,
+                    proc_name: Some("scsi_debug".into()),
+                    unique_id: None,
+                    state: Some("running".into()),
+                },
+                fc: None,
+            }),
+        );
+        let p = plan(
+            &policy("[[vhba]]\nname = \"a\"\nparent = \"host2\"\n"),
+            &g,
+            &[],
+        );
+        assert_eq!(
+            waits(&p),
+            ["host2 (not an FC port) cannot create vports (no NPIV support in the driver)"]
+        );
+        let p = plan(
+            &policy("[[vhba]]\nname = \"a\"\nparent = \"host7\"\n"),
+            &g,
+            &[],
+        );
+        assert_eq!(waits(&p), ["no FC port matches parent = host7"]);
     }
 
     #[test]
