@@ -395,3 +395,27 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         }
     }
 }
+
+/// make uninstall takes back every file but the administrator's policy.
+#[test]
+fn uninstall_removes_everything_but_the_policy() {
+    let dest = tempfile::tempdir().unwrap();
+    make_install(dest.path(), &[]);
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(repo())
+        .arg("--no-print-directory")
+        .arg("uninstall")
+        .arg(format!("DESTDIR={}", dest.path().display()))
+        .env_remove("MAKEFLAGS")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut left = Vec::new();
+    walk(dest.path(), dest.path(), &mut left);
+    assert_eq!(left, ["etc/hbad/hbad.toml"]);
+}
