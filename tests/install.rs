@@ -302,3 +302,120 @@ fn install_refuses_a_missing_binary_instead_of_building_one() {
         "installed something anyway"
     );
 }
+
+/// The .deb holds what make install installs: cargo-deb's assets (with the unit and
+/// tmpfiles entry its systemd-units support adds) against a Debian-layout install.
+#[test]
+fn deb_assets_are_the_files_make_install_installs() {
+    let manifest: toml::Table =
+        toml::from_str(&std::fs::read_to_string(repo().join("Cargo.toml")).unwrap()).unwrap();
+    let deb = &manifest["package"]["metadata"]["deb"];
+    let generated = tempfile::tempdir().unwrap();
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(repo())
+        .arg("--no-print-directory")
+        .arg("generated")
+        .arg(format!("GENERATED={}", generated.path().display()))
+        .arg(format!("HBAD_BIN={}", env!("CARGO_BIN_EXE_hbad")))
+        .env_remove("MAKEFLAGS")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut packaged: Vec<String> = Vec::new();
+    for asset in deb["assets"].as_array().unwrap() {
+        let a = asset.as_array().unwrap();
+        let (source, dest) = (a[0].as_str().unwrap(), a[1].as_str().unwrap());
+        // The binary is the one cargo-deb builds; the generated files are made above.
+        let sources: Vec<PathBuf> = if source == "target/release/hbad" {
+            vec![PathBuf::from(env!("CARGO_BIN_EXE_hbad"))]
+        } else if let Some(rest) = source.strip_prefix("target/generated/") {
+            glob(&generated.path().join(rest))
+        } else {
+            glob(&repo().join(source))
+        };
+        assert!(!sources.is_empty(), "asset {source} matches nothing");
+        for s in sources {
+            let name = s.file_name().unwrap().to_string_lossy().into_owned();
+            packaged.push(match dest.strip_suffix('/') {
+                Some(dir) => format!("{dir}/{name}"),
+                None => dest.to_string(),
+            });
+        }
+    }
+    let unit_dir = repo().join(deb["maintainer-scripts"].as_str().unwrap());
+    assert!(unit_dir.join("hbad.service").is_file() && unit_dir.join("hbad.tmpfile").is_file());
+    packaged.push("usr/lib/systemd/system/hbad.service".into());
+    packaged.push("usr/lib/tmpfiles.d/hbad.conf".into());
+    packaged.sort();
+
+    let dest = tempfile::tempdir().unwrap();
+    make_install(
+        dest.path(),
+        &["ZSHCOMPDIR=/usr/share/zsh/vendor-completions"],
+    );
+    let mut installed = Vec::new();
+    walk(dest.path(), dest.path(), &mut installed);
+    installed.sort();
+    assert_eq!(packaged, installed);
+}
+
+/// `dir/*.ext` or a plain path: enough glob for the asset list.
+fn glob(pattern: &Path) -> Vec<PathBuf> {
+    let name = pattern.file_name().unwrap().to_string_lossy().into_owned();
+    match name.strip_prefix('*') {
+        Some(suffix) => {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(pattern.parent().unwrap())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.to_string_lossy().ends_with(suffix))
+                .collect();
+            found.sort();
+            found
+        }
+        None => vec![pattern.to_path_buf()]
+            .into_iter()
+            .filter(|p| p.is_file())
+            .collect(),
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            walk(root, &path, out);
+        } else {
+            out.push(path.strip_prefix(root).unwrap().display().to_string());
+        }
+    }
+}
+
+/// make uninstall takes back every file but the administrator's policy.
+#[test]
+fn uninstall_removes_everything_but_the_policy() {
+    let dest = tempfile::tempdir().unwrap();
+    make_install(dest.path(), &[]);
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(repo())
+        .arg("--no-print-directory")
+        .arg("uninstall")
+        .arg(format!("DESTDIR={}", dest.path().display()))
+        .env_remove("MAKEFLAGS")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut left = Vec::new();
+    walk(dest.path(), dest.path(), &mut left);
+    assert_eq!(left, ["etc/hbad/hbad.toml"]);
+}

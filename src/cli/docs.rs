@@ -76,7 +76,8 @@ The policy example: /usr/share/doc/hbad/examples/\n";
 pub fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     match args.what {
         Generate::Man { dir } => {
-            for path in write_man_pages(&dir)? {
+            let date = page_date(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())?;
+            for path in write_man_pages(&dir, &date)? {
                 println!("{}", path.display());
             }
         }
@@ -87,22 +88,53 @@ pub fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The date in the pages' .TH line: SOURCE_DATE_EPOCH when the build sets it (Debian
+/// and RPM builds do, so packages are reproducible), else today. clap_mangen writes an
+/// empty date as nothing at all, which shifts the version into the date column and
+/// drops the manual's name, so there is always a date.
+pub fn page_date(source_date_epoch: Option<&str>) -> anyhow::Result<String> {
+    let secs = match source_date_epoch {
+        Some(text) => text.trim().parse::<u64>().map_err(|_| {
+            anyhow::anyhow!("SOURCE_DATE_EPOCH `{text}` is not a number of seconds")
+        })?,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    Ok(civil_date(secs / 86_400))
+}
+
+/// YYYY-MM-DD of a day count since 1970-01-01 (Howard Hinnant's civil_from_days).
+fn civil_date(days: u64) -> String {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
 /// Writes hbad.8 and hbad-<sub>.8 (hidden subcommands left out); returns the paths.
-pub fn write_man_pages(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+pub fn write_man_pages(dir: &Path, date: &str) -> std::io::Result<Vec<PathBuf>> {
     fs::create_dir_all(dir)?;
     let mut cmd = Cli::command().disable_help_subcommand(true);
     // Building sets each subcommand's display name to "hbad-<sub>", the page name.
     cmd.build();
-    let mut written = vec![write_page(cmd.clone(), dir)?];
+    let mut written = vec![write_page(cmd.clone(), dir, date)?];
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        written.push(write_page(sub.clone(), dir)?);
+        written.push(write_page(sub.clone(), dir, date)?);
     }
     Ok(written)
 }
 
-fn write_page(cmd: clap::Command, dir: &Path) -> std::io::Result<PathBuf> {
+fn write_page(cmd: clap::Command, dir: &Path, date: &str) -> std::io::Result<PathBuf> {
     let man = clap_mangen::Man::new(cmd)
         .section("8")
+        .date(date)
         .manual("hbad manual")
         .source(format!("hbad {}", env!("CARGO_PKG_VERSION")));
     let path = dir.join(man.get_filename());
@@ -132,7 +164,7 @@ mod tests {
     #[test]
     fn one_page_per_visible_subcommand_in_section_8() {
         let dir = tempfile::tempdir().unwrap();
-        let pages = write_man_pages(dir.path()).unwrap();
+        let pages = write_man_pages(dir.path(), "2026-11-23").unwrap();
         let names: Vec<String> = pages
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -152,7 +184,11 @@ mod tests {
         }
         let main = fs::read_to_string(&pages[0]).unwrap();
         assert!(main.starts_with(".ie \\n(.g .ds Aq"), "not roff:\n{main}");
-        assert!(main.contains(".TH hbad 8"), "{main}");
+        // All five .TH fields, so man shows the version and the manual's name.
+        assert!(
+            main.contains(".TH hbad 8 2026-11-23 \"hbad 0.1.0\" \"hbad manual\""),
+            "{main}"
+        );
         assert!(
             main.contains("hbad\\-rescan(8)"),
             "no subcommand list:\n{main}"
@@ -163,6 +199,17 @@ mod tests {
             rescan.contains("\\-\\-lip"),
             "rescan page lacks --lip:\n{rescan}"
         );
+    }
+
+    #[test]
+    fn page_dates_follow_source_date_epoch() {
+        assert_eq!(page_date(Some("0")).unwrap(), "1970-01-01");
+        assert_eq!(page_date(Some("951782400")).unwrap(), "2000-02-29");
+        assert_eq!(page_date(Some("1795392000\n")).unwrap(), "2026-11-23");
+        assert_eq!(page_date(Some("4107542399")).unwrap(), "2100-02-28");
+        let err = page_date(Some("yesterday")).unwrap_err().to_string();
+        assert!(err.contains("SOURCE_DATE_EPOCH `yesterday`"), "{err}");
+        assert_eq!(page_date(None).unwrap().len(), 10);
     }
 
     #[test]

@@ -493,8 +493,12 @@ mod tests {
         );
         let r = stuck.wait(s.timeout());
         assert_eq!(r.outcome, ScanOutcome::Hung);
-        // The worker started a moment after the request; let its clock pass too.
-        thread::sleep(Duration::from_millis(20));
+        // The worker started a moment after the request (much later on a loaded
+        // machine): wait, bounded, for its own clock to pass the timeout too.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while s.hung().is_empty() && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(
             s.hung().iter().map(|h| h.0.clone()).collect::<Vec<_>>(),
             ["host9"]
