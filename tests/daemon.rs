@@ -8,7 +8,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hbad::daemon::run::run as run_loop;
+use hbad::daemon::run::{forward_events, run as run_loop, scan_reports};
 use hbad::daemon::{Agent, AgentConfig, Control, LoopTimings};
 use hbad::exec::vport::OwnedState;
 use hbad::exec::ScanReport;
@@ -677,25 +677,11 @@ fn the_loop_debounces_a_storm_and_stops_cleanly_during_a_scan() {
         policy(&vhba_policy("[rescan]\ndebounce = \"200ms\"\n")),
         Instant::now(),
     );
-    let (rtx, rrx) = tokio::sync::mpsc::unbounded_channel();
-    let (std_tx, std_rx) = std::sync::mpsc::channel::<ScanReport>();
-    agent.scanner().report_to(std_tx);
-    std::thread::spawn(move || {
-        for r in std_rx {
-            let _ = rtx.send(r);
-        }
-    });
+    let rrx = scan_reports(&agent).unwrap();
     let (etx, erx) = tokio::sync::mpsc::channel(65536);
     let (ctx, crx) = tokio::sync::mpsc::channel(4);
     // The simulated kernel's events go to the loop as a kernel source would.
-    let forward = etx.clone();
-    std::thread::spawn(move || {
-        for ev in kernel_events {
-            if forward.blocking_send(SourceItem::Event(ev)).is_err() {
-                return;
-            }
-        }
-    });
+    forward_events(kernel_events, etx.clone()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

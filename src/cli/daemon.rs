@@ -11,8 +11,9 @@ use tokio::sync::mpsc;
 use super::policy::load_policy;
 use super::render::render_table;
 use super::Global;
+use crate::daemon::run::{run as run_loop, scan_reports};
 use crate::daemon::status::{Status, DEFAULT_PATH};
-use crate::daemon::{run::run as run_loop, Agent, AgentConfig, Control, LoopTimings};
+use crate::daemon::{Agent, AgentConfig, Control, LoopTimings};
 use crate::journal;
 use crate::sysfs::writes::KernelWriter;
 use crate::uevent::kernel::{AsyncKernelSource, KernelOptions};
@@ -132,20 +133,7 @@ async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result
         sink
     );
 
-    // Scan reports come from worker threads.
-    let (reports_tx, reports_rx) = mpsc::unbounded_channel();
-    let (std_tx, std_rx) = std::sync::mpsc::channel();
-    agent.scanner().report_to(std_tx);
-    std::thread::Builder::new()
-        .name("scan-reports".into())
-        .spawn(move || {
-            for r in std_rx {
-                if reports_tx.send(r).is_err() {
-                    return;
-                }
-            }
-        })
-        .context("cannot start a thread")?;
+    let reports_rx = scan_reports(&agent).context("cannot start a thread")?;
 
     let (control_tx, control_rx) = mpsc::channel(8);
     spawn_signals(control_tx)?;

@@ -21,13 +21,12 @@ use tracing_subscriber::Layer;
 
 use super::render::render_tree;
 use super::Global;
-use crate::daemon::run::run as run_loop;
+use crate::daemon::run::{forward_events, run as run_loop, scan_reports};
 use crate::daemon::{Agent, AgentConfig, Control, LoopTimings};
 use crate::graph::Graph;
 use crate::policy::{Environment, Policy};
 use crate::sim::demo::{ARRAY_PORT_A, ARRAY_PORT_B, FABRIC_B_WWN, HBA_A_WWPN};
 use crate::sim::{Flavour, LunSpec, Sim};
-use crate::uevent::SourceItem;
 use crate::wwn::{Wwn, WwnStyle};
 
 #[derive(Debug, Args)]
@@ -223,27 +222,8 @@ fn start_agent(
     events: std::sync::mpsc::Receiver<crate::uevent::Uevent>,
 ) -> anyhow::Result<(mpsc::Sender<Control>, std::thread::JoinHandle<()>)> {
     let (etx, erx) = mpsc::channel(65536);
-    std::thread::Builder::new()
-        .name("sim-events".into())
-        .spawn(move || {
-            for ev in events {
-                if etx.blocking_send(SourceItem::Event(ev)).is_err() {
-                    return;
-                }
-            }
-        })?;
-    let (rtx, rrx) = mpsc::unbounded_channel();
-    let (std_tx, std_rx) = std::sync::mpsc::channel();
-    agent.scanner().report_to(std_tx);
-    std::thread::Builder::new()
-        .name("scan-reports".into())
-        .spawn(move || {
-            for r in std_rx {
-                if rtx.send(r).is_err() {
-                    return;
-                }
-            }
-        })?;
+    forward_events(events, etx)?;
+    let rrx = scan_reports(&agent)?;
     let (ctx, crx) = mpsc::channel(4);
     let policy = agent.policy().clone();
     let handle = std::thread::Builder::new()

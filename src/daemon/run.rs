@@ -42,6 +42,41 @@ impl Default for LoopTimings {
     }
 }
 
+/// The agent's scan reports as a channel the loop can await. The scanner's workers
+/// are threads and the loop is a task, so a small thread carries each report across.
+pub fn scan_reports(agent: &Agent) -> std::io::Result<mpsc::UnboundedReceiver<ScanReport>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (std_tx, std_rx) = std::sync::mpsc::channel();
+    agent.scanner().report_to(std_tx);
+    std::thread::Builder::new()
+        .name("scan-reports".into())
+        .spawn(move || {
+            for r in std_rx {
+                if tx.send(r).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
+/// Feeds the loop from a blocking stream of events (the simulator's subscription)
+/// on a thread of its own, as a kernel source would.
+pub fn forward_events(
+    events: std::sync::mpsc::Receiver<crate::uevent::Uevent>,
+    tx: mpsc::Sender<SourceItem>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("events".into())
+        .spawn(move || {
+            for ev in events {
+                if tx.blocking_send(SourceItem::Event(ev)).is_err() {
+                    return;
+                }
+            }
+        })
+}
+
 /// Runs until `Stop` (or every control sender is gone). Start-up has already
 /// opened the sources and cold-plugged the agent; this does the boot reconcile,
 /// says READY=1 once the boot-time vHBAs are settled, and serves events.
