@@ -10,7 +10,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all deps build test lint demo bench vm-test clean install uninstall generated deb
+.PHONY: all deps build test lint demo bench vm-test clean install uninstall generated deb deb-test
 
 all: build
 
@@ -138,6 +138,10 @@ generated:
 	"$(HBAD_BIN)" generate completions fish $(GENERATED)/completions >/dev/null
 
 # Needs cargo-deb (cargo install cargo-deb). Not part of `make test`: it rebuilds.
+# Build the .deb, install it on this machine, check it, purge it (root; CI runs it).
+deb-test: build
+	packaging/deb-test.sh
+
 deb: build
 	$(MAKE) generated
 	$(CARGO) deb --no-build --locked
