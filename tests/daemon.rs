@@ -781,3 +781,55 @@ fn the_loop_debounces_a_storm_and_stops_cleanly_during_a_scan() {
     let _ = ARRAY_PORT_B;
     let _ = HBA_B_WWPN;
 }
+
+#[test]
+fn a_remote_port_back_online_is_seen_by_polling_and_its_target_scanned() {
+    let mut rig = Rig::new(demo_spec(), "");
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    let host = rig.sim.host_by_wwpn(HBA_A_WWPN).unwrap();
+    let rport_state = |rig: &Rig| {
+        rig.agent
+            .graph()
+            .nodes()
+            .filter_map(|n| match &n.kind {
+                NodeKind::RemotePort(r)
+                    if r.wwpn == Some(ARRAY_PORT_A)
+                        && rig.agent.graph().host_of(n).map(|h| h.name().to_string())
+                            == Some(format!("host{host}")) =>
+                {
+                    r.port_state.clone()
+                }
+                _ => None,
+            })
+            .next()
+    };
+    assert_eq!(rport_state(&rig).as_deref(), Some("Online"));
+    // The array port leaves the fabric: the remote port turns Blocked, with no uevent.
+    let spec = demo_spec()
+        .targets
+        .into_iter()
+        .find(|t| t.wwpn == ARRAY_PORT_A)
+        .unwrap();
+    rig.sim.remove_target_port(ARRAY_PORT_A).unwrap();
+    rig.settle(rig.at(1));
+    assert_eq!(
+        rport_state(&rig).as_deref(),
+        Some("Online"),
+        "no event told"
+    );
+    rig.agent.tick(rig.at(2));
+    assert_eq!(rport_state(&rig).as_deref(), Some("Blocked"));
+    // It returns: the tick sees it Online again and the agent scans its target.
+    let scans_before = rig.scans().len();
+    rig.sim.add_target_port(spec).unwrap();
+    rig.settle(rig.at(3));
+    rig.agent.tick(rig.at(4));
+    rig.settle(rig.at(4));
+    assert_eq!(rport_state(&rig).as_deref(), Some("Online"));
+    let new_scans: Vec<(String, String)> = rig.scans()[scans_before..].to_vec();
+    assert!(
+        new_scans.contains(&(format!("host{host}"), "0 0 -".to_string())),
+        "{new_scans:?}"
+    );
+}

@@ -208,13 +208,16 @@ impl Agent {
     }
 
     /// What no uevent announces is polled: FC port state (a parent's link coming up),
-    /// vport state; also hung scans, retry times and the periodic scan.
+    /// vport state, remote port state (Blocked on a path loss, Online again when the
+    /// array port returns, "Not Present" after dev_loss_tmo); also hung scans, retry
+    /// times and the periodic scan.
     pub fn tick(&mut self, now: Instant) {
         let mut changes = Vec::new();
         let polled: Vec<String> = self
             .graph
             .of_kind(|k| {
-                matches!(k, NodeKind::Host(h) if h.fc.is_some()) || matches!(k, NodeKind::Vport(_))
+                matches!(k, NodeKind::Host(h) if h.fc.is_some())
+                    || matches!(k, NodeKind::Vport(_) | NodeKind::RemotePort(_))
             })
             .into_iter()
             .map(|n| n.devpath.clone())
