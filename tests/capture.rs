@@ -126,3 +126,21 @@ fn events_report_unit_attentions_and_new_luns() {
     let removed_host = changes.iter().position(|c| matches!(c, Change::Removed { node } if node.name() == "host5" && node.devpath.contains("pseudo")));
     assert!(removed_host.is_some());
 }
+
+#[test]
+fn a_unit_attention_changes_no_attribute_and_reads_nothing() {
+    let mut g = Graph::load(&sysfs("before"));
+    let lun = g.lun("2:0:0:0".parse().unwrap()).unwrap().clone();
+    let ua = hbad::uevent::Uevent::new(hbad::uevent::Action::Change, &lun.devpath, "scsi")
+        .with_devtype("scsi_device")
+        .with_prop("SDEV_UA", "REPORTED_LUNS_DATA_HAS_CHANGED");
+    // A tree with nothing in it: any read would find the device gone.
+    let empty = Sysfs::new("/nonexistent-sys", "/nonexistent-dev");
+    let changes = g.apply(&ua, &empty);
+    assert_eq!(changes.len(), 1, "{changes:#?}");
+    assert!(matches!(
+        &changes[0],
+        Change::Notice { notice: Notice::UnitAttention(r), .. } if r == "REPORTED_LUNS_DATA_HAS_CHANGED"
+    ));
+    assert_eq!(g.node(&lun.devpath), Some(&lun));
+}

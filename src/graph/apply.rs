@@ -100,27 +100,38 @@ impl Graph {
                 self.rename(old, &devpath, &mut changes);
             }
         }
-        let mut kind = read_kind(sysfs, &devpath, class);
-        if let NodeKind::Disk(disk) = &mut kind {
-            disk.links = match ev.prop("DEVLINKS") {
-                // udev's view: the links it just made.
-                Some(links) => stable_links_of(links),
-                // The kernel's view says nothing of links; keep what we knew.
-                None => match self.nodes.get(&devpath) {
-                    Some(Node {
-                        kind: NodeKind::Disk(old),
-                        ..
-                    }) => old.links.clone(),
-                    _ => Vec::new(),
-                },
-            };
-        }
-        if self.nodes.contains_key(&devpath) {
-            self.update(&devpath, kind, &mut changes);
-        } else {
-            self.insert(devpath.clone(), kind);
-            if let Some(node) = self.nodes.get(&devpath) {
-                changes.push(Change::Added { node: node.clone() });
+        // A unit attention on a LUN the graph knows changes none of the attributes
+        // kept here (INQUIRY_DATA_HAS_CHANGED aside: vendor, model, rev), so the
+        // device is not re-read: in a storm that re-read was most of the cost.
+        let attributes_unchanged = class == DeviceClass::Lun
+            && ev.action == Action::Change
+            && ev
+                .unit_attention()
+                .is_some_and(|ua| ua != "INQUIRY_DATA_HAS_CHANGED")
+            && self.nodes.contains_key(&devpath);
+        if !attributes_unchanged {
+            let mut kind = read_kind(sysfs, &devpath, class);
+            if let NodeKind::Disk(disk) = &mut kind {
+                disk.links = match ev.prop("DEVLINKS") {
+                    // udev's view: the links it just made.
+                    Some(links) => stable_links_of(links),
+                    // The kernel's view says nothing of links; keep what we knew.
+                    None => match self.nodes.get(&devpath) {
+                        Some(Node {
+                            kind: NodeKind::Disk(old),
+                            ..
+                        }) => old.links.clone(),
+                        _ => Vec::new(),
+                    },
+                };
+            }
+            if self.nodes.contains_key(&devpath) {
+                self.update(&devpath, kind, &mut changes);
+            } else {
+                self.insert(devpath.clone(), kind);
+                if let Some(node) = self.nodes.get(&devpath) {
+                    changes.push(Change::Added { node: node.clone() });
+                }
             }
         }
         if class == DeviceClass::Vport {
