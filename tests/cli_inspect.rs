@@ -8,53 +8,21 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use serde_json::Value;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+use common::{capture_sys, hbad_in, Run};
+
+trait JsonOutput {
+    fn json(&self) -> Value;
 }
 
-impl Run {
-    fn ok(self) -> Self {
-        assert_eq!(
-            self.code, 0,
-            "stderr: {}\nstdout: {}",
-            self.stderr, self.stdout
-        );
-        self
-    }
-
+impl JsonOutput for Run {
     fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
     }
-}
-
-fn hbad_in(sys: &Path, dev: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_hbad"))
-        .arg("--sysfs-root")
-        .arg(sys)
-        .arg("--dev-root")
-        .arg(dev)
-        .args(args)
-        .env_remove("HBAD_SYSFS_ROOT")
-        .env_remove("HBAD_DEV_ROOT")
-        .output()
-        .expect("run hbad");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
-
-fn capture_sys(which: &str) -> PathBuf {
-    common::kernel_capture().join(which).join("sys")
 }
 
 /// hbad on the capture's after/ tree (no /dev there: no stable links).

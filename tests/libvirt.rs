@@ -14,43 +14,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(self) -> Self {
-        assert_eq!(
-            self.code, 0,
-            "stderr: {}\nstdout: {}",
-            self.stderr, self.stdout
-        );
-        self
-    }
-}
-
-fn hbad_in(sys: &Path, dev: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_hbad"))
-        .arg("--sysfs-root")
-        .arg(sys)
-        .arg("--dev-root")
-        .arg(dev)
-        .args(args)
-        .env_remove("HBAD_POLICY")
-        .output()
-        .expect("run hbad");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn capture_sys(which: &str) -> PathBuf {
-    common::kernel_capture().join(which).join("sys")
-}
+use common::{capture_sys, hbad_in, Run};
 
 fn layout(name: &str) -> (PathBuf, PathBuf) {
     let dir = common::fixture("layouts").join(name);

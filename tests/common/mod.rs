@@ -54,3 +54,47 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("tests/fixtures")
         .join(name)
 }
+
+/// What one run of the hbad binary said.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "stderr: {}\nstdout: {}",
+            self.stderr, self.stdout
+        );
+        self
+    }
+}
+
+/// Runs the built hbad on a sysfs tree and a dev tree, with no hbad settings
+/// inherited from the environment. Its output must be UTF-8.
+pub fn hbad_in(sys: &Path, dev: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_hbad"))
+        .arg("--sysfs-root")
+        .arg(sys)
+        .arg("--dev-root")
+        .arg(dev)
+        .args(args)
+        .env_remove("HBAD_SYSFS_ROOT")
+        .env_remove("HBAD_DEV_ROOT")
+        .env_remove("HBAD_POLICY")
+        .output()
+        .expect("run hbad");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// The capture's `before/` or `after/` sysfs tree.
+pub fn capture_sys(which: &str) -> PathBuf {
+    kernel_capture().join(which).join("sys")
+}
