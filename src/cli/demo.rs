@@ -148,7 +148,7 @@ pub fn run(_g: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
             .is_ok_and(|s| s.ready && s.vhbas.iter().all(|v| v.state == "active"))
             && ready(&[27, 28])
     })?;
-    settle(&sim);
+    let_agent_log();
 
     heading("The SAN presents new storage: \"the LUNs are 29 and 53\"");
     let scans_before = sim.writes().len();
@@ -165,7 +165,7 @@ pub fn run(_g: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     wait_for("LUNs 29 and 53", Duration::from_secs(20), || {
         ready(&[29, 53])
     })?;
-    settle(&sim);
+    let_agent_log();
     println!("\nWhat hbad wrote to the kernel for them (no LIP, no wildcard scan):");
     for w in sim.writes().iter().skip(scans_before) {
         println!("  {} <- \"{}\"", shorten(&w.path), w.value.trim());
@@ -283,7 +283,7 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> anyh
 }
 
 /// Lets the agent finish logging what it just did before the next heading.
-fn settle(_sim: &Sim) {
+fn let_agent_log() {
     std::thread::sleep(Duration::from_millis(400));
 }
 
