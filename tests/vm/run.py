@@ -29,7 +29,7 @@ PREFIX = "HBADVM "
 ALL_SCENARIOS = ["lab", "inventory", "npiv-kernel", "apply", "new-lun", "agent", "storm", "udev", "scan-facts",
                  "desired-state", "refusals", "forged", "churn",
                  # Over the lab's FCoE Forwarder (guest/fabric.sh), in this order.
-                 "fabric-login"]
+                 "fabric-login", "fabric-new-lun", "fabric-zone"]
 
 
 class Scenario:

@@ -8,7 +8,9 @@
 # Fabric A: FCF MAC 02:fc:f0:00:00:0a (fabric name 0x100002fcf000000a) between
 #   fai (initiator ENode, 02:00:00:00:01:0b, WWPN 0x200002000000010b) and
 #   fat (target ENode,    02:00:00:00:01:0a, WWPN 0x200002000000010a);
-#   its own ends are xai and xat. Zones: vm-a = {vHBA vm-a, target}, vm-b likewise.
+#   its own ends are xai and xat. Zones: vm-a = {vHBA vm-a, target}, vm-b likewise;
+#   a second target, fas (02:00:00:00:01:0c, WWPN 0x200002000000010c, FCF end xas),
+#   in no zone until fabric-zone adds it to vm-a's.
 # Fabric B (fabric-by-fabric): FCF 02:fc:f0:00:00:0b, fbi/fbt, xbi/xbt.
 
 FAB_ENV=/run/hbadvm/fabric.env
@@ -24,6 +26,9 @@ VM_B_WWNN=0x5001a4a000000b00
 VM_A_CFS=50:01:a4:a0:00:00:0a:01
 VM_B_CFS=50:01:a4:a0:00:00:0b:01
 FA_TPG=/sys/kernel/config/target/fc/$FA_TGT_CFS/tpgt_1
+FA_TGT2_WWPN=0x200002000000010c
+FA_TGT2_CFS=20:00:02:00:00:00:01:0c
+FA_TPG2=/sys/kernel/config/target/fc/$FA_TGT2_CFS/tpgt_1
 FAB_POLICY=/vm/policy/fabric.toml
 FAB_STATUS=/run/hbad/fabric-status.json
 FAB_LOG=/tmp/fabric-agent.log
@@ -86,21 +91,22 @@ fabric_lab() {
         modprobe "$m" || { fail "modprobe $m"; return 1; }
     done
     grep -q configfs /proc/mounts || mount -t configfs none /sys/kernel/config || return 1
-    fab_veth fai xai 02:00:00:00:01:0b && fab_veth fat xat 02:00:00:00:01:0a ||
-        { fail "veth pairs fai/xai, fat/xat"; return 1; }
+    fab_veth fai xai 02:00:00:00:01:0b && fab_veth fat xat 02:00:00:00:01:0a &&
+        fab_veth fas xas 02:00:00:00:01:0c || { fail "veth pairs fai/xai, fat/xat, fas/xas"; return 1; }
     cat >/tmp/fcf-a.init <<ZONES
 zone vm-a $VM_A_WWPN $FA_TGT_WWPN
 zone vm-b $VM_B_WWPN $FA_TGT_WWPN
 ZONES
-    fcf_start a 02:fc:f0:00:00:0a xai xat || { fail "FCF a did not start: $(tail -c 300 /tmp/fcf-a.log)"; return 1; }
-    ok "FCF of fabric $FAB_A serving xai xat (zones vm-a, vm-b)"
+    fcf_start a 02:fc:f0:00:00:0a xai xat xas || { fail "FCF a did not start: $(tail -c 300 /tmp/fcf-a.log)"; return 1; }
+    ok "FCF of fabric $FAB_A serving xai xat xas (zones vm-a, vm-b)"
 
-    echo fat >/sys/bus/fcoe/ctlr_create && echo fai >/sys/bus/fcoe/ctlr_create ||
-        { fail "fcoe ctlr_create fat/fai"; return 1; }
-    FA_TGT_HOST="$(fc_host_by_wwpn $FA_TGT_WWPN)" && FA_INI_HOST="$(fc_host_by_wwpn $FA_INI_WWPN)" ||
-        { fail "no fc_host for $FA_TGT_WWPN / $FA_INI_WWPN"; return 1; }
-    local tc ic
+    echo fat >/sys/bus/fcoe/ctlr_create && echo fas >/sys/bus/fcoe/ctlr_create &&
+        echo fai >/sys/bus/fcoe/ctlr_create || { fail "fcoe ctlr_create fat/fas/fai"; return 1; }
+    FA_TGT_HOST="$(fc_host_by_wwpn $FA_TGT_WWPN)" && FA_INI_HOST="$(fc_host_by_wwpn $FA_INI_WWPN)" &&
+        FA_TGT2_HOST="$(fc_host_by_wwpn $FA_TGT2_WWPN)" || { fail "no fc_host for the fabric ports"; return 1; }
+    local tc ic sc
     tc="$(ctlr_of fat)"
+    sc="$(ctlr_of fas)"
     ic="$(ctlr_of fai)"
     check_eq "$ic mode (the controller's default)" "$(attr /sys/bus/fcoe/devices/$ic/mode)" Fabric
 
@@ -112,16 +118,19 @@ ZONES
     lio_map $FA_TPG 0 $core/rd_mcp_20/fa0 $VM_A_CFS 0 && lio_map $FA_TPG 1 $core/rd_mcp_21/fb0 $VM_B_CFS 0 ||
         { fail "LIO ACLs for vm-a/vm-b"; return 1; }
     ok "LIO: fc/$FA_TGT_CFS lun_0 (hbadvm-fa0) for $VM_A_CFS, lun_1 (hbadvm-fb0) for $VM_B_CFS"
+    lio_backstore $core/rd_mcp_23/fc0 hbadvm-fc0 && lio_map $FA_TPG2 0 $core/rd_mcp_23/fc0 $VM_A_CFS 0 ||
+        { fail "LIO on the second target"; return 1; }
+    ok "LIO: fc/$FA_TGT2_CFS lun_0 (hbadvm-fc0) for $VM_A_CFS"
 
     t0="$(vm_uptime)"
-    echo 1 >/sys/bus/fcoe/devices/$tc/enabled && echo 1 >/sys/bus/fcoe/devices/$ic/enabled ||
-        { fail "enable $tc/$ic"; return 1; }
-    both_online() { host_online $FA_TGT_HOST && host_online $FA_INI_HOST; }
+    echo 1 >/sys/bus/fcoe/devices/$tc/enabled && echo 1 >/sys/bus/fcoe/devices/$sc/enabled &&
+        echo 1 >/sys/bus/fcoe/devices/$ic/enabled || { fail "enable $tc/$sc/$ic"; return 1; }
+    both_online() { host_online $FA_TGT_HOST && host_online $FA_TGT2_HOST && host_online $FA_INI_HOST; }
     wait_for 30 both_online || {
         fail "fabric logins: $FA_TGT_HOST $(attr /sys/class/fc_host/$FA_TGT_HOST/port_state), $FA_INI_HOST $(attr /sys/class/fc_host/$FA_INI_HOST/port_state) after 30 s; FCF: $(tail -n 5 /tmp/fcf-a.log | tr '\n' ' ')"
         return 1
     }
-    ok "FLOGI: $FA_TGT_HOST and $FA_INI_HOST Online $(since $t0) s after enabling"
+    ok "FLOGI: $FA_TGT_HOST, $FA_TGT2_HOST and $FA_INI_HOST Online $(since $t0) s after enabling"
     check_eq "$FA_INI_HOST fabric_name" "$(attr /sys/class/fc_host/$FA_INI_HOST/fabric_name)" $FAB_A
     info "$FA_INI_HOST port_type '$(attr /sys/class/fc_host/$FA_INI_HOST/port_type)' port_id $(attr /sys/class/fc_host/$FA_INI_HOST/port_id)"
 
@@ -137,6 +146,7 @@ ZONES
     cat >$FAB_ENV <<ENV
 FA_TGT_HOST=$FA_TGT_HOST
 FA_INI_HOST=$FA_INI_HOST
+FA_TGT2_HOST=$FA_TGT2_HOST
 ENV
 }
 
@@ -181,3 +191,20 @@ hbad_luns_of() { # name wwpn
     run_hbad "$1" luns --json "$2" >/dev/null
     sed -n 's/.*"hctl": *"\([0-9:]*\)".*/\1/p' "/tmp/hbad-$1.out" | sort
 }
+
+# Both vHBAs logged in with their LUN 0 disk: where fabric-login leaves them. Sets
+# HA/HB (hosts) and DA/DB (disks).
+fabric_vhbas_ready() {
+    fabric_lab && fabric_agent || return 1
+    both_disks() {
+        HA="$(fc_host_by_wwpn $VM_A_WWPN)" && HB="$(fc_host_by_wwpn $VM_B_WWPN)" &&
+            DA="$(disk_of ${HA#host}:0:0:0)" && DB="$(disk_of ${HB#host}:0:0:0)" &&
+            [ -n "$DA" ] && [ -n "$DB" ]
+    }
+    wait_for 40 both_disks || { fail "vm-a/vm-b not logged in with their LUN 0 (hosts '$HA' '$HB')"; return 1; }
+    both_disks
+}
+# The agent's log lines since a mark (a line count taken with log_mark).
+log_mark() { wc -l <$FAB_LOG; }
+log_since() { tail -n +$(($1 + 1)) $FAB_LOG; }
+scans_since() { log_since "$1" | grep ' scanned host' | sed 's/ hbad_host=.*//; s/.*INFO //'; }
