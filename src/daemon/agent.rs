@@ -15,12 +15,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use crate::exec::vport::{OwnedState, SysfsPoll, Vports};
+use crate::exec::vport::{SysfsPoll, Vports};
 use crate::exec::{
     later, Executor, Report, ScanOutcome, ScanReport, Scanner, StepOutcome, StepReport,
 };
 use crate::graph::{Change, Graph, Node, NodeKind};
 use crate::journal::MessageId;
+use crate::ownership::OwnedState;
 use crate::plan::{plan, Action, HostRef, Recorded, Step, WaitReason};
 use crate::policy::{Policy, PolicyErrors};
 use crate::sysfs::writes::AttrWriter;
