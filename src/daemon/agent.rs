@@ -47,6 +47,8 @@ struct VhbaRuntime {
     seen: bool,
     /// A create is with the executor (written, or queued behind its parent's writes).
     creating: Option<Creating>,
+    /// The executor made it; its uevents have not reached the graph yet.
+    made: bool,
     failures: u32,
     retry_at: Option<Instant>,
     last_error: Option<String>,
@@ -449,6 +451,7 @@ impl Agent {
             let present = self.vhba_host(spec.wwpn).is_some();
             let rt = self.vhbas.entry(spec.name.clone()).or_default();
             rt.seen |= present;
+            rt.made &= !present;
         }
     }
 
@@ -550,6 +553,7 @@ impl Agent {
                         self.counters.vhbas_created += 1;
                         if let Some(rt) = self.vhbas.get_mut(&vhba) {
                             rt.seen = true;
+                            rt.made = true;
                             rt.failures = 0;
                             rt.retry_at = None;
                             rt.last_error = None;
@@ -558,6 +562,7 @@ impl Agent {
                         // neither sends a uevent.
                         self.read_recorded();
                         self.refresh_vport_of(wwpn);
+                        self.sync_vhba_runtime();
                     }
                     StepOutcome::Failed { error } => self.fail(&vhba, &parent, wwpn, error, now),
                     other => tracing::warn!(hbad_vhba = %vhba, "create of {vhba}: {other:?}"),
@@ -715,14 +720,16 @@ impl Agent {
     /// reason). A vHBA waiting for its parent's link does not hold start-up; it is
     /// made when the link comes up, and said meanwhile ([`Agent::waits`]).
     pub fn boot_settled(&self) -> bool {
-        self.vhbas.values().all(|rt| rt.creating.is_none())
+        self.vhbas
+            .values()
+            .all(|rt| rt.creating.is_none() && !rt.made)
     }
 
     /// Creates with the executor, by vHBA name, for STATUS= while start-up waits.
     pub fn creating(&self) -> Vec<String> {
         self.vhbas
             .iter()
-            .filter(|(_, rt)| rt.creating.is_some())
+            .filter(|(_, rt)| rt.creating.is_some() || rt.made)
             .map(|(n, _)| n.clone())
             .collect()
     }
@@ -855,7 +862,7 @@ impl Agent {
             };
             let (state, reason) = if host.is_some() {
                 ("active", None)
-            } else if rt.creating.is_some() {
+            } else if rt.creating.is_some() || rt.made {
                 ("creating", None)
             } else if let Some(e) = &rt.last_error {
                 ("failed", Some(e.clone()))

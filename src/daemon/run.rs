@@ -168,7 +168,11 @@ pub async fn run(
             },
             _ = time::sleep_until(deadline.unwrap_or_else(TokioInstant::now)), if deadline.is_some() => {
                 deadline = None;
-                agent.handle(std::mem::take(&mut batch), Instant::now());
+                let now = Instant::now();
+                agent.handle(std::mem::take(&mut batch), now);
+                if !ready {
+                    ready = start_up(&mut agent, started, now, &timings);
+                }
                 agent.write_status();
             },
             Some(r) = reports.recv() => {
