@@ -163,15 +163,6 @@ fn attribute_files(root: &Path) -> Vec<(PathBuf, String)> {
     out
 }
 
-const SUBSYSTEMS: &[&str] = &[
-    "scsi",
-    "scsi_host",
-    "fc_host",
-    "fc_vports",
-    "fc_remote_ports",
-    "block",
-];
-
 struct Tree {
     _dir: tempfile::TempDir,
     sysfs: Sysfs,
