@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::exec::errors::{explain, Op};
-use crate::exec::vport::{DeletePolicy, SysfsPoll, Vports};
+use crate::exec::vport::{vport_marks, DeletePolicy, SysfsPoll, Vports};
 use crate::exec::{ScanOutcome, ScanReport, Scanner};
 use crate::graph::{Change, Graph, Node, NodeKind};
 use crate::journal::MessageId;
 use crate::ownership::{OwnedState, OwnerMark};
-use crate::plan::{plan, Action, HostRef, Recorded, Step};
+use crate::plan::{declared, plan, Action, HostRef, Recorded, Step};
 use crate::policy::{Policy, PolicyErrors};
 use crate::sysfs::writes::{vport_text, AttrWriter};
 use crate::sysfs::{devpath_name, Sysfs, VportControlDir};
@@ -427,7 +427,8 @@ impl Agent {
             self.sysfs.clone(),
             self.writer.clone(),
             Arc::new(SysfsPoll::new(self.sysfs.clone(), DELETE_POLL)),
-            OwnedState::new(self.policy.ownership.state_file.clone()),
+            OwnedState::new(self.policy.ownership.state_file.clone())
+                .declaring(declared(&self.policy)),
             DELETE_TIMEOUT,
         )
     }
@@ -436,7 +437,9 @@ impl Agent {
     /// Unreadable, it counts as empty: hbad then asks to mark what it recorded and
     /// deletes nothing it cannot show is its own.
     fn read_recorded(&mut self) {
-        let state = OwnedState::new(self.policy.ownership.state_file.clone());
+        let state = OwnedState::new(self.policy.ownership.state_file.clone())
+            .declaring(declared(&self.policy))
+            .rebuilding_from(vport_marks(&self.sysfs));
         match state.all() {
             Ok(records) => {
                 self.recorded = Recorded::from_records(&records);
