@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use hbad::daemon::run::{forward_events, run as run_loop, scan_reports};
 use hbad::daemon::{Agent, AgentConfig, Control, LoopTimings};
-use hbad::exec::vport::OwnedState;
 use hbad::exec::ScanReport;
 use hbad::graph::NodeKind;
+use hbad::ownership::OwnedState;
 use hbad::plan::Recorded;
 use hbad::policy::{Environment, Policy, PolicyErrors};
 use hbad::sim::demo::{spec as demo_spec, ARRAY_PORT_A, ARRAY_PORT_B, HBA_A_WWPN, HBA_B_WWPN};

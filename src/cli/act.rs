@@ -22,11 +22,12 @@ use super::policy::{load_graph, load_policy};
 use super::Global;
 use crate::exec::apply::{millis, ApplyReport, StepOutcome};
 use crate::exec::scan::{ScanOutcome, ScanReport, Scanner, Ticket};
-use crate::exec::vport::{CreateRequest, DeletePolicy, OwnedState, SysfsPoll, VportError, Vports};
+use crate::exec::vport::{CreateRequest, DeletePolicy, SysfsPoll, VportError, Vports};
 use crate::exec::Executor;
 use crate::graph::{Graph, Lookup, Node, NodeKind};
+use crate::ownership::{OwnedState, OWNER_PREFIX};
 use crate::plan::{plan, takes_part, Action, HostRef, Recorded};
-use crate::policy::{Origin, ParentSelector, Policy, VhbaSpec, OWNER_PREFIX};
+use crate::policy::{Origin, ParentSelector, Policy, VhbaSpec};
 use crate::sysfs::writes::{AttrWriter, KernelWriter, ScanScope};
 use crate::sysfs::{devpath_name, port_address, Hctl};
 use crate::wwn::{derive, Wwn, WwnRole};
@@ -261,7 +262,7 @@ struct CreateOutput {
     result: &'static str,
     vport: Option<String>,
     host: Option<String>,
-    owner: Option<crate::exec::vport::OwnerMark>,
+    owner: Option<crate::ownership::OwnerMark>,
     error: Option<String>,
 }
 

@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::Global;
-use crate::exec::vport::OwnedState;
 use crate::graph::Graph;
+use crate::ownership::OwnedState;
 use crate::plan::{plan, Recorded};
 use crate::policy::Policy;
 use crate::wwn::WwnStyle;

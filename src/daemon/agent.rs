@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::exec::errors::{explain, Op};
-use crate::exec::vport::{DeletePolicy, OwnedState, OwnerMark, SysfsPoll, Vports};
+use crate::exec::vport::{DeletePolicy, SysfsPoll, Vports};
 use crate::exec::{ScanOutcome, ScanReport, Scanner};
 use crate::graph::{Change, Graph, Node, NodeKind};
 use crate::journal::MessageId;
+use crate::ownership::{OwnedState, OwnerMark};
 use crate::plan::{plan, Action, HostRef, Recorded, Step};
 use crate::policy::{Policy, PolicyErrors};
 use crate::sysfs::writes::{vport_text, AttrWriter};

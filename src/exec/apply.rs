@@ -15,9 +15,9 @@ use serde::Serialize;
 
 use super::errors::{explain, Op};
 use super::scan::{ScanOutcome, Scanner, Ticket};
-use super::vport::{CreateRequest, DeletePolicy, OwnerMark, Vports};
+use super::vport::{CreateRequest, DeletePolicy, Vports};
+use crate::ownership::{OwnerMark, OWNER_PREFIX};
 use crate::plan::{Action, Plan, Step};
-use crate::policy::OWNER_PREFIX;
 use crate::sysfs::devpath_name;
 use crate::sysfs::writes::AttrWriter;
 
@@ -312,7 +312,8 @@ mod tests {
 
     use super::*;
     use crate::exec::vport::tests::Kernel;
-    use crate::exec::vport::{OwnedState, SysfsPoll};
+    use crate::exec::vport::SysfsPoll;
+    use crate::ownership::OwnedState;
     use crate::plan::{HostRef, WaitReason};
     use crate::sysfs::writes::ScanScope;
     use crate::sysfs::VportControlDir;

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::ownership::OWNER_PREFIX;
 use crate::wwn::{derive, Wwn, WwnRole, DEFAULT_OUI};
 
 pub mod error;
@@ -64,9 +65,6 @@ impl VhbaSpec {
         format!("{OWNER_PREFIX}{}", self.name)
     }
 }
-
-/// The mark hbad puts in a vport's symbolic_name (`hbad:<name>`); the fabric shows it too.
-pub const OWNER_PREFIX: &str = "hbad:";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
