@@ -12,7 +12,8 @@ fn repo(rel: &str) -> PathBuf {
 
 /// The examples and how many vHBAs each declares.
 const EXAMPLES: &[(&str, usize)] = &[
-    ("config/hbad.toml", 2),
+    // Installed as /etc/hbad/hbad.toml: declares nothing until edited.
+    ("config/hbad.toml", 0),
     ("config/examples/fabric-pair.toml", 2),
     ("config/examples/parent-by-wwpn.toml", 2),
     ("config/examples/auto-parent.toml", 1),
@@ -101,4 +102,34 @@ fn a_misspelt_key_in_any_example_is_rejected() {
         assert_eq!(out.status.code(), Some(1), "{rel} with a typo accepted");
         assert!(stderr.contains("on_lun_chnage"), "{rel}: {stderr}");
     }
+}
+
+/// The installed policy's placeholders stay valid: uncommenting every table header and
+/// `key = value` line gives a policy `hbad check` accepts, with the three vHBAs shown.
+#[test]
+fn the_installed_policy_placeholders_are_a_valid_policy_when_uncommented() {
+    let text = std::fs::read_to_string(repo("config/hbad.toml")).unwrap();
+    let uncommented: String = text
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest)
+                if rest.starts_with('[')
+                    || rest.split_once(" = ").is_some_and(|(k, _)| {
+                        k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    }) =>
+            {
+                rest
+            }
+            _ => line,
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let scratch = tempfile::tempdir().unwrap();
+    let edited = scratch.path().join("hbad.toml");
+    std::fs::write(&edited, uncommented).unwrap();
+    let out = check(&edited, &scratch.path().join("dirs"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("ok (3 vHBAs"), "{stdout}");
 }

@@ -26,7 +26,7 @@ use crate::exec::vport::{CreateRequest, DeletePolicy, SysfsPoll, VportError, Vpo
 use crate::exec::Executor;
 use crate::graph::{Graph, Lookup, Node, NodeKind};
 use crate::ownership::{OwnedState, OWNER_PREFIX};
-use crate::plan::{plan, takes_part, Action, HostRef, Recorded};
+use crate::plan::{declared, plan, takes_part, Action, HostRef, Recorded};
 use crate::policy::{Origin, ParentSelector, Policy, VhbaSpec};
 use crate::sysfs::writes::{AttrWriter, ChildWriter, KernelWriter, ScanScope, WRITE_ATTR_NOT_OS};
 use crate::sysfs::{devpath_name, port_address, Hctl};
@@ -47,10 +47,10 @@ pub struct ExecOpts {
     #[arg(long, value_name = "FILE", env = "HBAD_STATE_FILE")]
     pub state_file: Option<PathBuf>,
     /// How long a new vHBA may take to appear, or a deleted one to go.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::policy::limits::parse_vport_timeout_flag)]
     pub vport_timeout: Duration,
     /// After this a scan is reported hung; the policy's rescan scan_timeout when not given.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::policy::limits::parse_scan_timeout_flag)]
     pub scan_timeout: Option<Duration>,
 }
 
@@ -85,7 +85,7 @@ fn executor(g: &Global, opts: &ExecOpts, policy: &Policy) -> anyhow::Result<Exec
         // The kernel makes the vHBA inside the vport_create write on the drivers
         // seen so far; the poll is for drivers that finish it on a work queue.
         Arc::new(SysfsPoll::new(sysfs.clone(), Duration::from_millis(50))),
-        OwnedState::new(state),
+        OwnedState::new(state).declaring(declared(policy)),
         opts.vport_timeout,
     );
     let timeout = opts.scan_timeout.unwrap_or(policy.rescan.scan_timeout);
@@ -227,13 +227,7 @@ fn parse_parent(text: &str) -> anyhow::Result<ParentSelector> {
 
 /// vHBA names end up in symbolic_name and /dev/disk/by-vhba/<name>: the policy's rule.
 fn check_name(name: &str) -> anyhow::Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 48
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !ok {
+    if !crate::policy::valid_name(name) {
         bail!("--name `{name}`: use up to 48 of a-z A-Z 0-9 - _ . (not starting with .)");
     }
     Ok(())
@@ -276,6 +270,9 @@ pub fn create(g: &Global, args: CreateArgs) -> anyhow::Result<ExitCode> {
         .wwnn
         .or(declared.map(|d| d.wwnn))
         .unwrap_or_else(|| derive(policy.wwn.oui, &seed, &name, WwnRole::Node));
+    if wwpn == wwnn {
+        bail!("--wwpn and --wwnn are both {wwpn}: a port name and a node name must differ");
+    }
     let wwns = if args.wwpn.is_some() && args.wwnn.is_some() {
         "given"
     } else {
@@ -1063,10 +1060,7 @@ fn sighting(
     let host = after.host_of(lun)?;
     let vhba = after.vport_of_vhba(host).and_then(|v| {
         vports
-            .owner(&v.devpath)
-            .ok()
-            .flatten()
-            .map(|o| o.name().to_string())
+            .named(&v.devpath)
             .or_else(|| Some(v.name().to_string()))
     });
     let target_wwpn = after.remote_port_of(lun).and_then(|r| match &r.kind {

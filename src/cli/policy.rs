@@ -7,16 +7,16 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::Global;
+use crate::exec::vport::vport_marks;
 use crate::graph::Graph;
 use crate::ownership::OwnedState;
-use crate::plan::{plan, Recorded};
-use crate::policy::{discover, Environment, Policy, PolicyErrors, SearchPaths};
+use crate::plan::{declared, plan, Recorded};
+use crate::policy::Policy;
 use crate::wwn::WwnStyle;
 
 /// Reads the policy hbad would use: `--policy`, or the installed files.
 pub fn load_policy(g: &Global) -> anyhow::Result<Policy> {
-    let files = discover(g.policy.as_deref(), &SearchPaths::default())?;
-    let policy = Policy::load_files(&files, &Environment::from_host())?;
+    let policy = g.policy_loader().load()?;
     for w in &policy.warnings {
         eprintln!("warning: {w}");
     }
@@ -31,31 +31,22 @@ pub struct CheckArgs {
 
 /// Validates; exit 0 when every file is good. Fit for Ansible's `validate: hbad check %s`.
 pub fn check(g: &Global, args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let env = Environment::from_host();
-    let sets: Vec<(String, Result<Vec<PathBuf>, PolicyErrors>)> = if args.paths.is_empty() {
+    let loaders = if args.paths.is_empty() {
         let shown = g
             .policy
             .as_ref()
             .map_or("installed policy".to_string(), |p| p.display().to_string());
-        vec![(
-            shown,
-            discover(g.policy.as_deref(), &SearchPaths::default()),
-        )]
+        vec![(shown, g.policy_loader())]
     } else {
         args.paths
             .iter()
-            .map(|p| {
-                (
-                    p.display().to_string(),
-                    discover(Some(p), &SearchPaths::default()),
-                )
-            })
+            .map(|p| (p.display().to_string(), g.loader_for(Some(p.clone()))))
             .collect()
     };
     let mut ok = true;
     let mut report = Vec::new();
-    for (shown, files) in sets {
-        let result = files.and_then(|f| Policy::load_files(&f, &env));
+    for (shown, loader) in loaders {
+        let result = loader.load();
         match &result {
             Ok(p) => {
                 if !g.json {
@@ -119,7 +110,10 @@ pub fn show_plan(g: &Global) -> anyhow::Result<ExitCode> {
     let state = std::env::var_os("HBAD_STATE_FILE")
         .map(PathBuf::from)
         .unwrap_or_else(|| policy.ownership.state_file.clone());
-    let recorded = Recorded::from_records(&OwnedState::new(state).all()?);
+    let state = OwnedState::new(state)
+        .declaring(declared(&policy))
+        .rebuilding_from(vport_marks(&g.sysfs()));
+    let recorded = Recorded::from_records(&state.all()?);
     let p = plan(&policy, &graph, &recorded, &[]);
     if g.json {
         println!("{}", serde_json::to_string_pretty(&p)?);
