@@ -106,9 +106,9 @@ fn unit_bounds_memory_and_tasks_and_yields_to_vms_under_oom() {
             .unwrap();
     let value = |key: &str| -> Option<String> {
         text.lines()
+            .rev()
             .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-            .last()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
             .map(|v| v.trim().to_string())
     };
     let max = value("MemoryMax").expect("MemoryMax= is set");
