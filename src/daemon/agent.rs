@@ -29,7 +29,7 @@ use crate::sysfs::{devpath_name, Sysfs};
 use crate::uevent::{Rejection, SourceItem};
 use crate::wwn::Wwn;
 
-use super::status::{rfc3339, Counters, HostStatus, ScanStatus, Status, VhbaStatus};
+use super::status::{rfc3339, Counters, HostStatus, HungWrite, ScanStatus, Status, VhbaStatus};
 
 /// How long a created vport has to show up as a host before the executor rolls it
 /// back, and a deleted one to go. Both waits run on the parent's worker.
@@ -834,6 +834,8 @@ impl Agent {
     }
 
     pub fn status(&self) -> Status {
+        let now = Instant::now();
+        let hung = self.executor.scanner.hung();
         let mut vhbas = Vec::new();
         for spec in &self.policy.vhbas {
             let rt = self.vhbas.get(&spec.name).cloned().unwrap_or_default();
@@ -921,13 +923,17 @@ impl Agent {
             vhbas,
             hosts,
             devices,
-            hung: self
-                .executor
-                .scanner
-                .hung()
+            hung: hung.iter().map(|r| r.host.clone()).collect(),
+            hung_writes: hung
                 .into_iter()
-                .map(|r| r.host)
+                .map(|r| HungWrite {
+                    host: r.host,
+                    what: r.what,
+                    seconds: r.ran.as_secs(),
+                })
                 .collect(),
+            degraded: self.degraded(now),
+            waiting: self.waits(now),
             counters: self.counters(),
         }
     }
