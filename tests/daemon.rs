@@ -1019,25 +1019,25 @@ fn no_kernel_write_runs_on_the_loop_thread_under_faults() {
     gate.release();
 }
 
-/// SIGTERM while the kernel holds a vport_create: the stop waits for it (it is
-/// not known to hang) and it ends marked as hbad's; the second declared vHBA,
-/// queued behind it on the same parent, is never written.
-#[test]
-fn a_stop_during_a_held_vport_create_waits_for_it_and_writes_no_other() {
+/// Runs the agent on the demo host with `policy_text`, vport_create held by the
+/// kernel for `hold`; sends Stop once the first create is in the kernel and
+/// returns how long the stop took.
+fn stop_during_a_held_create(
+    policy_text: &str,
+    hold: Duration,
+    stop_grace: Duration,
+) -> (tempfile::TempDir, Sim, Arc<Witness>, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::new(dir.path(), &demo_spec()).unwrap();
     let events = sim.subscribe(Flavour::Kernel);
-    let witness = Witness::new(&sim, Duration::from_millis(800));
-    let second = vhba_policy("")
-        .replace("vm-a", "vm-b")
-        .replace(&VHBA_A.to_string(), "0x5001a4a000000a02");
+    let witness = Witness::new(&sim, hold);
     let agent = Agent::new(
         AgentConfig {
             sysfs: sim.sysfs(),
             status_path: Some(dir.path().join("status.json")),
         },
         witness.clone(),
-        policy(&format!("{}{second}", vhba_policy(""))),
+        policy(policy_text),
         Instant::now(),
     );
     let (etx, erx) = tokio::sync::mpsc::channel(1024);
@@ -1052,7 +1052,7 @@ fn a_stop_during_a_held_vport_create_waits_for_it_and_writes_no_other() {
             || Ok(policy("")),
             LoopTimings {
                 tick: Duration::from_millis(50),
-                stop_grace: Duration::from_secs(5),
+                stop_grace,
                 ..LoopTimings::default()
             },
         ));
@@ -1070,6 +1070,22 @@ fn a_stop_during_a_held_vport_create_waits_for_it_and_writes_no_other() {
             .unwrap();
         t.elapsed()
     });
+    (dir, sim, witness, took)
+}
+
+/// SIGTERM while the kernel holds a vport_create: the stop waits for it (it is
+/// not known to hang) and it ends marked as hbad's; the second declared vHBA,
+/// queued behind it on the same parent, is never written.
+#[test]
+fn a_stop_during_a_held_vport_create_waits_for_it_and_writes_no_other() {
+    let second = vhba_policy("")
+        .replace("vm-a", "vm-b")
+        .replace(&VHBA_A.to_string(), "0x5001a4a000000a02");
+    let (_dir, sim, witness, took) = stop_during_a_held_create(
+        &format!("{}{second}", vhba_policy("")),
+        Duration::from_millis(800),
+        Duration::from_secs(5),
+    );
     assert!(took < Duration::from_secs(5), "{took:?}");
     let host = sim.host_by_wwpn(VHBA_A).expect("the held create finished");
     let vport = hbad::sysfs::parent_devpath(&sim.host_devpath(host).unwrap())
@@ -1089,48 +1105,10 @@ fn a_stop_during_a_held_vport_create_waits_for_it_and_writes_no_other() {
 /// A create the kernel holds past the stop's grace is left behind, bounded.
 #[test]
 fn a_stop_leaves_a_write_held_past_its_grace() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::new(dir.path(), &demo_spec()).unwrap();
-    let events = sim.subscribe(Flavour::Kernel);
-    let witness = Witness::new(&sim, Duration::from_secs(3));
-    let agent = Agent::new(
-        AgentConfig {
-            sysfs: sim.sysfs(),
-            status_path: Some(dir.path().join("status.json")),
-        },
-        witness.clone(),
-        policy(&vhba_policy("")),
-        Instant::now(),
+    let (_dir, _sim, _witness, took) = stop_during_a_held_create(
+        &vhba_policy(""),
+        Duration::from_secs(3),
+        Duration::from_millis(300),
     );
-    let (etx, erx) = tokio::sync::mpsc::channel(1024);
-    let (ctx, crx) = tokio::sync::mpsc::channel(4);
-    forward_events(events, etx).unwrap();
-    let w = witness.clone();
-    let took = loop_rt().block_on(async move {
-        let looped = tokio::spawn(run_loop(
-            agent,
-            erx,
-            crx,
-            || Ok(policy("")),
-            LoopTimings {
-                tick: Duration::from_millis(50),
-                stop_grace: Duration::from_millis(300),
-                ..LoopTimings::default()
-            },
-        ));
-        until(
-            "a vport_create in the kernel",
-            Duration::from_secs(10),
-            || w.creates_begun.load(Ordering::SeqCst) == 1,
-        )
-        .await;
-        let t = Instant::now();
-        ctx.send(Control::Stop).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(10), looped)
-            .await
-            .expect("the stop is bounded")
-            .unwrap();
-        t.elapsed()
-    });
     assert!(took < Duration::from_secs(2), "{took:?}");
 }
