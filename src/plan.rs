@@ -351,7 +351,7 @@ fn plan_vhbas(policy: &Policy, graph: &Graph, recorded: &Recorded, steps: &mut V
             }
             continue;
         }
-        if let Some(other) = graph.by_wwpn(spec.wwpn).first() {
+        if let Some(other) = graph.by_wwpn(spec.wwpn).into_iter().find(|n| holds_wwpn(n)) {
             steps.push(wait(
                 spec,
                 WaitReason::WwpnInUse {
@@ -667,6 +667,18 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
             reason,
             origin: None,
         });
+    }
+}
+
+/// Does this device, which has a vHBA's WWPN, stand in the way of creating it? A
+/// remote port that is not Online is what a fabric port remembers of an earlier login
+/// (Blocked until dev_loss_tmo, forever with dev_loss_tmo=infinity; typically the
+/// vHBA's own, before it was deleted): no port uses the WWPN now, and the kernel takes
+/// the remote port up again when the vHBA logs back in.
+fn holds_wwpn(node: &Node) -> bool {
+    match &node.kind {
+        NodeKind::RemotePort(_) => online(&node.kind),
+        _ => true,
     }
 }
 
@@ -1160,6 +1172,35 @@ mod tests {
             &[ua(&l, "CAPACITY_DATA_HAS_CHANGED")],
         );
         assert!(p.steps.is_empty());
+    }
+
+    #[test]
+    fn a_remote_port_left_by_an_earlier_login_does_not_hold_the_wwpn() {
+        let text = "[[vhba]]\nname = \"a\"\nparent_wwpn = \"0x2100001b32a9da4f\"\nwwpn = \"0x5001a4a000000b01\"\nwwnn = \"0x5001a4a000000b00\"\n";
+        let mut g = two_fabrics();
+        let devpath = format!("{}/rport-5:0-9", host_devpath(5));
+        let mut rp = RemotePortInfo {
+            name: "rport-5:0-9".into(),
+            wwpn: Some(w("0x5001a4a000000b01")),
+            wwnn: None,
+            port_id: None,
+            roles: vec!["FCP Initiator".into()],
+            port_state: Some("Online".into()),
+            scsi_target_id: None,
+        };
+        g.insert(devpath.clone(), NodeKind::RemotePort(rp.clone()));
+        let p = plan(&policy(text), &g, &[]);
+        assert!(creates(&p).is_empty());
+        assert_eq!(
+            waits(&p),
+            ["WWPN 0x5001a4a000000b01 is already used by remote port rport-5:0-9"]
+        );
+        for state in ["Blocked", "Not Present"] {
+            rp.port_state = Some(state.into());
+            g.insert(devpath.clone(), NodeKind::RemotePort(rp.clone()));
+            let p = plan(&policy(text), &g, &[]);
+            assert_eq!(creates(&p), [("a".to_string(), 6)], "{state}");
+        }
     }
 
     #[test]
