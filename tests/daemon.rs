@@ -149,15 +149,14 @@ impl Rig {
             if self.agent.scanner().busy() == 0 {
                 // One more look: a write that just ended may have sent events.
                 std::thread::sleep(Duration::from_millis(5));
-                if self.events.try_iter().next().is_none()
-                    && self.agent.scanner().busy() == 0
-                    && self.drain_reports(now) == 0
-                {
+                let late: Vec<SourceItem> = self.events.try_iter().map(SourceItem::Event).collect();
+                let reported = self.drain_reports(now);
+                if late.is_empty() && reported == 0 && self.agent.scanner().busy() == 0 {
                     return;
                 }
-                // An event was taken off the channel by the check: it is lost to
-                // this rig, so resync the way the daemon would.
-                self.agent.handle(vec![SourceItem::Overflow], now);
+                if !late.is_empty() {
+                    self.agent.handle(late, now);
+                }
                 continue;
             }
             assert!(

@@ -18,12 +18,20 @@ fn demo_creates_the_vhbas_and_finds_the_new_luns_with_stable_paths() {
         "vHBA vm-a created on host1",
         "vHBA vm-b created on host2",
         "ready: 2/2 vHBAs active",
-        "new LUN 29 on host3 via target 0x5000144000000101",
-        "new LUN 53 on host4 via target 0x5000144000000102",
         "/dev/disk/by-path/pci-0000:3b:00.0-fc-0x5000144000000101-lun-29",
         "/dev/disk/by-path/pci-0000:3b:00.1-fc-0x5000144000000102-lun-53",
     ] {
         assert!(stdout.contains(want), "`{want}` missing from:\n{stdout}");
+    }
+    // The two vHBAs are made in parallel (one worker per parent), so which of
+    // them the kernel numbers host3 varies; each new LUN is on a vHBA host.
+    for (lun, target) in [(29, "0x5000144000000101"), (53, "0x5000144000000102")] {
+        let found = stdout.lines().any(|l| {
+            l.contains(&format!("new LUN {lun} on host"))
+                && l.contains(&format!("via target {target}"))
+                && (l.contains("host3") || l.contains("host4"))
+        });
+        assert!(found, "new LUN {lun} via {target} missing from:\n{stdout}");
     }
     // Only the two targets that reported new storage were scanned for it.
     let mut writes: Vec<&str> = stdout

@@ -692,6 +692,11 @@ impl Agent {
                 rt.creating = Some(Creating { recreate: rt.seen });
                 self.start(step);
             }
+            Action::SetSymbolicName { vhba, .. }
+                if self.vhbas.get(vhba).is_some_and(|rt| rt.creating.is_some()) =>
+            {
+                // The create marks it: its events can reach the graph first.
+            }
             Action::DeleteVhba { vport, .. } | Action::SetSymbolicName { vport, .. } => {
                 // OwnedOnly deletes: the executor checks ownership again against
                 // sysfs and the state file, and forgets a record once it is gone.
