@@ -762,6 +762,14 @@ fn the_loop_debounces_a_storm_and_stops_cleanly_during_a_scan() {
             assert!(t.elapsed() < Duration::from_secs(10), "vHBA never created");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // The new vHBA is scanned once it is online: wait for that scan, so that
+        // only the storm's scans are counted below.
+        until("the new vHBA's scan", Duration::from_secs(10), || {
+            sim2.writes()
+                .iter()
+                .any(|w| w.path.ends_with("scan") && w.value.trim() == "- - -")
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let scans_before = sim2
             .writes()
