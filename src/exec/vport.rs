@@ -384,32 +384,6 @@ impl Vports {
         }
     }
 
-    /// udev names a vHBA's disks (`hbad udev-id`, /dev/disk/by-vhba/) from the vport's
-    /// mark. A disk that appeared before the mark was written was looked at without
-    /// it and got no link, and nothing else makes udev look again: announce the
-    /// vHBA's disks once more with a `change` uevent, as `udevadm trigger
-    /// --action=change` does. Best effort: a disk gone meanwhile is no error.
-    fn announce_disks(&self, vport_devpath: &str) {
-        let below = format!("{vport_devpath}/");
-        for dev in self.sysfs.scsi_bus_devpaths() {
-            if !dev.starts_with(&below) {
-                continue;
-            }
-            for disk in self.sysfs.list(&format!("{dev}/block")) {
-                let uevent = self
-                    .sysfs
-                    .path(&format!("{dev}/block/{disk}"))
-                    .join("uevent");
-                if !uevent.is_file() {
-                    continue;
-                }
-                if let Err(e) = self.writer.write_attr(&uevent, "change") {
-                    tracing::debug!("{disk}: change uevent not sent: {e}");
-                }
-            }
-        }
-    }
-
     /// Marks a vport as hbad's: symbolic_name, or the state file when refused.
     pub fn mark(&self, vport_devpath: &str, name: &str) -> Result<OwnerMark, VportError> {
         let tag = format!("{OWNER_PREFIX}{name}");
@@ -458,7 +432,6 @@ impl Vports {
                         let now = now.as_ref().and_then(|v| v.symbolic_name.as_deref());
                         let now = now.map(shown).unwrap_or("");
                         if now == tag {
-                            self.announce_disks(vport_devpath);
                             return Ok(OwnerMark::SymbolicName {
                                 name: name.to_string(),
                             });
