@@ -3,7 +3,7 @@
 #   make            build the release binary
 #   make test       what CI runs: formatting, lints, unit + integration tests
 #   make demo       hbad on a simulated host
-#   make bench      graph load/apply and whole-daemon numbers (benches/README.md)
+#   make bench      graph load/apply, whole-daemon and hbad-vs-lsscsi numbers (benches/README.md)
 #   make vm-test    the real-kernel tier (Debian's kernel in qemu)
 #   make install    install as a system package would (then: sudo make install)
 #   make deb        a Debian package with cargo-deb
@@ -34,6 +34,7 @@ demo: deps
 bench:
 	$(CARGO) bench --locked --bench graph
 	$(CARGO) bench --locked --bench daemon
+	$(CARGO) bench --locked --bench lsscsi
 
 # Boots Debian's kernel in qemu (TCG) with hbad and checks it against the real SCSI/FC
 # stack. Needs root for apt (first run) and ~1 GB RAM; see tests/vm/README.md.
