@@ -40,9 +40,11 @@ const TARGET_PORTS: u64 = 8;
 const FABRIC: &str = "fab-bench";
 
 /// 8 FC ports and 8 array ports on one fabric: every port sees every array port, so
-/// 64 remote ports; `luns` LUNs in all, `luns / 64` behind each remote port.
+/// 64 remote ports; `luns` LUNs in all, `luns / 64` behind each remote port. Each
+/// volume is masked to one FC port, so every LUN has its own wwid and its own three
+/// links (by-path, by-id wwn-, by-id scsi-).
 fn machine(luns: u64) -> SimSpec {
-    let per_port = (luns / (HOSTS * TARGET_PORTS)).max(1);
+    let per_port = (luns / TARGET_PORTS).max(1);
     let initiators: Vec<Wwn> = (0..HOSTS)
         .map(|h| Wwn::from_u64(0x2100_0024_ff00_0000 | h))
         .collect();
@@ -58,11 +60,10 @@ fn machine(luns: u64) -> SimSpec {
             0x01_0200 | t as u32,
         );
         for l in 0..per_port {
-            let lun = initiators.iter().fold(
-                LunSpec::new(l, 100 << 30, &format!("BENCH{t:02}{l:06}")),
-                |lun, w| lun.masked_to(*w),
+            let initiator = initiators[(l % HOSTS) as usize];
+            port = port.lun(
+                LunSpec::new(l, 100 << 30, &format!("BENCH{t:02}{l:06}")).masked_to(initiator),
             );
-            port = port.lun(lun);
         }
         spec = spec.target(port);
     }
