@@ -10,6 +10,8 @@ pub mod exec;
 pub mod graph;
 pub mod journal;
 pub mod libvirt;
+pub mod metrics;
+pub mod ownership;
 pub mod plan;
 pub mod policy;
 pub mod sim;

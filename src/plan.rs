@@ -10,11 +10,9 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::exec::vport::OwnedRecord;
 use crate::graph::{Change, Graph, Node, NodeKind, Notice};
-use crate::policy::{
-    HostFilter, Origin, ParentSelector, Policy, ScopeChoice, VhbaSpec, OWNER_PREFIX,
-};
+use crate::ownership::{OwnedRecord, OWNER_PREFIX};
+use crate::policy::{HostFilter, Origin, ParentSelector, Policy, ScopeChoice, VhbaSpec};
 use crate::sysfs::writes::ScanScope;
 use crate::sysfs::{devpath_name, FcHostInfo, Hctl, VportControlDir, VportInfo};
 use crate::wwn::Wwn;

@@ -754,7 +754,7 @@ wwnn = "5001a4a000000e00"
 
 #[test]
 fn plan_counts_a_vhba_recorded_in_the_state_file_as_hbads() {
-    use hbad::exec::vport::{OwnedRecord, OwnedState};
+    use hbad::ownership::{OwnedRecord, OwnedState};
     // A vHBA whose driver refused the mark: an empty symbolic_name, and a record.
     let lab = Lab::new();
     make_vport(
@@ -807,8 +807,9 @@ mod on_the_simulator {
     use std::time::Duration;
 
     use hbad::cli::act::find_luns_with;
-    use hbad::exec::vport::{OwnedState, SysfsPoll, Vports};
+    use hbad::exec::vport::{SysfsPoll, Vports};
     use hbad::exec::{Executor, Scanner};
+    use hbad::ownership::OwnedState;
     use hbad::policy::{Environment, Policy};
     use hbad::sim::demo::{ARRAY_PORT_A, HBA_A_WWPN, RAID_PCI};
     use hbad::sim::Sim;
@@ -823,11 +824,7 @@ mod on_the_simulator {
             OwnedState::new(dir.join("owned.json")),
             Duration::from_secs(5),
         );
-        Executor::new(
-            vports,
-            Scanner::new(writer.clone(), sysfs, Duration::from_secs(30)),
-            writer,
-        )
+        Executor::new(vports, Scanner::new(writer, sysfs, Duration::from_secs(30)))
     }
 
     #[test]

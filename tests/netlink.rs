@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use hbad::uevent::fc_event::{
+    FcEvent, FcEventCode, FcEventSource, FcItem, FcRejection, DEFAULT_FC_RECV_BUFFER,
+    NETLINK_SCSITRANSPORT, SCSI_NL_GRP_FC_EVENTS,
+};
 use hbad::uevent::kernel::{AsyncKernelSource, KernelOptions, KernelSource};
 use hbad::uevent::source::{EventSource, ReplaySource};
 use hbad::uevent::{Action, Rejection, SourceItem, Uevent};
@@ -216,6 +220,45 @@ fn netns_kernel_source_drops_and_counts_a_message_forged_by_root() {
             let counts = source.counters().snapshot();
             assert_eq!(counts.rejected_not_kernel, 1);
             assert_eq!(counts.rejected(), 1);
+        },
+    );
+}
+
+/// Root forges FC transport events (well formed, then with a lying length) on the
+/// FC event group: the source rejects both as not from the kernel, counts them, and
+/// keeps its socket. The kernel's own events need an FC driver (the VM tier).
+#[test]
+fn netns_fc_event_source_drops_and_counts_forged_link_events() {
+    in_private_netns(
+        "netns_fc_event_source_drops_and_counts_forged_link_events",
+        || {
+            let mut source = match FcEventSource::open(DEFAULT_FC_RECV_BUFFER) {
+                Ok(s) => s,
+                Err(e) if e.raw_os_error() == Some(libc::EPROTONOSUPPORT) => {
+                    println!("skipping: this kernel has no SCSI netlink (scsi_mod not loaded)");
+                    return;
+                }
+                Err(e) => panic!("open the FC event socket: {e}"),
+            };
+            recv_timeout(&source, Duration::from_secs(10));
+            let mut forger = Socket::new(NETLINK_SCSITRANSPORT).unwrap();
+            let forger_port = forger.bind_auto().unwrap().port_number();
+            assert_ne!(forger_port, 0);
+            let linkup = FcEvent::new(3, FcEventCode::LinkUp, 1, 0).to_bytes();
+            let mut lying = FcEvent::new(3, FcEventCode::LinkDown, 2, 0).to_bytes();
+            lying[0..4].copy_from_slice(&4096u32.to_ne_bytes());
+            let to_group = SocketAddr::new(0, SCSI_NL_GRP_FC_EVENTS);
+            forger.send_to(&linkup, &to_group, 0).unwrap();
+            forger.send_to(&lying, &to_group, 0).unwrap();
+            for _ in 0..2 {
+                assert_eq!(
+                    source.recv().unwrap(),
+                    FcItem::Rejected(FcRejection::NotKernel(forger_port))
+                );
+            }
+            let counts = source.counters().snapshot();
+            assert_eq!((counts.received, counts.events), (2, 0));
+            assert_eq!(counts.rejected_not_kernel, 2);
         },
     );
 }

@@ -13,6 +13,7 @@ use hbad::sim::{demo, Flavour, HbaSpec, LocalLun, LunSpec, Sim, SimSpec, TargetP
 use hbad::sim::{FabricSpec, ScanGate};
 use hbad::sysfs::writes::{vport_text, AttrWriter};
 use hbad::sysfs::{Hctl, Sysfs, VportControlDir};
+use hbad::uevent::fc_event::{parse_fc_event, FcEventCode};
 use hbad::uevent::{replay, Action, Uevent};
 use hbad::wwn::Wwn;
 
@@ -1425,4 +1426,49 @@ fn a_scanned_lun_reads_as_the_real_one_did() {
             .unwrap()
             .file_name()
     );
+}
+
+#[test]
+fn link_changes_post_the_fc_events_each_driver_posts() {
+    let f = demo_sim();
+    let sim = &f.sim;
+    let events = sim.subscribe_fc_events();
+    // The demo's ports are qla2xxx: LINKDOWN then LINKUP, on that host only, with
+    // the port state already updated when the event is read.
+    sim.set_link(1, false).unwrap();
+    let down = events.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!((down.host_no, down.code), (1, FcEventCode::LinkDown));
+    let g = Graph::load(&sim.sysfs());
+    let NodeKind::Host(h) = &g.host(1).unwrap().kind else {
+        panic!()
+    };
+    assert_eq!(
+        h.fc.as_ref().unwrap().port_state.as_deref(),
+        Some("Linkdown")
+    );
+    sim.set_link(1, true).unwrap();
+    let up = events.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!((up.host_no, up.code), (1, FcEventCode::LinkUp));
+    assert!(up.event_num > down.event_num, "one running event number");
+    // What the simulator posts is what the kernel would put on the wire.
+    assert_eq!(parse_fc_event(&up.to_bytes()).unwrap(), up);
+    assert_eq!(sim.drain_fc_events(), [down, up]);
+
+    // libfc (fcoe) posts only LIPRESET, on the reset a link loss starts.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SimSpec::new()
+        .fabric(FabricSpec::new("lab", wwn(0x1000_0005_1e00_0d00)))
+        .hba(HbaSpec::fc(
+            "fcoe",
+            "0000:02:00.0",
+            wwn(0x2000_0000_c9a0_0d01),
+            wwn(0x2000_0000_c9a0_0d00),
+            "lab",
+        ));
+    let fcoe = Sim::new(dir.path(), &spec).unwrap();
+    let host = fcoe.hosts()[0];
+    fcoe.set_link(host, false).unwrap();
+    fcoe.set_link(host, true).unwrap();
+    let posted: Vec<_> = fcoe.drain_fc_events().iter().map(|e| e.code).collect();
+    assert_eq!(posted, [FcEventCode::LipReset]);
 }

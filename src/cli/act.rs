@@ -22,12 +22,13 @@ use super::policy::{load_graph, load_policy};
 use super::Global;
 use crate::exec::apply::{millis, ApplyReport, StepOutcome};
 use crate::exec::scan::{ScanOutcome, ScanReport, Scanner, Ticket};
-use crate::exec::vport::{CreateRequest, DeletePolicy, OwnedState, SysfsPoll, VportError, Vports};
+use crate::exec::vport::{CreateRequest, DeletePolicy, SysfsPoll, VportError, Vports};
 use crate::exec::Executor;
 use crate::graph::{Graph, Lookup, Node, NodeKind};
+use crate::ownership::{OwnedState, OWNER_PREFIX};
 use crate::plan::{plan, takes_part, Action, HostRef, Recorded};
-use crate::policy::{Origin, ParentSelector, Policy, VhbaSpec, OWNER_PREFIX};
-use crate::sysfs::writes::{AttrWriter, KernelWriter, ScanScope};
+use crate::policy::{Origin, ParentSelector, Policy, VhbaSpec};
+use crate::sysfs::writes::{AttrWriter, ChildWriter, KernelWriter, ScanScope, WRITE_ATTR_NOT_OS};
 use crate::sysfs::{devpath_name, port_address, Hctl};
 use crate::wwn::{derive, Wwn, WwnRole};
 
@@ -46,65 +47,12 @@ pub struct ExecOpts {
     #[arg(long, value_name = "FILE", env = "HBAD_STATE_FILE")]
     pub state_file: Option<PathBuf>,
     /// How long a new vHBA may take to appear, or a deleted one to go.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::policy::limits::parse_vport_timeout_flag)]
     pub vport_timeout: Duration,
     /// After this a scan is reported hung; the policy's rescan scan_timeout when not given.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::policy::limits::parse_scan_timeout_flag)]
     pub scan_timeout: Option<Duration>,
 }
-
-/// Writes each attribute from a short-lived child process (`hbad write-attr`).
-///
-/// A write the kernel does not finish (a scan stuck on a dead target waits in
-/// uninterruptible sleep) cannot be cancelled, and a process cannot exit until every
-/// one of its threads has returned from the kernel. With the write in a child, hbad
-/// reports the host hung and exits; the orphaned child finishes when the kernel lets
-/// it. The cost is one process start per write, which a command line can afford.
-#[derive(Debug)]
-pub struct ChildWriter {
-    exe: PathBuf,
-}
-
-impl ChildWriter {
-    pub fn new() -> anyhow::Result<Self> {
-        Ok(ChildWriter {
-            exe: std::env::current_exe().context("cannot find the hbad executable")?,
-        })
-    }
-}
-
-impl AttrWriter for ChildWriter {
-    fn write_attr(&self, path: &std::path::Path, value: &str) -> std::io::Result<()> {
-        use std::io::Write;
-        // The value goes on stdin: it may hold a NUL (a symbolic_name's end), which
-        // no command-line argument can carry.
-        let mut child = std::process::Command::new(&self.exe)
-            .arg("write-attr")
-            .arg("--")
-            .arg(path)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(value.as_bytes())?;
-        }
-        let status = child.wait()?;
-        match status.code() {
-            Some(0) => Ok(()),
-            Some(errno) if errno < WRITE_ATTR_NOT_OS => {
-                Err(std::io::Error::from_raw_os_error(errno))
-            }
-            _ => Err(std::io::Error::other(format!(
-                "the writer process for {} ended with {status}",
-                path.display()
-            ))),
-        }
-    }
-}
-
-/// `write-attr`'s exit status for a failure that has no errno.
-const WRITE_ATTR_NOT_OS: i32 = 255;
 
 /// `hbad write-attr PATH` with the value on stdin: one write through
 /// [`KernelWriter`]; the exit status is 0 or the errno, for [`ChildWriter`].
@@ -125,7 +73,8 @@ pub fn write_attr(path: &std::path::Path) -> ExitCode {
 
 fn executor(g: &Global, opts: &ExecOpts, policy: &Policy) -> anyhow::Result<Executor> {
     let sysfs = g.sysfs();
-    let writer: Arc<dyn AttrWriter> = Arc::new(ChildWriter::new()?);
+    let writer: Arc<dyn AttrWriter> =
+        Arc::new(ChildWriter::new().context("cannot find the hbad executable")?);
     let state = opts
         .state_file
         .clone()
@@ -141,7 +90,7 @@ fn executor(g: &Global, opts: &ExecOpts, policy: &Policy) -> anyhow::Result<Exec
     );
     let timeout = opts.scan_timeout.unwrap_or(policy.rescan.scan_timeout);
     let scanner = Scanner::new(writer.clone(), sysfs, timeout);
-    Ok(Executor::new(vports, scanner, writer))
+    Ok(Executor::new(vports, scanner))
 }
 
 fn exit(failed: bool, unfinished: bool) -> ExitCode {
@@ -261,7 +210,7 @@ struct CreateOutput {
     result: &'static str,
     vport: Option<String>,
     host: Option<String>,
-    owner: Option<crate::exec::vport::OwnerMark>,
+    owner: Option<crate::ownership::OwnerMark>,
     error: Option<String>,
 }
 
@@ -278,13 +227,7 @@ fn parse_parent(text: &str) -> anyhow::Result<ParentSelector> {
 
 /// vHBA names end up in symbolic_name and /dev/disk/by-vhba/<name>: the policy's rule.
 fn check_name(name: &str) -> anyhow::Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 48
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !ok {
+    if !crate::policy::valid_name(name) {
         bail!("--name `{name}`: use up to 48 of a-z A-Z 0-9 - _ . (not starting with .)");
     }
     Ok(())
@@ -327,6 +270,9 @@ pub fn create(g: &Global, args: CreateArgs) -> anyhow::Result<ExitCode> {
         .wwnn
         .or(declared.map(|d| d.wwnn))
         .unwrap_or_else(|| derive(policy.wwn.oui, &seed, &name, WwnRole::Node));
+    if wwpn == wwnn {
+        bail!("--wwpn and --wwnn are both {wwpn}: a port name and a node name must differ");
+    }
     let wwns = if args.wwpn.is_some() && args.wwnn.is_some() {
         "given"
     } else {

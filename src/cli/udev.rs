@@ -18,7 +18,8 @@ use std::time::Duration;
 use clap::Args;
 
 use super::Global;
-use crate::exec::vport::{OwnedState, SysfsPoll, Vports};
+use crate::exec::vport::{SysfsPoll, Vports};
+use crate::ownership::OwnedState;
 use crate::sysfs::writes::KernelWriter;
 use crate::sysfs::{port_address, Hctl, Sysfs};
 use crate::wwn::Wwn;

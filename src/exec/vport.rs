@@ -14,19 +14,16 @@
 //! or a name longer than the kernel's 63 characters), ownership goes to a state file
 //! instead. Deletes touch only owned vports unless forced, and never a physical port.
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::io;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::errors::{explain, KernelRefusal, Op};
+use crate::ownership::{OwnedRecord, OwnedState, OwnerMark, StateError, OWNER_PREFIX};
 use crate::plan::HostRef;
-use crate::policy::OWNER_PREFIX;
 use crate::sysfs::writes::{vport_text, AttrWriter};
 use crate::sysfs::{devpath_name, host_number, parent_devpath, Sysfs, VportControlDir};
 use crate::wwn::Wwn;
@@ -69,8 +66,8 @@ pub enum VportError {
     NotGone { vport: String, timeout: Duration },
     #[error("{parent} has no vport_delete (no NPIV support in the driver)")]
     NoNpiv { parent: String },
-    #[error("ownership state file {}: {why}", path.display())]
-    State { path: PathBuf, why: String },
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// symbolic_name up to a NUL hbad wrote to end it: the kernel prints it with `%s`,
@@ -114,7 +111,7 @@ impl SysfsPoll {
     }
 
     fn poll<T>(&self, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-        let deadline = Instant::now() + timeout;
+        let deadline = super::later(Instant::now(), timeout);
         loop {
             if let Some(v) = probe() {
                 return Some(v);
@@ -207,114 +204,6 @@ pub fn wwpn_users(sysfs: &Sysfs, wwpn: Wwn) -> WwpnUsers {
     users
 }
 
-/// One vHBA recorded in the state file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OwnedRecord {
-    pub name: String,
-    pub wwnn: Wwn,
-    /// Why symbolic_name could not carry the mark.
-    pub why: String,
-}
-
-/// The fallback ownership record: vHBAs hbad made whose driver refused the mark.
-/// Keyed by WWPN (host numbers and vport names change across boots).
-#[derive(Clone, Debug)]
-pub struct OwnedState {
-    path: PathBuf,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct OwnedFile {
-    version: u32,
-    vhbas: BTreeMap<Wwn, OwnedRecord>,
-}
-
-impl OwnedState {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        OwnedState { path: path.into() }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn err(&self, why: impl fmt::Display) -> VportError {
-        VportError::State {
-            path: self.path.clone(),
-            why: why.to_string(),
-        }
-    }
-
-    fn read(&self) -> Result<OwnedFile, VportError> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| self.err(format!("not hbad's JSON ({e}); move it aside"))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(OwnedFile {
-                version: 1,
-                ..OwnedFile::default()
-            }),
-            Err(e) => Err(self.err(e)),
-        }
-    }
-
-    fn write(&self, file: &OwnedFile) -> Result<(), VportError> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| self.err(e))?;
-        }
-        let text = serde_json::to_vec_pretty(file).map_err(|e| self.err(e))?;
-        // Write aside and rename, so a crash never leaves half a file that would
-        // make every vHBA look unowned.
-        let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, text).map_err(|e| self.err(e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| self.err(e))
-    }
-
-    pub fn get(&self, wwpn: Wwn) -> Result<Option<OwnedRecord>, VportError> {
-        Ok(self.read()?.vhbas.get(&wwpn).cloned())
-    }
-
-    pub fn all(&self) -> Result<BTreeMap<Wwn, OwnedRecord>, VportError> {
-        Ok(self.read()?.vhbas)
-    }
-
-    pub fn record(&self, wwpn: Wwn, rec: OwnedRecord) -> Result<(), VportError> {
-        let mut file = self.read()?;
-        file.version = 1;
-        file.vhbas.insert(wwpn, rec);
-        self.write(&file)
-    }
-
-    pub fn forget(&self, wwpn: Wwn) -> Result<(), VportError> {
-        let mut file = self.read()?;
-        if file.vhbas.remove(&wwpn).is_some() {
-            self.write(&file)?;
-        }
-        Ok(())
-    }
-}
-
-/// How hbad knows a vport is its own.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "by", rename_all = "snake_case")]
-pub enum OwnerMark {
-    /// `symbolic_name = hbad:<name>` on the vport.
-    SymbolicName { name: String },
-    /// The driver refused the mark; recorded in the state file.
-    StateFile {
-        name: String,
-        path: PathBuf,
-        why: String,
-    },
-}
-
-impl OwnerMark {
-    pub fn name(&self) -> &str {
-        match self {
-            OwnerMark::SymbolicName { name } | OwnerMark::StateFile { name, .. } => name,
-        }
-    }
-}
-
 /// What a create asks for. The parent and control dir come from the planner.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CreateRequest {
@@ -389,6 +278,11 @@ impl Vports {
 
     pub fn state(&self) -> &OwnedState {
         &self.state
+    }
+
+    /// How long a new vHBA may take to appear, or a deleted one to go.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The vport holding this WWPN, if the kernel has one, with its vHBA and owner.
@@ -509,7 +403,7 @@ impl Vports {
             if let Some(rec) = self.state.get(wwpn)?.filter(|r| r.name == name) {
                 return Ok(OwnerMark::StateFile {
                     name: rec.name,
-                    path: self.state.path.clone(),
+                    path: self.state.path().to_path_buf(),
                     why: rec.why,
                 });
             }
@@ -582,7 +476,7 @@ impl Vports {
         )?;
         Ok(OwnerMark::StateFile {
             name: name.to_string(),
-            path: self.state.path.clone(),
+            path: self.state.path().to_path_buf(),
             why,
         })
     }
@@ -607,7 +501,7 @@ impl Vports {
         };
         Ok(self.state.get(wwpn)?.map(|r| OwnerMark::StateFile {
             name: r.name,
-            path: self.state.path.clone(),
+            path: self.state.path().to_path_buf(),
             why: r.why,
         }))
     }
@@ -636,7 +530,7 @@ impl Vports {
                 shown: info
                     .symbolic_name
                     .map_or("empty".to_string(), |s| format!("\"{s}\"")),
-                state: self.state.path.display().to_string(),
+                state: self.state.path().display().to_string(),
             });
         }
         let parent_devpath = parent_devpath(&vport).unwrap_or_default().to_string();
@@ -711,6 +605,8 @@ impl Vports {
 #[cfg(test)]
 pub(crate) mod tests {
     use std::fs;
+    use std::io;
+    use std::path::{Path, PathBuf};
     use std::sync::Mutex;
 
     use super::*;
@@ -733,7 +629,7 @@ pub(crate) mod tests {
     }
 
     impl AttrWriter for Kernel {
-        fn write_attr(&self, path: &Path, value: &str) -> io::Result<()> {
+        fn store(&self, path: &Path, value: &str) -> io::Result<()> {
             let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if self.lose_creates && file == "vport_create" {
                 self.lost
@@ -1079,17 +975,5 @@ pub(crate) mod tests {
             assert!(matches!(err, VportError::NotAVport { .. }), "{err}");
         }
         assert!(k.sim.writes().is_empty());
-    }
-
-    #[test]
-    fn a_corrupt_state_file_is_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = OwnedState::new(dir.path().join("owned.json"));
-        fs::write(state.path(), "{not json").unwrap();
-        let err = state.get(Wwn::from_u64(1)).unwrap_err().to_string();
-        assert!(
-            err.contains("owned.json") && err.contains("move it aside"),
-            "{err}"
-        );
     }
 }

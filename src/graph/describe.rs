@@ -10,7 +10,7 @@
 //! graph only to add context it can still find.
 
 use super::{Change, Graph, Node, NodeKind, Notice};
-use crate::policy::OWNER_PREFIX;
+use crate::ownership::OWNER_PREFIX;
 use crate::sysfs::{devpath_name, parent_devpath, port_address, FcHostInfo, VportInfo};
 
 /// One line for a change, or `None` when it is noise to a person.

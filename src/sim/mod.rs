@@ -86,11 +86,12 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::sysfs::{Hctl, Sysfs};
+use crate::uevent::fc_event::{FcEvent, FcEventCode};
 use crate::uevent::Uevent;
 use crate::wwn::Wwn;
 
@@ -155,6 +156,29 @@ struct Shared {
     kernel: Mutex<Kernel>,
     sysfs: Sysfs,
     writes: Mutex<Vec<WriteRecord>>,
+    fc_events: Mutex<FcEventQueue>,
+}
+
+/// FC transport events the simulated drivers posted (netlink group
+/// `SCSI_NL_GRP_FC_EVENTS`), kept apart from uevents as the kernel keeps them.
+#[derive(Debug, Default)]
+struct FcEventQueue {
+    /// `fc_get_event_number()`: one counter for every host.
+    next_number: u32,
+    queue: Vec<FcEvent>,
+    subscribers: Vec<Sender<FcEvent>>,
+}
+
+/// What a driver posts when its link goes up or down: qla2xxx, lpfc, zfcp and
+/// ibmvfc post LINKUP/LINKDOWN; libfc (fcoe) only LIPRESET, from the reset a link
+/// loss starts; others nothing.
+fn posted_on_link(driver: &str, up: bool) -> Option<FcEventCode> {
+    match driver {
+        "qla2xxx" | "lpfc" | "zfcp" | "ibmvfc" if up => Some(FcEventCode::LinkUp),
+        "qla2xxx" | "lpfc" | "zfcp" | "ibmvfc" => Some(FcEventCode::LinkDown),
+        "fcoe" | "bnx2fc" | "qedf" if !up => Some(FcEventCode::LipReset),
+        _ => None,
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -199,6 +223,7 @@ impl Sim {
                 kernel: Mutex::new(kernel),
                 sysfs,
                 writes: Mutex::new(Vec::new()),
+                fc_events: Mutex::default(),
             }),
         };
         for hba in &spec.hbas {
@@ -240,6 +265,30 @@ impl Sim {
         let (tx, rx) = mpsc::channel();
         self.kernel().subscribe(flavour, tx);
         rx
+    }
+
+    /// FC transport events posted since the last drain, oldest first.
+    pub fn drain_fc_events(&self) -> Vec<FcEvent> {
+        std::mem::take(&mut lock(&self.shared.fc_events).queue)
+    }
+
+    /// Every FC transport event from now on, on a channel; the drain queue is not
+    /// affected.
+    pub fn subscribe_fc_events(&self) -> Receiver<FcEvent> {
+        let (tx, rx) = mpsc::channel();
+        lock(&self.shared.fc_events).subscribers.push(tx);
+        rx
+    }
+
+    fn post_fc_event(&self, host: u32, code: FcEventCode) {
+        let mut q = lock(&self.shared.fc_events);
+        q.next_number = q.next_number.wrapping_add(1);
+        let mut event = FcEvent::new(host as u16, code, q.next_number, 0);
+        event.seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        q.subscribers.retain(|s| s.send(event.clone()).is_ok());
+        q.queue.push(event);
     }
 
     // ---- looking things up ----------------------------------------------------
@@ -323,11 +372,18 @@ impl Sim {
         }
         let fc = h.fc.as_mut().ok_or(SimError::NotFc(host))?;
         fc.link_up = up;
+        let posts = posted_on_link(&h.proc_name, up);
         let r = if up {
             k.fc_login(host)
         } else {
             k.fc_link_down(host)
         };
+        drop(k);
+        // The driver posts after its state is updated: a reader of the event sees
+        // the new port_state in sysfs.
+        if let Some(code) = posts {
+            self.post_fc_event(host, code);
+        }
         r.map_err(|e| self.tree_err(e))
     }
 

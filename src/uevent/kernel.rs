@@ -78,13 +78,30 @@ fn open_socket(opts: &KernelOptions) -> io::Result<(Socket, RecvBuffer)> {
     Ok((socket, recv_buffer))
 }
 
+/// What one netlink datagram becomes, for the sources that read kernel multicast
+/// groups (uevents here, FC transport events in [`super::fc_event`]): the receive
+/// loop below, with its overflow handling, is the same for both.
+pub(super) trait Datagram: Sized {
+    /// The item that reports lost datagrams (ENOBUFS).
+    const OVERFLOW: Self;
+    /// Classifies one datagram; `truncated` is `MSG_TRUNC` (it was longer than read).
+    fn classify(sender_portid: u32, datagram: &[u8], truncated: bool) -> Self;
+}
+
+impl Datagram for SourceItem {
+    const OVERFLOW: Self = SourceItem::Overflow;
+    fn classify(sender_portid: u32, datagram: &[u8], truncated: bool) -> Self {
+        classify(sender_portid, datagram, truncated)
+    }
+}
+
 /// One `recvfrom`: a classified datagram, or the raw error (`ENOBUFS` included).
-fn receive_one(socket: &Socket, buf: &mut [u8], flags: libc::c_int) -> io::Result<SourceItem> {
+fn receive_one<T: Datagram>(socket: &Socket, buf: &mut [u8], flags: libc::c_int) -> io::Result<T> {
     let capacity = buf.len();
     let mut room = &mut buf[..];
     // With MSG_TRUNC the length returned is the datagram's, even when it did not fit.
     let (len, sender) = socket.recv_from(&mut room, flags | libc::MSG_TRUNC)?;
-    Ok(classify(
+    Ok(T::classify(
         sender.port_number(),
         &buf[..len.min(capacity)],
         len > capacity,
@@ -94,17 +111,17 @@ fn receive_one(socket: &Socket, buf: &mut [u8], flags: libc::c_int) -> io::Resul
 /// The next item, from the backlog left by an overflow or from the socket.
 ///
 /// When the kernel cannot queue a broadcast it reports `ENOBUFS` once and marks the
-/// socket congested; while congested it drops **every** further uevent for this
+/// socket congested; while congested it drops **every** further datagram for this
 /// socket silently, until a receive finds the queue empty. So on `ENOBUFS` we read
-/// everything already queued at once (those events predate the loss and are
+/// everything already queued at once (those datagrams predate the loss and are
 /// delivered first, in order), which re-arms delivery, and only then yield
-/// `Overflow`. A resync started on that `Overflow` therefore misses nothing: any
-/// later loss shows up as another `Overflow`.
-fn receive(
+/// the overflow item. A resync started on it therefore misses nothing: any later
+/// loss shows up as another overflow.
+pub(super) fn receive<T: Datagram>(
     socket: &Socket,
     buf: &mut [u8],
-    backlog: &mut VecDeque<SourceItem>,
-) -> io::Result<SourceItem> {
+    backlog: &mut VecDeque<T>,
+) -> io::Result<T> {
     if let Some(item) = backlog.pop_front() {
         return Ok(item);
     }
@@ -115,12 +132,12 @@ fn receive(
                     Ok(item) => backlog.push_back(item),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     // Empty (WouldBlock) is the normal end; any other error will
-                    // come back on the next receive, after the Overflow.
+                    // come back on the next receive, after the overflow.
                     Err(_) => break,
                 }
             }
-            backlog.push_back(SourceItem::Overflow);
-            Ok(backlog.pop_front().unwrap_or(SourceItem::Overflow))
+            backlog.push_back(T::OVERFLOW);
+            Ok(backlog.pop_front().unwrap_or(T::OVERFLOW))
         }
         other => other,
     }

@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+pub mod fc_event;
 pub mod kernel;
 pub mod replay;
 pub mod source;

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::fc_event::{FcItem, FcRejection};
 use super::kernel::{AsyncKernelSource, KernelSource};
 use super::replay::{self, ReplayError};
 use super::udev::UdevEvents;
@@ -81,6 +82,21 @@ impl SourceCounters {
             SourceItem::Rejected(Rejection::NotRoot(_)) => &self.not_root,
             SourceItem::Rejected(Rejection::NoCredentials) => &self.no_credentials,
             SourceItem::Rejected(Rejection::Malformed(_)) => &self.malformed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Tallies one item of the FC transport event source, in the same counters.
+    pub fn record_fc(&self, item: &FcItem) {
+        let counter = match item {
+            FcItem::Overflow => {
+                self.overflows.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            FcItem::Event(_) => &self.events,
+            FcItem::Rejected(FcRejection::NotKernel(_)) => &self.not_kernel,
+            FcItem::Rejected(FcRejection::Malformed(_)) => &self.malformed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.received.fetch_add(1, Ordering::Relaxed);
