@@ -172,6 +172,69 @@ fn a_group_writable_drop_in_is_refused_by_check_unless_told_otherwise() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    for value in ["1", "yes", "true"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hbad"))
+            .env_remove("HBAD_POLICY")
+            .env("HBAD_NO_STRICT_PERMS", value)
+            .arg("check")
+            .arg(root.path().join("etc/hbad"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "HBAD_NO_STRICT_PERMS={value}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_warning_about_an_undeclared_vhba_points_at_its_name() {
+    let p = Policy::from_str(
+        Path::new("w.toml"),
+        "[rescan.include]\nvhbas = [\"ghost\"]\n",
+        &env(),
+    )
+    .unwrap();
+    assert_eq!(p.warnings.len(), 1);
+    assert!(
+        p.warnings[0].to_string().starts_with("w.toml:2:10: "),
+        "{}",
+        p.warnings[0]
+    );
+}
+
+#[test]
+fn hbad_create_refuses_wwns_no_port_can_have() {
+    for (args, why) in [
+        (
+            vec![
+                "--wwpn",
+                "0x6001a4a000000b01",
+                "--wwnn",
+                "0x5001a4a000000b00",
+            ],
+            "NAA 6",
+        ),
+        (
+            vec![
+                "--wwpn",
+                "0x5001a4a000000b01",
+                "--wwnn",
+                "0x0000000000000000",
+            ],
+            "all zeros",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hbad"))
+            .args(["create", "--parent", "auto"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    }
 }
 
 #[test]
@@ -311,4 +374,21 @@ fn without_machine_id_or_seed_derived_wwns_are_refused() {
         &env,
     )
     .unwrap();
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_refused_at_their_line_without_io() {
+    let err = Policy::from_bytes(
+        Path::new("b.toml"),
+        b"[rescan]\nlip = false\nscope = \"t\xffrget\"\n",
+        &env(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("b.toml:3:11: byte 0xff is not UTF-8 text"),
+        "{err}"
+    );
+    let ok = Policy::from_bytes(Path::new("b.toml"), b"[rescan]\nlip = false\n", &env());
+    assert!(ok.is_ok());
 }
