@@ -307,6 +307,7 @@ impl Policy {
 /// A file's text, or where its first byte that is not UTF-8 is.
 fn decode(path: &Path, bytes: Vec<u8>) -> Result<String, PolicyError> {
     String::from_utf8(bytes).map_err(|e| {
+        // The byte at `valid_up_to` exists: it is where decoding failed.
         let valid = e.utf8_error().valid_up_to();
         let bytes = e.into_bytes();
         // The prefix up to `valid_up_to` is UTF-8 by definition; lossy is only a guard.
