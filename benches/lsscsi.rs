@@ -14,8 +14,9 @@
 //! the ratio printed is the median of the per-run ratios.
 //!
 //! `HBAD_BENCH_RUNS=n` sets the runs (default 5); `HBAD_BENCH_LUNS=4096,16384`
-//! the sizes (default 4096,16384,65536); `HBAD_BENCH_HBAD=path` another hbad binary
-//! (to compare builds on one tree). lsscsi is Debian's: installed with apt-get
+//! the sizes (default 4096,16384,65536); `HBAD_BENCH_HBAD=path` another hbad binary;
+//! `HBAD_BENCH_BASELINE=path` an earlier hbad binary whose listings are timed too,
+//! on the same tree and paired with lsscsi the same way (before and after a change). lsscsi is Debian's: installed with apt-get
 //! when missing and running as root, else its columns are skipped with a message.
 
 mod common;
@@ -280,6 +281,7 @@ fn main() {
     let hbad = std::env::var_os("HBAD_BENCH_HBAD")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_hbad")));
+    let baseline = std::env::var_os("HBAD_BENCH_BASELINE").map(PathBuf::from);
     let lsscsi = lsscsi();
     // tmpfs when there is one: in memory like sysfs, and quick to build and delete.
     let base = ["/dev/shm"]
@@ -354,11 +356,11 @@ fn main() {
             "  {:<28} {:>10} {:>8} {:>10} {:>8}  hbad/lsscsi",
             "figure", "hbad ms", "MiB", "lsscsi ms", "MiB"
         );
-        let hbad_cmd = |cmd: &'static str| {
-            let (hbad, sys, dev) = (&hbad, sys.clone(), dev.clone());
+        let hbad_cmd = |hbad: &PathBuf, cmd: &'static str| {
+            let (hbad, sys, dev) = (hbad.clone(), sys.clone(), dev.clone());
             move || {
                 run(
-                    hbad,
+                    &hbad,
                     &[
                         "--sysfs-root".as_ref(),
                         &sys,
@@ -382,12 +384,16 @@ fn main() {
             }
         };
         let have = lsscsi.is_some();
-        let (mut luns_h, mut luns_l) = (hbad_cmd("luns"), lsscsi_cmd(false));
-        let (mut tree_h, mut tree_l) = (hbad_cmd("tree"), lsscsi_cmd(true));
-        let (h, l, r) = pair(runs, &mut luns_h, have.then_some(&mut luns_l as _));
-        row("hbad luns / lsscsi -y", &h, &l, &r);
-        let (h, l, r) = pair(runs, &mut tree_h, have.then_some(&mut tree_l as _));
-        row("hbad tree / lsscsi -t -y", &h, &l, &r);
+        let (mut luns_l, mut tree_l) = (lsscsi_cmd(false), lsscsi_cmd(true));
+        for (label, binary) in
+            std::iter::once(("hbad", &hbad)).chain(baseline.iter().map(|b| ("baseline", b)))
+        {
+            let (mut luns_h, mut tree_h) = (hbad_cmd(binary, "luns"), hbad_cmd(binary, "tree"));
+            let (h, l, r) = pair(runs, &mut luns_h, have.then_some(&mut luns_l as _));
+            row(&format!("{label} luns / lsscsi -y"), &h, &l, &r);
+            let (h, l, r) = pair(runs, &mut tree_h, have.then_some(&mut tree_l as _));
+            row(&format!("{label} tree / lsscsi -t -y"), &h, &l, &r);
+        }
         // Cold plug (the daemon's start) against lsscsi's whole run.
         let (h, l, r) = pair(runs, &mut load, have.then_some(&mut luns_l as _));
         row("Graph::load / lsscsi -y", &h, &l, &r);
