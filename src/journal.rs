@@ -24,10 +24,11 @@ pub enum MessageId {
     ScanHung,
     EventsLostResynced,
     PolicyRejected,
+    VhbaLoginChanged,
 }
 
 impl MessageId {
-    pub const ALL: [MessageId; 7] = [
+    pub const ALL: [MessageId; 8] = [
         MessageId::VhbaCreated,
         MessageId::VhbaCreateFailed,
         MessageId::VhbaRecreated,
@@ -35,6 +36,7 @@ impl MessageId {
         MessageId::ScanHung,
         MessageId::EventsLostResynced,
         MessageId::PolicyRejected,
+        MessageId::VhbaLoginChanged,
     ];
 
     /// The 128-bit ID as journald spells it: 32 lower-case hex digits.
@@ -47,6 +49,7 @@ impl MessageId {
             MessageId::ScanHung => "6c410aa8ee1f42809a4323b84f94dc48",
             MessageId::EventsLostResynced => "e9328a5b44cf48478c3e25ffaedb0f52",
             MessageId::PolicyRejected => "c0e2ab7f22644534aedf7fec2a985380",
+            MessageId::VhbaLoginChanged => "3b8f0d7a5c1e4f2a9d6b7e0c41a5f862",
         }
     }
 }

@@ -29,7 +29,14 @@ pub const TEXTFILE_NAME: &str = "hbad.prom";
 
 /// The states a policy vHBA can be in, as the status file names them: each gets a
 /// series, 1 for the current one.
-pub const VHBA_STATES: [&str; 4] = ["active", "creating", "waiting", "failed"];
+pub const VHBA_STATES: [&str; 6] = [
+    "active",
+    "logging_in",
+    "degraded",
+    "creating",
+    "waiting",
+    "failed",
+];
 
 /// Upper bounds of the scan duration buckets, in seconds: a targeted scan of a
 /// healthy target takes milliseconds, a wildcard scan of a big fabric seconds,
@@ -259,7 +266,7 @@ pub fn render(s: &FleetSnapshot) -> String {
     e.family(
         "hbad_vhba_up",
         "gauge",
-        "Whether the policy vHBA exists as a SCSI host (1) or not (0).",
+        "Whether the policy vHBA is active (1): its SCSI host exists and is logged into the fabric, or has no fabric to log into.",
     );
     for v in &s.vhbas {
         let labels = vhba_labels(v);

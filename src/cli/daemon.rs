@@ -236,6 +236,7 @@ pub fn render_status(s: &Status) -> String {
             v.parent.clone().unwrap_or_else(|| "-".into()),
             v.wwpn.clone(),
             v.vport_state.clone().unwrap_or_else(|| "-".into()),
+            v.login.clone().unwrap_or_else(|| "-".into()),
             v.owner.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
@@ -250,6 +251,7 @@ pub fn render_status(s: &Status) -> String {
                 "PARENT",
                 "WWPN",
                 "VPORT STATE",
+                "LOGIN",
                 "OWNER",
             ],
             &rows,

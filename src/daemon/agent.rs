@@ -29,6 +29,7 @@ use crate::sysfs::{devpath_name, Sysfs};
 use crate::uevent::{Rejection, SourceItem};
 use crate::wwn::Wwn;
 
+use super::login::Login;
 use super::status::{rfc3339, Counters, HostStatus, HungWrite, ScanStatus, Status, VhbaStatus};
 
 /// How long a created vport has to show up as a host before the executor rolls it
@@ -55,6 +56,10 @@ struct VhbaRuntime {
     wait: Option<String>,
     /// Since when, and on which ports, the parent's link has been down.
     link_down: Option<(String, Instant)>,
+    /// The present vHBA's login as last journaled ([`Agent::observe_logins`]).
+    login: Option<Login>,
+    /// Since when the present vHBA has not been logged in.
+    login_pending: Option<Instant>,
 }
 
 #[derive(Clone, Debug)]
@@ -255,6 +260,7 @@ impl Agent {
             changes.extend(self.graph.refresh(&devpath, &self.sysfs));
         }
         self.report_hung();
+        self.observe_logins(now);
         let retry_due = self
             .vhbas
             .values()
@@ -776,6 +782,9 @@ impl Agent {
     /// monitoring check calls degraded.
     pub fn degraded(&self, now: Instant) -> bool {
         self.policy.vhbas.iter().any(|spec| {
+            self.login_now(spec.wwpn, &spec.name, now)
+                .is_some_and(|l| l.vhba_state() == "degraded")
+        }) || self.policy.vhbas.iter().any(|spec| {
             self.vhba_host(spec.wwpn).is_none()
                 && self.vhbas.get(&spec.name).is_some_and(|rt| {
                     rt.last_error.is_some()
@@ -821,7 +830,12 @@ impl Agent {
             .policy
             .vhbas
             .iter()
-            .filter(|s| self.vhba_host(s.wwpn).is_some())
+            .filter(|s| {
+                self.vhba_host(s.wwpn).is_some()
+                    && self
+                        .login_now(s.wwpn, &s.name, now)
+                        .is_none_or(Login::is_up)
+            })
             .count();
         let hung = self.executor.scanner.hung();
         let mut s = format!(
@@ -869,8 +883,21 @@ impl Agent {
                 ),
                 _ => (None, None),
             };
+            let login = self.login_now(spec.wwpn, &spec.name, now);
+            let port_state = host.and_then(host_port_state);
             let (state, reason) = if host.is_some() {
-                ("active", None)
+                match login.filter(|l| !l.is_up()) {
+                    Some(l) => (
+                        l.vhba_state(),
+                        Some(login_reason(
+                            l,
+                            vport_state.as_deref(),
+                            port_state.as_deref(),
+                            rt.login_pending.map(|t| now.saturating_duration_since(t)),
+                        )),
+                    ),
+                    None => ("active", None),
+                }
             } else if rt.creating.is_some() || rt.made {
                 ("creating", None)
             } else if let Some(e) = &rt.last_error {
@@ -889,6 +916,8 @@ impl Agent {
                     .and_then(|v| self.graph.vport_parent_host(v))
                     .map(|p| p.name().to_string()),
                 vport_state,
+                login: login.map(|l| l.to_string()),
+                port_state,
                 owner,
             });
         }
@@ -945,6 +974,104 @@ impl Agent {
         }
     }
 
+    /// The vport's `vport_state`, read now (it changes with no uevent), and the
+    /// vHBA host's `port_state` as the last tick read it.
+    fn login_states(&self, host: &Node) -> (Option<String>, Option<String>) {
+        let vport = self.graph.vport_of_vhba(host);
+        let vport_state = vport.and_then(|n| {
+            self.sysfs
+                .attr(
+                    &format!("{}/fc_vports/{}", n.devpath, n.name()),
+                    "vport_state",
+                )
+                .or_else(|| match &n.kind {
+                    NodeKind::Vport(v) => v.vport_state.clone(),
+                    _ => None,
+                })
+        });
+        (vport_state, host_port_state(host))
+    }
+
+    /// A present vHBA's login now; `None` when it is absent or the kernel shows no
+    /// vport_state.
+    fn login_now(&self, wwpn: Wwn, name: &str, now: Instant) -> Option<Login> {
+        let host = self.vhba_host(wwpn)?;
+        let (vport_state, port_state) = self.login_states(host);
+        let pending = self
+            .vhbas
+            .get(name)
+            .and_then(|rt| rt.login_pending)
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        Login::of(vport_state.as_deref(), port_state.as_deref(), pending)
+    }
+
+    /// Follows each present vHBA's login on every tick and journals a loss
+    /// (refused, link down, disabled) and the return from one. Logging in at
+    /// creation is not news.
+    fn observe_logins(&mut self, now: Instant) {
+        let mut seen = Vec::new();
+        for spec in &self.policy.vhbas {
+            let present = self.vhba_host(spec.wwpn).map(|host| {
+                let (vport_state, port_state) = self.login_states(host);
+                (host.name().to_string(), vport_state, port_state)
+            });
+            seen.push((spec.name.clone(), spec.wwpn, present));
+        }
+        for (name, wwpn, present) in seen {
+            let rt = self.vhbas.entry(name.clone()).or_default();
+            let Some((host, vport_state, port_state)) = present else {
+                rt.login = None;
+                rt.login_pending = None;
+                continue;
+            };
+            let pending = rt.login_pending.map(|t| now.saturating_duration_since(t));
+            let login = Login::of(
+                vport_state.as_deref(),
+                port_state.as_deref(),
+                pending.unwrap_or(Duration::ZERO),
+            );
+            if login.is_some_and(|l| !l.is_up()) {
+                rt.login_pending.get_or_insert(now);
+            } else {
+                rt.login_pending = None;
+            }
+            if login == rt.login {
+                continue;
+            }
+            let was_degraded = rt.login.is_some_and(|l| l.vhba_state() == "degraded");
+            rt.login = login;
+            let Some(login) = login else { continue };
+            let vs = vport_state.as_deref().unwrap_or("-");
+            let ps = port_state.as_deref().unwrap_or("-");
+            if login.vhba_state() == "degraded" {
+                tracing::warn!(
+                    message_id = %MessageId::VhbaLoginChanged,
+                    hbad_vhba = %name,
+                    hbad_wwpn = %wwpn,
+                    hbad_host = %host,
+                    hbad_login = %login,
+                    hbad_vport_state = %vs,
+                    hbad_port_state = %ps,
+                    "vHBA {name} ({host}, wwpn {wwpn}) is not logged in: {}",
+                    login_reason(login, Some(vs), Some(ps), pending)
+                );
+            } else if was_degraded && login.is_up() {
+                tracing::info!(
+                    message_id = %MessageId::VhbaLoginChanged,
+                    hbad_vhba = %name,
+                    hbad_wwpn = %wwpn,
+                    hbad_host = %host,
+                    hbad_login = %login,
+                    hbad_vport_state = %vs,
+                    hbad_port_state = %ps,
+                    "vHBA {name} ({host}, wwpn {wwpn}) is logged in again: vport {vs}, host {ps}"
+                );
+            } else {
+                tracing::debug!(hbad_vhba = %name, "login {login}: vport {vs}, host {ps}");
+            }
+        }
+    }
+
     pub fn write_status(&self) {
         if let Some(path) = &self.status_path {
             if let Err(e) = self.status().write(path) {
@@ -952,6 +1079,37 @@ impl Agent {
             }
         }
     }
+}
+
+/// An FC host's `port_state` as the graph last read it.
+fn host_port_state(host: &Node) -> Option<String> {
+    match &host.kind {
+        NodeKind::Host(h) => h.fc.as_ref().and_then(|fc| fc.port_state.clone()),
+        _ => None,
+    }
+}
+
+/// Why a vHBA that exists is not logged in, in words for `hbad status` and the journal.
+fn login_reason(
+    login: Login,
+    vport_state: Option<&str>,
+    port_state: Option<&str>,
+    pending: Option<Duration>,
+) -> String {
+    let seen = format!(
+        "vport {}, host {}{}",
+        vport_state.unwrap_or("-"),
+        port_state.unwrap_or("-"),
+        pending.map_or(String::new(), |d| format!(" for {} s", d.as_secs()))
+    );
+    let what = match login {
+        Login::LoggingIn => "logging in to the fabric",
+        Login::Refused => "the fabric refused its login (FDISC); check zoning and the switch's NPIV settings for its WWPN",
+        Login::LinkDown => "the fabric link is down",
+        Login::Disabled => "the vport is disabled (vport_disable)",
+        Login::LoggedIn | Login::NoFabric => "logged in",
+    };
+    format!("{what}: {seen}")
 }
 
 /// The executor's vports for a policy: its state file, the daemon's confirm wait.

@@ -53,13 +53,22 @@ pub struct VhbaStatus {
     pub name: String,
     pub wwpn: String,
     pub wwnn: String,
-    /// `active` (the host exists), `waiting` or `failed`; `reason` says why.
+    /// `active` (the host exists and is logged in, or has no fabric to log into),
+    /// `logging_in`, `degraded` (the host exists but lost or was refused its
+    /// login), `creating`, `waiting` or `failed`; `reason` says why.
     pub state: String,
     pub reason: Option<String>,
     pub host: Option<String>,
     pub parent: Option<String>,
     /// The kernel's word for the login: Active, Linkdown, No Fabric Support...
     pub vport_state: Option<String>,
+    /// The login read from vport_state and the vHBA host's port_state: `logged_in`,
+    /// `no_fabric`, `logging_in`, `refused`, `link_down` or `disabled`.
+    #[serde(default)]
+    pub login: Option<String>,
+    /// The vHBA host's `port_state`: Online, Offline, Linkdown...
+    #[serde(default)]
+    pub port_state: Option<String>,
     /// How the vport is known to be hbad's: `symbolic_name` or `state_file`.
     pub owner: Option<String>,
 }

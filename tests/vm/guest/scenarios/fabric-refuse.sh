@@ -37,10 +37,16 @@ info "refused FDISCs of vm-b so far (libfc retries by itself): $retries"
 st="$(hbad_state_of vm-b)"
 info "hbad status says vm-b is '$st' while the fabric refuses it"
 if [ "$st" = active ]; then
-    xfail "hbad status calls vm-b active while the fabric refuses its login (vport Initializing, host Offline)"
+    fail "hbad status calls vm-b active while the fabric refuses its login (vport Initializing, host Offline)"
 else
     ok "hbad status does not call the refused vm-b active: '$st'"
 fi
+degraded_b() { [ "$(hbad_state_of vm-b)" = degraded ]; }
+wait_for 20 degraded_b && ok "hbad status calls vm-b degraded $(since $t0) s after the CVL (refused past the login wait)" ||
+    fail "hbad status says vm-b is '$(hbad_state_of vm-b)' 20 s after the CVL, not degraded"
+logged_b() { log_since $mark | grep -q "vHBA vm-b .* is not logged in: the fabric refused"; }
+wait_for 5 logged_b && ok "the agent logged vm-b's refused login" ||
+    fail "no 'vHBA vm-b ... is not logged in: the fabric refused' in the agent's log"
 
 t1="$(vm_uptime)"
 fcf_ctl a accept $VM_B_WWPN >/dev/null || fail "FCF accept"
@@ -64,10 +70,13 @@ sleep 2
 st_a="$(hbad_state_of vm-a)"
 info "hbad status while the fabric is gone: vm-a '$st_a', vm-b '$(hbad_state_of vm-b)'"
 if [ "$st_a" = active ]; then
-    xfail "hbad status calls vm-a active while its vport has lost the fabric ($(attr /sys/class/fc_vports/$(vport_of $VM_A_WWPN)/vport_state))"
+    fail "hbad status calls vm-a active while its vport has lost the fabric ($(attr /sys/class/fc_vports/$(vport_of $VM_A_WWPN)/vport_state))"
 else
     ok "hbad status does not call vm-a active without a fabric: '$st_a'"
 fi
+logged_a() { log_since $mark | grep -q "vHBA vm-a .* is not logged in"; }
+wait_for 5 logged_a && ok "the agent logged vm-a's lost login" ||
+    fail "no 'vHBA vm-a ... is not logged in' in the agent's log"
 check_eq "no vport deleted or added while the fabric is gone" "$(ls /sys/class/fc_vports | wc -l)" "$vports0"
 mark2="$(log_mark)"
 t1="$(vm_uptime)"
