@@ -603,7 +603,7 @@ fn hand_made_layouts_list_tree_show_and_luns_without_errors() {
 // --- errors -------------------------------------------------------------------------
 
 #[test]
-fn missing_devices_exit_1_naming_what_was_looked_for() {
+fn missing_devices_exit_4_naming_what_was_looked_for() {
     for (args, needle) in [
         (&["show", "host9"][..], "SCSI host 9"),
         (&["show", "0x5001a4a0000000ff"], "WWPN 0x5001a4a0000000ff"),
@@ -613,14 +613,15 @@ fn missing_devices_exit_1_naming_what_was_looked_for() {
         (&["luns", "host42"], "SCSI host 42"),
     ] {
         let run = hbad(args);
-        assert_eq!(run.code, 1, "{args:?}: {}", run.stdout);
+        assert_eq!(run.code, 4, "{args:?}: {}", run.stdout);
         assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
         assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
         assert!(run.stderr.contains("hbad list"), "{args:?}: {}", run.stderr);
         assert!(run.stdout.is_empty());
     }
+    // No name at all is a usage error, not a device that is missing.
     let run = hbad(&["show", " "]);
-    assert_eq!(run.code, 1);
+    assert_eq!(run.code, 64);
     assert!(run.stderr.contains("empty device name"), "{}", run.stderr);
     let run = hbad_in(Path::new("/nonexistent-sys"), Path::new("/dev"), &["tree"]);
     assert_eq!(run.code, 1);

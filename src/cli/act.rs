@@ -19,7 +19,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::policy::{load_graph, load_policy};
-use super::Global;
+use super::{exit, BadArgument, Global, NotFound};
 use crate::exec::apply::{millis, ApplyReport, StepOutcome};
 use crate::exec::scan::{ScanOutcome, ScanReport, Scanner, Ticket};
 use crate::exec::vport::{CreateRequest, DeletePolicy, SysfsPoll, VportError, Vports};
@@ -34,10 +34,11 @@ use crate::wwn::{derive, Wwn, WwnRole};
 
 const EXIT_CODES: &str = "Exit status: 0 done (or already so); 1 something failed; \
 2 nothing failed but something is unfinished (a vHBA waiting for its parent, a scan hung \
-past its timeout, a LUN that did not appear).";
+past its timeout); 4 what was named is not there (a device, host, or for find-luns a LUN \
+that did not appear); 64 a bad command line.";
 
-const EXIT_FAILED: u8 = 1;
-const EXIT_UNFINISHED: u8 = 2;
+const EXIT_FAILED: u8 = exit::FAILED;
+const EXIT_UNFINISHED: u8 = exit::UNFINISHED;
 
 /// How the writing commands wait and where they keep ownership records.
 #[derive(Debug, Clone, Args)]
@@ -145,7 +146,7 @@ fn executor(g: &Global, opts: &ExecOpts, policy: &Policy) -> anyhow::Result<Exec
     Ok(Executor::new(vports, scanner, writer))
 }
 
-fn exit(failed: bool, unfinished: bool) -> ExitCode {
+fn exit_status(failed: bool, unfinished: bool) -> ExitCode {
     if failed {
         ExitCode::from(EXIT_FAILED)
     } else if unfinished {
@@ -191,7 +192,7 @@ pub fn apply(g: &Global, args: ApplyArgs) -> anyhow::Result<ExitCode> {
     } else {
         print_apply(&report, &policy);
     }
-    Ok(exit(t.failed > 0, t.waiting + t.hung > 0))
+    Ok(exit_status(t.failed > 0, t.waiting + t.hung > 0))
 }
 
 fn print_apply(report: &ApplyReport, policy: &Policy) {
@@ -273,7 +274,10 @@ fn parse_parent(text: &str) -> anyhow::Result<ParentSelector> {
     match text.parse::<Lookup>() {
         Ok(Lookup::Host(number)) => Ok(ParentSelector::Host { number }),
         Ok(Lookup::Wwpn(wwpn)) => Ok(ParentSelector::Wwpn { wwpn, wwnn: None }),
-        _ => bail!("--parent `{text}`: give the port's WWPN, hostN, or auto"),
+        _ => Err(BadArgument(format!(
+            "--parent `{text}`: give the port's WWPN, hostN, or auto"
+        ))
+        .into()),
     }
 }
 
@@ -286,7 +290,10 @@ fn check_name(name: &str) -> anyhow::Result<()> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !ok {
-        bail!("--name `{name}`: use up to 48 of a-z A-Z 0-9 - _ . (not starting with .)");
+        return Err(BadArgument(format!(
+            "--name `{name}`: use up to 48 of a-z A-Z 0-9 - _ . (not starting with .)"
+        ))
+        .into());
     }
     Ok(())
 }
@@ -531,7 +538,7 @@ fn resolve_vhba(
     policy: &Policy,
     text: &str,
 ) -> anyhow::Result<String> {
-    let lookup: Lookup = text.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let lookup: Lookup = text.parse().map_err(BadArgument)?;
     let found: Vec<&Node> = match &lookup {
         Lookup::Wwpn(_) => {
             // A WWPN names a vport and its vHBA at once: the vport is the thing.
@@ -558,7 +565,10 @@ fn resolve_vhba(
         _ => graph.find(&lookup),
     };
     match found.as_slice() {
-        [] => bail!("no device matches `{text}`; give hostN, a WWPN, a vHBA name or vport-H:C-N"),
+        [] => Err(NotFound(format!(
+            "no device matches `{text}`; give hostN, a WWPN, a vHBA name or vport-H:C-N"
+        ))
+        .into()),
         [one] => Ok(one.devpath.clone()),
         many => bail!(
             "`{text}` matches {}: name one",
@@ -657,7 +667,7 @@ fn hosts_named<'g>(
     policy: &Policy,
     text: &str,
 ) -> anyhow::Result<&'g Node> {
-    let lookup: Lookup = text.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let lookup: Lookup = text.parse().map_err(BadArgument)?;
     let mut found: Vec<&Node> = match &lookup {
         Lookup::Name(name) => {
             let direct = graph.find(&lookup);
@@ -676,7 +686,10 @@ fn hosts_named<'g>(
     found.retain(|n| matches!(n.kind, NodeKind::Host(_)));
     match found.as_slice() {
         [one] => Ok(one),
-        [] => bail!("`{text}` names no SCSI host; give hostN, an FC port's WWPN or a vHBA name"),
+        [] => Err(NotFound(format!(
+            "`{text}` names no SCSI host; give hostN, an FC port's WWPN or a vHBA name"
+        ))
+        .into()),
         many => bail!(
             "`{text}` matches {}: name one",
             many.iter().map(|n| n.name()).collect::<Vec<_>>().join(", ")
@@ -813,7 +826,10 @@ pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
             .filter(|h| !target_scopes(&graph, h, t).is_empty())
             .collect()
     } else {
-        bail!("name the hosts to scan (hostN, WWPN, vHBA name), or give --all");
+        return Err(BadArgument(
+            "name the hosts to scan (hostN, WWPN, vHBA name), or give --all".into(),
+        )
+        .into());
     };
     hosts.sort_by_key(|h| h.devpath.clone());
     hosts.dedup_by_key(|h| h.devpath.clone());
@@ -831,7 +847,12 @@ pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
     }
     if jobs.is_empty() {
         match args.target {
-            Some(t) => bail!("no selected host sees a target port {t} (with a SCSI target id)"),
+            Some(t) => {
+                return Err(NotFound(format!(
+                    "no selected host sees a target port {t} (with a SCSI target id)"
+                ))
+                .into())
+            }
             None => bail!("no host takes part in rescans under the policy"),
         }
     }
@@ -881,7 +902,7 @@ pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
         print_scans(&results, wall);
     }
     // A hung scan's thread stays blocked in the kernel; exiting ends it for us.
-    Ok(exit(failed, hung))
+    Ok(exit_status(failed, hung))
 }
 
 // ---------------------------------------------------------------------------------
@@ -1096,7 +1117,12 @@ pub fn find_luns(g: &Global, args: FindLunsArgs) -> anyhow::Result<ExitCode> {
             millis(wall)
         );
     }
-    Ok(exit(failed, hung || !missing.is_empty()))
+    // A hung scan may still bring the LUN: unfinished. Otherwise a LUN that is not
+    // there after every scan succeeded is "not found", a failure of its own kind.
+    if !failed && !hung && !missing.is_empty() {
+        return Ok(ExitCode::from(exit::NOT_FOUND));
+    }
+    Ok(exit_status(failed, hung))
 }
 
 fn sighting(

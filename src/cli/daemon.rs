@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use super::policy::load_policy;
 use super::render::render_table;
 use super::Global;
+use crate::daemon::health::{assess, read_process, Level, Verdict};
 use crate::daemon::run::{run as run_loop, scan_reports};
 use crate::daemon::status::{Status, DEFAULT_PATH};
 use crate::daemon::{Agent, AgentConfig, Control, LoopTimings};
@@ -179,25 +180,93 @@ fn spawn_signals(tx: mpsc::Sender<Control>) -> anyhow::Result<()> {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 running and healthy; 1 running but degraded (a \
+declared vHBA missing, a host hung, a parent link down: each named); 3 not running, or \
+the status file is stale (its pid is gone or is not the agent that wrote it)."
+)]
 pub struct StatusArgs {
     /// The status file the agent writes.
     #[arg(long, value_name = "FILE", default_value = DEFAULT_PATH)]
     pub status_file: PathBuf,
+    /// Also call the status stale when it was last updated longer ago than this.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub max_age: Option<std::time::Duration>,
+    /// Where procfs is mounted (a fixture tree in tests).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/proc",
+        env = "HBAD_PROC_ROOT",
+        hide = true
+    )]
+    pub proc_root: PathBuf,
 }
 
+/// `hbad status`: the agent's report and a verdict on it, as the exit status.
 pub fn status(g: &Global, args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let status = Status::read(&args.status_file).with_context(|| {
-        format!(
-            "cannot read {} (is hbad running? `systemctl status hbad`)",
-            args.status_file.display()
-        )
-    })?;
+    let status = match Status::read(&args.status_file) {
+        Ok(s) => s,
+        Err(e) => {
+            // No status (or not one) means no agent to ask: LSB's "not running".
+            let why = if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "hbad is not running: no status file {} (`systemctl status hbad`)",
+                    args.status_file.display()
+                )
+            } else {
+                format!("hbad is not running, or its status cannot be read: {e}")
+            };
+            let verdict = Verdict {
+                health: Level::NotRunning,
+                problems: vec![why],
+            };
+            return report_status(g, None, &verdict);
+        }
+    };
+    let process = read_process(&args.proc_root, status.pid)
+        .with_context(|| format!("cannot read {}", args.proc_root.display()))?;
+    let verdict = assess(
+        &status,
+        process.as_ref(),
+        std::time::SystemTime::now(),
+        args.max_age,
+    );
+    report_status(g, Some(&status), &verdict)
+}
+
+fn report_status(
+    g: &Global,
+    status: Option<&Status>,
+    verdict: &Verdict,
+) -> anyhow::Result<ExitCode> {
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(ExitCode::SUCCESS);
+        #[derive(serde::Serialize)]
+        struct Report<'a> {
+            #[serde(flatten)]
+            verdict: &'a Verdict,
+            #[serde(flatten)]
+            status: Option<&'a Status>,
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Report { verdict, status })?
+        );
+    } else {
+        if let Some(s) = status {
+            print!("{}", render_status(s));
+        }
+        let word = match verdict.health {
+            Level::Healthy => "healthy",
+            Level::Degraded => "degraded",
+            Level::NotRunning => "not running",
+        };
+        println!("\nhealth: {word}");
+        for p in &verdict.problems {
+            println!("  {p}");
+        }
     }
-    print!("{}", render_status(&status));
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::from(verdict.health.exit_code()))
 }
 
 /// The status for people: vHBAs, then hosts with their last scan, then counters.

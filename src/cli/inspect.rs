@@ -101,15 +101,16 @@ fn looked_for(lookup: &Lookup) -> String {
 pub(super) fn resolve<'a>(graph: &'a Graph, device: &str) -> anyhow::Result<Vec<&'a Node>> {
     let lookup: Lookup = device
         .parse()
-        .map_err(|e: String| anyhow::anyhow!("{e}"))
+        .map_err(super::BadArgument)
         .with_context(|| format!("cannot read `{device}` as a device name"))?;
     let mut found = graph.find(&lookup);
     found.sort_by(|a, b| render::device_order(a, b));
     if found.is_empty() {
-        anyhow::bail!(
+        return Err(super::NotFound(format!(
             "no device `{device}`: looked for {}; `hbad list` shows the devices there are",
             looked_for(&lookup)
-        );
+        ))
+        .into());
     }
     Ok(found)
 }

@@ -18,6 +18,47 @@ pub mod render;
 pub mod udev;
 pub mod watch;
 
+/// Exit statuses, the same for every command (hbad(8), EXIT STATUS).
+pub mod exit {
+    /// Done, healthy, or nothing to do.
+    pub const OK: u8 = 0;
+    /// An action or check failed, or hbad could not do what was asked.
+    pub const FAILED: u8 = 1;
+    /// Nothing failed, but something is not done yet: a vHBA waits for its parent,
+    /// a scan hung past its timeout; for `plan --check`, changes are pending.
+    pub const UNFINISHED: u8 = 2;
+    /// `status`: the agent is not running, or its status file is stale (LSB).
+    pub const NOT_RUNNING: u8 = 3;
+    /// What the command line names (a device, host, vHBA or LUN) is not there.
+    pub const NOT_FOUND: u8 = 4;
+    /// The command line itself is wrong (sysexits.h EX_USAGE).
+    pub const USAGE: u8 = 64;
+}
+
+/// A device, host, vHBA or LUN named on the command line that is not there; `hbad`
+/// exits with [`exit::NOT_FOUND`] for it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotFound(pub String);
+
+/// A command-line argument that clap accepted but hbad cannot use (a device name
+/// that is no name, a missing choice between arguments); `hbad` exits with
+/// [`exit::USAGE`] for it, as for clap's own errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadArgument(pub String);
+
+/// What hbad(8) says under EXIT STATUS.
+pub const EXIT_STATUS: &str = "\
+0    done, healthy, or nothing to do.
+1    an action or check failed (a kernel write refused, an invalid policy, a \
+file that cannot be read); for status: running but degraded.
+2    nothing failed but something is unfinished: a vHBA waiting for its parent, a \
+scan hung past its timeout; for plan --check: changes are pending.
+3    status only: hbad is not running, or its status file is stale.
+4    what the command names (a device, host, vHBA or LUN) is not there.
+64   the command line is wrong (unknown option, missing argument).";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "hbad",
@@ -114,7 +155,7 @@ pub enum Command {
     /// Validate policy files (exit 0 when valid), e.g. as Ansible's `validate: hbad check %s`.
     Check(policy::CheckArgs),
     /// Show what hbad would do now, and why.
-    Plan,
+    Plan(policy::PlanArgs),
     /// Show the WWPN/WWNN each declared vHBA uses on this host, for zoning in advance.
     Wwn(policy::WwnArgs),
     /// Follow kernel events as the graph sees them.
@@ -160,7 +201,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Luns { filter, .. } => inspect::luns(g, filter.as_deref()),
         Command::ImportLibvirt(args) => libvirt::import(g, args),
         Command::Check(args) => policy::check(g, args),
-        Command::Plan => policy::show_plan(g),
+        Command::Plan(args) => policy::show_plan(g, args),
         Command::Wwn(args) => policy::wwn(g, args),
         Command::Watch(args) => watch::run(g, args),
         Command::Demo(args) => demo::run(g, args),
