@@ -21,12 +21,13 @@ deps:
 build: deps
 	$(CARGO) build --release --locked
 
+# --workspace: the lab's FCoE Forwarder (lab/fcf) is linted and its codecs tested too.
 lint: deps
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 test: lint
-	$(CARGO) test --locked
+	$(CARGO) test --locked --workspace
 
 demo: deps
 	$(CARGO) run --release --locked -- demo
@@ -39,8 +40,9 @@ bench:
 # stack. Needs root for apt (first run) and ~1 GB RAM; see tests/vm/README.md.
 VM_ARGS ?=
 vm-test: build
+	$(CARGO) build --release --locked -p hbad-lab-fcf
 	python3 tests/vm/selftest.py
-	python3 tests/vm/run.py --hbad target/release/hbad $(VM_ARGS)
+	python3 tests/vm/run.py --hbad target/release/hbad --fcf target/release/hbad-lab-fcf $(VM_ARGS)
 
 clean:
 	$(CARGO) clean

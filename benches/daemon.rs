@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 use hbad::daemon::run::run as run_loop;
 use hbad::daemon::status::Status;
 use hbad::daemon::{Agent, AgentConfig, Control, LoopTimings};
-use hbad::exec::ScanReport;
+use hbad::exec::{Report, ScanReport};
 use hbad::policy::{Environment, Policy};
 use hbad::sim::demo::{
     ARRAY_PORT_A, ARRAY_PORT_B, ARRAY_WWNN, FABRIC_A, FABRIC_A_WWN, FABRIC_B, FABRIC_B_WWN,
@@ -128,7 +128,7 @@ struct Host {
     _dir: tempfile::TempDir,
     sim: Sim,
     events: Receiver<Uevent>,
-    reports: Receiver<ScanReport>,
+    reports: tokio::sync::mpsc::UnboundedReceiver<Report>,
     agent: Agent,
 }
 
@@ -142,7 +142,7 @@ impl Host {
     }
 
     fn attach(dir: tempfile::TempDir, sim: Sim, events: Receiver<Uevent>) -> Host {
-        let agent = Agent::new(
+        let mut agent = Agent::new(
             AgentConfig {
                 sysfs: sim.sysfs(),
                 status_path: None,
@@ -151,8 +151,7 @@ impl Host {
             policy(""),
             Instant::now(),
         );
-        let (tx, reports) = std_mpsc::channel();
-        agent.scanner().report_to(tx);
+        let reports = agent.take_reports().expect("reports not yet taken");
         let mut host = Host {
             _dir: dir,
             sim,
@@ -175,8 +174,8 @@ impl Host {
     fn settle(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            for r in self.reports.try_iter() {
-                self.agent.scan_report(r);
+            while let Ok(r) = self.reports.try_recv() {
+                self.agent.report(r, Instant::now());
             }
             let items: Vec<SourceItem> = self.events.try_iter().map(SourceItem::Event).collect();
             if !items.is_empty() {
@@ -194,10 +193,8 @@ impl Host {
                 self.agent.handle(late, Instant::now());
                 continue;
             }
-            // Woken by the next finished scan rather than polling.
-            if let Ok(r) = self.reports.recv_timeout(Duration::from_secs(1)) {
-                self.agent.scan_report(r);
-            }
+            // The reports channel is the loop's (async): look again shortly.
+            std::thread::sleep(Duration::from_micros(200));
             assert!(
                 Instant::now() < deadline,
                 "the simulated host never settled"
@@ -422,19 +419,13 @@ fn loop_storm(policy_text: &str, want_debounce: Duration) -> LoopRun {
     };
     let scans_before = scan_writes(&sim);
 
-    // Scan reports reach the loop through a thread, as in `hbad run`; this one
-    // also notes when each arrived.
-    let (rtx, rrx) = tokio::sync::mpsc::unbounded_channel();
-    let (std_tx, std_rx) = std_mpsc::channel::<ScanReport>();
+    // Scan reports reach the loop as in `hbad run`; this sink also notes when
+    // each arrived.
     let (ended_tx, ended_rx) = std_mpsc::channel::<(Instant, SystemTime)>();
-    agent.scanner().report_to(std_tx);
-    std::thread::spawn(move || {
-        for r in std_rx {
-            let _ = ended_tx.send((Instant::now(), r.started));
-            if rtx.send(r).is_err() {
-                return;
-            }
-        }
+    let to_loop = agent.report_sink();
+    agent.scanner().report_to(move |r: ScanReport| {
+        let _ = ended_tx.send((Instant::now(), r.started));
+        let _ = to_loop.send(Report::Scan(r));
     });
     let (etx, erx) = tokio::sync::mpsc::channel(65536);
     let (ctx, crx) = tokio::sync::mpsc::channel(4);
@@ -456,7 +447,6 @@ fn loop_storm(policy_text: &str, want_debounce: Duration) -> LoopRun {
         let looped = tokio::spawn(run_loop(
             agent,
             erx,
-            rrx,
             crx,
             || Ok(policy("")),
             LoopTimings::default(),

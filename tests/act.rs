@@ -831,11 +831,7 @@ mod on_the_simulator {
             OwnedState::new(dir.join("owned.json")),
             Duration::from_secs(5),
         );
-        Executor::new(
-            vports,
-            Scanner::new(writer.clone(), sysfs, Duration::from_secs(30)),
-            writer,
-        )
+        Executor::new(vports, Scanner::new(writer, sysfs, Duration::from_secs(30)))
     }
 
     #[test]

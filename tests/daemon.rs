@@ -8,9 +8,9 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hbad::daemon::run::{forward_events, run as run_loop, scan_reports};
+use hbad::daemon::run::{forward_events, run as run_loop};
 use hbad::daemon::{Agent, AgentConfig, Control, LoopTimings};
-use hbad::exec::ScanReport;
+use hbad::exec::Report;
 use hbad::graph::NodeKind;
 use hbad::ownership::OwnedState;
 use hbad::plan::Recorded;
@@ -53,7 +53,7 @@ struct Rig {
     _dir: tempfile::TempDir,
     sim: Sim,
     events: Receiver<Uevent>,
-    reports: Receiver<ScanReport>,
+    reports: tokio::sync::mpsc::UnboundedReceiver<Report>,
     agent: Agent,
     t0: Instant,
 }
@@ -79,7 +79,7 @@ impl Rig {
         // Subscribe before the cold plug, as the daemon opens its socket first.
         let events = sim.subscribe(Flavour::Kernel);
         let t0 = Instant::now();
-        let agent = Agent::new(
+        let mut agent = Agent::new(
             AgentConfig {
                 sysfs: sim.sysfs(),
                 status_path: Some(dir.path().join("run/hbad/status.json")),
@@ -88,8 +88,7 @@ impl Rig {
             policy(&policy_text(dir.path())),
             t0,
         );
-        let (tx, reports) = std::sync::mpsc::channel();
-        agent.scanner().report_to(tx);
+        let reports = agent.take_reports().unwrap();
         Rig {
             _dir: dir,
             sim,
@@ -104,27 +103,37 @@ impl Rig {
         self.t0 + Duration::from_secs(secs)
     }
 
-    /// Feeds every event the simulated kernel sent, and every scan report, until
-    /// nothing more happens (scans run on worker threads and make events).
+    /// The executor's reports that have arrived.
+    fn drain_reports(&mut self, now: Instant) -> usize {
+        let mut n = 0;
+        while let Ok(r) = self.reports.try_recv() {
+            self.agent.report(r, now);
+            n += 1;
+        }
+        n
+    }
+
+    /// Feeds every event the simulated kernel sent, and every executor report,
+    /// until nothing more happens (writes run on worker threads and make events).
     fn settle(&mut self, now: Instant) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let items: Vec<SourceItem> = self.events.try_iter().map(SourceItem::Event).collect();
-            for r in self.reports.try_iter() {
-                self.agent.scan_report(r);
-            }
+            let reported = self.drain_reports(now);
             if !items.is_empty() {
                 self.agent.handle(items, now);
                 continue;
             }
+            if reported > 0 {
+                continue;
+            }
             if self.agent.scanner().busy() == 0 {
-                // One more look: a scan that just ended may have sent events.
+                // One more look: a write that just ended may have sent events.
                 std::thread::sleep(Duration::from_millis(5));
-                if self.events.try_iter().next().is_none() && self.agent.scanner().busy() == 0 {
-                    let late: Vec<ScanReport> = self.reports.try_iter().collect();
-                    for r in late {
-                        self.agent.scan_report(r);
-                    }
+                if self.events.try_iter().next().is_none()
+                    && self.agent.scanner().busy() == 0
+                    && self.drain_reports(now) == 0
+                {
                     return;
                 }
                 // An event was taken off the channel by the check: it is lost to
@@ -185,7 +194,7 @@ fn boot_creates_a_vhba_whose_parent_is_online_and_marks_it() {
     rig.settle(rig.at(0));
     let host = rig.vhba_host(VHBA_A).expect("vHBA created");
     assert_eq!(rig.vhba_state("vm-a").0, "active");
-    assert!(rig.agent.boot_settled(rig.t0, rig.at(0)));
+    assert!(rig.agent.boot_settled());
     let status = rig.agent.status();
     let v = &status.vhbas[0];
     assert_eq!(v.host.as_deref(), Some(format!("host{host}").as_str()));
@@ -235,19 +244,28 @@ fn boot_waits_for_a_parent_link_that_comes_up_later() {
     let (state, reason) = rig.vhba_state("vm-a");
     assert_eq!(state, "waiting");
     assert!(reason.unwrap().contains("parent link not Online"));
-    // Within link_wait, READY waits; the link comes up with no uevent at all.
-    assert!(!rig.agent.boot_settled(rig.t0, rig.at(5)));
+    // A link that is down does not hold READY; STATUS= says what waits.
+    assert!(rig.agent.boot_settled());
+    let summary = rig.agent.summary_at(rig.at(5));
+    assert!(
+        summary.contains("waiting for fabric link of host")
+            && summary.contains("for vm-a, 55 s left"),
+        "{summary}"
+    );
+    assert!(!rig.agent.degraded(rig.at(5)));
+    // The link comes up with no uevent at all.
     let parent = rig.sim.host_by_wwpn(HBA_A_WWPN).unwrap();
     rig.sim.set_link(parent, true).unwrap();
     assert!(rig.events.try_iter().all(|e| e.subsystem != "fc_host"));
     rig.agent.tick(rig.at(6));
     rig.settle(rig.at(6));
     assert!(rig.vhba_host(VHBA_A).is_some());
-    assert!(rig.agent.boot_settled(rig.t0, rig.at(6)));
+    assert!(rig.agent.boot_settled());
+    assert!(!rig.agent.summary_at(rig.at(6)).contains("waiting"));
 }
 
 #[test]
-fn boot_settles_after_link_wait_when_the_parent_stays_down() {
+fn a_parent_link_that_stays_down_is_degraded_not_a_failed_start() {
     let mut spec = demo_spec();
     for hba in spec.hbas.iter_mut() {
         if let hbad::sim::HbaKind::Fc(port) = &mut hba.kind {
@@ -257,9 +275,17 @@ fn boot_settles_after_link_wait_when_the_parent_stays_down() {
     let mut rig = Rig::new(spec, &vhba_policy(""));
     rig.agent.boot(rig.at(0));
     rig.settle(rig.at(0));
-    assert!(!rig.agent.boot_settled(rig.t0, rig.at(59)));
-    assert!(rig.agent.boot_settled(rig.t0, rig.at(61)));
-    assert!(rig.agent.summary().starts_with("0/1 vHBAs active"));
+    assert!(rig.agent.boot_settled());
+    assert!(!rig.agent.degraded(rig.at(59)));
+    rig.agent.tick(rig.at(61));
+    assert!(rig.agent.degraded(rig.at(61)));
+    let summary = rig.agent.summary_at(rig.at(61));
+    assert!(summary.starts_with("0/1 vHBAs active"), "{summary}");
+    assert!(
+        summary.contains("degraded: fabric link of host") && summary.contains("vm-a not created"),
+        "{summary}"
+    );
+    assert_eq!(rig.vport_writes("vport_create"), 0);
 }
 
 #[test]
@@ -293,7 +319,7 @@ fn a_full_parent_is_reported_with_its_numbers_and_nothing_is_written() {
         "{reason:?}"
     );
     assert_eq!(rig.vport_writes("vport_create"), 1, "only the other vport");
-    assert!(rig.agent.boot_settled(rig.t0, rig.at(0)));
+    assert!(rig.agent.boot_settled());
 }
 
 /// Unit attentions on LUNs of the given targets, round robin.
@@ -469,15 +495,22 @@ fn a_hung_scan_is_reported_while_other_hosts_and_reloads_go_on() {
     // The other host's scan completes while the first is stuck in the kernel.
     let report = rig
         .reports
-        .recv_timeout(Duration::from_secs(5))
+        .blocking_recv()
         .expect("the healthy host's scan ends");
+    let Report::Scan(report) = report else {
+        panic!("{report:?}")
+    };
     assert_eq!(report.host.number, fine);
     rig.agent.scan_report(report);
     std::thread::sleep(Duration::from_millis(150));
     rig.agent.tick(rig.at(2));
     let status = rig.agent.status();
     assert_eq!(status.hung, [format!("host{stuck}")]);
-    assert!(rig.agent.summary().ends_with("1 hung"));
+    let summary = rig.agent.summary();
+    assert!(
+        summary.contains(&format!("1 hung (host{stuck})")),
+        "{summary}"
+    );
     // A reload is served while the scan hangs.
     assert!(rig
         .agent
@@ -532,7 +565,7 @@ struct NoSymbolicName {
 }
 
 impl AttrWriter for NoSymbolicName {
-    fn write_attr(&self, path: &Path, value: &str) -> std::io::Result<()> {
+    fn store(&self, path: &Path, value: &str) -> std::io::Result<()> {
         if path.ends_with("symbolic_name") {
             self.refused.fetch_add(1, Ordering::SeqCst);
             return Err(std::io::Error::from_raw_os_error(libc::EACCES));
@@ -677,7 +710,6 @@ fn the_loop_debounces_a_storm_and_stops_cleanly_during_a_scan() {
         policy(&vhba_policy("[rescan]\ndebounce = \"200ms\"\n")),
         Instant::now(),
     );
-    let rrx = scan_reports(&agent).unwrap();
     let (etx, erx) = tokio::sync::mpsc::channel(65536);
     let (ctx, crx) = tokio::sync::mpsc::channel(4);
     // The simulated kernel's events go to the loop as a kernel source would.
@@ -691,12 +723,12 @@ fn the_loop_debounces_a_storm_and_stops_cleanly_during_a_scan() {
         let looped = tokio::spawn(run_loop(
             agent,
             erx,
-            rrx,
             crx,
             || Ok(policy("")),
             LoopTimings {
                 tick: Duration::from_millis(50),
                 stop_grace: Duration::from_millis(200),
+                ..LoopTimings::default()
             },
         ));
         // Boot creates the vHBA.

@@ -28,7 +28,7 @@ use crate::graph::{Graph, Lookup, Node, NodeKind};
 use crate::ownership::{OwnedState, OWNER_PREFIX};
 use crate::plan::{plan, takes_part, Action, HostRef, Recorded};
 use crate::policy::{Origin, ParentSelector, Policy, VhbaSpec};
-use crate::sysfs::writes::{AttrWriter, KernelWriter, ScanScope};
+use crate::sysfs::writes::{AttrWriter, ChildWriter, KernelWriter, ScanScope, WRITE_ATTR_NOT_OS};
 use crate::sysfs::{devpath_name, port_address, Hctl};
 use crate::wwn::{derive, Wwn, WwnRole};
 
@@ -55,59 +55,6 @@ pub struct ExecOpts {
     pub scan_timeout: Option<Duration>,
 }
 
-/// Writes each attribute from a short-lived child process (`hbad write-attr`).
-///
-/// A write the kernel does not finish (a scan stuck on a dead target waits in
-/// uninterruptible sleep) cannot be cancelled, and a process cannot exit until every
-/// one of its threads has returned from the kernel. With the write in a child, hbad
-/// reports the host hung and exits; the orphaned child finishes when the kernel lets
-/// it. The cost is one process start per write, which a command line can afford.
-#[derive(Debug)]
-pub struct ChildWriter {
-    exe: PathBuf,
-}
-
-impl ChildWriter {
-    pub fn new() -> anyhow::Result<Self> {
-        Ok(ChildWriter {
-            exe: std::env::current_exe().context("cannot find the hbad executable")?,
-        })
-    }
-}
-
-impl AttrWriter for ChildWriter {
-    fn write_attr(&self, path: &std::path::Path, value: &str) -> std::io::Result<()> {
-        use std::io::Write;
-        // The value goes on stdin: it may hold a NUL (a symbolic_name's end), which
-        // no command-line argument can carry.
-        let mut child = std::process::Command::new(&self.exe)
-            .arg("write-attr")
-            .arg("--")
-            .arg(path)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(value.as_bytes())?;
-        }
-        let status = child.wait()?;
-        match status.code() {
-            Some(0) => Ok(()),
-            Some(errno) if errno < WRITE_ATTR_NOT_OS => {
-                Err(std::io::Error::from_raw_os_error(errno))
-            }
-            _ => Err(std::io::Error::other(format!(
-                "the writer process for {} ended with {status}",
-                path.display()
-            ))),
-        }
-    }
-}
-
-/// `write-attr`'s exit status for a failure that has no errno.
-const WRITE_ATTR_NOT_OS: i32 = 255;
-
 /// `hbad write-attr PATH` with the value on stdin: one write through
 /// [`KernelWriter`]; the exit status is 0 or the errno, for [`ChildWriter`].
 pub fn write_attr(path: &std::path::Path) -> ExitCode {
@@ -127,7 +74,8 @@ pub fn write_attr(path: &std::path::Path) -> ExitCode {
 
 fn executor(g: &Global, opts: &ExecOpts, policy: &Policy) -> anyhow::Result<Executor> {
     let sysfs = g.sysfs();
-    let writer: Arc<dyn AttrWriter> = Arc::new(ChildWriter::new()?);
+    let writer: Arc<dyn AttrWriter> =
+        Arc::new(ChildWriter::new().context("cannot find the hbad executable")?);
     let state = opts
         .state_file
         .clone()
@@ -143,7 +91,7 @@ fn executor(g: &Global, opts: &ExecOpts, policy: &Policy) -> anyhow::Result<Exec
     );
     let timeout = opts.scan_timeout.unwrap_or(policy.rescan.scan_timeout);
     let scanner = Scanner::new(writer.clone(), sysfs, timeout);
-    Ok(Executor::new(vports, scanner, writer))
+    Ok(Executor::new(vports, scanner))
 }
 
 fn exit_status(failed: bool, unfinished: bool) -> ExitCode {

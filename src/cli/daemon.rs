@@ -12,11 +12,11 @@ use super::policy::load_policy;
 use super::render::render_table;
 use super::Global;
 use crate::daemon::health::{assess, read_process, Level, Verdict};
-use crate::daemon::run::{run as run_loop, scan_reports};
+use crate::daemon::run::run as run_loop;
 use crate::daemon::status::{Status, DEFAULT_PATH};
 use crate::daemon::{Agent, AgentConfig, Control, LoopTimings};
 use crate::journal;
-use crate::sysfs::writes::KernelWriter;
+use crate::sysfs::writes::ChildWriter;
 use crate::uevent::kernel::{AsyncKernelSource, KernelOptions};
 use crate::uevent::source::EventSource;
 use crate::uevent::udev::{UdevOptions, UdevSource};
@@ -57,6 +57,7 @@ pub fn run(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result<ExitCode> {
+    check_sysfs(&g.sysfs_root)?;
     // Sources first, then the cold plug: whatever happens while sysfs is read is
     // already queued on the sockets.
     let kernel = AsyncKernelSource::open(&KernelOptions {
@@ -120,12 +121,10 @@ async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result
         sysfs: g.sysfs(),
         status_path: Some(args.status_file.clone()),
     };
-    let agent = Agent::new(
-        config,
-        Arc::new(KernelWriter),
-        policy,
-        std::time::Instant::now(),
-    );
+    // Every write in its own process: one the kernel holds (a scan of a dead
+    // target) keeps that child, never the agent, from exiting.
+    let writer = ChildWriter::new().context("cannot find the hbad executable")?;
+    let agent = Agent::new(config, Arc::new(writer), policy, std::time::Instant::now());
     tracing::info!(
         "hbad {} started: {} devices, {} vHBAs declared, logging to {:?}",
         env!("CARGO_PKG_VERSION"),
@@ -134,8 +133,6 @@ async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result
         sink
     );
 
-    let reports_rx = scan_reports(&agent).context("cannot start a thread")?;
-
     let (control_tx, control_rx) = mpsc::channel(8);
     spawn_signals(control_tx)?;
 
@@ -143,7 +140,6 @@ async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result
     run_loop(
         agent,
         events_rx,
-        reports_rx,
         control_rx,
         move || {
             let files = crate::policy::discover(
@@ -156,6 +152,20 @@ async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result
     )
     .await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A sysfs root that is not one (a typo in --sysfs-root, sysfs not mounted) would
+/// give an agent that reports ready while watching nothing.
+fn check_sysfs(root: &std::path::Path) -> anyhow::Result<()> {
+    let class = root.join("class");
+    match std::fs::read_dir(&class) {
+        Ok(_) => Ok(()),
+        Err(e) => anyhow::bail!(
+            "{} is not a sysfs tree ({}: {e}); mount sysfs there or give the right --sysfs-root",
+            root.display(),
+            class.display()
+        ),
+    }
 }
 
 /// SIGHUP reloads (systemd's ExecReload is `kill -HUP`), SIGTERM and SIGINT stop.

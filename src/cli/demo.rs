@@ -21,7 +21,7 @@ use tracing_subscriber::Layer;
 
 use super::render::render_tree;
 use super::Global;
-use crate::daemon::run::{forward_events, run as run_loop, scan_reports};
+use crate::daemon::run::{forward_events, run as run_loop};
 use crate::daemon::{Agent, AgentConfig, Control, LoopTimings};
 use crate::graph::Graph;
 use crate::policy::{Environment, Policy};
@@ -223,7 +223,6 @@ fn start_agent(
 ) -> anyhow::Result<(mpsc::Sender<Control>, std::thread::JoinHandle<()>)> {
     let (etx, erx) = mpsc::channel(65536);
     forward_events(events, etx)?;
-    let rrx = scan_reports(&agent)?;
     let (ctx, crx) = mpsc::channel(4);
     let policy = agent.policy().clone();
     let handle = std::thread::Builder::new()
@@ -236,12 +235,12 @@ fn start_agent(
             rt.block_on(run_loop(
                 agent,
                 erx,
-                rrx,
                 crx,
                 move || Ok(policy.clone()),
                 LoopTimings {
                     tick: Duration::from_millis(200),
                     stop_grace: Duration::from_secs(2),
+                    ..LoopTimings::default()
                 },
             ));
         })?;

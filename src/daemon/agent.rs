@@ -1,63 +1,64 @@
 //! The agent's state and decisions, apart from the event loop that drives it.
 //!
-//! [`Agent`] owns the graph, the policy in force and the scanner. The loop in
-//! [`super::run`] hands it batches of source items, ticks, reloads and scan reports;
-//! the agent applies events to the graph, asks the planner what to do, and does it.
-//! Time comes in as an argument, so backoffs, confirmations and the boot deadline
-//! are tested without waiting.
+//! [`Agent`] owns the graph, the policy in force and the executor. The loop in
+//! [`super::run`] hands it batches of source items, ticks, reloads and the
+//! executor's reports; the agent applies events to the graph, asks the planner what
+//! to do, and hands the steps to the executor, the same one `hbad apply` uses. It
+//! never writes to the kernel itself: every write runs on a per-host worker and
+//! comes back as a [`Report`]. Time comes in as an argument, so backoffs and the
+//! boot's link waits are tested without waiting.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::exec::errors::{explain, Op};
-use crate::exec::vport::{DeletePolicy, SysfsPoll, Vports};
-use crate::exec::{ScanOutcome, ScanReport, Scanner};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use crate::exec::vport::{SysfsPoll, Vports};
+use crate::exec::{
+    later, Executor, Report, ScanOutcome, ScanReport, Scanner, StepOutcome, StepReport,
+};
 use crate::graph::{Change, Graph, Node, NodeKind};
 use crate::journal::MessageId;
-use crate::ownership::{OwnedState, OwnerMark};
-use crate::plan::{plan, Action, HostRef, Recorded, Step};
+use crate::ownership::OwnedState;
+use crate::plan::{plan, Action, HostRef, Recorded, Step, WaitReason};
 use crate::policy::{Policy, PolicyErrors};
-use crate::sysfs::writes::{vport_text, AttrWriter};
-use crate::sysfs::{devpath_name, Sysfs, VportControlDir};
+use crate::sysfs::writes::AttrWriter;
+use crate::sysfs::{devpath_name, Sysfs};
 use crate::uevent::{Rejection, SourceItem};
 use crate::wwn::Wwn;
 
 use super::status::{rfc3339, Counters, HostStatus, ScanStatus, Status, VhbaStatus};
 
-/// How long a created vport has to show up as a host before it is rolled back.
+/// How long a created vport has to show up as a host before the executor rolls it
+/// back, and a deleted one to go. Both waits run on the parent's worker.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the executor looks for a new vHBA in sysfs while it confirms one.
+const CONFIRM_POLL: Duration = Duration::from_millis(20);
 /// Retry delays after the kernel refuses a vHBA: doubling, capped.
 const BACKOFF_FIRST: Duration = Duration::from_secs(2);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
-/// How long a delete may take to show in sysfs. The kernel removes the vport inside
-/// the parent's vport_delete write (store_fc_host_vport_delete runs
-/// fc_vport_terminate), so the first read normally finds it gone; the bound keeps
-/// a driver that finishes later from holding the loop for long.
-const DELETE_TIMEOUT: Duration = Duration::from_secs(2);
-const DELETE_POLL: Duration = Duration::from_millis(20);
 
 /// What the agent knows of one policy vHBA beyond the graph.
 #[derive(Clone, Debug, Default)]
 struct VhbaRuntime {
     /// Seen present at least once while this agent ran: a later create is a re-create.
     seen: bool,
-    /// A create was written; waiting for the host to appear.
-    pending: Option<PendingCreate>,
+    /// A create is with the executor (written, or queued behind its parent's writes).
+    creating: Option<Creating>,
+    /// The executor made it; its uevents have not reached the graph yet.
+    made: bool,
     failures: u32,
     retry_at: Option<Instant>,
     last_error: Option<String>,
     wait: Option<String>,
+    /// Since when, and on which ports, the parent's link has been down.
+    link_down: Option<(String, Instant)>,
 }
 
 #[derive(Clone, Debug)]
-struct PendingCreate {
-    deadline: Instant,
-    parent: HostRef,
-    control_dir: VportControlDir,
-    wwpn: Wwn,
-    wwnn: Wwn,
+struct Creating {
     recreate: bool,
 }
 
@@ -74,7 +75,14 @@ pub struct Agent {
     writer: Arc<dyn AttrWriter>,
     policy: Policy,
     graph: Graph,
-    scanner: Scanner,
+    executor: Executor,
+    /// Where the executor's workers send their reports, and where the loop reads them.
+    reports_tx: UnboundedSender<Report>,
+    reports_rx: Option<UnboundedReceiver<Report>>,
+    /// Marks and deletes with the executor, by vport devpath: not asked for twice.
+    vports_busy: BTreeSet<String>,
+    /// SIGTERM: no new writes.
+    stopping: bool,
     counters: Counters,
     vhbas: BTreeMap<String, VhbaRuntime>,
     hung_reported: BTreeSet<String>,
@@ -104,13 +112,23 @@ impl Agent {
             config.sysfs.clone(),
             policy.rescan.scan_timeout,
         );
+        let (reports_tx, reports_rx) = unbounded_channel();
+        let sink = reports_tx.clone();
+        scanner.report_to(move |r| {
+            let _ = sink.send(Report::Scan(r));
+        });
+        let vports = vports(&config.sysfs, &writer, &policy);
         let mut agent = Agent {
+            next_periodic: policy.rescan.periodic.map(|p| later(now, p)),
+            executor: Executor::new(vports, scanner),
             sysfs: config.sysfs,
             writer,
-            next_periodic: policy.rescan.periodic.map(|p| now + p),
             policy,
             graph,
-            scanner,
+            reports_tx,
+            reports_rx: Some(reports_rx),
+            vports_busy: BTreeSet::new(),
+            stopping: false,
             counters: Counters::default(),
             vhbas: BTreeMap::new(),
             hung_reported: BTreeSet::new(),
@@ -134,11 +152,23 @@ impl Agent {
     }
 
     pub fn scanner(&self) -> &Scanner {
-        &self.scanner
+        &self.executor.scanner
+    }
+
+    /// Where the executor's reports go: for a caller that taps the scanner's
+    /// reports (a benchmark timing scans) and passes them on.
+    pub fn report_sink(&self) -> UnboundedSender<Report> {
+        self.reports_tx.clone()
+    }
+
+    /// The executor's reports (scans, vport steps, device rescans), for the loop.
+    /// Taken once.
+    pub fn take_reports(&mut self) -> Option<UnboundedReceiver<Report>> {
+        self.reports_rx.take()
     }
 
     pub fn counters(&self) -> Counters {
-        let s = self.scanner.counters();
+        let s = self.executor.scanner.counters();
         Counters {
             scans: s.issued,
             merged: s.merged,
@@ -179,8 +209,6 @@ impl Agent {
         if resync {
             changes.extend(self.resync());
         }
-        // A vHBA's creation is told before the LUNs found through it.
-        self.confirm_pending(now);
         self.report_new_luns(&changes);
         self.reconcile(&changes, now);
         if resync {
@@ -230,13 +258,13 @@ impl Agent {
         let retry_due = self
             .vhbas
             .values()
-            .any(|v| v.retry_at.is_some_and(|t| t <= now) || v.pending.is_some());
+            .any(|v| v.retry_at.is_some_and(|t| t <= now));
         if !changes.is_empty() || retry_due {
             self.reconcile(&changes, now);
         }
         if let (Some(at), Some(every)) = (self.next_periodic, self.policy.rescan.periodic) {
             if now >= at {
-                self.next_periodic = Some(now + every);
+                self.next_periodic = Some(later(now, every));
                 self.scan_all("periodic scan");
             }
         }
@@ -244,6 +272,9 @@ impl Agent {
 
     /// A host-wide scan of every host taking part in rescans.
     fn scan_all(&mut self, reason: &str) {
+        if self.stopping {
+            return;
+        }
         for host in self.graph.hosts() {
             if !crate::plan::takes_part(&self.policy, &self.graph, host) {
                 continue;
@@ -253,10 +284,11 @@ impl Agent {
                     number: h.scsi.number,
                     devpath: host.devpath.clone(),
                 };
-                drop(
-                    self.scanner
-                        .request(&r, crate::sysfs::writes::ScanScope::Host, reason),
-                );
+                drop(self.executor.scanner.request(
+                    &r,
+                    crate::sysfs::writes::ScanScope::Host,
+                    reason,
+                ));
             }
         }
     }
@@ -273,10 +305,13 @@ impl Agent {
                     tracing::info!(
                         "scan_timeout changes take effect for hosts scanned from now on \
                          after a restart; running workers keep {:?}",
-                        self.scanner.timeout()
+                        self.executor.scanner.timeout()
                     );
                 }
-                self.next_periodic = policy.rescan.periodic.map(|p| now + p);
+                self.next_periodic = policy.rescan.periodic.map(|p| later(now, p));
+                // The state file is the policy's: writes started from now on use
+                // the new one.
+                self.executor.vports = vports(&self.sysfs, &self.writer, &policy);
                 self.policy = policy;
                 self.sync_vhba_runtime();
                 tracing::info!(
@@ -326,9 +361,6 @@ impl Agent {
                 r.reason
             ),
         }
-        if self.hung_reported.remove(&host) {
-            tracing::info!(hbad_host = %host, "{host} is answering again");
-        }
         self.last_scans.insert(
             host,
             ScanStatus {
@@ -342,16 +374,27 @@ impl Agent {
     }
 
     fn report_hung(&mut self) {
-        for (host, scope, ran) in self.scanner.hung() {
-            if self.hung_reported.insert(host.clone()) {
+        let hung = self.executor.scanner.hung();
+        self.hung_reported.retain(|h| {
+            let still = hung.iter().any(|r| &r.host == h);
+            if !still {
+                tracing::info!(hbad_host = %h, "{h} is answering again");
+            }
+            still
+        });
+        for r in hung {
+            if self.hung_reported.insert(r.host.clone()) {
                 tracing::warn!(
                     message_id = %MessageId::ScanHung,
-                    hbad_host = %host,
-                    hbad_action = "scan",
-                    hbad_duration_ms = ran.as_millis() as u64,
-                    "scan of {host} \"{scope}\" has not returned after {} s; \
-                     later scans of {host} wait behind it, other hosts go on",
-                    ran.as_secs()
+                    hbad_host = %r.host,
+                    hbad_action = "write",
+                    hbad_duration_ms = r.ran.as_millis() as u64,
+                    "{} on {} has not returned after {} s; later writes to {} wait \
+                     behind it, other hosts go on",
+                    r.what,
+                    r.host,
+                    r.ran.as_secs(),
+                    r.host
                 );
             }
         }
@@ -408,6 +451,7 @@ impl Agent {
             let present = self.vhba_host(spec.wwpn).is_some();
             let rt = self.vhbas.entry(spec.name.clone()).or_default();
             rt.seen |= present;
+            rt.made &= !present;
         }
     }
 
@@ -417,19 +461,6 @@ impl Agent {
             .by_wwpn(wwpn)
             .into_iter()
             .find(|n| matches!(n.kind, NodeKind::Host(_)) && self.graph.is_vhba(n))
-    }
-
-    /// Marks and deletes go through the executor's [`Vports`], so the daemon writes
-    /// symbolic_name and falls back to the state file exactly as `hbad apply` does.
-    /// Built per use: the state file is the policy's, which a reload may change.
-    fn vports(&self) -> Vports {
-        Vports::new(
-            self.sysfs.clone(),
-            self.writer.clone(),
-            Arc::new(SysfsPoll::new(self.sysfs.clone(), DELETE_POLL)),
-            OwnedState::new(self.policy.ownership.state_file.clone()),
-            DELETE_TIMEOUT,
-        )
     }
 
     /// Re-reads the state file: `hbad create` may have recorded a vHBA since.
@@ -456,93 +487,174 @@ impl Agent {
         }
     }
 
-    /// Plans against the graph and acts on the plan.
+    /// Plans against the graph and hands the plan to the executor.
     fn reconcile(&mut self, changes: &[Change], now: Instant) {
-        self.confirm_pending(now);
         self.read_recorded();
         let plan = plan(&self.policy, &self.graph, &self.recorded, changes);
         for rt in self.vhbas.values_mut() {
             rt.wait = None;
         }
-        // A mark may have gone to the state file, a delete taken a record out of it:
-        // read it again so that status shows what is there now.
-        let ownership_changed = plan.steps.iter().any(|s| {
-            matches!(
-                s.action,
-                Action::SetSymbolicName { .. } | Action::DeleteVhba { .. }
-            )
-        });
+        let mut link_down = BTreeSet::new();
         for step in plan.steps {
+            if let Action::Wait {
+                vhba,
+                reason: WaitReason::LinkDown { ports },
+            } = &step.action
+            {
+                link_down.insert(vhba.clone());
+                let ports = ports
+                    .iter()
+                    .map(|(p, _)| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let rt = self.vhbas.entry(vhba.clone()).or_default();
+                match &rt.link_down {
+                    Some((p, _)) if *p == ports => {}
+                    _ => rt.link_down = Some((ports, now)),
+                }
+            }
             self.act(step, now);
         }
-        if ownership_changed {
-            self.read_recorded();
+        for (name, rt) in self.vhbas.iter_mut() {
+            if !link_down.contains(name) {
+                rt.link_down = None;
+            }
         }
         self.sync_vhba_runtime();
     }
 
-    /// Creates written earlier: confirmed when the host is in the graph, rolled back
-    /// when it never came.
-    fn confirm_pending(&mut self, now: Instant) {
-        let names: Vec<String> = self.vhbas.keys().cloned().collect();
-        for name in names {
-            let Some(p) = self.vhbas.get(&name).and_then(|r| r.pending.clone()) else {
-                continue;
-            };
-            if let Some(host) = self.vhba_host(p.wwpn).map(|h| h.name().to_string()) {
-                let (id, verb) = if p.recreate {
-                    (MessageId::VhbaRecreated, "recreated")
-                } else {
-                    (MessageId::VhbaCreated, "created")
-                };
-                tracing::info!(
-                    message_id = %id,
-                    hbad_vhba = %name,
-                    hbad_wwpn = %p.wwpn,
-                    hbad_parent = %p.parent,
-                    hbad_host = %host,
-                    hbad_action = "create",
-                    "vHBA {name} {verb} on {}: {host}, wwpn {}",
-                    p.parent,
-                    p.wwpn
-                );
-                self.counters.vhbas_created += 1;
-                if let Some(rt) = self.vhbas.get_mut(&name) {
-                    rt.pending = None;
-                    rt.seen = true;
-                    rt.failures = 0;
-                    rt.retry_at = None;
-                    rt.last_error = None;
-                }
-            } else if now >= p.deadline {
-                let text = vport_text(p.wwpn, p.wwnn);
-                let path = self
-                    .sysfs
-                    .vport_delete_path(&p.parent.devpath, p.control_dir);
-                let rollback = match self.writer.write_attr(&path, &text) {
-                    Ok(()) => "rolled back with vport_delete".to_string(),
-                    Err(e) => format!("rollback failed: {e}"),
-                };
-                let error = format!(
-                    "the kernel accepted the vport but no host with wwpn {} appeared within {} s; {rollback}",
-                    p.wwpn,
-                    CONFIRM_TIMEOUT.as_secs()
-                );
-                self.fail(&name, &p.parent, p.wwpn, error, now);
-                if let Some(rt) = self.vhbas.get_mut(&name) {
-                    rt.pending = None;
+    /// The executor finished a step (not a scan: [`Agent::scan_report`]).
+    pub fn step_report(&mut self, r: StepReport, now: Instant) {
+        let StepReport { step, outcome, .. } = r;
+        match step.action {
+            Action::CreateVhba {
+                vhba, parent, wwpn, ..
+            } => {
+                let recreate = self
+                    .vhbas
+                    .get_mut(&vhba)
+                    .and_then(|rt| rt.creating.take())
+                    .is_some_and(|c| c.recreate);
+                match outcome {
+                    StepOutcome::Done { detail } | StepOutcome::AlreadyDone { detail } => {
+                        let (id, verb) = if recreate {
+                            (MessageId::VhbaRecreated, "recreated")
+                        } else {
+                            (MessageId::VhbaCreated, "created")
+                        };
+                        tracing::info!(
+                            message_id = %id,
+                            hbad_vhba = %vhba,
+                            hbad_wwpn = %wwpn,
+                            hbad_parent = %parent,
+                            hbad_action = "create",
+                            "vHBA {vhba} {verb} on {parent}, wwpn {wwpn}: {detail}"
+                        );
+                        self.counters.vhbas_created += 1;
+                        if let Some(rt) = self.vhbas.get_mut(&vhba) {
+                            rt.seen = true;
+                            rt.made = true;
+                            rt.failures = 0;
+                            rt.retry_at = None;
+                            rt.last_error = None;
+                        }
+                        // The mark went to symbolic_name or the state file, and
+                        // neither sends a uevent.
+                        self.read_recorded();
+                        self.refresh_vport_of(wwpn);
+                        self.sync_vhba_runtime();
+                    }
+                    StepOutcome::Failed { error } => self.fail(&vhba, &parent, wwpn, error, now),
+                    other => tracing::warn!(hbad_vhba = %vhba, "create of {vhba}: {other:?}"),
                 }
             }
+            Action::DeleteVhba {
+                vhba, vport, wwpn, ..
+            } => {
+                self.vports_busy.remove(&vport);
+                let name = vhba.unwrap_or_else(|| devpath_name(&vport).to_string());
+                match outcome {
+                    StepOutcome::Done { detail } | StepOutcome::AlreadyDone { detail } => {
+                        tracing::info!(
+                            hbad_vhba = %name,
+                            hbad_wwpn = %wwpn,
+                            hbad_action = "delete",
+                            hbad_reason = %step.reason,
+                            "deleted vHBA {name} ({wwpn}): {detail}: {}",
+                            step.reason
+                        )
+                    }
+                    StepOutcome::Failed { error } => tracing::error!(
+                        hbad_vhba = %name,
+                        hbad_wwpn = %wwpn,
+                        hbad_action = "delete",
+                        "vHBA {name} not deleted: {error}"
+                    ),
+                    _ => {}
+                }
+                self.read_recorded();
+            }
+            Action::SetSymbolicName { vhba, vport, .. } => {
+                self.vports_busy.remove(&vport);
+                match outcome {
+                    StepOutcome::Done { detail } => {
+                        tracing::info!(hbad_vhba = %vhba, "marked {detail}")
+                    }
+                    StepOutcome::Failed { error } => tracing::warn!(
+                        hbad_vhba = %vhba,
+                        "{} not marked as hbad's: {error}",
+                        devpath_name(&vport)
+                    ),
+                    _ => {}
+                }
+                // symbolic_name changes with no uevent: read it back now.
+                self.graph.refresh(&vport, &self.sysfs);
+                self.read_recorded();
+            }
+            Action::RescanDevice { hctl, .. } => match outcome {
+                StepOutcome::Failed { error } => {
+                    tracing::warn!(hbad_action = "rescan", "{error}")
+                }
+                _ => tracing::info!(
+                    hbad_action = "rescan",
+                    hbad_reason = %step.reason,
+                    "rescanned {hctl}: {}",
+                    step.reason
+                ),
+            },
+            Action::Scan { .. } | Action::Wait { .. } | Action::Keep { .. } => {}
+        }
+    }
+
+    /// A report from the executor, whichever kind.
+    pub fn report(&mut self, r: Report, now: Instant) {
+        match r {
+            Report::Scan(r) => self.scan_report(r),
+            Report::Step(r) => self.step_report(r, now),
+        }
+    }
+
+    /// Reads the vport holding this WWPN again (its mark sends no uevent).
+    fn refresh_vport_of(&mut self, wwpn: Wwn) {
+        let vports: Vec<String> = self
+            .graph
+            .by_wwpn(wwpn)
+            .into_iter()
+            .filter(|n| matches!(n.kind, NodeKind::Vport(_)))
+            .map(|n| n.devpath.clone())
+            .collect();
+        for v in vports {
+            self.graph.refresh(&v, &self.sysfs);
         }
     }
 
     fn fail(&mut self, name: &str, parent: &HostRef, wwpn: Wwn, error: String, now: Instant) {
         let rt = self.vhbas.entry(name.to_string()).or_default();
-        rt.failures += 1;
+        rt.failures = rt.failures.saturating_add(1);
         let delay = BACKOFF_FIRST
             .saturating_mul(1 << rt.failures.min(16).saturating_sub(1))
             .min(BACKOFF_MAX);
-        rt.retry_at = Some(now + delay);
+        rt.retry_at = Some(later(now, delay));
         rt.last_error = Some(error.clone());
         tracing::error!(
             message_id = %MessageId::VhbaCreateFailed,
@@ -556,114 +668,39 @@ impl Agent {
         );
     }
 
+    /// Hands one step to the executor; its report comes back through the loop.
+    fn start(&self, step: Step) {
+        let tx = self.reports_tx.clone();
+        self.executor.start(step, move |r| {
+            let _ = tx.send(Report::Step(r));
+        });
+    }
+
     fn act(&mut self, step: Step, now: Instant) {
-        match step.action {
-            Action::CreateVhba {
-                vhba,
-                parent,
-                control_dir,
-                wwpn,
-                wwnn,
-                ..
-            } => {
+        if self.stopping && step.acts() {
+            tracing::debug!("stopping: not starting {step}");
+            return;
+        }
+        match &step.action {
+            Action::CreateVhba { vhba, .. } => {
                 let rt = self.vhbas.entry(vhba.clone()).or_default();
-                if rt.pending.is_some() || rt.retry_at.is_some_and(|t| t > now) {
+                if rt.creating.is_some() || rt.retry_at.is_some_and(|t| t > now) {
                     return;
                 }
-                let recreate = rt.seen;
-                let path = self.sysfs.vport_create_path(&parent.devpath, control_dir);
-                match self.writer.write_attr(&path, &vport_text(wwpn, wwnn)) {
-                    Ok(()) => {
-                        tracing::debug!(hbad_vhba = %vhba, "vport_create accepted {wwpn}:{wwnn} on {parent}");
-                        if let Some(rt) = self.vhbas.get_mut(&vhba) {
-                            rt.pending = Some(PendingCreate {
-                                deadline: now + CONFIRM_TIMEOUT,
-                                parent,
-                                control_dir,
-                                wwpn,
-                                wwnn,
-                                recreate,
-                            });
-                        }
-                    }
-                    Err(e) => {
-                        let (max, inuse) = self.npiv_numbers(&parent.devpath);
-                        let op = Op::VportCreate {
-                            parent: parent.to_string(),
-                            wwpn,
-                            wwnn,
-                            max,
-                            inuse,
-                            wwpn_known: !self.graph.by_wwpn(wwpn).is_empty(),
-                        };
-                        let msg = explain(&op, &e).to_string();
-                        self.fail(&vhba, &parent, wwpn, msg, now);
-                    }
-                }
+                rt.creating = Some(Creating { recreate: rt.seen });
+                self.start(step);
             }
-            Action::DeleteVhba {
-                vhba, vport, wwpn, ..
-            } => {
-                let name = vhba.unwrap_or_else(|| devpath_name(&vport).to_string());
-                // OwnedOnly: the executor checks ownership again against sysfs and
-                // the state file, and forgets a state-file record once it is gone.
-                match self.vports().delete(&vport, DeletePolicy::OwnedOnly) {
-                    Ok(d) => tracing::info!(
-                        hbad_vhba = %name,
-                        hbad_wwpn = %wwpn,
-                        hbad_parent = %d.parent,
-                        hbad_action = "delete",
-                        hbad_reason = %step.reason,
-                        "deleted vHBA {name} ({wwpn}) on {}{}: {}",
-                        d.parent,
-                        if d.already_gone { ", which was already gone" } else { "" },
-                        step.reason
-                    ),
-                    Err(e) => tracing::error!(
-                        hbad_vhba = %name,
-                        hbad_wwpn = %wwpn,
-                        hbad_action = "delete",
-                        "vHBA {name} not deleted: {e}"
-                    ),
+            Action::DeleteVhba { vport, .. } | Action::SetSymbolicName { vport, .. } => {
+                // OwnedOnly deletes: the executor checks ownership again against
+                // sysfs and the state file, and forgets a record once it is gone.
+                if self.vports_busy.insert(vport.clone()) {
+                    self.start(step);
                 }
-            }
-            Action::SetSymbolicName { vhba, vport, .. } => {
-                match self.vports().mark(&vport, &vhba) {
-                    Ok(OwnerMark::SymbolicName { name }) => tracing::info!(
-                        hbad_vhba = %vhba,
-                        "marked {} as hbad:{name}",
-                        devpath_name(&vport)
-                    ),
-                    Ok(OwnerMark::StateFile { path, why, .. }) => tracing::warn!(
-                        hbad_vhba = %vhba,
-                        hbad_reason = %why,
-                        "{} cannot carry the mark ({why}); ownership recorded in {}",
-                        devpath_name(&vport),
-                        path.display()
-                    ),
-                    Err(e) => tracing::warn!(
-                        hbad_vhba = %vhba,
-                        "{} not marked as hbad's: {e}",
-                        devpath_name(&vport)
-                    ),
-                }
-                // symbolic_name changes with no uevent: read it back now.
-                self.graph.refresh(&vport, &self.sysfs);
             }
             Action::Scan { host, scope } => {
-                drop(self.scanner.request(&host, scope, &step.reason));
+                drop(self.executor.scanner.request(host, *scope, &step.reason));
             }
-            Action::RescanDevice { hctl, devpath } => {
-                let path = self.sysfs.rescan_path(&devpath);
-                if let Err(e) = self.writer.write_attr(&path, "1") {
-                    let op = Op::Rescan {
-                        device: hctl.to_string(),
-                    };
-                    tracing::warn!(hbad_action = "rescan", "{}", explain(&op, &e));
-                } else {
-                    tracing::info!(hbad_action = "rescan", hbad_reason = %step.reason, "rescanned {hctl}: {}", step.reason);
-                }
-            }
+            Action::RescanDevice { .. } => self.start(step),
             Action::Wait { vhba, reason } => {
                 let text = reason.to_string();
                 let rt = self.vhbas.entry(vhba.clone()).or_default();
@@ -678,37 +715,67 @@ impl Agent {
         }
     }
 
-    fn npiv_numbers(&self, host_devpath: &str) -> (Option<u32>, Option<u32>) {
-        match self.graph.node(host_devpath).map(|n| &n.kind) {
-            Some(NodeKind::Host(h)) => {
-                let n = h.fc.as_ref().and_then(|f| f.npiv.as_ref());
-                (n.and_then(|n| n.max_vports), n.and_then(|n| n.vports_inuse))
-            }
-            _ => (None, None),
-        }
+    /// Start-up is done once no declared vHBA's create is still with the executor:
+    /// every vHBA whose parent could take it has been tried (made, or failed with a
+    /// reason). A vHBA waiting for its parent's link does not hold start-up; it is
+    /// made when the link comes up, and said meanwhile ([`Agent::waits`]).
+    pub fn boot_settled(&self) -> bool {
+        self.vhbas
+            .values()
+            .all(|rt| rt.creating.is_none() && !rt.made)
     }
 
-    /// Start-up is done when every declared vHBA exists, or has failed, or is waiting
-    /// for something other than its parent's link, or its link wait ran out.
-    pub fn boot_settled(&self, started: Instant, now: Instant) -> bool {
-        self.policy.vhbas.iter().all(|spec| {
-            if self.vhba_host(spec.wwpn).is_some() {
-                return true;
-            }
-            let Some(rt) = self.vhbas.get(&spec.name) else {
-                return true;
+    /// Creates with the executor, by vHBA name, for STATUS= while start-up waits.
+    pub fn creating(&self) -> Vec<String> {
+        self.vhbas
+            .iter()
+            .filter(|(_, rt)| rt.creating.is_some() || rt.made)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// vHBAs waiting for a parent's fabric link, in words: "waiting for fabric link
+    /// of host2 for vm-a, 35 s left", or past the vHBA's `link_wait`, "degraded:
+    /// fabric link of host2 down for 95 s, vm-a not created".
+    pub fn waits(&self, now: Instant) -> Vec<String> {
+        let mut out = Vec::new();
+        for spec in &self.policy.vhbas {
+            let Some((ports, since)) = self
+                .vhbas
+                .get(&spec.name)
+                .and_then(|r| r.link_down.as_ref())
+            else {
+                continue;
             };
-            if rt.pending.is_some() {
-                return false;
+            let down = now.saturating_duration_since(*since);
+            if down < spec.link_wait {
+                out.push(format!(
+                    "waiting for fabric link of {ports} for {}, {} s left",
+                    spec.name,
+                    (spec.link_wait - down).as_secs()
+                ));
+            } else {
+                out.push(format!(
+                    "degraded: fabric link of {ports} down for {} s, {} not created",
+                    down.as_secs(),
+                    spec.name
+                ));
             }
-            if rt.last_error.is_some() {
-                return true;
-            }
-            let link_wait = rt
-                .wait
-                .as_deref()
-                .is_some_and(|w| w.starts_with("parent link not Online"));
-            !(link_wait && now < started + spec.link_wait)
+        }
+        out
+    }
+
+    /// Whether a declared vHBA is absent past its link wait (or failed): what a
+    /// monitoring check calls degraded.
+    pub fn degraded(&self, now: Instant) -> bool {
+        self.policy.vhbas.iter().any(|spec| {
+            self.vhba_host(spec.wwpn).is_none()
+                && self.vhbas.get(&spec.name).is_some_and(|rt| {
+                    rt.last_error.is_some()
+                        || rt.link_down.as_ref().is_some_and(|(_, since)| {
+                            now.saturating_duration_since(*since) >= spec.link_wait
+                        })
+                })
         })
     }
 
@@ -717,22 +784,51 @@ impl Agent {
         self.ready = true;
     }
 
-    /// "2/2 vHBAs active, 6 hosts watched" for systemd's STATUS=.
+    /// SIGTERM: no new writes from now on (above all no vport_create, which a
+    /// SIGKILL must never interrupt); what the workers have queued is dropped.
+    /// Writes already in the kernel run to their end.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+        self.executor.scanner.close();
+    }
+
+    /// Writes in the kernel now that have not yet run past the timeout: what a
+    /// stop waits for.
+    pub fn unfinished(&self) -> usize {
+        self.executor.scanner.unfinished()
+    }
+
+    /// Every write still in the kernel, hung or not.
+    pub fn running(&self) -> Vec<crate::exec::Running> {
+        self.executor.scanner.running()
+    }
+
+    /// "2/2 vHBAs active, 6 hosts watched" for systemd's STATUS=, with what is
+    /// waiting or hung after it.
     pub fn summary(&self) -> String {
+        self.summary_at(Instant::now())
+    }
+
+    pub fn summary_at(&self, now: Instant) -> String {
         let active = self
             .policy
             .vhbas
             .iter()
             .filter(|s| self.vhba_host(s.wwpn).is_some())
             .count();
-        let hung = self.scanner.hung().len();
+        let hung = self.executor.scanner.hung();
         let mut s = format!(
             "{active}/{} vHBAs active, {} hosts watched",
             self.policy.vhbas.len(),
             self.graph.hosts().len()
         );
-        if hung > 0 {
-            s.push_str(&format!(", {hung} hung"));
+        if !hung.is_empty() {
+            let hosts: Vec<&str> = hung.iter().map(|r| r.host.as_str()).collect();
+            s.push_str(&format!(", {} hung ({})", hung.len(), hosts.join(", ")));
+        }
+        for w in self.waits(now) {
+            s.push_str("; ");
+            s.push_str(&w);
         }
         s
     }
@@ -766,7 +862,7 @@ impl Agent {
             };
             let (state, reason) = if host.is_some() {
                 ("active", None)
-            } else if rt.pending.is_some() {
+            } else if rt.creating.is_some() || rt.made {
                 ("creating", None)
             } else if let Some(e) = &rt.last_error {
                 ("failed", Some(e.clone()))
@@ -825,7 +921,13 @@ impl Agent {
             vhbas,
             hosts,
             devices,
-            hung: self.scanner.hung().into_iter().map(|h| h.0).collect(),
+            hung: self
+                .executor
+                .scanner
+                .hung()
+                .into_iter()
+                .map(|r| r.host)
+                .collect(),
             counters: self.counters(),
         }
     }
@@ -837,4 +939,15 @@ impl Agent {
             }
         }
     }
+}
+
+/// The executor's vports for a policy: its state file, the daemon's confirm wait.
+fn vports(sysfs: &Sysfs, writer: &Arc<dyn AttrWriter>, policy: &Policy) -> Vports {
+    Vports::new(
+        sysfs.clone(),
+        writer.clone(),
+        Arc::new(SysfsPoll::new(sysfs.clone(), CONFIRM_POLL)),
+        OwnedState::new(policy.ownership.state_file.clone()),
+        CONFIRM_TIMEOUT,
+    )
 }

@@ -40,6 +40,13 @@ pub fn status(status: &str) {
     send(&[NotifyState::Status(status)]);
 }
 
+/// Start-up goes on: push systemd's start timeout `by` out from now, so that a
+/// slow but progressing start is not killed (and restarted) half-way.
+pub fn extend_timeout(by: Duration) {
+    let usec = u32::try_from(by.as_micros()).unwrap_or(u32::MAX);
+    send(&[NotifyState::ExtendTimeoutUsec(usec)]);
+}
+
 pub fn watchdog() {
     send(&[NotifyState::Watchdog]);
 }

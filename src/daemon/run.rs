@@ -1,20 +1,25 @@
-//! The event loop: source items in batches, ticks, scan reports, reload and stop.
+//! The event loop: source items in batches, ticks, executor reports, reload, stop.
 //!
-//! One task owns the [`Agent`]; everything reaches it through channels, so a slow
-//! kernel write on a scan worker never stalls events, reloads or the watchdog. The
-//! watchdog is pinged from this loop and nowhere else: if the loop wedges, systemd
-//! notices and restarts the agent.
+//! One task owns the [`Agent`]; everything reaches it through channels. The loop's
+//! thread never writes to the kernel (in debug builds the writer seam asserts it)
+//! and never waits for it: writes run on the executor's per-host workers and come
+//! back as reports, a reload's policy is read on a thread of its own, and start-up
+//! and stop are driven by timers. So a host whose writes hang never stalls events,
+//! reloads or the watchdog. The watchdog is pinged from this loop and nowhere
+//! else: if the loop wedges, systemd notices and restarts the agent.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::time::{self, Instant as TokioInstant, MissedTickBehavior};
 
-use crate::exec::ScanReport;
+use crate::exec::later;
 use crate::policy::{Policy, PolicyErrors};
+use crate::sysfs::writes::set_loop_thread;
 use crate::uevent::SourceItem;
 
-use super::agent::Agent;
+use super::agent::{Agent, CONFIRM_TIMEOUT};
 use super::notify;
 
 /// What the outside asks of the loop: `hbad run` maps SIGHUP and SIGTERM/SIGINT here.
@@ -27,38 +32,29 @@ pub enum Control {
 /// Timings of the loop; the debounce comes from the policy.
 #[derive(Clone, Copy, Debug)]
 pub struct LoopTimings {
-    /// How often unannounced state is polled (port_state, vport_state, hung scans).
+    /// How often unannounced state is polled (port_state, vport_state, hung writes).
     pub tick: Duration,
-    /// How long a stop waits for scans that are still running.
+    /// How long a stop waits for writes still in the kernel that are not yet known
+    /// to hang. Well inside the unit's TimeoutStopSec (30 s), so that systemd's
+    /// SIGKILL never comes.
     pub stop_grace: Duration,
+    /// The longest start-up waits for vHBA creates before READY=1, however they
+    /// are doing; systemd's start timeout is extended meanwhile.
+    pub boot_limit: Duration,
 }
 
 impl Default for LoopTimings {
     fn default() -> Self {
         LoopTimings {
             tick: Duration::from_secs(1),
-            stop_grace: Duration::from_secs(10),
+            stop_grace: Duration::from_secs(5),
+            boot_limit: CONFIRM_TIMEOUT + Duration::from_secs(15),
         }
     }
 }
 
-/// The agent's scan reports as a channel the loop can await. The scanner's workers
-/// are threads and the loop is a task, so a small thread carries each report across.
-pub fn scan_reports(agent: &Agent) -> std::io::Result<mpsc::UnboundedReceiver<ScanReport>> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (std_tx, std_rx) = std::sync::mpsc::channel();
-    agent.scanner().report_to(std_tx);
-    std::thread::Builder::new()
-        .name("scan-reports".into())
-        .spawn(move || {
-            for r in std_rx {
-                if tx.send(r).is_err() {
-                    return;
-                }
-            }
-        })?;
-    Ok(rx)
-}
+/// By how much each tick of start-up pushes systemd's start timeout out.
+const EXTEND_BY: Duration = Duration::from_secs(10);
 
 /// Feeds the loop from a blocking stream of events (the simulator's subscription)
 /// on a thread of its own, as a kernel source would.
@@ -77,18 +73,44 @@ pub fn forward_events(
         })
 }
 
+type LoadPolicy = dyn Fn() -> Result<Policy, PolicyErrors> + Send + Sync;
+
+/// Reads the policy on a thread of its own (it reads files, and a hung NFS mount
+/// or a huge drop-in directory must not hold the loop); the result comes back on
+/// `tx`.
+fn load_off_loop(
+    load: &Arc<LoadPolicy>,
+    tx: &mpsc::Sender<Result<Policy, PolicyErrors>>,
+) -> std::io::Result<()> {
+    let (load, tx) = (load.clone(), tx.clone());
+    std::thread::Builder::new()
+        .name("policy".into())
+        .spawn(move || {
+            let _ = tx.blocking_send(load());
+        })
+        .map(drop)
+}
+
 /// Runs until `Stop` (or every control sender is gone). Start-up has already
 /// opened the sources and cold-plugged the agent; this does the boot reconcile,
-/// says READY=1 once the boot-time vHBAs are settled, and serves events.
+/// says READY=1 once the boot-time vHBAs are tried, and serves events.
 pub async fn run(
     mut agent: Agent,
     mut events: mpsc::Receiver<SourceItem>,
-    mut reports: mpsc::UnboundedReceiver<ScanReport>,
     mut control: mpsc::Receiver<Control>,
-    load_policy: impl Fn() -> Result<Policy, PolicyErrors>,
+    load_policy: impl Fn() -> Result<Policy, PolicyErrors> + Send + Sync + 'static,
     timings: LoopTimings,
 ) {
-    let started = std::time::Instant::now();
+    set_loop_thread(true);
+    let load_policy: Arc<LoadPolicy> = Arc::new(load_policy);
+    let (loaded_tx, mut loaded_rx) = mpsc::channel(1);
+    let mut loading = false;
+    let mut reload_again = false;
+    let mut reports = agent
+        .take_reports()
+        .unwrap_or_else(|| mpsc::unbounded_channel().1);
+
+    let started = Instant::now();
     agent.boot(started);
     agent.write_status();
     let mut ready = false;
@@ -103,50 +125,76 @@ pub async fn run(
     watchdog_ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     loop {
-        // Biased, and events last: during a storm the debounce deadline, scan
-        // reports, ticks and the watchdog still get their turn, and everything that
-        // arrived within one debounce window is planned as one batch.
+        // Biased, and events last: during a storm the debounce deadline, reports,
+        // ticks and the watchdog still get their turn, and everything that arrived
+        // within one debounce window is planned as one batch.
         tokio::select! {
             biased;
             c = control.recv() => match c {
                 Some(Control::Reload) => {
                     notify::reloading();
-                    // Events already received are handled under the old policy first.
-                    if !batch.is_empty() {
-                        agent.handle(std::mem::take(&mut batch), std::time::Instant::now());
-                        deadline = None;
+                    if loading {
+                        // The files may have changed since that read began.
+                        reload_again = true;
+                    } else if let Err(e) = load_off_loop(&load_policy, &loaded_tx) {
+                        tracing::error!("cannot start reading the policy, the previous one stays in force: {e}");
+                        notify::ready(&agent.summary());
+                    } else {
+                        loading = true;
                     }
-                    agent.reload(load_policy(), std::time::Instant::now());
-                    agent.write_status();
-                    notify::ready(&agent.summary());
-                    agent.set_ready();
-                    ready = true;
                 }
                 Some(Control::Stop) | None => break,
             },
             _ = watchdog_ticker.tick(), if watchdog.is_some() => notify::watchdog(),
+            Some(loaded) = loaded_rx.recv() => {
+                loading = false;
+                let now = Instant::now();
+                // Events already received are handled under the old policy first.
+                if !batch.is_empty() {
+                    agent.handle(std::mem::take(&mut batch), now);
+                    deadline = None;
+                }
+                agent.reload(loaded, now);
+                agent.write_status();
+                if reload_again {
+                    reload_again = false;
+                    loading = load_off_loop(&load_policy, &loaded_tx).is_ok();
+                }
+                if !loading {
+                    notify::ready(&agent.summary());
+                    agent.set_ready();
+                    ready = true;
+                }
+            },
             _ = time::sleep_until(deadline.unwrap_or_else(TokioInstant::now)), if deadline.is_some() => {
                 deadline = None;
-                agent.handle(std::mem::take(&mut batch), std::time::Instant::now());
+                let now = Instant::now();
+                agent.handle(std::mem::take(&mut batch), now);
+                if !ready {
+                    ready = start_up(&mut agent, started, now, &timings);
+                }
                 agent.write_status();
             },
             Some(r) = reports.recv() => {
-                agent.scan_report(r);
+                let now = Instant::now();
+                agent.report(r, now);
+                while let Ok(r) = reports.try_recv() {
+                    agent.report(r, now);
+                }
                 agent.write_status();
+                if !ready {
+                    ready = start_up(&mut agent, started, now, &timings);
+                }
             },
             _ = ticker.tick() => {
-                let now = std::time::Instant::now();
+                let now = Instant::now();
                 agent.tick(now);
-                agent.write_status();
-                if !ready && agent.boot_settled(started, now) {
-                    agent.set_ready();
-                    agent.write_status();
-                    notify::ready(&agent.summary());
-                    tracing::info!("ready: {}", agent.summary());
-                    ready = true;
-                } else if ready {
-                    notify::status(&agent.summary());
+                if !ready {
+                    ready = start_up(&mut agent, started, now, &timings);
+                } else {
+                    notify::status(&agent.summary_at(now));
                 }
+                agent.write_status();
             },
             item = events.recv(), if events_open => match item {
                 Some(item) => {
@@ -155,7 +203,8 @@ pub async fn run(
                         batch.push(i);
                     }
                     if deadline.is_none() {
-                        deadline = Some(TokioInstant::now() + agent.policy().rescan.debounce);
+                        let debounce = agent.policy().rescan.debounce;
+                        deadline = Some(TokioInstant::from_std(later(Instant::now(), debounce)));
                     }
                 }
                 None => {
@@ -166,22 +215,87 @@ pub async fn run(
         }
     }
 
-    notify::stopping();
-    if !batch.is_empty() {
-        agent.handle(batch, std::time::Instant::now());
+    stop(agent, batch, reports, timings).await;
+    set_loop_thread(false);
+}
+
+/// Before READY=1: sends it once every boot-time vHBA has been tried (or the
+/// start-up limit has passed); until then pushes systemd's start timeout out and
+/// says what start-up waits for. A parent's link that is down does not hold it:
+/// the vHBA is made when the link comes up, and STATUS= says so meanwhile.
+fn start_up(agent: &mut Agent, started: Instant, now: Instant, timings: &LoopTimings) -> bool {
+    let waited = now.saturating_duration_since(started);
+    if !agent.boot_settled() && waited < timings.boot_limit {
+        notify::extend_timeout(EXTEND_BY);
+        notify::status(&format!(
+            "starting: creating {}; {}",
+            agent.creating().join(", "),
+            agent.summary_at(now)
+        ));
+        return false;
     }
-    // Scans are kernel writes on worker threads; give them a bounded time to end.
-    // vHBAs are never deleted on the way out: they outlive agent restarts.
-    let until = std::time::Instant::now() + timings.stop_grace;
-    while agent.scanner().busy() > 0 && std::time::Instant::now() < until {
-        time::sleep(Duration::from_millis(20)).await;
-    }
-    if agent.scanner().busy() > 0 {
+    if !agent.boot_settled() {
         tracing::warn!(
-            "stopping with {} scans still in the kernel",
-            agent.scanner().busy()
+            "ready after {} s with vHBA creates still in the kernel: {}",
+            waited.as_secs(),
+            agent.creating().join(", ")
+        );
+    }
+    agent.set_ready();
+    agent.write_status();
+    let summary = agent.summary_at(now);
+    notify::ready(&summary);
+    tracing::info!("ready: {summary}");
+    true
+}
+
+/// SIGTERM/SIGINT: no new writes (no vport_create: a SIGKILL inside one breaks the
+/// fcoe driver), a bounded wait for writes in the kernel that are not known to
+/// hang, then each write still there logged with its host, what and how long.
+/// Hung writes run in child processes the agent leaves behind, so it exits.
+/// vHBAs are never deleted on the way out: they outlive agent restarts.
+async fn stop(
+    mut agent: Agent,
+    batch: Vec<SourceItem>,
+    mut reports: mpsc::UnboundedReceiver<crate::exec::Report>,
+    timings: LoopTimings,
+) {
+    notify::stopping();
+    agent.stop();
+    if !batch.is_empty() {
+        // The graph and counters take them; no step starts.
+        agent.handle(batch, Instant::now());
+    }
+    let until = later(Instant::now(), timings.stop_grace);
+    while agent.unfinished() > 0 && Instant::now() < until {
+        tokio::select! {
+            Some(r) = reports.recv() => agent.report(r, Instant::now()),
+            _ = time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+    while let Ok(r) = reports.try_recv() {
+        agent.report(r, Instant::now());
+    }
+    let left = agent.running();
+    for r in &left {
+        tracing::warn!(
+            hbad_host = %r.host,
+            hbad_action = "stop",
+            hbad_duration_ms = r.ran.as_millis() as u64,
+            "stopping with {} on {} still in the kernel after {:.1} s; its writer \
+             process is left to finish",
+            r.what,
+            r.host,
+            r.ran.as_secs_f64()
         );
     }
     agent.write_status();
-    tracing::info!("stopped");
+    tracing::info!(
+        "stopped{}",
+        if left.is_empty() {
+            String::new()
+        } else {
+            format!(" with {} write(s) still in the kernel", left.len())
+        }
+    );
 }

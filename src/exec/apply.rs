@@ -1,25 +1,26 @@
 //! Runs a [`Plan`]: every step on its own, every step reported.
 //!
 //! Steps do not depend on one another, so one failure stops nothing else: a parent
-//! that refuses a vport does not keep a target from being scanned. Scans go to the
-//! per-host workers first, so they run while the vport steps are written, and all
-//! hosts scan in parallel; device rescans each get a thread for the same reason
-//! (a write to `device/rescan` blocks while the device answers, or does not).
+//! that refuses a vport does not keep a target from being scanned. Every write goes
+//! to the worker of the host it concerns (the parent for vport steps, the LUN's
+//! host for a device rescan), so all hosts work in parallel and a write that hangs
+//! (a `device/rescan` blocks while the device answers, or does not) costs that
+//! host only. The daemon starts the same steps one by one ([`Executor::start`]) and
+//! gets their reports as messages.
 
 use std::sync::mpsc;
-use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::errors::{explain, Op};
+use super::later;
 use super::scan::{ScanOutcome, Scanner, Ticket};
 use super::vport::{CreateRequest, DeletePolicy, Vports};
 use crate::ownership::{OwnerMark, OWNER_PREFIX};
-use crate::plan::{Action, Plan, Step};
-use crate::sysfs::devpath_name;
-use crate::sysfs::writes::AttrWriter;
+use crate::plan::{Action, HostRef, Plan, Step};
+use crate::sysfs::writes::vport_text;
+use crate::sysfs::{devpath_name, host_number, parent_devpath};
 
 /// How one step ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -102,63 +103,64 @@ impl ApplyReport {
     }
 }
 
-/// Everything that writes: vports, the scan workers, device rescans.
+/// Everything that writes: vports, the per-host workers, device rescans. Shared by
+/// the CLI's writing commands and the daemon: both start steps here, and every
+/// write runs on the worker of the host it goes to, never on the caller's thread.
 #[derive(Debug)]
 pub struct Executor {
     pub vports: Vports,
     pub scanner: Scanner,
-    writer: Arc<dyn AttrWriter>,
-}
-
-enum Pending {
-    Now(StepOutcome, Duration),
-    Scan(Ticket),
-    Rescan(mpsc::Receiver<StepOutcome>, Instant),
 }
 
 impl Executor {
-    pub fn new(vports: Vports, scanner: Scanner, writer: Arc<dyn AttrWriter>) -> Self {
-        Executor {
-            vports,
-            scanner,
-            writer,
-        }
+    pub fn new(vports: Vports, scanner: Scanner) -> Self {
+        Executor { vports, scanner }
     }
 
     /// Applies every step and reports each, in plan order. Waits for scans up to
-    /// the scanner's timeout; scans still running then are reported hung.
+    /// the scanner's timeout and for vport steps up to the vport timeout on top;
+    /// a step still running then is reported hung (it goes on in the kernel).
     pub fn apply(&self, plan: &Plan) -> ApplyReport {
-        // Start every blocking write first, so they overlap with the vport steps.
-        let mut pending: Vec<Option<Pending>> = plan
+        let t0 = Instant::now();
+        let (tx, rx) = mpsc::channel();
+        // Scans first: they are queued before the vport steps of the same host.
+        let mut tickets: Vec<Option<Ticket>> = plan
             .steps
             .iter()
             .map(|step| match &step.action {
-                Action::Scan { host, scope } => Some(Pending::Scan(self.scanner.request(
-                    host,
-                    *scope,
-                    &step.reason,
-                ))),
-                Action::RescanDevice { hctl, devpath } => {
-                    Some(self.start_rescan(hctl.to_string(), devpath))
+                Action::Scan { host, scope } => {
+                    Some(self.scanner.request(host, *scope, &step.reason))
                 }
                 _ => None,
             })
             .collect();
-        for (step, slot) in plan.steps.iter().zip(pending.iter_mut()) {
-            if slot.is_none() {
-                let t0 = Instant::now();
-                let outcome = self.vport_step(step);
-                *slot = Some(Pending::Now(outcome, t0.elapsed()));
+        for (i, step) in plan.steps.iter().enumerate() {
+            if tickets[i].is_none() {
+                let tx = tx.clone();
+                self.start(step.clone(), move |r| {
+                    let _ = tx.send((i, r));
+                });
             }
         }
+        drop(tx);
         let timeout = self.scanner.timeout();
+        let limit = later(t0, timeout.saturating_add(self.vports.timeout()));
+        let mut reports: Vec<Option<StepReport>> = vec![None; plan.steps.len()];
+        let waited = plan.steps.len() - tickets.iter().filter(|t| t.is_some()).count();
+        for _ in 0..waited {
+            let left = limit.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok((i, r)) => reports[i] = Some(r),
+                Err(_) => break,
+            }
+        }
         let steps = plan
             .steps
             .iter()
-            .zip(pending)
-            .map(|(step, p)| match p {
-                Some(Pending::Now(outcome, d)) => StepReport::new(step, outcome, d),
-                Some(Pending::Scan(ticket)) => {
+            .zip(tickets.iter_mut())
+            .zip(reports)
+            .map(|((step, ticket), report)| {
+                if let Some(ticket) = ticket.take() {
                     let r = ticket.wait(timeout);
                     let outcome = match r.outcome {
                         ScanOutcome::Done => StepOutcome::Done {
@@ -169,128 +171,181 @@ impl Executor {
                             after_ms: r.duration.as_millis() as u64,
                         },
                     };
-                    StepReport::new(step, outcome, r.duration)
+                    return StepReport::new(step, outcome, r.duration);
                 }
-                Some(Pending::Rescan(rx, t0)) => {
-                    let left = timeout.saturating_sub(t0.elapsed());
-                    let outcome = rx.recv_timeout(left).unwrap_or(StepOutcome::Hung {
-                        after_ms: t0.elapsed().as_millis() as u64,
-                    });
-                    StepReport::new(step, outcome, t0.elapsed())
-                }
-                None => StepReport::new(
-                    step,
-                    StepOutcome::Failed {
-                        error: "internal: step was never run".into(),
-                    },
-                    Duration::ZERO,
-                ),
+                report.unwrap_or_else(|| {
+                    StepReport::new(
+                        step,
+                        StepOutcome::Hung {
+                            after_ms: t0.elapsed().as_millis() as u64,
+                        },
+                        t0.elapsed(),
+                    )
+                })
             })
             .collect();
         ApplyReport { steps }
     }
 
-    /// `echo 1 > .../device/rescan` on its own thread: it blocks while the device
-    /// answers, and a hung device must not hold up the report.
-    fn start_rescan(&self, device: String, devpath: &str) -> Pending {
-        let (tx, rx) = mpsc::channel();
-        let path = self.vports.sysfs().rescan_path(devpath);
-        let writer = self.writer.clone();
-        let t0 = Instant::now();
-        let spawned = thread::Builder::new()
-            .name(format!("rescan-{device}"))
-            .spawn(move || {
-                let outcome = match writer.write_attr(&path, "1") {
-                    Ok(()) => StepOutcome::Done {
-                        detail: format!("{device} re-read"),
+    /// Starts one step that is not a scan (scans: [`Scanner::request`]) on the
+    /// worker of the host it writes to; `done` gets its report there. Steps that
+    /// write nothing (wait, keep) are reported at once, on the caller's thread.
+    pub fn start(&self, step: Step, done: impl FnOnce(StepReport) + Send + 'static) {
+        let Some((host, what)) = self.lane(&step) else {
+            let outcome = self.step_outcome(&step);
+            done(StepReport::new(&step, outcome, Duration::ZERO));
+            return;
+        };
+        let vports = self.vports.clone();
+        self.scanner.submit(&host, what, move || {
+            let t0 = Instant::now();
+            let outcome = run_step(&vports, &step);
+            done(StepReport::new(&step, outcome, t0.elapsed()));
+        });
+    }
+
+    /// The host whose worker runs a step, and the write in words; `None` for
+    /// steps that write nothing.
+    fn lane(&self, step: &Step) -> Option<(HostRef, String)> {
+        match &step.action {
+            Action::CreateVhba {
+                parent, wwpn, wwnn, ..
+            } => Some((
+                parent.clone(),
+                format!("vport_create {}", vport_text(*wwpn, *wwnn)),
+            )),
+            Action::DeleteVhba {
+                parent, wwpn, wwnn, ..
+            } => Some((
+                parent.clone(),
+                format!("vport_delete {}", vport_text(*wwpn, *wwnn)),
+            )),
+            Action::SetSymbolicName { vport, .. } => {
+                let parent = parent_devpath(vport)?;
+                Some((
+                    HostRef {
+                        number: host_number(devpath_name(parent))?,
+                        devpath: parent.to_string(),
                     },
-                    Err(e) => StepOutcome::Failed {
-                        error: explain(&Op::Rescan { device }, &e).to_string(),
-                    },
-                };
-                let _ = tx.send(outcome);
-            });
-        match spawned {
-            Ok(_) => Pending::Rescan(rx, t0),
-            Err(e) => Pending::Now(
-                StepOutcome::Failed {
-                    error: format!("cannot start a rescan thread: {e}"),
-                },
-                Duration::ZERO,
-            ),
+                    format!("symbolic_name of {}", devpath_name(vport)),
+                ))
+            }
+            Action::RescanDevice { hctl, devpath } => Some((
+                host_above(devpath, hctl.host)?,
+                format!("device/rescan of {hctl}"),
+            )),
+            Action::Scan { .. } | Action::Wait { .. } | Action::Keep { .. } => None,
         }
     }
 
-    fn vport_step(&self, step: &Step) -> StepOutcome {
-        let failed = |e: &dyn std::fmt::Display| StepOutcome::Failed {
-            error: e.to_string(),
-        };
+    fn step_outcome(&self, step: &Step) -> StepOutcome {
         match &step.action {
-            Action::CreateVhba {
-                vhba,
-                parent,
-                control_dir,
-                wwpn,
-                wwnn,
-                ..
-            } => {
-                let req = CreateRequest {
-                    name: vhba.clone(),
-                    parent: parent.clone(),
-                    control_dir: *control_dir,
-                    wwpn: *wwpn,
-                    wwnn: *wwnn,
-                };
-                match self.vports.create(&req) {
-                    Ok(c) => {
-                        let host = c
-                            .vhba
-                            .host
-                            .as_ref()
-                            .map_or("no host yet".to_string(), |h| h.to_string());
-                        let detail = format!(
-                            "vHBA {vhba} is {host} ({}){}",
-                            devpath_name(&c.vhba.vport),
-                            mark_note(c.owner.as_ref())
-                        );
-                        if c.already_present {
-                            StepOutcome::AlreadyDone { detail }
-                        } else {
-                            StepOutcome::Done { detail }
-                        }
-                    }
-                    Err(e) => failed(&e),
-                }
-            }
-            Action::SetSymbolicName { vhba, vport, .. } => match self.vports.mark(vport, vhba) {
-                Ok(mark) => StepOutcome::Done {
-                    detail: format!(
-                        "{} is vHBA {vhba}{}",
-                        devpath_name(vport),
-                        mark_note(Some(&mark))
-                    ),
-                },
-                Err(e) => failed(&e),
-            },
-            Action::DeleteVhba { vport, .. } => {
-                match self.vports.delete(vport, DeletePolicy::OwnedOnly) {
-                    Ok(d) if d.already_gone => StepOutcome::AlreadyDone {
-                        detail: format!("{} was already gone", devpath_name(vport)),
-                    },
-                    Ok(d) => StepOutcome::Done {
-                        detail: format!("deleted {} from {}", devpath_name(&d.vport), d.parent),
-                    },
-                    Err(e) => failed(&e),
-                }
-            }
             Action::Wait { reason, .. } => StepOutcome::Waiting {
                 reason: reason.to_string(),
             },
             Action::Keep { .. } => StepOutcome::Kept,
-            Action::Scan { .. } | Action::RescanDevice { .. } => StepOutcome::Failed {
-                error: "internal: scans are not vport steps".into(),
+            _ => StepOutcome::Failed {
+                error: format!("no SCSI host to run \"{step}\" on"),
             },
         }
+    }
+}
+
+/// The devpath of host `number` above a device, from the device's own path.
+fn host_above(devpath: &str, number: u32) -> Option<HostRef> {
+    let mut at = devpath;
+    loop {
+        if host_number(devpath_name(at)) == Some(number) {
+            return Some(HostRef {
+                number,
+                devpath: at.to_string(),
+            });
+        }
+        at = parent_devpath(at)?;
+    }
+}
+
+/// One write step, on the worker's thread.
+fn run_step(vports: &Vports, step: &Step) -> StepOutcome {
+    let failed = |e: &dyn std::fmt::Display| StepOutcome::Failed {
+        error: e.to_string(),
+    };
+    match &step.action {
+        Action::CreateVhba {
+            vhba,
+            parent,
+            control_dir,
+            wwpn,
+            wwnn,
+            ..
+        } => {
+            let req = CreateRequest {
+                name: vhba.clone(),
+                parent: parent.clone(),
+                control_dir: *control_dir,
+                wwpn: *wwpn,
+                wwnn: *wwnn,
+            };
+            match vports.create(&req) {
+                Ok(c) => {
+                    let host = c
+                        .vhba
+                        .host
+                        .as_ref()
+                        .map_or("no host yet".to_string(), |h| h.to_string());
+                    let detail = format!(
+                        "vHBA {vhba} is {host} ({}){}",
+                        devpath_name(&c.vhba.vport),
+                        mark_note(c.owner.as_ref())
+                    );
+                    if c.already_present {
+                        StepOutcome::AlreadyDone { detail }
+                    } else {
+                        StepOutcome::Done { detail }
+                    }
+                }
+                Err(e) => failed(&e),
+            }
+        }
+        Action::SetSymbolicName { vhba, vport, .. } => match vports.mark(vport, vhba) {
+            Ok(mark) => StepOutcome::Done {
+                detail: format!(
+                    "{} is vHBA {vhba}{}",
+                    devpath_name(vport),
+                    mark_note(Some(&mark))
+                ),
+            },
+            Err(e) => failed(&e),
+        },
+        Action::DeleteVhba { vport, .. } => match vports.delete(vport, DeletePolicy::OwnedOnly) {
+            Ok(d) if d.already_gone => StepOutcome::AlreadyDone {
+                detail: format!("{} was already gone", devpath_name(vport)),
+            },
+            Ok(d) => StepOutcome::Done {
+                detail: format!("deleted {} from {}", devpath_name(&d.vport), d.parent),
+            },
+            Err(e) => failed(&e),
+        },
+        Action::RescanDevice { hctl, devpath } => {
+            let path = vports.sysfs().rescan_path(devpath);
+            match vports.writer().write_attr(&path, "1") {
+                Ok(()) => StepOutcome::Done {
+                    detail: format!("{hctl} re-read"),
+                },
+                Err(e) => StepOutcome::Failed {
+                    error: explain(
+                        &Op::Rescan {
+                            device: hctl.to_string(),
+                        },
+                        &e,
+                    )
+                    .to_string(),
+                },
+            }
+        }
+        Action::Wait { .. } | Action::Keep { .. } | Action::Scan { .. } => StepOutcome::Failed {
+            error: "internal: not a write step".into(),
+        },
     }
 }
 
@@ -309,13 +364,14 @@ fn mark_note(mark: Option<&OwnerMark>) -> String {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+    use std::sync::Arc;
 
     use super::*;
     use crate::exec::vport::tests::Kernel;
     use crate::exec::vport::SysfsPoll;
     use crate::ownership::OwnedState;
     use crate::plan::{HostRef, WaitReason};
-    use crate::sysfs::writes::ScanScope;
+    use crate::sysfs::writes::{AttrWriter, ScanScope};
     use crate::sysfs::VportControlDir;
     use crate::wwn::Wwn;
 
@@ -329,7 +385,7 @@ mod tests {
             Duration::from_millis(200),
         );
         let scanner = Scanner::new(k.clone(), sysfs, Duration::from_secs(10));
-        Executor::new(vports, scanner, k.clone())
+        Executor::new(vports, scanner)
     }
 
     fn lab() -> (tempfile::TempDir, Arc<Kernel>) {
@@ -446,21 +502,53 @@ mod tests {
         let ex = Executor::new(
             vports,
             Scanner::new(k.clone(), sysfs, Duration::from_millis(300)),
-            k.clone(),
         );
         let parent = k.parent();
-        let gate = k.sim.stall_scans(parent.number);
+        let other = *k.sim.hosts().iter().find(|&&h| h != parent.number).unwrap();
+        let other = HostRef {
+            number: other,
+            devpath: k.sim.host_devpath(other).unwrap(),
+        };
+        let gate = k.sim.stall_scans(other.number);
         let report = ex.apply(&Plan {
             steps: vec![
                 step(Action::Scan {
-                    host: parent,
+                    host: other.clone(),
                     scope: ScanScope::Host,
                 }),
                 create(&k, "a", 0x5001_a4a0_0000_0b01),
             ],
         });
         let results: Vec<&str> = report.steps.iter().map(|s| word(&s.outcome)).collect();
-        assert_eq!(results, ["hung", "done"]);
+        assert_eq!(
+            results,
+            ["hung", "done"],
+            "another host's hang holds nothing"
+        );
+        // Writes to the hung host itself queue behind its scan, and are reported
+        // hung too rather than waited for.
+        let report = ex.apply(&Plan {
+            steps: vec![step(Action::RescanDevice {
+                hctl: *k
+                    .sim
+                    .luns()
+                    .iter()
+                    .find(|l| l.host == other.number)
+                    .unwrap(),
+                devpath: k
+                    .sim
+                    .lun_devpath(
+                        *k.sim
+                            .luns()
+                            .iter()
+                            .find(|l| l.host == other.number)
+                            .unwrap(),
+                    )
+                    .unwrap(),
+            })],
+        });
+        assert_eq!(word(&report.steps[0].outcome), "hung");
+        assert_eq!(ex.scanner.hung().len(), 1, "{:?}", ex.scanner.hung());
         gate.release();
     }
 

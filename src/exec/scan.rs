@@ -1,4 +1,6 @@
-//! Scans: one worker thread per SCSI host, hosts in parallel.
+//! Per-host workers: one thread per SCSI host, hosts in parallel, carrying every
+//! kernel write hbad makes to that host (scans, vport create and delete, marks,
+//! device rescans), so a write hung on one host never holds up another host's.
 //!
 //! A write to `scsi_host/hostN/scan` is synchronous and the kernel serializes the
 //! scans of one host, so a worker per host loses nothing and keeps a slow or hung
@@ -7,9 +9,11 @@
 //! host-wide request absorbs the queued target scans. A request is not merged into
 //! the scan already running, which may have started before the new LUN was mapped.
 //!
-//! A scan past its timeout is reported as hung. Its thread stays blocked in the
-//! kernel (a sysfs write cannot be cancelled); later scans of that host wait behind
-//! it, merged, and every other host carries on.
+//! A write past the timeout is reported as hung. Its thread stays blocked (a sysfs
+//! write cannot be cancelled; the daemon's writes run in a child process the worker
+//! waits for, so the agent itself can still exit); later writes to that host wait
+//! behind it, scans merged, and every other host carries on. Once closed (the
+//! agent is stopping) the workers start nothing more: what is queued is dropped.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -68,7 +72,9 @@ impl Ticket {
                 host: self.host,
                 scope: self.scope,
                 reason: self.reason,
-                started: SystemTime::now() - self.asked.elapsed(),
+                started: SystemTime::now()
+                    .checked_sub(self.asked.elapsed())
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
                 duration: self.asked.elapsed(),
                 outcome: ScanOutcome::Hung,
                 merged: 0,
@@ -83,15 +89,36 @@ struct Pending {
     waiters: Vec<Sender<ScanReport>>,
 }
 
+/// A write other than a scan, run once in order with the host's scans.
+struct Task {
+    what: String,
+    run: Box<dyn FnOnce() + Send>,
+}
+
+enum Job {
+    Scan(Pending),
+    Task(Task),
+}
+
 #[derive(Default)]
 struct HostState {
-    queue: Vec<Pending>,
-    running: Option<(ScanScope, Instant)>,
+    queue: Vec<Job>,
+    /// What the worker is writing, and since when.
+    running: Option<(String, Instant)>,
 }
 
 struct HostWorker {
     state: Mutex<HostState>,
     wake: Condvar,
+}
+
+/// A write still in the kernel: which host, what, for how long.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Running {
+    pub host: String,
+    /// `scan "0 1 -"`, `vport_create 5001...:5001...`, `device/rescan 2:0:0:1`...
+    pub what: String,
+    pub ran: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -114,7 +141,8 @@ pub struct Scanner {
     timeout: Duration,
     workers: Mutex<HashMap<String, Arc<HostWorker>>>,
     counters: Arc<Mutex<ScanCounters>>,
-    reports: Mutex<Option<Sender<ScanReport>>>,
+    reports: Mutex<Option<ReportSink>>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -134,6 +162,7 @@ impl Scanner {
             workers: Mutex::new(HashMap::new()),
             counters: Arc::new(Mutex::new(ScanCounters::default())),
             reports: Mutex::new(None),
+            closed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -141,9 +170,10 @@ impl Scanner {
         self.timeout
     }
 
-    /// Every finished scan is also sent here (the daemon's status and journal).
-    pub fn report_to(&self, tx: Sender<ScanReport>) {
-        *lock(&self.reports) = Some(tx);
+    /// Every finished scan is also given to `sink` (the daemon's status and
+    /// journal), on the worker's thread. Set it before the first request.
+    pub fn report_to(&self, sink: impl Fn(ScanReport) + Send + Sync + 'static) {
+        *lock(&self.reports) = Some(Arc::new(sink));
     }
 
     pub fn counters(&self) -> ScanCounters {
@@ -158,27 +188,30 @@ impl Scanner {
             let mut st = lock(&worker.state);
             let mut c = lock(&self.counters);
             c.requested += 1;
-            if let Some(p) = st.queue.iter_mut().find(|p| p.scope.covers(scope)) {
+            let covering = st.queue.iter_mut().find_map(|j| match j {
+                Job::Scan(p) if p.scope.covers(scope) => Some(p),
+                _ => None,
+            });
+            if let Some(p) = covering {
                 p.waiters.push(tx);
                 c.merged += 1;
             } else {
                 // A wider request absorbs the narrower ones already queued.
                 let mut waiters = vec![tx];
                 let before = st.queue.len();
-                st.queue.retain_mut(|p| {
-                    if scope.covers(p.scope) {
+                st.queue.retain_mut(|j| match j {
+                    Job::Scan(p) if scope.covers(p.scope) => {
                         waiters.append(&mut p.waiters);
                         false
-                    } else {
-                        true
                     }
+                    _ => true,
                 });
                 c.merged += (before - st.queue.len()) as u64;
-                st.queue.push(Pending {
+                st.queue.push(Job::Scan(Pending {
                     scope,
                     reason: reason.to_string(),
                     waiters,
-                });
+                }));
             }
         }
         worker.wake.notify_one();
@@ -191,23 +224,43 @@ impl Scanner {
         }
     }
 
-    /// Hosts whose running scan has passed the timeout, with how long it has run.
-    pub fn hung(&self) -> Vec<(String, ScanScope, Duration)> {
+    /// Runs `run` on the host's worker, after what is queued there. `what` names
+    /// the write in hung reports (`vport_create WWPN:WWNN`).
+    pub fn submit(&self, host: &HostRef, what: String, run: impl FnOnce() + Send + 'static) {
+        let worker = self.worker(host);
+        lock(&worker.state).queue.push(Job::Task(Task {
+            what,
+            run: Box::new(run),
+        }));
+        worker.wake.notify_one();
+    }
+
+    /// Every write in the kernel now, with how long it has run, by host.
+    pub fn running(&self) -> Vec<Running> {
         let workers = lock(&self.workers);
-        let mut out: Vec<(String, ScanScope, Duration)> = workers
+        let mut out: Vec<Running> = workers
             .iter()
             .filter_map(|(devpath, w)| {
-                let (scope, since) = lock(&w.state).running?;
-                let ran = since.elapsed();
-                (ran > self.timeout)
-                    .then(|| (crate::sysfs::devpath_name(devpath).to_string(), scope, ran))
+                let (what, since) = lock(&w.state).running.clone()?;
+                Some(Running {
+                    host: crate::sysfs::devpath_name(devpath).to_string(),
+                    what,
+                    ran: since.elapsed(),
+                })
             })
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by(|a, b| a.host.cmp(&b.host));
         out
     }
 
-    /// Scans running or queued, over all hosts.
+    /// Writes that have run past the timeout: their hosts are reported hung.
+    pub fn hung(&self) -> Vec<Running> {
+        let mut out = self.running();
+        out.retain(|r| r.ran > self.timeout);
+        out
+    }
+
+    /// Writes running or queued, over all hosts.
     pub fn busy(&self) -> usize {
         lock(&self.workers)
             .values()
@@ -216,6 +269,36 @@ impl Scanner {
                 st.queue.len() + usize::from(st.running.is_some())
             })
             .sum()
+    }
+
+    /// Writes running and not yet past the timeout, and queued writes that will
+    /// run: what a stop waits for (not for hosts already hung).
+    pub fn unfinished(&self) -> usize {
+        lock(&self.workers)
+            .values()
+            .map(|w| {
+                let st = lock(&w.state);
+                match &st.running {
+                    Some((_, since)) if since.elapsed() > self.timeout => 0,
+                    Some(_) => 1,
+                    None => st.queue.len(),
+                }
+            })
+            .sum()
+    }
+
+    /// Stops taking work: queued writes are dropped and nothing new starts. Writes
+    /// already in the kernel run to their end.
+    pub fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        for w in lock(&self.workers).values() {
+            lock(&w.state).queue.clear();
+            w.wake.notify_one();
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn worker(&self, host: &HostRef) -> Arc<HostWorker> {
@@ -235,6 +318,7 @@ impl Scanner {
             path: self.sysfs.scan_path(&host.devpath),
             counters: self.counters.clone(),
             reports: lock(&self.reports).clone(),
+            closed: self.closed.clone(),
         };
         let spawned = thread::Builder::new()
             .name(format!("scan-host{}", host.number))
@@ -242,7 +326,8 @@ impl Scanner {
         if let Err(e) = spawned {
             // Without a thread the queue would never drain: fail its requests now.
             let mut st = lock(&w.state);
-            for p in st.queue.drain(..) {
+            for job in st.queue.drain(..) {
+                let Job::Scan(p) = job else { continue };
                 for tx in p.waiters {
                     let _ = tx.send(ScanReport {
                         host: host.clone(),
@@ -268,15 +353,22 @@ struct WorkerContext {
     writer: Arc<dyn AttrWriter>,
     path: std::path::PathBuf,
     counters: Arc<Mutex<ScanCounters>>,
-    reports: Option<Sender<ScanReport>>,
+    reports: Option<ReportSink>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
+
+type ReportSink = Arc<dyn Fn(ScanReport) + Send + Sync>;
 
 impl WorkerContext {
     fn run(self) {
         loop {
             let job = {
                 let mut st = lock(&self.worker.state);
-                while st.queue.is_empty() {
+                while st.queue.is_empty() || self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                    if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                        st.queue.clear();
+                        return;
+                    }
                     st = self
                         .worker
                         .wake
@@ -284,8 +376,20 @@ impl WorkerContext {
                         .unwrap_or_else(PoisonError::into_inner);
                 }
                 let job = st.queue.remove(0);
-                st.running = Some((job.scope, Instant::now()));
+                let what = match &job {
+                    Job::Scan(p) => format!("scan \"{}\"", p.scope),
+                    Job::Task(t) => t.what.clone(),
+                };
+                st.running = Some((what, Instant::now()));
                 job
+            };
+            let job = match job {
+                Job::Scan(p) => p,
+                Job::Task(t) => {
+                    (t.run)();
+                    lock(&self.worker.state).running = None;
+                    continue;
+                }
             };
             lock(&self.counters).issued += 1;
             let started = SystemTime::now();
@@ -316,8 +420,8 @@ impl WorkerContext {
                 outcome,
                 merged: job.waiters.len().saturating_sub(1) as u32,
             };
-            if let Some(tx) = &self.reports {
-                let _ = tx.send(report.clone());
+            if let Some(sink) = &self.reports {
+                sink(report.clone());
             }
             for w in job.waiters {
                 let _ = w.send(report.clone());
@@ -345,7 +449,7 @@ mod tests {
     }
 
     impl AttrWriter for FakeKernel {
-        fn write_attr(&self, path: &Path, value: &str) -> std::io::Result<()> {
+        fn store(&self, path: &Path, value: &str) -> std::io::Result<()> {
             let host = path
                 .components()
                 .rev()
@@ -500,7 +604,7 @@ mod tests {
             thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(
-            s.hung().iter().map(|h| h.0.clone()).collect::<Vec<_>>(),
+            s.hung().iter().map(|h| h.host.clone()).collect::<Vec<_>>(),
             ["host9"]
         );
         // A later scan of the hung host waits behind it instead of piling up.

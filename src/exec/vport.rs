@@ -111,7 +111,7 @@ impl SysfsPoll {
     }
 
     fn poll<T>(&self, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-        let deadline = Instant::now() + timeout;
+        let deadline = super::later(Instant::now(), timeout);
         loop {
             if let Some(v) = probe() {
                 return Some(v);
@@ -278,6 +278,11 @@ impl Vports {
 
     pub fn state(&self) -> &OwnedState {
         &self.state
+    }
+
+    /// How long a new vHBA may take to appear, or a deleted one to go.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The vport holding this WWPN, if the kernel has one, with its vHBA and owner.
@@ -624,7 +629,7 @@ pub(crate) mod tests {
     }
 
     impl AttrWriter for Kernel {
-        fn write_attr(&self, path: &Path, value: &str) -> io::Result<()> {
+        fn store(&self, path: &Path, value: &str) -> io::Result<()> {
             let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if self.lose_creates && file == "vport_create" {
                 self.lost

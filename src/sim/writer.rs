@@ -20,7 +20,7 @@ pub struct WriteRecord {
 }
 
 impl AttrWriter for Sim {
-    fn write_attr(&self, path: &Path, value: &str) -> io::Result<()> {
+    fn store(&self, path: &Path, value: &str) -> io::Result<()> {
         let result = self.route(path, value);
         lock(&self.shared.writes).push(WriteRecord {
             path: path.to_path_buf(),

@@ -5,6 +5,7 @@
 //! errno values, new devices and their uevents). Everything above this module builds
 //! exactly the text the kernel parses, so the simulator checks our formats too.
 
+use std::cell::Cell;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
@@ -16,8 +17,37 @@ use super::{Sysfs, VportControlDir};
 use crate::wwn::{Wwn, WwnStyle};
 
 /// Writes one value to one sysfs attribute, as a single `write(2)`.
+///
+/// Implementations provide [`AttrWriter::store`]; everyone calls
+/// [`AttrWriter::write_attr`], which in debug builds checks that the calling thread
+/// is not the event loop's: a kernel write may block for minutes, and the loop
+/// must keep serving events, reloads and the watchdog meanwhile.
 pub trait AttrWriter: Send + Sync + fmt::Debug {
-    fn write_attr(&self, path: &Path, value: &str) -> io::Result<()>;
+    /// The write itself. Call [`AttrWriter::write_attr`] instead.
+    fn store(&self, path: &Path, value: &str) -> io::Result<()>;
+
+    fn write_attr(&self, path: &Path, value: &str) -> io::Result<()> {
+        debug_assert!(
+            !on_loop_thread(),
+            "kernel write to {} on the event loop's thread",
+            path.display()
+        );
+        self.store(path, value)
+    }
+}
+
+thread_local! {
+    static LOOP_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks (or unmarks) the calling thread as the event loop's: while marked, a
+/// kernel write from it is a bug (a debug assertion in [`AttrWriter::write_attr`]).
+pub fn set_loop_thread(on: bool) {
+    LOOP_THREAD.with(|c| c.set(on));
+}
+
+pub fn on_loop_thread() -> bool {
+    LOOP_THREAD.with(Cell::get)
 }
 
 /// Writes to the real sysfs.
@@ -25,13 +55,66 @@ pub trait AttrWriter: Send + Sync + fmt::Debug {
 pub struct KernelWriter;
 
 impl AttrWriter for KernelWriter {
-    fn write_attr(&self, path: &Path, value: &str) -> io::Result<()> {
+    fn store(&self, path: &Path, value: &str) -> io::Result<()> {
         // Never create: a missing attribute means the driver lacks the feature, and
         // creating a regular file in its place would hide that.
         let mut file = OpenOptions::new().write(true).open(path)?;
         // sysfs store handlers see exactly one write; a short or split write would be
         // parsed as two commands.
         file.write_all(value.as_bytes())
+    }
+}
+
+/// Writes each attribute from a short-lived child process (`hbad write-attr`).
+///
+/// A write the kernel does not finish (a scan stuck on a dead target waits in
+/// uninterruptible sleep) cannot be cancelled, and a process cannot exit until every
+/// one of its threads has returned from the kernel. With the write in a child, hbad
+/// reports the host hung and exits when it must; the orphaned child finishes when
+/// the kernel lets it. The cost is one process start per write: scans are merged
+/// per host and target, so even a storm of unit attentions makes few of them.
+#[derive(Debug)]
+pub struct ChildWriter {
+    exe: PathBuf,
+}
+
+/// `write-attr`'s exit status for a failure that has no errno.
+pub const WRITE_ATTR_NOT_OS: i32 = 255;
+
+impl ChildWriter {
+    /// Writes through this very executable's `write-attr` command.
+    pub fn new() -> io::Result<Self> {
+        Ok(ChildWriter {
+            exe: std::env::current_exe()?,
+        })
+    }
+}
+
+impl AttrWriter for ChildWriter {
+    fn store(&self, path: &Path, value: &str) -> io::Result<()> {
+        use std::process::{Command, Stdio};
+        // The value goes on stdin: it may hold a NUL (a symbolic_name's end), which
+        // no command-line argument can carry.
+        let mut child = Command::new(&self.exe)
+            .arg("write-attr")
+            .arg("--")
+            .arg(path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(value.as_bytes())?;
+        }
+        let status = child.wait()?;
+        match status.code() {
+            Some(0) => Ok(()),
+            Some(errno) if errno < WRITE_ATTR_NOT_OS => Err(io::Error::from_raw_os_error(errno)),
+            _ => Err(io::Error::other(format!(
+                "the writer process for {} ended with {status}",
+                path.display()
+            ))),
+        }
     }
 }
 
@@ -169,6 +252,25 @@ mod tests {
         let p = Wwn::from_u64(0x5001_a4a0_0000_0b01);
         let n = Wwn::from_u64(0x5001_a4a0_0000_0b00);
         assert_eq!(vport_text(p, n), "5001a4a000000b01:5001a4a000000b00");
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    fn a_write_from_the_loop_thread_is_a_bug_in_debug_builds() {
+        let dir = tempfile::tempdir().unwrap();
+        let attr = dir.path().join("scan");
+        std::fs::write(&attr, "").unwrap();
+        let path = attr.clone();
+        let off_loop = std::thread::spawn(move || KernelWriter.write_attr(&path, "- - -"));
+        assert!(off_loop.join().unwrap().is_ok());
+        let on_loop = std::thread::spawn(move || {
+            set_loop_thread(true);
+            KernelWriter.write_attr(&attr, "- - -")
+        });
+        let err = on_loop.join().unwrap_err();
+        let text = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(text.contains("on the event loop's thread"), "{text}");
+        assert!(!on_loop_thread(), "the mark is the marked thread's only");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 # initramfs holding busybox, the SCSI/FC/FCoE/LIO modules, the hbad binary under test
 # and the scenario scripts. See /work/shared/design/VMLAB.md (and tests/vm/README.md).
 #
-#   tests/vm/build-guest.sh --hbad target/release/hbad --out DIR
+#   tests/vm/build-guest.sh --hbad target/release/hbad [--fcf target/release/hbad-lab-fcf] --out DIR
 #
 # Writes DIR/vmlinuz and DIR/initrd.gz and prints nothing else on stdout but their
 # directory. Downloads (the kernel and udev .debs) are cached under $HBAD_VM_CACHE
@@ -12,10 +12,12 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 hbad=""
+fcf=""
 out=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --hbad) hbad="$2"; shift 2 ;;
+        --fcf) fcf="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
         *) echo "build-guest: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -23,6 +25,11 @@ done
 [ -n "$hbad" ] && [ -n "$out" ] || { echo "usage: $0 --hbad PATH --out DIR" >&2; exit 2; }
 [ -x "$hbad" ] || { echo "build-guest: $hbad is not an executable (build hbad first)" >&2; exit 2; }
 hbad="$(cd "$(dirname "$hbad")" && pwd)/$(basename "$hbad")"
+# The lab's FCoE Forwarder (lab/fcf): the fabric-* scenarios need it, the others not.
+if [ -n "$fcf" ]; then
+    [ -x "$fcf" ] || { echo "build-guest: $fcf is not an executable (cargo build -p hbad-lab-fcf)" >&2; exit 2; }
+    fcf="$(cd "$(dirname "$fcf")" && pwd)/$(basename "$fcf")"
+fi
 
 cache="${HBAD_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hbad-vm}"
 mkdir -p "$cache/debs" "$out"
@@ -162,6 +169,11 @@ copy_libs() { # binary: the libraries ldd names, from this (Debian) host
 cp "$hbad" "$stage/usr/bin/hbad"
 strip --strip-debug "$stage/usr/bin/hbad" 2>/dev/null || true
 copy_libs "$hbad"
+if [ -n "$fcf" ]; then
+    cp "$fcf" "$stage/usr/bin/hbad-lab-fcf"
+    strip --strip-debug "$stage/usr/bin/hbad-lab-fcf" 2>/dev/null || true
+    copy_libs "$fcf"
+fi
 
 # Tools the scenarios need that busybox lacks, static: the guest has no libc of its own.
 for src in "$here"/guest/tools/*.c; do

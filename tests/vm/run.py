@@ -27,7 +27,9 @@ import checks  # noqa: E402
 
 PREFIX = "HBADVM "
 ALL_SCENARIOS = ["lab", "inventory", "npiv-kernel", "apply", "new-lun", "agent", "storm", "udev", "scan-facts",
-                 "desired-state", "refusals", "forged", "churn"]
+                 "desired-state", "refusals", "forged", "churn",
+                 # Over the lab's FCoE Forwarder (guest/fabric.sh), in this order.
+                 "fabric-login", "fabric-new-lun", "fabric-zone"]
 
 
 class Scenario:
@@ -66,6 +68,11 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--hbad", required=True, help="the hbad binary to put in the guest")
     p.add_argument(
+        "--fcf",
+        default=None,
+        help="the lab's FCoE Forwarder (default: hbad-lab-fcf next to --hbad, if built)",
+    )
+    p.add_argument(
         "--scenarios",
         default=",".join(ALL_SCENARIOS),
         help="comma-separated; lab is always run first when another needs it",
@@ -91,13 +98,23 @@ def main():
     if unknown:
         print(f"vm-test: unknown scenario(s) {', '.join(unknown)}; known: {', '.join(ALL_SCENARIOS)}")
         return 2
-    if any(s != "lab" for s in wanted) and "lab" not in wanted:
+    # The fabric-* scenarios build their own fabric lab (fabric.sh) and need no VN2VN lab.
+    if any(s != "lab" and not s.startswith("fabric-") for s in wanted) and "lab" not in wanted:
         wanted.insert(0, "lab")
     wanted.sort(key=ALL_SCENARIOS.index)
 
     t0 = time.monotonic()
+    fcf = args.fcf or str(Path(args.hbad).with_name("hbad-lab-fcf"))
+    build_cmd = [str(HERE / "build-guest.sh"), "--hbad", args.hbad, "--out", str(out)]
+    if os.access(fcf, os.X_OK):
+        build_cmd += ["--fcf", fcf]
+    elif any(s.startswith("fabric-") for s in wanted):
+        print(f"vm-test: the fabric scenarios need the lab's FCoE Forwarder: {fcf} is missing "
+              "(cargo build --release -p hbad-lab-fcf)")
+        print("0 passed, 1 failed")
+        return 1
     build = subprocess.run(
-        [str(HERE / "build-guest.sh"), "--hbad", args.hbad, "--out", str(out)],
+        build_cmd,
         stdout=subprocess.PIPE,
         text=True,
     )
