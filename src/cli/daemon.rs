@@ -17,6 +17,7 @@ use crate::daemon::status::{Status, DEFAULT_PATH};
 use crate::daemon::{Agent, AgentConfig, Control, LoopTimings};
 use crate::journal;
 use crate::sysfs::writes::ChildWriter;
+use crate::uevent::fc_event::{FcEventSource, FcItem, DEFAULT_FC_RECV_BUFFER};
 use crate::uevent::kernel::{AsyncKernelSource, KernelOptions};
 use crate::uevent::source::EventSource;
 use crate::uevent::udev::{UdevOptions, UdevSource};
@@ -42,6 +43,13 @@ pub struct RunArgs {
     /// drive every decision either way; udev only adds the links it made.
     #[arg(long, value_enum, default_value_t = UdevMode::Auto)]
     pub udev: UdevMode,
+    /// The node_exporter textfile to keep (default: hbad.prom in
+    /// /var/lib/prometheus/node-exporter when that directory exists).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_metrics")]
+    pub metrics: Option<PathBuf>,
+    /// Write no metrics textfile.
+    #[arg(long)]
+    pub no_metrics: bool,
     /// Receive buffer of the event sockets, in bytes (forced past rmem_max as root).
     #[arg(long, value_name = "BYTES", default_value_t = KernelOptions::default().recv_buffer)]
     pub recv_buffer: usize,
@@ -95,6 +103,8 @@ async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result
         }
     }
 
+    let fc_events = open_fc_events();
+
     let policy = load_policy(g).context("the policy has errors; hbad did not start")?;
     let (events_tx, events_rx) = mpsc::channel::<SourceItem>(65536);
     for mut source in sources {
@@ -124,7 +134,13 @@ async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result
     // Every write in its own process: one the kernel holds (a scan of a dead
     // target) keeps that child, never the agent, from exiting.
     let writer = ChildWriter::new().context("cannot find the hbad executable")?;
-    let agent = Agent::new(config, Arc::new(writer), policy, std::time::Instant::now());
+    let mut agent = Agent::new(config, Arc::new(writer), policy, std::time::Instant::now());
+    if !args.no_metrics {
+        agent.set_metrics_path(args.metrics.clone().or_else(crate::metrics::default_path));
+    }
+    if let Some(rx) = fc_events {
+        agent.attach_fc_events(rx);
+    }
     tracing::info!(
         "hbad {} started: {} devices, {} vHBAs declared, logging to {:?}",
         env!("CARGO_PKG_VERSION"),
@@ -152,6 +168,44 @@ async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result
     )
     .await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// FC transport events (link up/down, RSCN, LIP, FPIN) on a thread of their own,
+/// or `None` when the kernel has no SCSI netlink: then polling alone sees link
+/// changes, as it does for drivers that post nothing.
+fn open_fc_events() -> Option<mpsc::Receiver<FcItem>> {
+    let mut source = match FcEventSource::open(DEFAULT_FC_RECV_BUFFER) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!("FC transport events unavailable, link changes are polled: {e}");
+            return None;
+        }
+    };
+    let (tx, rx) = mpsc::channel(1024);
+    let spawned = std::thread::Builder::new()
+        .name("fc-events".into())
+        .spawn(move || loop {
+            match source.recv() {
+                Ok(item) => {
+                    if tx.blocking_send(item).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "FC transport event socket failed, link changes are polled: {e}"
+                    );
+                    return;
+                }
+            }
+        });
+    match spawned {
+        Ok(_) => Some(rx),
+        Err(e) => {
+            tracing::warn!("cannot start the FC event reader, link changes are polled: {e}");
+            None
+        }
+    }
 }
 
 /// A sysfs root that is not one (a typo in --sysfs-root, sysfs not mounted) would

@@ -48,6 +48,21 @@ pub struct NotFound(pub String);
 #[error("{0}")]
 pub struct BadArgument(pub String);
 
+/// Whether text for this stream may carry ANSI escapes (bold, colour): only on a
+/// terminal, and never when `NO_COLOR` is set to anything but the empty string
+/// (no-color.org). Logs and pipes get plain text.
+pub fn ansi_for(stream: &impl std::io::IsTerminal) -> bool {
+    ansi_allowed(
+        stream.is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
+}
+
+/// [`ansi_for`]'s rule, apart from the process's environment.
+pub fn ansi_allowed(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 /// What hbad(8) says under EXIT STATUS.
 pub const EXIT_STATUS: &str = "\
 0    done, healthy, or nothing to do.
@@ -215,5 +230,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::FindLuns(args) => act::find_luns(g, args),
         Command::WriteAttr { path } => Ok(act::write_attr(&path)),
         Command::Generate(args) => docs::generate(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn ansi_only_on_a_terminal_without_no_color() {
+        assert!(ansi_allowed(true, None));
+        assert!(!ansi_allowed(false, None));
+        assert!(!ansi_allowed(true, Some(OsStr::new("1"))));
+        // An empty NO_COLOR does not count, as no-color.org says.
+        assert!(ansi_allowed(true, Some(OsStr::new(""))));
     }
 }
