@@ -3,14 +3,15 @@
 #   make            build the release binary
 #   make test       what CI runs: formatting, lints, unit + integration tests
 #   make demo       hbad on a simulated host
-#   make bench      graph load/apply and whole-daemon numbers (benches/README.md)
+#   make bench      graph load/apply, whole-daemon and policy-check numbers (benches/README.md)
+#   make fuzz       every fuzz target for FUZZ_SECONDS each (make test runs a short pass)
 #   make vm-test    the real-kernel tier (Debian's kernel in qemu)
 #   make install    install as a system package would (then: sudo make install)
 #   make deb        a Debian package with cargo-deb
 
 CARGO ?= cargo
 
-.PHONY: all deps build test lint demo bench vm-test clean install uninstall generated deb deb-test
+.PHONY: all deps build test lint demo bench fuzz vm-test clean install uninstall generated deb deb-test
 
 all: build
 
@@ -35,6 +36,19 @@ demo: deps
 bench:
 	$(CARGO) bench --locked --bench graph
 	$(CARGO) bench --locked --bench daemon
+	$(CARGO) bench --locked --bench policy
+
+# The fuzz targets of tests/fuzz/ (make test runs each for a few hundred to a few
+# thousand fixed-seed cases), here each for FUZZ_SECONDS with fresh seeds, one at a
+# time and niced: the debug build, so integer overflow panics too. Pass a target's
+# name in FUZZ to run one (e.g. FUZZ=policy), FUZZ_ARGS=--include-ignored to also
+# run the targets that wait on a known bug.
+FUZZ_SECONDS ?= 60
+FUZZ ?=
+FUZZ_ARGS ?=
+fuzz:
+	HBAD_FUZZ_SECONDS=$(FUZZ_SECONDS) nice -n 19 $(CARGO) test --locked --test fuzz -- \
+		--nocapture --test-threads=1 $(FUZZ_ARGS) $(FUZZ)
 
 # Boots Debian's kernel in qemu (TCG) with hbad and checks it against the real SCSI/FC
 # stack. Needs root for apt (first run) and ~1 GB RAM; see tests/vm/README.md.

@@ -44,15 +44,19 @@ pub enum Naa {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "`{input}` is not a WWN: {why}; write 16 hex digits as 0x2001001b32a9da4e, \
-     2001001b32a9da4e or 20:01:00:1b:32:a9:da:4e"
-)]
-pub struct WwnError {
-    input: String,
-    why: &'static str,
+pub enum WwnError {
+    #[error(
+        "`{input}` is not a WWN: {why}; write 16 hex digits as 0x2001001b32a9da4e, \
+         2001001b32a9da4e or 20:01:00:1b:32:a9:da:4e"
+    )]
+    Syntax { input: String, why: &'static str },
+    #[error(
+        "`{input}` is not a name a port can have: {why}; a 64-bit Name_Identifier \
+         starts with NAA 1, 2, 3, 5 or c-f (e.g. 0x5001a4a...; omit a vHBA's wwpn/wwnn \
+         to have them derived)"
+    )]
+    NotAName { input: String, why: String },
 }
-
 impl Wwn {
     pub const fn from_u64(value: u64) -> Self {
         Wwn(value)
@@ -107,12 +111,37 @@ impl Wwn {
     }
 }
 
-impl FromStr for Wwn {
-    type Err = WwnError;
+impl Wwn {
+    /// Why no Fibre Channel port or node can have this name, if none can.
+    ///
+    /// A 64-bit Name_Identifier (FC-FS) starts with its NAA: 1 (IEEE 48-bit), 2 (IEEE
+    /// extended), 3 (locally assigned), 5 (IEEE registered), or c-f (EUI-64 mapped).
+    /// NAA 6 is the first half of a 128-bit name, and 0, 4 and 7-b are reserved: a
+    /// driver handed one either refuses it with a misleading errno or logs a port into
+    /// the fabric under a name no switch can zone. All zeros and all ones are what
+    /// drivers show for "no name yet".
+    pub fn unusable_because(self) -> Option<String> {
+        match self.0 {
+            0 => return Some("all zeros means \"no name\"".into()),
+            u64::MAX => return Some("all ones means \"no name yet\" to drivers".into()),
+            _ => {}
+        }
+        match self.naa() {
+            Naa::Ieee48 | Naa::IeeeExtended | Naa::Local | Naa::IeeeRegistered => None,
+            Naa::Other(0xc..=0xf) => None,
+            Naa::IeeeRegisteredExtended => {
+                Some("NAA 6 is the first half of a 128-bit name, not a 64-bit one".into())
+            }
+            Naa::Other(n) => Some(format!("NAA {n:x} is reserved")),
+        }
+    }
 
-    fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let err = |why| WwnError {
-            input: input.to_string(),
+    /// The 16 hex digits of a WWN in any accepted style, without judging the name:
+    /// for looking up a port that exists (remote ports show names of every kind),
+    /// never for a name hbad will create.
+    pub fn parse_any(input: &str) -> Result<Wwn, WwnError> {
+        let err = |why| WwnError::Syntax {
+            input: input.escape_debug().to_string(),
             why,
         };
         let s = input.trim();
@@ -140,6 +169,23 @@ impl FromStr for Wwn {
     }
 }
 
+/// A WWN written by a person (policy, command line): the syntax, and a name some port
+/// can have. The same rules wherever a name that may reach `vport_create` comes from.
+impl FromStr for Wwn {
+    type Err = WwnError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let wwn = Wwn::parse_any(input)?;
+        match wwn.unusable_because() {
+            Some(why) => Err(WwnError::NotAName {
+                input: input.trim().to_string(),
+                why,
+            }),
+            None => Ok(wwn),
+        }
+    }
+}
+
 impl fmt::Display for Wwn {
     /// The sysfs style: what an administrator can grep for in /sys.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -161,8 +207,10 @@ impl Serialize for Wwn {
 
 impl<'de> Deserialize<'de> for Wwn {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Only the syntax: what hbad itself recorded (the state file) is read back
+        // as written, even a name a newer hbad would refuse to create.
         let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
+        Wwn::parse_any(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -254,6 +302,39 @@ mod tests {
             let err = bad.parse::<Wwn>().unwrap_err().to_string();
             assert!(err.contains("20:01:00:1b:32:a9:da:4e"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn names_no_port_can_have_are_refused() {
+        for (bad, why) in [
+            ("0x0000000000000000", "all zeros"),
+            ("ffffffffffffffff", "all ones"),
+            ("0x0001001b32a9da4e", "NAA 0"),
+            ("0x4001001b32a9da4e", "NAA 4"),
+            ("0x6001001b32a9da4e", "NAA 6"),
+            ("0x7001001b32a9da4e", "NAA 7"),
+            ("0xb001001b32a9da4e", "NAA b"),
+        ] {
+            let err = bad.parse::<Wwn>().unwrap_err().to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+            assert!(err.contains("NAA 1, 2, 3, 5 or c-f"), "{bad}: {err}");
+        }
+        for good in [
+            "0x1000001b32a9da4e",
+            "0x2001001b32a9da4e",
+            "0x3001001b32a9da4e",
+            "0x5001a4a000000b01",
+            "0xc001001b32a9da4e",
+            "0xfffffffffffffffe",
+        ] {
+            good.parse::<Wwn>().unwrap();
+        }
+    }
+
+    #[test]
+    fn recorded_names_read_back_by_syntax_alone() {
+        let w: Wwn = serde_json::from_str("\"0x6001001b32a9da4e\"").unwrap();
+        assert_eq!(w.as_u64(), 0x6001_001b_32a9_da4e);
     }
 
     #[test]

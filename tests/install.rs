@@ -172,6 +172,26 @@ fn installed_unit_passes_systemd_analyze_verify_with_the_installed_binary() {
     assert!(out.status.success() && ours.is_empty(), "{stderr}");
 }
 
+/// A fresh install creates nothing: the installed policy passes `hbad check` (with its
+/// file checks: root-owned, not writable by others) and declares no vHBA until edited.
+#[test]
+fn the_installed_policy_declares_nothing_until_edited() {
+    let dest = tempfile::tempdir().unwrap();
+    make_install(dest.path(), &[]);
+    let out = Command::new(dest.path().join("usr/bin/hbad"))
+        .env_remove("HBAD_POLICY")
+        .env_remove("HBAD_NO_STRICT_PERMS")
+        .arg("check")
+        .arg(dest.path().join("etc/hbad"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains(": ok (0 vHBAs, 1 file)"), "{stdout}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
 #[test]
 fn an_existing_policy_is_kept_and_everything_else_is_replaced() {
     let dest = tempfile::tempdir().unwrap();

@@ -4,14 +4,15 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use hbad::policy::{discover, Environment, ParentSelector, Policy, SearchPaths};
+use hbad::policy::{discover, Environment, ParentSelector, Perms, Policy, SearchPaths};
 
 fn env() -> Environment {
     Environment::fixed("0123456789abcdef0123456789abcdef")
 }
 
 /// Each `bad/NAME.toml` must be rejected with exactly the text in `bad/NAME.err`
-/// (paths relative to the crate, as `hbad check tests/fixtures/...` prints them).
+/// (paths relative to the crate, as `hbad check tests/fixtures/...` prints them), and
+/// every error must name the line and column of the value at fault.
 #[test]
 fn every_bad_policy_gives_its_exact_error() {
     let dir = Path::new("tests/fixtures/policy/bad");
@@ -21,11 +22,12 @@ fn every_bad_policy_gives_its_exact_error() {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     cases.sort();
-    assert!(cases.len() >= 30, "the corpus shrank to {}", cases.len());
+    assert!(cases.len() >= 79, "the corpus shrank to {}", cases.len());
     let mut failures = Vec::new();
+    let mut line_precise = 0;
     for case in &cases {
         let expected = fs::read_to_string(case.with_extension("err")).unwrap();
-        match Policy::load_files(std::slice::from_ref(case), &env()) {
+        match Policy::load_files(std::slice::from_ref(case), &env(), Perms::Strict) {
             Ok(_) => failures.push(format!("{}: accepted", case.display())),
             Err(errors) => {
                 let got = format!("{errors}\n");
@@ -38,12 +40,157 @@ fn every_bad_policy_gives_its_exact_error() {
                 // Every error names a position in the file it came from.
                 for e in &errors.0 {
                     assert_eq!(&*e.origin.file, case.as_path());
-                    assert!(e.origin.line >= 1, "{e}");
+                    assert!(e.origin.line >= 1 && e.origin.column >= 1, "{e}");
                 }
+                line_precise += 1;
             }
         }
     }
+    eprintln!(
+        "{} bad policies, {line_precise} refused with file:line:col",
+        cases.len()
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn policy_dir() -> (tempfile::TempDir, SearchPaths) {
+    let root = tempfile::tempdir().unwrap();
+    let sp = SearchPaths::under(root.path());
+    fs::create_dir_all(sp.main.parent().unwrap()).unwrap();
+    fs::create_dir_all(&sp.dropin_dirs[2]).unwrap();
+    (root, sp)
+}
+
+fn load(sp: &SearchPaths) -> Result<Policy, hbad::policy::PolicyErrors> {
+    let files = discover(None, sp)?;
+    Policy::load_files(&files, &env(), Perms::Strict)
+}
+
+#[test]
+fn the_same_wwpn_in_two_drop_ins_names_both_places() {
+    let (_root, sp) = policy_dir();
+    fs::write(
+        &sp.main,
+        "[[vhba]]\nname = \"a\"\nparent = \"auto\"\nwwpn = \"0x5001a4a000000b01\"\n",
+    )
+    .unwrap();
+    let dropin = sp.dropin_dirs[2].join("50-b.toml");
+    fs::write(
+        &dropin,
+        "# another team's vHBA\n[[vhba]]\nname = \"b\"\nparent = \"auto\"\nwwpn = \"0x5001a4a000000b01\"\n",
+    )
+    .unwrap();
+    let err = load(&sp).unwrap_err().to_string();
+    assert!(err.contains(&format!("{}:5:8:", dropin.display())), "{err}");
+    assert!(err.contains(&format!("{}:4:8", sp.main.display())), "{err}");
+}
+
+#[test]
+fn a_fifo_a_directory_and_a_huge_file_in_the_policy_are_named_errors() {
+    let (_root, sp) = policy_dir();
+    fs::create_dir(&sp.main).unwrap();
+    let fifo = sp.dropin_dirs[2].join("10-fifo.toml");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let big = sp.dropin_dirs[2].join("20-big.toml");
+    fs::write(&big, "#".repeat(2 << 20)).unwrap();
+    // Returns (a FIFO without a writer would block a plain read forever).
+    let err = load(&sp).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("{}: is a directory", sp.main.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{}: is a FIFO", fifo.display())),
+        "{err}"
+    );
+    assert!(err.contains("at most 1048576 bytes (1 MiB)"), "{err}");
+}
+
+#[test]
+fn a_state_file_that_is_a_directory_is_refused_at_its_value() {
+    let (root, sp) = policy_dir();
+    let dir = root.path().join("var/lib/hbad");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        &sp.main,
+        format!(
+            "[ownership]\nprune = true\nstate_file = \"{}\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let err = load(&sp).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!("{}:3:14: ", sp.main.display())),
+        "{err}"
+    );
+    assert!(err.contains("is a directory"), "{err}");
+    let fifo = root.path().join("owned.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    fs::write(
+        &sp.main,
+        format!("[ownership]\nstate_file = \"{}\"\n", fifo.display()),
+    )
+    .unwrap();
+    let err = load(&sp).unwrap_err().to_string();
+    assert!(err.contains("is a FIFO"), "{err}");
+}
+
+#[test]
+fn a_group_writable_drop_in_is_refused_by_check_unless_told_otherwise() {
+    use std::os::unix::fs::PermissionsExt;
+    let (root, sp) = policy_dir();
+    fs::write(&sp.main, "").unwrap();
+    let dropin = sp.dropin_dirs[2].join("50-site.toml");
+    fs::write(&dropin, "[rescan]\nlip = false\n").unwrap();
+    fs::set_permissions(&dropin, fs::Permissions::from_mode(0o666)).unwrap();
+    let check = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hbad"))
+            .env_remove("HBAD_POLICY")
+            .env_remove("HBAD_NO_STRICT_PERMS")
+            .args(extra)
+            .arg("check")
+            .arg(root.path().join("etc/hbad"))
+            .output()
+            .unwrap()
+    };
+    let out = check(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("writable by everyone"), "{stderr}");
+    let out = check(&["--no-strict-perms"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn command_line_durations_are_bounded_like_the_policy() {
+    for (flag, value, limit) in [
+        ("--scan-timeout", "18446744073709551615s", "1h"),
+        ("--vport-timeout", "99999999h", "10m"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hbad"))
+            .args(["rescan", "--all", flag, value])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(
+            stderr.contains(&format!("more than {limit}, the most hbad accepts")),
+            "{flag}: {stderr}"
+        );
+    }
 }
 
 #[test]
@@ -53,7 +200,7 @@ fn shipped_examples_are_valid() {
         for entry in fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
-                let policy = Policy::load_files(std::slice::from_ref(&path), &env())
+                let policy = Policy::load_files(std::slice::from_ref(&path), &env(), Perms::Strict)
                     .unwrap_or_else(|e| panic!("{e}"));
                 assert!(
                     policy.warnings.is_empty(),
@@ -95,7 +242,7 @@ fn drop_ins_replace_vhbas_by_name_and_merge_settings_key_by_key() {
     )
     .unwrap();
     let files = discover(None, &sp).unwrap();
-    let p = Policy::load_files(&files, &env()).unwrap();
+    let p = Policy::load_files(&files, &env(), Perms::Strict).unwrap();
     assert_eq!(p.vhbas.len(), 2);
     assert_eq!(p.vhba("fabric-b").unwrap().parent, ParentSelector::Auto);
     assert!(p

@@ -48,10 +48,10 @@ pub struct ExecOpts {
     #[arg(long, value_name = "FILE", env = "HBAD_STATE_FILE")]
     pub state_file: Option<PathBuf>,
     /// How long a new vHBA may take to appear, or a deleted one to go.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::policy::limits::parse_vport_timeout_flag)]
     pub vport_timeout: Duration,
     /// After this a scan is reported hung; the policy's rescan scan_timeout when not given.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::policy::limits::parse_scan_timeout_flag)]
     pub scan_timeout: Option<Duration>,
 }
 
@@ -231,13 +231,7 @@ fn parse_parent(text: &str) -> anyhow::Result<ParentSelector> {
 
 /// vHBA names end up in symbolic_name and /dev/disk/by-vhba/<name>: the policy's rule.
 fn check_name(name: &str) -> anyhow::Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 48
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !ok {
+    if !crate::policy::valid_name(name) {
         return Err(BadArgument(format!(
             "--name `{name}`: use up to 48 of a-z A-Z 0-9 - _ . (not starting with .)"
         ))
@@ -283,6 +277,9 @@ pub fn create(g: &Global, args: CreateArgs) -> anyhow::Result<ExitCode> {
         .wwnn
         .or(declared.map(|d| d.wwnn))
         .unwrap_or_else(|| derive(policy.wwn.oui, &seed, &name, WwnRole::Node));
+    if wwpn == wwnn {
+        bail!("--wwpn and --wwnn are both {wwpn}: a port name and a node name must differ");
+    }
     let wwns = if args.wwpn.is_some() && args.wwnn.is_some() {
         "given"
     } else {

@@ -152,18 +152,12 @@ async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result
     let (control_tx, control_rx) = mpsc::channel(8);
     spawn_signals(control_tx)?;
 
-    let global = g.clone();
+    let loader = g.policy_loader();
     run_loop(
         agent,
         events_rx,
         control_rx,
-        move || {
-            let files = crate::policy::discover(
-                global.policy.as_deref(),
-                &crate::policy::SearchPaths::default(),
-            )?;
-            crate::policy::Policy::load_files(&files, &crate::policy::Environment::from_host())
-        },
+        move || loader.load(),
         LoopTimings::default(),
     )
     .await;

@@ -79,6 +79,7 @@ pub fn run(_g: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         dev_root: sysfs.dev_root().to_path_buf(),
         json: false,
         policy: None,
+        no_strict_perms: false,
     };
 
     heading("A hypervisor: a RAID controller, a dual-port qla2xxx HBA on fabrics A and B");

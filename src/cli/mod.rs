@@ -114,9 +114,33 @@ pub struct Global {
     /// installed policy (/etc/hbad/hbad.toml and the hbad.d drop-ins).
     #[arg(long, global = true, value_name = "PATH", env = "HBAD_POLICY")]
     pub policy: Option<PathBuf>,
+    /// Read policy files whoever owns them and whatever their mode. By default a
+    /// policy file and its directory must be owned by root (or the user running hbad)
+    /// and not writable by group or others, as sshd's StrictModes; this is for test
+    /// trees and copies of a policy, never for /etc/hbad.
+    #[arg(long, global = true, env = "HBAD_NO_STRICT_PERMS")]
+    pub no_strict_perms: bool,
 }
 
 impl Global {
+    /// How this command finds and reads the policy (`--policy`, `--no-strict-perms`).
+    pub fn policy_loader(&self) -> crate::policy::Loader {
+        self.loader_for(self.policy.clone())
+    }
+
+    /// The same, for a policy path given to `hbad check`.
+    pub fn loader_for(&self, policy: Option<PathBuf>) -> crate::policy::Loader {
+        crate::policy::Loader {
+            policy,
+            search: crate::policy::SearchPaths::default(),
+            perms: if self.no_strict_perms {
+                crate::policy::Perms::Relaxed
+            } else {
+                crate::policy::Perms::Strict
+            },
+        }
+    }
+
     pub fn sysfs(&self) -> Sysfs {
         Sysfs::new(&self.sysfs_root, &self.dev_root)
     }

@@ -10,13 +10,12 @@ use super::Global;
 use crate::graph::Graph;
 use crate::ownership::OwnedState;
 use crate::plan::{plan, Recorded};
-use crate::policy::{discover, Environment, Policy, PolicyErrors, SearchPaths};
+use crate::policy::Policy;
 use crate::wwn::WwnStyle;
 
 /// Reads the policy hbad would use: `--policy`, or the installed files.
 pub fn load_policy(g: &Global) -> anyhow::Result<Policy> {
-    let files = discover(g.policy.as_deref(), &SearchPaths::default())?;
-    let policy = Policy::load_files(&files, &Environment::from_host())?;
+    let policy = g.policy_loader().load()?;
     for w in &policy.warnings {
         eprintln!("warning: {w}");
     }
@@ -31,31 +30,22 @@ pub struct CheckArgs {
 
 /// Validates; exit 0 when every file is good. Fit for Ansible's `validate: hbad check %s`.
 pub fn check(g: &Global, args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let env = Environment::from_host();
-    let sets: Vec<(String, Result<Vec<PathBuf>, PolicyErrors>)> = if args.paths.is_empty() {
+    let loaders = if args.paths.is_empty() {
         let shown = g
             .policy
             .as_ref()
             .map_or("installed policy".to_string(), |p| p.display().to_string());
-        vec![(
-            shown,
-            discover(g.policy.as_deref(), &SearchPaths::default()),
-        )]
+        vec![(shown, g.policy_loader())]
     } else {
         args.paths
             .iter()
-            .map(|p| {
-                (
-                    p.display().to_string(),
-                    discover(Some(p), &SearchPaths::default()),
-                )
-            })
+            .map(|p| (p.display().to_string(), g.loader_for(Some(p.clone()))))
             .collect()
     };
     let mut ok = true;
     let mut report = Vec::new();
-    for (shown, files) in sets {
-        let result = files.and_then(|f| Policy::load_files(&f, &env));
+    for (shown, loader) in loaders {
+        let result = loader.load();
         match &result {
             Ok(p) => {
                 if !g.json {

@@ -35,7 +35,7 @@ impl FromStr for Lookup {
         if let Ok(n) = s.parse::<u32>() {
             return Ok(Lookup::Host(n));
         }
-        if let Ok(w) = s.parse::<Wwn>() {
+        if let Ok(w) = Wwn::parse_any(s) {
             return Ok(Lookup::Wwpn(w));
         }
         if let Ok(h) = s.parse::<Hctl>() {

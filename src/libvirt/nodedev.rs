@@ -273,7 +273,7 @@ mod tests {
     use crate::sysfs::{FcHostInfo, Npiv, ScsiHostInfo, VportControlDir};
 
     fn wwn(s: &str) -> Wwn {
-        s.parse().unwrap()
+        Wwn::parse_any(s).unwrap()
     }
 
     fn fc_host(fabric: u64, npiv: Option<(u32, u32)>) -> Host {

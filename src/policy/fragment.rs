@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::error::{closest, Origin, PolicyError};
+use super::error::{closest, LineIndex, Origin, PolicyError};
 
 pub type S<T> = Spanned<T>;
 
@@ -115,21 +115,35 @@ const KEYS: &[(&str, &[&str])] = &[
 pub struct ParsedFile {
     pub path: Arc<Path>,
     pub text: String,
+    lines: LineIndex,
     pub fragment: FileFragment,
 }
 
 impl ParsedFile {
     pub fn origin(&self, span: Range<usize>) -> Origin {
-        Origin::at(&self.path, &self.text, span.start)
+        self.lines.origin(&self.path, &self.text, span.start)
     }
 }
+
+/// Tables, dotted keys, arrays and inline tables nested deeper than this are refused
+/// before the TOML parser sees them. hbad's own keys nest 4 deep at most; the parser's
+/// limits on dotted keys give an error without a position.
+pub const MAX_NESTING: usize = 32;
 
 /// Parses one policy file's text.
 pub fn parse(path: &Path, text: String) -> Result<ParsedFile, PolicyError> {
     let path: Arc<Path> = Arc::from(path);
+    if let Some(offset) = too_deep(&text, MAX_NESTING) {
+        return Err(PolicyError::new(
+            Origin::at(&path, &text, offset),
+            format!("nested more than {MAX_NESTING} levels deep (tables, dotted keys, arrays)"),
+        )
+        .hint("hbad's keys nest at most 4 levels: see hbad.toml(5)"));
+    }
     match toml::from_str::<FileFragment>(&text) {
         Ok(fragment) => Ok(ParsedFile {
             path,
+            lines: LineIndex::new(&text),
             text,
             fragment,
         }),
@@ -141,6 +155,86 @@ pub fn parse(path: &Path, text: String) -> Result<ParsedFile, PolicyError> {
             Err(explain(origin, err.message()))
         }
     }
+}
+
+/// The byte offset where the nesting of keys and values first exceeds `max`, if it
+/// does. A lexical scan: strings and comments are skipped, table headers and dotted
+/// keys count one level per dot, arrays and inline tables one level per bracket.
+fn too_deep(text: &str, max: usize) -> Option<usize> {
+    let b = text.as_bytes();
+    // Open brackets inside values, innermost last (b'[' or b'{'); never longer than max.
+    let mut open: Vec<u8> = Vec::new();
+    let mut dots = 0usize;
+    let mut in_key = true;
+    let mut header = false;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            q @ (b'"' | b'\'') => {
+                i = skip_string(b, i, q);
+                continue;
+            }
+            b'\n' if open.is_empty() => {
+                in_key = true;
+                header = false;
+                dots = 0;
+            }
+            b'[' if open.is_empty() && in_key => header = true,
+            b']' if header => {}
+            b'[' => {
+                open.push(b'[');
+                in_key = false;
+            }
+            b'{' => {
+                open.push(b'{');
+                in_key = true;
+                dots = 0;
+            }
+            b']' | b'}' => {
+                open.pop();
+                in_key = false;
+            }
+            b',' if open.last() == Some(&b'{') => {
+                in_key = true;
+                dots = 0;
+            }
+            b'=' => in_key = false,
+            b'.' if in_key || header => dots += 1,
+            _ => {}
+        }
+        // The key itself is one level, each dot and bracket one more.
+        if open.len() + dots + 1 > max {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The offset just past the string that starts at `start` with quote `q`.
+fn skip_string(b: &[u8], start: usize, q: u8) -> usize {
+    let triple = b.get(start..start + 3) == Some(&[q, q, q][..]);
+    let mut i = start + if triple { 3 } else { 1 };
+    while i < b.len() {
+        if q == b'"' && b[i] == b'\\' {
+            i += 2;
+            continue;
+        }
+        if b[i] == b'\n' && !triple {
+            return i;
+        }
+        if b[i] == q && (!triple || b.get(i..i + 3) == Some(&[q, q, q][..])) {
+            return i + if triple { 3 } else { 1 };
+        }
+        i += 1;
+    }
+    b.len()
 }
 
 /// Rewrites serde's and toml's messages in the policy's own words.
@@ -178,4 +272,28 @@ fn explain(origin: Origin, message: &str) -> PolicyError {
     }
     PolicyError::new(origin, format!("not valid TOML: {message}"))
         .hint("see hbad.toml(5) or the commented example in /usr/share/doc/hbad/hbad.toml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_counted_outside_strings_and_comments() {
+        let ok = "[rescan.include]\ndrivers = [\"a.b.c\", 'x.y']\n# a.b.c.d.e.f\n[[vhba]]\nname = \"\"\"\nx.y.z\n\"\"\"\n";
+        assert_eq!(too_deep(ok, 2), None);
+        assert_eq!(too_deep("a.b.c = 1\n", 2), Some(3));
+        assert_eq!(too_deep("[a.b.c]\n", 2), Some(4));
+        assert_eq!(too_deep("x = [[[1]]]\n", 2), Some(5));
+        assert_eq!(too_deep("x = {a = {b = {c = 1}}}\n", 2), Some(9));
+        assert_eq!(too_deep("x = 1.5\ny = \"a\\\"b.c.d\"\n", 1), None);
+    }
+
+    #[test]
+    fn deep_dotted_keys_are_refused_with_a_line() {
+        let text = format!("[rescan]\nlip = true\n{}y = 1\n", "x.".repeat(50_000));
+        let err = parse(Path::new("deep.toml"), text).unwrap_err();
+        assert_eq!((err.origin.line, err.origin.column), (3, 64));
+        assert!(err.message.contains("32 levels"), "{err}");
+    }
 }

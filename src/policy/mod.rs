@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -18,9 +19,12 @@ use crate::wwn::{derive, Wwn, WwnRole, DEFAULT_OUI};
 
 pub mod error;
 mod fragment;
+pub mod limits;
+mod read;
 mod sources;
 
-pub use error::{Origin, PolicyError, PolicyErrors};
+pub use error::{LineIndex, Origin, PolicyError, PolicyErrors};
+pub use read::Perms;
 pub use sources::{discover, SearchPaths};
 
 use fragment::{HostFilterFragment, ParsedFile, S};
@@ -151,6 +155,9 @@ pub struct Ownership {
     pub prune: bool,
     /// Where ownership is recorded when a driver refuses symbolic_name.
     pub state_file: PathBuf,
+    /// Where the policy set `state_file`, for errors found when the path is looked at.
+    #[serde(skip)]
+    pub state_file_origin: Option<Origin>,
 }
 
 impl Default for Ownership {
@@ -158,6 +165,7 @@ impl Default for Ownership {
         Ownership {
             prune: false,
             state_file: PathBuf::from("/var/lib/hbad/owned-vhbas.json"),
+            state_file_origin: None,
         }
     }
 }
@@ -192,10 +200,13 @@ pub struct Environment {
 impl Environment {
     pub fn from_host() -> Self {
         let path = PathBuf::from("/etc/machine-id");
-        let machine_id = std::fs::read_to_string(&path)
+        // Read as a policy file is (bounded, never blocking on a FIFO): it seeds WWNs.
+        let machine_id = read::Reader::new(Perms::Relaxed)
+            .read(&path)
             .ok()
+            .and_then(|b| String::from_utf8(b).ok())
             .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty());
+            .filter(|s| !s.is_empty() && s.len() <= limits::MAX_SEED_BYTES);
         Environment {
             machine_id,
             machine_id_path: path,
@@ -210,37 +221,62 @@ impl Environment {
     }
 }
 
+/// Everything needed to load the policy hbad runs with: one function for `check`,
+/// start-up and reload. Cheap to clone and `Send`, so the agent can load a new policy
+/// on a worker thread while the old one keeps running.
+#[derive(Clone, Debug, Default)]
+pub struct Loader {
+    /// `--policy`: a file, or a directory holding hbad.toml and hbad.d/.
+    pub policy: Option<PathBuf>,
+    pub search: SearchPaths,
+    pub perms: Perms,
+}
+
+impl Loader {
+    /// Finds, reads, merges and validates the policy, and looks at the paths it names.
+    /// Reads the host's /etc/machine-id for derived WWNs.
+    pub fn load(&self) -> Result<Policy, PolicyErrors> {
+        let files = discover(self.policy.as_deref(), &self.search)?;
+        Policy::load_files(&files, &Environment::from_host(), self.perms)
+    }
+}
+
 impl Policy {
     /// Reads, merges and validates these files, in this order (later ones override).
-    pub fn load_files(files: &[PathBuf], env: &Environment) -> Result<Policy, PolicyErrors> {
+    pub fn load_files(
+        files: &[PathBuf],
+        env: &Environment,
+        perms: Perms,
+    ) -> Result<Policy, PolicyErrors> {
         let mut errors = Vec::new();
         let mut parsed = Vec::new();
+        let mut reader = read::Reader::new(perms);
         for path in files {
-            match std::fs::read(path) {
-                Ok(bytes) => match String::from_utf8(bytes) {
-                    Ok(text) => match fragment::parse(path, text) {
-                        Ok(p) => parsed.push(p),
-                        Err(e) => errors.push(e),
-                    },
-                    Err(_) => errors.push(PolicyError::new(Origin::file(path), "not UTF-8 text")),
+            match reader.read(path).and_then(|bytes| decode(path, bytes)) {
+                Ok(text) => match fragment::parse(path, text) {
+                    Ok(p) => parsed.push(p),
+                    Err(e) => errors.push(e),
                 },
-                Err(e) => errors.push(
-                    PolicyError::new(Origin::file(path), format!("cannot read: {e}"))
-                        .hint("check the path and that hbad runs as root"),
-                ),
+                Err(e) => errors.push(e),
             }
         }
         if !errors.is_empty() {
             return Err(PolicyErrors(errors));
         }
-        let policy = build(&parsed, env);
-        match policy {
-            Ok(mut p) => {
-                p.files = files.to_vec();
-                Ok(p)
-            }
-            Err(e) => Err(e),
+        let mut policy = build(&parsed, env)?;
+        // The pure checks said the path can name a file; now look at what is there.
+        if let Some(why) = read::state_file_refusal(&policy.ownership.state_file) {
+            let at = policy
+                .ownership
+                .state_file_origin
+                .clone()
+                .unwrap_or_else(|| Origin::file(Path::new("(built-in state_file)")));
+            return Err(PolicyErrors(vec![PolicyError::new(at, why).hint(
+                "set [ownership] state_file to a file path, e.g. /var/lib/hbad/owned-vhbas.json",
+            )]));
         }
+        policy.files = files.to_vec();
+        Ok(policy)
     }
 
     /// Parses policy text (tests, `hbad check -`).
@@ -254,6 +290,21 @@ impl Policy {
     pub fn vhba(&self, name: &str) -> Option<&VhbaSpec> {
         self.vhbas.iter().find(|v| v.name == name)
     }
+}
+
+/// A file's text, or where its first byte that is not UTF-8 is.
+fn decode(path: &Path, bytes: Vec<u8>) -> Result<String, PolicyError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let bytes = e.into_bytes();
+        // The prefix up to `valid_up_to` is UTF-8 by definition; lossy is only a guard.
+        let prefix = String::from_utf8_lossy(&bytes[..valid]);
+        PolicyError::new(
+            Origin::at(&Arc::from(path), &prefix, prefix.len()),
+            format!("byte 0x{:02x} is not UTF-8 text", bytes[valid]),
+        )
+        .hint("policy files are UTF-8; convert with iconv -t UTF-8")
+    })
 }
 
 /// A vHBA after merging, before validation: the file it came from and its fragment.
@@ -289,30 +340,52 @@ fn build(files: &[ParsedFile], env: &Environment) -> Result<Policy, PolicyErrors
                 );
                 continue;
             }
-            seen_here.insert(n.clone(), at);
             if !merged.contains_key(&n) {
+                if order.len() == limits::MAX_VHBAS {
+                    errors.push(
+                        PolicyError::new(
+                            at,
+                            format!("more than {} vHBAs declared", limits::MAX_VHBAS),
+                        )
+                        .hint("no host holds this many vports; split the policy per host"),
+                    );
+                    break;
+                }
                 order.push(n.clone());
             }
+            seen_here.insert(n.clone(), at);
             merged.insert(n, MergedVhba { file, table });
         }
     }
 
     let wwn = build_wwn(files, env, &mut errors);
     let mut vhbas = Vec::new();
+    let mut wwpn_at = Vec::new();
     for name in &order {
         if let Some(m) = merged.get(name) {
-            if let Some(spec) = build_vhba(m, &wwn, &mut errors, &mut warnings) {
+            if let Some((spec, at)) = build_vhba(m, &wwn, &mut errors, &mut warnings) {
                 vhbas.push(spec);
+                wwpn_at.push(at);
             }
         }
     }
-    check_identities(&vhbas, &mut errors);
+    check_identities(&vhbas, &wwpn_at, &mut errors);
 
     let mut rescan = RescanPolicy::default();
     let mut ownership = Ownership::default();
+    // Where the include list that ends up in force names each vHBA.
+    let mut include_vhbas_at: Vec<Origin> = Vec::new();
     for file in files {
         if let Some(r) = &file.fragment.rescan {
             merge_rescan(file, r.get_ref(), &mut rescan, &mut errors);
+            if let Some(list) = r
+                .get_ref()
+                .include
+                .as_ref()
+                .and_then(|f| f.get_ref().vhbas.as_ref())
+            {
+                include_vhbas_at = list.iter().map(|v| file.origin(v.span())).collect();
+            }
         }
         if let Some(o) = &file.fragment.ownership {
             let o = o.get_ref();
@@ -320,27 +393,22 @@ fn build(files: &[ParsedFile], env: &Environment) -> Result<Policy, PolicyErrors
                 ownership.prune = *p.get_ref();
             }
             if let Some(s) = &o.state_file {
-                if !Path::new(s.get_ref()).is_absolute() {
-                    errors.push(
-                        PolicyError::new(
-                            file.origin(s.span()),
-                            format!("state_file `{}` is not an absolute path", s.get_ref()),
-                        )
-                        .hint("e.g. state_file = \"/var/lib/hbad/owned-vhbas.json\""),
-                    );
-                } else {
-                    ownership.state_file = PathBuf::from(s.get_ref());
+                match state_file_refusal(s.get_ref()) {
+                    Some((message, hint)) => {
+                        errors.push(PolicyError::new(file.origin(s.span()), message).hint(hint))
+                    }
+                    None => {
+                        ownership.state_file = PathBuf::from(s.get_ref());
+                        ownership.state_file_origin = Some(file.origin(s.span()));
+                    }
                 }
             }
         }
     }
-    for v in &rescan.include.vhbas {
+    for (v, at) in rescan.include.vhbas.iter().zip(&include_vhbas_at) {
         if !vhbas.iter().any(|s| &s.name == v) {
             warnings.push(PolicyError::new(
-                files
-                    .last()
-                    .map(|f| Origin::file(&f.path))
-                    .unwrap_or_else(|| Origin::file(Path::new("-"))),
+                at.clone(),
                 format!("[rescan] include names vHBA `{v}`, which no [[vhba]] declares"),
             ));
         }
@@ -389,26 +457,67 @@ fn parse_wwn(
 fn parse_duration(
     file: &ParsedFile,
     value: &S<String>,
-    key: &str,
+    limit: &limits::DurationLimit,
     errors: &mut Vec<PolicyError>,
 ) -> Option<Duration> {
-    match humantime::parse_duration(value.get_ref()) {
+    match limit.parse(value.get_ref()) {
         Ok(d) => Some(d),
-        Err(_) => {
+        Err(refusal) => {
             errors.push(
-                PolicyError::new(
-                    file.origin(value.span()),
-                    format!("`{key}`: `{}` is not a duration", value.get_ref()),
-                )
-                .hint("write a number with a unit: 250ms, 30s, 5m, 1h"),
+                PolicyError::new(file.origin(value.span()), refusal.message).hint(refusal.hint),
             );
             None
         }
     }
 }
 
+/// Why `state_file` cannot name a file hbad writes, if it cannot. Whether the path is
+/// a device or a directory on this host is the loader's to find out.
+fn state_file_refusal(path: &str) -> Option<(String, &'static str)> {
+    let example = "e.g. state_file = \"/var/lib/hbad/owned-vhbas.json\"";
+    if !Path::new(path).is_absolute() {
+        return Some((
+            format!("state_file `{path}` is not an absolute path"),
+            example,
+        ));
+    }
+    if path.len() > limits::MAX_PATH_BYTES || path.contains('\0') {
+        return Some((
+            format!(
+                "state_file is not a usable path (NUL, or longer than {} bytes)",
+                limits::MAX_PATH_BYTES
+            ),
+            example,
+        ));
+    }
+    if Path::new(path)
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Some((
+            format!("state_file `{path}` goes up with `..`"),
+            "write the path the file has, without `..`",
+        ));
+    }
+    let names_a_file =
+        !path.ends_with('/') && !path.ends_with("/.") && Path::new(path).file_name().is_some();
+    if !names_a_file {
+        return Some((
+            format!("state_file `{path}` names a directory, not a file"),
+            "name the file hbad keeps its records in, e.g. /var/lib/hbad/owned-vhbas.json",
+        ));
+    }
+    if path.starts_with("/dev/") || path.starts_with("/proc/") || path.starts_with("/sys/") {
+        return Some((
+            format!("state_file `{path}` is under /dev, /proc or /sys, not a place for a file"),
+            example,
+        ));
+    }
+    None
+}
+
 /// vHBA names end up in log fields, symbolic names and /dev/disk/by-vhba/<name>.
-fn valid_name(name: &str) -> bool {
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 48
         && name
@@ -430,15 +539,17 @@ fn build_wwn(
         };
         let w = w.get_ref();
         if let Some(o) = &w.oui {
-            let text = o.get_ref().trim_start_matches("0x").replace(':', "");
-            match (text.len(), u32::from_str_radix(&text, 16)) {
-                (6, Ok(v)) => oui = v,
-                _ => errors.push(
+            match parse_oui(o.get_ref()) {
+                Some(v) => oui = v,
+                None => errors.push(
                     PolicyError::new(
                         file.origin(o.span()),
-                        format!("`oui`: `{}` is not a 24-bit OUI", o.get_ref()),
+                        format!(
+                            "`oui`: `{}` is not a 24-bit OUI",
+                            o.get_ref().escape_debug()
+                        ),
                     )
-                    .hint("write 6 hex digits, e.g. oui = \"001a4a\""),
+                    .hint("write 6 hex digits, e.g. oui = \"001a4a\" or \"0x001a4a\""),
                 ),
             }
         }
@@ -447,6 +558,18 @@ fn build_wwn(
                 errors.push(
                     PolicyError::new(file.origin(s.span()), "`seed` is empty")
                         .hint("remove it to use /etc/machine-id"),
+                );
+            } else if s.get_ref().len() > limits::MAX_SEED_BYTES {
+                errors.push(
+                    PolicyError::new(
+                        file.origin(s.span()),
+                        format!(
+                            "`seed` is {} bytes, more than the {} hbad accepts",
+                            s.get_ref().len(),
+                            limits::MAX_SEED_BYTES
+                        ),
+                    )
+                    .hint("a host name or a random 32-digit hex string is enough"),
                 );
             } else {
                 seed = Some((s.get_ref().clone(), file.origin(s.span()).to_string()));
@@ -465,12 +588,25 @@ fn build_wwn(
     }
 }
 
+/// An OUI: exactly 6 hex digits, `0x` before them at most once, or `00:1a:4a`.
+fn parse_oui(text: &str) -> Option<u32> {
+    let digits = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(rest) => rest.to_string(),
+        None if text.len() == 8 && text.split(':').all(|g| g.len() == 2) => text.replace(':', ""),
+        None => text.to_string(),
+    };
+    if digits.len() != 6 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(&digits, 16).ok()
+}
+
 fn build_vhba(
     m: &MergedVhba,
     wwn: &WwnSettings,
     errors: &mut Vec<PolicyError>,
     warnings: &mut Vec<PolicyError>,
-) -> Option<VhbaSpec> {
+) -> Option<(VhbaSpec, Origin)> {
     let file = m.file;
     let t = m.table.get_ref();
     let name_s = t.name.as_ref()?;
@@ -478,7 +614,7 @@ fn build_vhba(
     let start = errors.len();
     if !valid_name(&name) {
         errors.push(
-            PolicyError::new(file.origin(name_s.span()), format!("vHBA name `{name}` is not usable"))
+            PolicyError::new(file.origin(name_s.span()), format!("vHBA name `{}` is not usable", name.escape_debug()))
                 .hint("use up to 48 letters, digits, '-', '_' or '.'; it becomes /dev/disk/by-vhba/<name>"),
         );
     }
@@ -528,13 +664,21 @@ fn build_vhba(
             None
         }
         [("parent_wwpn", v)] => {
-            parse_wwn(file, v, "parent_wwpn", errors).map(|w| ParentSelector::Wwpn {
-                wwpn: w,
-                wwnn: t
-                    .parent_wwnn
-                    .as_ref()
-                    .and_then(|n| parse_wwn(file, n, "parent_wwnn", errors)),
-            })
+            let wwpn = parse_wwn(file, v, "parent_wwpn", errors);
+            let wwnn = t.parent_wwnn.as_ref().and_then(|n| {
+                let w = parse_wwn(file, n, "parent_wwnn", errors)?;
+                if Some(w) == wwpn {
+                    errors.push(
+                        PolicyError::new(
+                            file.origin(n.span()),
+                            format!("vHBA `{name}`: parent_wwnn is the same as parent_wwpn"),
+                        )
+                        .hint("a port name and a node name differ; see `hbad show` of the parent"),
+                    );
+                }
+                Some(w)
+            });
+            wwpn.map(|w| ParentSelector::Wwpn { wwpn: w, wwnn })
         }
         [("parent_fabric", v)] => parse_wwn(file, v, "parent_fabric", errors)
             .map(|w| ParentSelector::Fabric { fabric: w }),
@@ -554,7 +698,10 @@ fn build_vhba(
                 errors.push(
                     PolicyError::new(
                         file.origin(v.span()),
-                        format!("`parent`: `{text}` is neither \"auto\" nor a host name"),
+                        format!(
+                            "`parent`: `{}` is neither \"auto\" nor a host name",
+                            text.escape_debug()
+                        ),
                     )
                     .hint("write parent = \"auto\", or use parent_wwpn / parent_fabric"),
                 );
@@ -569,12 +716,12 @@ fn build_vhba(
         );
     }
     let link_wait = match &t.link_wait {
-        Some(v) => parse_duration(file, v, "link_wait", errors).unwrap_or_default(),
+        Some(v) => parse_duration(file, v, &limits::LINK_WAIT, errors).unwrap_or_default(),
         None => Duration::from_secs(60),
     };
     if (given_wwpn.is_none() || given_wwnn.is_none()) && wwn.seed.is_empty() {
         errors.push(
-            PolicyError::new(file.origin(m.table.span()), format!("vHBA `{name}` needs derived WWNs, but there is no seed"))
+            PolicyError::new(file.origin(name_s.span()), format!("vHBA `{name}` needs derived WWNs, but there is no seed"))
                 .hint("/etc/machine-id is missing or empty: set [wwn] seed = \"...\" or write wwpn and wwnn"),
         );
     }
@@ -593,7 +740,9 @@ fn build_vhba(
         );
         return None;
     }
-    Some(VhbaSpec {
+    // Errors about the WWPN point at it, or at the name it was derived from.
+    let wwpn_at = file.origin(t.wwpn.as_ref().unwrap_or(name_s).span());
+    let spec = VhbaSpec {
         name,
         wwpn,
         wwnn,
@@ -602,41 +751,52 @@ fn build_vhba(
         parent: parent?,
         link_wait,
         origin: file.origin(m.table.span()),
-    })
+    };
+    Some((spec, wwpn_at))
 }
 
 /// WWPNs must be unique, and a vHBA must not take the WWPN of a port it sits on.
-fn check_identities(vhbas: &[VhbaSpec], errors: &mut Vec<PolicyError>) {
-    let mut seen: HashMap<Wwn, &VhbaSpec> = HashMap::new();
-    for v in vhbas {
-        if let Some(first) = seen.get(&v.wwpn) {
+/// `wwpn_at` holds, for each vHBA, where its WWPN was written (or derived from).
+fn check_identities(vhbas: &[VhbaSpec], wwpn_at: &[Origin], errors: &mut Vec<PolicyError>) {
+    let mut seen: HashMap<Wwn, usize> = HashMap::new();
+    for (i, v) in vhbas.iter().enumerate() {
+        if let Some(&first) = seen.get(&v.wwpn) {
             errors.push(
                 PolicyError::new(
-                    v.origin.clone(),
+                    wwpn_at[i].clone(),
                     format!(
                         "vHBA `{}` has the same WWPN {} as vHBA `{}`",
-                        v.name, v.wwpn, first.name
+                        v.name, v.wwpn, vhbas[first].name
                     ),
                 )
                 .hint(format!(
-                    "`{}` is at {}; every WWPN on a fabric must be unique",
-                    first.name, first.origin
+                    "`{}` sets it at {}; every WWPN on a fabric must be unique",
+                    vhbas[first].name, wwpn_at[first]
                 )),
             );
         } else {
-            seen.insert(v.wwpn, v);
+            seen.insert(v.wwpn, i);
         }
     }
-    for v in vhbas {
-        for other in vhbas {
-            if let ParentSelector::Wwpn { wwpn, .. } = other.parent {
-                if wwpn == v.wwpn {
-                    errors.push(
-                        PolicyError::new(v.origin.clone(), format!("vHBA `{}` has WWPN {}, which is the physical port `{}` uses as parent", v.name, v.wwpn, other.name))
-                            .hint("a vHBA needs a WWPN of its own; remove wwpn to have one derived"),
-                    );
-                }
-            }
+    let parents: HashMap<Wwn, &str> = vhbas
+        .iter()
+        .filter_map(|v| match v.parent {
+            ParentSelector::Wwpn { wwpn, .. } => Some((wwpn, v.name.as_str())),
+            _ => None,
+        })
+        .collect();
+    for (i, v) in vhbas.iter().enumerate() {
+        if let Some(other) = parents.get(&v.wwpn) {
+            errors.push(
+                PolicyError::new(
+                    wwpn_at[i].clone(),
+                    format!(
+                        "vHBA `{}` has WWPN {}, which is the physical port `{other}` uses as parent",
+                        v.name, v.wwpn
+                    ),
+                )
+                .hint("a vHBA needs a WWPN of its own; remove wwpn to have one derived"),
+            );
         }
     }
 }
@@ -663,7 +823,7 @@ fn merge_rescan(
             other => errors.push(
                 PolicyError::new(
                     file.origin(s.span()),
-                    format!("`scope`: `{other}` is not a scan scope"),
+                    format!("`scope`: `{}` is not a scan scope", other.escape_debug()),
                 )
                 .hint("write scope = \"target\" (scan only the target that changed) or \"host\""),
             ),
@@ -672,45 +832,18 @@ fn merge_rescan(
     if let Some(p) = &r.periodic {
         if matches!(p.get_ref().as_str(), "off" | "never" | "0") {
             out.periodic = None;
-        } else if let Some(d) = parse_duration(file, p, "periodic", errors) {
-            if d < Duration::from_secs(60) {
-                errors.push(
-                    PolicyError::new(
-                        file.origin(p.span()),
-                        format!("`periodic`: {} is too often for a full scan", p.get_ref()),
-                    )
-                    .hint("use at least 1m, or \"off\"; events already trigger targeted scans"),
-                );
-            } else {
-                out.periodic = Some(d);
-            }
+        } else if let Some(d) = parse_duration(file, p, &limits::PERIODIC, errors) {
+            out.periodic = Some(d);
         }
     }
     if let Some(d) = &r.debounce {
-        if let Some(v) = parse_duration(file, d, "debounce", errors) {
-            if v > Duration::from_secs(5) {
-                errors.push(
-                    PolicyError::new(
-                        file.origin(d.span()),
-                        format!("`debounce`: {} would delay every scan", d.get_ref()),
-                    )
-                    .hint("keep it short: 100ms to 1s is usual, 5s at most"),
-                );
-            } else {
-                out.debounce = v;
-            }
+        if let Some(v) = parse_duration(file, d, &limits::DEBOUNCE, errors) {
+            out.debounce = v;
         }
     }
     if let Some(d) = &r.scan_timeout {
-        if let Some(v) = parse_duration(file, d, "scan_timeout", errors) {
-            if v.is_zero() {
-                errors.push(
-                    PolicyError::new(file.origin(d.span()), "`scan_timeout` must be more than 0")
-                        .hint("e.g. scan_timeout = \"120s\""),
-                );
-            } else {
-                out.scan_timeout = v;
-            }
+        if let Some(v) = parse_duration(file, d, &limits::SCAN_TIMEOUT, errors) {
+            out.scan_timeout = v;
         }
     }
     if let Some(f) = &r.include {
@@ -728,22 +861,85 @@ fn merge_filter(
     base: &HostFilter,
     errors: &mut Vec<PolicyError>,
 ) -> HostFilter {
-    let strings = |v: &Option<Vec<S<String>>>, old: &Vec<String>| match v {
-        Some(list) => list.iter().map(|s| s.get_ref().clone()).collect(),
+    let mut strings = |v: &Option<Vec<S<String>>>, key: &str, old: &Vec<String>| match v {
+        Some(list) if within_list_limit(file, list, key, errors) => list
+            .iter()
+            .filter(|s| {
+                let refusal = list_entry_refusal(key, s.get_ref());
+                if let Some(why) = &refusal {
+                    errors.push(PolicyError::new(file.origin(s.span()), why.clone()).hint(
+                        match key {
+                            "drivers" => {
+                                "write driver names as `hbad list` shows them, e.g. \"qla2xxx\""
+                            }
+                            _ => "write the name of a [[vhba]] of this policy",
+                        },
+                    ));
+                }
+                refusal.is_none()
+            })
+            .map(|s| s.get_ref().clone())
+            .collect(),
+        Some(_) => Vec::new(),
         None => old.clone(),
     };
+    let drivers = strings(&f.drivers, "drivers", &base.drivers);
+    let vhbas = strings(&f.vhbas, "vhbas", &base.vhbas);
     let mut wwns = |v: &Option<Vec<S<String>>>, key: &str, old: &Vec<Wwn>| match v {
-        Some(list) => list
+        Some(list) if within_list_limit(file, list, key, errors) => list
             .iter()
             .filter_map(|s| parse_wwn(file, s, key, errors))
             .collect(),
+        Some(_) => Vec::new(),
         None => old.clone(),
     };
     HostFilter {
-        drivers: strings(&f.drivers, &base.drivers),
+        drivers,
         fabrics: wwns(&f.fabrics, "fabrics", &base.fabrics),
         wwpns: wwns(&f.wwpns, "wwpns", &base.wwpns),
-        vhbas: strings(&f.vhbas, &base.vhbas),
+        vhbas,
+    }
+}
+
+fn within_list_limit(
+    file: &ParsedFile,
+    list: &[S<String>],
+    key: &str,
+    errors: &mut Vec<PolicyError>,
+) -> bool {
+    match list.get(limits::MAX_LIST) {
+        None => true,
+        Some(first_too_many) => {
+            errors.push(
+                PolicyError::new(
+                    file.origin(first_too_many.span()),
+                    format!(
+                        "`{key}` lists {} entries, more than the {} hbad accepts",
+                        list.len(),
+                        limits::MAX_LIST
+                    ),
+                )
+                .hint("shorten the list, or filter by driver or fabric instead"),
+            );
+            false
+        }
+    }
+}
+
+/// Driver names and vHBA names in filters are compared with what sysfs and the
+/// policy hold: anything else can never match, and is a typo.
+fn list_entry_refusal(key: &str, value: &str) -> Option<String> {
+    match key {
+        "drivers" => {
+            let ok = !value.is_empty()
+                && value.len() <= limits::MAX_DRIVER_BYTES
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            (!ok).then(|| format!("`drivers`: `{}` is not a driver name", value.escape_debug()))
+        }
+        _ => (!valid_name(value))
+            .then(|| format!("`vhbas`: `{}` is not a vHBA name", value.escape_debug())),
     }
 }
 

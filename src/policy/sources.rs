@@ -11,6 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::error::{Origin, PolicyError, PolicyErrors};
+use super::limits::MAX_FILES;
 
 #[derive(Clone, Debug)]
 pub struct SearchPaths {
@@ -65,15 +66,36 @@ pub fn discover(
         None => defaults.clone(),
     };
     let mut files = Vec::new();
-    if paths.main.is_file() {
+    let mut errors = Vec::new();
+    // Whatever is at the main path is read: a directory or FIFO named hbad.toml is an
+    // error the reader names, not a policy silently skipped.
+    if fs::symlink_metadata(&paths.main).is_ok() {
         files.push(paths.main.clone());
     }
     let mut dropins: BTreeMap<String, Option<PathBuf>> = BTreeMap::new();
     for dir in &paths.dropin_dirs {
-        let Ok(entries) = fs::read_dir(dir) else {
-            continue;
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                errors.push(
+                    PolicyError::new(Origin::file(dir), format!("cannot list drop-ins: {e}"))
+                        .hint("hbad.d is a directory of *.toml files"),
+                );
+                continue;
+            }
         };
-        for entry in entries.filter_map(|e| e.ok()) {
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    errors.push(PolicyError::new(
+                        Origin::file(dir),
+                        format!("cannot list drop-ins: {e}"),
+                    ));
+                    break;
+                }
+            };
             let name = entry.file_name().to_string_lossy().into_owned();
             if !name.ends_with(".toml") || name.starts_with('.') {
                 continue;
@@ -81,7 +103,20 @@ pub fn discover(
             let path = entry.path();
             let masked = fs::read_link(&path).is_ok_and(|t| t == Path::new("/dev/null"));
             dropins.insert(name, (!masked).then_some(path));
+            if dropins.len() > MAX_FILES {
+                errors.push(
+                    PolicyError::new(
+                        Origin::file(dir),
+                        format!("more than {MAX_FILES} drop-ins in the hbad.d directories"),
+                    )
+                    .hint("merge drop-ins; each may hold many [[vhba]] tables"),
+                );
+                return Err(PolicyErrors(errors));
+            }
         }
+    }
+    if !errors.is_empty() {
+        return Err(PolicyErrors(errors));
     }
     files.extend(dropins.into_values().flatten());
     Ok(files)
@@ -90,6 +125,29 @@ pub fn discover(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_named_like_a_policy_file_is_read_not_skipped() {
+        let root = tempfile::tempdir().unwrap();
+        let sp = SearchPaths::under(root.path());
+        fs::create_dir_all(&sp.main).unwrap();
+        fs::create_dir_all(sp.dropin_dirs[2].join("20-dir.toml")).unwrap();
+        let files = discover(None, &sp).unwrap();
+        assert_eq!(
+            files,
+            [sp.main.clone(), sp.dropin_dirs[2].join("20-dir.toml")]
+        );
+    }
+
+    #[test]
+    fn a_drop_in_directory_that_is_a_file_is_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        let sp = SearchPaths::under(root.path());
+        fs::create_dir_all(sp.dropin_dirs[2].parent().unwrap()).unwrap();
+        fs::write(&sp.dropin_dirs[2], "").unwrap();
+        let err = discover(None, &sp).unwrap_err();
+        assert!(err.to_string().contains("cannot list drop-ins"), "{err}");
+    }
 
     #[test]
     fn later_directories_override_and_dev_null_masks() {

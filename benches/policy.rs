@@ -1,0 +1,90 @@
+//! Checking a large policy: 50,000 `[[vhba]]` tables, as `hbad check` reads them.
+//!
+//! `cargo bench --bench policy` prints the time to parse and validate one text of
+//! 50,000 vHBAs (`Policy::from_str`: the pure path, every value turned into a
+//! file:line:column through one line index per file), and the time to load the same
+//! vHBAs from drop-ins under the 1 MiB per-file limit through the loader the agent
+//! uses (`Loader::load`: discovery, file checks, reading, validation). Before the
+//! line index, the first took tens of seconds, growing with the square of the file.
+//! `HBAD_BENCH_RUNS=n` sets the runs (default 5).
+
+mod common;
+
+use std::fmt::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use hbad::policy::{Environment, Loader, Perms, Policy, SearchPaths};
+
+use common::{runs, show_spread};
+
+const VHBAS: usize = 50_000;
+
+/// One vHBA table, with every WWN spelled out so that derivation is not measured.
+fn table(i: usize) -> String {
+    format!(
+        "[[vhba]]\nname = \"v{i:05}\"\nparent = \"auto\"\nwwpn = \"0x5001a4a{:09x}\"\nwwnn = \"0x5001a4b{:09x}\"\nlink_wait = \"90s\"\n\n",
+        i, i
+    )
+}
+
+fn main() {
+    let runs = runs(5);
+    let env = Environment::fixed("0123456789abcdef0123456789abcdef");
+    let mut text = String::new();
+    for i in 0..VHBAS {
+        text.push_str(&table(i));
+    }
+
+    let mut secs = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let policy = Policy::from_str(Path::new("bench.toml"), &text, &env).unwrap();
+        secs.push(t.elapsed().as_secs_f64());
+        assert_eq!(policy.vhbas.len(), VHBAS);
+    }
+    println!(
+        "check {VHBAS} vHBAs in one text ({} KiB): {} s over {runs} runs",
+        text.len() / 1024,
+        show_spread(&secs, 3)
+    );
+
+    // The same vHBAs as drop-ins of < 1 MiB each, read through the agent's loader.
+    let root = tempfile::tempdir().unwrap();
+    let search = SearchPaths::under(root.path());
+    let dropins = &search.dropin_dirs[2];
+    std::fs::create_dir_all(dropins).unwrap();
+    let mut file = String::new();
+    let mut files = 0;
+    for i in 0..VHBAS {
+        let t = table(i);
+        if file.len() + t.len() > 1 << 20 {
+            std::fs::write(dropins.join(format!("{files:03}.toml")), &file).unwrap();
+            files += 1;
+            file.clear();
+        }
+        file.push_str(&t);
+    }
+    std::fs::write(dropins.join(format!("{files:03}.toml")), &file).unwrap();
+    files += 1;
+    // A seed in its own drop-in keeps /etc/machine-id out of the measurement's result.
+    let mut seed = String::new();
+    writeln!(seed, "[wwn]\nseed = \"bench\"").unwrap();
+    std::fs::write(dropins.join("000-seed.toml"), seed).unwrap();
+    let loader = Loader {
+        policy: None,
+        search,
+        perms: Perms::Strict,
+    };
+    let mut secs = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let policy = loader.load().unwrap();
+        secs.push(t.elapsed().as_secs_f64());
+        assert_eq!(policy.vhbas.len(), VHBAS);
+    }
+    println!(
+        "load {VHBAS} vHBAs from {files} drop-ins (Loader::load): {} s over {runs} runs",
+        show_spread(&secs, 3)
+    );
+}

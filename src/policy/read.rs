@@ -1,0 +1,303 @@
+//! Reading policy files the careful way: a policy that creates SAN identities is a
+//! privileged input, and a path in /etc can be anything.
+//!
+//! Each file is opened with `O_NONBLOCK` (so a FIFO left in `hbad.d/` returns at once
+//! instead of waiting for a writer forever), checked with `fstat` on the open file (so
+//! what is checked is what is read), refused unless it is a regular file, and read
+//! up to [`MAX_FILE_BYTES`]. `/dev/null`, the mask of systemd's drop-in rules, reads as
+//! empty. Like sshd's StrictModes, a file and its directory must be owned by root (or
+//! by the user running hbad) and writable by no one else; `--no-strict-perms` turns
+//! that last check off for test trees and copies of a policy in a home directory.
+
+use std::collections::HashSet;
+use std::fs::{File, Metadata};
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::error::{Origin, PolicyError};
+use super::limits::MAX_FILE_BYTES;
+
+/// Whether the owner and mode of policy files and their directories are checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Perms {
+    /// Owned by root or the user running hbad; not writable by group or others.
+    #[default]
+    Strict,
+    /// Anything readable (`--no-strict-perms`, `HBAD_NO_STRICT_PERMS=1`).
+    Relaxed,
+}
+
+/// `/dev/null`'s device number (1, 3) on Linux: a masked file.
+fn is_dev_null(meta: &Metadata) -> bool {
+    meta.file_type().is_char_device() && meta.rdev() == libc::makedev(1, 3)
+}
+
+fn kind(meta: &Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Reads policy files, checking each directory once.
+#[derive(Debug)]
+pub struct Reader {
+    perms: Perms,
+    checked_dirs: HashSet<PathBuf>,
+}
+
+impl Reader {
+    pub fn new(perms: Perms) -> Reader {
+        Reader {
+            perms,
+            checked_dirs: HashSet::new(),
+        }
+    }
+
+    /// The bytes of one policy file, or why it cannot be one.
+    pub fn read(&mut self, path: &Path) -> Result<Vec<u8>, PolicyError> {
+        let here = || Origin::file(path);
+        let file = File::options()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| {
+                PolicyError::new(here(), format!("cannot open: {e}"))
+                    .hint("check the path and that hbad runs as root")
+            })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| PolicyError::new(here(), format!("cannot stat: {e}")))?;
+        if is_dev_null(&meta) {
+            return Ok(Vec::new());
+        }
+        if !meta.file_type().is_file() {
+            return Err(
+                PolicyError::new(here(), format!("is {}, not a policy file", kind(&meta))).hint(
+                    "policy files are regular files; mask a drop-in with a link to /dev/null",
+                ),
+            );
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(too_big(path, meta.len()));
+        }
+        if self.perms == Perms::Strict {
+            check_owner_and_mode(path, &meta, "file")?;
+            if let Some(dir) = path.parent() {
+                self.check_dir(if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                })?;
+            }
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        // The file may grow between fstat and read: never read more than the limit.
+        file.take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| PolicyError::new(here(), format!("cannot read: {e}")))?;
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(too_big(path, bytes.len() as u64));
+        }
+        Ok(bytes)
+    }
+
+    fn check_dir(&mut self, dir: &Path) -> Result<(), PolicyError> {
+        if self.checked_dirs.contains(dir) {
+            return Ok(());
+        }
+        let meta = std::fs::metadata(dir)
+            .map_err(|e| PolicyError::new(Origin::file(dir), format!("cannot stat: {e}")))?;
+        // A sticky directory owned by root (/tmp) lets no one replace another's file.
+        let sticky_root = meta.mode() & libc::S_ISVTX != 0 && meta.uid() == 0;
+        if !sticky_root {
+            check_owner_and_mode(dir, &meta, "directory")?;
+        }
+        self.checked_dirs.insert(dir.to_path_buf());
+        Ok(())
+    }
+}
+
+fn too_big(path: &Path, len: u64) -> PolicyError {
+    PolicyError::new(
+        Origin::file(path),
+        format!(
+            "is {len} bytes or more; a policy file may hold at most {MAX_FILE_BYTES} bytes (1 MiB)"
+        ),
+    )
+    .hint("split the policy into drop-ins in hbad.d/")
+}
+
+fn check_owner_and_mode(path: &Path, meta: &Metadata, what: &str) -> Result<(), PolicyError> {
+    let euid = nix::unistd::geteuid().as_raw();
+    let hatch = "or run hbad with --no-strict-perms (HBAD_NO_STRICT_PERMS=1) for a test tree";
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(PolicyError::new(
+            Origin::file(path),
+            format!(
+                "the policy {what} is owned by uid {}, not by root",
+                meta.uid()
+            ),
+        )
+        .hint(format!("chown root: {}, {hatch}", path.display())));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(PolicyError::new(
+            Origin::file(path),
+            format!(
+                "the policy {what} is writable by {} (mode {:04o})",
+                if meta.mode() & 0o002 != 0 {
+                    "everyone"
+                } else {
+                    "its group"
+                },
+                meta.mode() & 0o7777
+            ),
+        )
+        .hint(format!("chmod go-w {}, {hatch}", path.display())));
+    }
+    Ok(())
+}
+
+/// Where a path the policy names is found to be something hbad cannot write a file
+/// to, if it is: the state file must be a regular file or not exist yet.
+pub fn state_file_refusal(path: &Path) -> Option<String> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.file_type().is_file() => None,
+        Ok(meta) => Some(format!(
+            "state_file `{}` is {}, not a file hbad can keep records in",
+            path.display(),
+            kind(&meta)
+        )),
+        Err(_) => match path.parent().map(std::fs::metadata) {
+            Some(Ok(meta)) if !meta.is_dir() => Some(format!(
+                "state_file `{}`: {} is {}, not a directory",
+                path.display(),
+                path.parent()
+                    .map_or(String::new(), |p| p.display().to_string()),
+                kind(&meta)
+            )),
+            _ => None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn private_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_fifo_is_a_named_error_not_a_hang() {
+        let dir = private_dir();
+        let fifo = dir.path().join("10-fifo.toml");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only reads it.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let err = Reader::new(Perms::Strict).read(&fifo).unwrap_err();
+        assert!(err.to_string().contains("is a FIFO"), "{err}");
+    }
+
+    #[test]
+    fn a_directory_or_a_device_is_a_named_error() {
+        let dir = private_dir();
+        let sub = dir.path().join("hbad.toml");
+        std::fs::create_dir(&sub).unwrap();
+        let err = Reader::new(Perms::Strict).read(&sub).unwrap_err();
+        assert!(err.to_string().contains("is a directory"), "{err}");
+        let err = Reader::new(Perms::Relaxed)
+            .read(Path::new("/dev/zero"))
+            .unwrap_err();
+        assert!(err.to_string().contains("character device"), "{err}");
+        assert_eq!(
+            Reader::new(Perms::Strict).read(Path::new("/dev/null")),
+            Ok(Vec::new())
+        );
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_refused_with_the_limit() {
+        let dir = private_dir();
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; MAX_FILE_BYTES as usize + 1]).unwrap();
+        let err = Reader::new(Perms::Strict).read(&big).unwrap_err();
+        assert!(err.to_string().contains("at most 1048576 bytes"), "{err}");
+        std::fs::write(&big, vec![b'#'; MAX_FILE_BYTES as usize]).unwrap();
+        assert_eq!(
+            Reader::new(Perms::Strict).read(&big).unwrap().len(),
+            1 << 20
+        );
+    }
+
+    #[test]
+    fn writable_by_others_is_refused_unless_relaxed() {
+        let dir = private_dir();
+        let file = dir.path().join("hbad.toml");
+        std::fs::write(&file, "").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let err = Reader::new(Perms::Strict).read(&file).unwrap_err();
+        assert!(err.to_string().contains("writable by its group"), "{err}");
+        assert!(err.to_string().contains("--no-strict-perms"), "{err}");
+        Reader::new(Perms::Relaxed).read(&file).unwrap();
+
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = Reader::new(Perms::Strict).read(&file).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("directory is writable by everyone"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn owned_by_another_user_is_refused() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("not root: cannot give a file away");
+            return;
+        }
+        let dir = private_dir();
+        let file = dir.path().join("hbad.toml");
+        std::fs::write(&file, "").unwrap();
+        std::os::unix::fs::chown(&file, Some(65534), None).unwrap();
+        let err = Reader::new(Perms::Strict).read(&file).unwrap_err();
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+    }
+
+    #[test]
+    fn a_state_file_that_is_a_device_or_directory_is_named() {
+        assert!(state_file_refusal(Path::new("/dev/zero"))
+            .unwrap()
+            .contains("character device"));
+        let dir = private_dir();
+        assert!(state_file_refusal(dir.path())
+            .unwrap()
+            .contains("directory"));
+        assert_eq!(state_file_refusal(&dir.path().join("owned.json")), None);
+        let file = dir.path().join("plain");
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(state_file_refusal(&file), None);
+        assert!(state_file_refusal(&file.join("owned.json"))
+            .unwrap()
+            .contains("not a directory"));
+    }
+}
