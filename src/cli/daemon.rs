@@ -16,6 +16,7 @@ use crate::daemon::run::run as run_loop;
 use crate::daemon::status::{Status, DEFAULT_PATH};
 use crate::daemon::{Agent, AgentConfig, Control, LoopTimings};
 use crate::journal;
+use crate::policy::limits::DurationLimit;
 use crate::sysfs::writes::ChildWriter;
 use crate::uevent::fc_event::{FcEventSource, FcItem, DEFAULT_FC_RECV_BUFFER};
 use crate::uevent::kernel::{AsyncKernelSource, KernelOptions};
@@ -248,7 +249,7 @@ pub struct StatusArgs {
     #[arg(long, value_name = "FILE", default_value = DEFAULT_PATH)]
     pub status_file: PathBuf,
     /// Also call the status stale when it was last updated longer ago than this.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_max_age)]
     pub max_age: Option<std::time::Duration>,
     /// Where procfs is mounted (a fixture tree in tests).
     #[arg(
@@ -259,6 +260,21 @@ pub struct StatusArgs {
         hide = true
     )]
     pub proc_root: PathBuf,
+}
+
+/// `--max-age`: from a second (the status is rewritten at least that often while
+/// anything happens) to a week.
+const MAX_AGE: DurationLimit = DurationLimit {
+    key: "max-age",
+    min: std::time::Duration::from_secs(1),
+    max: std::time::Duration::from_secs(7 * 24 * 3600),
+    hint: "e.g. --max-age 10min",
+};
+
+fn parse_max_age(text: &str) -> Result<std::time::Duration, String> {
+    MAX_AGE
+        .parse(text)
+        .map_err(|r| format!("{} ({})", r.message, r.hint))
 }
 
 /// `hbad status`: the agent's report and a verdict on it, as the exit status.

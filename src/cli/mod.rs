@@ -10,6 +10,7 @@ use crate::sysfs::Sysfs;
 pub mod act;
 pub mod daemon;
 pub mod demo;
+pub mod details;
 pub mod docs;
 pub mod inspect;
 pub mod libvirt;
