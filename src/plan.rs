@@ -11,7 +11,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::graph::{Change, Graph, Node, NodeKind, Notice};
-use crate::ownership::{OwnedRecord, OWNER_PREFIX};
+use crate::ownership::{owned, Owned, OwnedRecord};
 use crate::policy::{HostFilter, Origin, ParentSelector, Policy, ScopeChoice, VhbaSpec};
 use crate::sysfs::writes::ScanScope;
 use crate::sysfs::{devpath_name, FcHostInfo, Hctl, VportControlDir, VportInfo};
@@ -218,40 +218,52 @@ impl Plan {
 }
 
 /// The vHBAs the ownership state file records as hbad's, by WWPN, with the name
-/// each was made under: the fallback mark where a driver refused symbolic_name
-/// (or the name did not fit). The caller reads the file (`OwnedState::all`); the
-/// planner only looks, so that a vHBA owned this way is neither asked to be
-/// marked on every plan nor left out of pruning.
+/// each was made under: what binds a `hbad:<name>` mark to this host once the
+/// policy stops declaring the vHBA, and the fallback mark where a driver refused
+/// symbolic_name (or the name did not fit). The caller reads the file
+/// (`OwnedState::all`); the planner only looks, so that a vHBA owned this way is
+/// neither asked to be marked on every plan nor left out of pruning.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recorded {
-    names: BTreeMap<Wwn, String>,
+    records: BTreeMap<Wwn, OwnedRecord>,
 }
 
 impl Recorded {
-    /// Nothing recorded: every vport's ownership is its symbolic_name.
+    /// Nothing recorded: only marks the policy declares are hbad's.
     pub fn none() -> Self {
         Recorded::default()
     }
 
     pub fn from_records(records: &BTreeMap<Wwn, OwnedRecord>) -> Self {
-        records
-            .iter()
-            .map(|(wwpn, r)| (*wwpn, r.name.clone()))
-            .collect()
+        Recorded {
+            records: records.clone(),
+        }
     }
 
-    /// The name hbad recorded for the vport with this WWPN.
+    pub fn get(&self, wwpn: Wwn) -> Option<&OwnedRecord> {
+        self.records.get(&wwpn)
+    }
+
+    /// The name recorded for the vport with this WWPN where the record stands in
+    /// for a mark the driver refused.
     pub fn name(&self, wwpn: Wwn) -> Option<&str> {
-        self.names.get(&wwpn).map(String::as_str)
+        self.get(wwpn)
+            .filter(|r| r.refused())
+            .map(|r| r.name.as_str())
     }
 }
 
-impl FromIterator<(Wwn, String)> for Recorded {
-    fn from_iter<I: IntoIterator<Item = (Wwn, String)>>(iter: I) -> Self {
+impl FromIterator<(Wwn, OwnedRecord)> for Recorded {
+    fn from_iter<I: IntoIterator<Item = (Wwn, OwnedRecord)>>(iter: I) -> Self {
         Recorded {
-            names: iter.into_iter().collect(),
+            records: iter.into_iter().collect(),
         }
     }
+}
+
+/// The policy's vHBAs as the state file binds marks to them: (WWPN, name).
+pub fn declared(policy: &Policy) -> impl Iterator<Item = (Wwn, String)> + '_ {
+    policy.vhbas.iter().map(|v| (v.wwpn, v.name.clone()))
 }
 
 /// Plans the desired vHBAs against the graph, and the scans the changes call for.
@@ -316,13 +328,19 @@ fn existing_vport(graph: &Graph, wwpn: Wwn) -> Option<&Node> {
         .find(|n| matches!(n.kind, NodeKind::Vport(_)))
 }
 
-/// Whose a vport is, as `Vports::owner` decides it: its symbolic_name mark first,
-/// then the state file. `None`: not hbad's, never touched.
-fn owner_name<'a>(v: &'a VportInfo, recorded: &'a Recorded) -> Option<&'a str> {
-    v.symbolic_name
-        .as_deref()
-        .and_then(|s| s.strip_prefix(OWNER_PREFIX))
-        .or_else(|| recorded.name(v.wwpn?))
+/// Whose a vport is, as `Vports::owner` decides it ([`owned`]): a mark the policy
+/// (`declared`, the name it gives this WWPN) or the state file binds to this host,
+/// or a record of a refused mark. `None`: not hbad's, never touched.
+fn owner_name<'a>(
+    v: &'a VportInfo,
+    declared: Option<&str>,
+    recorded: &'a Recorded,
+) -> Option<&'a str> {
+    let record = recorded.get(v.wwpn?);
+    owned(v.symbolic_name.as_deref(), declared, record).map(|o| match o {
+        Owned::Mark(name) => name,
+        Owned::Record(r) => r.name.as_str(),
+    })
 }
 
 fn plan_vhbas(policy: &Policy, graph: &Graph, recorded: &Recorded, steps: &mut Vec<Step>) {
@@ -335,8 +353,7 @@ fn plan_vhbas(policy: &Policy, graph: &Graph, recorded: &Recorded, steps: &mut V
                 let tag = spec.owner_tag();
                 // Recorded under this name because the driver refused the mark:
                 // asking it again on every plan would only be refused again.
-                let marked = v.symbolic_name.as_deref() == Some(tag.as_str())
-                    || recorded.name(spec.wwpn) == Some(spec.name.as_str());
+                let marked = owner_name(v, Some(&spec.name), recorded) == Some(spec.name.as_str());
                 if !marked {
                     steps.push(Step {
                         action: Action::SetSymbolicName {
@@ -351,7 +368,7 @@ fn plan_vhbas(policy: &Policy, graph: &Graph, recorded: &Recorded, steps: &mut V
             }
             continue;
         }
-        if let Some(other) = graph.by_wwpn(spec.wwpn).first() {
+        if let Some(other) = graph.by_wwpn(spec.wwpn).into_iter().find(|n| holds_wwpn(n)) {
             steps.push(wait(
                 spec,
                 WaitReason::WwpnInUse {
@@ -394,7 +411,8 @@ fn plan_vhbas(policy: &Policy, graph: &Graph, recorded: &Recorded, steps: &mut V
         let NodeKind::Vport(v) = &vport.kind else {
             continue;
         };
-        let Some(name) = owner_name(v, recorded) else {
+        // Not declared: only the state file can show a mark is hbad's.
+        let Some(name) = owner_name(v, None, recorded) else {
             continue; // not ours: never touched
         };
         let Some(wwpn) = v.wwpn else { continue };
@@ -667,6 +685,18 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
             reason,
             origin: None,
         });
+    }
+}
+
+/// Does this device, which has a vHBA's WWPN, stand in the way of creating it? A
+/// remote port that is not Online is what a fabric port remembers of an earlier login
+/// (Blocked until dev_loss_tmo, forever with dev_loss_tmo=infinity; typically the
+/// vHBA's own, before it was deleted): no port uses the WWPN now, and the kernel takes
+/// the remote port up again when the vHBA logs back in.
+fn holds_wwpn(node: &Node) -> bool {
+    match &node.kind {
+        NodeKind::RemotePort(_) => online(&node.kind),
+        _ => true,
     }
 }
 
@@ -1017,21 +1047,79 @@ mod tests {
         );
     }
 
+    /// A record of a mark hbad wrote (symbolic_name carries it).
+    fn bound(name: &str) -> OwnedRecord {
+        OwnedRecord {
+            name: name.into(),
+            wwnn: Wwn::from_u64(0x5001_a4a0_0000_0b00),
+            why: String::new(),
+        }
+    }
+
+    /// A record standing in for a mark the driver refused.
+    fn refused(name: &str) -> OwnedRecord {
+        OwnedRecord {
+            why: "EACCES".into(),
+            ..bound(name)
+        }
+    }
+
     #[test]
     fn owned_vhbas_left_out_of_the_policy_are_kept_unless_pruning() {
         let mut g = two_fabrics();
         add_vport(&mut g, 5, 0, "0x5001a4a000000b01", Some("hbad:old"));
         add_vport(&mut g, 5, 1, "0x5001a4a000000c01", Some("made-by-libvirt"));
-        let p = plan(&policy(""), &g, &[]);
+        let recorded: Recorded = [(w("0x5001a4a000000b01"), bound("old"))]
+            .into_iter()
+            .collect();
+        let plan = |pol: &Policy| super::plan(pol, &g, &recorded, &[]);
+        let p = plan(&policy(""));
         assert!(
             matches!(&p.steps[..], [Step { action: Action::Keep { vhba: Some(n), .. }, .. }] if n == "old")
         );
         assert!(p.is_settled());
-        let p = plan(&policy("[ownership]\nprune = true\n"), &g, &[]);
+        let p = plan(&policy("[ownership]\nprune = true\n"));
         // Only hbad's own vport is deleted; the other one is never touched.
         assert!(
             matches!(&p.steps[..], [Step { action: Action::DeleteVhba { wwpn, .. }, .. }] if *wwpn == w("0x5001a4a000000b01"))
         );
+    }
+
+    #[test]
+    fn a_mark_hbad_did_not_write_is_never_pruned() {
+        // Named `hbad:…` by hand or by another tool: the policy does not declare
+        // these WWPNs, and the state file does not record them (or records another
+        // name, or a mark since overwritten).
+        let mut g = two_fabrics();
+        add_vport(&mut g, 5, 0, "0x5001a4a000000b01", Some("hbad:foo"));
+        add_vport(&mut g, 5, 1, "0x5001a4a000000c01", Some("hbad:a"));
+        add_vport(&mut g, 5, 2, "0x5001a4a000000d01", Some("hbad:x"));
+        add_vport(&mut g, 5, 3, "0x5001a4a000000e01", Some("hbad:"));
+        add_vport(&mut g, 5, 4, "0x5001a4a000000f01", Some("by hand"));
+        let recorded: Recorded = [
+            (w("0x5001a4a000000d01"), bound("y")),
+            (w("0x5001a4a000000f01"), bound("z")),
+        ]
+        .into_iter()
+        .collect();
+        // `a` is declared, at another WWPN: its name on this vport binds nothing.
+        let pol = policy(
+            "[ownership]\nprune = true\n[[vhba]]\nname = \"a\"\nwwpn = \"0x5001a4a000000a01\"\nparent = \"auto\"\n",
+        );
+        let p = super::plan(&pol, &g, &recorded, &[]);
+        assert!(
+            !p.steps
+                .iter()
+                .any(|s| matches!(s.action, Action::DeleteVhba { .. } | Action::Keep { .. })),
+            "{:#?}",
+            p.steps
+        );
+        // Declared at its WWPN, the hand-made vport is adopted: marked, not deleted.
+        let pol = policy(
+            "[ownership]\nprune = true\n[[vhba]]\nname = \"foo\"\nwwpn = \"0x5001a4a000000b01\"\nparent = \"auto\"\n",
+        );
+        let p = super::plan(&pol, &g, &recorded, &[]);
+        assert!(p.is_settled(), "{:#?}", p.steps);
     }
 
     #[test]
@@ -1043,8 +1131,8 @@ mod tests {
         add_vport(&mut g, 5, 1, "0x5001a4a000000c01", Some("made-by-libvirt"));
         add_vport(&mut g, 5, 2, "0x5001a4a000000d01", None);
         let recorded: Recorded = [
-            (w("0x5001a4a000000b01"), "a".to_string()),
-            (w("0x5001a4a000000c01"), "old".to_string()),
+            (w("0x5001a4a000000b01"), refused("a")),
+            (w("0x5001a4a000000c01"), refused("old")),
         ]
         .into_iter()
         .collect();
@@ -1071,7 +1159,7 @@ mod tests {
         );
         assert!(p.is_settled());
         // Recorded under another name (renamed in the policy): mark it anew.
-        let renamed: Recorded = [(w("0x5001a4a000000b01"), "before".to_string())]
+        let renamed: Recorded = [(w("0x5001a4a000000b01"), refused("before"))]
             .into_iter()
             .collect();
         let p = super::plan(&pol, &g, &renamed, &[]);
@@ -1160,6 +1248,35 @@ mod tests {
             &[ua(&l, "CAPACITY_DATA_HAS_CHANGED")],
         );
         assert!(p.steps.is_empty());
+    }
+
+    #[test]
+    fn a_remote_port_left_by_an_earlier_login_does_not_hold_the_wwpn() {
+        let text = "[[vhba]]\nname = \"a\"\nparent_wwpn = \"0x2100001b32a9da4f\"\nwwpn = \"0x5001a4a000000b01\"\nwwnn = \"0x5001a4a000000b00\"\n";
+        let mut g = two_fabrics();
+        let devpath = format!("{}/rport-5:0-9", host_devpath(5));
+        let mut rp = RemotePortInfo {
+            name: "rport-5:0-9".into(),
+            wwpn: Some(w("0x5001a4a000000b01")),
+            wwnn: None,
+            port_id: None,
+            roles: vec!["FCP Initiator".into()],
+            port_state: Some("Online".into()),
+            scsi_target_id: None,
+        };
+        g.insert(devpath.clone(), NodeKind::RemotePort(rp.clone()));
+        let p = plan(&policy(text), &g, &[]);
+        assert!(creates(&p).is_empty());
+        assert_eq!(
+            waits(&p),
+            ["WWPN 0x5001a4a000000b01 is already used by remote port rport-5:0-9"]
+        );
+        for state in ["Blocked", "Not Present"] {
+            rp.port_state = Some(state.into());
+            g.insert(devpath.clone(), NodeKind::RemotePort(rp.clone()));
+            let p = plan(&policy(text), &g, &[]);
+            assert_eq!(creates(&p), [("a".to_string(), 6)], "{state}");
+        }
     }
 
     #[test]

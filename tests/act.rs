@@ -799,11 +799,24 @@ fn plan_counts_a_vhba_recorded_in_the_state_file_as_hbads() {
     assert_eq!(actions(&lab.run(&["plan", "--json"])), ["keep"]);
     lab.policy("[ownership]\nprune = true\n");
     assert_eq!(actions(&lab.run(&["plan", "--json"])), ["delete_vhba"]);
-    // A state file that is not hbad's is an error, not an empty record.
+    // A state file that is not hbad's is moved aside and rebuilt from the marks,
+    // with a warning; it stops nothing. The record is lost with it, so the vHBA
+    // is no longer known as hbad's: kept, not pruned.
     fs::write(lab.root().join("state/owned.json"), "{not json").unwrap();
-    let out = lab.run(&["plan"]);
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("move it aside"), "{}", stderr(&out));
+    let out = lab.run(&["plan", "--json"]);
+    assert!(stderr(&out).contains("moved aside"), "{}", stderr(&out));
+    assert!(actions(&out).is_empty());
+    let aside = fs::read_dir(lab.root().join("state"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("owned.json.corrupt-")
+        })
+        .count();
+    assert_eq!(aside, 1);
 }
 
 // ---------------------------------------------------------------------------------

@@ -48,6 +48,25 @@ link_wait = "60s"
     )
 }
 
+/// The policy with its ownership state file in the test's directory: hbad records
+/// every vHBA it marks, and a test must not write the host's /var/lib/hbad.
+fn state_in(dir: &Path, policy: &str) -> String {
+    if policy.contains("state_file") {
+        return policy.to_string();
+    }
+    let line = format!(
+        "state_file = \"{}\"\n",
+        dir.join("state/owned.json").display()
+    );
+    match policy.find("[ownership]\n") {
+        Some(at) => {
+            let at = at + "[ownership]\n".len();
+            format!("{}{line}{}", &policy[..at], &policy[at..])
+        }
+        None => format!("{policy}\n[ownership]\n{line}"),
+    }
+}
+
 /// A simulated host with the agent attached, driven step by step.
 struct Rig {
     _dir: tempfile::TempDir,
@@ -85,7 +104,7 @@ impl Rig {
                 status_path: Some(dir.path().join("run/hbad/status.json")),
             },
             writer(&sim),
-            policy(&policy_text(dir.path())),
+            policy(&state_in(dir.path(), &policy_text(dir.path()))),
             t0,
         );
         let reports = agent.take_reports().unwrap();
@@ -546,12 +565,14 @@ fn removing_a_vhba_from_the_policy_keeps_it_unless_pruning_is_on() {
     let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
     rig.agent.boot(rig.at(0));
     rig.settle(rig.at(0));
-    assert!(rig.agent.reload(Ok(policy("")), rig.at(1)));
+    // The same state file: its record of the mark is what still makes the vHBA
+    // hbad's once no policy declares it.
+    let dir = rig._dir.path().to_path_buf();
+    assert!(rig.agent.reload(Ok(policy(&state_in(&dir, ""))), rig.at(1)));
     rig.settle(rig.at(1));
     assert!(rig.vhba_host(VHBA_A).is_some(), "kept: prune is off");
-    assert!(rig
-        .agent
-        .reload(Ok(policy("[ownership]\nprune = true\n")), rig.at(2)));
+    let prune = state_in(&dir, "[ownership]\nprune = true\n");
+    assert!(rig.agent.reload(Ok(policy(&prune)), rig.at(2)));
     rig.settle(rig.at(2));
     assert!(rig.vhba_host(VHBA_A).is_none(), "pruned: it was hbad's");
 }
@@ -688,7 +709,9 @@ fn a_renamed_vhba_is_marked_over_bytes_an_earlier_nul_hid() {
         rig.agent.status().vhbas[0].owner.as_deref(),
         Some("symbolic_name")
     );
-    assert_eq!(state.get(VHBA_A).unwrap(), None, "no fallback needed");
+    // Recorded under its new name to bind the mark to this host; no fallback needed.
+    let rec = state.get(VHBA_A).unwrap().unwrap();
+    assert_eq!((rec.name.as_str(), rec.refused()), ("vm-abc", false));
 }
 
 /// The whole loop: events through a channel with the policy's debounce, a stop
@@ -707,7 +730,10 @@ fn the_loop_debounces_a_storm_and_stops_cleanly_during_a_scan() {
             status_path: Some(status_path.clone()),
         },
         Arc::new(sim.clone()),
-        policy(&vhba_policy("[rescan]\ndebounce = \"200ms\"\n")),
+        policy(&state_in(
+            dir.path(),
+            &vhba_policy("[rescan]\ndebounce = \"200ms\"\n"),
+        )),
         Instant::now(),
     );
     let (etx, erx) = tokio::sync::mpsc::channel(65536);

@@ -26,7 +26,7 @@ use crate::exec::vport::{CreateRequest, DeletePolicy, SysfsPoll, VportError, Vpo
 use crate::exec::Executor;
 use crate::graph::{Graph, Lookup, Node, NodeKind};
 use crate::ownership::{OwnedState, OWNER_PREFIX};
-use crate::plan::{plan, takes_part, Action, HostRef, Recorded};
+use crate::plan::{declared, plan, takes_part, Action, HostRef, Recorded};
 use crate::policy::{Origin, ParentSelector, Policy, VhbaSpec};
 use crate::sysfs::writes::{AttrWriter, ChildWriter, KernelWriter, ScanScope, WRITE_ATTR_NOT_OS};
 use crate::sysfs::{devpath_name, port_address, Hctl};
@@ -86,7 +86,7 @@ fn executor(g: &Global, opts: &ExecOpts, policy: &Policy) -> anyhow::Result<Exec
         // The kernel makes the vHBA inside the vport_create write on the drivers
         // seen so far; the poll is for drivers that finish it on a work queue.
         Arc::new(SysfsPoll::new(sysfs.clone(), Duration::from_millis(50))),
-        OwnedState::new(state),
+        OwnedState::new(state).declaring(declared(policy)),
         opts.vport_timeout,
     );
     let timeout = opts.scan_timeout.unwrap_or(policy.rescan.scan_timeout);
@@ -1086,10 +1086,7 @@ fn sighting(
     let host = after.host_of(lun)?;
     let vhba = after.vport_of_vhba(host).and_then(|v| {
         vports
-            .owner(&v.devpath)
-            .ok()
-            .flatten()
-            .map(|o| o.name().to_string())
+            .named(&v.devpath)
             .or_else(|| Some(v.name().to_string()))
     });
     let target_wwpn = after.remote_port_of(lun).and_then(|r| match &r.kind {

@@ -55,6 +55,9 @@ parent_fabric = "{FABRIC_B}"    # whichever NPIV port is on fabric B
 
 [rescan]
 debounce = "100ms"
+
+[ownership]
+state_file = "{STATE}"
 "#;
 
 pub fn run(_g: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -88,7 +91,11 @@ pub fn run(_g: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     heading("The policy: one vHBA per fabric, parents by WWPN and by fabric, never by hostN");
     let text = POLICY
         .replace("{HBA_A}", &HBA_A_WWPN.to_string())
-        .replace("{FABRIC_B}", &FABRIC_B_WWN.to_string());
+        .replace("{FABRIC_B}", &FABRIC_B_WWN.to_string())
+        .replace(
+            "{STATE}",
+            &dir.join("state/owned-vhbas.json").display().to_string(),
+        );
     print!("{text}");
     let policy = Policy::from_str(
         std::path::Path::new("/etc/hbad/hbad.toml"),

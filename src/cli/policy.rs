@@ -7,9 +7,10 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::Global;
+use crate::exec::vport::vport_marks;
 use crate::graph::Graph;
 use crate::ownership::OwnedState;
-use crate::plan::{plan, Recorded};
+use crate::plan::{declared, plan, Recorded};
 use crate::policy::Policy;
 use crate::wwn::WwnStyle;
 
@@ -122,7 +123,10 @@ pub fn show_plan(g: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
     let state = std::env::var_os("HBAD_STATE_FILE")
         .map(PathBuf::from)
         .unwrap_or_else(|| policy.ownership.state_file.clone());
-    let recorded = Recorded::from_records(&OwnedState::new(state).all()?);
+    let state = OwnedState::new(state)
+        .declaring(declared(&policy))
+        .rebuilding_from(vport_marks(&g.sysfs()));
+    let recorded = Recorded::from_records(&state.all()?);
     let p = plan(&policy, &graph, &recorded, &[]);
     if g.json {
         println!("{}", serde_json::to_string_pretty(&p)?);

@@ -60,8 +60,8 @@ pub fn vhba_disk(sysfs: &Sysfs, vports: &Vports, devpath: &str) -> Option<VhbaDi
     // The host above the remote port must be a vHBA: its parent is a vport.
     let vport_at = rport_at.checked_sub(2)?;
     port_address(parts[vport_at], "vport-")?;
-    let owner = vports.owner(&prefix(vport_at)).ok()??;
-    let vhba = owner.name().to_string();
+    // Naming, not deleting: udev runs without the policy.
+    let vhba = vports.named(&prefix(vport_at))?;
     // The name becomes a directory under /dev/disk/by-vhba.
     if vhba.is_empty() || vhba.contains('/') || vhba.starts_with('.') {
         return None;

@@ -15,14 +15,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use crate::exec::vport::{SysfsPoll, Vports};
+use crate::exec::vport::{vport_marks, SysfsPoll, Vports};
 use crate::exec::{
     later, Executor, Report, ScanOutcome, ScanReport, Scanner, StepOutcome, StepReport,
 };
 use crate::graph::{Change, Graph, Node, NodeKind};
 use crate::journal::MessageId;
 use crate::ownership::OwnedState;
-use crate::plan::{plan, Action, HostRef, Recorded, Step, WaitReason};
+use crate::plan::{declared, plan, Action, HostRef, Recorded, Step, WaitReason};
 use crate::policy::{Policy, PolicyErrors};
 use crate::sysfs::writes::AttrWriter;
 use crate::sysfs::{devpath_name, Sysfs};
@@ -535,7 +535,9 @@ impl Agent {
     /// Unreadable, it counts as empty: hbad then asks to mark what it recorded and
     /// deletes nothing it cannot show is its own.
     fn read_recorded(&mut self) {
-        let state = OwnedState::new(self.policy.ownership.state_file.clone());
+        let state = OwnedState::new(self.policy.ownership.state_file.clone())
+            .declaring(declared(&self.policy))
+            .rebuilding_from(vport_marks(&self.sysfs));
         match state.all() {
             Ok(records) => {
                 self.recorded = Recorded::from_records(&records);
@@ -1036,7 +1038,7 @@ fn vports(sysfs: &Sysfs, writer: &Arc<dyn AttrWriter>, policy: &Policy) -> Vport
         sysfs.clone(),
         writer.clone(),
         Arc::new(SysfsPoll::new(sysfs.clone(), CONFIRM_POLL)),
-        OwnedState::new(policy.ownership.state_file.clone()),
+        OwnedState::new(policy.ownership.state_file.clone()).declaring(declared(policy)),
         CONFIRM_TIMEOUT,
     )
 }

@@ -22,10 +22,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::errors::{explain, KernelRefusal, Op};
-use crate::ownership::{OwnedRecord, OwnedState, OwnerMark, StateError, OWNER_PREFIX};
+use crate::ownership::{
+    MarkSource, OwnedRecord, OwnedState, OwnerMark, StateError, VportMark, OWNER_PREFIX,
+};
 use crate::plan::HostRef;
 use crate::sysfs::writes::{vport_text, AttrWriter};
-use crate::sysfs::{devpath_name, host_number, parent_devpath, Sysfs, VportControlDir};
+use crate::sysfs::{devpath_name, host_number, parent_devpath, Sysfs, VportControlDir, VportInfo};
 use crate::wwn::Wwn;
 
 /// The kernel keeps a vport's symbolic_name in `char[FC_VPORT_SYMBOLIC_NAMELEN]`
@@ -51,8 +53,9 @@ pub enum VportError {
     #[error("{what} is not an NPIV vport (a physical port or another kind of host); hbad only deletes vHBAs")]
     NotAVport { what: String },
     #[error(
-        "{vport} (wwpn {wwpn}) was not made by hbad (symbolic_name {shown}, not in {state}); \
-         delete it with `hbad destroy --force` if you are sure"
+        "{vport} (wwpn {wwpn}) was not made by hbad: symbolic_name {shown} is no mark this \
+         host's policy declares for that WWPN, and {state} does not record it; delete it \
+         with `hbad destroy --force` if you are sure"
     )]
     NotOwned {
         vport: String,
@@ -204,6 +207,24 @@ pub fn wwpn_users(sysfs: &Sysfs, wwpn: Wwn) -> WwpnUsers {
     users
 }
 
+/// The marks on every vport sysfs shows: what a lost state file is rebuilt from.
+pub fn vport_marks(sysfs: &Sysfs) -> MarkSource {
+    let sysfs = sysfs.clone();
+    Arc::new(move || {
+        sysfs
+            .class_devpaths("fc_vports")
+            .into_iter()
+            .filter_map(|class| {
+                Some(VportMark {
+                    wwpn: sysfs.attr_wwn(&class, "port_name")?,
+                    wwnn: sysfs.attr_wwn(&class, "node_name")?,
+                    symbolic_name: sysfs.attr(&class, "symbolic_name")?,
+                })
+            })
+            .collect()
+    })
+}
+
 /// What a create asks for. The parent and control dir come from the planner.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CreateRequest {
@@ -259,6 +280,7 @@ impl Vports {
         state: OwnedState,
         timeout: Duration,
     ) -> Self {
+        let state = state.rebuilding_from(vport_marks(&sysfs));
         Vports {
             sysfs,
             writer,
@@ -393,6 +415,7 @@ impl Vports {
             .and_then(|v| v.symbolic_name.as_deref())
             .map(shown);
         if current == Some(tag.as_str()) {
+            self.bind(info.as_ref(), name);
             return Ok(OwnerMark::SymbolicName {
                 name: name.to_string(),
             });
@@ -400,7 +423,11 @@ impl Vports {
         // Recorded before because the driver refused: do not ask it again on every
         // apply (the planner only sees symbolic_name, so it keeps asking).
         if let Some(wwpn) = info.as_ref().and_then(|v| v.wwpn) {
-            if let Some(rec) = self.state.get(wwpn)?.filter(|r| r.name == name) {
+            if let Some(rec) = self
+                .state
+                .get(wwpn)?
+                .filter(|r| r.refused() && r.name == name)
+            {
                 return Ok(OwnerMark::StateFile {
                     name: rec.name,
                     path: self.state.path().to_path_buf(),
@@ -432,6 +459,7 @@ impl Vports {
                         let now = now.as_ref().and_then(|v| v.symbolic_name.as_deref());
                         let now = now.map(shown).unwrap_or("");
                         if now == tag {
+                            self.bind(info.as_ref(), name);
                             return Ok(OwnerMark::SymbolicName {
                                 name: name.to_string(),
                             });
@@ -481,29 +509,49 @@ impl Vports {
         })
     }
 
-    /// Who owns a vport, as far as hbad can tell.
+    /// Records a mark hbad wrote in the state file, which binds it to this host:
+    /// without the record, a vHBA the policy stops declaring would look like any
+    /// vport someone named `hbad:…`, and would never be pruned. The mark itself is
+    /// in place, so a state file that cannot take the record costs only that.
+    fn bind(&self, info: Option<&VportInfo>, name: &str) {
+        let (Some(wwpn), Some(wwnn)) = (info.and_then(|v| v.wwpn), info.and_then(|v| v.wwnn))
+        else {
+            return;
+        };
+        let rec = OwnedRecord {
+            name: name.to_string(),
+            wwnn,
+            why: String::new(),
+        };
+        let recorded = self.state.get(wwpn).map(|r| r.as_ref() == Some(&rec));
+        if let Err(e) = recorded.and_then(|same| {
+            if same {
+                Ok(())
+            } else {
+                self.state.record(wwpn, rec)
+            }
+        }) {
+            tracing::warn!(
+                hbad_reason = %e,
+                "{e}; vport {wwpn} is marked \"{}\" but unrecorded: kept, never pruned, once the policy stops declaring it",
+                crate::ownership::mark(name)
+            );
+        }
+    }
+
+    /// The vHBA name a vport shows ([`OwnedState::named`]), for naming, not deleting.
+    pub fn named(&self, vport_devpath: &str) -> Option<String> {
+        let info = self.sysfs.read_vport(vport_devpath).ok()?;
+        self.state.named(info.symbolic_name.as_deref(), info.wwpn)
+    }
+
+    /// Who owns a vport, as far as hbad can tell: a mark bound to this host's
+    /// policy or state file, or a state file record ([`crate::ownership::owned`]).
     pub fn owner(&self, vport_devpath: &str) -> Result<Option<OwnerMark>, VportError> {
         let Ok(info) = self.sysfs.read_vport(vport_devpath) else {
             return Ok(None);
         };
-        if let Some(name) = info
-            .symbolic_name
-            .as_deref()
-            .map(shown)
-            .and_then(|s| s.strip_prefix(OWNER_PREFIX))
-        {
-            return Ok(Some(OwnerMark::SymbolicName {
-                name: name.to_string(),
-            }));
-        }
-        let Some(wwpn) = info.wwpn else {
-            return Ok(None);
-        };
-        Ok(self.state.get(wwpn)?.map(|r| OwnerMark::StateFile {
-            name: r.name,
-            path: self.state.path().to_path_buf(),
-            why: r.why,
-        }))
+        Ok(self.state.owner(info.symbolic_name.as_deref(), info.wwpn)?)
     }
 
     /// Deletes a vport through its parent's vport_delete and waits until it is gone.
@@ -571,9 +619,9 @@ impl Vports {
                 timeout: self.timeout,
             });
         }
-        if matches!(owner, Some(OwnerMark::StateFile { .. })) {
-            self.state.forget(wwpn)?;
-        }
+        // Forgotten whatever the mark: a record left behind would let a later vport
+        // with this WWPN and a mark of that name pass as hbad's.
+        self.state.forget(wwpn)?;
         Ok(Deleted {
             vport,
             parent,
@@ -963,6 +1011,47 @@ pub(crate) mod tests {
         );
         assert!(!k.sysfs().exists(&c.vhba.vport));
         assert!(!k.sysfs().exists(&host.devpath));
+    }
+
+    #[test]
+    fn a_vport_named_hbad_by_hand_is_not_hbads_unless_the_policy_declares_it() {
+        let (dir, k) = lab();
+        let v = vports(&k, dir.path());
+        // Made and named by hand (or by another tool), at a WWPN hbad never used.
+        let parent = k.parent();
+        let wwpn = Wwn::from_u64(0x5001_a4a0_0000_0f01);
+        let wwnn = Wwn::from_u64(0x5001_a4a0_0000_0f00);
+        let create = k
+            .sysfs()
+            .vport_create_path(&parent.devpath, VportControlDir::FcHost);
+        k.write_attr(&create, &vport_text(wwpn, wwnn)).unwrap();
+        let vport = format!("{}/vport-{}:0-0", parent.devpath, parent.number);
+        k.write_attr(&k.sysfs().vport_symbolic_name_path(&vport), "hbad:foo")
+            .unwrap();
+        assert_eq!(v.owner(&vport).unwrap(), None);
+        let err = v.delete(&vport, DeletePolicy::OwnedOnly).unwrap_err();
+        assert!(matches!(err, VportError::NotOwned { .. }), "{err}");
+        assert!(k.writes_to("vport_delete").is_empty());
+        // The policy adopts that WWPN under that name: now it is hbad's.
+        let adopted = Vports::new(
+            k.sysfs(),
+            k.clone(),
+            Arc::new(SysfsPoll::new(k.sysfs(), Duration::from_millis(5))),
+            OwnedState::new(dir.path().join("state/owned.json"))
+                .declaring([(wwpn, "foo".to_string())]),
+            Duration::from_millis(200),
+        );
+        assert_eq!(
+            adopted.owner(&vport).unwrap(),
+            Some(OwnerMark::SymbolicName { name: "foo".into() })
+        );
+        // A vport hbad made is recorded, so it stays hbad's (and prunable) once no
+        // policy declares it; deleting it forgets the record.
+        let c = v.create(&req(&k, "db1", 0x5001_a4a0_0000_0b01)).unwrap();
+        let made = Wwn::from_u64(0x5001_a4a0_0000_0b01);
+        assert_eq!(v.state().get(made).unwrap().unwrap().name, "db1");
+        v.delete(&c.vhba.vport, DeletePolicy::OwnedOnly).unwrap();
+        assert_eq!(v.state().get(made).unwrap(), None);
     }
 
     #[test]

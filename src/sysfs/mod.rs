@@ -8,7 +8,8 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io;
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
@@ -32,6 +33,36 @@ pub enum SysfsError {
         name: String,
         what: &'static str,
     },
+}
+
+/// The most a text attribute can show: the kernel's show functions print into one
+/// page (`sysfs_emit` refuses to write past `PAGE_SIZE`, 4096 on every platform hbad
+/// runs on).
+pub const ATTR_MAX: usize = 4096;
+
+/// The most a binary attribute hbad reads can hold: a VPD page is a 4-byte header
+/// and a 16-bit page length.
+pub const BIN_ATTR_MAX: usize = 4 + u16::MAX as usize;
+
+/// Reads an attribute file, or `None` when it is not one: a FIFO, a device or a
+/// directory where an attribute should be, or more bytes than the kernel can show.
+/// Opened non-blocking and checked with fstat before any read, so a tree that is
+/// not the kernel's (a fixture, a copy, a bind mount) can neither hang the reader
+/// nor make it read without end (`/dev/zero`, a huge file).
+fn read_bounded(path: &Path, max: usize) -> Option<Vec<u8>> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.file_type().is_file() {
+        return None;
+    }
+    let mut raw = Vec::new();
+    // One byte past the bound tells a value at the bound from a longer one: a
+    // value cut short would parse as another (a WWN, a number), so it is refused.
+    file.take(max as u64 + 1).read_to_end(&mut raw).ok()?;
+    (raw.len() <= max).then_some(raw)
 }
 
 /// A sysfs tree and the `/dev` tree that goes with it.
@@ -76,7 +107,7 @@ impl Sysfs {
     /// bytes behind it, as a vport's symbolic_name buffer does after a shorter name
     /// ended with a NUL was written over a longer one.
     pub fn attr(&self, dir: &str, name: &str) -> Option<String> {
-        let mut raw = fs::read(self.path(dir).join(name)).ok()?;
+        let mut raw = read_bounded(&self.path(dir).join(name), ATTR_MAX)?;
         if let Some(nul) = raw.iter().position(|&b| b == 0) {
             raw.truncate(nul);
         }
@@ -86,7 +117,7 @@ impl Sysfs {
 
     /// An attribute as raw bytes (VPD pages are binary).
     pub fn attr_bytes(&self, dir: &str, name: &str) -> Option<Vec<u8>> {
-        fs::read(self.path(dir).join(name)).ok()
+        read_bounded(&self.path(dir).join(name), BIN_ATTR_MAX)
     }
 
     pub fn attr_parse<T: std::str::FromStr>(&self, dir: &str, name: &str) -> Option<T> {
@@ -273,5 +304,67 @@ mod tests {
         assert_eq!(sysfs.attr("/devices/x", "plain").as_deref(), Some("Online"));
         assert_eq!(sysfs.attr("/devices/x", "not_text"), None);
         assert_eq!(sysfs.attr("/devices/x", "absent"), None);
+    }
+
+    /// Runs `f` on a thread and waits a bounded time for it: a read that hangs
+    /// fails the test instead of the test run.
+    fn within_seconds<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(secs))
+            .expect("the read did not return")
+    }
+
+    #[test]
+    fn attributes_that_are_not_attribute_files_are_none_without_hanging() {
+        let (dir, sysfs) = tree(&[("ok", b"Online\n"), ("page", &[b'a'; ATTR_MAX])]);
+        let x = dir.path().join("devices/x");
+        let made = std::process::Command::new("mkfifo")
+            .arg(x.join("fifo"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        std::os::unix::fs::symlink("/dev/zero", x.join("zero")).unwrap();
+        fs::create_dir(x.join("dir")).unwrap();
+        // Sparse: a file longer than any attribute costs no disk.
+        fs::File::create(x.join("huge"))
+            .unwrap()
+            .set_len(256 << 20)
+            .unwrap();
+        fs::write(x.join("page_and_one"), [b'a'; ATTR_MAX + 1]).unwrap();
+        let got = within_seconds(10, move || {
+            ["fifo", "zero", "dir", "huge", "page_and_one", "page", "ok"]
+                .map(|name| (name, sysfs.attr("/devices/x", name).map(|v| v.len())))
+        });
+        assert_eq!(
+            got,
+            [
+                ("fifo", None),
+                ("zero", None),
+                ("dir", None),
+                ("huge", None),
+                ("page_and_one", None),
+                ("page", Some(ATTR_MAX)),
+                ("ok", Some(6)),
+            ]
+        );
+    }
+
+    #[test]
+    fn binary_attributes_are_bounded_too() {
+        let (dir, sysfs) = tree(&[("vpd_pg80", b"\0\x80\0\x02ab")]);
+        let x = dir.path().join("devices/x");
+        std::os::unix::fs::symlink("/dev/zero", x.join("vpd_pg83")).unwrap();
+        fs::File::create(x.join("vpd_pg00"))
+            .unwrap()
+            .set_len(256 << 20)
+            .unwrap();
+        let got = within_seconds(10, move || {
+            ["vpd_pg80", "vpd_pg83", "vpd_pg00"]
+                .map(|name| sysfs.attr_bytes("/devices/x", name).map(|v| v.len()))
+        });
+        assert_eq!(got, [Some(6), None, None]);
     }
 }

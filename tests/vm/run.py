@@ -29,7 +29,8 @@ PREFIX = "HBADVM "
 ALL_SCENARIOS = ["lab", "inventory", "npiv-kernel", "apply", "new-lun", "agent", "storm", "udev", "scan-facts",
                  "desired-state", "refusals", "forged", "churn",
                  # Over the lab's FCoE Forwarder (guest/fabric.sh), in this order.
-                 "fabric-login", "fabric-new-lun", "fabric-zone"]
+                 "fabric-login", "fabric-new-lun", "fabric-zone",
+                 "fabric-by-fabric", "fabric-refuse", "fabric-recreate"]
 
 
 class Scenario:
