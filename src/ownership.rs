@@ -439,12 +439,16 @@ impl OwnedState {
     }
 
     /// The vHBA name a vport shows, for naming its disks (not for deleting it): its
-    /// mark whoever wrote it, else the state file's record. Never fails: a state
-    /// file that cannot be read names nothing.
+    /// mark whoever wrote it, else the state file's record. Only reads: a state file
+    /// that cannot be read names nothing and is left for the agent to recover (udev
+    /// runs this for every disk, and must change nothing).
     pub fn named(&self, symbolic_name: Option<&str>, wwpn: Option<Wwn>) -> Option<String> {
         match symbolic_name.and_then(mark_name) {
             Some(name) => Some(name.to_string()),
-            None => self.get(wwpn?).ok()?.map(|r| r.name),
+            None => match self.load().ok()? {
+                Loaded::File(mut file) => file.vhbas.remove(&wwpn?).map(|r| r.name),
+                Loaded::Corrupt(_) => None,
+            },
         }
     }
 

@@ -103,3 +103,33 @@ fn a_misspelt_key_in_any_example_is_rejected() {
         assert!(stderr.contains("on_lun_chnage"), "{rel}: {stderr}");
     }
 }
+
+/// The installed policy's placeholders stay valid: uncommenting every table header and
+/// `key = value` line gives a policy `hbad check` accepts, with the three vHBAs shown.
+#[test]
+fn the_installed_policy_placeholders_are_a_valid_policy_when_uncommented() {
+    let text = std::fs::read_to_string(repo("config/hbad.toml")).unwrap();
+    let uncommented: String = text
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest)
+                if rest.starts_with('[')
+                    || rest.split_once(" = ").is_some_and(|(k, _)| {
+                        k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    }) =>
+            {
+                rest
+            }
+            _ => line,
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let scratch = tempfile::tempdir().unwrap();
+    let edited = scratch.path().join("hbad.toml");
+    std::fs::write(&edited, uncommented).unwrap();
+    let out = check(&edited, &scratch.path().join("dirs"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("ok (3 vHBAs"), "{stdout}");
+}

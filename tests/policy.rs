@@ -175,6 +175,55 @@ fn a_group_writable_drop_in_is_refused_by_check_unless_told_otherwise() {
 }
 
 #[test]
+fn a_warning_about_an_undeclared_vhba_points_at_its_name() {
+    let p = Policy::from_str(
+        Path::new("w.toml"),
+        "[rescan.include]\nvhbas = [\"ghost\"]\n",
+        &env(),
+    )
+    .unwrap();
+    assert_eq!(p.warnings.len(), 1);
+    assert!(
+        p.warnings[0].to_string().starts_with("w.toml:2:10: "),
+        "{}",
+        p.warnings[0]
+    );
+}
+
+#[test]
+fn hbad_create_refuses_wwns_no_port_can_have() {
+    for (args, why) in [
+        (
+            vec![
+                "--wwpn",
+                "0x6001a4a000000b01",
+                "--wwnn",
+                "0x5001a4a000000b00",
+            ],
+            "NAA 6",
+        ),
+        (
+            vec![
+                "--wwpn",
+                "0x5001a4a000000b01",
+                "--wwnn",
+                "0x0000000000000000",
+            ],
+            "all zeros",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hbad"))
+            .args(["create", "--parent", "auto"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
 fn command_line_durations_are_bounded_like_the_policy() {
     for (flag, value, limit) in [
         ("--scan-timeout", "18446744073709551615s", "1h"),

@@ -152,9 +152,62 @@ pub fn parse(path: &Path, text: String) -> Result<ParsedFile, PolicyError> {
                 Some(span) => Origin::at(&path, &text, span.start),
                 None => Origin::file(&path),
             };
+            if err.message().trim() == "duplicate key" {
+                if let Some(span) = err.span() {
+                    return Err(duplicate_key(&path, &text, span, origin));
+                }
+            }
             Err(explain(origin, err.message()))
         }
     }
+}
+
+/// A key or table given twice in one file, with both places.
+fn duplicate_key(path: &Arc<Path>, text: &str, span: Range<usize>, at: Origin) -> PolicyError {
+    let key = text.get(span.clone()).unwrap_or("").trim();
+    let err = PolicyError::new(at, format!("`{}` is given twice", key.escape_debug()));
+    let hint = "a key may appear once per table; a later drop-in overrides it instead";
+    match first_definition(text, span) {
+        Some(first) => err.hint(format!(
+            "first given at {}; {hint}",
+            Origin::at(path, text, first)
+        )),
+        None => err.hint(hint),
+    }
+}
+
+/// Where the key (or table header) at `span` was first given: an equal header
+/// earlier in the file, or the same key earlier in the same table.
+fn first_definition(text: &str, span: Range<usize>) -> Option<usize> {
+    let key = text.get(span.clone())?.trim();
+    let before = text.get(..span.start)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let this_line = text[line_start..].split('\n').next()?.trim();
+    let is_header = text[line_start..span.start].trim_start().starts_with('[');
+    // Lines before this one, with their offsets.
+    let mut lines = Vec::new();
+    let mut offset = 0;
+    for line in text[..line_start].split('\n') {
+        lines.push((offset, line));
+        offset += line.len() + 1;
+    }
+    if is_header {
+        return lines.iter().find_map(|&(at, line)| {
+            (line.trim() == this_line).then(|| at + line.len() - line.trim_start().len())
+        });
+    }
+    // Only within the table this key is in: after the last header before it.
+    let table = lines
+        .iter()
+        .rposition(|(_, l)| l.trim_start().starts_with('['))
+        .map_or(0, |i| i + 1);
+    lines[table..].iter().find_map(|&(at, line)| {
+        let t = line.trim_start();
+        let rest = t.strip_prefix(key)?;
+        rest.trim_start()
+            .starts_with('=')
+            .then(|| at + line.len() - t.len())
+    })
 }
 
 /// The byte offset where the nesting of keys and values first exceeds `max`, if it
@@ -287,6 +340,34 @@ mod tests {
         assert_eq!(too_deep("x = [[[1]]]\n", 2), Some(5));
         assert_eq!(too_deep("x = {a = {b = {c = 1}}}\n", 2), Some(9));
         assert_eq!(too_deep("x = 1.5\ny = \"a\\\"b.c.d\"\n", 1), None);
+    }
+
+    #[test]
+    fn a_key_or_table_given_twice_names_both_places() {
+        let err = parse(
+            Path::new("d.toml"),
+            "[[vhba]]\nname = \"a\"\n[[vhba]]\nname = \"b\"\r\n  name = \"c\"\n".into(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "d.toml:5:3: `name` is given twice\n  hint: first given at d.toml:4:1; a key may \
+             appear once per table; a later drop-in overrides it instead"
+        );
+        let err = parse(
+            Path::new("d.toml"),
+            "[rescan]\nlip = true\n\n [rescan]\n".into(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("d.toml:4:3: `rescan` is given twice"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("first given at d.toml:1:1"),
+            "{err}"
+        );
     }
 
     #[test]
