@@ -218,7 +218,8 @@ fn hbad_create_refuses_wwns_no_port_can_have() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        // A usage error (hbad(8), EXIT STATUS).
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
         assert!(stderr.contains(why), "{args:?}: {stderr}");
     }
 }
