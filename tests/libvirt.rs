@@ -622,7 +622,7 @@ fn imported_pools_become_a_policy_that_hbad_check_accepts() {
 }
 
 #[test]
-fn import_refuses_what_the_policy_cannot_express_and_prints_nothing() {
+fn import_skips_pools_that_are_no_vhba_and_says_why() {
     for (file, line, what) in [
         (
             "refused-scsi-host.xml",
@@ -634,29 +634,51 @@ fn import_refuses_what_the_policy_cannot_express_and_prints_nothing() {
             1,
             "pool `vg_guests` is a `logical` pool",
         ),
-        (
-            "refused-no-wwpn.xml",
-            4,
-            "pool `half-a-vhba`: the fc_host adapter has no wwpn",
-        ),
     ] {
         let run = import(&["fc-fabric.xml", file]);
-        assert_eq!(run.code, 1, "{file}: {}", run.stderr);
-        assert!(run.stdout.is_empty(), "{file}: printed {}", run.stdout);
+        assert_eq!(run.code, 0, "{file}: {}", run.stderr);
+        assert_eq!(run.stdout, import(&["fc-fabric.xml"]).stdout);
         let at = format!("{}:{line}:", pool_fixture(file).display());
         assert!(
-            run.stderr.contains(&format!("error: {at}")),
+            run.stderr.contains(&format!("skipped: {at}")) && run.stderr.contains(what),
             "{file}: {}",
             run.stderr
         );
-        assert!(run.stderr.contains(what), "{file}: {}", run.stderr);
-        assert!(run.stderr.contains("hint: "), "{file}: {}", run.stderr);
+        // Nothing but such pools: nothing to import, said so.
+        let run = import(&[file]);
+        assert_eq!(run.code, 1, "{file}: {}", run.stderr);
+        assert!(run.stdout.is_empty());
         assert!(
-            run.stderr.contains("nothing imported: 1 pool definition "),
+            run.stderr
+                .contains("none of the 1 pool definition stands for a vHBA"),
             "{}",
             run.stderr
         );
     }
+}
+
+#[test]
+fn import_refuses_what_the_policy_cannot_express_and_prints_nothing() {
+    let (file, what) = (
+        "refused-no-wwpn.xml",
+        "pool `half-a-vhba`: the fc_host adapter has no wwpn",
+    );
+    let run = import(&["fc-fabric.xml", file]);
+    assert_eq!(run.code, 1, "{file}: {}", run.stderr);
+    assert!(run.stdout.is_empty(), "{file}: printed {}", run.stdout);
+    let at = format!("{}:4:", pool_fixture(file).display());
+    assert!(
+        run.stderr.contains(&format!("error: {at}")),
+        "{file}: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains(what), "{file}: {}", run.stderr);
+    assert!(run.stderr.contains("hint: "), "{file}: {}", run.stderr);
+    assert!(
+        run.stderr.contains("nothing imported: 1 pool definition "),
+        "{}",
+        run.stderr
+    );
     let run = import(&["no-such-pool.xml"]);
     assert_eq!(run.code, 1);
     assert!(
@@ -667,6 +689,68 @@ fn import_refuses_what_the_policy_cannot_express_and_prints_nothing() {
     let run = import(&["fc-fabric.xml", "fc-fabric.xml"]);
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("comes twice"), "{}", run.stderr);
+}
+
+#[test]
+fn import_reads_stdin_and_writes_its_output_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hbad.d/50-pools.toml");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    std::fs::write(&out, "# kept\n").unwrap();
+    let run = |files: &[&Path], stdin: &[u8]| {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hbad"))
+            .arg("import-libvirt")
+            .arg("--output")
+            .arg(&out)
+            .args(files)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A pipe the child may never read: its end closing is not a failure here.
+        let _ = child.stdin.take().unwrap().write_all(stdin);
+        let o = child.wait_with_output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let refused = pool_fixture("refused-no-wwpn.xml");
+    let (code, err) = run(&[&pool_fixture("fc-fabric.xml"), &refused], b"");
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "# kept\n");
+    // A FIFO (nothing ever writes it) and a directory are errors, not a wait.
+    let fifo = dir.path().join("pool.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let (code, err) = run(&[&fifo, dir.path()], b"");
+    assert_eq!(code, Some(1));
+    assert_eq!(err.matches("not a regular file").count(), 2, "{err}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "# kept\n");
+    // `-` is standard input; on success the output is replaced whole.
+    let xml = std::fs::read(pool_fixture("fc-fabric.xml")).unwrap();
+    let (code, err) = run(&[Path::new("-")], &xml);
+    assert_eq!(code, Some(0), "{err}");
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        written.contains("[[vhba]]") && written.contains("in -\n"),
+        "{written}"
+    );
+    assert_eq!(
+        std::fs::read_dir(out.parent().unwrap()).unwrap().count(),
+        1,
+        "no temporary left"
+    );
+    // More than a pool definition may hold, on stdin: refused with the bound.
+    let (code, err) = run(&[Path::new("-")], &vec![b' '; (1 << 20) + 10]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("more than the 1048576 bytes"), "{err}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), written);
 }
 
 #[test]

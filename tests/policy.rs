@@ -22,7 +22,7 @@ fn every_bad_policy_gives_its_exact_error() {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     cases.sort();
-    assert!(cases.len() >= 79, "the corpus shrank to {}", cases.len());
+    assert!(cases.len() >= 81, "the corpus shrank to {}", cases.len());
     let mut failures = Vec::new();
     let mut line_precise = 0;
     for case in &cases {
@@ -172,6 +172,20 @@ fn a_group_writable_drop_in_is_refused_by_check_unless_told_otherwise() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    for value in ["1", "yes", "true"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hbad"))
+            .env_remove("HBAD_POLICY")
+            .env("HBAD_NO_STRICT_PERMS", value)
+            .arg("check")
+            .arg(root.path().join("etc/hbad"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "HBAD_NO_STRICT_PERMS={value}: {stderr}"
+        );
+    }
 }
 
 #[test]
@@ -362,4 +376,21 @@ fn without_machine_id_or_seed_derived_wwns_are_refused() {
         &env,
     )
     .unwrap();
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_refused_at_their_line_without_io() {
+    let err = Policy::from_bytes(
+        Path::new("b.toml"),
+        b"[rescan]\nlip = false\nscope = \"t\xffrget\"\n",
+        &env(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("b.toml:3:11: byte 0xff is not UTF-8 text"),
+        "{err}"
+    );
+    let ok = Policy::from_bytes(Path::new("b.toml"), b"[rescan]\nlip = false\n", &env());
+    assert!(ok.is_ok());
 }

@@ -3,7 +3,9 @@
 //! module only gathers what it needs from sysfs and files, and prints.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
@@ -14,6 +16,7 @@ use super::render::{self, NodeView};
 use super::Global;
 use crate::graph::describe::human_size;
 use crate::graph::{Graph, Lookup, Node, NodeKind};
+use crate::libvirt::pool::{printable, POOL_XML_MAX};
 use crate::libvirt::{
     guest_disk_name, import_pools, stable_source, DiskDevice, DiskSnippet, Import, ImportParent,
     NodeDeviceParent, PoolSource, ScsiDevice, ScsiHostDevice, ScsiTargetDevice,
@@ -49,9 +52,15 @@ pub struct LunsArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// libvirt pool definitions (`virsh pool-dumpxml POOL > POOL.xml`).
+    /// libvirt pool definitions (`virsh pool-dumpxml POOL > POOL.xml`); `-` reads
+    /// one from standard input.
     #[arg(required = true, value_name = "POOL.xml")]
     pub files: Vec<PathBuf>,
+    /// Write the policy to FILE instead of standard output: only when the import
+    /// succeeds, and by renaming a finished temporary over it, so an existing FILE
+    /// is never left truncated or half-written.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 fn no_json(g: &Global, flag: &str) -> anyhow::Result<()> {
@@ -281,18 +290,96 @@ fn suggest_parent_wwpns(g: &Global, import: &Import) {
     }
 }
 
-/// `hbad import-libvirt POOL.xml...`: policy TOML on stdout, or every refusal on
-/// stderr and nothing on stdout.
+/// One pool definition, or why it cannot be read: stdin for `-`, else a regular
+/// file, opened non-blocking and checked before it is read, never read past
+/// [`POOL_XML_MAX`] (a FIFO, /dev/zero or a disk image given by mistake).
+fn read_pool(path: &Path) -> Result<String, String> {
+    let too_big = || format!("more than the {POOL_XML_MAX} bytes a pool definition may hold");
+    let mut bytes = Vec::new();
+    let limit = POOL_XML_MAX as u64 + 1;
+    if path == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read: {e}"))?;
+    } else {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| format!("cannot read: {e}"))?;
+        let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+        if !meta.is_file() {
+            return Err("cannot read: not a regular file (a pool definition is one)".into());
+        }
+        if meta.len() > POOL_XML_MAX as u64 {
+            return Err(too_big());
+        }
+        file.take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read: {e}"))?;
+    }
+    if bytes.len() > POOL_XML_MAX {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not UTF-8 (byte {}); libvirt writes pool definitions in UTF-8",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// Writes `text` to `path` whole or not at all: a temporary beside it, synced and
+/// renamed over it.
+fn write_whole(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let written = (|| {
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        out.write_all(text.as_bytes())?;
+        out.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// `hbad import-libvirt POOL.xml...`: policy TOML on stdout (or `--output`), or
+/// every refusal on stderr and nothing written. Pools that stand for no vHBA are
+/// skipped, each with why.
 pub fn import(g: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
     let mut sources = Vec::new();
     let mut unreadable = Vec::new();
+    if args
+        .files
+        .iter()
+        .filter(|f| f.as_path() == Path::new("-"))
+        .count()
+        > 1
+    {
+        anyhow::bail!("`-` (standard input) can be given once");
+    }
     for path in &args.files {
-        match std::fs::read_to_string(path) {
+        match read_pool(path) {
             Ok(text) => sources.push(PoolSource {
                 path: path.clone(),
                 text,
             }),
-            Err(e) => unreadable.push(format!("{}: cannot read: {e}", path.display())),
+            Err(e) => unreadable.push(format!("{}: {e}", printable(&path.display().to_string()))),
         }
     }
     let result = import_pools(&sources);
@@ -303,14 +390,31 @@ pub fn import(g: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
     for e in &unreadable {
         eprintln!("error: {e}");
     }
+    if let Ok(import) = &result {
+        for s in &import.skipped {
+            eprintln!("skipped: {s}");
+        }
+    }
     match result {
-        Ok(import) if unreadable.is_empty() => {
+        Ok(import) if unreadable.is_empty() && !import.vhbas.is_empty() => {
             for w in &import.warnings {
                 eprintln!("warning: {w}");
             }
             suggest_parent_wwpns(g, &import);
-            render::emit_all(&import.to_string())?;
+            match &args.output {
+                Some(path) => write_whole(path, &import.to_string())
+                    .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?,
+                None => render::emit_all(&import.to_string())?,
+            }
             Ok(ExitCode::SUCCESS)
+        }
+        Ok(import) if unreadable.is_empty() => {
+            eprintln!(
+                "nothing imported: none of the {} pool definition{} stands for a vHBA",
+                import.skipped.len(),
+                if import.skipped.len() == 1 { "" } else { "s" }
+            );
+            Ok(ExitCode::FAILURE)
         }
         other => {
             if let Err(errors) = other {

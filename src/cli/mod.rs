@@ -119,7 +119,13 @@ pub struct Global {
     /// policy file and its directory must be owned by root (or the user running hbad)
     /// and not writable by group or others, as sshd's StrictModes; this is for test
     /// trees and copies of a policy, never for /etc/hbad.
-    #[arg(long, global = true, env = "HBAD_NO_STRICT_PERMS")]
+    #[arg(
+        long,
+        global = true,
+        env = "HBAD_NO_STRICT_PERMS",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub no_strict_perms: bool,
 }
 

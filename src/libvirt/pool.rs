@@ -67,6 +67,29 @@ pub struct VhbaTable {
 pub struct Import {
     pub vhbas: Vec<VhbaTable>,
     pub warnings: Vec<ImportError>,
+    /// Pools that stand for no vHBA (a `logical` pool, a scsi_host adapter), left
+    /// to libvirt, and why.
+    pub skipped: Vec<ImportError>,
+}
+
+/// The largest pool definition read. `virsh pool-dumpxml` prints well under a
+/// kilobyte; the bound keeps a wrong file (a disk image, /dev/zero) from being read
+/// whole.
+pub const POOL_XML_MAX: usize = 1 << 20;
+
+/// Text for a message or a comment: control characters shown escaped (`\u{1b}`),
+/// so a pool name cannot move a terminal's cursor or end a TOML comment line.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 /// A TOML basic string: the toml crate's quoting, so any pool name stays one string.
@@ -83,13 +106,13 @@ impl fmt::Display for Import {
         )?;
         for v in &self.vhbas {
             let mut t = String::new();
-            // File names and pool names may hold anything but a newline in a comment.
-            let one_line = |s: &str| s.replace(['\n', '\r'], " ");
+            // A TOML comment takes no control character but a tab: file names (and
+            // pool names, though refused on import) are shown escaped.
             let _ = writeln!(
                 t,
                 "\n# pool `{}` in {}",
-                one_line(&v.pool),
-                one_line(&v.file.display().to_string())
+                printable(&v.pool),
+                printable(&v.file.display().to_string())
             );
             let _ = writeln!(t, "[[vhba]]");
             let _ = writeln!(t, "name = {}", quoted(&v.name));
@@ -130,8 +153,8 @@ impl File<'_> {
             file: self.path.to_path_buf(),
             line,
             column,
-            what: what.into(),
-            why: why.into(),
+            what: printable(&what.into()),
+            why: printable(&why.into()),
         }
     }
 }
@@ -169,8 +192,24 @@ fn wwn_attr(file: &File, adapter: &Element, key: &str) -> Result<Option<Wwn>, Im
     }
 }
 
+/// What one pool file holds: a vHBA, or a pool that is none (skipped, and why).
+enum Pool {
+    Vhba(VhbaTable),
+    Skipped(ImportError),
+}
+
 /// One pool file -> one table, plus warnings.
-fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<VhbaTable, ImportError> {
+fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<Pool, ImportError> {
+    if file.text.len() > POOL_XML_MAX {
+        return Err(file.at(
+            0,
+            format!(
+                "{} bytes, more than the {POOL_XML_MAX} a pool definition may hold",
+                file.text.len()
+            ),
+            "import-libvirt reads pool definitions as `virsh pool-dumpxml POOL` prints them",
+        ));
+    }
     let root = xml::parse(file.text).map_err(|e| {
         file.at(
             e.offset,
@@ -193,11 +232,11 @@ fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<VhbaTable,
         } else {
             format!("pool `{pool}` is a `{pool_type}` pool")
         };
-        return Err(file.at(
+        return Ok(Pool::Skipped(file.at(
             root.offset,
             shown,
             "only <pool type='scsi'> with an fc_host adapter stands for a vHBA; other pools stay libvirt's",
-        ));
+        )));
     }
     let pool = root
         .child("name")
@@ -210,6 +249,16 @@ fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<VhbaTable,
                 "the vHBA takes its name from the pool; libvirt itself requires one",
             )
         })?;
+    if pool.chars().any(char::is_control) {
+        return Err(file.at(
+            root.child("name").map_or(root.offset, |n| n.offset),
+            format!(
+                "pool `{}` has a control character in its name",
+                printable(&pool)
+            ),
+            "libvirt pool names are printable; rename the pool (virsh pool-edit) and dump it again",
+        ));
+    }
     let source = root.child("source").ok_or_else(|| {
         file.at(
             root.offset,
@@ -227,19 +276,19 @@ fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<VhbaTable,
     match adapter.attr("type") {
         Some("fc_host") => {}
         Some("scsi_host") => {
-            return Err(file.at(
+            return Ok(Pool::Skipped(file.at(
                 adapter.offset,
                 format!("pool `{pool}` uses a scsi_host adapter"),
                 "a scsi_host adapter names an HBA that already exists: there is no vHBA for hbad to keep",
-            ))
+            )))
         }
         // Old pools name the HBA without a type: libvirt reads those as scsi_host.
         None if adapter.attr("name").is_some() => {
-            return Err(file.at(
+            return Ok(Pool::Skipped(file.at(
                 adapter.offset,
                 format!("pool `{pool}` names an adapter without a type (a scsi_host adapter)"),
                 "a scsi_host adapter names an HBA that already exists: there is no vHBA for hbad to keep",
-            ))
+            )))
         }
         None => {
             return Err(file.at(
@@ -385,14 +434,14 @@ fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<VhbaTable,
             "vHBA names are up to 48 letters, digits, '-', '_' or '.' (they become /dev/disk/by-vhba/<name>)",
         ));
     }
-    Ok(VhbaTable {
+    Ok(Pool::Vhba(VhbaTable {
         name,
         wwpn,
         wwnn,
         parent,
         pool,
         file: file.path.to_path_buf(),
-    })
+    }))
 }
 
 /// Imports every pool; any refusal rejects the whole import, as the policy does with
@@ -408,7 +457,11 @@ pub fn import_pools(sources: &[PoolSource]) -> Result<Import, Vec<ImportError>> 
             text: &src.text,
         };
         let table = match import_one(&file, &mut import.warnings) {
-            Ok(t) => t,
+            Ok(Pool::Vhba(t)) => t,
+            Ok(Pool::Skipped(why)) => {
+                import.skipped.push(why);
+                continue;
+            }
             Err(e) => {
                 errors.push(e);
                 continue;
@@ -494,6 +547,13 @@ mod tests {
         let mut e = one(text).unwrap_err();
         assert_eq!(e.len(), 1, "{e:?}");
         e.remove(0)
+    }
+
+    /// A pool that is no vHBA: skipped, the import goes on.
+    fn skipped(text: &str) -> ImportError {
+        let mut i = one(text).unwrap();
+        assert!(i.vhbas.is_empty() && i.skipped.len() == 1, "{i:?}");
+        i.skipped.remove(0)
     }
 
     #[test]
@@ -583,16 +643,16 @@ mod tests {
         assert!(e.what.contains("no wwnn"), "{e}");
         assert!(e.to_string().starts_with("p.xml:4:5: "), "{e}");
 
-        let e = refusal("<pool type='scsi'>\n<name>s</name>\n<source><adapter type='scsi_host' name='scsi_host2'/></source></pool>");
+        let e = skipped("<pool type='scsi'>\n<name>s</name>\n<source><adapter type='scsi_host' name='scsi_host2'/></source></pool>");
         assert!(
             e.what.contains("scsi_host adapter") && e.why.contains("no vHBA"),
             "{e}"
         );
-        let e = refusal(
+        let e = skipped(
             "<pool type='scsi'><name>s</name><source><adapter name='host2'/></source></pool>",
         );
         assert!(e.what.contains("without a type"), "{e}");
-        let e = refusal("<pool type='logical'><name>vg</name></pool>");
+        let e = skipped("<pool type='logical'><name>vg</name></pool>");
         assert!(e.what.contains("`logical` pool"), "{e}");
         let e = refusal("<domain type='kvm'/>");
         assert!(e.what.contains("<domain>"), "{e}");
@@ -625,6 +685,75 @@ mod tests {
         assert!(e.what.contains("managed='maybe'"), "{e}");
         let e = refusal("<pool type='scsi'><source><adapter type='fc_host'/></source></pool>");
         assert!(e.what.contains("no <name>"), "{e}");
+    }
+
+    #[test]
+    fn pools_that_are_no_vhba_are_skipped_and_the_rest_imported() {
+        let i = import_pools(&[
+            src("vg.xml", "<pool type='logical'><name>vg</name></pool>"),
+            src(
+                "a.xml",
+                &pool("a", "wwnn='5001a4a000000b00' wwpn='5001a4a000000b01'"),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(i.vhbas.len(), 1);
+        let text: Vec<String> = i.skipped.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 1);
+        assert!(
+            text[0].starts_with("vg.xml:1:1: pool `vg` is a `logical` pool"),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_policy_or_the_terminal() {
+        let e = refusal(&pool(
+            "db\u{1b}[2J\u{7}",
+            "wwnn='5001a4a000000b00' wwpn='5001a4a000000b01'",
+        ));
+        assert!(
+            e.what
+                .contains("pool `db\\u{1b}[2J\\u{7}` has a control character"),
+            "{e}"
+        );
+        assert!(!e.to_string().chars().any(|c| c.is_control() && c != '\n'));
+        // Through a character reference too, and in a value hbad only echoes.
+        let e = refusal(&pool(
+            "a&#x1b;b",
+            "wwnn='5001a4a000000b00' wwpn='5001a4a000000b01'",
+        ));
+        assert!(e.what.contains("a\\u{1b}b"), "{e}");
+        let e = refusal(&pool("a", "wwnn='&#x1b;]0;x' wwpn='5001a4a000000b01'"));
+        assert!(!e.to_string().contains('\u{1b}'), "{e}");
+        // A file name with a newline stays inside its comment.
+        let i = import_pools(&[src(
+            "a\nname = \"evil\"\u{1}.xml",
+            &pool("a", "wwnn='5001a4a000000b00' wwpn='5001a4a000000b01'"),
+        )])
+        .unwrap();
+        let toml = i.to_string();
+        assert!(
+            toml.contains("# pool `a` in a\\nname = \"evil\"\\u{1}.xml\n"),
+            "{toml}"
+        );
+        let parsed: toml::Table = toml.parse().unwrap();
+        assert_eq!(parsed["vhba"].as_array().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn size_and_depth_are_bounded_with_the_bound_in_the_error() {
+        let big = format!("<pool type='scsi'>{}</pool>", " ".repeat(POOL_XML_MAX));
+        let e = refusal(&big);
+        assert!(e.what.contains("more than the 1048576"), "{e}");
+        let deep = format!(
+            "<pool>{}{}</pool>",
+            "<a>".repeat(100_000),
+            "</a>".repeat(100_000)
+        );
+        let e = refusal(&deep);
+        assert!(e.what.contains("nested deeper than 32"), "{e}");
+        assert_eq!(e.line, 1);
     }
 
     #[test]

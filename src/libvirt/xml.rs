@@ -75,6 +75,11 @@ fn skip_blank(text: &str, from: usize) -> usize {
     from + (rest.len() - rest.trim_start().len())
 }
 
+/// The deepest element nesting read. libvirt's pool definitions nest four deep;
+/// the bound keeps a hostile document from exhausting the stack when its tree is
+/// dropped or printed (both recurse).
+pub(crate) const MAX_DEPTH: usize = 32;
+
 /// Reads a whole document into its root element.
 pub(crate) fn parse(text: &str) -> Result<Element, XmlError> {
     // Text is kept whole and trimmed per element at its end: trimming each piece
@@ -113,6 +118,12 @@ pub(crate) fn parse(text: &str) -> Result<Element, XmlError> {
         };
         match event {
             Event::Start(e) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(fail(
+                        before as u64,
+                        format!("elements nested deeper than {MAX_DEPTH}"),
+                    ));
+                }
                 let el = open(&e)?;
                 stack.push(el);
             }
@@ -216,6 +227,17 @@ mod tests {
         }
         let e = parse("<pool>\n  <name>x</nam>\n</pool>").unwrap_err();
         assert_eq!(line_col("<pool>\n  <name>x</nam>\n</pool>", e.offset).0, 2);
+    }
+
+    #[test]
+    fn nesting_is_bounded_with_the_bound_in_the_error() {
+        let deep = |n: usize| format!("{}{}", "<a>".repeat(n), "</a>".repeat(n));
+        assert!(parse(&deep(MAX_DEPTH)).is_ok());
+        let e = parse(&deep(MAX_DEPTH + 1)).unwrap_err();
+        assert!(e.message.contains("deeper than 32"), "{e:?}");
+        // Far deeper than any stack takes recursion through: an error, not a crash.
+        let e = parse(&deep(1_000_000)).unwrap_err();
+        assert_eq!(e.offset, 3 * MAX_DEPTH);
     }
 
     #[test]

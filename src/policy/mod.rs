@@ -287,6 +287,18 @@ impl Policy {
         Ok(p)
     }
 
+    /// Checks the bytes of one policy file as the loader does once it has read them:
+    /// UTF-8 (else the line of the first bad byte), nesting, syntax, every value's
+    /// bounds. No I/O: the entry point for fuzzing and for `check` of piped input.
+    pub fn from_bytes(
+        name: &Path,
+        bytes: &[u8],
+        env: &Environment,
+    ) -> Result<Policy, PolicyErrors> {
+        let text = decode(name, bytes.to_vec()).map_err(|e| PolicyErrors(vec![e]))?;
+        Policy::from_str(name, &text, env)
+    }
+
     pub fn vhba(&self, name: &str) -> Option<&VhbaSpec> {
         self.vhbas.iter().find(|v| v.name == name)
     }
@@ -295,6 +307,7 @@ impl Policy {
 /// A file's text, or where its first byte that is not UTF-8 is.
 fn decode(path: &Path, bytes: Vec<u8>) -> Result<String, PolicyError> {
     String::from_utf8(bytes).map_err(|e| {
+        // The byte at `valid_up_to` exists: it is where decoding failed.
         let valid = e.utf8_error().valid_up_to();
         let bytes = e.into_bytes();
         // The prefix up to `valid_up_to` is UTF-8 by definition; lossy is only a guard.
