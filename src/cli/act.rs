@@ -701,6 +701,47 @@ fn outcome_word(o: &ScanOutcome) -> &'static str {
     }
 }
 
+/// What a scan changed on one host: LUNs that appeared, and LUNs that went while
+/// it ran (a remote port gone past dev_loss_tmo). A LUN the array stopped
+/// reporting is not among them: the kernel keeps it until it is deleted.
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+struct LunChanges {
+    added: Vec<String>,
+    gone: Vec<String>,
+}
+
+/// By host number, for the hosts given: the LUNs in `after` and not in `before`,
+/// and the reverse, each as `H:C:T:L disk`.
+fn lun_changes(before: &Graph, after: &Graph, hosts: &BTreeSet<u32>) -> BTreeMap<u32, LunChanges> {
+    let luns = |g: &Graph| -> BTreeMap<Hctl, String> {
+        g.luns()
+            .into_iter()
+            .filter_map(|n| match &n.kind {
+                NodeKind::Lun(l) if hosts.contains(&l.hctl.host) => {
+                    let disk = g
+                        .disk_of(n)
+                        .map_or_else(|| "(no disk)".to_string(), |d| d.name().to_string());
+                    Some((l.hctl, format!("{} {disk}", l.hctl)))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let (before, after) = (luns(before), luns(after));
+    let mut out: BTreeMap<u32, LunChanges> = BTreeMap::new();
+    for (hctl, text) in &after {
+        if !before.contains_key(hctl) {
+            out.entry(hctl.host).or_default().added.push(text.clone());
+        }
+    }
+    for (hctl, text) in &before {
+        if !after.contains_key(hctl) {
+            out.entry(hctl.host).or_default().gone.push(text.clone());
+        }
+    }
+    out
+}
+
 fn print_scans(results: &[ScanReport], wall: Duration) {
     for r in results {
         print!(
@@ -834,9 +875,18 @@ pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
         .any(|r| matches!(r.outcome, ScanOutcome::Failed { .. }))
         || !lip_errors.is_empty();
     let hung = results.iter().any(|r| r.outcome == ScanOutcome::Hung);
+    // What the scans changed: sysfs read again, compared host by host.
+    let scanned: BTreeSet<u32> = jobs.iter().map(|(h, _)| h.number).collect();
+    let changed = load_graph(g)
+        .map(|after| lun_changes(&graph, &after, &scanned))
+        .unwrap_or_default();
     if g.json {
         print_json(&serde_json::json!({
             "scans": results.into_iter().map(HostResult::of).collect::<Vec<_>>(),
+            "luns": changed
+                .iter()
+                .map(|(h, c)| (format!("host{h}"), c))
+                .collect::<BTreeMap<_, _>>(),
             "lip_errors": lip_errors.values().collect::<Vec<_>>(),
             "wall_ms": millis(wall),
         }))?;
@@ -845,6 +895,17 @@ pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
             eprintln!("error: {e}");
         }
         print_scans(&results, wall);
+        for (host, c) in &changed {
+            for lun in &c.added {
+                println!("host{host}: new LUN {lun}");
+            }
+            for lun in &c.gone {
+                println!("host{host}: LUN {lun} gone");
+            }
+        }
+        if changed.is_empty() {
+            println!("no LUN appeared or went");
+        }
     }
     // A hung scan's thread stays blocked in the kernel; exiting ends it for us.
     Ok(exit_status(failed, hung))
@@ -1107,6 +1168,37 @@ fn sighting(
         links,
         new: before.node(&lun.devpath).is_none(),
     })
+}
+
+#[cfg(test)]
+mod lun_change_tests {
+    use super::*;
+    use crate::sim::{demo, Sim};
+
+    #[test]
+    fn a_scan_names_the_luns_that_appeared_and_went_per_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::demo_host(dir.path()).unwrap();
+        let before = Graph::load(&sim.sysfs());
+        let host = sim.host_by_wwpn(demo::HBA_A_WWPN).unwrap();
+        sim.map_lun(demo::ARRAY_PORT_A, 2, demo::HBA_A_WWPN)
+            .unwrap();
+        let scan = sim.sysfs().path(&sim.host_devpath(host).unwrap());
+        let scan = scan.join(format!("scsi_host/host{host}/scan"));
+        sim.write_attr(&scan, "- - -").unwrap();
+        let after = Graph::load(&sim.sysfs());
+        let hosts: BTreeSet<u32> = [host].into();
+        let changed = lun_changes(&before, &after, &hosts);
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        let c = &changed[&host];
+        assert_eq!(c.added.len(), 1, "{c:?}");
+        assert!(c.added[0].starts_with(&format!("{host}:0:0:2 sd")), "{c:?}");
+        assert!(c.gone.is_empty());
+        // The other way round, the same LUN is gone; hosts not asked about are left out.
+        let back = lun_changes(&after, &before, &hosts);
+        assert_eq!(back[&host].gone, c.added);
+        assert!(lun_changes(&before, &after, &BTreeSet::new()).is_empty());
+    }
 }
 
 #[cfg(test)]
