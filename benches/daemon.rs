@@ -17,6 +17,13 @@
 //!   with the default debounce (250 ms) and with 50 ms: scans issued (must be 4)
 //!   and the time from the storm's last event to the last scan finishing.
 //!
+//!
+//! and, only when asked (`cargo bench --bench daemon -- limits`, minutes and a few GB
+//! of disk for the tree), what systemd/hbad.service's `MemoryMax=`/`TasksMax=` are
+//! sized on: `hbad run`, the binary the unit starts, over 2 FC ports x 32,768 LUNs
+//! (65,536 SCSI devices), its peak RSS and task count through cold plug, boot, a
+//! reload and a stop; and the heap a full resync adds on the same tree.
+//!
 //! `HBAD_BENCH_RUNS=n` sets how many runs each figure is taken over (default 5).
 //! Log records are formatted at INFO into a sink, so their cost is counted as in
 //! the daemon, without the journal's socket.
@@ -42,7 +49,7 @@ use hbad::sysfs::writes::AttrWriter;
 use hbad::sysfs::Hctl;
 use hbad::uevent::{Action, SourceItem, Uevent};
 
-use common::{show_spread, CountingAlloc, Memory};
+use common::{peak_heap, reset_peak_heap, show_spread, status_field, CountingAlloc, Memory};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -53,6 +60,9 @@ const STORM: usize = 10_000;
 const LARGE_LUNS: u64 = 2000;
 /// LUN remove/add cycles per churn run.
 const CHURN_CYCLES: usize = 400;
+/// SCSI devices of the host the unit's limits are sized on: 2 FC ports that both
+/// see the same 32,768 volumes.
+const UNIT_LUNS: u64 = 65_536;
 /// Empty batches per run when timing the fixed cost of one.
 const EMPTY_BATCHES: usize = 1000;
 
@@ -553,6 +563,174 @@ fn the_loop(runs: usize) {
     }
 }
 
+/// One look at a process: resident now and at most, and its tasks (threads of it
+/// and of every process below it: what the unit's TasksMax= counts).
+#[derive(Clone, Copy, Debug, Default)]
+struct Look {
+    rss_kib: u64,
+    hwm_kib: u64,
+    tasks: u64,
+}
+
+/// Tasks of `pid` and its descendants, from /proc/PID/task/*/children.
+fn tasks_below(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mut n = status_field(&status, "Threads:");
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return n;
+    };
+    for task in tasks.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            n += tasks_below(child);
+        }
+    }
+    n
+}
+
+fn look(pid: u32) -> Look {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    Look {
+        rss_kib: status_field(&status, "VmRSS:"),
+        hwm_kib: status_field(&status, "VmHWM:"),
+        tasks: tasks_below(pid),
+    }
+}
+
+/// Watches `pid` until `until` says stop, every 10 ms: the most tasks seen and the
+/// last look (VmHWM is the kernel's own peak, so sampling cannot miss it).
+fn watch(pid: u32, mut until: impl FnMut() -> bool) -> (Look, u64) {
+    let mut max_tasks = 0;
+    let mut last = Look::default();
+    while !until() {
+        let now = look(pid);
+        if now.hwm_kib > 0 {
+            last = now;
+        }
+        max_tasks = max_tasks.max(now.tasks);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (last, max_tasks)
+}
+
+/// `hbad run` over a simulated host of `UNIT_LUNS` LUNs: what systemd/hbad.service's
+/// MemoryMax= and TasksMax= are sized on.
+fn unit_limits() {
+    use std::os::unix::net::UnixDatagram;
+    use std::process::{Command, Stdio};
+
+    let volumes = UNIT_LUNS / 2;
+    println!(
+        "== unit limits: `hbad run` over 2 FC ports x {volumes} LUNs ({UNIT_LUNS} SCSI devices) =="
+    );
+    let t = Instant::now();
+    let (dir, sim, events) = Host::build(&large_fc_host(volumes));
+    println!("  simulator built in {:.0} s", t.elapsed().as_secs_f64());
+    let sysfs = sim.sysfs();
+    let policy_path = dir.path().join("hbad.toml");
+    std::fs::write(
+        &policy_path,
+        format!(
+            "[ownership]\nstate_file = \"{}\"\n",
+            dir.path().join("owned.json").display()
+        ),
+    )
+    .expect("write the policy");
+    let notify_path = dir.path().join("notify");
+    let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+    notify
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("notify timeout");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hbad"))
+        .arg("--sysfs-root")
+        .arg(sysfs.root())
+        .arg("--dev-root")
+        .arg(sysfs.dev_root())
+        .arg("--policy")
+        .arg(&policy_path)
+        .args(["run", "--no-journal", "--udev", "off", "--status-file"])
+        .arg(dir.path().join("status.json"))
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env_remove("WATCHDOG_USEC")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start hbad run");
+    let pid = child.id();
+    let mut buf = [0u8; 4096];
+    let mut ready = |what: &str, deadline: Duration| {
+        let t = Instant::now();
+        let mut got = false;
+        let (seen, tasks) = watch(pid, || {
+            if let Ok(n) = notify.recv(&mut buf) {
+                got = String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .any(|l| l == "READY=1");
+            }
+            assert!(
+                t.elapsed() < deadline,
+                "no READY=1 {what} within {deadline:?}"
+            );
+            got
+        });
+        (t.elapsed(), seen, tasks)
+    };
+    let (to_ready, at_ready, tasks_boot) = ready("at start", Duration::from_secs(1800));
+    // Settled for a while: periodic work, polls.
+    let settle = Instant::now();
+    let (steady, tasks_steady) = watch(pid, || settle.elapsed() > Duration::from_secs(5));
+    // SIGHUP: the policy is loaded again (off the loop) and applied.
+    // SAFETY: kill(2) on the child's pid, which has not been waited for yet.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) };
+    let (to_reload, reloaded, tasks_reload) = ready("after SIGHUP", Duration::from_secs(600));
+    let t = Instant::now();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    let exit = child.wait().expect("wait for hbad run");
+    let stop = t.elapsed();
+    let max_tasks = tasks_boot.max(tasks_steady).max(tasks_reload);
+    let row = |stage: &str, l: &Look| {
+        println!(
+            "  {stage:<40} VmRSS {:>10}  VmHWM {:>10}  tasks {}",
+            kib(l.rss_kib),
+            kib(l.hwm_kib),
+            l.tasks
+        );
+    };
+    row(
+        &format!("ready ({:.1} s after start)", to_ready.as_secs_f64()),
+        &at_ready,
+    );
+    row("5 s later", &steady);
+    row(
+        &format!("reloaded ({:.1} s after SIGHUP)", to_reload.as_secs_f64()),
+        &reloaded,
+    );
+    println!(
+        "  most tasks seen: {max_tasks}; stopped {:.2} s after SIGTERM ({exit})",
+        stop.as_secs_f64()
+    );
+
+    // A full resync (after lost events) builds a new graph beside the old one: the
+    // agent's heap while it does, in this process, on the same tree.
+    let t = Instant::now();
+    let mut host = Host::attach(dir, sim, events);
+    let nodes = host.agent.graph().len();
+    let before = Memory::now();
+    reset_peak_heap();
+    host.agent
+        .handle(vec![SourceItem::Overflow], Instant::now());
+    let peak = peak_heap();
+    println!(
+        "  in process: graph of {nodes} nodes (cold plug + boot {:.0} s); a resync's heap \
+         peak is {} over the {} held before it",
+        t.elapsed().as_secs_f64(),
+        mib(peak.saturating_sub(before.heap)),
+        mib(before.heap)
+    );
+    println!();
+}
+
 fn main() {
     // INFO records are formatted as the daemon's would be, then dropped.
     tracing_subscriber::fmt()
@@ -567,6 +745,10 @@ fn main() {
         .collect();
     let wanted = |section: &str| only.is_empty() || only.iter().any(|o| o == section);
     println!("hbad daemon benchmark, {runs} runs per figure (min–max, median)\n");
+    // Minutes and gigabytes of tree: only when named.
+    if only.iter().any(|o| o == "limits") {
+        unit_limits();
+    }
     // First, so that the high-water mark is this host's and not a later one's.
     if wanted("memory") {
         memory();

@@ -14,12 +14,28 @@ fn demo_creates_the_vhbas_and_finds_the_new_luns_with_stable_paths() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The two vHBAs are created in parallel (one worker per parent), so which gets
+    // host3 and which host4 is the kernel's choice, as on a real host: follow it.
+    let host_of = |vhba: &str| -> String {
+        let said = format!("vHBA {vhba} is ");
+        stdout
+            .lines()
+            .filter(|l| l.contains(&format!("vHBA {vhba} created on ")))
+            .find_map(|l| l.split_once(said.as_str()))
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no creation of {vhba} in:\n{stdout}"))
+            .to_string()
+    };
+    let (host_a, host_b) = (host_of("vm-a"), host_of("vm-b"));
+    assert_ne!(host_a, host_b, "{stdout}");
+    let lun_29 = format!("new LUN 29 on {host_a} via target 0x5000144000000101");
+    let lun_53 = format!("new LUN 53 on {host_b} via target 0x5000144000000102");
     for want in [
         "vHBA vm-a created on host1",
         "vHBA vm-b created on host2",
         "ready: 2/2 vHBAs active",
-        "new LUN 29 on host3 via target 0x5000144000000101",
-        "new LUN 53 on host4 via target 0x5000144000000102",
+        lun_29.as_str(),
+        lun_53.as_str(),
         "/dev/disk/by-path/pci-0000:3b:00.0-fc-0x5000144000000101-lun-29",
         "/dev/disk/by-path/pci-0000:3b:00.1-fc-0x5000144000000102-lun-53",
     ] {

@@ -76,3 +76,64 @@ fn unit_keeps_uevents_and_sysfs_writes_working_while_sandboxed() {
     // costs about 3. A rise means a hardening directive was lost.
     assert!(score <= 3.5, "exposure {score} (was 3.0):\n{stdout}");
 }
+
+/// `MemoryMax=` and friends in bytes: a number with an optional K/M/G/T suffix
+/// (base 1024, as systemd reads them); `None` for `infinity`, percentages and junk.
+fn bytes(value: &str) -> Option<u64> {
+    let (digits, unit) = match value.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => value.split_at(i),
+        None => (value, ""),
+    };
+    let shift = match unit {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// Whatever still goes wrong (a leak, a storm, a bug that spawns threads) is bounded
+/// by the unit: finite memory and task limits (sized in benches/README.md, "Unit
+/// limits"), a softer MemoryHigh= below MemoryMax=, and an OOM score that makes
+/// the kernel kill hbad, which restarts, before a VM.
+#[test]
+fn unit_bounds_memory_and_tasks_and_yields_to_vms_under_oom() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/hbad.service"))
+            .unwrap();
+    let value = |key: &str| -> Option<String> {
+        text.lines()
+            .rev()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(|v| v.trim().to_string())
+    };
+    let max = value("MemoryMax").expect("MemoryMax= is set");
+    let max = bytes(&max).unwrap_or_else(|| panic!("MemoryMax={max} is not a size"));
+    // Below the measured peak hbad could not start on a large host; far above it
+    // the limit bounds nothing.
+    assert!(
+        (256 << 20..=4 << 30).contains(&max),
+        "MemoryMax= {max} bytes"
+    );
+    let high = value("MemoryHigh").expect("MemoryHigh= is set");
+    let high = bytes(&high).unwrap_or_else(|| panic!("MemoryHigh={high} is not a size"));
+    assert!(
+        high < max,
+        "MemoryHigh= must throttle before MemoryMax= kills"
+    );
+    let tasks = value("TasksMax").expect("TasksMax= is set");
+    let tasks: u64 = tasks
+        .parse()
+        .unwrap_or_else(|_| panic!("TasksMax={tasks} is not a number"));
+    assert!((64..=4096).contains(&tasks), "TasksMax={tasks}");
+    let oom = value("OOMScoreAdjust").expect("OOMScoreAdjust= is set");
+    let oom: i32 = oom.parse().unwrap();
+    assert!(
+        (1..=1000).contains(&oom),
+        "OOMScoreAdjust={oom}: the OOM killer must prefer hbad to a VM"
+    );
+}

@@ -16,6 +16,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub struct CountingAlloc;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// The most `LIVE` has been since the last `reset_peak_heap`.
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(by: usize) {
+    let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
 
 // SAFETY: every call is forwarded unchanged to the system allocator; the counter
 // is only arithmetic on the sizes the caller passed in.
@@ -24,7 +31,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         // SAFETY: same contract as our caller's.
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+            grew(layout.size());
         }
         p
     }
@@ -33,7 +40,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         // SAFETY: same contract as our caller's.
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+            grew(layout.size());
         }
         p
     }
@@ -49,7 +56,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-            LIVE.fetch_add(new_size, Ordering::Relaxed);
+            grew(new_size);
         }
         p
     }
@@ -59,6 +66,16 @@ unsafe impl GlobalAlloc for CountingAlloc {
 /// binary's `#[global_allocator]`).
 pub fn heap_bytes() -> usize {
     LIVE.load(Ordering::Relaxed)
+}
+
+/// The most heap held since the last [`reset_peak_heap`] (or the start).
+pub fn peak_heap() -> usize {
+    PEAK.load(Ordering::Relaxed)
+}
+
+/// Starts a new peak from what is held now.
+pub fn reset_peak_heap() {
+    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
 /// The process's memory at one moment.
@@ -75,20 +92,22 @@ pub struct Memory {
 impl Memory {
     pub fn now() -> Memory {
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let field = |name: &str| -> u64 {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0)
-        };
         Memory {
-            rss_kib: field("VmRSS:"),
-            hwm_kib: field("VmHWM:"),
+            rss_kib: status_field(&status, "VmRSS:"),
+            hwm_kib: status_field(&status, "VmHWM:"),
             heap: heap_bytes(),
         }
     }
+}
+
+/// A number from /proc/PID/status (`VmRSS:`, `Threads:` ...); 0 when absent.
+pub fn status_field(status: &str, name: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Minimum, median and maximum of a few runs.

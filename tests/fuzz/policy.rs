@@ -521,3 +521,16 @@ fn fuzz_policy_with_dropins() {
         Ok(())
     });
 }
+
+/// What `fuzz_policy_limits` found first: `hbad check` accepts this, and the daemon
+/// then adds the link wait to an `Instant` at boot.
+#[test]
+fn regression_a_link_wait_that_overflows_an_instant_is_refused() {
+    let text = "[[vhba]]\nname = \"a\"\nparent = \"auto\"\nlink_wait = \"18446744073709551615s\"\n";
+    if let Ok(p) = Policy::from_str(Path::new("fuzz.toml"), text, &env()) {
+        panic!(
+            "accepted link_wait {:?}, which Instant::now() + cannot hold",
+            p.vhbas[0].link_wait
+        );
+    }
+}

@@ -227,7 +227,6 @@ fn fuzz_udev_id_devpath_and_wwpn() {
 
 /// The vport's symbolic_name, which anyone with root (or a driver) can set, fuzzed.
 #[test]
-#[ignore = "fails until udev-id reduces values to a safe character set: a symbolic_name `hbad:vm-a\\nHBAD_LUN=7` injects a line"]
 fn fuzz_udev_id_symbolic_name() {
     let host = Arc::new(host());
     let name = prop_oneof![
@@ -240,4 +239,20 @@ fn fuzz_udev_id_symbolic_name() {
         let (code, out, err) = udev_id(&h, &h.disk);
         importable(code, &out, &err)
     });
+}
+
+/// What `fuzz_udev_id_symbolic_name` found: a newline in the vport's symbolic_name
+/// (anyone with root can write it) becomes a property of udev's choosing.
+#[test]
+fn regression_a_newline_in_symbolic_name_injects_no_property() {
+    let host = host();
+    std::fs::write(
+        &host.symbolic_name,
+        "hbad:vm-a\nHBAD_LUN=7\nSYSTEMD_WANTS=evil.service\n",
+    )
+    .expect("write symbolic_name");
+    let (code, out, err) = udev_id(&host, &host.disk);
+    if let Err(e) = importable(code, &out, &err) {
+        panic!("{e}");
+    }
 }
