@@ -3,7 +3,8 @@
 #   make            build the release binary
 #   make test       what CI runs: formatting, lints, unit + integration tests
 #   make demo       hbad on a simulated host
-#   make bench      graph load/apply, whole-daemon and policy-check numbers (benches/README.md)
+#   make bench      graph load/apply, whole-daemon, policy-check and hbad-vs-lsscsi numbers
+#                   (benches/README.md)
 #   make fuzz       every fuzz target for FUZZ_SECONDS each (make test runs a short pass)
 #   make vm-test    the real-kernel tier (Debian's kernel in qemu)
 #   make install    install as a system package would (then: sudo make install)
@@ -37,6 +38,7 @@ bench:
 	$(CARGO) bench --locked --bench graph
 	$(CARGO) bench --locked --bench daemon
 	$(CARGO) bench --locked --bench policy
+	$(CARGO) bench --locked --bench lsscsi
 
 # The fuzz targets of tests/fuzz/ (make test runs each for a few hundred to a few
 # thousand fixed-seed cases), here each for FUZZ_SECONDS with fresh seeds, one at a

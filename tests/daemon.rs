@@ -149,15 +149,14 @@ impl Rig {
             if self.agent.scanner().busy() == 0 {
                 // One more look: a write that just ended may have sent events.
                 std::thread::sleep(Duration::from_millis(5));
-                if self.events.try_iter().next().is_none()
-                    && self.agent.scanner().busy() == 0
-                    && self.drain_reports(now) == 0
-                {
+                let late: Vec<SourceItem> = self.events.try_iter().map(SourceItem::Event).collect();
+                let reported = self.drain_reports(now);
+                if late.is_empty() && reported == 0 && self.agent.scanner().busy() == 0 {
                     return;
                 }
-                // An event was taken off the channel by the check: it is lost to
-                // this rig, so resync the way the daemon would.
-                self.agent.handle(vec![SourceItem::Overflow], now);
+                if !late.is_empty() {
+                    self.agent.handle(late, now);
+                }
                 continue;
             }
             assert!(
@@ -763,6 +762,14 @@ fn the_loop_debounces_a_storm_and_stops_cleanly_during_a_scan() {
             assert!(t.elapsed() < Duration::from_secs(10), "vHBA never created");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // The new vHBA is scanned once it is online: wait for that scan, so that
+        // only the storm's scans are counted below.
+        until("the new vHBA's scan", Duration::from_secs(10), || {
+            sim2.writes()
+                .iter()
+                .any(|w| w.path.ends_with("scan") && w.value.trim() == "- - -")
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let scans_before = sim2
             .writes()
@@ -993,4 +1000,251 @@ fn an_fc_linkup_re_reads_its_host_at_once_without_waiting_for_a_poll() {
         rig.at(2),
     );
     assert_eq!(port_state(&rig.agent).as_deref(), Some("Online"));
+}
+
+/// The simulated kernel, seen from the writer seam: counts writes made on the
+/// event loop's thread (in release builds too, where the seam's own assertion is
+/// compiled out) and can hold `vport_create` inside its write, as a driver
+/// waiting on its firmware does.
+#[derive(Debug)]
+struct Witness {
+    sim: Sim,
+    on_loop: AtomicUsize,
+    hold_create: Duration,
+    /// vport_create writes that have begun (before the hold).
+    creates_begun: AtomicUsize,
+}
+
+impl Witness {
+    fn new(sim: &Sim, hold_create: Duration) -> Arc<Witness> {
+        Arc::new(Witness {
+            sim: sim.clone(),
+            on_loop: AtomicUsize::new(0),
+            hold_create,
+            creates_begun: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl AttrWriter for Witness {
+    fn store(&self, path: &Path, value: &str) -> std::io::Result<()> {
+        if hbad::sysfs::writes::on_loop_thread() {
+            self.on_loop.fetch_add(1, Ordering::SeqCst);
+        }
+        if path.ends_with("vport_create") {
+            self.creates_begun.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(self.hold_create);
+        }
+        self.sim.write_attr(path, value)
+    }
+}
+
+fn loop_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn count_writes(sim: &Sim, attr: &str) -> usize {
+    sim.writes()
+        .iter()
+        .filter(|w| w.path.ends_with(attr))
+        .count()
+}
+
+async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !done() {
+        assert!(t.elapsed() < limit, "{what} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The loop's thread writes nothing to the kernel, whatever the kernel does: a
+/// refused vport_create and its retry, a device re-read, a hung scan, a reload and
+/// a stop while that scan hangs. In debug builds the writer seam asserts it (a
+/// write from the loop's thread would panic the loop); the witness counts it in
+/// any build.
+#[test]
+fn no_kernel_write_runs_on_the_loop_thread_under_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = demo_spec()
+        .hba(HbaSpec::scsi_debug(1, 2))
+        .hba(HbaSpec::scsi_debug(1, 2));
+    let sim = Sim::new(dir.path(), &spec).unwrap();
+    let events = sim.subscribe(Flavour::Kernel);
+    let witness = Witness::new(&sim, Duration::ZERO);
+    let parent = sim.host_by_wwpn(HBA_A_WWPN).unwrap();
+    sim.fail_next_vport_create(parent, libc::ENOSPC);
+    let agent = Agent::new(
+        AgentConfig {
+            sysfs: sim.sysfs(),
+            status_path: Some(dir.path().join("status.json")),
+        },
+        witness.clone(),
+        policy(&vhba_policy(
+            "[rescan]\ndebounce = \"50ms\"\nscan_timeout = \"200ms\"\n",
+        )),
+        Instant::now(),
+    );
+    let (etx, erx) = tokio::sync::mpsc::channel(1024);
+    let (ctx, crx) = tokio::sync::mpsc::channel(4);
+    forward_events(events, etx.clone()).unwrap();
+    let local: Vec<(Hctl, String)> = sim
+        .luns()
+        .into_iter()
+        .filter(|h| sim.lun_devpath(*h).is_some_and(|d| d.contains("pseudo")))
+        .map(|h| (h, sim.lun_devpath(h).unwrap()))
+        .collect();
+    let stuck = local[0].0.host;
+    let gate = sim.stall_scans(stuck);
+    let sim2 = sim.clone();
+    loop_rt().block_on(async move {
+        let looped = tokio::spawn(run_loop(
+            agent,
+            erx,
+            crx,
+            || Ok(policy(&vhba_policy(""))),
+            LoopTimings {
+                tick: Duration::from_millis(50),
+                stop_grace: Duration::from_millis(300),
+                ..LoopTimings::default()
+            },
+        ));
+        // Refused once (ENOSPC), retried after its 2 s backoff, then made.
+        until("the vHBA after its retry", Duration::from_secs(15), || {
+            sim2.host_by_wwpn(VHBA_A).is_some()
+        })
+        .await;
+        let ua = |devpath: &str, what: &str| {
+            SourceItem::Event(
+                Uevent::new(Action::Change, devpath, "scsi")
+                    .with_devtype("scsi_device")
+                    .with_prop("SDEV_UA", what),
+            )
+        };
+        // A scan that hangs, and a device re-read on the other scsi_debug host.
+        let other = local.iter().find(|(h, _)| h.host != stuck).unwrap();
+        etx.send(ua(&local[0].1, "REPORTED_LUNS_DATA_HAS_CHANGED"))
+            .await
+            .unwrap();
+        etx.send(ua(&other.1, "CAPACITY_DATA_HAS_CHANGED"))
+            .await
+            .unwrap();
+        until("the device re-read", Duration::from_secs(10), || {
+            count_writes(&sim2, "rescan") == 1
+        })
+        .await;
+        ctx.send(Control::Reload).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t = Instant::now();
+        ctx.send(Control::Stop).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), looped)
+            .await
+            .expect("the loop stops within its grace")
+            .expect("the loop did not panic (no write from its thread)");
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    });
+    assert_eq!(count_writes(&sim, "vport_create"), 2, "refused, then made");
+    assert!(
+        gate.wait_for_blocked(1, Duration::from_secs(1)),
+        "the scan hung"
+    );
+    assert_eq!(witness.on_loop.load(Ordering::SeqCst), 0);
+    gate.release();
+}
+
+/// Runs the agent on the demo host with `policy_text`, vport_create held by the
+/// kernel for `hold`; sends Stop once the first create is in the kernel and
+/// returns how long the stop took.
+fn stop_during_a_held_create(
+    policy_text: &str,
+    hold: Duration,
+    stop_grace: Duration,
+) -> (tempfile::TempDir, Sim, Arc<Witness>, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::new(dir.path(), &demo_spec()).unwrap();
+    let events = sim.subscribe(Flavour::Kernel);
+    let witness = Witness::new(&sim, hold);
+    let agent = Agent::new(
+        AgentConfig {
+            sysfs: sim.sysfs(),
+            status_path: Some(dir.path().join("status.json")),
+        },
+        witness.clone(),
+        policy(policy_text),
+        Instant::now(),
+    );
+    let (etx, erx) = tokio::sync::mpsc::channel(1024);
+    let (ctx, crx) = tokio::sync::mpsc::channel(4);
+    forward_events(events, etx).unwrap();
+    let w = witness.clone();
+    let took = loop_rt().block_on(async move {
+        let looped = tokio::spawn(run_loop(
+            agent,
+            erx,
+            crx,
+            || Ok(policy("")),
+            LoopTimings {
+                tick: Duration::from_millis(50),
+                stop_grace,
+                ..LoopTimings::default()
+            },
+        ));
+        until(
+            "a vport_create in the kernel",
+            Duration::from_secs(10),
+            || w.creates_begun.load(Ordering::SeqCst) == 1,
+        )
+        .await;
+        let t = Instant::now();
+        ctx.send(Control::Stop).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), looped)
+            .await
+            .expect("the stop is bounded")
+            .unwrap();
+        t.elapsed()
+    });
+    (dir, sim, witness, took)
+}
+
+/// SIGTERM while the kernel holds a vport_create: the stop waits for it (it is
+/// not known to hang) and it ends marked as hbad's; the second declared vHBA,
+/// queued behind it on the same parent, is never written.
+#[test]
+fn a_stop_during_a_held_vport_create_waits_for_it_and_writes_no_other() {
+    let second = vhba_policy("")
+        .replace("vm-a", "vm-b")
+        .replace(&VHBA_A.to_string(), "0x5001a4a000000a02");
+    let (_dir, sim, witness, took) = stop_during_a_held_create(
+        &format!("{}{second}", vhba_policy("")),
+        Duration::from_millis(800),
+        Duration::from_secs(5),
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let host = sim.host_by_wwpn(VHBA_A).expect("the held create finished");
+    let vport = hbad::sysfs::parent_devpath(&sim.host_devpath(host).unwrap())
+        .unwrap()
+        .to_string();
+    let mark = std::fs::read_to_string(sim.sysfs().vport_symbolic_name_path(&vport)).unwrap();
+    assert_eq!(mark, "hbad:vm-a\n", "no half-made vHBA left unmarked");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        witness.creates_begun.load(Ordering::SeqCst),
+        1,
+        "no vport_create after the stop"
+    );
+    assert_eq!(witness.on_loop.load(Ordering::SeqCst), 0);
+}
+
+/// A create the kernel holds past the stop's grace is left behind, bounded.
+#[test]
+fn a_stop_leaves_a_write_held_past_its_grace() {
+    let (_dir, _sim, _witness, took) = stop_during_a_held_create(
+        &vhba_policy(""),
+        Duration::from_secs(3),
+        Duration::from_millis(300),
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
 }

@@ -468,9 +468,13 @@ impl Lab {
         fs::remove_file(&create).unwrap();
         std::os::unix::fs::symlink("/dev/full", &create).unwrap();
         let lab = Lab { dir };
+        // The state file in the lab: hbad records the vHBAs it marks, and a test
+        // must not write the host's /var/lib/hbad.
         lab.policy(&format!(
             "[[vhba]]\nname = \"vm-a\"\nparent_wwpn = \"{HOST1_WWPN}\"\n\
-             wwpn = \"{VHBA_WWPN}\"\nwwnn = \"{VHBA_WWNN}\"\n"
+             wwpn = \"{VHBA_WWPN}\"\nwwnn = \"{VHBA_WWNN}\"\n\
+             [ownership]\nstate_file = \"{}\"\n",
+            lab.path("state/owned-vhbas.json").display()
         ));
         lab
     }

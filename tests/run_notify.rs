@@ -114,3 +114,135 @@ fn run_speaks_the_notify_protocol_from_its_event_loop() {
     assert!(log.contains("policy reloaded"), "{log}");
     assert!(log.contains("stopped"), "{log}");
 }
+
+/// A declared vHBA whose parent's link stays down for longer than any start
+/// timeout: READY=1 comes at once (the wait is in STATUS=, with the time left),
+/// past `link_wait` the status says degraded, and the agent keeps running: no
+/// failed start, no restart. SIGTERM then ends it with 0.
+#[test]
+fn a_parent_link_that_stays_down_gives_ready_and_degraded_not_a_failed_start() {
+    use hbad::sim::demo::{spec as demo_spec, HBA_A_WWPN};
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = demo_spec();
+    for hba in spec.hbas.iter_mut() {
+        if let hbad::sim::HbaKind::Fc(port) = &mut hba.kind {
+            port.link_up = false;
+        }
+    }
+    let sim_dir = dir.path().join("sim");
+    let _sim = hbad::sim::Sim::new(&sim_dir, &spec).unwrap();
+    let sock_path = dir.path().join("notify");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let policy = dir.path().join("hbad.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[[vhba]]\nname = \"vm-a\"\nparent_wwpn = \"{HBA_A_WWPN}\"\n\
+             wwpn = \"0x5001a4a000000a01\"\nwwnn = \"0x5001a4a000000a00\"\nlink_wait = \"3s\"\n"
+        ),
+    )
+    .unwrap();
+    let status_file = dir.path().join("status.json");
+    let t0 = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hbad"))
+        .arg("--sysfs-root")
+        .arg(sim_dir.join("sys"))
+        .arg("--dev-root")
+        .arg(sim_dir.join("dev"))
+        .arg("--policy")
+        .arg(&policy)
+        .args(["run", "--no-journal", "--udev", "off", "--status-file"])
+        .arg(&status_file)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut seen = Vec::new();
+    let ready = recv_until(&sock, "READY=1", Duration::from_secs(20), &mut seen);
+    let ready_after = t0.elapsed();
+    if !ready {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "no READY=1: {seen:?}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        ready_after < Duration::from_secs(3),
+        "READY after {ready_after:?}"
+    );
+    let said = seen.concat();
+    assert!(
+        said.contains("0/1 vHBAs active") && said.contains("waiting for fabric link of host"),
+        "{said}"
+    );
+    assert!(
+        said.contains("for vm-a,") && said.contains("s left"),
+        "{said}"
+    );
+    // Past link_wait: degraded, said in STATUS= and the status file; still running.
+    assert!(
+        recv_until(
+            &sock,
+            "STATUS=0/1 vHBAs active",
+            Duration::from_secs(1),
+            &mut seen
+        ) || !seen.is_empty()
+    );
+    let mut degraded = false;
+    while t0.elapsed() < Duration::from_secs(15) && !degraded {
+        seen.clear();
+        recv_until(&sock, "STATUS=", Duration::from_secs(2), &mut seen);
+        degraded = seen.concat().contains("degraded: fabric link of host");
+    }
+    assert!(degraded, "{seen:?}");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the agent keeps running"
+    );
+    // The status file is written on the same tick, just after STATUS=.
+    let read = || hbad::daemon::status::Status::read(&status_file).unwrap();
+    let mut status = read();
+    while !status.degraded && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+        status = read();
+    }
+    assert!(status.ready);
+    assert!(status.degraded, "{status:?}");
+    assert_eq!(status.vhbas[0].state, "waiting");
+    signal(pid, "TERM");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn run_on_a_sysfs_root_that_is_none_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hbad"))
+        .args(["--sysfs-root", "/nonexistent", "--policy"])
+        .arg(dir.path().join("none.toml"))
+        .args(["run", "--no-journal", "--udev", "off", "--status-file"])
+        .arg(dir.path().join("status.json"))
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent is not a sysfs tree") && err.contains("--sysfs-root"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("status.json").exists(),
+        "never reported ready"
+    );
+}

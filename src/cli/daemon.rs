@@ -353,6 +353,18 @@ pub fn render_status(s: &Status) -> String {
     if !s.policy_files.is_empty() {
         out.push_str(&format!("policy: {}\n", s.policy_files.join(", ")));
     }
+    if s.degraded {
+        out.push_str("DEGRADED: not every declared vHBA is there; the agent keeps trying\n");
+    }
+    for w in &s.waiting {
+        out.push_str(&format!("{w}\n"));
+    }
+    for h in &s.hung_writes {
+        out.push_str(&format!(
+            "HUNG: {} on {} for {} s; later writes to {} wait, other hosts go on\n",
+            h.what, h.host, h.seconds, h.host
+        ));
+    }
     out.push('\n');
     let mut rows = Vec::new();
     for v in &s.vhbas {

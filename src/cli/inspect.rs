@@ -9,15 +9,27 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::details::{self, Details};
-use super::policy::load_graph;
-use super::render::{self, NodeView, RelationView, ShowView};
+use super::policy::{load_graph, load_graph_with};
+use super::render::{self, NodeView, RelationView, ShowView, Streamed};
 use super::{Cap, Global};
 use crate::graph::{Graph, Lookup, Node, NodeKind};
+use crate::sysfs::Detail;
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let mut text = serde_json::to_string_pretty(value)?;
-    text.push('\n');
-    render::emit_all(&text)
+    render::emit_json(value)
+}
+
+/// The graph for a listing: text shows a few attributes of each device, so only
+/// those are read; JSON shows them all.
+fn load_listing(g: &Global) -> anyhow::Result<Graph> {
+    load_graph_with(
+        g,
+        if g.json {
+            Detail::Full
+        } else {
+            Detail::Listing
+        },
+    )
 }
 
 fn has_cap(graph: &Graph, node: &Node, cap: Cap) -> bool {
@@ -50,15 +62,14 @@ fn cap_word(cap: Cap) -> &'static str {
 
 /// Every device, or those of one capability, like `virsh nodedev-list --cap`.
 pub fn list(g: &Global, cap: Option<Cap>) -> anyhow::Result<ExitCode> {
-    let graph = load_graph(g)?;
+    let graph = load_listing(g)?;
     let mut nodes: Vec<&Node> = graph
         .nodes()
         .filter(|n| cap.is_none_or(|c| has_cap(&graph, n, c)))
         .collect();
     nodes.sort_by(|a, b| render::device_order(a, b));
     if g.json {
-        let views: Vec<NodeView> = nodes.iter().map(|n| render::view(&graph, n)).collect();
-        print_json(&views)?;
+        print_json(&Streamed(|| nodes.iter().map(|n| render::view(&graph, n))))?;
     } else if nodes.is_empty() {
         match cap {
             Some(c) => eprintln!(
@@ -69,21 +80,21 @@ pub fn list(g: &Global, cap: Option<Cap>) -> anyhow::Result<ExitCode> {
             None => eprintln!("no SCSI devices under {}", g.sysfs_root.display()),
         }
     } else {
-        let rows: Vec<Vec<String>> = nodes.iter().map(|n| render::list_row(&graph, n)).collect();
-        render::emit_all(&render::render_table(&render::LIST_HEADER, &rows))?;
+        let rows = || nodes.iter().map(|n| render::list_row(&graph, n));
+        render::emit_with(|out| render::write_table(&render::LIST_HEADER, rows, out))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Hosts -> vports -> vHBAs, remote ports -> targets -> LUNs -> disks.
 pub fn tree(g: &Global) -> anyhow::Result<ExitCode> {
-    let graph = load_graph(g)?;
+    let graph = load_listing(g)?;
     if g.json {
-        print_json(&render::tree_view(&graph))?;
+        print_json(&render::TreeStream::roots(&graph))?;
     } else if graph.is_empty() {
         eprintln!("no SCSI hosts under {}", g.sysfs_root.display());
     } else {
-        render::emit_all(&render::render_tree(&graph))?;
+        render::emit_with(|out| render::write_tree(&graph, out))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -310,29 +321,27 @@ pub(super) fn luns_of<'a>(graph: &'a Graph, matched: &[&'a Node]) -> Vec<&'a Nod
 
 /// LUNs with their addresses, sizes, device nodes and stable paths.
 pub fn luns(g: &Global, filter: Option<&str>) -> anyhow::Result<ExitCode> {
-    let graph = load_graph(g)?;
+    let graph = load_listing(g)?;
     let luns = match filter {
         None => graph.luns(),
         Some(f) => luns_of(&graph, &resolve(&graph, f)?),
     };
-    let views: Vec<NodeView> = luns.iter().map(|l| render::view(&graph, l)).collect();
+    // Each row is made as it is written: a large host has tens of thousands.
     if g.json {
-        print_json(&views)?;
-    } else if views.is_empty() {
+        print_json(&Streamed(|| luns.iter().map(|l| render::view(&graph, l))))?;
+    } else if luns.is_empty() {
         match filter {
             Some(f) => eprintln!("no LUNs on {f}"),
             None => eprintln!("no LUNs under {}", g.sysfs_root.display()),
         }
     } else {
-        let rows: Vec<Vec<String>> = views
-            .iter()
-            .filter_map(|v| match v {
-                NodeView::Lun(l) => Some(render::lun_rows(l)),
-                _ => None,
+        let rows = || {
+            luns.iter().flat_map(|l| match render::view(&graph, l) {
+                NodeView::Lun(l) => render::lun_rows(&l),
+                _ => Vec::new(),
             })
-            .flatten()
-            .collect();
-        render::emit_all(&render::render_table(&render::LUNS_HEADER, &rows))?;
+        };
+        render::emit_with(|out| render::write_table(&render::LUNS_HEADER, rows, out))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -153,6 +153,23 @@ impl Global {
     }
 }
 
+const RUN_ABOUT: &str = "The agent: keep the policy's vHBAs and rescan what reports new \
+storage. Run by the systemd unit (Type=notify).
+
+Start-up: the kernel uevent socket is opened, sysfs read, the policy loaded (errors stop \
+start-up), and every declared vHBA whose parent can take one is created. READY=1 is \
+sent once each of those has been tried (made, or refused with a reason); while creates \
+are still in the kernel the start timeout is extended (EXTEND_TIMEOUT_USEC) and STATUS= \
+says which, and READY comes within 45 s whatever they do. A parent whose fabric link is \
+down never holds READY: STATUS= says \"waiting for fabric link of hostN for NAME, N s \
+left\", the vHBA is made when the link comes up, and past its link_wait the agent runs \
+degraded (STATUS=, hbad status): never a failed start or a restart.
+
+Every kernel write runs on a per-host worker in a child process, never on the event \
+loop: a hung host costs that host only. SIGHUP reloads the policy (a bad one keeps the \
+old). SIGTERM/SIGINT: no new writes, up to 5 s for writes not known to hang, then exit \
+0, logging each write left in the kernel.";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Cap {
     /// Every SCSI host.
@@ -220,6 +237,7 @@ pub enum Command {
     #[command(hide = true)]
     WriteAttr { path: PathBuf },
     /// The agent: keep the policy's vHBAs and rescan what reports new storage (systemd unit).
+    #[command(long_about = RUN_ABOUT)]
     Run(daemon::RunArgs),
     /// What the running agent reports: vHBAs, last scans, hung hosts, counters.
     Status(daemon::StatusArgs),

@@ -12,6 +12,7 @@ use crate::graph::Graph;
 use crate::ownership::OwnedState;
 use crate::plan::{declared, plan, Recorded};
 use crate::policy::Policy;
+use crate::sysfs::Detail;
 use crate::wwn::WwnStyle;
 
 /// Reads the policy hbad would use: `--policy`, or the installed files.
@@ -148,11 +149,16 @@ pub fn show_plan(g: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn load_graph(g: &Global) -> anyhow::Result<Graph> {
+    load_graph_with(g, Detail::Full)
+}
+
+/// The graph for a view that shows only some attributes (see [`Detail`]).
+pub fn load_graph_with(g: &Global, detail: Detail) -> anyhow::Result<Graph> {
     let sysfs = g.sysfs();
     let root: &Path = sysfs.root();
     std::fs::metadata(root.join("class"))
         .with_context(|| format!("cannot read {}: is sysfs mounted there?", root.display()))?;
-    Ok(Graph::load(&sysfs))
+    Ok(Graph::load_with(&sysfs, detail))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -177,14 +177,6 @@ pub struct DiskView {
     pub links: Vec<String>,
 }
 
-/// A device and everything below it, for `hbad tree --json`.
-#[derive(Clone, Debug, Serialize)]
-pub struct TreeView {
-    #[serde(flatten)]
-    pub device: NodeView,
-    pub children: Vec<TreeView>,
-}
-
 /// One device with the devices it relates to, for `hbad show --json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct ShowView {
@@ -210,9 +202,44 @@ pub fn emit(text: &str) -> std::io::Result<()> {
 
 /// `emit`, where a closed pipe just means nobody wants the rest.
 pub fn emit_all(text: &str) -> anyhow::Result<()> {
-    match emit(text) {
+    emit_with(|out| out.write_all(text.as_bytes()))
+}
+
+/// Writes to a locked, buffered stdout as the output is produced, so that a long
+/// listing is never held whole in memory; a closed pipe ends it quietly, as in
+/// [`emit_all`].
+pub fn emit_with(
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
+    match write(&mut out).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
+    }
+}
+
+/// JSON, pretty-printed straight to stdout as it is serialized, then a newline.
+pub fn emit_json(value: &impl Serialize) -> anyhow::Result<()> {
+    emit_with(|out| {
+        serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::from)?;
+        out.write_all(b"\n")
+    })
+}
+
+/// A sequence serialized as it is produced, nothing collected first: the JSON is
+/// the same as that of a `Vec` of the items.
+#[derive(Debug)]
+pub struct Streamed<F>(pub F);
+
+impl<F, I> Serialize for Streamed<F>
+where
+    F: Fn() -> I,
+    I: IntoIterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq((self.0)())
     }
 }
 
@@ -443,17 +470,45 @@ pub fn roots(graph: &Graph) -> Vec<&Node> {
     v
 }
 
-pub fn tree_view(graph: &Graph) -> Vec<TreeView> {
-    fn build(graph: &Graph, node: &Node) -> TreeView {
-        TreeView {
-            device: view(graph, node),
-            children: sorted_children(graph, node)
+/// A device and everything below it, for `hbad tree --json`: the device's view
+/// with `children` (same shape), made one device at a time while it is written,
+/// so the whole tree is never built first.
+#[derive(Debug)]
+pub struct TreeStream<'a> {
+    graph: &'a Graph,
+    node: &'a Node,
+}
+
+impl<'a> TreeStream<'a> {
+    /// The top devices, each with everything below it.
+    pub fn roots(graph: &'a Graph) -> impl Serialize + 'a {
+        Streamed(move || {
+            roots(graph)
                 .into_iter()
-                .map(|c| build(graph, c))
-                .collect(),
-        }
+                .map(move |node| TreeStream { graph, node })
+        })
     }
-    roots(graph).into_iter().map(|r| build(graph, r)).collect()
+}
+
+impl Serialize for TreeStream<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Shape<C> {
+            #[serde(flatten)]
+            device: NodeView,
+            children: C,
+        }
+        let (graph, node) = (self.graph, self.node);
+        Shape {
+            device: view(graph, node),
+            children: Streamed(|| {
+                sorted_children(graph, node)
+                    .into_iter()
+                    .map(|node| TreeStream { graph, node })
+            }),
+        }
+        .serialize(s)
+    }
 }
 
 fn or_dash(v: Option<impl ToString>) -> String {
@@ -542,36 +597,60 @@ fn tree_fields(graph: &Graph, node: &Node) -> Vec<String> {
 
 /// Lines up rows of fields in columns, two spaces apart, without trailing blanks.
 fn align(rows: &[Vec<String>]) -> Vec<String> {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let mut widths = vec![0; cols];
+    let mut widths = Vec::new();
     for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            // The last field of a row is never padded, so it does not widen its column.
-            if i + 1 < row.len() {
-                widths[i] = widths[i].max(cell.chars().count());
-            }
+        widen(&mut widths, row);
+    }
+    rows.iter().map(|row| aligned(&widths, row)).collect()
+}
+
+/// Widens columns to fit a row. The last field of a row is never padded, so it
+/// does not widen its column.
+fn widen(widths: &mut Vec<usize>, row: &[String]) {
+    if widths.len() < row.len() {
+        widths.resize(row.len(), 0);
+    }
+    for (i, cell) in row.iter().enumerate() {
+        if i + 1 < row.len() {
+            widths[i] = widths[i].max(cell.chars().count());
         }
     }
-    rows.iter()
-        .map(|row| {
-            let mut line = String::new();
-            for (i, cell) in row.iter().enumerate() {
-                if i + 1 < row.len() {
-                    let _ = write!(line, "{cell:<w$}  ", w = widths[i]);
-                } else {
-                    line.push_str(cell);
-                }
-            }
-            line.trim_end().to_string()
-        })
-        .collect()
+}
+
+/// One row in columns of the given widths, without trailing blanks.
+fn aligned(widths: &[usize], row: &[String]) -> String {
+    let mut line = String::new();
+    for (i, cell) in row.iter().enumerate() {
+        if i + 1 < row.len() {
+            let _ = write!(line, "{cell:<w$}  ", w = widths[i]);
+        } else {
+            line.push_str(cell);
+        }
+    }
+    line.truncate(line.trim_end().len());
+    line
 }
 
 /// The device tree for people: hosts, their vports with the vHBAs under them, remote
 /// ports, targets, LUNs and disks, nested as sysfs nests them. Siblings of one kind
 /// line up in columns.
 pub fn render_tree(graph: &Graph) -> String {
-    fn walk(graph: &Graph, nodes: &[&Node], prefix: &str, top: bool, out: &mut String) {
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = write_tree(graph, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// [`render_tree`], written as it is made: only one run of siblings is held at a
+/// time (to line it up).
+pub fn write_tree(graph: &Graph, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    fn walk(
+        graph: &Graph,
+        nodes: &[&Node],
+        prefix: &str,
+        top: bool,
+        out: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
         // Align each run of same-kind siblings.
         let mut i = 0;
         while i < nodes.len() {
@@ -590,33 +669,48 @@ pub fn render_tree(graph: &Graph) -> String {
                     (false, false) => ("├── ", "│   "),
                     (false, true) => ("└── ", "    "),
                 };
-                let _ = writeln!(out, "{prefix}{branch}{line}");
+                writeln!(out, "{prefix}{branch}{line}")?;
                 let children = sorted_children(graph, node);
-                walk(graph, &children, &format!("{prefix}{indent}"), false, out);
+                walk(graph, &children, &format!("{prefix}{indent}"), false, out)?;
             }
             i = j;
         }
+        Ok(())
     }
-    let mut out = String::new();
-    walk(graph, &roots(graph), "", true, &mut out);
-    out
+    walk(graph, &roots(graph), "", true, out)
 }
 
 /// A table with a header row, for `list` and `luns`.
 pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut all: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = write_table(header, || rows.iter().cloned(), &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// [`render_table`] over rows made twice, once to measure the columns and once to
+/// write them, so that no row is kept: `rows` gives the same rows each call.
+pub fn write_table<I: IntoIterator<Item = Vec<String>>>(
+    header: &[&str],
+    rows: impl Fn() -> I,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
     // Pad short rows so the header's last column stays last.
-    all.extend(rows.iter().map(|r| {
-        let mut r = r.clone();
-        r.resize(header.len(), String::new());
-        r
-    }));
-    let mut out = String::new();
-    for line in align(&all) {
-        out.push_str(&line);
-        out.push('\n');
+    let fit = |mut row: Vec<String>| {
+        row.resize(header.len(), String::new());
+        row
+    };
+    let mut widths = Vec::new();
+    widen(&mut widths, &header);
+    for row in rows() {
+        widen(&mut widths, &fit(row));
     }
-    out
+    writeln!(out, "{}", aligned(&widths, &header))?;
+    for row in rows() {
+        writeln!(out, "{}", aligned(&widths, &fit(row)))?;
+    }
+    Ok(())
 }
 
 /// The capabilities a node is listed under (`hbad list --cap`); every host is a

@@ -32,7 +32,7 @@ use crate::uevent::{Rejection, SourceItem};
 use crate::wwn::Wwn;
 
 use super::fleet::{self, Fleet};
-use super::status::{rfc3339, Counters, HostStatus, ScanStatus, Status, VhbaStatus};
+use super::status::{rfc3339, Counters, HostStatus, HungWrite, ScanStatus, Status, VhbaStatus};
 
 /// How long a created vport has to show up as a host before the executor rolls it
 /// back, and a deleted one to go. Both waits run on the parent's worker.
@@ -763,6 +763,11 @@ impl Agent {
                 rt.creating = Some(Creating { recreate: rt.seen });
                 self.start(step);
             }
+            Action::SetSymbolicName { vhba, .. }
+                if self.vhbas.get(vhba).is_some_and(|rt| rt.creating.is_some()) =>
+            {
+                // The create marks it: its events can reach the graph first.
+            }
             Action::DeleteVhba { vport, .. } | Action::SetSymbolicName { vport, .. } => {
                 // OwnedOnly deletes: the executor checks ownership again against
                 // sysfs and the state file, and forgets a record once it is gone.
@@ -907,6 +912,8 @@ impl Agent {
     }
 
     pub fn status(&self) -> Status {
+        let now = Instant::now();
+        let hung = self.executor.scanner.hung();
         let mut vhbas = Vec::new();
         for spec in &self.policy.vhbas {
             let rt = self.vhbas.get(&spec.name).cloned().unwrap_or_default();
@@ -994,13 +1001,17 @@ impl Agent {
             vhbas,
             hosts,
             devices,
-            hung: self
-                .executor
-                .scanner
-                .hung()
+            hung: hung.iter().map(|r| r.host.clone()).collect(),
+            hung_writes: hung
                 .into_iter()
-                .map(|r| r.host)
+                .map(|r| HungWrite {
+                    host: r.host,
+                    what: r.what,
+                    seconds: r.ran.as_secs(),
+                })
                 .collect(),
+            degraded: self.degraded(now),
+            waiting: self.waits(now),
             counters: self.counters(),
         }
     }

@@ -30,8 +30,20 @@ pub struct Status {
     /// fresh read of sysfs after churn.
     #[serde(default)]
     pub devices: BTreeMap<String, u64>,
-    /// Hosts whose scan has run past the timeout.
+    /// Hosts with a kernel write (scan, vport_create, device rescan...) past the
+    /// timeout; later writes to them wait, other hosts go on.
     pub hung: Vec<String>,
+    /// Each hung write: host, what, for how long.
+    #[serde(default)]
+    pub hung_writes: Vec<HungWrite>,
+    /// A declared vHBA is absent past its parent's link wait, or failed: the
+    /// agent runs and keeps trying, but not everything declared is there.
+    #[serde(default)]
+    pub degraded: bool,
+    /// What the agent waits for ("waiting for fabric link of host2 for vm-a, 35 s
+    /// left"), as in systemd's STATUS=.
+    #[serde(default)]
+    pub waiting: Vec<String>,
     pub counters: Counters,
 }
 
@@ -50,6 +62,13 @@ pub struct VhbaStatus {
     pub vport_state: Option<String>,
     /// How the vport is known to be hbad's: `symbolic_name` or `state_file`.
     pub owner: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HungWrite {
+    pub host: String,
+    pub what: String,
+    pub seconds: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

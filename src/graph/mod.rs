@@ -15,8 +15,8 @@ use std::collections::{BTreeSet, HashMap};
 use serde::Serialize;
 
 use crate::sysfs::{
-    devpath_name, host_number, parent_devpath, port_address, target_address, BlockInfo, FcHostInfo,
-    Hctl, LunInfo, RemotePortInfo, ScsiHostInfo, Sysfs, TargetInfo, VportInfo,
+    devpath_name, host_number, parent_devpath, port_address, target_address, BlockInfo, Detail,
+    FcHostInfo, Hctl, LunInfo, RemotePortInfo, ScsiHostInfo, Sysfs, TargetInfo, VportInfo,
 };
 use crate::uevent::{Action, Uevent};
 use crate::wwn::Wwn;
@@ -146,56 +146,63 @@ impl Graph {
     }
 
     /// Cold plug: builds the graph from what sysfs shows now.
+    ///
+    /// Devices are found through the class and bus directories, then read in
+    /// parallel (each device's directory opened once, see
+    /// [`crate::sysfs::DeviceDir`]) while another thread reads the by-* links, and
+    /// put in place parents first.
     pub fn load(sysfs: &Sysfs) -> Graph {
-        let mut found: Vec<(String, DeviceClass)> = Vec::new();
+        Graph::load_with(sysfs, Detail::Full)
+    }
+
+    /// Cold plug reading only what `detail` asks for: [`Detail::Listing`] for the
+    /// text views, which show a few attributes of many LUNs. Such a graph is for
+    /// display only: the agent and the planner use [`Graph::load`].
+    pub fn load_with(sysfs: &Sysfs, detail: Detail) -> Graph {
+        let mut found: Vec<(usize, String, DeviceClass)> = Vec::new();
+        let mut push = |devpath: String, class| found.push((depth(&devpath), devpath, class));
         let owner = |class_devpath: String| {
             parent_devpath(&class_devpath)
                 .and_then(parent_devpath)
                 .map(str::to_string)
         };
-        for devpath in sysfs
-            .class_devpaths("scsi_host")
-            .into_iter()
-            .filter_map(owner)
-        {
-            found.push((devpath, DeviceClass::Host));
-        }
-        for devpath in sysfs
-            .class_devpaths("fc_vports")
-            .into_iter()
-            .filter_map(owner)
-        {
-            found.push((devpath, DeviceClass::Vport));
-        }
-        for devpath in sysfs
-            .class_devpaths("fc_remote_ports")
-            .into_iter()
-            .filter_map(owner)
-        {
-            found.push((devpath, DeviceClass::RemotePort));
+        for (class_dir, class) in [
+            ("scsi_host", DeviceClass::Host),
+            ("fc_vports", DeviceClass::Vport),
+            ("fc_remote_ports", DeviceClass::RemotePort),
+        ] {
+            for devpath in sysfs
+                .class_devpaths(class_dir)
+                .into_iter()
+                .filter_map(owner)
+            {
+                push(devpath, class);
+            }
         }
         for devpath in sysfs.scsi_bus_devpaths() {
             if let Some(class @ (DeviceClass::Target | DeviceClass::Lun | DeviceClass::Host)) =
                 DeviceClass::of_name(devpath_name(&devpath))
             {
-                if class == DeviceClass::Lun {
-                    for disk in sysfs.list(&format!("{devpath}/block")) {
-                        found.push((format!("{devpath}/block/{disk}"), DeviceClass::Disk));
-                    }
-                }
-                found.push((devpath, class));
+                push(devpath, class);
             }
         }
         // Parents before children, so every node finds its parent already in place.
-        found.sort_by(|a, b| {
-            let depth = |p: &str| p.bytes().filter(|&c| c == b'/').count();
-            depth(&a.0).cmp(&depth(&b.0)).then_with(|| a.0.cmp(&b.0))
+        found.sort_by(depth_order);
+        found.dedup_by(|a, b| a.1 == b.1);
+
+        let (mut read, links) = std::thread::scope(|scope| {
+            let links = scope.spawn(|| sysfs.stable_links());
+            let read = read_all(sysfs, found, detail);
+            let links = links
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e));
+            (read, links)
         });
-        found.dedup_by(|a, b| a.0 == b.0);
-        let links = sysfs.stable_links();
+        // A LUN's disks came back after it: put them in their place.
+        read.sort_by(depth_order);
+        read.dedup_by(|a, b| a.1 == b.1);
         let mut graph = Graph::new();
-        for (devpath, class) in found {
-            let mut kind = read_kind(sysfs, &devpath, class);
+        for (_, devpath, mut kind) in read {
             if let NodeKind::Disk(disk) = &mut kind {
                 disk.links = links.get(&disk.info.name).cloned().unwrap_or_default();
             }
@@ -390,6 +397,66 @@ fn remove_if_points_to<K: std::hash::Hash + Eq>(
     if map.get(key).is_some_and(|p| p == devpath) {
         map.remove(key);
     }
+}
+
+/// How deep a devpath is: parents are shallower than their children.
+fn depth(devpath: &str) -> usize {
+    devpath.bytes().filter(|&c| c == b'/').count()
+}
+
+/// Shallower first, then by devpath: the order in which cold plug inserts.
+fn depth_order<T>(a: &(usize, String, T), b: &(usize, String, T)) -> std::cmp::Ordering {
+    a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1))
+}
+
+/// Below this many devices cold plug reads them on the calling thread.
+const PARALLEL_MIN: usize = 256;
+
+/// Reads every device found, in order, with a LUN's disks after it; spread over
+/// the machine's cores for large trees (the reads are system calls, not CPU).
+fn read_all(
+    sysfs: &Sysfs,
+    found: Vec<(usize, String, DeviceClass)>,
+    detail: Detail,
+) -> Vec<(usize, String, NodeKind)> {
+    let read_some = |part: &[(usize, String, DeviceClass)]| {
+        let mut out = Vec::with_capacity(part.len() * 2);
+        for (depth, devpath, class) in part {
+            if *class == DeviceClass::Lun {
+                if let Ok((lun, disks)) = sysfs.read_lun_and_disks(devpath, detail) {
+                    for info in disks {
+                        let disk = format!("{devpath}/block/{}", info.name);
+                        let kind = NodeKind::Disk(Disk {
+                            info,
+                            links: Vec::new(),
+                        });
+                        out.push((depth + 2, disk, kind));
+                    }
+                    out.push((*depth, devpath.clone(), NodeKind::Lun(lun)));
+                    continue;
+                }
+            }
+            out.push((*depth, devpath.clone(), read_kind(sysfs, devpath, *class)));
+        }
+        out
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    if found.len() < PARALLEL_MIN || threads == 1 {
+        return read_some(&found);
+    }
+    let chunk = found.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = found
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || read_some(part)))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
 }
 
 /// Reads one device's attributes; a device already gone from sysfs (its removal event

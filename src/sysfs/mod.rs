@@ -16,9 +16,11 @@ use serde::Serialize;
 
 use crate::wwn::Wwn;
 
+mod dir;
 mod records;
 pub mod writes;
 
+pub use dir::DeviceDir;
 pub use records::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,13 @@ pub const ATTR_MAX: usize = 4096;
 /// The most a binary attribute hbad reads can hold: a VPD page is a 4-byte header
 /// and a 16-bit page length.
 pub const BIN_ATTR_MAX: usize = 4 + u16::MAX as usize;
+
+/// An attribute's text as hbad keeps it: up to the first NUL, trimmed; `None` when
+/// it is not UTF-8.
+fn attr_text(raw: &[u8]) -> Option<String> {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    Some(std::str::from_utf8(&raw[..end]).ok()?.trim().to_string())
+}
 
 /// Reads an attribute file, or `None` when it is not one: a FIFO, a device or a
 /// directory where an attribute should be, or more bytes than the kernel can show.
@@ -107,12 +116,7 @@ impl Sysfs {
     /// bytes behind it, as a vport's symbolic_name buffer does after a shorter name
     /// ended with a NUL was written over a longer one.
     pub fn attr(&self, dir: &str, name: &str) -> Option<String> {
-        let mut raw = read_bounded(&self.path(dir).join(name), ATTR_MAX)?;
-        if let Some(nul) = raw.iter().position(|&b| b == 0) {
-            raw.truncate(nul);
-        }
-        let text = String::from_utf8(raw).ok()?;
-        Some(text.trim().to_string())
+        attr_text(&read_bounded(&self.path(dir).join(name), ATTR_MAX)?)
     }
 
     /// An attribute as raw bytes (VPD pages are binary).
@@ -138,23 +142,8 @@ impl Sysfs {
     pub fn link_devpath(&self, link: &str) -> Option<String> {
         let link_path = self.path(link);
         let target = fs::read_link(&link_path).ok()?;
-        let base = link_path
-            .parent()?
-            .strip_prefix(&self.root)
-            .ok()?
-            .to_path_buf();
-        let mut parts: Vec<String> = Vec::new();
-        for comp in base.join(target).components() {
-            match comp {
-                Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
-                Component::ParentDir => {
-                    parts.pop()?;
-                }
-                Component::RootDir => parts.clear(),
-                _ => {}
-            }
-        }
-        Some(format!("/{}", parts.join("/")))
+        let base = link_path.parent()?.strip_prefix(&self.root).ok()?;
+        resolve_link(base, &target)
     }
 
     /// The last component of what a symlink points at (`driver` -> `sd`).
@@ -178,18 +167,26 @@ impl Sysfs {
 
     /// Devpaths of the members of a class (`scsi_host`, `fc_vports`, ...).
     pub fn class_devpaths(&self, class: &str) -> Vec<String> {
-        let dir = format!("class/{class}");
-        self.list(&dir)
-            .into_iter()
-            .filter_map(|name| self.link_devpath(&format!("{dir}/{name}")))
-            .collect()
+        self.link_devpaths(&format!("class/{class}"))
     }
 
     /// Devpaths of everything on the SCSI bus: hosts, targets and devices.
     pub fn scsi_bus_devpaths(&self) -> Vec<String> {
-        self.list("bus/scsi/devices")
+        self.link_devpaths("bus/scsi/devices")
+    }
+
+    /// Where the symlinks in a directory point, in name order: the directory is
+    /// opened once and each link read relative to it (a bus directory of a large
+    /// host holds one link per LUN).
+    fn link_devpaths(&self, dir: &str) -> Vec<String> {
+        let Ok(links) = DeviceDir::open(&self.path(dir)) else {
+            return Vec::new();
+        };
+        let base = Path::new(dir.trim_start_matches('/'));
+        links
+            .names(".")
             .into_iter()
-            .filter_map(|name| self.link_devpath(&format!("bus/scsi/devices/{name}")))
+            .filter_map(|name| resolve_link(base, Path::new(&links.link(&name)?)))
             .collect()
     }
 
@@ -206,12 +203,13 @@ impl Sysfs {
             };
             for entry in entries.filter_map(|e| e.ok()) {
                 let path = entry.path();
-                let Ok(meta) = fs::symlink_metadata(&path) else {
+                // The directory entry's type: no stat per link.
+                let Ok(kind) = entry.file_type() else {
                     continue;
                 };
-                if meta.is_dir() {
+                if kind.is_dir() {
                     stack.push(path);
-                } else if meta.file_type().is_symlink() {
+                } else if kind.is_symlink() {
                     let Ok(target) = fs::read_link(&path) else {
                         continue;
                     };
@@ -244,6 +242,23 @@ impl Sysfs {
 /// The `/dev/disk` directories whose links name a disk stably: upstream udev's
 /// by-path and by-id, and hbad's own by-vhba.
 pub const STABLE_LINK_DIRS: [&str; 3] = ["by-path", "by-id", "by-vhba"];
+
+/// The devpath a link in `base` (a directory relative to the sysfs root) names
+/// with `target`, `..` resolved as the kernel would. Works for links that dangle.
+fn resolve_link(base: &Path, target: &Path) -> Option<String> {
+    let mut parts: Vec<String> = Vec::new();
+    for comp in base.join(target).components() {
+        match comp {
+            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::RootDir => parts.clear(),
+            _ => {}
+        }
+    }
+    Some(format!("/{}", parts.join("/")))
+}
 
 /// Parent devpath: `/devices/a/b` -> `/devices/a`.
 pub fn parent_devpath(devpath: &str) -> Option<&str> {

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use super::{devpath_name, Sysfs, SysfsError, VportControlDir};
+use super::{devpath_name, DeviceDir, Sysfs, SysfsError, VportControlDir};
 use crate::wwn::Wwn;
 
 /// A SCSI address: host, channel, target id, LUN.
@@ -179,6 +179,18 @@ pub struct BlockInfo {
     pub removable: Option<bool>,
 }
 
+/// How much of a LUN and its disk cold plug reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Detail {
+    /// Every attribute hbad keeps: what the agent, `show` and JSON output need.
+    #[default]
+    Full,
+    /// What the text listings show (`luns`, `tree`, `list`): a LUN's vendor, model,
+    /// type and state and its disk's size. The rest (rev, wwid, VPD serial, driver,
+    /// dev, ro, removable) stays `None`: half the reads on a host of many LUNs.
+    Listing,
+}
+
 /// SCSI peripheral device type names, as lsscsi prints them.
 pub fn scsi_type_name(t: u8) -> &'static str {
     match t {
@@ -218,12 +230,11 @@ fn vpd80_serial(page: &[u8]) -> Option<String> {
 }
 
 impl Sysfs {
-    fn require(&self, devpath: &str, what: &'static str) -> Result<(), SysfsError> {
-        if self.exists(devpath) {
-            Ok(())
-        } else {
-            Err(SysfsError::NotFound(self.path(devpath), what))
-        }
+    /// Opens a device's directory: each device is opened once and its attributes
+    /// read relative to it (see [`DeviceDir`]).
+    fn device_dir(&self, devpath: &str, what: &'static str) -> Result<DeviceDir, SysfsError> {
+        DeviceDir::open(&self.path(devpath))
+            .map_err(|_| SysfsError::NotFound(self.path(devpath), what))
     }
 
     fn name_error(&self, devpath: &str, what: &'static str) -> SysfsError {
@@ -238,13 +249,14 @@ impl Sysfs {
     pub fn read_scsi_host(&self, devpath: &str) -> Result<ScsiHostInfo, SysfsError> {
         let name = devpath_name(devpath);
         let number = host_number(name).ok_or_else(|| self.name_error(devpath, "SCSI host"))?;
-        self.require(devpath, "SCSI host")?;
-        let class = format!("{devpath}/scsi_host/{name}");
+        let dir = self.device_dir(devpath, "SCSI host")?;
+        let class = dir.sub(&format!("scsi_host/{name}")).ok();
+        let attr = |n| non_empty(class.as_ref()?.attr(n));
         Ok(ScsiHostInfo {
             number,
-            proc_name: non_empty(self.attr(&class, "proc_name")),
-            unique_id: non_empty(self.attr(&class, "unique_id")),
-            state: non_empty(self.attr(&class, "state")),
+            proc_name: attr("proc_name"),
+            unique_id: attr("unique_id"),
+            state: attr("state"),
         })
     }
 
@@ -252,33 +264,31 @@ impl Sysfs {
     pub fn read_fc_host(&self, devpath: &str) -> Result<Option<FcHostInfo>, SysfsError> {
         let name = devpath_name(devpath);
         host_number(name).ok_or_else(|| self.name_error(devpath, "SCSI host"))?;
-        self.require(devpath, "SCSI host")?;
-        let fc = format!("{devpath}/fc_host/{name}");
-        if !self.exists(&fc) {
+        let dir = self.device_dir(devpath, "SCSI host")?;
+        let Ok(fc) = dir.sub(&format!("fc_host/{name}")) else {
             return Ok(None);
-        }
-        let scsi = format!("{devpath}/scsi_host/{name}");
-        let control_dir = if self.path(&fc).join("vport_create").exists() {
+        };
+        let control_dir = if fc.has("vport_create") {
             Some(VportControlDir::FcHost)
-        } else if self.path(&scsi).join("vport_create").exists() {
+        } else if dir.has(&format!("scsi_host/{name}/vport_create")) {
             Some(VportControlDir::ScsiHost)
         } else {
             None
         };
         let npiv = control_dir.map(|control_dir| Npiv {
             control_dir,
-            max_vports: self.attr_parse(&fc, "max_npiv_vports"),
-            vports_inuse: self.attr_parse(&fc, "npiv_vports_inuse"),
+            max_vports: fc.attr_parse("max_npiv_vports"),
+            vports_inuse: fc.attr_parse("npiv_vports_inuse"),
         });
         Ok(Some(FcHostInfo {
-            wwpn: self.attr_wwn(&fc, "port_name"),
-            wwnn: self.attr_wwn(&fc, "node_name"),
-            fabric_name: self.attr_wwn(&fc, "fabric_name"),
-            port_id: non_empty(self.attr(&fc, "port_id")),
-            port_state: non_empty(self.attr(&fc, "port_state")),
-            port_type: non_empty(self.attr(&fc, "port_type")),
-            speed: non_empty(self.attr(&fc, "speed")),
-            symbolic_name: non_empty(self.attr(&fc, "symbolic_name")),
+            wwpn: fc.attr_wwn("port_name"),
+            wwnn: fc.attr_wwn("node_name"),
+            fabric_name: fc.attr_wwn("fabric_name"),
+            port_id: non_empty(fc.attr("port_id")),
+            port_state: non_empty(fc.attr("port_state")),
+            port_type: non_empty(fc.attr("port_type")),
+            speed: non_empty(fc.attr("speed")),
+            symbolic_name: non_empty(fc.attr("symbolic_name")),
             npiv,
         }))
     }
@@ -287,17 +297,18 @@ impl Sysfs {
     pub fn read_vport(&self, devpath: &str) -> Result<VportInfo, SysfsError> {
         let name = devpath_name(devpath);
         port_address(name, "vport-").ok_or_else(|| self.name_error(devpath, "vport"))?;
-        let class = format!("{devpath}/fc_vports/{name}");
-        self.require(devpath, "vport")?;
+        let dir = self.device_dir(devpath, "vport")?;
+        let class = dir.sub(&format!("fc_vports/{name}")).ok();
+        let attr = |n| non_empty(class.as_ref()?.attr(n));
         Ok(VportInfo {
             name: name.to_string(),
-            wwpn: self.attr_wwn(&class, "port_name"),
-            wwnn: self.attr_wwn(&class, "node_name"),
-            vport_state: non_empty(self.attr(&class, "vport_state")),
-            vport_last_state: non_empty(self.attr(&class, "vport_last_state")),
-            vport_type: non_empty(self.attr(&class, "vport_type")),
-            symbolic_name: non_empty(self.attr(&class, "symbolic_name")),
-            roles: non_empty(self.attr(&class, "roles")),
+            wwpn: class.as_ref().and_then(|c| c.attr_wwn("port_name")),
+            wwnn: class.as_ref().and_then(|c| c.attr_wwn("node_name")),
+            vport_state: attr("vport_state"),
+            vport_last_state: attr("vport_last_state"),
+            vport_type: attr("vport_type"),
+            symbolic_name: attr("symbolic_name"),
+            roles: attr("roles"),
         })
     }
 
@@ -305,10 +316,11 @@ impl Sysfs {
     pub fn read_remote_port(&self, devpath: &str) -> Result<RemotePortInfo, SysfsError> {
         let name = devpath_name(devpath);
         port_address(name, "rport-").ok_or_else(|| self.name_error(devpath, "remote port"))?;
-        self.require(devpath, "remote port")?;
-        let class = format!("{devpath}/fc_remote_ports/{name}");
-        let roles = self
-            .attr(&class, "roles")
+        let dir = self.device_dir(devpath, "remote port")?;
+        let class = dir.sub(&format!("fc_remote_ports/{name}")).ok();
+        let class = class.as_ref();
+        let roles = class
+            .and_then(|c| c.attr("roles"))
             .map(|r| {
                 r.split(',')
                     .map(|s| s.trim().to_string())
@@ -318,12 +330,12 @@ impl Sysfs {
             .unwrap_or_default();
         Ok(RemotePortInfo {
             name: name.to_string(),
-            wwpn: self.attr_wwn(&class, "port_name"),
-            wwnn: self.attr_wwn(&class, "node_name"),
-            port_id: non_empty(self.attr(&class, "port_id")),
+            wwpn: class.and_then(|c| c.attr_wwn("port_name")),
+            wwnn: class.and_then(|c| c.attr_wwn("node_name")),
+            port_id: non_empty(class.and_then(|c| c.attr("port_id"))),
             roles,
-            port_state: non_empty(self.attr(&class, "port_state")),
-            scsi_target_id: self.attr_parse(&class, "scsi_target_id"),
+            port_state: non_empty(class.and_then(|c| c.attr("port_state"))),
+            scsi_target_id: class.and_then(|c| c.attr_parse("scsi_target_id")),
         })
     }
 
@@ -331,7 +343,7 @@ impl Sysfs {
         let name = devpath_name(devpath);
         let (host, channel, id) =
             target_address(name).ok_or_else(|| self.name_error(devpath, "SCSI target"))?;
-        self.require(devpath, "SCSI target")?;
+        self.device_dir(devpath, "SCSI target")?;
         Ok(TargetInfo {
             name: name.to_string(),
             host,
@@ -344,35 +356,66 @@ impl Sysfs {
         let hctl: Hctl = devpath_name(devpath)
             .parse()
             .map_err(|_| self.name_error(devpath, "SCSI device (H:C:T:L)"))?;
-        self.require(devpath, "SCSI device")?;
-        let serial = self
-            .attr_bytes(devpath, "vpd_pg80")
-            .and_then(|p| vpd80_serial(&p));
-        Ok(LunInfo {
-            hctl,
-            vendor: non_empty(self.attr(devpath, "vendor")),
-            model: non_empty(self.attr(devpath, "model")),
-            rev: non_empty(self.attr(devpath, "rev")),
-            scsi_type: self.attr_parse(devpath, "type"),
-            state: non_empty(self.attr(devpath, "state")),
-            wwid: non_empty(self.attr(devpath, "wwid")),
-            serial,
-            driver: self.link_name(devpath, "driver"),
-        })
+        let dir = self.device_dir(devpath, "SCSI device")?;
+        Ok(lun_info(hctl, &dir, Detail::Full))
     }
 
     /// Reads a whole-disk block device (`/devices/.../H:C:T:L/block/sdX`).
     pub fn read_block(&self, devpath: &str) -> Result<BlockInfo, SysfsError> {
-        self.require(devpath, "block device")?;
-        let sectors: Option<u64> = self.attr_parse(devpath, "size");
-        Ok(BlockInfo {
-            name: devpath_name(devpath).to_string(),
-            major_minor: non_empty(self.attr(devpath, "dev")),
-            // sysfs counts 512-byte sectors whatever the logical block size.
-            size_bytes: sectors.and_then(|s| s.checked_mul(512)),
-            read_only: flag(self.attr(devpath, "ro")),
-            removable: flag(self.attr(devpath, "removable")),
-        })
+        let dir = self.device_dir(devpath, "block device")?;
+        Ok(block_info(devpath_name(devpath), &dir, Detail::Full))
+    }
+
+    /// A LUN and the whole-disk block devices under it (`block/sdX`), with one open
+    /// of the LUN's directory: what cold plug reads for each LUN.
+    pub fn read_lun_and_disks(
+        &self,
+        devpath: &str,
+        detail: Detail,
+    ) -> Result<(LunInfo, Vec<BlockInfo>), SysfsError> {
+        let hctl: Hctl = devpath_name(devpath)
+            .parse()
+            .map_err(|_| self.name_error(devpath, "SCSI device (H:C:T:L)"))?;
+        let dir = self.device_dir(devpath, "SCSI device")?;
+        let disks = dir
+            .names("block")
+            .into_iter()
+            .filter_map(|name| {
+                let disk = dir.sub(&format!("block/{name}")).ok()?;
+                Some(block_info(&name, &disk, detail))
+            })
+            .collect();
+        Ok((lun_info(hctl, &dir, detail), disks))
+    }
+}
+
+fn lun_info(hctl: Hctl, dir: &DeviceDir, detail: Detail) -> LunInfo {
+    let full = detail == Detail::Full;
+    LunInfo {
+        hctl,
+        vendor: non_empty(dir.attr("vendor")),
+        model: non_empty(dir.attr("model")),
+        rev: full.then(|| non_empty(dir.attr("rev"))).flatten(),
+        scsi_type: dir.attr_parse("type"),
+        state: non_empty(dir.attr("state")),
+        wwid: full.then(|| non_empty(dir.attr("wwid"))).flatten(),
+        serial: full
+            .then(|| dir.attr_bytes("vpd_pg80").and_then(|p| vpd80_serial(&p)))
+            .flatten(),
+        driver: full.then(|| dir.link_name("driver")).flatten(),
+    }
+}
+
+fn block_info(name: &str, dir: &DeviceDir, detail: Detail) -> BlockInfo {
+    let full = detail == Detail::Full;
+    let sectors: Option<u64> = dir.attr_parse("size");
+    BlockInfo {
+        name: name.to_string(),
+        major_minor: full.then(|| non_empty(dir.attr("dev"))).flatten(),
+        // sysfs counts 512-byte sectors whatever the logical block size.
+        size_bytes: sectors.and_then(|s| s.checked_mul(512)),
+        read_only: full.then(|| flag(dir.attr("ro"))).flatten(),
+        removable: full.then(|| flag(dir.attr("removable"))).flatten(),
     }
 }
 

@@ -1,0 +1,148 @@
+//! A device's directory, opened once, with its attributes read relative to it.
+//!
+//! An attribute read by its absolute path (`/sys/devices/pci0000:00/.../host3/
+//! rport-3:0-1/target3:0:0/3:0:0:7/vendor`) makes the kernel walk a dozen path
+//! components each time; a LUN has eight attributes and a large host tens of
+//! thousands of LUNs, so cold plug spent a quarter of its cycles in path lookup.
+//! A [`DeviceDir`] is opened once per device and each attribute is opened with
+//! `openat` on it: one component to look up.
+//!
+//! Each value is read with one `read` into a stack buffer one byte larger than the
+//! bound: the kernel's show functions fill one page and kernfs hands the whole of
+//! it to the first read that asks for as much, so one read sees all there is, and
+//! a read that fills the buffer says the file is longer than any attribute. The
+//! rules are those of [`super::Sysfs::attr`]: opened non-blocking, regular files
+//! only (a FIFO or a device where an attribute should be is not one), nothing past
+//! the bound.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::fcntl::{open, openat, readlinkat, AtFlags, OFlag};
+use nix::sys::stat::{fstatat, Mode};
+
+use super::{ATTR_MAX, BIN_ATTR_MAX};
+
+const DIR_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_DIRECTORY)
+    .union(OFlag::O_CLOEXEC);
+
+const ATTR_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_NONBLOCK)
+    .union(OFlag::O_NOCTTY)
+    .union(OFlag::O_CLOEXEC);
+
+/// An open device (or class) directory.
+#[derive(Debug)]
+pub struct DeviceDir {
+    fd: OwnedFd,
+}
+
+impl DeviceDir {
+    pub fn open(path: &Path) -> io::Result<DeviceDir> {
+        let fd = open(path, DIR_FLAGS, Mode::empty())?;
+        Ok(DeviceDir { fd })
+    }
+
+    /// A directory below this one (`scsi_host/host3`, `block`).
+    pub fn sub(&self, name: &str) -> io::Result<DeviceDir> {
+        let fd = openat(self.fd.as_fd(), name, DIR_FLAGS, Mode::empty())?;
+        Ok(DeviceDir { fd })
+    }
+
+    /// Does this directory hold `name` (following a symlink, as `Path::exists`)?
+    pub fn has(&self, name: &str) -> bool {
+        fstatat(self.fd.as_fd(), name, AtFlags::empty()).is_ok()
+    }
+
+    /// Opens an attribute file; `None` when it is absent.
+    fn attr_file(&self, name: &str) -> Option<File> {
+        Some(File::from(
+            openat(self.fd.as_fd(), name, ATTR_FLAGS, Mode::empty()).ok()?,
+        ))
+    }
+
+    /// One attribute, trimmed, cut at its first NUL: [`super::Sysfs::attr`] read
+    /// relative to this directory.
+    pub fn attr(&self, name: &str) -> Option<String> {
+        let mut buf = [0u8; ATTR_MAX + 1];
+        let n = read_once(&mut self.attr_file(name)?, &mut buf)?;
+        if n > ATTR_MAX {
+            return None;
+        }
+        super::attr_text(&buf[..n])
+    }
+
+    pub fn attr_parse<T: std::str::FromStr>(&self, name: &str) -> Option<T> {
+        self.attr(name)?.parse().ok()
+    }
+
+    pub fn attr_wwn(&self, name: &str) -> Option<crate::wwn::Wwn> {
+        crate::wwn::Wwn::from_sysfs(&self.attr(name)?)
+    }
+
+    /// A binary attribute (a VPD page), up to [`BIN_ATTR_MAX`] bytes.
+    pub fn attr_bytes(&self, name: &str) -> Option<Vec<u8>> {
+        let mut file = self.attr_file(name)?;
+        let mut buf = [0u8; ATTR_MAX + 1];
+        let n = read_once(&mut file, &mut buf)?;
+        let mut raw = buf[..n].to_vec();
+        if n == buf.len() {
+            // Longer than a page (a VPD page can be): the rest, up to one byte past
+            // the bound, so that a longer file is refused rather than cut.
+            let rest = (BIN_ATTR_MAX + 1 - n) as u64;
+            file.take(rest).read_to_end(&mut raw).ok()?;
+        }
+        (raw.len() <= BIN_ATTR_MAX).then_some(raw)
+    }
+
+    /// The last component of what a symlink here points at (`driver` -> `sd`).
+    pub fn link_name(&self, name: &str) -> Option<String> {
+        let target = readlinkat(self.fd.as_fd(), name).ok()?;
+        let target = Path::new(&target);
+        Some(target.file_name()?.to_string_lossy().into_owned())
+    }
+
+    /// What a symlink here points at, as written in the link.
+    pub fn link(&self, name: &str) -> Option<std::ffi::OsString> {
+        readlinkat(self.fd.as_fd(), name).ok()
+    }
+
+    /// Names in the directory `name` below this one, sorted (`.` and `..` left
+    /// out); empty when it is absent.
+    pub fn names(&self, name: &str) -> Vec<String> {
+        let Ok(fd) = openat(self.fd.as_fd(), name, DIR_FLAGS, Mode::empty()) else {
+            return Vec::new();
+        };
+        let Ok(mut dir) = nix::dir::Dir::from_fd(fd) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = dir
+            .iter()
+            .filter_map(Result::ok)
+            .map(|e| {
+                OsStr::from_bytes(e.file_name().to_bytes())
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .filter(|n| n != "." && n != "..")
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// One read, retried only when a signal cut it short of any byte.
+fn read_once(file: &mut File, buf: &mut [u8]) -> Option<usize> {
+    loop {
+        match file.read(buf) {
+            Ok(n) => return Some(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        }
+    }
+}
