@@ -26,6 +26,13 @@ const VHBA_A: Wwn = Wwn::from_u64(0x5001_a4a0_0000_0a01);
 const VHBA_NODE: Wwn = Wwn::from_u64(0x5001_a4a0_0000_0a00);
 
 fn policy(text: &str) -> Policy {
+    // hbad records every vHBA it marks in the state file: one that declares vHBAs
+    // must keep it in the test's directory (`state_in`), never the host's
+    // /var/lib/hbad.
+    assert!(
+        !text.contains("[[vhba]]") || text.contains("state_file"),
+        "a test policy with vHBAs needs its own state file (state_in):\n{text}"
+    );
     Policy::from_str(
         Path::new("test.toml"),
         text,
@@ -1083,8 +1090,9 @@ fn no_kernel_write_runs_on_the_loop_thread_under_faults() {
             status_path: Some(dir.path().join("status.json")),
         },
         witness.clone(),
-        policy(&vhba_policy(
-            "[rescan]\ndebounce = \"50ms\"\nscan_timeout = \"200ms\"\n",
+        policy(&state_in(
+            dir.path(),
+            &vhba_policy("[rescan]\ndebounce = \"50ms\"\nscan_timeout = \"200ms\"\n"),
         )),
         Instant::now(),
     );
@@ -1173,7 +1181,7 @@ fn stop_during_a_held_create(
             status_path: Some(dir.path().join("status.json")),
         },
         witness.clone(),
-        policy(policy_text),
+        policy(&state_in(dir.path(), policy_text)),
         Instant::now(),
     );
     let (etx, erx) = tokio::sync::mpsc::channel(1024);

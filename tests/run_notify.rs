@@ -140,7 +140,10 @@ fn a_parent_link_that_stays_down_gives_ready_and_degraded_not_a_failed_start() {
         &policy,
         format!(
             "[[vhba]]\nname = \"vm-a\"\nparent_wwpn = \"{HBA_A_WWPN}\"\n\
-             wwpn = \"0x5001a4a000000a01\"\nwwnn = \"0x5001a4a000000a00\"\nlink_wait = \"3s\"\n"
+             wwpn = \"0x5001a4a000000a01\"\nwwnn = \"0x5001a4a000000a00\"\nlink_wait = \"3s\"\n\
+             [ownership]\nstate_file = \"{}\"\n",
+            // Its own state file: hbad records the vHBAs it marks.
+            dir.path().join("state/owned-vhbas.json").display()
         ),
     )
     .unwrap();

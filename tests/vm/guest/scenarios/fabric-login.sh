@@ -46,6 +46,14 @@ check_eq "the physical port $FA_INI_HOST sees no LUN (unzoned, no ACL)" "$(luns_
 
 # by-vhba links: made by udev through `hbad udev-id` once the vport carries hbad's mark.
 udevadm settle -t 30
+# Did a disk come before its vport's mark (the order that loses its link)?
+for name in vm-a vm-b; do
+    h="$(fc_host_by_wwpn $([ $name = vm-a ] && echo $VM_A_WWPN || echo $VM_B_WWPN))"
+    lun_at="$(grep -n "new LUN 0 on $h " $FAB_LOG | head -n1 | cut -d: -f1)"
+    mark_at="$(grep -n "vHBA $name created\|marked .* $name" $FAB_LOG | head -n1 | cut -d: -f1)"
+    [ -n "$lun_at" ] && [ -n "$mark_at" ] && [ "$lun_at" -lt "$mark_at" ] &&
+        info "$name's LUN was found before its vport was marked"
+done
 for name in vm-a vm-b; do
     [ $name = vm-a ] && w=$VM_A_WWPN || w=$VM_B_WWPN
     h="$(fc_host_by_wwpn $w)"

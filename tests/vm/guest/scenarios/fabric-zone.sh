@@ -1,5 +1,6 @@
-# fabric-zone: the fabric's zoning decides what a vHBA sees. A zone change that adds
-# the second target (fas) to vm-a's zone makes the FCF send RSCNs; vm-a's host
+# fabric-zone: the fabric's zoning decides what a vHBA sees. A zone that puts the
+# second target (fas) with vm-a (one initiator per zone, as SANs zone: a zone of both
+# targets would let them log in to each other) makes the FCF send RSCNs; vm-a's host
 # rediscovers, gets a remote port for the new target, its LUN appears and hbad's graph
 # (hbad luns) and by-vhba links follow. Taking the target out of the zone again: the
 # remote port goes (dev_loss_tmo shortened to 1 s), the kernel removes the disk, and
@@ -13,8 +14,8 @@ has_tgt2() { target_rport_of $HA $FA_TGT2_WWPN >/dev/null; }
 check "vm-a has no remote port for $FA_TGT2_WWPN before the zone change" test -z "$(target_rport_of $HA $FA_TGT2_WWPN)"
 
 t0="$(vm_uptime)"
-answer="$(fcf_ctl a zone vm-a $VM_A_WWPN $FA_TGT_WWPN $FA_TGT2_WWPN)" || die "FCF refused the zone change: $answer"
-ok "zone vm-a now holds $FA_TGT2_WWPN too (FCF: $answer)"
+answer="$(fcf_ctl a zone vm-a-2 $VM_A_WWPN $FA_TGT2_WWPN)" || die "FCF refused the zone change: $answer"
+ok "zone vm-a-2 puts $FA_TGT2_WWPN with vm-a (FCF: $answer)"
 if wait_for 20 has_tgt2; then
     R2="$(target_rport_of $HA $FA_TGT2_WWPN)"
     ok "RSCN -> vm-a's remote port $R2 for $FA_TGT2_WWPN Online $(since $t0) s after the zone change"
@@ -47,8 +48,8 @@ echo 1 >/sys/class/fc_remote_ports/$R2/dev_loss_tmo || fail "dev_loss_tmo of $R2
 disk2="$(disk_of $L2)"
 mark="$(log_mark)"
 t0="$(vm_uptime)"
-answer="$(fcf_ctl a zone vm-a $VM_A_WWPN $FA_TGT_WWPN)" || die "FCF refused the zone change: $answer"
-ok "zone vm-a without $FA_TGT2_WWPN (FCF: $answer)"
+answer="$(fcf_ctl a unzone vm-a-2)" || die "FCF refused the zone change: $answer"
+ok "zone vm-a-2 removed (FCF: $answer)"
 rport_gone() { [ ! -e /sys/class/fc_remote_ports/$R2 ] || [ "$(attr /sys/class/fc_remote_ports/$R2/port_state)" != Online ]; }
 wait_for 20 rport_gone && ok "$R2 left Online $(since $t0) s after the zone change ($(attr /sys/class/fc_remote_ports/$R2/port_state 2>/dev/null || echo removed))" ||
     fail "$R2 still Online 20 s after the zone change"
