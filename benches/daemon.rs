@@ -24,6 +24,9 @@
 //! (65,536 SCSI devices), its peak RSS and task count through cold plug, boot, a
 //! reload and a stop; and the heap a full resync adds on the same tree.
 //!
+//! - hung: events per second through `Agent::handle` on 8 hosts with none hung and
+//!   with one host's scans stuck in the kernel (intake must not notice).
+//!
 //! `HBAD_BENCH_RUNS=n` sets how many runs each figure is taken over (default 5).
 //! Log records are formatted at INFO into a sink, so their cost is counted as in
 //! the daemon, without the journal's socket.
@@ -731,6 +734,48 @@ fn unit_limits() {
     println!();
 }
 
+/// Events per second through `Agent::handle` on 8 scsi_debug hosts (2 targets x 4
+/// LUNs each) in batches of 100 unit attentions (about one debounce window of a
+/// storm), with no host hung and with one host's scans stuck in the kernel: its
+/// scans merge behind the stuck one, and intake must not notice.
+fn hung_intake(runs: usize) {
+    println!("== intake with a hung host: 8 scsi_debug hosts, {STORM} unit attentions in batches of 100 ==");
+    let spec = (0..8).fold(SimSpec::new(), |s, _| s.hba(HbaSpec::scsi_debug(2, 4)));
+    for hung in [false, true] {
+        let mut host = Host::new(&spec);
+        let gate = hung.then(|| host.sim.stall_scans(host.sim.hosts()[0]));
+        let luns = lun_paths(&host.sim);
+        let mut rates = Vec::new();
+        for _ in 0..runs {
+            let items = storm(&luns, STORM);
+            let mut spent = Duration::ZERO;
+            let mut items = items.into_iter().peekable();
+            while items.peek().is_some() {
+                let chunk: Vec<SourceItem> = items.by_ref().take(100).collect();
+                let t = Instant::now();
+                host.agent.handle(chunk, Instant::now());
+                spent += t.elapsed();
+            }
+            rates.push(STORM as f64 / spent.as_secs_f64());
+            // Let the healthy hosts' scans end between runs.
+            let t = Instant::now();
+            while host.agent.scanner().busy() > usize::from(hung) * 2
+                && t.elapsed() < Duration::from_secs(30)
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        println!(
+            "  {:<14} {} events/s, writes hung at the end: {}",
+            if hung { "1 of 8 hung" } else { "none hung" },
+            show_spread(&rates, 0),
+            host.agent.scanner().hung().len()
+        );
+        drop(gate);
+    }
+    println!();
+}
+
 fn main() {
     // INFO records are formatted as the daemon's would be, then dropped.
     tracing_subscriber::fmt()
@@ -769,5 +814,8 @@ fn main() {
     }
     if wanted("loop") {
         the_loop(runs);
+    }
+    if wanted("hung") {
+        hung_intake(runs);
     }
 }

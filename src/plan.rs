@@ -758,7 +758,7 @@ mod tests {
     fn add_port(g: &mut Graph, p: &Port) {
         g.insert(
             host_devpath(p.n),
-            NodeKind::Host(Host {
+            NodeKind::Host(Box::new(Host {
                 scsi: ScsiHostInfo {
                     number: p.n,
                     proc_name: Some(p.driver.into()),
@@ -780,7 +780,7 @@ mod tests {
                         vports_inuse: Some(inuse),
                     }),
                 }),
-            }),
+            })),
         );
     }
 
@@ -939,7 +939,7 @@ mod tests {
         let mut g = Graph::new();
         g.insert(
             host_devpath(2),
-            NodeKind::Host(Host {
+            NodeKind::Host(Box::new(Host {
                 scsi: ScsiHostInfo {
                     number: 2,
                     proc_name: Some("scsi_debug".into()),
@@ -947,7 +947,7 @@ mod tests {
                     state: Some("running".into()),
                 },
                 fc: None,
-            }),
+            })),
         );
         let p = plan(
             &policy("[[vhba]]\nname = \"a\"\nparent = \"host2\"\n"),

@@ -258,7 +258,7 @@ mod tests {
         let mut g = Graph::new();
         g.insert(
             HOST.into(),
-            NodeKind::Host(Host {
+            NodeKind::Host(Box::new(Host {
                 scsi: ScsiHostInfo {
                     number: 2,
                     proc_name: Some("scsi_debug".into()),
@@ -266,7 +266,7 @@ mod tests {
                     state: None,
                 },
                 fc: None,
-            }),
+            })),
         );
         g.insert(
             format!("{HOST}/target2:0:0"),

@@ -392,7 +392,7 @@ mod tests {
     const HOST: &str = "/devices/pci0000:00/0000:00:03.0/host1";
 
     fn host(number: u32, wwpn: Option<&str>, state: &str) -> NodeKind {
-        NodeKind::Host(Host {
+        NodeKind::Host(Box::new(Host {
             scsi: ScsiHostInfo {
                 number,
                 proc_name: Some("qla2xxx".into()),
@@ -410,7 +410,7 @@ mod tests {
                 symbolic_name: None,
                 npiv: None,
             }),
-        })
+        }))
     }
 
     fn vport(symbolic: Option<&str>, state: &str) -> NodeKind {

@@ -46,7 +46,9 @@ pub struct Disk {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NodeKind {
-    Host(Host),
+    /// Boxed: a host is several times the size of a LUN or disk, and a large host
+    /// has a handful of hosts for tens of thousands of LUNs and disks.
+    Host(Box<Host>),
     Vport(VportInfo),
     RemotePort(RemotePortInfo),
     Target(TargetInfo),
@@ -81,7 +83,9 @@ impl NodeKind {
 pub struct Node {
     pub devpath: String,
     pub parent: Option<String>,
-    pub children: BTreeSet<String>,
+    /// Devpaths of the children, sorted. A sorted `Vec` rather than a set: most
+    /// nodes have one child or none, and a set's first node costs hundreds of bytes.
+    pub children: Vec<String>,
     pub kind: NodeKind,
 }
 
@@ -249,14 +253,16 @@ impl Graph {
         let parent = self.parent_of(&devpath);
         if let Some(p) = &parent {
             if let Some(pn) = self.nodes.get_mut(p) {
-                pn.children.insert(devpath.clone());
+                if let Err(at) = pn.children.binary_search(&devpath) {
+                    pn.children.insert(at, devpath.clone());
+                }
             }
         }
         self.index(&devpath, &kind);
         let node = Node {
             devpath: devpath.clone(),
             parent,
-            children: BTreeSet::new(),
+            children: Vec::new(),
             kind,
         };
         self.nodes.insert(devpath, node);
@@ -284,7 +290,9 @@ impl Graph {
         };
         if let Some(p) = root.parent.clone() {
             if let Some(pn) = self.nodes.get_mut(&p) {
-                pn.children.remove(devpath);
+                if let Ok(at) = pn.children.binary_search_by(|c| c.as_str().cmp(devpath)) {
+                    pn.children.remove(at);
+                }
             }
         }
         let mut order = vec![devpath.to_string()];
@@ -475,7 +483,7 @@ fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> NodeKind {
                     state: None,
                 });
             let fc = sysfs.read_fc_host(devpath).ok().flatten();
-            NodeKind::Host(Host { scsi, fc })
+            NodeKind::Host(Box::new(Host { scsi, fc }))
         }
         DeviceClass::Vport => {
             NodeKind::Vport(sysfs.read_vport(devpath).unwrap_or_else(|_| VportInfo {

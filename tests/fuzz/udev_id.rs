@@ -218,8 +218,12 @@ fn fuzz_udev_id_devpath_and_wwpn() {
     let h = host.clone();
     fuzz("udev_id", 40, (devpath, wwpn), move |(devpath, wwpn)| {
         std::fs::write(&h.rport_name, &wwpn).expect("write port_name");
-        // A devpath is an argument: it cannot hold a NUL.
-        let devpath = text(&devpath).replace('\0', "");
+        // What the rule passes is udev's %p, the kernel's devpath: an argument (no
+        // NUL) that starts with '/' (one starting with '-' would be read as an option).
+        let mut devpath = text(&devpath).replace('\0', "");
+        if !devpath.starts_with('/') {
+            devpath.insert(0, '/');
+        }
         let (code, out, err) = udev_id(&h, &devpath);
         importable(code, &out, &err)
     });
