@@ -955,7 +955,7 @@ impl Agent {
                 _ => (None, None),
             };
             let login = self.login_now(spec.wwpn, &spec.name, now);
-            let port_state = host.and_then(host_port_state);
+            let port_state = host.and_then(|h| self.login_states(h).1);
             let (state, reason) = if host.is_some() {
                 match login.filter(|l| !l.is_up()) {
                     Some(l) => (
@@ -1045,8 +1045,8 @@ impl Agent {
         }
     }
 
-    /// The vport's `vport_state`, read now (it changes with no uevent), and the
-    /// vHBA host's `port_state` as the last tick read it.
+    /// The vport's `vport_state` and the vHBA host's `port_state`, both read now
+    /// (they change with no uevent; read together, they are one moment's view).
     fn login_states(&self, host: &Node) -> (Option<String>, Option<String>) {
         let vport = self.graph.vport_of_vhba(host);
         let vport_state = vport.and_then(|n| {
@@ -1060,7 +1060,14 @@ impl Agent {
                     _ => None,
                 })
         });
-        (vport_state, host_port_state(host))
+        let port_state = self
+            .sysfs
+            .attr(
+                &format!("{}/fc_host/{}", host.devpath, host.name()),
+                "port_state",
+            )
+            .or_else(|| host_port_state(host));
+        (vport_state, port_state)
     }
 
     /// A present vHBA's login now; `None` when it is absent or the kernel shows no

@@ -201,8 +201,15 @@ fn problems(s: &Status) -> Vec<String> {
             ));
             continue;
         }
+        // An active vHBA whose login the agent read is logged in, or has no fabric
+        // to log into (`No Fabric Support`: VN2VN, point-to-point); the vport_state
+        // alone is judged only for a status file that names no login.
+        if v.login.is_some() {
+            continue;
+        }
         let parent = v.parent.as_deref().unwrap_or("its parent");
         match v.vport_state.as_deref() {
+            Some("No Fabric Support") => {}
             Some("Linkdown") => out.push(format!(
                 "vHBA {} ({}): parent {parent} link down",
                 v.name, v.wwpn
