@@ -280,7 +280,11 @@ fn textfile_parses_as_prometheus_exposition() {
         ),
         1.0
     );
-    assert_eq!(families["hbad_vhba_state"].len(), 8, "four states per vHBA");
+    assert_eq!(
+        families["hbad_vhba_state"].len(),
+        2 * hbad::metrics::VHBA_STATES.len(),
+        "one series per state per vHBA"
+    );
     assert_eq!(value("hbad_hung_hosts", "hbad_hung_hosts", &[]), 1.0);
     assert_eq!(
         value("hbad_host_luns", "hbad_host_luns", &[("host", "host1")]),
