@@ -88,8 +88,9 @@ DATADIR       ?= $(PREFIX)/share
 DOCDIR        ?= $(DATADIR)/doc/hbad
 MANDIR        ?= $(DATADIR)/man
 BASHCOMPDIR   ?= $(DATADIR)/bash-completion/completions
-# Fedora and upstream zsh read site-functions; Debian's zsh reads vendor-completions.
-ZSHCOMPDIR    ?= $(DATADIR)/zsh/site-functions
+# Debian's (and Ubuntu's) zsh reads vendor-completions and not site-functions, which
+# Fedora, Arch and upstream zsh read: follow the host's distribution unless told.
+ZSHCOMPDIR    ?= $(if $(wildcard /etc/debian_version),$(DATADIR)/zsh/vendor-completions,$(DATADIR)/zsh/site-functions)
 FISHCOMPDIR   ?= $(DATADIR)/fish/vendor_completions.d
 INSTALL       ?= install
 

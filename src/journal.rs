@@ -7,7 +7,6 @@
 //! its default `F_` prefix is turned off so the names are the documented ones.
 
 use std::fmt;
-use std::io::IsTerminal;
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -91,7 +90,7 @@ pub fn init(prefer_journal: bool) -> Sink {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal())
+                .with_ansi(crate::cli::ansi_for(&std::io::stderr()))
                 .with_target(false),
         )
         .try_init();

@@ -118,8 +118,8 @@ pub struct HostMetric {
 pub struct ReloadMetric {
     pub succeeded: u64,
     pub failed: u64,
-    /// Whether the last reload was accepted; true before any reload.
-    pub last_ok: bool,
+    /// Whether the last reload was rejected; false before any reload.
+    pub last_failed: bool,
     /// Unix time of the last reload attempt, if any.
     pub last_time: Option<f64>,
 }
@@ -129,6 +129,9 @@ pub struct ReloadMetric {
 pub struct FleetSnapshot {
     pub vhbas: Vec<VhbaMetric>,
     pub hosts: Vec<HostMetric>,
+    /// Scans written to hosts' scan attributes.
+    pub scans_issued: u64,
+    /// Durations of the scans that finished.
     pub scans: Histogram,
     /// Scan requests merged into one already queued.
     pub scans_merged: u64,
@@ -142,32 +145,56 @@ pub struct FleetSnapshot {
     pub started: f64,
 }
 
-/// The errno's symbolic name, for the `errno` label: names are stable across
-/// architectures where numbers are not.
-pub fn errno_name(errno: i32) -> String {
-    let name = match errno {
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::EIO => "EIO",
-        libc::ENXIO => "ENXIO",
-        libc::E2BIG => "E2BIG",
-        libc::EAGAIN => "EAGAIN",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        libc::EBUSY => "EBUSY",
-        libc::EEXIST => "EEXIST",
-        libc::ENODEV => "ENODEV",
-        libc::EINVAL => "EINVAL",
-        libc::ENOSPC => "ENOSPC",
-        libc::EROFS => "EROFS",
-        libc::ERANGE => "ERANGE",
-        libc::ENOSYS => "ENOSYS",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::ETIMEDOUT => "ETIMEDOUT",
-        libc::ENOLINK => "ENOLINK",
-        _ => return format!("errno{errno}"),
-    };
-    name.to_string()
+/// The errno named in a kernel refusal's text (`... (EBUSY): ...`, as the
+/// executor words them), for the `errno` label: names are stable across
+/// architectures where numbers are not. `other` when the text names none (a
+/// vHBA that never appeared, a rollback).
+pub fn errno_in(text: &str) -> String {
+    text.match_indices("(E")
+        .find_map(|(at, _)| {
+            let rest = &text[at + 1..];
+            let end = rest.find(')')?;
+            let name = &rest[..end];
+            (name.len() <= 16
+                && name.len() > 1
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
+            .then(|| name.to_string())
+        })
+        .unwrap_or_else(|| "other".to_string())
+}
+
+/// What the agent tallies for the textfile beyond its status: scan durations,
+/// refusals by errno, reloads, and the FC event source's counters.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tally {
+    pub scans: Histogram,
+    pub vport_create_failures: BTreeMap<String, u64>,
+    pub reloads: ReloadMetric,
+}
+
+impl Tally {
+    /// A vport_create the kernel refused (or that never produced its host).
+    pub fn vport_create_failed(&mut self, error: &str) {
+        // Bounded: errno names are a fixed set, `other` takes the rest.
+        let key = errno_in(error);
+        let n = self.vport_create_failures.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+    }
+
+    pub fn reloaded(&mut self, ok: bool, at: std::time::SystemTime) {
+        if ok {
+            self.reloads.succeeded = self.reloads.succeeded.saturating_add(1);
+        } else {
+            self.reloads.failed = self.reloads.failed.saturating_add(1);
+        }
+        self.reloads.last_failed = !ok;
+        self.reloads.last_time = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs_f64());
+    }
 }
 
 /// Escapes a label value: backslash, double quote and line feed.
@@ -317,7 +344,7 @@ pub fn render(s: &FleetSnapshot) -> String {
         "hbad_scans_total",
         "counter",
         "Scans written to a host's scan attribute.",
-        n(s.scans.count()),
+        n(s.scans_issued),
     );
     e.single(
         "hbad_scans_merged_total",
@@ -422,7 +449,7 @@ pub fn render(s: &FleetSnapshot) -> String {
         "hbad_policy_last_reload_success",
         "gauge",
         "Whether the last policy reload was accepted (1 before any reload).",
-        f64::from(s.reloads.last_ok),
+        f64::from(!s.reloads.last_failed),
     );
     if let Some(t) = s.reloads.last_time {
         e.single(
@@ -509,9 +536,29 @@ mod tests {
     }
 
     #[test]
-    fn errno_labels_are_names() {
-        assert_eq!(errno_name(libc::EBUSY), "EBUSY");
-        assert_eq!(errno_name(4095), "errno4095");
+    fn errno_labels_are_the_names_in_the_refusal() {
+        assert_eq!(
+            errno_in("vport_create refused (ENOSPC): delete unused vHBAs"),
+            "ENOSPC"
+        );
+        assert_eq!(
+            errno_in("parent host7 (Example) refused (EBUSY): retry"),
+            "EBUSY"
+        );
+        assert_eq!(
+            errno_in("no host appeared within 30 s (EVEN LONGER)"),
+            "other"
+        );
+        assert_eq!(errno_in("(E"), "other");
+        let mut t = Tally::default();
+        t.vport_create_failed("x (EINVAL): y");
+        t.vport_create_failed("x (EINVAL): y");
+        t.vport_create_failed("rolled back");
+        assert_eq!(t.vport_create_failures["EINVAL"], 2);
+        assert_eq!(t.vport_create_failures["other"], 1);
+        t.reloaded(false, std::time::UNIX_EPOCH + Duration::from_secs(5));
+        assert_eq!((t.reloads.failed, t.reloads.last_failed), (1, true));
+        assert_eq!(t.reloads.last_time, Some(5.0));
     }
 
     #[test]

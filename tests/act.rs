@@ -366,10 +366,11 @@ fn rescan_lips_only_when_asked() {
 fn rescan_needs_hosts_or_all() {
     let lab = Lab::new();
     let out = lab.run(&["rescan"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(64));
     assert!(stderr(&out).contains("--all"), "{}", stderr(&out));
     let out = lab.run(&["rescan", "host42"]);
-    assert_eq!(out.status.code(), Some(1));
+    // A host that is not there is "not found", not a failed scan.
+    assert_eq!(out.status.code(), Some(4));
     assert!(
         stderr(&out).contains("names no SCSI host"),
         "{}",
@@ -414,8 +415,8 @@ fn a_failed_scan_gives_exit_1_and_the_others_still_run() {
 fn find_luns_says_where_each_lun_is_and_which_did_not_appear() {
     let lab = Lab::new();
     let out = lab.run(&["find-luns", "1", "27", "--json"]);
-    // 27 is nowhere: unfinished, not failed.
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // 27 is nowhere after every scan went through: not found.
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let v = json(&out);
     assert_eq!(v["missing"], serde_json::json!([27]));
     let found = v["found"].as_array().unwrap();
@@ -710,6 +711,9 @@ wwpn = "5001a4a000000e01"
 wwnn = "5001a4a000000e00"
 "#
     ));
+    // Before: apply would create "db", so the check says changes are pending.
+    let check = lab.run(&["plan", "--check"]);
+    assert_eq!(check.status.code(), Some(2), "{}", stderr(&check));
     let out = lab.run(&["apply", "--json"]);
     // "nowhere" has no parent: it waits, so the run is unfinished (2), not failed.
     assert_eq!(
@@ -746,6 +750,9 @@ wwnn = "5001a4a000000e00"
         .map(|s| s["action"].as_str().unwrap())
         .collect();
     assert_eq!(actions, ["wait"], "{p}");
+    // Waiting changes nothing apply could do: no changes pending.
+    let check = lab.run(&["plan", "--check"]);
+    assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
     // Applying again writes nothing new.
     let again = lab.run(&["apply"]);
     assert_eq!(again.status.code(), Some(2));
@@ -922,4 +929,22 @@ mod on_the_simulator {
         assert_eq!(vport.symbolic_name.as_deref(), Some("hbad:vm1"));
         assert_eq!(vport.vport_state.as_deref(), Some("Active"));
     }
+}
+
+#[test]
+fn usage_errors_and_names_that_are_not_there_have_codes_of_their_own() {
+    let lab = Lab::new();
+    let out = lab.run(&["rescan", "--no-such-option"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let out = lab.run(&["destroy", "5001a4a0000000ff"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no device matches"),
+        "{}",
+        stderr(&out)
+    );
+    let out = lab.run(&["show", "host99"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let out = lab.run(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
 }

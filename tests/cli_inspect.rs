@@ -603,7 +603,7 @@ fn hand_made_layouts_list_tree_show_and_luns_without_errors() {
 // --- errors -------------------------------------------------------------------------
 
 #[test]
-fn missing_devices_exit_1_naming_what_was_looked_for() {
+fn missing_devices_exit_4_naming_what_was_looked_for() {
     for (args, needle) in [
         (&["show", "host9"][..], "SCSI host 9"),
         (&["show", "0x5001a4a0000000ff"], "WWPN 0x5001a4a0000000ff"),
@@ -613,14 +613,15 @@ fn missing_devices_exit_1_naming_what_was_looked_for() {
         (&["luns", "host42"], "SCSI host 42"),
     ] {
         let run = hbad(args);
-        assert_eq!(run.code, 1, "{args:?}: {}", run.stdout);
+        assert_eq!(run.code, 4, "{args:?}: {}", run.stdout);
         assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
         assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
         assert!(run.stderr.contains("hbad list"), "{args:?}: {}", run.stderr);
         assert!(run.stdout.is_empty());
     }
+    // No name at all is a usage error, not a device that is missing.
     let run = hbad(&["show", " "]);
-    assert_eq!(run.code, 1);
+    assert_eq!(run.code, 64);
     assert!(run.stderr.contains("empty device name"), "{}", run.stderr);
     let run = hbad_in(Path::new("/nonexistent-sys"), Path::new("/dev"), &["tree"]);
     assert_eq!(run.code, 1);
@@ -696,4 +697,50 @@ fn watch_names_a_replay_file_it_cannot_read() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn show_adds_what_systool_prints_firmware_loss_timeouts_and_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = common::fixture("layouts/qla2xxx-npiv");
+    let ok = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(layout.join("sys"))
+        .arg(layout.join("dev"))
+        .arg(dir.path())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "copy the layout");
+    let sys = dir.path().join("sys");
+    let fc = std::fs::canonicalize(sys.join("class/fc_host/host7")).unwrap();
+    std::fs::create_dir_all(fc.join("statistics")).unwrap();
+    std::fs::write(fc.join("statistics/link_failure_count"), "0x3\n").unwrap();
+    std::fs::write(fc.join("statistics/tx_frames"), "0x1a2b\n").unwrap();
+    std::fs::write(fc.join("statistics/reset_statistics"), "").unwrap();
+    let scsi = std::fs::canonicalize(sys.join("class/scsi_host/host7")).unwrap();
+    std::fs::write(scsi.join("fw_version"), "8.08.231 (d0d5)\n").unwrap();
+    std::fs::write(scsi.join("driver_version"), "10.02.09.100-k\n").unwrap();
+
+    let run = hbad_in(&sys, &dir.path().join("dev"), &["show", "host7"]).ok();
+    for want in [
+        "supported_speeds",
+        "dev_loss_tmo",
+        "fw_version",
+        "8.08.231 (d0d5)",
+        "10.02.09.100-k",
+        "link_failure_count",
+        "0x1a2b",
+    ] {
+        assert!(run.stdout.contains(want), "no {want} in\n{}", run.stdout);
+    }
+    assert!(!run.stdout.contains("reset_statistics"), "{}", run.stdout);
+    let run = hbad_in(&sys, &dir.path().join("dev"), &["--json", "show", "host7"]).ok();
+    let v: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v[0]["sysfs"]["statistics"]["tx_frames"], "0x1a2b");
+    assert_eq!(v[0]["sysfs"]["firmware"]["fw_version"], "8.08.231 (d0d5)");
+    let speeds = v[0]["sysfs"]["fc_host"]["supported_speeds"]
+        .as_str()
+        .unwrap();
+    assert!(!speeds.is_empty());
 }

@@ -906,6 +906,109 @@ fn a_remote_port_back_online_is_seen_by_polling_and_its_target_scanned() {
     );
 }
 
+/// The textfile's value of one sample line (`name{labels}`), as text.
+fn metric<'a>(text: &'a str, series: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+}
+
+#[test]
+fn the_metrics_textfile_changes_after_a_scan_and_only_then() {
+    let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
+    let path = rig._dir.path().join("node-exporter/hbad.prom");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    rig.agent.set_metrics_path(Some(path.clone()));
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    rig.agent.write_status();
+    let before = std::fs::read_to_string(&path).unwrap();
+    let vhba = format!(
+        "hbad_vhba_up{{name=\"vm-a\",wwpn=\"{VHBA_A}\",parent=\"host1\",fabric=\"{}\"}}",
+        hbad::sim::demo::FABRIC_A_WWN
+    );
+    assert_eq!(metric(&before, &vhba), Some("1"), "{before}");
+    let luns_before: u64 = metric(&before, "hbad_host_luns{host=\"host1\"}")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let scans_before: u64 = metric(&before, "hbad_scans_total")
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Nothing changed: the file is not rewritten.
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    rig.agent.write_status();
+    assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+
+    // The array maps LUN 2 to port A: its unit attention makes a targeted scan.
+    rig.sim.map_lun(ARRAY_PORT_A, 2, HBA_A_WWPN).unwrap();
+    // The next I/O to the target's LUN 0 reports it.
+    rig.sim
+        .io(Hctl {
+            host: 1,
+            channel: 0,
+            target: 0,
+            lun: 0,
+        })
+        .unwrap();
+    rig.settle(rig.at(1));
+    rig.agent.write_status();
+    let after = std::fs::read_to_string(&path).unwrap();
+    assert_ne!(before, after);
+    let luns_after: u64 = metric(&after, "hbad_host_luns{host=\"host1\"}")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let scans_after: u64 = metric(&after, "hbad_scans_total").unwrap().parse().unwrap();
+    assert_eq!(luns_after, luns_before + 1, "{after}");
+    assert!(scans_after > scans_before, "{after}");
+    let count: u64 = metric(&after, "hbad_scan_duration_seconds_count")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(count >= 1, "{after}");
+}
+
+#[test]
+fn an_fc_linkup_re_reads_its_host_at_once_without_waiting_for_a_poll() {
+    use hbad::uevent::fc_event::{FcEvent, FcEventCode, FcItem};
+    let mut rig = Rig::new(demo_spec(), "");
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    let port_state = |agent: &Agent| match &agent.graph().host(1).unwrap().kind {
+        NodeKind::Host(h) => h.fc.as_ref().unwrap().port_state.clone(),
+        _ => None,
+    };
+    let fc = rig.sim.subscribe_fc_events();
+    rig.sim.set_link(1, false).unwrap();
+    rig.settle(rig.at(1));
+    // No uevent says so, and no tick has run: the agent still believes Online.
+    assert_eq!(port_state(&rig.agent).as_deref(), Some("Online"));
+    // A temperature notice for the host changes nothing hbad reads.
+    rig.agent.fc_event(
+        FcItem::Event(FcEvent::new(1, FcEventCode::CritTemp, 99, 0)),
+        rig.at(1),
+    );
+    assert_eq!(port_state(&rig.agent).as_deref(), Some("Online"));
+    let down = fc.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(down.code, FcEventCode::LinkDown);
+    rig.agent.fc_event(FcItem::Event(down), rig.at(1));
+    assert_eq!(port_state(&rig.agent).as_deref(), Some("Linkdown"));
+
+    rig.sim.set_link(1, true).unwrap();
+    let up = fc.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!((up.host_no, up.code), (1, FcEventCode::LinkUp));
+    rig.agent.fc_event(FcItem::Event(up), rig.at(2));
+    assert_eq!(port_state(&rig.agent).as_deref(), Some("Online"));
+    // Forged items are counted in the status's metrics, not acted on.
+    rig.agent.fc_event(
+        FcItem::Rejected(hbad::uevent::fc_event::FcRejection::NotKernel(7)),
+        rig.at(2),
+    );
+    assert_eq!(port_state(&rig.agent).as_deref(), Some("Online"));
+}
+
 /// The simulated kernel, seen from the writer seam: counts writes made on the
 /// event loop's thread (in release builds too, where the seam's own assertion is
 /// compiled out) and can hold `vport_create` inside its write, as a driver

@@ -50,6 +50,16 @@ fn mode(path: &Path) -> u32 {
         & 0o7777
 }
 
+/// Where zsh looks for completions on this host's distribution: Debian's zsh has
+/// vendor-completions and not site-functions in its fpath.
+fn zsh_completions() -> &'static str {
+    if Path::new("/etc/debian_version").exists() {
+        "usr/share/zsh/vendor-completions/_hbad"
+    } else {
+        "usr/share/zsh/site-functions/_hbad"
+    }
+}
+
 /// Every file a package of hbad holds, under PREFIX=/usr, with its mode.
 fn expected_files() -> Vec<(String, u32)> {
     let mut files: Vec<(String, u32)> = [
@@ -64,7 +74,7 @@ fn expected_files() -> Vec<(String, u32)> {
         ("usr/share/man/man5/hbad.toml.5", 0o644),
         ("usr/share/man/man8/hbad.8", 0o644),
         ("usr/share/bash-completion/completions/hbad", 0o644),
-        ("usr/share/zsh/site-functions/_hbad", 0o644),
+        (zsh_completions(), 0o644),
         ("usr/share/fish/vendor_completions.d/hbad.fish", 0o644),
     ]
     .iter()

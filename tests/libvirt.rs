@@ -282,7 +282,7 @@ fn show_xml_refuses_what_is_not_a_host_and_json() {
         run.stderr
     );
     let run = hbad_in(&sys, nodev, &["show", "--xml", "host99"]);
-    assert_eq!(run.code, 1);
+    assert_eq!(run.code, 4, "not found");
     assert!(run.stderr.contains("no device `host99`"), "{}", run.stderr);
     let run = hbad_in(&sys, nodev, &["--json", "show", "--xml", "host1"]);
     assert_eq!(run.code, 1);
@@ -510,7 +510,7 @@ fn libvirt_disk_follows_the_luns_filter_and_refuses_json() {
     assert!(run.stderr.contains("--json"), "{}", run.stderr);
     // --device means nothing without --libvirt-disk.
     let run = hbad_in(&sys, &dev, &["luns", "--device", "disk"]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.code, 64, "a usage error: {}", run.stderr);
 }
 
 // --- import-libvirt -----------------------------------------------------------------

@@ -224,6 +224,7 @@ fn snapshot() -> FleetSnapshot {
         hung: true,
         ..Default::default()
     });
+    s.scans_issued = 6;
     for ms in [3, 40, 40, 2000, 400_000] {
         s.scans.observe(Duration::from_millis(ms));
     }
@@ -243,7 +244,7 @@ fn snapshot() -> FleetSnapshot {
     s.reloads = ReloadMetric {
         succeeded: 1,
         failed: 1,
-        last_ok: false,
+        last_failed: true,
         last_time: Some(1_765_000_100.0),
     };
     s

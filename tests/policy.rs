@@ -232,7 +232,8 @@ fn hbad_create_refuses_wwns_no_port_can_have() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        // A usage error (hbad(8), EXIT STATUS).
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
         assert!(stderr.contains(why), "{args:?}: {stderr}");
     }
 }
@@ -248,7 +249,8 @@ fn command_line_durations_are_bounded_like_the_policy() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+        // A usage error (hbad(8), EXIT STATUS).
+        assert_eq!(out.status.code(), Some(64), "{flag}: {stderr}");
         assert!(
             stderr.contains(&format!("more than {limit}, the most hbad accepts")),
             "{flag}: {stderr}"

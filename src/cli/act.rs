@@ -19,7 +19,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::policy::{load_graph, load_policy};
-use super::Global;
+use super::{exit, BadArgument, Global, NotFound};
 use crate::exec::apply::{millis, ApplyReport, StepOutcome};
 use crate::exec::scan::{ScanOutcome, ScanReport, Scanner, Ticket};
 use crate::exec::vport::{CreateRequest, DeletePolicy, SysfsPoll, VportError, Vports};
@@ -34,10 +34,11 @@ use crate::wwn::{derive, Wwn, WwnRole};
 
 const EXIT_CODES: &str = "Exit status: 0 done (or already so); 1 something failed; \
 2 nothing failed but something is unfinished (a vHBA waiting for its parent, a scan hung \
-past its timeout, a LUN that did not appear).";
+past its timeout); 4 what was named is not there (a device, host, or for find-luns a LUN \
+that did not appear); 64 a bad command line.";
 
-const EXIT_FAILED: u8 = 1;
-const EXIT_UNFINISHED: u8 = 2;
+const EXIT_FAILED: u8 = exit::FAILED;
+const EXIT_UNFINISHED: u8 = exit::UNFINISHED;
 
 /// How the writing commands wait and where they keep ownership records.
 #[derive(Debug, Clone, Args)]
@@ -93,7 +94,7 @@ fn executor(g: &Global, opts: &ExecOpts, policy: &Policy) -> anyhow::Result<Exec
     Ok(Executor::new(vports, scanner))
 }
 
-fn exit(failed: bool, unfinished: bool) -> ExitCode {
+fn exit_status(failed: bool, unfinished: bool) -> ExitCode {
     if failed {
         ExitCode::from(EXIT_FAILED)
     } else if unfinished {
@@ -139,7 +140,7 @@ pub fn apply(g: &Global, args: ApplyArgs) -> anyhow::Result<ExitCode> {
     } else {
         print_apply(&report, &policy);
     }
-    Ok(exit(t.failed > 0, t.waiting + t.hung > 0))
+    Ok(exit_status(t.failed > 0, t.waiting + t.hung > 0))
 }
 
 fn print_apply(report: &ApplyReport, policy: &Policy) {
@@ -221,14 +222,20 @@ fn parse_parent(text: &str) -> anyhow::Result<ParentSelector> {
     match text.parse::<Lookup>() {
         Ok(Lookup::Host(number)) => Ok(ParentSelector::Host { number }),
         Ok(Lookup::Wwpn(wwpn)) => Ok(ParentSelector::Wwpn { wwpn, wwnn: None }),
-        _ => bail!("--parent `{text}`: give the port's WWPN, hostN, or auto"),
+        _ => Err(BadArgument(format!(
+            "--parent `{text}`: give the port's WWPN, hostN, or auto"
+        ))
+        .into()),
     }
 }
 
 /// vHBA names end up in symbolic_name and /dev/disk/by-vhba/<name>: the policy's rule.
 fn check_name(name: &str) -> anyhow::Result<()> {
     if !crate::policy::valid_name(name) {
-        bail!("--name `{name}`: use up to 48 of a-z A-Z 0-9 - _ . (not starting with .)");
+        return Err(BadArgument(format!(
+            "--name `{name}`: use up to 48 of a-z A-Z 0-9 - _ . (not starting with .)"
+        ))
+        .into());
     }
     Ok(())
 }
@@ -476,7 +483,7 @@ fn resolve_vhba(
     policy: &Policy,
     text: &str,
 ) -> anyhow::Result<String> {
-    let lookup: Lookup = text.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let lookup: Lookup = text.parse().map_err(BadArgument)?;
     let found: Vec<&Node> = match &lookup {
         Lookup::Wwpn(_) => {
             // A WWPN names a vport and its vHBA at once: the vport is the thing.
@@ -503,7 +510,10 @@ fn resolve_vhba(
         _ => graph.find(&lookup),
     };
     match found.as_slice() {
-        [] => bail!("no device matches `{text}`; give hostN, a WWPN, a vHBA name or vport-H:C-N"),
+        [] => Err(NotFound(format!(
+            "no device matches `{text}`; give hostN, a WWPN, a vHBA name or vport-H:C-N"
+        ))
+        .into()),
         [one] => Ok(one.devpath.clone()),
         many => bail!(
             "`{text}` matches {}: name one",
@@ -602,7 +612,7 @@ fn hosts_named<'g>(
     policy: &Policy,
     text: &str,
 ) -> anyhow::Result<&'g Node> {
-    let lookup: Lookup = text.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let lookup: Lookup = text.parse().map_err(BadArgument)?;
     let mut found: Vec<&Node> = match &lookup {
         Lookup::Name(name) => {
             let direct = graph.find(&lookup);
@@ -621,7 +631,10 @@ fn hosts_named<'g>(
     found.retain(|n| matches!(n.kind, NodeKind::Host(_)));
     match found.as_slice() {
         [one] => Ok(one),
-        [] => bail!("`{text}` names no SCSI host; give hostN, an FC port's WWPN or a vHBA name"),
+        [] => Err(NotFound(format!(
+            "`{text}` names no SCSI host; give hostN, an FC port's WWPN or a vHBA name"
+        ))
+        .into()),
         many => bail!(
             "`{text}` matches {}: name one",
             many.iter().map(|n| n.name()).collect::<Vec<_>>().join(", ")
@@ -686,6 +699,47 @@ fn outcome_word(o: &ScanOutcome) -> &'static str {
         ScanOutcome::Failed { .. } => "FAILED",
         ScanOutcome::Hung => "HUNG",
     }
+}
+
+/// What a scan changed on one host: LUNs that appeared, and LUNs that went while
+/// it ran (a remote port gone past dev_loss_tmo). A LUN the array stopped
+/// reporting is not among them: the kernel keeps it until it is deleted.
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+struct LunChanges {
+    added: Vec<String>,
+    gone: Vec<String>,
+}
+
+/// By host number, for the hosts given: the LUNs in `after` and not in `before`,
+/// and the reverse, each as `H:C:T:L disk`.
+fn lun_changes(before: &Graph, after: &Graph, hosts: &BTreeSet<u32>) -> BTreeMap<u32, LunChanges> {
+    let luns = |g: &Graph| -> BTreeMap<Hctl, String> {
+        g.luns()
+            .into_iter()
+            .filter_map(|n| match &n.kind {
+                NodeKind::Lun(l) if hosts.contains(&l.hctl.host) => {
+                    let disk = g
+                        .disk_of(n)
+                        .map_or_else(|| "(no disk)".to_string(), |d| d.name().to_string());
+                    Some((l.hctl, format!("{} {disk}", l.hctl)))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let (before, after) = (luns(before), luns(after));
+    let mut out: BTreeMap<u32, LunChanges> = BTreeMap::new();
+    for (hctl, text) in &after {
+        if !before.contains_key(hctl) {
+            out.entry(hctl.host).or_default().added.push(text.clone());
+        }
+    }
+    for (hctl, text) in &before {
+        if !after.contains_key(hctl) {
+            out.entry(hctl.host).or_default().gone.push(text.clone());
+        }
+    }
+    out
 }
 
 fn print_scans(results: &[ScanReport], wall: Duration) {
@@ -758,7 +812,10 @@ pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
             .filter(|h| !target_scopes(&graph, h, t).is_empty())
             .collect()
     } else {
-        bail!("name the hosts to scan (hostN, WWPN, vHBA name), or give --all");
+        return Err(BadArgument(
+            "name the hosts to scan (hostN, WWPN, vHBA name), or give --all".into(),
+        )
+        .into());
     };
     hosts.sort_by_key(|h| h.devpath.clone());
     hosts.dedup_by_key(|h| h.devpath.clone());
@@ -776,7 +833,12 @@ pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
     }
     if jobs.is_empty() {
         match args.target {
-            Some(t) => bail!("no selected host sees a target port {t} (with a SCSI target id)"),
+            Some(t) => {
+                return Err(NotFound(format!(
+                    "no selected host sees a target port {t} (with a SCSI target id)"
+                ))
+                .into())
+            }
             None => bail!("no host takes part in rescans under the policy"),
         }
     }
@@ -813,9 +875,18 @@ pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
         .any(|r| matches!(r.outcome, ScanOutcome::Failed { .. }))
         || !lip_errors.is_empty();
     let hung = results.iter().any(|r| r.outcome == ScanOutcome::Hung);
+    // What the scans changed: sysfs read again, compared host by host.
+    let scanned: BTreeSet<u32> = jobs.iter().map(|(h, _)| h.number).collect();
+    let changed = load_graph(g)
+        .map(|after| lun_changes(&graph, &after, &scanned))
+        .unwrap_or_default();
     if g.json {
         print_json(&serde_json::json!({
             "scans": results.into_iter().map(HostResult::of).collect::<Vec<_>>(),
+            "luns": changed
+                .iter()
+                .map(|(h, c)| (format!("host{h}"), c))
+                .collect::<BTreeMap<_, _>>(),
             "lip_errors": lip_errors.values().collect::<Vec<_>>(),
             "wall_ms": millis(wall),
         }))?;
@@ -824,9 +895,20 @@ pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
             eprintln!("error: {e}");
         }
         print_scans(&results, wall);
+        for (host, c) in &changed {
+            for lun in &c.added {
+                println!("host{host}: new LUN {lun}");
+            }
+            for lun in &c.gone {
+                println!("host{host}: LUN {lun} gone");
+            }
+        }
+        if changed.is_empty() {
+            println!("no LUN appeared or went");
+        }
     }
     // A hung scan's thread stays blocked in the kernel; exiting ends it for us.
-    Ok(exit(failed, hung))
+    Ok(exit_status(failed, hung))
 }
 
 // ---------------------------------------------------------------------------------
@@ -1041,7 +1123,12 @@ pub fn find_luns(g: &Global, args: FindLunsArgs) -> anyhow::Result<ExitCode> {
             millis(wall)
         );
     }
-    Ok(exit(failed, hung || !missing.is_empty()))
+    // A hung scan may still bring the LUN: unfinished. Otherwise a LUN that is not
+    // there after every scan succeeded is "not found", a failure of its own kind.
+    if !failed && !hung && !missing.is_empty() {
+        return Ok(ExitCode::from(exit::NOT_FOUND));
+    }
+    Ok(exit_status(failed, hung))
 }
 
 fn sighting(
@@ -1081,6 +1168,37 @@ fn sighting(
         links,
         new: before.node(&lun.devpath).is_none(),
     })
+}
+
+#[cfg(test)]
+mod lun_change_tests {
+    use super::*;
+    use crate::sim::{demo, Sim};
+
+    #[test]
+    fn a_scan_names_the_luns_that_appeared_and_went_per_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::demo_host(dir.path()).unwrap();
+        let before = Graph::load(&sim.sysfs());
+        let host = sim.host_by_wwpn(demo::HBA_A_WWPN).unwrap();
+        sim.map_lun(demo::ARRAY_PORT_A, 2, demo::HBA_A_WWPN)
+            .unwrap();
+        let scan = sim.sysfs().path(&sim.host_devpath(host).unwrap());
+        let scan = scan.join(format!("scsi_host/host{host}/scan"));
+        sim.write_attr(&scan, "- - -").unwrap();
+        let after = Graph::load(&sim.sysfs());
+        let hosts: BTreeSet<u32> = [host].into();
+        let changed = lun_changes(&before, &after, &hosts);
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        let c = &changed[&host];
+        assert_eq!(c.added.len(), 1, "{c:?}");
+        assert!(c.added[0].starts_with(&format!("{host}:0:0:2 sd")), "{c:?}");
+        assert!(c.gone.is_empty());
+        // The other way round, the same LUN is gone; hosts not asked about are left out.
+        let back = lun_changes(&after, &before, &hosts);
+        assert_eq!(back[&host].gone, c.added);
+        assert!(lun_changes(&before, &after, &BTreeSet::new()).is_empty());
+    }
 }
 
 #[cfg(test)]

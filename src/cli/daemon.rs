@@ -11,11 +11,14 @@ use tokio::sync::mpsc;
 use super::policy::load_policy;
 use super::render::render_table;
 use super::Global;
+use crate::daemon::health::{assess, read_process, Level, Verdict};
 use crate::daemon::run::run as run_loop;
 use crate::daemon::status::{Status, DEFAULT_PATH};
 use crate::daemon::{Agent, AgentConfig, Control, LoopTimings};
 use crate::journal;
+use crate::policy::limits::DurationLimit;
 use crate::sysfs::writes::ChildWriter;
+use crate::uevent::fc_event::{FcEventSource, FcItem, DEFAULT_FC_RECV_BUFFER};
 use crate::uevent::kernel::{AsyncKernelSource, KernelOptions};
 use crate::uevent::source::EventSource;
 use crate::uevent::udev::{UdevOptions, UdevSource};
@@ -41,6 +44,13 @@ pub struct RunArgs {
     /// drive every decision either way; udev only adds the links it made.
     #[arg(long, value_enum, default_value_t = UdevMode::Auto)]
     pub udev: UdevMode,
+    /// The node_exporter textfile to keep (default: hbad.prom in
+    /// /var/lib/prometheus/node-exporter when that directory exists).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_metrics")]
+    pub metrics: Option<PathBuf>,
+    /// Write no metrics textfile.
+    #[arg(long)]
+    pub no_metrics: bool,
     /// Receive buffer of the event sockets, in bytes (forced past rmem_max as root).
     #[arg(long, value_name = "BYTES", default_value_t = KernelOptions::default().recv_buffer)]
     pub recv_buffer: usize,
@@ -94,6 +104,8 @@ async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result
         }
     }
 
+    let fc_events = open_fc_events();
+
     let policy = load_policy(g).context("the policy has errors; hbad did not start")?;
     let (events_tx, events_rx) = mpsc::channel::<SourceItem>(65536);
     for mut source in sources {
@@ -123,7 +135,13 @@ async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result
     // Every write in its own process: one the kernel holds (a scan of a dead
     // target) keeps that child, never the agent, from exiting.
     let writer = ChildWriter::new().context("cannot find the hbad executable")?;
-    let agent = Agent::new(config, Arc::new(writer), policy, std::time::Instant::now());
+    let mut agent = Agent::new(config, Arc::new(writer), policy, std::time::Instant::now());
+    if !args.no_metrics {
+        agent.set_metrics_path(args.metrics.clone().or_else(crate::metrics::default_path));
+    }
+    if let Some(rx) = fc_events {
+        agent.attach_fc_events(rx);
+    }
     tracing::info!(
         "hbad {} started: {} devices, {} vHBAs declared, logging to {:?}",
         env!("CARGO_PKG_VERSION"),
@@ -145,6 +163,44 @@ async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result
     )
     .await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// FC transport events (link up/down, RSCN, LIP, FPIN) on a thread of their own,
+/// or `None` when the kernel has no SCSI netlink: then polling alone sees link
+/// changes, as it does for drivers that post nothing.
+fn open_fc_events() -> Option<mpsc::Receiver<FcItem>> {
+    let mut source = match FcEventSource::open(DEFAULT_FC_RECV_BUFFER) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!("FC transport events unavailable, link changes are polled: {e}");
+            return None;
+        }
+    };
+    let (tx, rx) = mpsc::channel(1024);
+    let spawned = std::thread::Builder::new()
+        .name("fc-events".into())
+        .spawn(move || loop {
+            match source.recv() {
+                Ok(item) => {
+                    if tx.blocking_send(item).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "FC transport event socket failed, link changes are polled: {e}"
+                    );
+                    return;
+                }
+            }
+        });
+    match spawned {
+        Ok(_) => Some(rx),
+        Err(e) => {
+            tracing::warn!("cannot start the FC event reader, link changes are polled: {e}");
+            None
+        }
+    }
 }
 
 /// A sysfs root that is not one (a typo in --sysfs-root, sysfs not mounted) would
@@ -183,25 +239,108 @@ fn spawn_signals(tx: mpsc::Sender<Control>) -> anyhow::Result<()> {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 running and healthy; 1 running but degraded (a \
+declared vHBA missing, a host hung, a parent link down: each named); 3 not running, or \
+the status file is stale (its pid is gone or is not the agent that wrote it)."
+)]
 pub struct StatusArgs {
     /// The status file the agent writes.
     #[arg(long, value_name = "FILE", default_value = DEFAULT_PATH)]
     pub status_file: PathBuf,
+    /// Also call the status stale when it was last updated longer ago than this.
+    #[arg(long, value_name = "DURATION", value_parser = parse_max_age)]
+    pub max_age: Option<std::time::Duration>,
+    /// Where procfs is mounted (a fixture tree in tests).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/proc",
+        env = "HBAD_PROC_ROOT",
+        hide = true
+    )]
+    pub proc_root: PathBuf,
 }
 
+/// `--max-age`: from a second (the status is rewritten at least that often while
+/// anything happens) to a week.
+const MAX_AGE: DurationLimit = DurationLimit {
+    key: "max-age",
+    min: std::time::Duration::from_secs(1),
+    max: std::time::Duration::from_secs(7 * 24 * 3600),
+    hint: "e.g. --max-age 10min",
+};
+
+fn parse_max_age(text: &str) -> Result<std::time::Duration, String> {
+    MAX_AGE
+        .parse(text)
+        .map_err(|r| format!("{} ({})", r.message, r.hint))
+}
+
+/// `hbad status`: the agent's report and a verdict on it, as the exit status.
 pub fn status(g: &Global, args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let status = Status::read(&args.status_file).with_context(|| {
-        format!(
-            "cannot read {} (is hbad running? `systemctl status hbad`)",
-            args.status_file.display()
-        )
-    })?;
+    let status = match Status::read(&args.status_file) {
+        Ok(s) => s,
+        Err(e) => {
+            // No status (or not one) means no agent to ask: LSB's "not running".
+            let why = if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "hbad is not running: no status file {} (`systemctl status hbad`)",
+                    args.status_file.display()
+                )
+            } else {
+                format!("hbad is not running, or its status cannot be read: {e}")
+            };
+            let verdict = Verdict {
+                health: Level::NotRunning,
+                problems: vec![why],
+            };
+            return report_status(g, None, &verdict);
+        }
+    };
+    let process = read_process(&args.proc_root, status.pid)
+        .with_context(|| format!("cannot read {}", args.proc_root.display()))?;
+    let verdict = assess(
+        &status,
+        process.as_ref(),
+        std::time::SystemTime::now(),
+        args.max_age,
+    );
+    report_status(g, Some(&status), &verdict)
+}
+
+fn report_status(
+    g: &Global,
+    status: Option<&Status>,
+    verdict: &Verdict,
+) -> anyhow::Result<ExitCode> {
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(ExitCode::SUCCESS);
+        #[derive(serde::Serialize)]
+        struct Report<'a> {
+            #[serde(flatten)]
+            verdict: &'a Verdict,
+            #[serde(flatten)]
+            status: Option<&'a Status>,
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Report { verdict, status })?
+        );
+    } else {
+        if let Some(s) = status {
+            print!("{}", render_status(s));
+        }
+        let word = match verdict.health {
+            Level::Healthy => "healthy",
+            Level::Degraded => "degraded",
+            Level::NotRunning => "not running",
+        };
+        println!("\nhealth: {word}");
+        for p in &verdict.problems {
+            println!("  {p}");
+        }
     }
-    print!("{}", render_status(&status));
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::from(verdict.health.exit_code()))
 }
 
 /// The status for people: vHBAs, then hosts with their last scan, then counters.

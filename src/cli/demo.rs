@@ -295,7 +295,11 @@ fn let_agent_log() {
 }
 
 fn heading(text: &str) {
-    println!("\n\x1b[1m==> {text}\x1b[0m");
+    if super::ansi_for(&std::io::stdout()) {
+        println!("\n\x1b[1m==> {text}\x1b[0m");
+    } else {
+        println!("\n==> {text}");
+    }
 }
 
 /// `/tmp/x/sys/devices/.../host7/scsi_host/host7/scan` -> `scsi_host/host7/scan`.

@@ -15,6 +15,8 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, Subcommand, ValueEnum};
 use clap_complete::Shell;
 
+#[cfg(test)]
+use super::exit;
 use super::Cli;
 
 #[derive(Debug, Args)]
@@ -63,6 +65,57 @@ impl CompletionShell {
         }
     }
 }
+
+/// hbad(8)'s EXIT STATUS: the codes (the same for every command, [`super::exit`])
+/// and what each command uses.
+const EXIT_STATUS: &str = ".SH \"EXIT STATUS\"\n\
+Every command uses the same codes:\n\
+.TP\n.B 0\nDone, healthy, or nothing to do.\n\
+.TP\n.B 1\nAn action or check failed: the kernel refused a write, the policy is invalid, \
+a file cannot be read. For \\fBstatus\\fR: running, but degraded.\n\
+.TP\n.B 2\nNothing failed, but something is unfinished: a vHBA waits for its parent's link, \
+a scan hung past its timeout. For \\fBplan \\-\\-check\\fR: changes are pending.\n\
+.TP\n.B 3\n\\fBstatus\\fR only: hbad is not running, or its status file is stale (its pid is \
+gone, is not hbad, or is another hbad than the one that wrote it), as LSB init scripts \
+and \\fBsystemctl status\\fR say it.\n\
+.TP\n.B 4\nWhat the command line names is not there: a device for \\fBshow\\fR, \
+\\fBluns\\fR, \\fBdestroy\\fR, a host for \\fBrescan\\fR, a LUN that did not appear \
+for \\fBfind\\-luns\\fR.\n\
+.TP\n.B 64\nThe command line is wrong: an unknown option, a missing or malformed argument \
+(EX_USAGE of sysexits.h).\n\
+.PP\n\
+By command: \\fBcheck\\fR 0 valid, 1 invalid. \\fBplan\\fR 0; with \\-\\-check 2 when \
+\\fBapply\\fR would change something. \\fBapply\\fR, \\fBcreate\\fR, \\fBdestroy\\fR, \
+\\fBrescan\\fR 0, 1, 2 or 4. \\fBfind\\-luns\\fR 0 when every LUN is there, 4 when one \
+did not appear, 2 when a scan hung (the LUN may still come), 1 when a scan failed. \
+\\fBstatus\\fR 0 healthy, 1 degraded, 3 not running or stale. \\fBudev\\-id\\fR 0 for a \
+disk on one of hbad's vHBAs, 1 for any other (udev's PROGRAM test). \\fBrun\\fR 0 after \
+SIGTERM, 1 when it cannot start. \\fBlist\\fR, \\fBtree\\fR, \\fBshow\\fR, \\fBluns\\fR, \
+\\fBwwn\\fR, \\fBimport\\-libvirt\\fR 0, 1 or 4.\n";
+
+/// hbad(8)'s FILES.
+const FILES: &str = ".SH FILES\n\
+.TP\n.I /etc/hbad/hbad.toml\nThe policy: the vHBAs to keep, how to rescan (hbad.toml(5)).\n\
+.TP\n.I /usr/lib/hbad/hbad.d/, /run/hbad/hbad.d/, /etc/hbad/hbad.d/\n\
+Policy drop-ins (*.toml), read after the main file in file-name order; a later directory's \
+file of the same name wins, a link to /dev/null masks it.\n\
+.TP\n.I /run/hbad/status.json\nWhat the running agent reports; read by \\fBhbad status\\fR.\n\
+.TP\n.I /var/lib/hbad/owned-vhbas.json\nThe vHBAs hbad created (the policy's \
+[ownership] state_file), so it deletes only its own.\n\
+.TP\n.I /var/lib/prometheus/node\\-exporter/hbad.prom\nFleet metrics for node_exporter's \
+textfile collector, written when that directory exists.\n";
+
+/// hbad(8)'s EXAMPLES.
+const EXAMPLES: &str = ".SH EXAMPLES\n\
+Check a policy before installing it, then see what the agent would do:\n\
+.PP\n.nf\n.RS\nhbad check /tmp/hbad.toml && install \\-m 644 /tmp/hbad.toml /etc/hbad/\n\
+hbad plan \\-\\-check || echo \"changes pending\"\n.RE\n.fi\n\
+.PP\nPrint the WWPNs to zone before the vHBAs exist:\n\
+.PP\n.nf\n.RS\nhbad wwn\n.RE\n.fi\n\
+.PP\nFind LUN 12 the array just mapped, and get libvirt disk XML for it:\n\
+.PP\n.nf\n.RS\nhbad find\\-luns 12\nhbad luns \\-\\-libvirt\\-disk\n.RE\n.fi\n\
+.PP\nA monitoring check (exit 0 healthy, 1 degraded, 3 not running):\n\
+.PP\n.nf\n.RS\nhbad status \\-\\-max\\-age 10min\n.RE\n.fi\n";
 
 /// Pages every hbad man page points to.
 const SEE_ALSO: &str = ".SH \"SEE ALSO\"\n\
@@ -124,14 +177,20 @@ pub fn write_man_pages(dir: &Path, date: &str) -> std::io::Result<Vec<PathBuf>> 
     let mut cmd = Cli::command().disable_help_subcommand(true);
     // Building sets each subcommand's display name to "hbad-<sub>", the page name.
     cmd.build();
-    let mut written = vec![write_page(cmd.clone(), dir, date)?];
+    let main_sections = [EXIT_STATUS, FILES, EXAMPLES].concat();
+    let mut written = vec![write_page(cmd.clone(), dir, date, &main_sections)?];
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        written.push(write_page(sub.clone(), dir, date)?);
+        written.push(write_page(sub.clone(), dir, date, "")?);
     }
     Ok(written)
 }
 
-fn write_page(cmd: clap::Command, dir: &Path, date: &str) -> std::io::Result<PathBuf> {
+fn write_page(
+    cmd: clap::Command,
+    dir: &Path,
+    date: &str,
+    sections: &str,
+) -> std::io::Result<PathBuf> {
     let man = clap_mangen::Man::new(cmd)
         .section("8")
         .date(date)
@@ -140,6 +199,7 @@ fn write_page(cmd: clap::Command, dir: &Path, date: &str) -> std::io::Result<Pat
     let path = dir.join(man.get_filename());
     let mut page = Vec::new();
     man.render(&mut page)?;
+    page.extend_from_slice(sections.as_bytes());
     page.extend_from_slice(SEE_ALSO.as_bytes());
     let mut file = fs::File::create(&path)?;
     file.write_all(&page)?;
@@ -194,6 +254,23 @@ mod tests {
             "no subcommand list:\n{main}"
         );
         assert!(main.contains(".BR hbad.toml (5)"), "{main}");
+        for section in [".SH \"EXIT STATUS\"", ".SH FILES", ".SH EXAMPLES"] {
+            assert!(main.contains(section), "hbad.8 lacks {section}");
+        }
+        // Every exit code hbad uses is explained there.
+        for code in [
+            exit::OK,
+            exit::FAILED,
+            exit::UNFINISHED,
+            exit::NOT_RUNNING,
+            exit::NOT_FOUND,
+            exit::USAGE,
+        ] {
+            assert!(
+                main.contains(&format!(".B {code}\n")),
+                "code {code} undocumented"
+            );
+        }
         let rescan = fs::read_to_string(dir.path().join("hbad-rescan.8")).unwrap();
         assert!(
             rescan.contains("\\-\\-lip"),

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use super::details::{self, Details};
 use super::policy::{load_graph, load_graph_with};
 use super::render::{self, NodeView, RelationView, ShowView, Streamed};
 use super::{Cap, Global};
@@ -112,15 +113,16 @@ fn looked_for(lookup: &Lookup) -> String {
 pub(super) fn resolve<'a>(graph: &'a Graph, device: &str) -> anyhow::Result<Vec<&'a Node>> {
     let lookup: Lookup = device
         .parse()
-        .map_err(|e: String| anyhow::anyhow!("{e}"))
+        .map_err(super::BadArgument)
         .with_context(|| format!("cannot read `{device}` as a device name"))?;
     let mut found = graph.find(&lookup);
     found.sort_by(|a, b| render::device_order(a, b));
     if found.is_empty() {
-        anyhow::bail!(
+        return Err(super::NotFound(format!(
             "no device `{device}`: looked for {}; `hbad list` shows the devices there are",
             looked_for(&lookup)
-        );
+        ))
+        .into());
     }
     Ok(found)
 }
@@ -243,20 +245,36 @@ pub fn relations(graph: &Graph, node: &Node) -> Vec<RelationView> {
 pub fn show(g: &Global, device: &str) -> anyhow::Result<ExitCode> {
     let graph = load_graph(g)?;
     let found = resolve(&graph, device)?;
-    let shows: Vec<ShowView> = found
+    let sysfs = g.sysfs();
+    let shows: Vec<ShowWithDetails> = found
         .iter()
-        .map(|n| ShowView {
-            device: render::view(&graph, n),
-            relations: relations(&graph, n),
+        .map(|n| ShowWithDetails {
+            show: ShowView {
+                device: render::view(&graph, n),
+                relations: relations(&graph, n),
+            },
+            sysfs: details::of_node(&sysfs, n),
         })
         .collect();
     if g.json {
         print_json(&shows)?;
     } else {
-        let text: Vec<String> = shows.iter().map(render::render_show).collect();
+        let text: Vec<String> = shows
+            .iter()
+            .map(|s| render::render_show(&s.show) + &s.sysfs.render())
+            .collect();
         render::emit_all(&text.join("\n"))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A device as `show` prints it, with what `systool -v` would add.
+#[derive(serde::Serialize)]
+struct ShowWithDetails {
+    #[serde(flatten)]
+    show: ShowView,
+    #[serde(skip_serializing_if = "Details::is_empty")]
+    sysfs: Details,
 }
 
 /// The LUNs a filter covers: a host (by number or WWPN) covers the LUNs it reaches

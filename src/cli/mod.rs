@@ -10,6 +10,7 @@ use crate::sysfs::Sysfs;
 pub mod act;
 pub mod daemon;
 pub mod demo;
+pub mod details;
 pub mod docs;
 pub mod inspect;
 pub mod libvirt;
@@ -17,6 +18,62 @@ pub mod policy;
 pub mod render;
 pub mod udev;
 pub mod watch;
+
+/// Exit statuses, the same for every command (hbad(8), EXIT STATUS).
+pub mod exit {
+    /// Done, healthy, or nothing to do.
+    pub const OK: u8 = 0;
+    /// An action or check failed, or hbad could not do what was asked.
+    pub const FAILED: u8 = 1;
+    /// Nothing failed, but something is not done yet: a vHBA waits for its parent,
+    /// a scan hung past its timeout; for `plan --check`, changes are pending.
+    pub const UNFINISHED: u8 = 2;
+    /// `status`: the agent is not running, or its status file is stale (LSB).
+    pub const NOT_RUNNING: u8 = 3;
+    /// What the command line names (a device, host, vHBA or LUN) is not there.
+    pub const NOT_FOUND: u8 = 4;
+    /// The command line itself is wrong (sysexits.h EX_USAGE).
+    pub const USAGE: u8 = 64;
+}
+
+/// A device, host, vHBA or LUN named on the command line that is not there; `hbad`
+/// exits with [`exit::NOT_FOUND`] for it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotFound(pub String);
+
+/// A command-line argument that clap accepted but hbad cannot use (a device name
+/// that is no name, a missing choice between arguments); `hbad` exits with
+/// [`exit::USAGE`] for it, as for clap's own errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadArgument(pub String);
+
+/// Whether text for this stream may carry ANSI escapes (bold, colour): only on a
+/// terminal, and never when `NO_COLOR` is set to anything but the empty string
+/// (no-color.org). Logs and pipes get plain text.
+pub fn ansi_for(stream: &impl std::io::IsTerminal) -> bool {
+    ansi_allowed(
+        stream.is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
+}
+
+/// [`ansi_for`]'s rule, apart from the process's environment.
+pub fn ansi_allowed(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// What hbad(8) says under EXIT STATUS.
+pub const EXIT_STATUS: &str = "\
+0    done, healthy, or nothing to do.
+1    an action or check failed (a kernel write refused, an invalid policy, a \
+file that cannot be read); for status: running but degraded.
+2    nothing failed but something is unfinished: a vHBA waiting for its parent, a \
+scan hung past its timeout; for plan --check: changes are pending.
+3    status only: hbad is not running, or its status file is stale.
+4    what the command names (a device, host, vHBA or LUN) is not there.
+64   the command line is wrong (unknown option, missing argument).";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -161,7 +218,7 @@ pub enum Command {
     /// Validate policy files (exit 0 when valid), e.g. as Ansible's `validate: hbad check %s`.
     Check(policy::CheckArgs),
     /// Show what hbad would do now, and why.
-    Plan,
+    Plan(policy::PlanArgs),
     /// Show the WWPN/WWNN each declared vHBA uses on this host, for zoning in advance.
     Wwn(policy::WwnArgs),
     /// Follow kernel events as the graph sees them.
@@ -208,7 +265,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Luns { filter, .. } => inspect::luns(g, filter.as_deref()),
         Command::ImportLibvirt(args) => libvirt::import(g, args),
         Command::Check(args) => policy::check(g, args),
-        Command::Plan => policy::show_plan(g),
+        Command::Plan(args) => policy::show_plan(g, args),
         Command::Wwn(args) => policy::wwn(g, args),
         Command::Watch(args) => watch::run(g, args),
         Command::Demo(args) => demo::run(g, args),
@@ -222,5 +279,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::FindLuns(args) => act::find_luns(g, args),
         Command::WriteAttr { path } => Ok(act::write_attr(&path)),
         Command::Generate(args) => docs::generate(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn ansi_only_on_a_terminal_without_no_color() {
+        assert!(ansi_allowed(true, None));
+        assert!(!ansi_allowed(false, None));
+        assert!(!ansi_allowed(true, Some(OsStr::new("1"))));
+        // An empty NO_COLOR does not count, as no-color.org says.
+        assert!(ansi_allowed(true, Some(OsStr::new(""))));
     }
 }

@@ -103,7 +103,20 @@ fn plural(n: usize) -> &'static str {
 }
 
 /// What hbad would do now, and why.
-pub fn show_plan(g: &Global) -> anyhow::Result<ExitCode> {
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 with --check when nothing would change (steps that \
+only wait or keep change nothing); 2 with --check when changes are pending; 1 when the \
+policy or sysfs cannot be read."
+)]
+pub struct PlanArgs {
+    /// Exit 2 when `hbad apply` would change something (for configuration management
+    /// and monitoring), 0 when the host is as the policy says.
+    #[arg(long)]
+    pub check: bool,
+}
+
+pub fn show_plan(g: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
     let policy = load_policy(g)?;
     let graph = load_graph(g)?;
     // The state file `hbad apply` would read: its --state-file default from the
@@ -128,6 +141,9 @@ pub fn show_plan(g: &Global) -> anyhow::Result<ExitCode> {
         for step in &p.steps {
             println!("{step}");
         }
+    }
+    if args.check && p.steps.iter().any(|s| s.acts()) {
+        return Ok(ExitCode::from(super::exit::UNFINISHED));
     }
     Ok(ExitCode::SUCCESS)
 }

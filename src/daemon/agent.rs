@@ -26,9 +26,12 @@ use crate::plan::{declared, plan, Action, HostRef, Recorded, Step, WaitReason};
 use crate::policy::{Policy, PolicyErrors};
 use crate::sysfs::writes::AttrWriter;
 use crate::sysfs::{devpath_name, Sysfs};
+use crate::uevent::fc_event::FcItem;
+use crate::uevent::source::CounterSnapshot;
 use crate::uevent::{Rejection, SourceItem};
 use crate::wwn::Wwn;
 
+use super::fleet::{self, Fleet};
 use super::status::{rfc3339, Counters, HostStatus, HungWrite, ScanStatus, Status, VhbaStatus};
 
 /// How long a created vport has to show up as a host before the executor rolls it
@@ -95,6 +98,8 @@ pub struct Agent {
     recorded: Recorded,
     /// The last error reading the state file, logged once until it changes.
     state_error: Option<String>,
+    /// The metrics textfile and what only it shows.
+    fleet: Fleet,
 }
 
 impl Agent {
@@ -138,6 +143,7 @@ impl Agent {
             ready: false,
             recorded: Recorded::none(),
             state_error: None,
+            fleet: Fleet::default(),
         };
         agent.sync_vhba_runtime();
         agent
@@ -165,6 +171,75 @@ impl Agent {
     /// Taken once.
     pub fn take_reports(&mut self) -> Option<UnboundedReceiver<Report>> {
         self.reports_rx.take()
+    }
+
+    /// Where to keep the node_exporter textfile; `None` writes none.
+    pub fn set_metrics_path(&mut self, path: Option<PathBuf>) {
+        self.fleet.set_path(path);
+    }
+
+    /// FC transport events for the loop to hand to [`Agent::fc_event`].
+    pub fn attach_fc_events(&mut self, rx: tokio::sync::mpsc::Receiver<FcItem>) {
+        self.fleet.attach_fc_events(rx);
+    }
+
+    /// The FC event channel, for the loop. Taken once.
+    pub fn take_fc_events(&mut self) -> Option<tokio::sync::mpsc::Receiver<FcItem>> {
+        self.fleet.take_fc_events()
+    }
+
+    /// An FC transport event: a link, loop or fabric change on a host re-reads
+    /// that host's port, vports and remote ports now, instead of at the next poll;
+    /// a lost event re-reads every FC host.
+    pub fn fc_event(&mut self, item: FcItem, now: Instant) {
+        self.fleet.fc.record_fc(&item);
+        let under = match item {
+            FcItem::Event(ev) if ev.code.changes_link() => {
+                let Some(host) = self.graph.host(u32::from(ev.host_no)) else {
+                    tracing::debug!("FC event {ev} for a host hbad does not know");
+                    return;
+                };
+                tracing::info!(
+                    hbad_host = %host.name(),
+                    "FC event {ev}: re-reading {}",
+                    host.name()
+                );
+                Some(host.devpath.clone())
+            }
+            FcItem::Event(ev) => {
+                tracing::debug!("FC event {ev}");
+                return;
+            }
+            FcItem::Overflow => None,
+            FcItem::Rejected(r) => {
+                tracing::warn!(hbad_reason = %r, "dropped an FC transport event: {r}");
+                return;
+            }
+        };
+        let changes = self.refresh_fc(under.as_deref());
+        if !changes.is_empty() {
+            self.reconcile(&changes, now);
+        }
+    }
+
+    /// Re-reads FC port, vport and remote port state (nothing announces it), of
+    /// every FC host or of those at or below one devpath.
+    fn refresh_fc(&mut self, under: Option<&str>) -> Vec<Change> {
+        let polled: Vec<String> = self
+            .graph
+            .of_kind(|k| {
+                matches!(k, NodeKind::Host(h) if h.fc.is_some())
+                    || matches!(k, NodeKind::Vport(_) | NodeKind::RemotePort(_))
+            })
+            .into_iter()
+            .filter(|n| under.is_none_or(|u| n.devpath.starts_with(u)))
+            .map(|n| n.devpath.clone())
+            .collect();
+        let mut changes = Vec::new();
+        for devpath in polled {
+            changes.extend(self.graph.refresh(&devpath, &self.sysfs));
+        }
+        changes
     }
 
     pub fn counters(&self) -> Counters {
@@ -241,19 +316,7 @@ impl Agent {
     /// array port returns, "Not Present" after dev_loss_tmo); also hung scans, retry
     /// times and the periodic scan.
     pub fn tick(&mut self, now: Instant) {
-        let mut changes = Vec::new();
-        let polled: Vec<String> = self
-            .graph
-            .of_kind(|k| {
-                matches!(k, NodeKind::Host(h) if h.fc.is_some())
-                    || matches!(k, NodeKind::Vport(_) | NodeKind::RemotePort(_))
-            })
-            .into_iter()
-            .map(|n| n.devpath.clone())
-            .collect();
-        for devpath in polled {
-            changes.extend(self.graph.refresh(&devpath, &self.sysfs));
-        }
+        let changes = self.refresh_fc(None);
         self.report_hung();
         let retry_due = self
             .vhbas
@@ -320,9 +383,11 @@ impl Agent {
                     self.policy.files.len()
                 );
                 self.reconcile(&[], now);
+                self.fleet.tally.reloaded(true, SystemTime::now());
                 true
             }
             Err(errors) => {
+                self.fleet.tally.reloaded(false, SystemTime::now());
                 tracing::error!(
                     message_id = %MessageId::PolicyRejected,
                     hbad_reason = %errors,
@@ -335,6 +400,9 @@ impl Agent {
 
     /// A scan finished (or was found hung) on a worker.
     pub fn scan_report(&mut self, r: ScanReport) {
+        if !matches!(r.outcome, ScanOutcome::Hung) {
+            self.fleet.tally.scans.observe(r.duration);
+        }
         let result = match &r.outcome {
             ScanOutcome::Done => "done".to_string(),
             ScanOutcome::Failed { error } => format!("failed: {error}"),
@@ -566,7 +634,10 @@ impl Agent {
                         self.refresh_vport_of(wwpn);
                         self.sync_vhba_runtime();
                     }
-                    StepOutcome::Failed { error } => self.fail(&vhba, &parent, wwpn, error, now),
+                    StepOutcome::Failed { error } => {
+                        self.fleet.tally.vport_create_failed(&error);
+                        self.fail(&vhba, &parent, wwpn, error, now)
+                    }
                     other => tracing::warn!(hbad_vhba = %vhba, "create of {vhba}: {other:?}"),
                 }
             }
@@ -945,11 +1016,29 @@ impl Agent {
         }
     }
 
+    /// Writes the status file and, when it changed, the metrics textfile.
     pub fn write_status(&self) {
+        if self.status_path.is_none() && !self.fleet.enabled() {
+            return;
+        }
+        let status = self.status();
         if let Some(path) = &self.status_path {
-            if let Err(e) = self.status().write(path) {
+            if let Err(e) = status.write(path) {
                 tracing::warn!("cannot write {}: {e}", path.display());
             }
+        }
+        if self.fleet.enabled() {
+            let c = status.counters;
+            let uevents = CounterSnapshot {
+                received: c.events + c.forged + c.malformed,
+                events: c.events,
+                rejected_not_kernel: c.forged,
+                rejected_malformed: c.malformed,
+                overflows: c.overflows,
+                ..Default::default()
+            };
+            let snap = fleet::snapshot(&self.graph, &status, &self.fleet, uevents, self.started);
+            self.fleet.write(&snap);
         }
     }
 }

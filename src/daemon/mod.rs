@@ -5,6 +5,8 @@
 //! and people see of it.
 
 pub mod agent;
+pub mod fleet;
+pub mod health;
 pub mod notify;
 pub mod run;
 pub mod status;

@@ -109,6 +109,9 @@ pub async fn run(
     let mut reports = agent
         .take_reports()
         .unwrap_or_else(|| mpsc::unbounded_channel().1);
+    // FC transport events, where a source was attached: not debounced, since a
+    // link event asks for a re-read of one host, which is cheap and wanted now.
+    let mut fc_events = agent.take_fc_events();
 
     let started = Instant::now();
     agent.boot(started);
@@ -185,6 +188,13 @@ pub async fn run(
                 if !ready {
                     ready = start_up(&mut agent, started, now, &timings);
                 }
+            },
+            item = async { fc_events.as_mut()?.recv().await }, if fc_events.is_some() => match item {
+                Some(item) => {
+                    agent.fc_event(item, Instant::now());
+                    agent.write_status();
+                }
+                None => fc_events = None,
             },
             _ = ticker.tick() => {
                 let now = Instant::now();
