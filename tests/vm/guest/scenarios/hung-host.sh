@@ -129,7 +129,9 @@ fi
 
 # --- the CLI names the hung host ----------------------------------------------------------
 run_hbad status status --status-file $STATUS
-check_eq "hbad status exit status" "$(cat /tmp/hbad-status.rc)" 0
+# A hung host makes the agent degraded: LSB status 1, with the host as the reason.
+check_eq "hbad status exit status (degraded)" "$(cat /tmp/hbad-status.rc)" 1
+check "hbad status gives $SD_A's hung scan as the reason" grep -q "^  $SD_A hung: " /tmp/hbad-status.out
 check "hbad status names the hung write on $SD_A" grep -q "^HUNG: .* on $SD_A for" /tmp/hbad-status.out
 check "hbad status marks $SD_A (HUNG) in its host table" grep -q "$SD_A (HUNG)" /tmp/hbad-status.out
 info "hbad status: $(grep -i hung /tmp/hbad-status.out | head -n 3 | tr '\n' ' ' | cut -c1-300)"
