@@ -711,6 +711,36 @@ def check_storm(data, _lines):
 
 
 # ---------------------------------------------------------------------------------
+# hung-host: `hbad run` with one scsi_debug host's scan held in the kernel
+
+
+def check_hung_host(data, _lines):
+    r = Results()
+    f = facts(data, "facts")
+    hung = f.get("SD_HUNG")
+    doc, dups, err = load_json(data, "status-file")
+    if err or dups or not hung:
+        r.fail(f"status file: {err or ('duplicate keys' if dups else 'ok')}; hung host in facts: {hung}")
+        return r
+    r.expect(doc.get("hung") == [hung], f"status file: exactly {hung} is hung", f"got hung {doc.get('hung')}")
+    writes = [w for w in doc.get("hung_writes", []) if w.get("host") == hung]
+    r.expect(
+        len(writes) >= 1 and all(w.get("what") and w.get("seconds", 0) >= 2 for w in writes),
+        f"status file: the hung write on {hung} with what and how long ({writes})",
+        f"got hung_writes {doc.get('hung_writes')}",
+    )
+    r.expect(f.get("INI_HOST") not in doc.get("hung", []), "status file: the healthy FCoE host is not hung")
+    log = data.get("agent.log", b"").decode("utf-8", "replace")
+    stop = [ln for ln in log.splitlines() if "stopping with" in ln and hung in ln]
+    r.expect(bool(stop), f"agent log: the stop names the write still hung on {hung}", "see target/vm/data/hung-host/agent.log")
+    r.expect("panicked" not in log, "agent log: no panic")
+    notes = [ln.split(" ", 1)[1] for ln in data.get("notify.log", b"").decode("utf-8", "replace").splitlines() if " " in ln]
+    for msg in ("READY=1", "WATCHDOG=1", "STOPPING=1"):
+        r.expect(any(msg in n for n in notes), f"notify socket: {msg} received")
+    return r
+
+
+# ---------------------------------------------------------------------------------
 # udev: the links `hbad luns` shows against the links udev made under /dev/disk
 
 
@@ -751,6 +781,7 @@ def check_udev(data, _lines):
 
 
 HOST_CHECKS = {
+    "hung-host": check_hung_host,
     "udev": check_udev,
     "storm": check_storm,
     "agent": check_agent,
