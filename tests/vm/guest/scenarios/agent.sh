@@ -123,10 +123,11 @@ echo 0 >$SD/virtual_gb
 
 # --- status and stop ------------------------------------------------------------------
 run_hbad status --json status --status-file $STATUS
-# VN2VN has no fabric to log the vports in: hbad status calls the agent degraded (LSB
-# status 1) and says why.
-check_eq "hbad status exit status (degraded)" "$(cat /tmp/hbad-status.rc)" 1
-check "hbad status gives the vports' missing fabric login as the reason" grep -q "vport No Fabric Support" /tmp/hbad-status.out
+# VN2VN has no fabric to log the vports into ('No Fabric Support'): there is no login
+# to lose, the vHBAs reach their peers, so hbad calls them active (login no_fabric)
+# and the agent healthy (status 0).
+check_eq "hbad status exit status (healthy)" "$(cat /tmp/hbad-status.rc)" 0
+check "hbad status gives the vports' login as no_fabric" grep -q '"login": "no_fabric"' /tmp/hbad-status.out
 cp $STATUS /tmp/status-file.json && vm_data status-file /tmp/status-file.json
 kill -TERM $AGENT
 stopped() { ! kill -0 $AGENT 2>/dev/null; }
