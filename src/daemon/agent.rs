@@ -611,45 +611,38 @@ impl Agent {
                     .get_mut(&vhba)
                     .and_then(|rt| rt.creating.take())
                     .is_some_and(|c| c.recreate);
+                // AlreadyDone: the create found the vport there, because an earlier
+                // create of ours finished after this one was planned but before the
+                // graph saw its uevents. Nothing was made, so nothing is counted or
+                // announced a second time.
+                let made = matches!(outcome, StepOutcome::Done { .. });
                 match outcome {
-                    // The create found the vport there: an earlier create of ours
-                    // finished after this one was planned but before the graph saw
-                    // its uevents. Nothing was made, so nothing is counted or
-                    // announced a second time.
-                    StepOutcome::AlreadyDone { detail } => {
-                        tracing::debug!(
-                            hbad_vhba = %vhba,
-                            hbad_wwpn = %wwpn,
-                            "vHBA {vhba} already present on {parent}: {detail}"
-                        );
-                        if let Some(rt) = self.vhbas.get_mut(&vhba) {
-                            rt.seen = true;
-                            rt.failures = 0;
-                            rt.retry_at = None;
-                            rt.last_error = None;
-                        }
-                        self.read_recorded();
-                        self.refresh_vport_of(wwpn);
-                        self.sync_vhba_runtime();
-                    }
-                    StepOutcome::Done { detail } => {
-                        let (id, verb) = if recreate {
-                            (MessageId::VhbaRecreated, "recreated")
+                    StepOutcome::Done { detail } | StepOutcome::AlreadyDone { detail } => {
+                        if made {
+                            let (id, verb) = if recreate {
+                                (MessageId::VhbaRecreated, "recreated")
+                            } else {
+                                (MessageId::VhbaCreated, "created")
+                            };
+                            tracing::info!(
+                                message_id = %id,
+                                hbad_vhba = %vhba,
+                                hbad_wwpn = %wwpn,
+                                hbad_parent = %parent,
+                                hbad_action = "create",
+                                "vHBA {vhba} {verb} on {parent}, wwpn {wwpn}: {detail}"
+                            );
+                            self.counters.vhbas_created += 1;
                         } else {
-                            (MessageId::VhbaCreated, "created")
-                        };
-                        tracing::info!(
-                            message_id = %id,
-                            hbad_vhba = %vhba,
-                            hbad_wwpn = %wwpn,
-                            hbad_parent = %parent,
-                            hbad_action = "create",
-                            "vHBA {vhba} {verb} on {parent}, wwpn {wwpn}: {detail}"
-                        );
-                        self.counters.vhbas_created += 1;
+                            tracing::debug!(
+                                hbad_vhba = %vhba,
+                                hbad_wwpn = %wwpn,
+                                "vHBA {vhba} already present on {parent}: {detail}"
+                            );
+                        }
                         if let Some(rt) = self.vhbas.get_mut(&vhba) {
                             rt.seen = true;
-                            rt.made = true;
+                            rt.made |= made;
                             rt.failures = 0;
                             rt.retry_at = None;
                             rt.last_error = None;
