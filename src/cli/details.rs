@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Read;
 use std::path::Path;
 
 use serde::Serialize;
@@ -17,8 +16,6 @@ use serde::Serialize;
 use crate::graph::{Node, NodeKind};
 use crate::sysfs::Sysfs;
 
-/// A sysfs attribute is at most one page; anything longer is not one.
-const MAX_ATTR: u64 = 4096;
 /// An fc_host has about twenty statistics; a directory with far more is not one.
 const MAX_STATISTICS: usize = 64;
 
@@ -148,23 +145,10 @@ fn add_statistics(d: &mut Details, dir: &Path) {
     }
 }
 
-/// One attribute, at most a page, up to its first NUL, trimmed; `None` when it
-/// is missing, unreadable, empty or longer than a page.
+/// One attribute, bounded and non-blocking as every sysfs read; `None` when it is
+/// missing, unreadable, empty or longer than a page.
 fn read_attr(path: &Path) -> Option<String> {
-    let mut raw = Vec::new();
-    fs::File::open(path)
-        .ok()?
-        .take(MAX_ATTR + 1)
-        .read_to_end(&mut raw)
-        .ok()?;
-    if raw.len() as u64 > MAX_ATTR {
-        return None;
-    }
-    if let Some(nul) = raw.iter().position(|&b| b == 0) {
-        raw.truncate(nul);
-    }
-    let text = String::from_utf8_lossy(&raw).trim().to_string();
-    (!text.is_empty()).then_some(text)
+    crate::sysfs::attr_file(path).filter(|text| !text.is_empty())
 }
 
 #[cfg(test)]

@@ -53,6 +53,12 @@ fn attr_text(raw: &[u8]) -> Option<String> {
     Some(std::str::from_utf8(&raw[..end]).ok()?.trim().to_string())
 }
 
+/// One attribute file by its path, read as [`Sysfs::attr`] reads it: for callers
+/// that walk a directory of attributes themselves (`hbad show`'s details).
+pub fn attr_file(path: &Path) -> Option<String> {
+    attr_text(&read_bounded(path, ATTR_MAX)?)
+}
+
 /// Reads an attribute file, or `None` when it is not one: a FIFO, a device or a
 /// directory where an attribute should be, or more bytes than the kernel can show.
 /// Opened non-blocking and checked with fstat before any read, so a tree that is
@@ -116,7 +122,7 @@ impl Sysfs {
     /// bytes behind it, as a vport's symbolic_name buffer does after a shorter name
     /// ended with a NUL was written over a longer one.
     pub fn attr(&self, dir: &str, name: &str) -> Option<String> {
-        attr_text(&read_bounded(&self.path(dir).join(name), ATTR_MAX)?)
+        attr_file(&self.path(dir).join(name))
     }
 
     /// An attribute as raw bytes (VPD pages are binary).
