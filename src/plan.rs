@@ -29,7 +29,7 @@ impl HostRef {
         match &node.kind {
             NodeKind::Host(h) => Some(HostRef {
                 number: h.scsi.number,
-                devpath: node.devpath.clone(),
+                devpath: node.devpath.to_string(),
             }),
             _ => None,
         }
@@ -358,7 +358,7 @@ fn plan_vhbas(policy: &Policy, graph: &Graph, recorded: &Recorded, steps: &mut V
                     steps.push(Step {
                         action: Action::SetSymbolicName {
                             vhba: spec.name.clone(),
-                            vport: vport.devpath.clone(),
+                            vport: vport.devpath.to_string(),
                             name: tag,
                         },
                         reason: "the vport exists but is not marked as hbad's".into(),
@@ -424,7 +424,7 @@ fn plan_vhbas(policy: &Policy, graph: &Graph, recorded: &Recorded, steps: &mut V
             (true, Some(parent), Some(wwnn)) => Step {
                 action: Action::DeleteVhba {
                     vhba: Some(name.to_string()),
-                    vport: vport.devpath.clone(),
+                    vport: vport.devpath.to_string(),
                     control_dir: fc(parent)
                         .and_then(|f| f.npiv.as_ref())
                         .map_or(VportControlDir::FcHost, |n| n.control_dir),
@@ -438,7 +438,7 @@ fn plan_vhbas(policy: &Policy, graph: &Graph, recorded: &Recorded, steps: &mut V
             _ => Step {
                 action: Action::Keep {
                     vhba: Some(name.to_string()),
-                    vport: vport.devpath.clone(),
+                    vport: vport.devpath.to_string(),
                     wwpn,
                 },
                 reason: "owned by hbad but kept: [ownership] prune = false".into(),
@@ -466,7 +466,7 @@ fn describe(graph: &Graph, node: &Node) -> String {
         NodeKind::Host(h) => format!("physical port host{}", h.scsi.number),
         NodeKind::RemotePort(r) => format!("remote port {}", r.name),
         NodeKind::Vport(v) => format!("vport {}", v.name),
-        _ => node.devpath.clone(),
+        _ => node.devpath.to_string(),
     }
 }
 
@@ -521,7 +521,7 @@ fn choose_parent<'g>(
         let n = f.npiv.as_ref();
         let max = n.and_then(|n| n.max_vports).unwrap_or(0);
         let inuse = n.and_then(|n| n.vports_inuse).unwrap_or(0)
-            + planned.get(&h.devpath).copied().unwrap_or(0);
+            + planned.get(h.devpath.as_str()).copied().unwrap_or(0);
         (inuse, max, i64::from(max) - i64::from(inuse))
     };
     // Numbers as numbers: libvirt once compared "10" < "9" as strings.
@@ -630,8 +630,13 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                 }
                 match &node.kind {
                     NodeKind::RemotePort(rp) if rp.is_target() => {
-                        let (Some(host), Some(tid)) = (graph.host_of(node), rp.scsi_target_id)
-                        else {
+                        // The port, or the host it was under if a later event of the
+                        // batch removed it.
+                        let host = graph
+                            .node(&node.devpath)
+                            .or_else(|| graph.node(node.parent.as_deref()?))
+                            .and_then(|n| graph.host_of(n));
+                        let (Some(host), Some(tid)) = (host, rp.scsi_target_id) else {
                             continue;
                         };
                         let channel =
@@ -649,9 +654,15 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                             ),
                         );
                     }
-                    NodeKind::Host(_) if graph.is_vhba(node) => {
+                    NodeKind::Host(_) => {
+                        let Some(host) = graph.node(&node.devpath) else {
+                            continue;
+                        };
+                        if !graph.is_vhba(host) {
+                            continue;
+                        }
                         want(
-                            node,
+                            host,
                             ScanScope::Host,
                             format!("vHBA {} came online", node.name()),
                         );
@@ -711,6 +722,7 @@ fn online(kind: &NodeKind) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use crate::graph::NodeRecord;
     use std::path::Path;
 
     use super::*;
@@ -801,7 +813,7 @@ mod tests {
         );
     }
 
-    fn add_lun(g: &mut Graph, host: u32, target: u32, lun: u64) -> Node {
+    fn add_lun(g: &mut Graph, host: u32, target: u32, lun: u64) -> NodeRecord {
         let tdev = format!("{}/target{host}:0:{target}", host_devpath(host));
         g.insert(
             tdev.clone(),
@@ -833,7 +845,7 @@ mod tests {
                 driver: None,
             }),
         );
-        g.node(&dev).unwrap().clone()
+        g.record(g.node(&dev).unwrap())
     }
 
     fn policy(text: &str) -> Policy {
@@ -1179,7 +1191,7 @@ mod tests {
         ));
     }
 
-    fn ua(node: &Node, reason: &str) -> Change {
+    fn ua(node: &NodeRecord, reason: &str) -> Change {
         Change::Notice {
             node: node.clone(),
             notice: Notice::UnitAttention(reason.into()),
@@ -1298,7 +1310,7 @@ mod tests {
         g.insert(devpath.clone(), NodeKind::RemotePort(rp));
         let change = Change::Updated {
             before,
-            node: g.node(&devpath).unwrap().clone(),
+            node: g.record(g.node(&devpath).unwrap()),
         };
         let p = plan(&policy(""), &g, &[change]);
         assert!(

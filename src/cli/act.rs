@@ -514,7 +514,7 @@ fn resolve_vhba(
             "no device matches `{text}`; give hostN, a WWPN, a vHBA name or vport-H:C-N"
         ))
         .into()),
-        [one] => Ok(one.devpath.clone()),
+        [one] => Ok(one.devpath.to_string()),
         many => bail!(
             "`{text}` matches {}: name one",
             many.iter().map(|n| n.name()).collect::<Vec<_>>().join(", ")
@@ -599,7 +599,7 @@ fn host_ref(node: &Node) -> Option<HostRef> {
     match &node.kind {
         NodeKind::Host(h) => Some(HostRef {
             number: h.scsi.number,
-            devpath: node.devpath.clone(),
+            devpath: node.devpath.to_string(),
         }),
         _ => None,
     }
