@@ -635,14 +635,16 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                         let reason = format!("{} reported REPORTED_LUNS_DATA_HAS_CHANGED", l.hctl);
                         // A LUN unmapped on the array raises the same attention as a
                         // new one; only REPORT LUNS tells which it was.
-                        let target = graph
-                            .parent(node)
+                        let target = node
+                            .parent
+                            .as_deref()
+                            .and_then(|p| graph.node(p))
                             .filter(|t| matches!(t.kind, NodeKind::Target(_)));
                         if let (Some(h), Some(t)) = (HostRef::of(host), target) {
                             if takes_part(policy, graph, host) {
                                 finds
                                     .entry((h, l.hctl.channel, l.hctl.target))
-                                    .or_insert((t.devpath.clone(), reason.clone()));
+                                    .or_insert((t.devpath.to_string(), reason.clone()));
                             }
                         }
                         want(

@@ -800,7 +800,7 @@ fn find_gone_steps(
                 host: host.clone(),
                 channel: t.channel,
                 target: t.id,
-                target_devpath: target.devpath.clone(),
+                target_devpath: target.devpath.to_string(),
                 remove,
             },
             reason: "hbad rescan".into(),
