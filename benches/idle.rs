@@ -137,7 +137,10 @@ fn measure(hbad: &Path, sim: &Sim, dir: &Path, watch: Duration) -> Idle {
     let sock = UnixDatagram::bind(&notify).expect("notify socket");
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .expect("notify timeout");
-    let (ready, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (ready, stop) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
     listen(sock, ready.clone(), stop.clone());
     let mut child = start(hbad, sim, dir, &notify);
     let pid = child.id();

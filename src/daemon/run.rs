@@ -128,11 +128,7 @@ pub async fn run(
     let mut batch: Vec<SourceItem> = Vec::new();
     let mut deadline: Option<TokioInstant> = None;
     let mut events_open = true;
-    let mut timers = Timers::new(
-        TokioInstant::now(),
-        &timings,
-        notify::watchdog_interval(),
-    );
+    let mut timers = Timers::new(TokioInstant::now(), &timings, notify::watchdog_interval());
 
     loop {
         let polling = !ready || agent.polling();
@@ -476,4 +472,82 @@ async fn stop(
             format!(" with {} write(s) still in the kernel", left.len())
         }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timings(tick: u64, heartbeat: u64) -> LoopTimings {
+        LoopTimings {
+            tick: Duration::from_millis(tick),
+            heartbeat: Duration::from_millis(heartbeat),
+            ..LoopTimings::default()
+        }
+    }
+
+    #[test]
+    fn the_heartbeat_keeps_step_with_the_watchdog() {
+        let s = Duration::from_secs;
+        // The unit's WatchdogSec=60s: a ping every 30 s, the heartbeat with it.
+        assert_eq!(heartbeat_every(s(30), Some(s(30))), s(30));
+        // A faster watchdog: the heartbeat is a whole number of its pings.
+        assert_eq!(heartbeat_every(s(30), Some(s(7))), s(28));
+        assert_eq!(
+            heartbeat_every(s(30), Some(Duration::from_millis(150))),
+            s(30)
+        );
+        // None, or a slower one: the heartbeat's own period.
+        assert_eq!(heartbeat_every(s(30), None), s(30));
+        assert_eq!(heartbeat_every(s(30), Some(s(90))), s(30));
+        assert_eq!(heartbeat_every(s(30), Some(Duration::ZERO)), s(30));
+    }
+
+    #[test]
+    fn a_quiet_loop_wakes_only_for_the_watchdog_and_the_heartbeat_together() {
+        let t0 = TokioInstant::now();
+        let mut timers = Timers::new(t0, &timings(1000, 30_000), Some(Duration::from_secs(30)));
+        timers.poll_while(false, t0);
+        let mut wakes = Vec::new();
+        let mut now = t0;
+        for _ in 0..4 {
+            now = timers.next(false, None);
+            wakes.push(now - t0);
+            let due = timers.take_due(now, false, None);
+            assert!(
+                due.watchdog && due.heartbeat && !due.poll && !due.agent,
+                "{due:?}"
+            );
+        }
+        let s = Duration::from_secs;
+        assert_eq!(wakes, [s(30), s(60), s(90), s(120)]);
+        // Something starts to wait: polls at the tick, a period after it began.
+        timers.poll_while(true, now);
+        assert_eq!(timers.next(true, None), now + s(1));
+        // An agent deadline before any timer is the next wake-up, and only it is due.
+        let retry = now + Duration::from_millis(300);
+        assert_eq!(timers.next(true, Some(retry)), retry);
+        let due = timers.take_due(retry, true, Some(retry));
+        assert_eq!(
+            due,
+            Due {
+                agent: true,
+                ..Due::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_late_wake_up_skips_the_missed_times_and_never_spins() {
+        let t0 = TokioInstant::now();
+        let mut c = Cadence::new(t0, Duration::from_secs(1));
+        let late = t0 + Duration::from_millis(5500);
+        assert!(c.due(late));
+        c.advance(late);
+        assert_eq!(c.next, late + Duration::from_secs(1));
+        assert!(!c.due(late));
+        // A zero period is a millisecond's.
+        let z = Cadence::new(t0, Duration::ZERO);
+        assert_eq!(z.next, t0 + Duration::from_millis(1));
+    }
 }

@@ -65,9 +65,9 @@ impl Watched {
     pub fn track(&mut self, graph: &Graph, changes: &[Change]) {
         for change in changes {
             let devpath = match change {
-                Change::Added { node } | Change::Updated { node, .. } | Change::Removed { node } => {
-                    &node.devpath
-                }
+                Change::Added { node }
+                | Change::Updated { node, .. }
+                | Change::Removed { node } => &node.devpath,
                 // A move or a notice changes no port state.
                 Change::Moved { .. } | Change::Notice { .. } => continue,
             };
@@ -105,7 +105,9 @@ impl Watched {
 /// Does this device wait on a change that no event announces?
 pub fn waits_on_change(graph: &Graph, node: &Node) -> bool {
     match &node.kind {
-        NodeKind::RemotePort(r) => !matches!(r.port_state.as_deref(), Some("Online" | "Not Present")),
+        NodeKind::RemotePort(r) => {
+            !matches!(r.port_state.as_deref(), Some("Online" | "Not Present"))
+        }
         NodeKind::Vport(v) => !vport_settled(v.vport_state.as_deref()),
         NodeKind::Host(h) if graph.is_vhba(node) => {
             let online = h.fc.as_ref().and_then(|f| f.port_state.as_deref()) == Some("Online");
@@ -122,7 +124,10 @@ pub fn waits_on_change(graph: &Graph, node: &Node) -> bool {
 /// A vport logged in, or with no fabric to log into; a kernel that shows no
 /// `vport_state` gives nothing to wait for.
 fn vport_settled(state: Option<&str>) -> bool {
-    matches!(state.map(str::trim), None | Some("Active" | "No Fabric Support"))
+    matches!(
+        state.map(str::trim),
+        None | Some("Active" | "No Fabric Support")
+    )
 }
 
 #[cfg(test)]
@@ -188,7 +193,12 @@ mod tests {
             assert!(vport_settled(Some(s)), "{s}");
         }
         assert!(vport_settled(None));
-        for s in ["Initializing", "Linkdown", "Fabric Rejected WWN", "Disabled"] {
+        for s in [
+            "Initializing",
+            "Linkdown",
+            "Fabric Rejected WWN",
+            "Disabled",
+        ] {
             assert!(!vport_settled(Some(s)), "{s}");
         }
     }
