@@ -360,10 +360,9 @@ impl Agent {
         let mut changes = Vec::new();
         for devpath in &polled {
             changes.extend(self.graph.refresh(devpath, &self.sysfs));
-            if self.graph.node(devpath).is_none() {
-                // Gone: its removal event has reached the graph already.
-                self.watched.recheck(&self.graph, devpath);
-            }
+            // Whatever read it last (this poll, a create's report), a device that
+            // waits no more, or is gone, is not polled again.
+            self.watched.recheck(&self.graph, devpath);
         }
         self.after_reading(changes, now);
     }
@@ -782,7 +781,8 @@ impl Agent {
                     _ => {}
                 }
                 // symbolic_name changes with no uevent: read it back now.
-                self.graph.refresh(&vport, &self.sysfs);
+                let changes = self.graph.refresh(&vport, &self.sysfs);
+                self.watched.track(&self.graph, &changes);
                 self.read_recorded();
             }
             Action::RescanDevice { hctl, .. } => match outcome {
@@ -819,7 +819,8 @@ impl Agent {
             .map(|n| n.devpath.clone())
             .collect();
         for v in vports {
-            self.graph.refresh(&v, &self.sysfs);
+            let changes = self.graph.refresh(&v, &self.sysfs);
+            self.watched.track(&self.graph, &changes);
         }
     }
 
