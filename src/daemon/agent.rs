@@ -34,7 +34,7 @@ use crate::wwn::Wwn;
 use super::fleet::{self, Fleet};
 use super::login::Login;
 use super::status::{rfc3339, Counters, HostStatus, HungWrite, ScanStatus, Status, VhbaStatus};
-use super::wake::Watched;
+use super::wake::{at_or_below, fc_nodes, Watched};
 
 /// How long a created vport has to show up as a host before the executor rolls it
 /// back, and a deleted one to go. Both waits run on the parent's worker.
@@ -246,14 +246,9 @@ impl Agent {
     /// Re-reads FC port, vport and remote port state (nothing announces it), of
     /// every FC host or of those at or below one devpath.
     fn refresh_fc(&mut self, under: Option<&str>) -> Vec<Change> {
-        let polled: Vec<String> = self
-            .graph
-            .of_kind(|k| {
-                matches!(k, NodeKind::Host(h) if h.fc.is_some())
-                    || matches!(k, NodeKind::Vport(_) | NodeKind::RemotePort(_))
-            })
+        let polled: Vec<String> = fc_nodes(&self.graph)
             .into_iter()
-            .filter(|n| under.is_none_or(|u| n.devpath.starts_with(u)))
+            .filter(|n| under.is_none_or(|u| at_or_below(&n.devpath, u)))
             .map(|n| n.devpath.clone())
             .collect();
         let mut changes = Vec::new();

@@ -46,13 +46,7 @@ pub struct Watched {
 impl Watched {
     /// Every device of the graph that waits on a change.
     pub fn of(graph: &Graph) -> Watched {
-        let devpaths = graph
-            .of_kind(|k| {
-                matches!(
-                    k,
-                    NodeKind::Host(_) | NodeKind::Vport(_) | NodeKind::RemotePort(_)
-                )
-            })
+        let devpaths = fc_nodes(graph)
             .into_iter()
             .filter(|n| waits_on_change(graph, n))
             .map(|n| n.devpath.clone())
@@ -102,6 +96,31 @@ impl Watched {
     }
 }
 
+/// Every FC host, vport and remote port: what changes with no event. Found from
+/// the hosts down (a host's vports and remote ports are its children), so that a
+/// sweep costs the size of the fabric, not the number of LUNs.
+pub fn fc_nodes(graph: &Graph) -> Vec<&Node> {
+    let mut out = Vec::new();
+    for host in graph.hosts() {
+        if matches!(&host.kind, NodeKind::Host(h) if h.fc.is_some()) {
+            out.push(host);
+        }
+        out.extend(
+            graph
+                .children(host)
+                .filter(|c| matches!(c.kind, NodeKind::Vport(_) | NodeKind::RemotePort(_))),
+        );
+    }
+    out
+}
+
+/// Is `devpath` the device `top` or one below it (`host2` is not below `host20`)?
+pub fn at_or_below(devpath: &str, top: &str) -> bool {
+    devpath
+        .strip_prefix(top)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// Does this device wait on a change that no event announces?
 pub fn waits_on_change(graph: &Graph, node: &Node) -> bool {
     match &node.kind {
@@ -145,6 +164,42 @@ mod tests {
     }
 
     #[test]
+    fn fc_nodes_are_every_fc_host_vport_and_remote_port() {
+        use crate::sysfs::writes::{vport_text, AttrWriter};
+        use crate::sysfs::VportControlDir;
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::new(dir.path(), &spec()).unwrap();
+        let parent = sim
+            .host_devpath(sim.host_by_wwpn(HBA_A_WWPN).unwrap())
+            .unwrap();
+        let wwpn = crate::wwn::Wwn::from_u64(0x5001_a4a0_0000_0a01);
+        let wwnn = crate::wwn::Wwn::from_u64(0x5001_a4a0_0000_0a00);
+        sim.write_attr(
+            &sim.sysfs()
+                .vport_create_path(&parent, VportControlDir::FcHost),
+            &vport_text(wwpn, wwnn),
+        )
+        .unwrap();
+        let graph = Graph::load(&sim.sysfs());
+        let mut found: Vec<&str> = fc_nodes(&graph)
+            .iter()
+            .map(|n| n.devpath.as_str())
+            .collect();
+        found.sort_unstable();
+        let all: Vec<&str> = graph
+            .of_kind(|k| {
+                matches!(k, NodeKind::Host(h) if h.fc.is_some())
+                    || matches!(k, NodeKind::Vport(_) | NodeKind::RemotePort(_))
+            })
+            .iter()
+            .map(|n| n.devpath.as_str())
+            .collect();
+        assert_eq!(found, all);
+        assert!(found.iter().any(|d| d.contains("/vport-")), "{found:?}");
+        assert!(found.iter().any(|d| d.contains("/rport-")), "{found:?}");
+    }
+
+    #[test]
     fn a_healthy_host_waits_on_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let sim = Sim::new(dir.path(), &spec()).unwrap();
@@ -185,6 +240,15 @@ mod tests {
             watched.track(&graph, &changes);
         }
         assert!(watched.is_empty(), "{watched:?}");
+    }
+
+    #[test]
+    fn below_means_below_a_path_component() {
+        let h2 = "/devices/pci0000:00/host2";
+        assert!(at_or_below(h2, h2));
+        assert!(at_or_below(&format!("{h2}/rport-2:0-0"), h2));
+        assert!(!at_or_below("/devices/pci0000:00/host20", h2));
+        assert!(!at_or_below("/devices/pci0000:00", h2));
     }
 
     #[test]
