@@ -29,7 +29,7 @@ impl HostRef {
         match &node.kind {
             NodeKind::Host(h) => Some(HostRef {
                 number: h.scsi.number,
-                devpath: node.devpath.clone(),
+                devpath: node.devpath.to_string(),
             }),
             _ => None,
         }
@@ -118,6 +118,18 @@ pub enum Action {
         hctl: Hctl,
         devpath: String,
     },
+    /// After a target scan: ask the target which LUNs it maps to this initiator
+    /// (REPORT LUNS) and name those sysfs still has that it no longer reports. A scan
+    /// never removes them. With `remove` (the policy's `remove_gone`), each one
+    /// nothing holds is deleted (`device/delete`).
+    FindGone {
+        host: HostRef,
+        channel: u32,
+        target: u32,
+        /// The target's devpath: its LUNs are the ones compared.
+        target_devpath: String,
+        remove: bool,
+    },
     /// A declared vHBA that cannot be created now; re-planned on the next change.
     Wait {
         vhba: String,
@@ -188,6 +200,21 @@ impl fmt::Display for Step {
                 } => write!(f, "scan {host} LUN {channel}:{target}:{lun}")?,
             },
             Action::RescanDevice { hctl, .. } => write!(f, "rescan {hctl}")?,
+            Action::FindGone {
+                host,
+                channel,
+                target,
+                remove,
+                ..
+            } => write!(
+                f,
+                "find LUNs gone from {host} target {channel}:{target}{}",
+                if *remove {
+                    ", deleting those nothing holds"
+                } else {
+                    ""
+                }
+            )?,
             Action::Wait { vhba, reason } => write!(f, "wait for vHBA {vhba}: {reason}")?,
             Action::Keep { vhba, vport, wwpn } => write!(
                 f,
@@ -358,7 +385,7 @@ fn plan_vhbas(policy: &Policy, graph: &Graph, recorded: &Recorded, steps: &mut V
                     steps.push(Step {
                         action: Action::SetSymbolicName {
                             vhba: spec.name.clone(),
-                            vport: vport.devpath.clone(),
+                            vport: vport.devpath.to_string(),
                             name: tag,
                         },
                         reason: "the vport exists but is not marked as hbad's".into(),
@@ -424,7 +451,7 @@ fn plan_vhbas(policy: &Policy, graph: &Graph, recorded: &Recorded, steps: &mut V
             (true, Some(parent), Some(wwnn)) => Step {
                 action: Action::DeleteVhba {
                     vhba: Some(name.to_string()),
-                    vport: vport.devpath.clone(),
+                    vport: vport.devpath.to_string(),
                     control_dir: fc(parent)
                         .and_then(|f| f.npiv.as_ref())
                         .map_or(VportControlDir::FcHost, |n| n.control_dir),
@@ -438,7 +465,7 @@ fn plan_vhbas(policy: &Policy, graph: &Graph, recorded: &Recorded, steps: &mut V
             _ => Step {
                 action: Action::Keep {
                     vhba: Some(name.to_string()),
-                    vport: vport.devpath.clone(),
+                    vport: vport.devpath.to_string(),
                     wwpn,
                 },
                 reason: "owned by hbad but kept: [ownership] prune = false".into(),
@@ -466,7 +493,7 @@ fn describe(graph: &Graph, node: &Node) -> String {
         NodeKind::Host(h) => format!("physical port host{}", h.scsi.number),
         NodeKind::RemotePort(r) => format!("remote port {}", r.name),
         NodeKind::Vport(v) => format!("vport {}", v.name),
-        _ => node.devpath.clone(),
+        _ => node.devpath.to_string(),
     }
 }
 
@@ -521,7 +548,7 @@ fn choose_parent<'g>(
         let n = f.npiv.as_ref();
         let max = n.and_then(|n| n.max_vports).unwrap_or(0);
         let inuse = n.and_then(|n| n.vports_inuse).unwrap_or(0)
-            + planned.get(&h.devpath).copied().unwrap_or(0);
+            + planned.get(h.devpath.as_str()).copied().unwrap_or(0);
         (inuse, max, i64::from(max) - i64::from(inuse))
     };
     // Numbers as numbers: libvirt once compared "10" < "9" as strings.
@@ -575,6 +602,9 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
     // host devpath -> (scopes, reason); one scan per host/target however many events.
     let mut scans: BTreeMap<HostRef, BTreeMap<ScanScope, String>> = BTreeMap::new();
     let mut rescans: BTreeMap<Hctl, (String, String)> = BTreeMap::new();
+    // (host, channel, target) -> (target devpath, reason): the targets whose
+    // scan is followed by a look for LUNs they stopped reporting.
+    let mut finds: BTreeMap<(HostRef, u32, u32), (String, String)> = BTreeMap::new();
     let mut want = |host: &Node, scope: ScanScope, reason: String| {
         if !takes_part(policy, graph, host) {
             return;
@@ -601,14 +631,31 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                     continue;
                 };
                 match ua.as_str() {
-                    "REPORTED_LUNS_DATA_HAS_CHANGED" if r.on_lun_change => want(
-                        host,
-                        ScanScope::Target {
-                            channel: l.hctl.channel,
-                            target: l.hctl.target,
-                        },
-                        format!("{} reported REPORTED_LUNS_DATA_HAS_CHANGED", l.hctl),
-                    ),
+                    "REPORTED_LUNS_DATA_HAS_CHANGED" if r.on_lun_change => {
+                        let reason = format!("{} reported REPORTED_LUNS_DATA_HAS_CHANGED", l.hctl);
+                        // A LUN unmapped on the array raises the same attention as a
+                        // new one; only REPORT LUNS tells which it was.
+                        let target = node
+                            .parent
+                            .as_deref()
+                            .and_then(|p| graph.node(p))
+                            .filter(|t| matches!(t.kind, NodeKind::Target(_)));
+                        if let (Some(h), Some(t)) = (HostRef::of(host), target) {
+                            if takes_part(policy, graph, host) {
+                                finds
+                                    .entry((h, l.hctl.channel, l.hctl.target))
+                                    .or_insert((t.devpath.to_string(), reason.clone()));
+                            }
+                        }
+                        want(
+                            host,
+                            ScanScope::Target {
+                                channel: l.hctl.channel,
+                                target: l.hctl.target,
+                            },
+                            reason,
+                        )
+                    }
                     "CAPACITY_DATA_HAS_CHANGED"
                         if r.on_capacity_change && takes_part(policy, graph, host) =>
                     {
@@ -630,8 +677,13 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                 }
                 match &node.kind {
                     NodeKind::RemotePort(rp) if rp.is_target() => {
-                        let (Some(host), Some(tid)) = (graph.host_of(node), rp.scsi_target_id)
-                        else {
+                        // The port, or the host it was under if a later event of the
+                        // batch removed it.
+                        let host = graph
+                            .node(&node.devpath)
+                            .or_else(|| graph.node(node.parent.as_deref()?))
+                            .and_then(|n| graph.host_of(n));
+                        let (Some(host), Some(tid)) = (host, rp.scsi_target_id) else {
                             continue;
                         };
                         let channel =
@@ -649,9 +701,15 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                             ),
                         );
                     }
-                    NodeKind::Host(_) if graph.is_vhba(node) => {
+                    NodeKind::Host(_) => {
+                        let Some(host) = graph.node(&node.devpath) else {
+                            continue;
+                        };
+                        if !graph.is_vhba(host) {
+                            continue;
+                        }
                         want(
-                            node,
+                            host,
                             ScanScope::Host,
                             format!("vHBA {} came online", node.name()),
                         );
@@ -678,6 +736,19 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                 origin: None,
             });
         }
+    }
+    for ((host, channel, target), (target_devpath, reason)) in finds {
+        steps.push(Step {
+            action: Action::FindGone {
+                host,
+                channel,
+                target,
+                target_devpath,
+                remove: r.remove_gone,
+            },
+            reason,
+            origin: None,
+        });
     }
     for (hctl, (devpath, reason)) in rescans {
         steps.push(Step {
@@ -711,6 +782,7 @@ fn online(kind: &NodeKind) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use crate::graph::NodeRecord;
     use std::path::Path;
 
     use super::*;
@@ -801,7 +873,7 @@ mod tests {
         );
     }
 
-    fn add_lun(g: &mut Graph, host: u32, target: u32, lun: u64) -> Node {
+    fn add_lun(g: &mut Graph, host: u32, target: u32, lun: u64) -> NodeRecord {
         let tdev = format!("{}/target{host}:0:{target}", host_devpath(host));
         g.insert(
             tdev.clone(),
@@ -833,7 +905,7 @@ mod tests {
                 driver: None,
             }),
         );
-        g.node(&dev).unwrap().clone()
+        g.record(g.node(&dev).unwrap())
     }
 
     fn policy(text: &str) -> Policy {
@@ -1179,7 +1251,7 @@ mod tests {
         ));
     }
 
-    fn ua(node: &Node, reason: &str) -> Change {
+    fn ua(node: &NodeRecord, reason: &str) -> Change {
         Change::Notice {
             node: node.clone(),
             notice: Notice::UnitAttention(reason.into()),
@@ -1206,11 +1278,28 @@ mod tests {
             .collect();
         let p = plan(&policy(""), &g, &storm);
         let scans: Vec<String> = p.steps.iter().map(|s| s.to_string()).collect();
-        assert_eq!(scans.len(), 2, "{scans:#?}");
+        // Each target scanned once, then asked once which LUNs it stopped reporting.
+        assert_eq!(scans.len(), 4, "{scans:#?}");
         assert!(scans[0].starts_with(
             "scan host5 target 0:2 — 5:0:2:0 reported REPORTED_LUNS_DATA_HAS_CHANGED"
         ));
         assert!(scans[1].starts_with("scan host6 target 0:0"));
+        assert!(scans[2].starts_with("find LUNs gone from host5 target 0:2 —"));
+        assert!(scans[3].starts_with("find LUNs gone from host6 target 0:0 —"));
+        assert!(matches!(
+            &p.steps[2].action,
+            Action::FindGone { remove: false, target_devpath, .. } if target_devpath.ends_with("/target5:0:2")
+        ));
+        let p = plan(&policy("[rescan]\nremove_gone = true\n"), &g, &storm);
+        assert!(
+            p.steps[2]
+                .to_string()
+                .contains(", deleting those nothing holds"),
+            "{}",
+            p.steps[2]
+        );
+        let p = plan(&policy("[rescan]\non_lun_change = false\n"), &g, &storm);
+        assert!(p.steps.is_empty(), "{:?}", p.steps);
         let p = plan(&policy("[rescan]\nscope = \"host\"\n"), &g, &storm);
         assert!(matches!(
             &p.steps[0].action,
@@ -1298,7 +1387,7 @@ mod tests {
         g.insert(devpath.clone(), NodeKind::RemotePort(rp));
         let change = Change::Updated {
             before,
-            node: g.node(&devpath).unwrap().clone(),
+            node: g.record(g.node(&devpath).unwrap()),
         };
         let p = plan(&policy(""), &g, &[change]);
         assert!(

@@ -15,11 +15,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use crate::exec::gone::{Fate, GoneLun};
 use crate::exec::vport::{vport_marks, SysfsPoll, Vports};
 use crate::exec::{
     later, Executor, Report, ScanOutcome, ScanReport, Scanner, StepOutcome, StepReport,
 };
-use crate::graph::{Change, Graph, Node, NodeKind};
+use crate::graph::{Change, Devpath, Graph, Node, NodeKind};
 use crate::journal::MessageId;
 use crate::ownership::OwnedState;
 use crate::plan::{declared, plan, Action, HostRef, Recorded, Step, WaitReason};
@@ -109,7 +110,7 @@ pub struct Agent {
     /// Devices polled because they wait on a change no event announces.
     watched: Watched,
     /// Parents (devpaths) of declared vHBAs waiting for their link: polled too.
-    link_waits: BTreeSet<String>,
+    link_waits: BTreeSet<Devpath>,
     /// The status last written, its `updated` left out: an unchanged status is
     /// not written again (the heartbeat rewrites it, [`Agent::heartbeat`]).
     status_written: Option<Status>,
@@ -249,7 +250,7 @@ impl Agent {
         let polled: Vec<String> = fc_nodes(&self.graph)
             .into_iter()
             .filter(|n| under.is_none_or(|u| at_or_below(&n.devpath, u)))
-            .map(|n| n.devpath.clone())
+            .map(|n| n.devpath.to_string())
             .collect();
         let mut changes = Vec::new();
         for devpath in polled {
@@ -346,11 +347,11 @@ impl Agent {
     /// then looks at hung writes, logins, due retries and the periodic scan. The
     /// loop polls while [`Agent::polling`] says so.
     pub fn poll(&mut self, now: Instant) {
-        let polled: BTreeSet<String> = self
+        let polled: BTreeSet<Devpath> = self
             .watched
             .devpaths()
-            .chain(self.link_waits.iter().map(String::as_str))
-            .map(str::to_string)
+            .chain(&self.link_waits)
+            .cloned()
             .collect();
         let mut changes = Vec::new();
         for devpath in &polled {
@@ -418,7 +419,7 @@ impl Agent {
             if let NodeKind::Host(h) = &host.kind {
                 let r = HostRef {
                     number: h.scsi.number,
-                    devpath: host.devpath.clone(),
+                    devpath: host.devpath.to_string(),
                 };
                 drop(self.executor.scanner.request(
                     &r,
@@ -550,9 +551,13 @@ impl Agent {
             let NodeKind::Lun(l) = &node.kind else {
                 continue;
             };
+            // The LUN, or the target it was under if a later event of the batch
+            // removed it.
             let target = self
                 .graph
-                .remote_port_of(node)
+                .node(&node.devpath)
+                .or_else(|| self.graph.node(node.parent.as_deref()?))
+                .and_then(|n| self.graph.remote_port_of(n))
                 .and_then(|rp| match &rp.kind {
                     NodeKind::RemotePort(r) => r.wwpn.map(|w| w.to_string()),
                     _ => None,
@@ -791,7 +796,79 @@ impl Agent {
                     step.reason
                 ),
             },
+            Action::FindGone {
+                host,
+                channel,
+                target,
+                ..
+            } => match outcome {
+                StepOutcome::Compared { gone } => self.report_gone(&host, channel, target, &gone),
+                StepOutcome::Failed { error } => tracing::warn!(
+                    hbad_host = %host,
+                    hbad_action = "report-luns",
+                    "cannot tell which LUNs of {host} target {channel}:{target} are gone \
+                     from the array: {error}"
+                ),
+                _ => {}
+            },
             Action::Scan { .. } | Action::Wait { .. } | Action::Keep { .. } => {}
+        }
+    }
+
+    /// LUNs a target stopped reporting, one record each: named, deleted, or kept
+    /// with what holds them.
+    fn report_gone(&mut self, host: &HostRef, channel: u32, target: u32, gone: &[GoneLun]) {
+        let through = self
+            .graph
+            .lun(crate::sysfs::Hctl {
+                host: host.number,
+                channel,
+                target,
+                lun: 0,
+            })
+            .or_else(|| gone.first().and_then(|g| self.graph.lun(g.hctl)))
+            .and_then(|n| self.graph.remote_port_of(n))
+            .and_then(|rp| match &rp.kind {
+                NodeKind::RemotePort(r) => r.wwpn.map(|w| w.to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| format!("{}:{channel}:{target}", host.number));
+        for g in gone {
+            let disk = g.disk.as_deref().unwrap_or("none");
+            let action = g.fate.word();
+            self.fleet.tally.lun_gone(action);
+            let holder = match &g.fate {
+                Fate::Held { holders } => holders
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                _ => String::new(),
+            };
+            let text = format!(
+                "LUN {g} is gone from the array: target {through} no longer reports it \
+                 to {host}; {}",
+                g.fate.describe()
+            );
+            macro_rules! record {
+                ($level:ident) => {
+                    tracing::$level!(
+                        message_id = %MessageId::LunGone,
+                        hbad_host = %host,
+                        hbad_target = %through,
+                        hbad_lun = %g.hctl,
+                        hbad_disk = %disk,
+                        hbad_action = action,
+                        hbad_holder = %holder,
+                        "{text}"
+                    )
+                };
+            }
+            // Held or refused, it stays against the policy's wish: someone must look.
+            match &g.fate {
+                Fate::Held { .. } | Fate::Failed { .. } => record!(warn),
+                Fate::Kept | Fate::Removed => record!(info),
+            }
         }
     }
 
@@ -811,7 +888,7 @@ impl Agent {
             .by_wwpn(wwpn)
             .into_iter()
             .filter(|n| matches!(n.kind, NodeKind::Vport(_)))
-            .map(|n| n.devpath.clone())
+            .map(|n| n.devpath.to_string())
             .collect();
         for v in vports {
             let changes = self.graph.refresh(&v, &self.sysfs);
@@ -876,7 +953,7 @@ impl Agent {
             Action::Scan { host, scope } => {
                 drop(self.executor.scanner.request(host, *scope, &step.reason));
             }
-            Action::RescanDevice { .. } => self.start(step),
+            Action::RescanDevice { .. } | Action::FindGone { .. } => self.start(step),
             Action::Wait { vhba, reason } => {
                 let text = reason.to_string();
                 let rt = self.vhbas.entry(vhba.clone()).or_default();

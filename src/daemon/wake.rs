@@ -26,7 +26,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::graph::{Change, Graph, Node, NodeKind};
+use crate::graph::{Change, Devpath, Graph, Node, NodeKind};
 
 /// How often a live agent rewrites its status file though nothing changed (its
 /// `updated` is the proof of life `hbad status --max-age` checks), and re-reads
@@ -40,7 +40,7 @@ pub const HEARTBEAT: Duration = Duration::from_secs(30);
 /// from the whole graph only by a sweep.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Watched {
-    devpaths: BTreeSet<String>,
+    devpaths: BTreeSet<Devpath>,
 }
 
 impl Watched {
@@ -73,9 +73,7 @@ impl Watched {
     pub fn recheck(&mut self, graph: &Graph, devpath: &str) {
         match graph.node(devpath) {
             Some(node) if waits_on_change(graph, node) => {
-                if !self.devpaths.contains(devpath) {
-                    self.devpaths.insert(devpath.to_string());
-                }
+                self.devpaths.insert(node.devpath.clone());
             }
             _ => {
                 self.devpaths.remove(devpath);
@@ -91,8 +89,8 @@ impl Watched {
         self.devpaths.len()
     }
 
-    pub fn devpaths(&self) -> impl Iterator<Item = &str> {
-        self.devpaths.iter().map(String::as_str)
+    pub fn devpaths(&self) -> impl Iterator<Item = &Devpath> {
+        self.devpaths.iter()
     }
 }
 
