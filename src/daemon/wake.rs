@@ -157,7 +157,7 @@ mod tests {
         graph
             .of_kind(|k| matches!(k, NodeKind::RemotePort(_)))
             .into_iter()
-            .map(|n| n.devpath.clone())
+            .map(|n| n.devpath.to_string())
             .collect()
     }
 
