@@ -1472,3 +1472,97 @@ fn link_changes_post_the_fc_events_each_driver_posts() {
     let posted: Vec<_> = fcoe.drain_fc_events().iter().map(|e| e.code).collect();
     assert_eq!(posted, [FcEventCode::LipReset]);
 }
+
+/// Writing an action to a disk's `uevent` file, as `udevadm trigger` and hbad after
+/// marking a vport do: the kernel sends that event for the disk (SYNTH_UUID 0, or
+/// the UUID given and SYNTH_ARG_* for its arguments), udev answers with the disk's
+/// links, and nothing else changes. An unknown action is EINVAL; the file of a
+/// disk since removed is gone.
+#[test]
+fn a_write_to_a_disks_uevent_file_sends_that_event_for_the_disk() {
+    let f = demo_sim();
+    let sim = &f.sim;
+    let lun = hctl("1:0:0:0");
+    let devpath = sim.lun_devpath(lun).unwrap();
+    let disk = sim.sysfs().list(&format!("{devpath}/block"))[0].clone();
+    let bdev = format!("{devpath}/block/{disk}");
+    let uevent = sim.sysfs().path(&bdev).join("uevent");
+    let shown = std::fs::read_to_string(&uevent).unwrap();
+    assert!(shown.contains(&format!("DEVNAME={disk}\n")), "{shown}");
+    sim.drain_events();
+    let before = Graph::load(&sim.sysfs());
+
+    sim.write_attr(&uevent, "change").unwrap();
+    let udev = sim.drain_udev_events();
+    assert_eq!(seq(&udev), [("change".to_string(), "block".to_string())]);
+    let ev = &udev[0];
+    assert_eq!(ev.devpath, bdev);
+    assert_eq!(ev.devtype.as_deref(), Some("disk"));
+    assert_eq!(ev.prop("DEVNAME"), Some(disk.as_str()));
+    assert_eq!(ev.prop("SYNTH_UUID"), Some("0"));
+    assert!(ev.prop("DEVLINKS").unwrap().contains("by-path/"), "{ev:?}");
+    assert_eq!(comparable(&Graph::load(&sim.sysfs())), comparable(&before));
+
+    // The kernel's own view carries no links; a UUID and arguments are passed on.
+    sim.write_attr(
+        &uevent,
+        "change 8d1b9a70-3c52-4f7e-9a4e-2b6f0c1d2e3f HBAD=1\n",
+    )
+    .unwrap();
+    let kernel = sim.drain_events();
+    assert_eq!(kernel.len(), 1);
+    assert_eq!(kernel[0].prop("DEVLINKS"), None);
+    assert_eq!(
+        kernel[0].prop("SYNTH_UUID"),
+        Some("8d1b9a70-3c52-4f7e-9a4e-2b6f0c1d2e3f")
+    );
+    assert_eq!(kernel[0].prop("SYNTH_ARG_HBAD"), Some("1"));
+
+    for bad in ["", "chang", "changes", "change not-a-uuid", "frob"] {
+        assert_eq!(
+            errno(sim.write_attr(&uevent, bad)),
+            Some(libc::EINVAL),
+            "{bad:?}"
+        );
+    }
+    assert!(sim.drain_events().is_empty());
+
+    let delete = sim.sysfs().path(&devpath).join("delete");
+    sim.write_attr(&delete, "1").unwrap();
+    assert_eq!(errno(sim.write_attr(&uevent, "change")), Some(libc::ENOENT));
+}
+
+/// A reader never sees an attribute the simulator is rewriting half-written, as
+/// sysfs makes an attribute's text when it is read: the agent's loop reads a vport
+/// while a worker's write rewrites its attributes.
+#[test]
+fn attributes_being_rewritten_read_as_the_old_or_the_new_value() {
+    let f = demo_sim();
+    let sim = f.sim.clone();
+    vport_create(&sim, 1, VHBA_A, VHBA_NODE).unwrap();
+    let vport = format!("{}/vport-1:0-0", host_devpath(&sim, 1));
+    let name = sim.sysfs().vport_symbolic_name_path(&vport);
+    let writer = {
+        let sim = sim.clone();
+        std::thread::spawn(move || {
+            for i in 0..2000 {
+                let mark = if i % 2 == 0 { "hbad:vm-a" } else { "hbad:vm-b" };
+                sim.write_attr(&name, mark).unwrap();
+            }
+        })
+    };
+    let sysfs = sim.sysfs();
+    let class = format!("{vport}/fc_vports/vport-1:0-0");
+    let mut reads = 0;
+    while !writer.is_finished() || reads == 0 {
+        let wwpn = sysfs.attr_wwn(&class, "port_name");
+        let shown = sysfs.attr(&class, "symbolic_name");
+        assert_eq!(wwpn, Some(wwn(VHBA_A)), "read {reads}");
+        assert!(
+            matches!(shown.as_deref(), Some("hbad:vm-a" | "hbad:vm-b" | "")),
+            "read {reads}: {shown:?}"
+        );
+        reads += 1;
+    }
+    writer.join().unwrap();
+}

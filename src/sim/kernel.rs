@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::spec::{FabricSpec, HbaBus, HbaKind, HbaSpec, LocalLun, LunSpec, TargetPortSpec};
 use super::tree::Tree;
 use super::{Flavour, ScanGateInner};
-use crate::sysfs::{Hctl, VportControlDir};
+use crate::sysfs::{devpath_name, parent_devpath, Hctl, VportControlDir};
 use crate::uevent::{Action, Uevent};
 use crate::wwn::Wwn;
 
@@ -1553,6 +1553,13 @@ impl Kernel {
         t.attr(&bdev, "size", &(lun.size_bytes / 512).to_string())?;
         t.attr(&bdev, "ro", "0")?;
         t.attr(&bdev, "removable", "0")?;
+        // What reading `uevent` shows (the device's own properties); writing an
+        // action to it makes the kernel send that event ([`Kernel::synth_uevent`]).
+        let own: Vec<String> = Self::block_props(&lun)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        t.attr_bytes(&bdev, "uevent", format!("{}\n", own.join("\n")).as_bytes())?;
         t.link(&format!("block/{name}"), &bdev)?;
         t.link_in(&dev, "driver", "bus/scsi/drivers/sd")?;
         let links = self.udev_links(hctl, &lun);
@@ -1830,6 +1837,44 @@ impl Kernel {
         Ok(())
     }
 
+    /// A write to a disk's `uevent` file (`uevent_store`, `kobject_synth_uevent`):
+    /// the kernel sends the event named, with the device's own properties and
+    /// `SYNTH_UUID` (0 unless one is given, then `SYNTH_ARG_*` for the `KEY=VALUE`
+    /// arguments after it), and changes nothing else. This is how
+    /// `udevadm trigger` (and hbad after marking a vport) makes udev run its rules
+    /// for a device again; on a host with udev the event comes back with the links
+    /// the rules gave.
+    pub(crate) fn synth_uevent(&mut self, bdev: &str, written: &str) -> IoResult {
+        let SynthUevent { action, uuid, args } = parse_synth_uevent(written)?;
+        let lun_dev = parent_devpath(bdev)
+            .and_then(parent_devpath)
+            .ok_or_else(|| errno(libc::ENOENT))?;
+        let hctl: Hctl = devpath_name(lun_dev)
+            .parse()
+            .map_err(|_| errno(libc::ENOENT))?;
+        let lun = match self.lun(hctl) {
+            Some(lun)
+                if self.lun_devpath(hctl).as_deref() == Some(lun_dev)
+                    && sd_name(lun.sd) == devpath_name(bdev) =>
+            {
+                lun.clone()
+            }
+            // The file of a device since removed.
+            _ => return Err(errno(libc::ENODEV)),
+        };
+        let mut props = Self::block_props(&lun);
+        props.push(("SYNTH_UUID", uuid));
+        let arg_keys: Vec<String> = args.iter().map(|(k, _)| format!("SYNTH_ARG_{k}")).collect();
+        for ((_, v), key) in args.iter().zip(&arg_keys) {
+            props.push((key.as_str(), v.clone()));
+        }
+        if action != Action::Remove {
+            props.push(("DEVLINKS", devlinks(&self.udev_links(hctl, &lun))));
+        }
+        self.emit(action, bdev, "block", Some("disk"), &props);
+        Ok(())
+    }
+
     /// One command to a LUN: it reports the unit attentions waiting for it.
     pub(crate) fn io(&mut self, hctl: Hctl) -> Option<Vec<&'static str>> {
         let dev = self.lun_devpath(hctl)?;
@@ -1949,6 +1994,58 @@ impl Kernel {
             }
         }
     }
+}
+
+/// `kobject_action_type` and `kobject_synth_uevent`'s parsing of a write to a
+/// `uevent` file: one trailing newline or NUL dropped, an action name, then
+/// optionally a UUID and `KEY=VALUE` arguments (keys of letters, digits and `_`).
+/// Anything else is EINVAL.
+/// A synthetic uevent as written to a `uevent` file.
+struct SynthUevent {
+    action: Action,
+    uuid: String,
+    args: Vec<(String, String)>,
+}
+
+fn parse_synth_uevent(written: &str) -> IoResult<SynthUevent> {
+    let text = written
+        .strip_suffix('\n')
+        .or_else(|| written.strip_suffix('\0'))
+        .unwrap_or(written);
+    let (word, rest) = match text.split_once(' ') {
+        Some((w, r)) => (w, Some(r)),
+        None => (text, None),
+    };
+    let action: Action = word.parse().map_err(|()| errno(libc::EINVAL))?;
+    let Some(rest) = rest else {
+        return Ok(SynthUevent {
+            action,
+            uuid: "0".to_string(),
+            args: Vec::new(),
+        });
+    };
+    let mut words = rest.split(' ');
+    let uuid = words.next().unwrap_or_default();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let groups: Vec<&str> = uuid.split('-').collect();
+    let well_formed =
+        groups.len() == 5 && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| hex(g, n));
+    if !well_formed {
+        return Err(errno(libc::EINVAL));
+    }
+    let mut args = Vec::new();
+    for word in words {
+        let (k, v) = word.split_once('=').ok_or_else(|| errno(libc::EINVAL))?;
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(errno(libc::EINVAL));
+        }
+        args.push((k.to_string(), v.to_string()));
+    }
+    Ok(SynthUevent {
+        action,
+        uuid: uuid.to_string(),
+        args,
+    })
 }
 
 /// What the kernel's netlink group sends: no udev additions.
