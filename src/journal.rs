@@ -24,10 +24,11 @@ pub enum MessageId {
     EventsLostResynced,
     PolicyRejected,
     VhbaLoginChanged,
+    LunGone,
 }
 
 impl MessageId {
-    pub const ALL: [MessageId; 8] = [
+    pub const ALL: [MessageId; 9] = [
         MessageId::VhbaCreated,
         MessageId::VhbaCreateFailed,
         MessageId::VhbaRecreated,
@@ -36,6 +37,7 @@ impl MessageId {
         MessageId::EventsLostResynced,
         MessageId::PolicyRejected,
         MessageId::VhbaLoginChanged,
+        MessageId::LunGone,
     ];
 
     /// The 128-bit ID as journald spells it: 32 lower-case hex digits.
@@ -49,6 +51,7 @@ impl MessageId {
             MessageId::EventsLostResynced => "e9328a5b44cf48478c3e25ffaedb0f52",
             MessageId::PolicyRejected => "c0e2ab7f22644534aedf7fec2a985380",
             MessageId::VhbaLoginChanged => "3b8f0d7a5c1e4f2a9d6b7e0c41a5f862",
+            MessageId::LunGone => "d2c9836f343d4243af61c105205eeab2",
         }
     }
 }

@@ -144,6 +144,9 @@ pub struct FleetSnapshot {
     pub scans_merged: u64,
     /// vport_create failures by errno name (`EBUSY`, `ENOSPC`...).
     pub vport_create_failures: BTreeMap<String, u64>,
+    /// LUNs found gone from their array, by what became of them (`removed`,
+    /// `held`, `kept`, `failed`).
+    pub luns_gone: BTreeMap<String, u64>,
     /// Per event source (`kernel`, `udev`, `fc`...).
     pub sources: BTreeMap<String, CounterSnapshot>,
     pub resyncs: u64,
@@ -178,6 +181,7 @@ pub fn errno_in(text: &str) -> String {
 pub struct Tally {
     pub scans: Histogram,
     pub vport_create_failures: BTreeMap<String, u64>,
+    pub luns_gone: BTreeMap<String, u64>,
     pub reloads: ReloadMetric,
 }
 
@@ -187,6 +191,12 @@ impl Tally {
         // Bounded: errno names are a fixed set, `other` takes the rest.
         let key = errno_in(error);
         let n = self.vport_create_failures.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+    }
+
+    /// A LUN its target stopped reporting; `fate` is one of a fixed few words.
+    pub fn lun_gone(&mut self, fate: &'static str) {
+        let n = self.luns_gone.entry(fate.to_string()).or_insert(0);
         *n = n.saturating_add(1);
     }
 
@@ -385,6 +395,15 @@ pub fn render(s: &FleetSnapshot) -> String {
             &[("errno", errno)],
             n(*count),
         );
+    }
+
+    e.family(
+        "hbad_luns_gone_total",
+        "counter",
+        "LUNs a target stopped reporting (unmapped on the array), by what hbad did: removed, held (in use, kept), kept (remove_gone off), failed.",
+    );
+    for (fate, count) in &s.luns_gone {
+        e.sample("hbad_luns_gone_total", &[("fate", fate)], n(*count));
     }
 
     e.family(

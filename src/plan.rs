@@ -118,6 +118,18 @@ pub enum Action {
         hctl: Hctl,
         devpath: String,
     },
+    /// After a target scan: ask the target which LUNs it maps to this initiator
+    /// (REPORT LUNS) and name those sysfs still has that it no longer reports. A scan
+    /// never removes them. With `remove` (the policy's `remove_gone`), each one
+    /// nothing holds is deleted (`device/delete`).
+    FindGone {
+        host: HostRef,
+        channel: u32,
+        target: u32,
+        /// The target's devpath: its LUNs are the ones compared.
+        target_devpath: String,
+        remove: bool,
+    },
     /// A declared vHBA that cannot be created now; re-planned on the next change.
     Wait {
         vhba: String,
@@ -188,6 +200,21 @@ impl fmt::Display for Step {
                 } => write!(f, "scan {host} LUN {channel}:{target}:{lun}")?,
             },
             Action::RescanDevice { hctl, .. } => write!(f, "rescan {hctl}")?,
+            Action::FindGone {
+                host,
+                channel,
+                target,
+                remove,
+                ..
+            } => write!(
+                f,
+                "find LUNs gone from {host} target {channel}:{target}{}",
+                if *remove {
+                    ", deleting those nothing holds"
+                } else {
+                    ""
+                }
+            )?,
             Action::Wait { vhba, reason } => write!(f, "wait for vHBA {vhba}: {reason}")?,
             Action::Keep { vhba, vport, wwpn } => write!(
                 f,
@@ -575,6 +602,9 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
     // host devpath -> (scopes, reason); one scan per host/target however many events.
     let mut scans: BTreeMap<HostRef, BTreeMap<ScanScope, String>> = BTreeMap::new();
     let mut rescans: BTreeMap<Hctl, (String, String)> = BTreeMap::new();
+    // (host, channel, target) -> (target devpath, reason): the targets whose
+    // scan is followed by a look for LUNs they stopped reporting.
+    let mut finds: BTreeMap<(HostRef, u32, u32), (String, String)> = BTreeMap::new();
     let mut want = |host: &Node, scope: ScanScope, reason: String| {
         if !takes_part(policy, graph, host) {
             return;
@@ -601,14 +631,29 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                     continue;
                 };
                 match ua.as_str() {
-                    "REPORTED_LUNS_DATA_HAS_CHANGED" if r.on_lun_change => want(
-                        host,
-                        ScanScope::Target {
-                            channel: l.hctl.channel,
-                            target: l.hctl.target,
-                        },
-                        format!("{} reported REPORTED_LUNS_DATA_HAS_CHANGED", l.hctl),
-                    ),
+                    "REPORTED_LUNS_DATA_HAS_CHANGED" if r.on_lun_change => {
+                        let reason = format!("{} reported REPORTED_LUNS_DATA_HAS_CHANGED", l.hctl);
+                        // A LUN unmapped on the array raises the same attention as a
+                        // new one; only REPORT LUNS tells which it was.
+                        let target = graph
+                            .parent(node)
+                            .filter(|t| matches!(t.kind, NodeKind::Target(_)));
+                        if let (Some(h), Some(t)) = (HostRef::of(host), target) {
+                            if takes_part(policy, graph, host) {
+                                finds
+                                    .entry((h, l.hctl.channel, l.hctl.target))
+                                    .or_insert((t.devpath.clone(), reason.clone()));
+                            }
+                        }
+                        want(
+                            host,
+                            ScanScope::Target {
+                                channel: l.hctl.channel,
+                                target: l.hctl.target,
+                            },
+                            reason,
+                        )
+                    }
                     "CAPACITY_DATA_HAS_CHANGED"
                         if r.on_capacity_change && takes_part(policy, graph, host) =>
                     {
@@ -678,6 +723,19 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                 origin: None,
             });
         }
+    }
+    for ((host, channel, target), (target_devpath, reason)) in finds {
+        steps.push(Step {
+            action: Action::FindGone {
+                host,
+                channel,
+                target,
+                target_devpath,
+                remove: r.remove_gone,
+            },
+            reason,
+            origin: None,
+        });
     }
     for (hctl, (devpath, reason)) in rescans {
         steps.push(Step {
@@ -1206,11 +1264,28 @@ mod tests {
             .collect();
         let p = plan(&policy(""), &g, &storm);
         let scans: Vec<String> = p.steps.iter().map(|s| s.to_string()).collect();
-        assert_eq!(scans.len(), 2, "{scans:#?}");
+        // Each target scanned once, then asked once which LUNs it stopped reporting.
+        assert_eq!(scans.len(), 4, "{scans:#?}");
         assert!(scans[0].starts_with(
             "scan host5 target 0:2 — 5:0:2:0 reported REPORTED_LUNS_DATA_HAS_CHANGED"
         ));
         assert!(scans[1].starts_with("scan host6 target 0:0"));
+        assert!(scans[2].starts_with("find LUNs gone from host5 target 0:2 —"));
+        assert!(scans[3].starts_with("find LUNs gone from host6 target 0:0 —"));
+        assert!(matches!(
+            &p.steps[2].action,
+            Action::FindGone { remove: false, target_devpath, .. } if target_devpath.ends_with("/target5:0:2")
+        ));
+        let p = plan(&policy("[rescan]\nremove_gone = true\n"), &g, &storm);
+        assert!(
+            p.steps[2]
+                .to_string()
+                .contains(", deleting those nothing holds"),
+            "{}",
+            p.steps[2]
+        );
+        let p = plan(&policy("[rescan]\non_lun_change = false\n"), &g, &storm);
+        assert!(p.steps.is_empty(), "{:?}", p.steps);
         let p = plan(&policy("[rescan]\nscope = \"host\"\n"), &g, &storm);
         assert!(matches!(
             &p.steps[0].action,

@@ -567,7 +567,13 @@ fn a_hung_scan_is_reported_while_other_hosts_and_reloads_go_on() {
     // Later requests for the stuck host queue behind it, merged into one.
     rig.agent
         .handle(vec![ua(stuck), ua(stuck), ua(stuck)], rig.at(4));
-    assert_eq!(rig.agent.scanner().busy(), 2, "one running, one queued");
+    // Behind the stuck scan: the look for LUNs gone from that target, then the one
+    // new scan; the three attentions' looks merged into the one already queued.
+    assert_eq!(
+        rig.agent.scanner().busy(),
+        3,
+        "one running, one look for gone LUNs and one scan queued"
+    );
     gate.release();
     rig.settle(rig.at(5));
     assert!(rig.agent.status().hung.is_empty());
@@ -1279,4 +1285,104 @@ fn a_stop_leaves_a_write_held_past_its_grace() {
         Duration::from_millis(300),
     );
     assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+fn lun(host: u32, lun: u64) -> Hctl {
+    Hctl {
+        host,
+        channel: 0,
+        target: 0,
+        lun,
+    }
+}
+
+/// The `device/delete` writes the agent made, by device.
+fn deletes(sim: &Sim) -> Vec<String> {
+    sim.writes()
+        .into_iter()
+        .filter(|w| w.path.ends_with("delete") && w.errno.is_none())
+        .filter_map(|w| Some(w.path.parent()?.file_name()?.to_string_lossy().into_owned()))
+        .collect()
+}
+
+/// A rig on the demo host whose port A sees LUNs 1 and 2 too, with its metrics file.
+fn rig_with_two_vm_luns(policy: &str) -> (Rig, std::path::PathBuf) {
+    let mut rig = Rig::new(demo_spec(), policy);
+    let path = rig._dir.path().join("node-exporter/hbad.prom");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    rig.agent.set_metrics_path(Some(path.clone()));
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    for l in [1, 2] {
+        rig.sim.map_lun(ARRAY_PORT_A, l, HBA_A_WWPN).unwrap();
+    }
+    rig.sim.io(lun(1, 0)).unwrap();
+    rig.settle(rig.at(1));
+    assert!(rig.sim.luns().contains(&lun(1, 2)), "{:?}", rig.sim.luns());
+    (rig, path)
+}
+
+#[test]
+fn an_unmapped_lun_is_removed_only_when_nothing_holds_its_disk() {
+    let (mut rig, metrics) = rig_with_two_vm_luns("[rescan]\nremove_gone = true\n");
+    // A VM has LUN 2's disk open; then the array unmaps both.
+    rig.sim
+        .open_disk(lun(1, 2), 4242, "qemu-system-x86")
+        .unwrap();
+    for l in [1, 2] {
+        rig.sim.unmap_lun(ARRAY_PORT_A, l, HBA_A_WWPN).unwrap();
+    }
+    rig.sim.io(lun(1, 0)).unwrap();
+    rig.settle(rig.at(2));
+    let luns = rig.sim.luns();
+    assert!(
+        !luns.contains(&lun(1, 1)),
+        "free and gone: deleted {luns:?}"
+    );
+    assert!(luns.contains(&lun(1, 2)), "held by the VM: kept {luns:?}");
+    assert_eq!(deletes(&rig.sim), vec!["1:0:0:1".to_string()]);
+    // The graph followed the kernel's removal events.
+    assert!(rig.agent.graph().lun(lun(1, 1)).is_none());
+    rig.agent.write_status();
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(
+        metric(&text, "hbad_luns_gone_total{fate=\"removed\"}"),
+        Some("1"),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "hbad_luns_gone_total{fate=\"held\"}"),
+        Some("1")
+    );
+    // The VM ends; the next change of the target's LUNs removes the disk it held.
+    rig.sim.end_process(4242).unwrap();
+    rig.sim.map_lun(ARRAY_PORT_A, 1, HBA_A_WWPN).unwrap();
+    rig.sim.io(lun(1, 0)).unwrap();
+    rig.settle(rig.at(3));
+    let luns = rig.sim.luns();
+    assert!(!luns.contains(&lun(1, 2)), "{luns:?}");
+    assert!(luns.contains(&lun(1, 1)), "mapped again: back {luns:?}");
+    assert_eq!(
+        deletes(&rig.sim),
+        vec!["1:0:0:1".to_string(), "1:0:0:2".to_string()]
+    );
+    // The other port's path to the datastore was never asked about or touched.
+    assert!(rig.sim.luns().contains(&lun(2, 0)));
+}
+
+#[test]
+fn gone_luns_are_only_named_while_remove_gone_is_off() {
+    let (mut rig, metrics) = rig_with_two_vm_luns("");
+    rig.sim.unmap_lun(ARRAY_PORT_A, 2, HBA_A_WWPN).unwrap();
+    rig.sim.io(lun(1, 1)).unwrap();
+    rig.settle(rig.at(2));
+    assert!(rig.sim.luns().contains(&lun(1, 2)));
+    assert!(deletes(&rig.sim).is_empty());
+    rig.agent.write_status();
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(
+        metric(&text, "hbad_luns_gone_total{fate=\"kept\"}"),
+        Some("1"),
+        "{text}"
+    );
 }

@@ -21,12 +21,13 @@ use serde::Serialize;
 use super::policy::{load_graph, load_policy};
 use super::{exit, BadArgument, Global, NotFound};
 use crate::exec::apply::{millis, ApplyReport, StepOutcome};
+use crate::exec::gone::GoneLun;
 use crate::exec::scan::{ScanOutcome, ScanReport, Scanner, Ticket};
 use crate::exec::vport::{CreateRequest, DeletePolicy, SysfsPoll, VportError, Vports};
 use crate::exec::Executor;
 use crate::graph::{Graph, Lookup, Node, NodeKind};
 use crate::ownership::{OwnedState, OWNER_PREFIX};
-use crate::plan::{declared, plan, takes_part, Action, HostRef, Recorded};
+use crate::plan::{declared, plan, takes_part, Action, HostRef, Plan, Recorded, Step};
 use crate::policy::{Origin, ParentSelector, Policy, VhbaSpec};
 use crate::sysfs::writes::{AttrWriter, ChildWriter, KernelWriter, ScanScope, WRITE_ATTR_NOT_OS};
 use crate::sysfs::{devpath_name, port_address, Hctl};
@@ -69,6 +70,24 @@ pub fn write_attr(path: &std::path::Path) -> ExitCode {
             Some(errno) if (1..WRITE_ATTR_NOT_OS).contains(&errno) => ExitCode::from(errno as u8),
             _ => ExitCode::from(WRITE_ATTR_NOT_OS as u8),
         },
+    }
+}
+
+/// `hbad report-luns NODE MAJ:MIN`: the child [`ChildWriter::report_luns`] starts.
+pub fn report_luns(node: &std::path::Path, dev: &str) -> ExitCode {
+    let Some(node) = crate::report_luns::node_from_args(node, dev) else {
+        eprintln!("`{}` is not MAJOR:MINOR", dev.escape_debug());
+        return ExitCode::from(EXIT_FAILED);
+    };
+    match crate::report_luns::report_luns(&node) {
+        Ok(luns) => {
+            print!("{}", crate::report_luns::format_luns(&luns));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_FAILED)
+        }
     }
 }
 
@@ -163,6 +182,7 @@ fn print_apply(report: &ApplyReport, policy: &Policy) {
                 format!("still blocked in the kernel after {after_ms} ms"),
             ),
             StepOutcome::Kept => ("kept", String::new()),
+            StepOutcome::Compared { gone } => ("done", gone_lines(gone)),
         };
         println!("{word:<8} {} ({:.1} ms)", s.step, s.duration_ms);
         if !note.is_empty() && !matches!(s.outcome, StepOutcome::Waiting { .. }) {
@@ -174,6 +194,17 @@ fn print_apply(report: &ApplyReport, policy: &Policy) {
         "{} done, {} already present, {} failed, {} waiting, {} hung, {} kept",
         t.done, t.already_done, t.failed, t.waiting, t.hung, t.kept
     );
+}
+
+/// One line per LUN a target stopped reporting, and what became of it.
+fn gone_lines(gone: &[GoneLun]) -> String {
+    if gone.is_empty() {
+        return "no LUN is gone from the array".into();
+    }
+    gone.iter()
+        .map(GoneLun::summary)
+        .collect::<Vec<_>>()
+        .join("\n         ")
 }
 
 // ---------------------------------------------------------------------------------
@@ -742,6 +773,80 @@ fn lun_changes(before: &Graph, after: &Graph, hosts: &BTreeSet<u32>) -> BTreeMap
     out
 }
 
+/// A look for gone LUNs on every target the jobs scanned, on finished hosts.
+fn find_gone_steps(
+    graph: &Graph,
+    jobs: &[(HostRef, ScanScope)],
+    finished: &BTreeSet<u32>,
+    remove: bool,
+) -> Plan {
+    let mut steps = Vec::new();
+    for target in graph.of_kind(|k| matches!(k, NodeKind::Target(_))) {
+        let NodeKind::Target(t) = &target.kind else {
+            continue;
+        };
+        let scanned = jobs.iter().find(|(h, scope)| {
+            h.number == t.host
+                && scope.covers(ScanScope::Target {
+                    channel: t.channel,
+                    target: t.id,
+                })
+        });
+        let Some((host, _)) = scanned.filter(|(h, _)| finished.contains(&h.number)) else {
+            continue;
+        };
+        steps.push(Step {
+            action: Action::FindGone {
+                host: host.clone(),
+                channel: t.channel,
+                target: t.id,
+                target_devpath: target.devpath.clone(),
+                remove,
+            },
+            reason: "hbad rescan".into(),
+            origin: None,
+        });
+    }
+    Plan { steps }
+}
+
+/// What one host's targets said of gone LUNs.
+#[derive(Debug, Default, Serialize)]
+struct HostGone {
+    gone: Vec<GoneLun>,
+    /// Targets that could not be asked, in words.
+    errors: Vec<String>,
+}
+
+/// The gone LUNs each host's targets named; hosts with nothing to say left out.
+fn gone_by_host(report: &ApplyReport) -> BTreeMap<u32, HostGone> {
+    let mut out: BTreeMap<u32, HostGone> = BTreeMap::new();
+    for s in &report.steps {
+        let Action::FindGone {
+            host,
+            channel,
+            target,
+            ..
+        } = &s.step.action
+        else {
+            continue;
+        };
+        let entry = out.entry(host.number).or_default();
+        match &s.outcome {
+            StepOutcome::Compared { gone } => entry.gone.extend(gone.iter().cloned()),
+            StepOutcome::Failed { error } => entry.errors.push(format!(
+                "cannot tell which LUNs of target {channel}:{target} are gone: {error}"
+            )),
+            StepOutcome::Hung { after_ms } => entry.errors.push(format!(
+                "REPORT LUNS of target {channel}:{target} still blocked after {after_ms} ms"
+            )),
+            _ => {}
+        }
+    }
+    out.retain(|_, g| !g.gone.is_empty() || !g.errors.is_empty());
+    out
+}
+
 fn print_scans(results: &[ScanReport], wall: Duration) {
     for r in results {
         print!(
@@ -875,6 +980,15 @@ pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
         .any(|r| matches!(r.outcome, ScanOutcome::Failed { .. }))
         || !lip_errors.is_empty();
     let hung = results.iter().any(|r| r.outcome == ScanOutcome::Hung);
+    // What the array stopped reporting: asked of each target scanned, on the hosts
+    // whose scans finished (a hung host's worker would hold the question too).
+    let finished: BTreeSet<u32> = results
+        .iter()
+        .filter(|r| r.outcome == ScanOutcome::Done)
+        .map(|r| r.host.number)
+        .collect();
+    let finds = find_gone_steps(&graph, &jobs, &finished, policy.rescan.remove_gone);
+    let gone = gone_by_host(&ex.apply(&finds));
     // What the scans changed: sysfs read again, compared host by host.
     let scanned: BTreeSet<u32> = jobs.iter().map(|(h, _)| h.number).collect();
     let changed = load_graph(g)
@@ -886,6 +1000,10 @@ pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
             "luns": changed
                 .iter()
                 .map(|(h, c)| (format!("host{h}"), c))
+                .collect::<BTreeMap<_, _>>(),
+            "gone": gone
+                .iter()
+                .map(|(h, g)| (format!("host{h}"), g))
                 .collect::<BTreeMap<_, _>>(),
             "lip_errors": lip_errors.values().collect::<Vec<_>>(),
             "wall_ms": millis(wall),
@@ -903,7 +1021,15 @@ pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
                 println!("host{host}: LUN {lun} gone");
             }
         }
-        if changed.is_empty() {
+        for (host, g) in &gone {
+            for lun in &g.gone {
+                println!("host{host}: {}", lun.summary());
+            }
+            for e in &g.errors {
+                println!("host{host}: {e}");
+            }
+        }
+        if changed.is_empty() && gone.is_empty() {
             println!("no LUN appeared or went");
         }
     }
@@ -1198,6 +1324,73 @@ mod lun_change_tests {
         let back = lun_changes(&after, &before, &hosts);
         assert_eq!(back[&host].gone, c.added);
         assert!(lun_changes(&before, &after, &BTreeSet::new()).is_empty());
+    }
+
+    #[test]
+    fn a_rescan_asks_each_scanned_target_what_went_and_removes_it_by_policy() {
+        use crate::exec::gone::Fate;
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::demo_host(&dir.path().join("sim")).unwrap();
+        let a = sim.host_by_wwpn(demo::HBA_A_WWPN).unwrap();
+        let b = sim.host_by_wwpn(demo::HBA_B_WWPN).unwrap();
+        let sysfs = sim.sysfs();
+        let writer: Arc<dyn AttrWriter> = Arc::new(sim.clone());
+        let ex = Executor::new(
+            Vports::new(
+                sysfs.clone(),
+                writer.clone(),
+                Arc::new(SysfsPoll::new(sysfs.clone(), Duration::from_millis(5))),
+                OwnedState::new(dir.path().join("owned.json")),
+                Duration::from_secs(5),
+            ),
+            Scanner::new(writer, sysfs.clone(), Duration::from_secs(10)),
+        );
+        sim.map_lun(demo::ARRAY_PORT_A, 2, demo::HBA_A_WWPN)
+            .unwrap();
+        let scan = |h: u32| {
+            let path = sysfs.path(&sim.host_devpath(h).unwrap());
+            sim.write_attr(&path.join(format!("scsi_host/host{h}/scan")), "- - -")
+                .unwrap();
+        };
+        scan(a);
+        sim.unmap_lun(demo::ARRAY_PORT_A, 2, demo::HBA_A_WWPN)
+            .unwrap();
+        let graph = Graph::load(&sysfs);
+        let host = |h: u32| HostRef {
+            number: h,
+            devpath: sim.host_devpath(h).unwrap(),
+        };
+        let jobs = vec![(host(a), ScanScope::Host), (host(b), ScanScope::Host)];
+        // Host b's scan did not finish: its targets are not asked.
+        let finished: BTreeSet<u32> = [a].into();
+        let plan = find_gone_steps(&graph, &jobs, &finished, false);
+        assert_eq!(plan.steps.len(), 1, "{:?}", plan.steps);
+        let gone = gone_by_host(&ex.apply(&plan));
+        let lun2 = Hctl {
+            host: a,
+            channel: 0,
+            target: 0,
+            lun: 2,
+        };
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[&a].gone.len(), 1);
+        assert_eq!(
+            (gone[&a].gone[0].hctl, &gone[&a].gone[0].fate),
+            (lun2, &Fate::Kept)
+        );
+        assert!(sim.luns().contains(&lun2));
+        let plan = find_gone_steps(&graph, &jobs, &finished, true);
+        let gone = gone_by_host(&ex.apply(&plan));
+        assert_eq!(gone[&a].gone[0].fate, Fate::Removed);
+        assert!(!sim.luns().contains(&lun2));
+        // Asked again, nothing is gone any more.
+        assert!(gone_by_host(&ex.apply(&find_gone_steps(
+            &Graph::load(&sysfs),
+            &jobs,
+            &finished,
+            true
+        )))
+        .is_empty());
     }
 }
 

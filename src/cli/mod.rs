@@ -236,6 +236,9 @@ pub enum Command {
     /// One sysfs write of stdin, for the commands above (exit status 0 or the errno).
     #[command(hide = true)]
     WriteAttr { path: PathBuf },
+    /// REPORT LUNS through one disk node (checked to be MAJ:MIN), one LUN a line.
+    #[command(hide = true)]
+    ReportLuns { node: PathBuf, dev: String },
     /// The agent: keep the policy's vHBAs and rescan what reports new storage (systemd unit).
     #[command(long_about = RUN_ABOUT)]
     Run(daemon::RunArgs),
@@ -278,6 +281,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rescan(args) => act::rescan(g, args),
         Command::FindLuns(args) => act::find_luns(g, args),
         Command::WriteAttr { path } => Ok(act::write_attr(&path)),
+        Command::ReportLuns { node, dev } => Ok(act::report_luns(&node, &dev)),
         Command::Generate(args) => docs::generate(args),
     }
 }

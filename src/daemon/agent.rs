@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use crate::exec::gone::{Fate, GoneLun};
 use crate::exec::vport::{vport_marks, SysfsPoll, Vports};
 use crate::exec::{
     later, Executor, Report, ScanOutcome, ScanReport, Scanner, StepOutcome, StepReport,
@@ -714,7 +715,79 @@ impl Agent {
                     step.reason
                 ),
             },
+            Action::FindGone {
+                host,
+                channel,
+                target,
+                ..
+            } => match outcome {
+                StepOutcome::Compared { gone } => self.report_gone(&host, channel, target, &gone),
+                StepOutcome::Failed { error } => tracing::warn!(
+                    hbad_host = %host,
+                    hbad_action = "report-luns",
+                    "cannot tell which LUNs of {host} target {channel}:{target} are gone \
+                     from the array: {error}"
+                ),
+                _ => {}
+            },
             Action::Scan { .. } | Action::Wait { .. } | Action::Keep { .. } => {}
+        }
+    }
+
+    /// LUNs a target stopped reporting, one record each: named, deleted, or kept
+    /// with what holds them.
+    fn report_gone(&mut self, host: &HostRef, channel: u32, target: u32, gone: &[GoneLun]) {
+        let through = self
+            .graph
+            .lun(crate::sysfs::Hctl {
+                host: host.number,
+                channel,
+                target,
+                lun: 0,
+            })
+            .or_else(|| gone.first().and_then(|g| self.graph.lun(g.hctl)))
+            .and_then(|n| self.graph.remote_port_of(n))
+            .and_then(|rp| match &rp.kind {
+                NodeKind::RemotePort(r) => r.wwpn.map(|w| w.to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| format!("{}:{channel}:{target}", host.number));
+        for g in gone {
+            let disk = g.disk.as_deref().unwrap_or("none");
+            let action = g.fate.word();
+            self.fleet.tally.lun_gone(action);
+            let holder = match &g.fate {
+                Fate::Held { holders } => holders
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                _ => String::new(),
+            };
+            let text = format!(
+                "LUN {g} is gone from the array: target {through} no longer reports it \
+                 to {host}; {}",
+                g.fate.describe()
+            );
+            macro_rules! record {
+                ($level:ident) => {
+                    tracing::$level!(
+                        message_id = %MessageId::LunGone,
+                        hbad_host = %host,
+                        hbad_target = %through,
+                        hbad_lun = %g.hctl,
+                        hbad_disk = %disk,
+                        hbad_action = action,
+                        hbad_holder = %holder,
+                        "{text}"
+                    )
+                };
+            }
+            // Held or refused, it stays against the policy's wish: someone must look.
+            match &g.fate {
+                Fate::Held { .. } | Fate::Failed { .. } => record!(warn),
+                Fate::Kept | Fate::Removed => record!(info),
+            }
         }
     }
 
@@ -797,7 +870,7 @@ impl Agent {
             Action::Scan { host, scope } => {
                 drop(self.executor.scanner.request(host, *scope, &step.reason));
             }
-            Action::RescanDevice { .. } => self.start(step),
+            Action::RescanDevice { .. } | Action::FindGone { .. } => self.start(step),
             Action::Wait { vhba, reason } => {
                 let text = reason.to_string();
                 let rt = self.vhbas.entry(vhba.clone()).or_default();

@@ -124,6 +124,7 @@ pub fn snapshot(
         scans: fleet.tally.scans.clone(),
         scans_merged: status.counters.merged,
         vport_create_failures: fleet.tally.vport_create_failures.clone(),
+        luns_gone: fleet.tally.luns_gone.clone(),
         sources,
         resyncs: status.counters.resyncs,
         reloads: fleet.tally.reloads,

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::errors::{explain, Op};
+use super::gone::{find_gone, GoneLun};
 use super::later;
 use super::scan::{ScanOutcome, Scanner, Ticket};
 use super::vport::{CreateRequest, DeletePolicy, Vports};
@@ -46,6 +47,11 @@ pub enum StepOutcome {
     },
     /// An owned vHBA kept because pruning is off.
     Kept,
+    /// A target asked which LUNs it has: the ones it stopped reporting, and what
+    /// became of each (empty: none gone).
+    Compared {
+        gone: Vec<GoneLun>,
+    },
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -91,7 +97,7 @@ impl ApplyReport {
         let mut t = Tally::default();
         for s in &self.steps {
             match s.outcome {
-                StepOutcome::Done { .. } => t.done += 1,
+                StepOutcome::Done { .. } | StepOutcome::Compared { .. } => t.done += 1,
                 StepOutcome::AlreadyDone { .. } => t.already_done += 1,
                 StepOutcome::Failed { .. } => t.failed += 1,
                 StepOutcome::Waiting { .. } => t.waiting += 1,
@@ -197,6 +203,15 @@ impl Executor {
             return;
         };
         let vports = self.vports.clone();
+        if matches!(step.action, Action::FindGone { .. }) && self.scanner.is_queued(&host, &what) {
+            // The look already queued answers for this one: what it compares is
+            // what the target reports when it runs, whenever it was asked for.
+            let outcome = StepOutcome::AlreadyDone {
+                detail: "the same look at this target is already queued".into(),
+            };
+            done(StepReport::new(&step, outcome, Duration::ZERO));
+            return;
+        }
         self.scanner.submit(&host, what, move || {
             let t0 = Instant::now();
             let outcome = run_step(&vports, &step);
@@ -233,6 +248,15 @@ impl Executor {
             Action::RescanDevice { hctl, devpath } => Some((
                 host_above(devpath, hctl.host)?,
                 format!("device/rescan of {hctl}"),
+            )),
+            Action::FindGone {
+                host,
+                channel,
+                target,
+                ..
+            } => Some((
+                host.clone(),
+                format!("REPORT LUNS of target {}:{channel}:{target}", host.number),
             )),
             Action::Scan { .. } | Action::Wait { .. } | Action::Keep { .. } => None,
         }
@@ -343,6 +367,23 @@ fn run_step(vports: &Vports, step: &Step) -> StepOutcome {
                 },
             }
         }
+        Action::FindGone {
+            target_devpath,
+            remove,
+            ..
+        } => {
+            let sysfs = vports.sysfs();
+            match find_gone(
+                vports.writer().as_ref(),
+                sysfs,
+                &crate::holders::proc_root(sysfs),
+                target_devpath,
+                *remove,
+            ) {
+                Ok(gone) => StepOutcome::Compared { gone },
+                Err(error) => StepOutcome::Failed { error },
+            }
+        }
         Action::Wait { .. } | Action::Keep { .. } | Action::Scan { .. } => StepOutcome::Failed {
             error: "internal: not a write step".into(),
         },
@@ -421,6 +462,7 @@ mod tests {
             StepOutcome::Waiting { .. } => "waiting",
             StepOutcome::Hung { .. } => "hung",
             StepOutcome::Kept => "kept",
+            StepOutcome::Compared { .. } => "compared",
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod errors;
+pub mod gone;
 pub mod scan;
 pub mod vport;
 

@@ -235,6 +235,17 @@ impl Scanner {
         worker.wake.notify_one();
     }
 
+    /// Is a task described as `what` waiting in the host's queue, not yet started?
+    pub fn is_queued(&self, host: &HostRef, what: &str) -> bool {
+        let Some(worker) = lock(&self.workers).get(&host.devpath).cloned() else {
+            return false;
+        };
+        let st = lock(&worker.state);
+        st.queue
+            .iter()
+            .any(|j| matches!(j, Job::Task(t) if t.what == what))
+    }
+
     /// Every write in the kernel now, with how long it has run, by host.
     pub fn running(&self) -> Vec<Running> {
         let workers = lock(&self.workers);

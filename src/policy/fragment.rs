@@ -41,6 +41,7 @@ pub struct VhbaFragment {
 pub struct RescanFragment {
     pub on_lun_change: Option<S<bool>>,
     pub on_capacity_change: Option<S<bool>>,
+    pub remove_gone: Option<S<bool>>,
     pub on_port_online: Option<S<bool>>,
     pub scope: Option<S<String>>,
     pub periodic: Option<S<String>>,
@@ -95,6 +96,7 @@ const KEYS: &[(&str, &[&str])] = &[
         &[
             "on_lun_change",
             "on_capacity_change",
+            "remove_gone",
             "on_port_online",
             "scope",
             "periodic",

@@ -111,6 +111,9 @@ pub struct RescanPolicy {
     pub on_lun_change: bool,
     /// CAPACITY_DATA_HAS_CHANGED -> rescan the device.
     pub on_capacity_change: bool,
+    /// LUNs a target stopped reporting (found after a REPORTED_LUNS_DATA_HAS_CHANGED
+    /// scan) are deleted from the kernel when nothing holds them. Off: only named.
+    pub remove_gone: bool,
     /// A vHBA or remote port coming online -> scan it.
     pub on_port_online: bool,
     pub scope: ScopeChoice,
@@ -131,6 +134,7 @@ impl Default for RescanPolicy {
         RescanPolicy {
             on_lun_change: true,
             on_capacity_change: true,
+            remove_gone: false,
             on_port_online: true,
             scope: ScopeChoice::Target,
             periodic: None,
@@ -827,6 +831,7 @@ fn merge_rescan(
     };
     set_bool(&r.on_lun_change, &mut out.on_lun_change);
     set_bool(&r.on_capacity_change, &mut out.on_capacity_change);
+    set_bool(&r.remove_gone, &mut out.remove_gone);
     set_bool(&r.on_port_online, &mut out.on_port_online);
     set_bool(&r.lip, &mut out.lip);
     if let Some(s) = &r.scope {

@@ -1975,6 +1975,50 @@ impl Kernel {
         }
     }
 
+    /// A local LUN leaves REPORT LUNS (scsi_debug's max_luns lowered): the
+    /// device stays, and its target reports the change on the next command.
+    pub(crate) fn remove_local_lun(&mut self, hctl: Hctl) {
+        let Some(host) = self.hosts.get_mut(&hctl.host) else {
+            return;
+        };
+        host.local.retain(|l| {
+            !(l.channel == hctl.channel && l.target == hctl.target && l.spec.lun == hctl.lun)
+        });
+        if let Some(t) = host.targets.get_mut(&(hctl.channel, hctl.target)) {
+            for l in t.luns.values_mut() {
+                if !l.pending_ua.contains(&"REPORTED_LUNS_DATA_HAS_CHANGED") {
+                    l.pending_ua.push("REPORTED_LUNS_DATA_HAS_CHANGED");
+                }
+            }
+        }
+    }
+
+    /// REPORT LUNS sent through one device: the LUNs the target presents to this
+    /// initiator now. Sent through a LUN it no longer presents (other than LUN 0,
+    /// which answers for the target), it fails as LIO's do: CHECK CONDITION,
+    /// LOGICAL UNIT NOT SUPPORTED.
+    pub(crate) fn report_luns(&self, hctl: Hctl) -> IoResult<Vec<u64>> {
+        let host = self
+            .hosts
+            .get(&hctl.host)
+            .ok_or_else(|| errno(libc::ENODEV))?;
+        if self.lun(hctl).is_none() {
+            return Err(errno(libc::ENODEV));
+        }
+        let mut luns: Vec<u64> = self
+            .visible_luns(host, hctl.channel, hctl.target)
+            .iter()
+            .map(|l| l.lun)
+            .collect();
+        luns.sort_unstable();
+        if hctl.lun != 0 && !luns.contains(&hctl.lun) {
+            return Err(io::Error::other(format!(
+                "REPORT LUNS through {hctl} failed: SCSI status 0x02, sense key 0x5 asc/ascq 0x25/0x00"
+            )));
+        }
+        Ok(luns)
+    }
+
     /// A local LUN appears (scsi_debug's max_luns raised): the target reports it
     /// to the next command on its other LUNs.
     pub(crate) fn add_local_lun(&mut self, no: u32, lun: LocalLun) {

@@ -96,6 +96,7 @@ use crate::uevent::Uevent;
 use crate::wwn::Wwn;
 
 pub mod demo;
+mod holding;
 mod kernel;
 pub mod spec;
 mod tree;
@@ -202,6 +203,12 @@ impl Sim {
         }
         let tree = Tree::create(dir).map_err(|source| SimError::Tree {
             path: dir.to_path_buf(),
+            source,
+        })?;
+        // procfs as hbad reads it before deleting a disk (what holds it): empty
+        // until a test opens or mounts a disk (`holding`).
+        std::fs::create_dir_all(dir.join("proc")).map_err(|source| SimError::Tree {
+            path: dir.join("proc"),
             source,
         })?;
         let sysfs = Sysfs::new(tree.sys(), tree.dev());

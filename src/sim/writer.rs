@@ -7,6 +7,7 @@ use std::thread;
 
 use super::kernel::{errno, Kernel};
 use super::{lock, Sim};
+use crate::report_luns::DeviceNode;
 use crate::sysfs::writes::AttrWriter;
 use crate::sysfs::{devpath_name, host_number, parent_devpath, port_address, Hctl};
 use crate::wwn::Wwn;
@@ -31,6 +32,17 @@ impl AttrWriter for Sim {
                 .map(|e| e.raw_os_error().unwrap_or(libc::EIO)),
         });
         result
+    }
+
+    fn report_luns(&self, node: &DeviceNode) -> io::Result<Vec<u64>> {
+        let hctl: Hctl = devpath_name(&node.lun_devpath)
+            .parse()
+            .map_err(|_| errno(libc::ENODEV))?;
+        let k = self.kernel();
+        if k.lun_devpath(hctl).as_deref() != Some(node.lun_devpath.as_str()) {
+            return Err(errno(libc::ENODEV));
+        }
+        k.report_luns(hctl)
     }
 }
 

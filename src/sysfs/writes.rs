@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{Sysfs, VportControlDir};
+use crate::report_luns::DeviceNode;
 use crate::wwn::{Wwn, WwnStyle};
 
 /// Writes one value to one sysfs attribute, as a single `write(2)`.
@@ -33,6 +34,16 @@ pub trait AttrWriter: Send + Sync + fmt::Debug {
             path.display()
         );
         self.store(path, value)
+    }
+
+    /// REPORT LUNS through one disk of a target ([`crate::report_luns`]): the LUNs
+    /// it maps to this initiator now. Not a write, but a command to a dead target
+    /// blocks as long as a scan of it, so it takes the writes' road.
+    fn report_luns(&self, node: &DeviceNode) -> io::Result<Vec<u64>> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("cannot send REPORT LUNS through {node} here"),
+        ))
     }
 }
 
@@ -62,6 +73,10 @@ impl AttrWriter for KernelWriter {
         // sysfs store handlers see exactly one write; a short or split write would be
         // parsed as two commands.
         file.write_all(value.as_bytes())
+    }
+
+    fn report_luns(&self, node: &DeviceNode) -> io::Result<Vec<u64>> {
+        crate::report_luns::report_luns(node)
     }
 }
 
@@ -114,6 +129,39 @@ impl AttrWriter for ChildWriter {
                 "the writer process for {} ended with {status}",
                 path.display()
             ))),
+        }
+    }
+
+    /// In a child (`hbad report-luns`) for the reason writes are: a command the
+    /// target never answers keeps its caller in the kernel.
+    fn report_luns(&self, node: &DeviceNode) -> io::Result<Vec<u64>> {
+        use std::io::Read;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(&self.exe)
+            .arg("report-luns")
+            .arg("--")
+            .args(crate::report_luns::node_args(node))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut out = String::new();
+        let mut err = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            // 65535 LUNs of up to 20 digits: the most the command prints.
+            stdout.take(2 << 20).read_to_string(&mut out)?;
+        }
+        if let Some(stderr) = child.stderr.take() {
+            stderr.take(4096).read_to_string(&mut err)?;
+        }
+        let status = child.wait()?;
+        if status.success() {
+            crate::report_luns::parse_luns(&out)
+        } else {
+            Err(io::Error::other(match err.trim() {
+                "" => format!("the report-luns process for {node} ended with {status}"),
+                e => e.to_string(),
+            }))
         }
     }
 }

@@ -1,0 +1,419 @@
+//! What holds a disk: asked before hbad deletes a SCSI device.
+//!
+//! `device/delete` removes a disk whatever uses it: a mounted file system loses its
+//! device, a VM's disk fails every I/O from then on, a multipath map loses a path.
+//! So hbad deletes a LUN only when nothing holds its disk, looked at the three ways
+//! a disk is held, for the disk and each of its partitions:
+//! - a kernel holder, `holders/` in sysfs: device-mapper (a multipath map, LVM),
+//!   md, bcache;
+//! - a mount: `major:minor` (or the source `/dev/sdX`) in the mount table of hbad
+//!   and of PID 1 (a service with a private mount namespace sees its own);
+//! - an open file descriptor, found as `fuser` finds it, through `/proc/PID/fd`: a
+//!   VM's qemu opens its disks itself.
+//!
+//! Every read is bounded. When a bound is hit, or a process's files cannot be read,
+//! the answer is "held" with the reason: a disk is never deleted on a guess.
+
+use std::fmt;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::report_luns::parse_major_minor;
+use crate::sysfs::Sysfs;
+
+/// Processes looked at, at most (Linux's `pid_max` default on 64-bit is 4194304,
+/// but a hypervisor runs thousands, not millions).
+const MAX_PROCESSES: usize = 200_000;
+/// Open files looked at over all processes, at most.
+const MAX_OPEN_FILES: usize = 2_000_000;
+/// The most of one mount table read: 64k mounts of ~150 bytes.
+const MAX_MOUNTINFO: u64 = 16 * 1024 * 1024;
+/// Partitions of one disk looked at (GPT allows 128).
+const MAX_PARTITIONS: usize = 256;
+
+/// One thing that holds a disk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "holder", rename_all = "snake_case")]
+pub enum Holder {
+    /// A kernel device stacked on it: `dm-3` (with its map name), `md0`.
+    Device {
+        device: String,
+        of: String,
+        name: Option<String>,
+    },
+    Mount {
+        of: String,
+        mountpoint: String,
+    },
+    Process {
+        of: String,
+        pid: u32,
+        command: String,
+    },
+    /// Could not be looked at fully: treated as held.
+    Unknown {
+        why: String,
+    },
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Holder::Device {
+                device,
+                of,
+                name: Some(name),
+            } => write!(f, "{of} is held by {device} ({name})"),
+            Holder::Device { device, of, .. } => write!(f, "{of} is held by {device}"),
+            Holder::Mount { of, mountpoint } => write!(f, "{of} is mounted on {mountpoint}"),
+            Holder::Process { of, pid, command } => {
+                write!(f, "{of} is open in process {pid} ({command})")
+            }
+            Holder::Unknown { why } => write!(f, "cannot tell whether it is in use: {why}"),
+        }
+    }
+}
+
+/// A disk or one of its partitions: name and `major:minor`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct BlockDev {
+    name: String,
+    dev: (u32, u32),
+}
+
+/// The disk at `disk_devpath` (`.../H:C:T:L/block/sdX`) and its partitions.
+fn block_devs(sysfs: &Sysfs, disk_devpath: &str) -> Vec<(String, Option<BlockDev>)> {
+    let name = crate::sysfs::devpath_name(disk_devpath).to_string();
+    let dev_of = |dir: &str, name: &str| {
+        sysfs
+            .attr(dir, "dev")
+            .and_then(|d| parse_major_minor(&d))
+            .map(|dev| BlockDev {
+                name: name.to_string(),
+                dev,
+            })
+    };
+    let mut out = vec![(disk_devpath.to_string(), dev_of(disk_devpath, &name))];
+    for part in sysfs
+        .list(disk_devpath)
+        .into_iter()
+        .filter(|p| p.starts_with(&name))
+        .take(MAX_PARTITIONS)
+    {
+        let dir = format!("{disk_devpath}/{part}");
+        if sysfs.attr(&dir, "partition").is_some() {
+            out.push((dir.clone(), dev_of(&dir, &part)));
+        }
+    }
+    out
+}
+
+/// Everything that holds the disk, or an empty list when it is free to delete.
+/// `proc_root` is `/proc` (a directory of the simulator's in tests).
+pub fn holders(sysfs: &Sysfs, proc_root: &Path, disk_devpath: &str) -> Vec<Holder> {
+    let devs = block_devs(sysfs, disk_devpath);
+    let mut out = Vec::new();
+    for (dir, dev) in &devs {
+        let of = crate::sysfs::devpath_name(dir).to_string();
+        for device in sysfs.list(&format!("{dir}/holders")) {
+            // A multipath map or LV says what it is: dm/name beside its dev.
+            let name = sysfs.attr(&format!("/block/{device}/dm"), "name");
+            out.push(Holder::Device {
+                device,
+                of: of.clone(),
+                name,
+            });
+        }
+        if dev.is_none() {
+            out.push(Holder::Unknown {
+                why: format!("{of} has no readable dev attribute"),
+            });
+        }
+    }
+    let devs: Vec<BlockDev> = devs.into_iter().filter_map(|(_, d)| d).collect();
+    if devs.is_empty() {
+        return out;
+    }
+    out.extend(mounts(proc_root, &devs));
+    out.extend(open_files(proc_root, &devs));
+    out
+}
+
+fn read_capped(path: &Path, max: u64) -> Option<String> {
+    let mut text = String::new();
+    fs::File::open(path)
+        .ok()?
+        .take(max)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
+/// Mounts of any of `devs`, in hbad's mount namespace and PID 1's.
+fn mounts(proc_root: &Path, devs: &[BlockDev]) -> Vec<Holder> {
+    let mut out: Vec<Holder> = Vec::new();
+    for table in ["self/mountinfo", "1/mountinfo"] {
+        let Some(text) = read_capped(&proc_root.join(table), MAX_MOUNTINFO) else {
+            continue;
+        };
+        for m in mounted(&text, devs) {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
+/// The mounts in one `mountinfo` text of any of `devs`: by `major:minor` (field 3),
+/// or by the mount source `/dev/NAME` (btrfs shows an anonymous device number).
+fn mounted(mountinfo: &str, devs: &[BlockDev]) -> Vec<Holder> {
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(dev), Some(point)) = (fields.get(2), fields.get(4)) else {
+            continue;
+        };
+        let source = fields
+            .iter()
+            .position(|f| *f == "-")
+            .and_then(|i| fields.get(i + 2))
+            .copied();
+        let by_number = parse_major_minor(dev);
+        for d in devs {
+            let node = format!("/dev/{}", d.name);
+            if by_number == Some(d.dev) || source == Some(node.as_str()) {
+                out.push(Holder::Mount {
+                    of: d.name.clone(),
+                    mountpoint: unescape_octal(point),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|o| o.iter().all(|c| (b'0'..=b'7').contains(c)));
+        if let (b'\\', Some(o)) = (b[i], octal) {
+            let v = (u32::from(o[0] - b'0') << 6)
+                | (u32::from(o[1] - b'0') << 3)
+                | u32::from(o[2] - b'0');
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Processes with one of `devs` open, as `fuser -m`-less `fuser /dev/sdX` finds
+/// them: each `/proc/PID/fd/N` whose link names the node, or which is a block
+/// device with that number (opened through another path: a by-id link, a node in
+/// a container's /dev).
+fn open_files(proc_root: &Path, devs: &[BlockDev]) -> Vec<Holder> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(proc_root) else {
+        return vec![Holder::Unknown {
+            why: format!("cannot read {}", proc_root.display()),
+        }];
+    };
+    let nodes: Vec<(String, &BlockDev)> = devs
+        .iter()
+        .map(|d| (format!("/dev/{}", d.name), d))
+        .collect();
+    let mut processes = 0usize;
+    let mut files = 0usize;
+    for entry in entries.filter_map(Result::ok) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        processes += 1;
+        if processes > MAX_PROCESSES {
+            out.push(Holder::Unknown {
+                why: format!("more than {MAX_PROCESSES} processes to look through"),
+            });
+            return out;
+        }
+        let fd_dir: PathBuf = entry.path().join("fd");
+        let fds = match fs::read_dir(&fd_dir) {
+            Ok(fds) => fds,
+            // Gone since the listing: it holds nothing now.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                out.push(Holder::Unknown {
+                    why: format!("cannot read {}: {e}", fd_dir.display()),
+                });
+                continue;
+            }
+        };
+        for fd in fds.filter_map(Result::ok) {
+            files += 1;
+            if files > MAX_OPEN_FILES {
+                out.push(Holder::Unknown {
+                    why: format!("more than {MAX_OPEN_FILES} open files to look through"),
+                });
+                return out;
+            }
+            let path = fd.path();
+            let Ok(target) = fs::read_link(&path) else {
+                continue;
+            };
+            let target = target.to_string_lossy();
+            // Sockets, pipes and anonymous inodes read `socket:[...]` and the like.
+            if !target.starts_with('/') {
+                continue;
+            }
+            let by_name = nodes.iter().find(|(n, _)| *n == target).map(|(_, d)| *d);
+            let held = by_name.or_else(|| {
+                let meta = fs::metadata(&path).ok()?;
+                if !meta.file_type().is_block_device() {
+                    return None;
+                }
+                let rdev = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
+                devs.iter().find(|d| d.dev == rdev)
+            });
+            if let Some(d) = held {
+                let command = read_capped(&entry.path().join("comm"), 64)
+                    .map(|c| c.trim().to_string())
+                    .unwrap_or_else(|| "?".into());
+                let h = Holder::Process {
+                    of: d.name.clone(),
+                    pid,
+                    command,
+                };
+                if !out.contains(&h) {
+                    out.push(h);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Where `/proc` is for a sysfs tree: beside its `/dev` (`/proc` for `/sys` and
+/// `/dev`; the simulator's own `proc/` beside its `sys/` and `dev/`).
+pub fn proc_root(sysfs: &Sysfs) -> PathBuf {
+    sysfs
+        .dev_root()
+        .parent()
+        .map_or_else(|| PathBuf::from("/proc"), |p| p.join("proc"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sdb() -> Vec<BlockDev> {
+        vec![
+            BlockDev {
+                name: "sdb".into(),
+                dev: (8, 16),
+            },
+            BlockDev {
+                name: "sdb1".into(),
+                dev: (8, 17),
+            },
+        ]
+    }
+
+    #[test]
+    fn a_mount_is_found_by_number_or_by_source() {
+        let text = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+40 22 8:17 / /srv/my\\040data rw - xfs /dev/sdb1 rw
+41 22 0:45 / /mnt/b rw - btrfs /dev/sdb rw
+bad line
+";
+        let m = mounted(text, &sdb());
+        assert_eq!(
+            m,
+            vec![
+                Holder::Mount {
+                    of: "sdb1".into(),
+                    mountpoint: "/srv/my data".into()
+                },
+                Holder::Mount {
+                    of: "sdb".into(),
+                    mountpoint: "/mnt/b".into()
+                },
+            ]
+        );
+        assert!(mounted("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n", &sdb()).is_empty());
+    }
+
+    #[test]
+    fn a_process_with_the_disk_open_holds_it_and_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs::create_dir_all(p.join("4242/fd")).unwrap();
+        fs::write(p.join("4242/comm"), "qemu-system-x86\n").unwrap();
+        std::os::unix::fs::symlink("/dev/sdb", p.join("4242/fd/7")).unwrap();
+        std::os::unix::fs::symlink("socket:[123]", p.join("4242/fd/3")).unwrap();
+        fs::create_dir_all(p.join("7/fd")).unwrap();
+        std::os::unix::fs::symlink("/dev/sdc", p.join("7/fd/0")).unwrap();
+        fs::create_dir_all(p.join("self")).unwrap();
+        let held = open_files(p, &sdb());
+        assert_eq!(
+            held,
+            vec![Holder::Process {
+                of: "sdb".into(),
+                pid: 4242,
+                command: "qemu-system-x86".into()
+            }]
+        );
+        assert_eq!(
+            held[0].to_string(),
+            "sdb is open in process 4242 (qemu-system-x86)"
+        );
+        assert!(open_files(
+            p,
+            &[BlockDev {
+                name: "sdd".into(),
+                dev: (8, 48)
+            }]
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_proc_means_held_not_free() {
+        let held = open_files(Path::new("/nonexistent/proc"), &sdb());
+        assert!(
+            matches!(held.as_slice(), [Holder::Unknown { .. }]),
+            "{held:?}"
+        );
+    }
+
+    #[test]
+    fn octal_escapes_are_undone_and_a_torn_one_is_kept() {
+        assert_eq!(unescape_octal("/a\\040b\\134c"), "/a b\\c");
+        assert_eq!(unescape_octal("/a\\04"), "/a\\04");
+    }
+
+    #[test]
+    fn proc_sits_beside_dev() {
+        assert_eq!(proc_root(&Sysfs::default()), PathBuf::from("/proc"));
+        assert_eq!(
+            proc_root(&Sysfs::new("/tmp/sim/sys", "/tmp/sim/dev")),
+            PathBuf::from("/tmp/sim/proc")
+        );
+    }
+}
