@@ -103,13 +103,30 @@ pub(crate) struct Npiv {
     pub vports: BTreeMap<u32, Vport>,
 }
 
+/// What a remote port is to the host that logged in to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RportRole {
+    /// An array's target port: it gets a SCSI target id and is scanned.
+    Target,
+    /// The fabric's name server (FFFFFC): libfc logs in to it first, and the FC
+    /// transport shows it as a remote port with no SCSI target (seen: rport-H:0-0,
+    /// roles "Directory Server", scsi_target_id -1, on every port of a fabric).
+    DirectoryServer,
+}
+
+/// The directory server's well-known address.
+const DIRECTORY_SERVER_ID: u32 = 0xff_fffc;
+
 #[derive(Debug, Clone)]
 pub(crate) struct Rport {
     pub wwpn: Wwn,
     pub wwnn: Wwn,
     pub port_id: u32,
     pub state: &'static str,
-    pub target_id: u32,
+    pub role: RportRole,
+    /// `scsi_target_id`: a target's, bound to its WWPN on this host; none (-1) for
+    /// the directory server.
+    pub target_id: Option<u32>,
     pub bsg: u32,
 }
 
@@ -634,8 +651,10 @@ impl Kernel {
             "port_state",
             if online { "Online" } else { "Linkdown" },
         )?;
+        // qla2xxx and lpfc show their vHBAs as NPIV VPORT; libfc's vHBA (fcoe)
+        // shows the port type its FDISC's answer gave, as its parent does (seen).
         let port_type = match (&host.bus, online) {
-            (HostBus::Vport { .. }, _) => "NPIV VPORT",
+            (HostBus::Vport { .. }, _) if host.proc_name != "fcoe" => "NPIV VPORT",
             (_, true) => "NPort (fabric via point-to-point)",
             (_, false) => "Unknown",
         };
@@ -919,6 +938,25 @@ impl Kernel {
             fc.logged_in = true;
         }
         self.write_fc_host_attrs(no)?;
+        // libfc logs in to the name server first (PLOGI FFFFFC), then to the ports
+        // its GPN_FT lists: the directory server is rport-H:0-0 of every port of a
+        // switched fabric, and the first target rport-H:0-1 (seen on a vport's login:
+        // fc_remote_ports and bsg of the directory server, then of the target, then
+        // its SCSI target, LUNs and disks).
+        let name_server = self
+            .fabrics
+            .get(&fabric)
+            .filter(|f| f.name_server)
+            .map(|f| f.wwn);
+        if let Some(wwn) = name_server {
+            self.rport_arrived(
+                no,
+                wwn,
+                wwn,
+                DIRECTORY_SERVER_ID,
+                RportRole::DirectoryServer,
+            )?;
+        }
         let ports: Vec<(Wwn, Wwn, u32)> = self
             .targets
             .iter()
@@ -926,7 +964,7 @@ impl Kernel {
             .map(|t| (t.wwpn, t.wwnn, t.port_id))
             .collect();
         for (wwpn, wwnn, port_id) in ports {
-            self.rport_arrived(no, wwpn, wwnn, port_id)?;
+            self.rport_arrived(no, wwpn, wwnn, port_id, RportRole::Target)?;
         }
         let vhosts: Vec<u32> = self.hosts[&no]
             .fc
@@ -1026,7 +1064,11 @@ impl Kernel {
         let t = &self.tree;
         t.attr(&dir, "port_name", &r.wwpn.to_string())?;
         t.attr(&dir, "port_state", r.state)?;
-        t.attr(&dir, "scsi_target_id", &r.target_id.to_string())?;
+        t.attr(
+            &dir,
+            "scsi_target_id",
+            &r.target_id.map_or("-1".to_string(), |id| id.to_string()),
+        )?;
         t.attr(&dir, "dev_loss_tmo", "60")?;
         if r.state == NOT_PRESENT {
             // fc_timeout_deleted_rport keeps only what the wwpn binding needs.
@@ -1037,14 +1079,30 @@ impl Kernel {
         } else {
             t.attr(&dir, "node_name", &r.wwnn.to_string())?;
             t.attr(&dir, "port_id", &format!("0x{:06x}", r.port_id))?;
-            t.attr(&dir, "roles", "FCP Target")?;
-            t.attr(&dir, "supported_classes", "Class 3")
+            match r.role {
+                RportRole::Target => {
+                    t.attr(&dir, "roles", "FCP Target")?;
+                    t.attr(&dir, "supported_classes", "Class 3")
+                }
+                RportRole::DirectoryServer => {
+                    t.attr(&dir, "roles", "Directory Server")?;
+                    t.attr(&dir, "supported_classes", "unspecified")
+                }
+            }
         }
     }
 
-    /// fc_remote_port_add for a target port: a known one comes back Online, a new
-    /// one is created; either way the transport scans it, as fc_scsi_scan_rport does.
-    fn rport_arrived(&mut self, no: u32, wwpn: Wwn, wwnn: Wwn, port_id: u32) -> IoResult {
+    /// fc_remote_port_add: a known port comes back Online under its number, a new
+    /// one takes the host's next rport number (never reused); a target port is
+    /// scanned either way, as fc_scsi_scan_rport does.
+    fn rport_arrived(
+        &mut self,
+        no: u32,
+        wwpn: Wwn,
+        wwnn: Wwn,
+        port_id: u32,
+        role: RportRole,
+    ) -> IoResult {
         let host = self.hosts.get_mut(&no).ok_or_else(|| errno(libc::ENODEV))?;
         let fc = host.fc.as_mut().ok_or_else(|| errno(libc::ENODEV))?;
         let existing = fc
@@ -1063,13 +1121,14 @@ impl Kernel {
             None => {
                 let number = fc.next_rport;
                 fc.next_rport += 1;
-                let target_id = match fc.bindings.get(&wwpn) {
-                    Some(id) => *id,
-                    None => {
+                let target_id = match (role, fc.bindings.get(&wwpn)) {
+                    (RportRole::DirectoryServer, _) => None,
+                    (RportRole::Target, Some(id)) => Some(*id),
+                    (RportRole::Target, None) => {
                         let id = fc.next_target_id;
                         fc.next_target_id += 1;
                         fc.bindings.insert(wwpn, id);
-                        id
+                        Some(id)
                     }
                 };
                 let bsg = ida_alloc(&mut self.bsg_ids);
@@ -1078,6 +1137,7 @@ impl Kernel {
                     wwnn,
                     port_id,
                     state: "Online",
+                    role,
                     target_id,
                     bsg,
                 };
@@ -1107,7 +1167,7 @@ impl Kernel {
         let target_id = self.hosts[&no]
             .fc
             .as_ref()
-            .map(|f| f.rports[&number].target_id);
+            .and_then(|f| f.rports[&number].target_id);
         if let Some(id) = target_id {
             self.scan_target(no, 0, id, None)?;
         }
@@ -1137,7 +1197,7 @@ impl Kernel {
     pub(crate) fn expire_dev_loss(&mut self) -> IoResult {
         let hosts: Vec<u32> = self.hosts.keys().copied().collect();
         for no in hosts {
-            let blocked: Vec<(u32, u32)> = self.hosts[&no]
+            let blocked: Vec<(u32, Option<u32>)> = self.hosts[&no]
                 .fc
                 .as_ref()
                 .map(|f| {
@@ -1149,8 +1209,10 @@ impl Kernel {
                 })
                 .unwrap_or_default();
             for (number, target_id) in blocked {
-                if self.hosts[&no].targets.contains_key(&(0, target_id)) {
-                    self.remove_target(no, 0, target_id)?;
+                if let Some(id) =
+                    target_id.filter(|id| self.hosts[&no].targets.contains_key(&(0, *id)))
+                {
+                    self.remove_target(no, 0, id)?;
                 }
                 if let Some(r) = self
                     .hosts
@@ -1178,8 +1240,11 @@ impl Kernel {
         else {
             return Ok(());
         };
-        if host.targets.contains_key(&(0, r.target_id)) {
-            self.remove_target(no, 0, r.target_id)?;
+        if let Some(id) = r
+            .target_id
+            .filter(|id| host.targets.contains_key(&(0, *id)))
+        {
+            self.remove_target(no, 0, id)?;
         }
         let name = format!("rport-{no}:0-{number}");
         let dev = Self::rport_devpath(&host, number);
@@ -1219,7 +1284,7 @@ impl Kernel {
             if self.hosts.contains_key(&no)
                 && self.login_fabric(no).as_deref() == Some(t.fabric.as_str())
             {
-                self.rport_arrived(no, t.wwpn, t.wwnn, t.port_id)?;
+                self.rport_arrived(no, t.wwpn, t.wwnn, t.port_id, RportRole::Target)?;
             }
         }
         Ok(())
@@ -1233,7 +1298,7 @@ impl Kernel {
         let rport = host
             .fc
             .as_ref()
-            .and_then(|f| f.rports.iter().find(|(_, r)| r.target_id == id));
+            .and_then(|f| f.rports.iter().find(|(_, r)| r.target_id == Some(id)));
         match (rport, &host.iscsi) {
             (Some((n, _)), _) => format!("{}/{name}", Self::rport_devpath(host, *n)),
             (None, Some(s)) => format!("{}/session{}/{name}", host.devpath, s.number),
@@ -1248,7 +1313,7 @@ impl Kernel {
                 let Some(r) = fc
                     .rports
                     .values()
-                    .find(|r| r.target_id == id && channel == 0)
+                    .find(|r| r.target_id == Some(id) && channel == 0)
                 else {
                     return Vec::new();
                 };
@@ -1286,7 +1351,7 @@ impl Kernel {
                 .rports
                 .values()
                 .filter(|r| r.state == "Online")
-                .map(|r| (0, r.target_id))
+                .filter_map(|r| Some((0, r.target_id?)))
                 .collect(),
             // A local host probes its addresses: here, the ones that hold devices.
             None => host
@@ -1610,7 +1675,7 @@ impl Kernel {
                 Some(fc) => fc
                     .rports
                     .values()
-                    .find(|r| r.target_id == hctl.target)
+                    .find(|r| r.target_id == Some(hctl.target))
                     .map(|r| format!("fc-{}-lun-{}", r.wwpn, hctl.lun)),
                 None => Some(format!(
                     "scsi-0:{}:{}:{}",
@@ -1937,7 +2002,7 @@ impl Kernel {
                 .rports
                 .values()
                 .filter(|r| r.wwpn == target)
-                .map(|r| r.target_id)
+                .filter_map(|r| r.target_id)
                 .collect();
             for id in ids {
                 if let Some(t) = host.targets.get_mut(&(0, id)) {
@@ -1959,7 +2024,7 @@ impl Kernel {
                 .rports
                 .values()
                 .filter(|r| r.wwpn == target)
-                .map(|r| r.target_id)
+                .filter_map(|r| r.target_id)
                 .collect();
             for id in ids {
                 if let Some(lun) = host
