@@ -29,7 +29,7 @@ impl HostRef {
         match &node.kind {
             NodeKind::Host(h) => Some(HostRef {
                 number: h.scsi.number,
-                devpath: node.devpath.clone(),
+                devpath: node.devpath.to_string(),
             }),
             _ => None,
         }
@@ -385,7 +385,7 @@ fn plan_vhbas(policy: &Policy, graph: &Graph, recorded: &Recorded, steps: &mut V
                     steps.push(Step {
                         action: Action::SetSymbolicName {
                             vhba: spec.name.clone(),
-                            vport: vport.devpath.clone(),
+                            vport: vport.devpath.to_string(),
                             name: tag,
                         },
                         reason: "the vport exists but is not marked as hbad's".into(),
@@ -451,7 +451,7 @@ fn plan_vhbas(policy: &Policy, graph: &Graph, recorded: &Recorded, steps: &mut V
             (true, Some(parent), Some(wwnn)) => Step {
                 action: Action::DeleteVhba {
                     vhba: Some(name.to_string()),
-                    vport: vport.devpath.clone(),
+                    vport: vport.devpath.to_string(),
                     control_dir: fc(parent)
                         .and_then(|f| f.npiv.as_ref())
                         .map_or(VportControlDir::FcHost, |n| n.control_dir),
@@ -465,7 +465,7 @@ fn plan_vhbas(policy: &Policy, graph: &Graph, recorded: &Recorded, steps: &mut V
             _ => Step {
                 action: Action::Keep {
                     vhba: Some(name.to_string()),
-                    vport: vport.devpath.clone(),
+                    vport: vport.devpath.to_string(),
                     wwpn,
                 },
                 reason: "owned by hbad but kept: [ownership] prune = false".into(),
@@ -493,7 +493,7 @@ fn describe(graph: &Graph, node: &Node) -> String {
         NodeKind::Host(h) => format!("physical port host{}", h.scsi.number),
         NodeKind::RemotePort(r) => format!("remote port {}", r.name),
         NodeKind::Vport(v) => format!("vport {}", v.name),
-        _ => node.devpath.clone(),
+        _ => node.devpath.to_string(),
     }
 }
 
@@ -548,7 +548,7 @@ fn choose_parent<'g>(
         let n = f.npiv.as_ref();
         let max = n.and_then(|n| n.max_vports).unwrap_or(0);
         let inuse = n.and_then(|n| n.vports_inuse).unwrap_or(0)
-            + planned.get(&h.devpath).copied().unwrap_or(0);
+            + planned.get(h.devpath.as_str()).copied().unwrap_or(0);
         (inuse, max, i64::from(max) - i64::from(inuse))
     };
     // Numbers as numbers: libvirt once compared "10" < "9" as strings.
@@ -635,14 +635,16 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                         let reason = format!("{} reported REPORTED_LUNS_DATA_HAS_CHANGED", l.hctl);
                         // A LUN unmapped on the array raises the same attention as a
                         // new one; only REPORT LUNS tells which it was.
-                        let target = graph
-                            .parent(node)
+                        let target = node
+                            .parent
+                            .as_deref()
+                            .and_then(|p| graph.node(p))
                             .filter(|t| matches!(t.kind, NodeKind::Target(_)));
                         if let (Some(h), Some(t)) = (HostRef::of(host), target) {
                             if takes_part(policy, graph, host) {
                                 finds
                                     .entry((h, l.hctl.channel, l.hctl.target))
-                                    .or_insert((t.devpath.clone(), reason.clone()));
+                                    .or_insert((t.devpath.to_string(), reason.clone()));
                             }
                         }
                         want(
@@ -675,8 +677,13 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                 }
                 match &node.kind {
                     NodeKind::RemotePort(rp) if rp.is_target() => {
-                        let (Some(host), Some(tid)) = (graph.host_of(node), rp.scsi_target_id)
-                        else {
+                        // The port, or the host it was under if a later event of the
+                        // batch removed it.
+                        let host = graph
+                            .node(&node.devpath)
+                            .or_else(|| graph.node(node.parent.as_deref()?))
+                            .and_then(|n| graph.host_of(n));
+                        let (Some(host), Some(tid)) = (host, rp.scsi_target_id) else {
                             continue;
                         };
                         let channel =
@@ -694,9 +701,15 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                             ),
                         );
                     }
-                    NodeKind::Host(_) if graph.is_vhba(node) => {
+                    NodeKind::Host(_) => {
+                        let Some(host) = graph.node(&node.devpath) else {
+                            continue;
+                        };
+                        if !graph.is_vhba(host) {
+                            continue;
+                        }
                         want(
-                            node,
+                            host,
                             ScanScope::Host,
                             format!("vHBA {} came online", node.name()),
                         );
@@ -769,6 +782,7 @@ fn online(kind: &NodeKind) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use crate::graph::NodeRecord;
     use std::path::Path;
 
     use super::*;
@@ -859,7 +873,7 @@ mod tests {
         );
     }
 
-    fn add_lun(g: &mut Graph, host: u32, target: u32, lun: u64) -> Node {
+    fn add_lun(g: &mut Graph, host: u32, target: u32, lun: u64) -> NodeRecord {
         let tdev = format!("{}/target{host}:0:{target}", host_devpath(host));
         g.insert(
             tdev.clone(),
@@ -891,7 +905,7 @@ mod tests {
                 driver: None,
             }),
         );
-        g.node(&dev).unwrap().clone()
+        g.record(g.node(&dev).unwrap())
     }
 
     fn policy(text: &str) -> Policy {
@@ -1237,7 +1251,7 @@ mod tests {
         ));
     }
 
-    fn ua(node: &Node, reason: &str) -> Change {
+    fn ua(node: &NodeRecord, reason: &str) -> Change {
         Change::Notice {
             node: node.clone(),
             notice: Notice::UnitAttention(reason.into()),
@@ -1373,7 +1387,7 @@ mod tests {
         g.insert(devpath.clone(), NodeKind::RemotePort(rp));
         let change = Change::Updated {
             before,
-            node: g.node(&devpath).unwrap().clone(),
+            node: g.record(g.node(&devpath).unwrap()),
         };
         let p = plan(&policy(""), &g, &[change]);
         assert!(

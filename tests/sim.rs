@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hbad::graph::{Graph, Node, NodeKind};
+use hbad::graph::{Graph, NodeKind, NodeRecord};
 use hbad::sim::{demo, Flavour, HbaSpec, LocalLun, LunSpec, Sim, SimSpec, TargetPortSpec};
 use hbad::sim::{FabricSpec, ScanGate};
 use hbad::sysfs::writes::{vport_text, AttrWriter};
@@ -78,10 +78,10 @@ fn seq(events: &[Uevent]) -> Vec<(String, String)> {
 /// change with no uevent at all (port_state, fabric_name, port_id, port_type,
 /// speed, vport_state; a remote port's node_name, port_id and roles when
 /// dev_loss_tmo runs out), which the graph must re-read when it needs them.
-fn comparable(g: &Graph) -> BTreeMap<String, Node> {
+fn comparable(g: &Graph) -> BTreeMap<String, NodeRecord> {
     g.nodes()
         .map(|n| {
-            let mut n = n.clone();
+            let mut n = g.record(n);
             match &mut n.kind {
                 NodeKind::Disk(d) => d.links.clear(),
                 NodeKind::Host(h) => {

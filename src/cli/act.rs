@@ -545,7 +545,7 @@ fn resolve_vhba(
             "no device matches `{text}`; give hostN, a WWPN, a vHBA name or vport-H:C-N"
         ))
         .into()),
-        [one] => Ok(one.devpath.clone()),
+        [one] => Ok(one.devpath.to_string()),
         many => bail!(
             "`{text}` matches {}: name one",
             many.iter().map(|n| n.name()).collect::<Vec<_>>().join(", ")
@@ -630,7 +630,7 @@ fn host_ref(node: &Node) -> Option<HostRef> {
     match &node.kind {
         NodeKind::Host(h) => Some(HostRef {
             number: h.scsi.number,
-            devpath: node.devpath.clone(),
+            devpath: node.devpath.to_string(),
         }),
         _ => None,
     }
@@ -800,7 +800,7 @@ fn find_gone_steps(
                 host: host.clone(),
                 channel: t.channel,
                 target: t.id,
-                target_devpath: target.devpath.clone(),
+                target_devpath: target.devpath.to_string(),
                 remove,
             },
             reason: "hbad rescan".into(),

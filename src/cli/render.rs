@@ -270,8 +270,8 @@ fn remote_port_wwpn(graph: &Graph, node: &Node) -> (Option<String>, Option<Wwn>)
 /// The JSON view of one node, with its relations resolved by name.
 pub fn view(graph: &Graph, node: &Node) -> NodeView {
     let name = node.name().to_string();
-    let devpath = node.devpath.clone();
-    let parent = node.parent.clone();
+    let devpath = node.devpath.to_string();
+    let parent = graph.parent(node).map(|p| p.devpath.to_string());
     match &node.kind {
         NodeKind::Host(h) => {
             let vport = vhba_vport(graph, node);
@@ -465,7 +465,10 @@ fn sorted_children<'a>(graph: &'a Graph, node: &'a Node) -> Vec<&'a Node> {
 /// The top of the tree: devices with no parent in the graph (physical hosts, and
 /// anything whose parent was never seen).
 pub fn roots(graph: &Graph) -> Vec<&Node> {
-    let mut v: Vec<&Node> = graph.nodes().filter(|n| n.parent.is_none()).collect();
+    let mut v: Vec<&Node> = graph
+        .nodes()
+        .filter(|n| graph.parent(n).is_none())
+        .collect();
     v.sort_by(|a, b| device_order(a, b));
     v
 }

@@ -239,7 +239,7 @@ impl Agent {
             })
             .into_iter()
             .filter(|n| under.is_none_or(|u| n.devpath.starts_with(u)))
-            .map(|n| n.devpath.clone())
+            .map(|n| n.devpath.to_string())
             .collect();
         let mut changes = Vec::new();
         for devpath in polled {
@@ -352,7 +352,7 @@ impl Agent {
             if let NodeKind::Host(h) = &host.kind {
                 let r = HostRef {
                     number: h.scsi.number,
-                    devpath: host.devpath.clone(),
+                    devpath: host.devpath.to_string(),
                 };
                 drop(self.executor.scanner.request(
                     &r,
@@ -483,9 +483,13 @@ impl Agent {
             let NodeKind::Lun(l) = &node.kind else {
                 continue;
             };
+            // The LUN, or the target it was under if a later event of the batch
+            // removed it.
             let target = self
                 .graph
-                .remote_port_of(node)
+                .node(&node.devpath)
+                .or_else(|| self.graph.node(node.parent.as_deref()?))
+                .and_then(|n| self.graph.remote_port_of(n))
                 .and_then(|rp| match &rp.kind {
                     NodeKind::RemotePort(r) => r.wwpn.map(|w| w.to_string()),
                     _ => None,
@@ -806,7 +810,7 @@ impl Agent {
             .by_wwpn(wwpn)
             .into_iter()
             .filter(|n| matches!(n.kind, NodeKind::Vport(_)))
-            .map(|n| n.devpath.clone())
+            .map(|n| n.devpath.to_string())
             .collect();
         for v in vports {
             self.graph.refresh(&v, &self.sysfs);

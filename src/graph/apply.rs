@@ -2,27 +2,27 @@
 
 use serde::Serialize;
 
-use super::{event_class, read_kind, removes, DeviceClass, Graph, Node, NodeKind};
+use super::{event_class, read_kind, removes, DeviceClass, Graph, NodeId, NodeKind, NodeRecord};
 use crate::sysfs::Sysfs;
 use crate::uevent::{Action, Uevent};
 
 /// What an event did to the graph.
 ///
-/// Changes carry a copy of the node so that a consumer can still describe a device
+/// Changes carry a record of the node so that a consumer can still describe a device
 /// the event removed; they are short-lived, so their size does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum Change {
     Added {
-        node: Node,
+        node: NodeRecord,
     },
     Removed {
-        node: Node,
+        node: NodeRecord,
     },
     Updated {
         before: NodeKind,
-        node: Node,
+        node: NodeRecord,
     },
     Moved {
         from: String,
@@ -31,13 +31,13 @@ pub enum Change {
     /// Something the device reported that changes nothing in the graph but may call
     /// for action: a unit attention, a media change.
     Notice {
-        node: Node,
+        node: NodeRecord,
         notice: Notice,
     },
 }
 
 impl Change {
-    pub fn node(&self) -> Option<&Node> {
+    pub fn node(&self) -> Option<&NodeRecord> {
         match self {
             Change::Added { node }
             | Change::Removed { node }
@@ -71,25 +71,23 @@ impl Graph {
                 // The host itself goes with the `scsi` removal that follows.
                 "scsi_host" => {}
                 "fc_host" => {
-                    if let Some(Node {
-                        kind: NodeKind::Host(h),
-                        ..
-                    }) = self.nodes.get(&devpath)
+                    if let Some((id, NodeKind::Host(h))) =
+                        self.id(&devpath).map(|id| (id, &self.at(id).kind))
                     {
                         let mut h = h.clone();
                         h.fc = None;
-                        self.update(&devpath, NodeKind::Host(h), &mut changes);
+                        self.update(id, NodeKind::Host(h), &mut changes);
                     }
                 }
                 _ => {
-                    let parent = self.nodes.get(&devpath).and_then(|n| n.parent.clone());
+                    let parent = self.node(&devpath).and_then(|n| n.parent);
                     changes.extend(
                         self.remove_subtree(&devpath)
                             .into_iter()
                             .map(|node| Change::Removed { node }),
                     );
                     if class == DeviceClass::Vport {
-                        self.refresh_parent_host(parent.as_deref(), sysfs, &mut changes);
+                        self.refresh_parent_host(parent, sysfs, &mut changes);
                     }
                 }
             }
@@ -108,7 +106,7 @@ impl Graph {
             && ev
                 .unit_attention()
                 .is_some_and(|ua| ua != "INQUIRY_DATA_HAS_CHANGED")
-            && self.nodes.contains_key(&devpath);
+            && self.id(&devpath).is_some();
         if !attributes_unchanged {
             let mut kind = read_kind(sysfs, &devpath, class);
             if let NodeKind::Disk(disk) = &mut kind {
@@ -116,29 +114,27 @@ impl Graph {
                     // udev's view: the links it just made.
                     Some(links) => stable_links_of(links),
                     // The kernel's view says nothing of links; keep what we knew.
-                    None => match self.nodes.get(&devpath) {
-                        Some(Node {
-                            kind: NodeKind::Disk(old),
-                            ..
-                        }) => old.links.clone(),
+                    None => match self.node(&devpath).map(|n| &n.kind) {
+                        Some(NodeKind::Disk(old)) => old.links.clone(),
                         _ => Vec::new(),
                     },
                 };
             }
-            if self.nodes.contains_key(&devpath) {
-                self.update(&devpath, kind, &mut changes);
-            } else {
-                self.insert(devpath.clone(), kind);
-                if let Some(node) = self.nodes.get(&devpath) {
-                    changes.push(Change::Added { node: node.clone() });
+            match self.id(&devpath) {
+                Some(id) => self.update(id, kind, &mut changes),
+                None => {
+                    let id = self.insert(devpath.clone(), kind);
+                    changes.push(Change::Added {
+                        node: self.record_at(id),
+                    });
                 }
             }
         }
         if class == DeviceClass::Vport {
             // A vport's arrival or departure changes its parent's npiv_vports_inuse,
             // which the kernel announces with no event of its own.
-            let parent = self.nodes.get(&devpath).and_then(|n| n.parent.clone());
-            self.refresh_parent_host(parent.as_deref(), sysfs, &mut changes);
+            let parent = self.node(&devpath).and_then(|n| n.parent);
+            self.refresh_parent_host(parent, sysfs, &mut changes);
         }
         if class == DeviceClass::Lun && ev.action == Action::Change {
             let notice = if let Some(ua) = ev.unit_attention() {
@@ -146,9 +142,9 @@ impl Graph {
             } else {
                 (ev.prop("SDEV_MEDIA_CHANGE") == Some("1")).then_some(Notice::MediaChange)
             };
-            if let (Some(notice), Some(node)) = (notice, self.nodes.get(&devpath)) {
+            if let (Some(notice), Some(node)) = (notice, self.node(&devpath)) {
                 changes.push(Change::Notice {
-                    node: node.clone(),
+                    node: self.record(node),
                     notice,
                 });
             }
@@ -161,9 +157,10 @@ impl Graph {
     /// `vport_state`. A device already gone from sysfs is left for its removal event.
     pub fn refresh(&mut self, devpath: &str, sysfs: &Sysfs) -> Vec<Change> {
         let mut changes = Vec::new();
-        let Some(node) = self.nodes.get(devpath) else {
+        let Some(id) = self.id(devpath) else {
             return changes;
         };
+        let node = self.at(id);
         if !sysfs.exists(devpath) {
             return changes;
         }
@@ -183,41 +180,44 @@ impl Graph {
         if let (NodeKind::Disk(d), Some(links)) = (&mut kind, old_links) {
             d.links = links;
         }
-        self.update(devpath, kind, &mut changes);
+        self.update(id, kind, &mut changes);
         changes
     }
 
-    fn update(&mut self, devpath: &str, kind: NodeKind, changes: &mut Vec<Change>) {
-        if let Some(before) = self.replace_kind(devpath, kind) {
-            if let Some(node) = self.nodes.get(devpath) {
-                changes.push(Change::Updated {
-                    before,
-                    node: node.clone(),
-                });
-            }
+    fn update(&mut self, id: NodeId, kind: NodeKind, changes: &mut Vec<Change>) {
+        if let Some(before) = self.replace_kind(id, kind) {
+            changes.push(Change::Updated {
+                before,
+                node: self.record_at(id),
+            });
         }
     }
 
     fn refresh_parent_host(
         &mut self,
-        parent: Option<&str>,
+        parent: Option<NodeId>,
         sysfs: &Sysfs,
         changes: &mut Vec<Change>,
     ) {
-        let Some(parent) = parent else { return };
-        if let Some(Node {
-            kind: NodeKind::Host(_),
-            ..
-        }) = self.nodes.get(parent)
+        let Some(parent) = parent.and_then(|p| Some((p, self.get(p)?))) else {
+            return;
+        };
+        if let (
+            id,
+            node @ super::Node {
+                kind: NodeKind::Host(_),
+                ..
+            },
+        ) = parent
         {
-            let kind = read_kind(sysfs, parent, DeviceClass::Host);
-            self.update(parent, kind, changes);
+            let kind = read_kind(sysfs, &node.devpath.clone(), DeviceClass::Host);
+            self.update(id, kind, changes);
         }
     }
 
     /// A `move`: the subtree keeps its attributes under a new devpath.
     fn rename(&mut self, old: &str, new: &str, changes: &mut Vec<Change>) {
-        if old == new || !self.nodes.contains_key(old) {
+        if old == new || self.id(old).is_none() {
             return;
         }
         let mut moved = self.remove_subtree(old);

@@ -9,7 +9,7 @@
 //! every line is built from the change's own copy of the node first and uses the
 //! graph only to add context it can still find.
 
-use super::{Change, Graph, Node, NodeKind, Notice};
+use super::{Change, Graph, Node, NodeKind, NodeRecord, Notice};
 use crate::ownership::OWNER_PREFIX;
 use crate::sysfs::{devpath_name, parent_devpath, port_address, FcHostInfo, VportInfo};
 
@@ -59,26 +59,26 @@ fn host_name_in(devpath: &str) -> Option<&str> {
 
 /// The physical host a vport hangs off, by graph or, failing that, by its name
 /// (`vport-P:0-K` is made on host P).
-fn vport_parent_name(vport: &Node, graph: &Graph) -> String {
+fn vport_parent_name(vport_devpath: &str, graph: &Graph) -> String {
     if let Some(p) = graph
-        .node(&vport.devpath)
+        .node(vport_devpath)
         .and_then(|v| graph.vport_parent_host(v))
     {
         return p.name().to_string();
     }
-    match port_address(vport.name(), "vport-") {
+    match port_address(devpath_name(vport_devpath), "vport-") {
         Some((host, _, _)) => format!("host{host}"),
         None => "its parent".to_string(),
     }
 }
 
 /// For a vHBA: its vport (from the graph, else from the change's parent devpath).
-fn vport_above(host: &Node, graph: &Graph) -> Option<Node> {
+fn vport_above<'g>(host: &NodeRecord, graph: &'g Graph) -> Option<&'g Node> {
     if let Some(v) = graph
         .node(&host.devpath)
         .and_then(|h| graph.vport_of_vhba(h))
     {
-        return Some(v.clone());
+        return Some(v);
     }
     let parent = host.parent.as_deref()?;
     match graph.node(parent) {
@@ -87,7 +87,7 @@ fn vport_above(host: &Node, graph: &Graph) -> Option<Node> {
                 kind: NodeKind::Vport(_),
                 ..
             },
-        ) => Some(n.clone()),
+        ) => Some(n),
         _ => None,
     }
 }
@@ -102,7 +102,7 @@ fn wwpn_of(fc: Option<&FcHostInfo>) -> Option<String> {
     fc.and_then(|f| f.wwpn).map(|w| w.to_string())
 }
 
-fn added(node: &Node, graph: &Graph) -> Option<String> {
+fn added(node: &NodeRecord, graph: &Graph) -> Option<String> {
     let name = node.name();
     match &node.kind {
         NodeKind::Host(h) => {
@@ -110,7 +110,7 @@ fn added(node: &Node, graph: &Graph) -> Option<String> {
                 let vport = vport_above(node, graph);
                 let parent = vport
                     .as_ref()
-                    .map(|v| vport_parent_name(v, graph))
+                    .map(|v| vport_parent_name(&v.devpath, graph))
                     .or_else(|| {
                         parent_devpath(&node.devpath)
                             .and_then(|v| port_address(devpath_name(v), "vport-"))
@@ -125,7 +125,7 @@ fn added(node: &Node, graph: &Graph) -> Option<String> {
                     })
                     .unwrap_or_default();
                 // The vport has the WWPN before the vHBA's fc_host exists.
-                let wwpn = wwpn_of(h.fc.as_ref()).or_else(|| match vport.map(|v| v.kind) {
+                let wwpn = wwpn_of(h.fc.as_ref()).or_else(|| match vport.map(|v| &v.kind) {
                     Some(NodeKind::Vport(vi)) => vi.wwpn.map(|w| w.to_string()),
                     _ => None,
                 });
@@ -143,7 +143,7 @@ fn added(node: &Node, graph: &Graph) -> Option<String> {
             }
         }
         NodeKind::Vport(v) => {
-            let parent = vport_parent_name(node, graph);
+            let parent = vport_parent_name(&node.devpath, graph);
             let wwpn = v.wwpn.map(|w| format!(" (WWPN {w})")).unwrap_or_default();
             Some(format!("vport {name} created on {parent}{wwpn}"))
         }
@@ -224,7 +224,7 @@ fn via(node: &Node, graph: &Graph) -> String {
     out
 }
 
-fn removed(node: &Node) -> Option<String> {
+fn removed(node: &NodeRecord) -> Option<String> {
     let name = node.name();
     match &node.kind {
         NodeKind::Host(h) => {
@@ -270,7 +270,7 @@ fn state_word(state: Option<&str>) -> String {
     }
 }
 
-fn updated(before: &NodeKind, node: &Node, graph: &Graph) -> Option<String> {
+fn updated(before: &NodeKind, node: &NodeRecord, graph: &Graph) -> Option<String> {
     let name = node.name();
     match (before, &node.kind) {
         (NodeKind::Host(old), NodeKind::Host(new)) => match (&old.fc, &new.fc) {
@@ -302,7 +302,7 @@ fn updated(before: &NodeKind, node: &Node, graph: &Graph) -> Option<String> {
                 .unwrap_or_else(|| name.to_string());
             Some(format!(
                 "vport {port} on {} is {} (was {})",
-                vport_parent_name(node, graph),
+                vport_parent_name(&node.devpath, graph),
                 new.vport_state.as_deref().unwrap_or("in no known state"),
                 old.vport_state.as_deref().unwrap_or("in no known state")
             ))
@@ -364,7 +364,7 @@ fn updated(before: &NodeKind, node: &Node, graph: &Graph) -> Option<String> {
     }
 }
 
-fn noticed(node: &Node, notice: &Notice, graph: &Graph) -> String {
+fn noticed(node: &NodeRecord, notice: &Notice, graph: &Graph) -> String {
     let name = node.name();
     let from = match graph
         .node(&node.devpath)
@@ -479,7 +479,7 @@ mod tests {
     }
 
     fn added_line(g: &Graph, devpath: &str) -> Option<String> {
-        let node = g.node(devpath).unwrap().clone();
+        let node = g.record(g.node(devpath).unwrap());
         describe(&Change::Added { node }, g)
     }
 
@@ -517,8 +517,8 @@ mod tests {
     #[test]
     fn removals_are_described_without_the_graph() {
         let (g, vh, l) = fabric();
-        let lun_node = g.node(&l).unwrap().clone();
-        let vhba_node = g.node(&vh).unwrap().clone();
+        let lun_node = g.record(g.node(&l).unwrap());
+        let vhba_node = g.record(g.node(&vh).unwrap());
         let empty = Graph::new();
         assert_eq!(
             describe(&Change::Removed { node: lun_node }, &empty).unwrap(),
@@ -529,17 +529,14 @@ mod tests {
             "vHBA host7 removed from host1 (WWPN 0x5001a4a000000b01)"
         );
         // A target alone is noise: its LUNs' lines say it all.
-        let tg = g
-            .node(&format!("{vh}/rport-7:0-0/target7:0:0"))
-            .unwrap()
-            .clone();
+        let tg = g.record(g.node(&format!("{vh}/rport-7:0-0/target7:0:0")).unwrap());
         assert_eq!(describe(&Change::Removed { node: tg }, &g), None);
     }
 
     #[test]
     fn unit_attention_names_the_target_port() {
         let (g, _, l) = fabric();
-        let node = g.node(&l).unwrap().clone();
+        let node = g.record(g.node(&l).unwrap());
         let change = Change::Notice {
             node,
             notice: Notice::UnitAttention("REPORTED_LUNS_DATA_HAS_CHANGED".into()),
@@ -553,14 +550,14 @@ mod tests {
     #[test]
     fn remote_port_state_changes_are_described() {
         let (g, vh, _) = fabric();
-        let rp = g.node(&format!("{vh}/rport-7:0-0")).unwrap().clone();
+        let rp = g.record(g.node(&format!("{vh}/rport-7:0-0")).unwrap());
         assert_eq!(
             describe(&Change::Added { node: rp.clone() }, &g).unwrap(),
             "remote port 0x500601603ce0174b online on host7 as FCP Target"
         );
         let change = Change::Updated {
             before: rp.kind.clone(),
-            node: Node {
+            node: NodeRecord {
                 kind: rport("Blocked"),
                 ..rp.clone()
             },
@@ -574,7 +571,7 @@ mod tests {
     #[test]
     fn vport_state_change_is_described_and_inuse_count_is_noise() {
         let (g, _, _) = fabric();
-        let vp = g.node(&format!("{HOST}/vport-1:0-0")).unwrap().clone();
+        let vp = g.record(g.node(&format!("{HOST}/vport-1:0-0")).unwrap());
         let change = Change::Updated {
             before: vport(None, "Initializing"),
             node: vp,
@@ -583,7 +580,7 @@ mod tests {
             describe(&change, &g).unwrap(),
             "vport 0x5001a4a000000b01 on host1 is Active (was Initializing)"
         );
-        let h1 = g.node(HOST).unwrap().clone();
+        let h1 = g.record(g.node(HOST).unwrap());
         let NodeKind::Host(mut before) = h1.kind.clone() else {
             panic!()
         };
@@ -598,14 +595,14 @@ mod tests {
     #[test]
     fn lun_state_reading_as_nothing_is_noise_but_a_real_change_is_not() {
         let (g, _, l) = fabric();
-        let node = g.node(&l).unwrap().clone();
+        let node = g.record(g.node(&l).unwrap());
         let NodeKind::Lun(mut gone) = node.kind.clone() else {
             panic!()
         };
         gone.state = None;
         let vanished = Change::Updated {
             before: node.kind.clone(),
-            node: Node {
+            node: NodeRecord {
                 kind: NodeKind::Lun(gone.clone()),
                 ..node.clone()
             },
@@ -614,7 +611,7 @@ mod tests {
         gone.state = Some("offline".into());
         let offline = Change::Updated {
             before: node.kind.clone(),
-            node: Node {
+            node: NodeRecord {
                 kind: NodeKind::Lun(gone),
                 ..node
             },

@@ -6,11 +6,17 @@
 //! events ([`Graph::apply`]), each of which costs the same however many devices the
 //! host has: lookups go through hash indexes, and only a removed subtree is walked.
 //!
+//! Nodes live in one table and refer to each other by [`NodeId`] (a `u32`); each
+//! devpath is stored once ([`Devpath`], shared by the node and the lookup by
+//! devpath), and the indexes hold ids. A host with tens of thousands of LUNs keeps
+//! a node in about 600 bytes, most of it the attributes themselves.
+//!
 //! The graph never writes and never looks at the clock. It reads sysfs only to fill
 //! in the attributes of the device an event names, because uevents carry names, not
 //! attributes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -79,17 +85,132 @@ impl NodeKind {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A device's path under /sys (`/devices/...`), stored once: the node, the lookup
+/// by devpath and the changes that name the device share one allocation.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Devpath(Arc<str>);
+
+impl Devpath {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Devpath {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Devpath {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Devpath {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for Devpath {
+    fn as_ref(&self) -> &std::path::Path {
+        self.0.as_ref().as_ref()
+    }
+}
+
+impl std::fmt::Display for Devpath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Devpath {
+    fn from(s: &str) -> Self {
+        Devpath(Arc::from(s))
+    }
+}
+
+impl From<String> for Devpath {
+    fn from(s: String) -> Self {
+        Devpath(Arc::from(s))
+    }
+}
+
+impl From<&String> for Devpath {
+    fn from(s: &String) -> Self {
+        Devpath(Arc::from(s.as_str()))
+    }
+}
+
+impl From<&Devpath> for Devpath {
+    fn from(d: &Devpath) -> Self {
+        d.clone()
+    }
+}
+
+impl PartialEq<str> for Devpath {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Devpath {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Devpath {
+    fn eq(&self, other: &String) -> bool {
+        &*self.0 == other.as_str()
+    }
+}
+
+/// Where a node sits in its graph: an index into the graph's node table. Valid
+/// only in the graph that gave it, and only while that node is there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(u32);
+
+impl NodeId {
+    fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A device in the graph. Its relations are ids into the same graph: ask the
+/// graph for them ([`Graph::parent`], [`Graph::children`]). Ids mean something only
+/// in their graph: to compare nodes of two graphs, compare their [`NodeRecord`]s.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Node {
+    pub devpath: Devpath,
+    pub kind: NodeKind,
+    parent: Option<NodeId>,
+    /// Sorted by the children's devpaths.
+    children: Vec<NodeId>,
+}
+
+impl Node {
+    pub fn name(&self) -> &str {
+        devpath_name(&self.devpath)
+    }
+}
+
+/// A node as it was when a change was made, with its relations by devpath: a
+/// change must still describe a device its event removed from the graph.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeRecord {
     pub devpath: String,
     pub parent: Option<String>,
-    /// Devpaths of the children, sorted. A sorted `Vec` rather than a set: most
-    /// nodes have one child or none, and a set's first node costs hundreds of bytes.
+    /// Devpaths of the children, sorted.
     pub children: Vec<String>,
     pub kind: NodeKind,
 }
 
-impl Node {
+impl NodeRecord {
     pub fn name(&self) -> &str {
         devpath_name(&self.devpath)
     }
@@ -127,18 +248,33 @@ impl DeviceClass {
 
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
-    nodes: HashMap<String, Node>,
-    by_host: HashMap<u32, String>,
-    by_wwpn: HashMap<Wwn, BTreeSet<String>>,
-    by_hctl: HashMap<Hctl, String>,
-    by_disk: HashMap<String, String>,
+    /// The node table: a removed node leaves a hole that the next insert reuses.
+    slots: Vec<Option<Node>>,
+    free: Vec<NodeId>,
+    by_devpath: HashMap<Devpath, NodeId>,
+    by_host: HashMap<u32, NodeId>,
+    /// A WWPN names a vport and the vHBA it made, so a few nodes at most.
+    by_wwpn: HashMap<Wwn, Vec<NodeId>>,
+    by_hctl: HashMap<Hctl, NodeId>,
+    by_disk: HashMap<Box<str>, NodeId>,
 }
 
 /// Two graphs are equal when they hold the same nodes with the same attributes and
-/// edges; the indexes follow from the nodes.
+/// edges (compared by devpath: ids depend on the order of insertion); the indexes
+/// follow from the nodes.
 impl PartialEq for Graph {
     fn eq(&self, other: &Self) -> bool {
-        self.nodes == other.nodes
+        let devpaths = |g: &'_ Graph, ids: &[NodeId]| -> Vec<Devpath> {
+            ids.iter().map(|&c| g.at(c).devpath.clone()).collect()
+        };
+        self.len() == other.len()
+            && self.nodes().all(|n| {
+                other.node(&n.devpath).is_some_and(|o| {
+                    o.kind == n.kind
+                        && self.parent(n).map(|p| &p.devpath) == other.parent(o).map(|p| &p.devpath)
+                        && devpaths(self, &n.children) == devpaths(other, &o.children)
+                })
+            })
     }
 }
 
@@ -206,6 +342,8 @@ impl Graph {
         read.sort_by(depth_order);
         read.dedup_by(|a, b| a.1 == b.1);
         let mut graph = Graph::new();
+        graph.slots.reserve_exact(read.len());
+        graph.by_devpath.reserve(read.len());
         for (_, devpath, mut kind) in read {
             if let NodeKind::Disk(disk) = &mut kind {
                 disk.links = links.get(&disk.info.name).cloned().unwrap_or_default();
@@ -216,27 +354,70 @@ impl Graph {
     }
 
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.by_devpath.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.by_devpath.is_empty()
     }
 
     pub fn node(&self, devpath: &str) -> Option<&Node> {
-        self.nodes.get(devpath)
+        self.by_devpath.get(devpath).map(|&id| self.at(id))
     }
 
+    /// The id of the node at a devpath, valid until that node is removed.
+    pub fn id(&self, devpath: &str) -> Option<NodeId> {
+        self.by_devpath.get(devpath).copied()
+    }
+
+    /// The node an id names; `None` once that node was removed.
+    pub fn get(&self, id: NodeId) -> Option<&Node> {
+        self.slots.get(id.index())?.as_ref()
+    }
+
+    /// Every node, in no particular order.
     pub fn nodes(&self) -> impl Iterator<Item = &Node> {
-        self.nodes.values()
+        self.slots.iter().flatten()
+    }
+
+    /// A node by an id the graph itself holds (an index entry, a parent or child
+    /// link), which always names a live node.
+    fn at(&self, id: NodeId) -> &Node {
+        self.slots[id.index()]
+            .as_ref()
+            .expect("the graph's own links name live nodes")
+    }
+
+    fn at_mut(&mut self, id: NodeId) -> &mut Node {
+        self.slots[id.index()]
+            .as_mut()
+            .expect("the graph's own links name live nodes")
+    }
+
+    /// A node's copy for a change, with its relations by devpath.
+    pub fn record(&self, node: &Node) -> NodeRecord {
+        NodeRecord {
+            devpath: node.devpath.to_string(),
+            parent: node.parent.map(|p| self.at(p).devpath.to_string()),
+            children: node
+                .children
+                .iter()
+                .map(|&c| self.at(c).devpath.to_string())
+                .collect(),
+            kind: node.kind.clone(),
+        }
+    }
+
+    fn record_at(&self, id: NodeId) -> NodeRecord {
+        self.record(self.at(id))
     }
 
     /// The nearest ancestor of a devpath that is in the graph.
-    fn parent_of(&self, devpath: &str) -> Option<String> {
+    fn parent_of(&self, devpath: &str) -> Option<NodeId> {
         let mut cur = parent_devpath(devpath);
         while let Some(p) = cur {
-            if self.nodes.contains_key(p) {
-                return Some(p.to_string());
+            if let Some(&id) = self.by_devpath.get(p) {
+                return Some(id);
             }
             cur = parent_devpath(p);
         }
@@ -245,112 +426,135 @@ impl Graph {
 
     /// Adds a node under its nearest ancestor in the graph, or updates it if present.
     /// Events and loads go through here; tests use it to build graphs by hand.
-    pub fn insert(&mut self, devpath: String, kind: NodeKind) {
-        if self.nodes.contains_key(&devpath) {
-            self.replace_kind(&devpath, kind);
-            return;
+    pub fn insert(&mut self, devpath: String, kind: NodeKind) -> NodeId {
+        let devpath = Devpath::from(devpath);
+        if let Some(&id) = self.by_devpath.get(&*devpath) {
+            self.replace_kind(id, kind);
+            return id;
         }
         let parent = self.parent_of(&devpath);
-        if let Some(p) = &parent {
-            if let Some(pn) = self.nodes.get_mut(p) {
-                if let Err(at) = pn.children.binary_search(&devpath) {
-                    pn.children.insert(at, devpath.clone());
-                }
-            }
-        }
-        self.index(&devpath, &kind);
         let node = Node {
             devpath: devpath.clone(),
+            kind,
             parent,
             children: Vec::new(),
-            kind,
         };
-        self.nodes.insert(devpath, node);
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id.index()] = Some(node);
+                id
+            }
+            None => {
+                let id = NodeId(
+                    u32::try_from(self.slots.len()).expect("fewer than 2^32 devices in sysfs"),
+                );
+                self.slots.push(Some(node));
+                id
+            }
+        };
+        if let Some(p) = parent {
+            let at = self.child_position(p, &devpath);
+            if let Err(at) = at {
+                self.at_mut(p).children.insert(at, id);
+            }
+        }
+        self.by_devpath.insert(devpath, id);
+        self.index(id);
+        id
+    }
+
+    /// Where a devpath is, or would go, among a node's sorted children.
+    fn child_position(&self, parent: NodeId, devpath: &str) -> Result<usize, usize> {
+        let children = &self.at(parent).children;
+        // Cold plug inserts in devpath order: most children go last.
+        match children.last() {
+            None => return Err(0),
+            Some(&last) if &*self.at(last).devpath < devpath => return Err(children.len()),
+            _ => {}
+        }
+        children.binary_search_by(|&c| (*self.at(c).devpath).cmp(devpath))
     }
 
     /// Replaces a node's attributes; returns the old ones when they differ.
-    fn replace_kind(&mut self, devpath: &str, kind: NodeKind) -> Option<NodeKind> {
-        let old = self.nodes.get(devpath)?.kind.clone();
-        if old == kind {
+    fn replace_kind(&mut self, id: NodeId, kind: NodeKind) -> Option<NodeKind> {
+        if self.at(id).kind == kind {
             return None;
         }
-        self.unindex(devpath, &old);
-        self.index(devpath, &kind);
-        if let Some(node) = self.nodes.get_mut(devpath) {
-            node.kind = kind;
-        }
+        self.unindex(id);
+        let old = std::mem::replace(&mut self.at_mut(id).kind, kind);
+        self.index(id);
         Some(old)
     }
 
     /// Removes a node and everything below it; returns them deepest first, the order
-    /// in which the kernel reports removals.
-    fn remove_subtree(&mut self, devpath: &str) -> Vec<Node> {
-        let Some(root) = self.nodes.get(devpath) else {
+    /// in which the kernel reports removals, each as it was in the graph.
+    fn remove_subtree(&mut self, devpath: &str) -> Vec<NodeRecord> {
+        let Some(&root) = self.by_devpath.get(devpath) else {
             return Vec::new();
         };
-        if let Some(p) = root.parent.clone() {
-            if let Some(pn) = self.nodes.get_mut(&p) {
-                if let Ok(at) = pn.children.binary_search_by(|c| c.as_str().cmp(devpath)) {
-                    pn.children.remove(at);
-                }
-            }
-        }
-        let mut order = vec![devpath.to_string()];
+        let mut order = vec![root];
         let mut i = 0;
         while i < order.len() {
-            if let Some(n) = self.nodes.get(&order[i]) {
-                order.extend(n.children.iter().cloned());
-            }
+            order.extend(self.at(order[i]).children.iter().copied());
             i += 1;
         }
-        let mut removed = Vec::with_capacity(order.len());
-        for path in order.iter().rev() {
-            if let Some(node) = self.nodes.remove(path) {
-                self.unindex(path, &node.kind);
-                removed.push(node);
+        let removed: Vec<NodeRecord> = order.iter().rev().map(|&id| self.record_at(id)).collect();
+        if let Some(p) = self.at(root).parent {
+            if let Ok(at) = self.child_position(p, devpath) {
+                self.at_mut(p).children.remove(at);
             }
+        }
+        for &id in order.iter().rev() {
+            self.unindex(id);
+            if let Some(node) = self.slots[id.index()].take() {
+                self.by_devpath.remove(&*node.devpath);
+            }
+            self.free.push(id);
         }
         removed
     }
 
-    fn index(&mut self, devpath: &str, kind: &NodeKind) {
-        if let Some(w) = kind.wwpn() {
-            self.by_wwpn
-                .entry(w)
-                .or_default()
-                .insert(devpath.to_string());
+    fn index(&mut self, id: NodeId) {
+        let kind = &self.at(id).kind;
+        let (wwpn, key) = (kind.wwpn(), IndexKey::of(kind));
+        if let Some(w) = wwpn {
+            let ids = self.by_wwpn.entry(w).or_default();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
         }
-        match kind {
-            NodeKind::Host(h) => {
-                self.by_host.insert(h.scsi.number, devpath.to_string());
+        match key {
+            Some(IndexKey::Host(n)) => {
+                self.by_host.insert(n, id);
             }
-            NodeKind::Lun(l) => {
-                self.by_hctl.insert(l.hctl, devpath.to_string());
+            Some(IndexKey::Hctl(h)) => {
+                self.by_hctl.insert(h, id);
             }
-            NodeKind::Disk(d) => {
-                self.by_disk
-                    .insert(d.info.name.clone(), devpath.to_string());
+            Some(IndexKey::Disk(name)) => {
+                self.by_disk.insert(name, id);
             }
-            _ => {}
+            None => {}
         }
     }
 
-    fn unindex(&mut self, devpath: &str, kind: &NodeKind) {
-        if let Some(w) = kind.wwpn() {
-            if let Some(set) = self.by_wwpn.get_mut(&w) {
-                set.remove(devpath);
-                if set.is_empty() {
+    fn unindex(&mut self, id: NodeId) {
+        let Some(node) = self.get(id) else { return };
+        let (wwpn, key) = (node.kind.wwpn(), IndexKey::of(&node.kind));
+        if let Some(w) = wwpn {
+            if let Some(ids) = self.by_wwpn.get_mut(&w) {
+                ids.retain(|&i| i != id);
+                if ids.is_empty() {
                     self.by_wwpn.remove(&w);
                 }
             }
         }
         // Only drop an index entry that still points here: a host number or disk name
         // can be reused by a newer device before the old one's removal is seen.
-        match kind {
-            NodeKind::Host(h) => remove_if_points_to(&mut self.by_host, &h.scsi.number, devpath),
-            NodeKind::Lun(l) => remove_if_points_to(&mut self.by_hctl, &l.hctl, devpath),
-            NodeKind::Disk(d) => remove_if_points_to(&mut self.by_disk, &d.info.name, devpath),
-            _ => {}
+        match key {
+            Some(IndexKey::Host(n)) => remove_if_points_to(&mut self.by_host, &n, id),
+            Some(IndexKey::Hctl(h)) => remove_if_points_to(&mut self.by_hctl, &h, id),
+            Some(IndexKey::Disk(name)) => remove_if_points_to(&mut self.by_disk, &name, id),
+            None => {}
         }
     }
 
@@ -359,9 +563,8 @@ impl Graph {
     pub fn diff(old: &Graph, new: &Graph) -> Vec<Change> {
         let depth = |p: &str| p.bytes().filter(|&c| c == b'/').count();
         let mut removed: Vec<&Node> = old
-            .nodes
-            .values()
-            .filter(|n| !new.nodes.contains_key(&n.devpath))
+            .nodes()
+            .filter(|n| !new.by_devpath.contains_key(&*n.devpath))
             .collect();
         removed.sort_by(|a, b| {
             depth(&b.devpath)
@@ -369,9 +572,8 @@ impl Graph {
                 .then(a.devpath.cmp(&b.devpath))
         });
         let mut added: Vec<&Node> = new
-            .nodes
-            .values()
-            .filter(|n| !old.nodes.contains_key(&n.devpath))
+            .nodes()
+            .filter(|n| !old.by_devpath.contains_key(&*n.devpath))
             .collect();
         added.sort_by(|a, b| {
             depth(&a.devpath)
@@ -379,30 +581,48 @@ impl Graph {
                 .then(a.devpath.cmp(&b.devpath))
         });
         let mut updated: Vec<(&Node, &Node)> = new
-            .nodes
-            .values()
-            .filter_map(|n| Some((old.nodes.get(&n.devpath)?, n)))
+            .nodes()
+            .filter_map(|n| Some((old.node(&n.devpath)?, n)))
             .filter(|(o, n)| o.kind != n.kind)
             .collect();
         updated.sort_by(|a, b| a.1.devpath.cmp(&b.1.devpath));
         removed
             .into_iter()
-            .map(|n| Change::Removed { node: n.clone() })
-            .chain(added.into_iter().map(|n| Change::Added { node: n.clone() }))
+            .map(|n| Change::Removed {
+                node: old.record(n),
+            })
+            .chain(added.into_iter().map(|n| Change::Added {
+                node: new.record(n),
+            }))
             .chain(updated.into_iter().map(|(o, n)| Change::Updated {
                 before: o.kind.clone(),
-                node: n.clone(),
+                node: new.record(n),
             }))
             .collect()
     }
 }
 
-fn remove_if_points_to<K: std::hash::Hash + Eq>(
-    map: &mut HashMap<K, String>,
-    key: &K,
-    devpath: &str,
-) {
-    if map.get(key).is_some_and(|p| p == devpath) {
+/// The index a node's kind puts it in (besides the WWPN's), copied out of the node
+/// so that the index can change while the node is not borrowed.
+enum IndexKey {
+    Host(u32),
+    Hctl(Hctl),
+    Disk(Box<str>),
+}
+
+impl IndexKey {
+    fn of(kind: &NodeKind) -> Option<IndexKey> {
+        match kind {
+            NodeKind::Host(h) => Some(IndexKey::Host(h.scsi.number)),
+            NodeKind::Lun(l) => Some(IndexKey::Hctl(l.hctl)),
+            NodeKind::Disk(d) => Some(IndexKey::Disk(d.info.name.as_str().into())),
+            _ => None,
+        }
+    }
+}
+
+fn remove_if_points_to<K: std::hash::Hash + Eq>(map: &mut HashMap<K, NodeId>, key: &K, id: NodeId) {
+    if map.get(key) == Some(&id) {
         map.remove(key);
     }
 }

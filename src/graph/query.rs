@@ -56,7 +56,7 @@ impl Graph {
             Lookup::Host(n) => self
                 .by_host
                 .get(n)
-                .and_then(|p| self.nodes.get(p))
+                .map(|&id| self.at(id))
                 .into_iter()
                 .collect(),
             Lookup::Wwpn(w) => self
@@ -64,24 +64,24 @@ impl Graph {
                 .get(w)
                 .into_iter()
                 .flatten()
-                .filter_map(|p| self.nodes.get(p))
+                .map(|&id| self.at(id))
                 .collect(),
             Lookup::Hctl(h) => self
                 .by_hctl
                 .get(h)
-                .and_then(|p| self.nodes.get(p))
+                .map(|&id| self.at(id))
                 .into_iter()
                 .collect(),
             Lookup::Disk(d) => self
                 .by_disk
-                .get(d)
-                .and_then(|p| self.nodes.get(p))
+                .get(d.as_str())
+                .map(|&id| self.at(id))
                 .into_iter()
                 .collect(),
-            Lookup::Name(name) => match self.nodes.get(name) {
+            Lookup::Name(name) => match self.node(name) {
                 Some(n) => vec![n],
                 // Kernel names are unique per kind, so a scan is only for this rare form.
-                None => self.nodes.values().filter(|n| n.name() == name).collect(),
+                None => self.nodes().filter(|n| n.name() == name).collect(),
             },
         };
         found.sort_by(|a, b| a.devpath.cmp(&b.devpath));
@@ -89,11 +89,11 @@ impl Graph {
     }
 
     pub fn host(&self, number: u32) -> Option<&Node> {
-        self.nodes.get(self.by_host.get(&number)?)
+        self.by_host.get(&number).map(|&id| self.at(id))
     }
 
     pub fn lun(&self, hctl: Hctl) -> Option<&Node> {
-        self.nodes.get(self.by_hctl.get(&hctl)?)
+        self.by_hctl.get(&hctl).map(|&id| self.at(id))
     }
 
     pub fn by_wwpn(&self, wwpn: Wwn) -> Vec<&Node> {
@@ -109,7 +109,7 @@ impl Graph {
 
     /// All nodes of one kind, in devpath order.
     pub fn of_kind(&self, pred: impl Fn(&NodeKind) -> bool) -> Vec<&Node> {
-        let mut v: Vec<&Node> = self.nodes.values().filter(|n| pred(&n.kind)).collect();
+        let mut v: Vec<&Node> = self.nodes().filter(|n| pred(&n.kind)).collect();
         v.sort_by(|a, b| a.devpath.cmp(&b.devpath));
         v
     }
@@ -122,11 +122,11 @@ impl Graph {
     }
 
     pub fn children<'a>(&'a self, node: &'a Node) -> impl Iterator<Item = &'a Node> + 'a {
-        node.children.iter().filter_map(|c| self.nodes.get(c))
+        node.children.iter().map(|&c| self.at(c))
     }
 
     pub fn parent<'a>(&'a self, node: &'a Node) -> Option<&'a Node> {
-        self.nodes.get(node.parent.as_ref()?)
+        node.parent.map(|p| self.at(p))
     }
 
     /// The nearest node at or above this one that matches.
