@@ -3,7 +3,7 @@
 #   make            build the release binary
 #   make test       what CI runs: formatting, lints, unit + integration tests
 #   make demo       hbad on a simulated host
-#   make bench      graph load/apply, whole-daemon, policy-check and hbad-vs-lsscsi numbers
+#   make bench      graph load/apply, whole-daemon, policy-check, hbad-vs-lsscsi and idle-agent numbers
 #                   (benches/README.md)
 #   make fuzz       every fuzz target for FUZZ_SECONDS each (make test runs a short pass)
 #   make vm-test    the real-kernel tier (Debian's kernel in qemu)
@@ -39,6 +39,7 @@ bench:
 	$(CARGO) bench --locked --bench daemon
 	$(CARGO) bench --locked --bench policy
 	$(CARGO) bench --locked --bench lsscsi
+	$(CARGO) bench --locked --bench idle
 
 # The fuzz targets of tests/fuzz/ (make test runs each for a few hundred to a few
 # thousand fixed-seed cases), here each for FUZZ_SECONDS with fresh seeds, one at a

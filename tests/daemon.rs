@@ -912,6 +912,143 @@ fn a_remote_port_back_online_is_seen_by_polling_and_its_target_scanned() {
     );
 }
 
+/// Polling is for what waits on a change: nothing on a healthy host; a remote port
+/// from the sweep that saw it Blocked until the poll that sees it Online again.
+#[test]
+fn only_what_waits_on_a_change_is_polled_and_only_while_it_waits() {
+    let mut rig = Rig::new(demo_spec(), "");
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    assert!(!rig.agent.polling(), "a healthy host waits on nothing");
+    let host = rig.sim.host_by_wwpn(HBA_A_WWPN).unwrap();
+    let spec = demo_spec()
+        .targets
+        .into_iter()
+        .find(|t| t.wwpn == ARRAY_PORT_A)
+        .unwrap();
+    rig.sim.remove_target_port(ARRAY_PORT_A).unwrap();
+    rig.settle(rig.at(1));
+    // A poll reads only what waits, and nothing did: the silent loss is unseen.
+    rig.agent.poll(rig.at(2));
+    assert!(!rig.agent.polling());
+    // The sweep reads every port: from now on the Blocked one is polled.
+    rig.agent.tick(rig.at(3));
+    assert!(rig.agent.polling());
+    let scans_before = rig.scans().len();
+    rig.sim.add_target_port(spec).unwrap();
+    rig.settle(rig.at(4));
+    rig.agent.poll(rig.at(5));
+    rig.settle(rig.at(5));
+    let new_scans: Vec<(String, String)> = rig.scans()[scans_before..].to_vec();
+    assert!(
+        new_scans.contains(&(format!("host{host}"), "0 0 -".to_string())),
+        "{new_scans:?}"
+    );
+    assert!(!rig.agent.polling(), "Online again: nothing waits");
+}
+
+/// The loop on a quiet, healthy host: the status file is replaced only by the
+/// heartbeat (nothing polls, nothing changes); a remote port lost with no event is
+/// found by the heartbeat's sweep, polled while Blocked, and its return scanned.
+#[test]
+fn an_idle_loop_writes_only_its_heartbeat_and_its_sweep_finds_a_silent_path_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::new(dir.path(), &demo_spec()).unwrap();
+    let events = sim.subscribe(Flavour::Kernel);
+    let status_path = dir.path().join("status.json");
+    let agent = Agent::new(
+        AgentConfig {
+            sysfs: sim.sysfs(),
+            status_path: Some(status_path.clone()),
+        },
+        Arc::new(sim.clone()),
+        policy("[rescan]\ndebounce = \"50ms\"\n"),
+        Instant::now(),
+    );
+    let (etx, erx) = tokio::sync::mpsc::channel(1024);
+    let (ctx, crx) = tokio::sync::mpsc::channel(4);
+    forward_events(events, etx).unwrap();
+    let host = sim.host_by_wwpn(HBA_A_WWPN).unwrap();
+    let target = demo_spec()
+        .targets
+        .into_iter()
+        .find(|t| t.wwpn == ARRAY_PORT_A)
+        .unwrap();
+    let sim2 = sim.clone();
+    let heartbeat = Duration::from_millis(1000);
+    loop_rt().block_on(async move {
+        let looped = tokio::spawn(run_loop(
+            agent,
+            erx,
+            crx,
+            || Ok(policy("")),
+            LoopTimings {
+                tick: Duration::from_millis(50),
+                heartbeat,
+                stop_grace: Duration::from_millis(200),
+                ..LoopTimings::default()
+            },
+        ));
+        let read = || hbad::daemon::status::Status::read(&status_path).ok();
+        until("READY", Duration::from_secs(10), || {
+            read().is_some_and(|s| s.ready)
+        })
+        .await;
+        // Idle for three heartbeats: a 50 ms tick would have replaced the file
+        // sixty times; the heartbeat replaces it about three times.
+        let inode = || {
+            std::fs::metadata(&status_path)
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .unwrap_or(0)
+        };
+        let first = read().unwrap().updated;
+        let (mut last, mut replaced) = (inode(), 0);
+        let t = Instant::now();
+        while t.elapsed() < heartbeat * 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let now = inode();
+            if now != last {
+                replaced += 1;
+                last = now;
+            }
+        }
+        assert!((1..=6).contains(&replaced), "replaced {replaced} times");
+        assert_ne!(
+            read().unwrap().updated,
+            first,
+            "the heartbeat moved `updated`"
+        );
+
+        // The array port leaves: its remote port turns Blocked with no event.
+        sim2.remove_target_port(ARRAY_PORT_A).unwrap();
+        // A heartbeat later, the sweep has seen it; it is polled from then on.
+        tokio::time::sleep(heartbeat * 2).await;
+        let scans = |sim: &Sim| {
+            sim.writes()
+                .iter()
+                .filter(|w| {
+                    w.path.ends_with("scan")
+                        && w.path.to_string_lossy().contains(&format!("host{host}/"))
+                        && w.value.trim() == "0 0 -"
+                })
+                .count()
+        };
+        let before = scans(&sim2);
+        sim2.add_target_port(target).unwrap();
+        until(
+            "the returned port's target scan",
+            Duration::from_secs(5),
+            || scans(&sim2) > before,
+        )
+        .await;
+        ctx.send(Control::Stop).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), looped)
+            .await
+            .expect("the loop stops")
+            .unwrap();
+    });
+}
+
 /// The textfile's value of one sample line (`name{labels}`), as text.
 fn metric<'a>(text: &'a str, series: &str) -> Option<&'a str> {
     text.lines()

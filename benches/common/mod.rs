@@ -12,6 +12,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use hbad::sim::{FabricSpec, HbaSpec, LunSpec, SimSpec, TargetPortSpec};
+use hbad::wwn::Wwn;
+
 /// The system allocator, counting the bytes currently allocated.
 pub struct CountingAlloc;
 
@@ -133,4 +136,49 @@ pub fn runs(default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .filter(|&n| n > 0)
         .unwrap_or(default)
+}
+
+/// The FC ports and array ports of [`fc_machine`].
+const HOSTS: u64 = 8;
+const TARGET_PORTS: u64 = 8;
+const FABRIC: &str = "fab-bench";
+
+/// 8 FC ports and 8 array ports on one fabric: every port sees every array port, so
+/// 64 remote ports; `luns` LUNs in all, `luns / 64` behind each remote port. Each
+/// volume is masked to one FC port, so every LUN has its own wwid and its own three
+/// links (by-path, by-id wwn-, by-id scsi-).
+pub fn fc_machine(luns: u64) -> SimSpec {
+    let per_port = (luns / TARGET_PORTS).max(1);
+    let initiators: Vec<Wwn> = (0..HOSTS)
+        .map(|h| Wwn::from_u64(0x2100_0024_ff00_0000 | h))
+        .collect();
+    let mut spec = SimSpec::new().fabric(FabricSpec::new(
+        FABRIC,
+        Wwn::from_u64(0x1000_0005_1e00_0001),
+    ));
+    for t in 0..TARGET_PORTS {
+        let mut port = TargetPortSpec::new(
+            FABRIC,
+            Wwn::from_u64(0x5000_0000_0000_a000 | t),
+            Wwn::from_u64(0x5000_0000_0000_b000),
+            0x01_0200 | t as u32,
+        );
+        for l in 0..per_port {
+            let initiator = initiators[(l % HOSTS) as usize];
+            port = port.lun(
+                LunSpec::new(l, 100 << 30, &format!("BENCH{t:02}{l:06}")).masked_to(initiator),
+            );
+        }
+        spec = spec.target(port);
+    }
+    for (h, wwpn) in initiators.iter().enumerate() {
+        spec = spec.hba(HbaSpec::fc(
+            "qla2xxx",
+            &format!("0000:{:02x}:00.0", 0x3b + h),
+            *wwpn,
+            Wwn::from_u64(0x2000_0024_ff00_0000 | h as u64),
+            FABRIC,
+        ));
+    }
+    spec
 }

@@ -248,7 +248,8 @@ pub struct StatusArgs {
     /// The status file the agent writes.
     #[arg(long, value_name = "FILE", default_value = DEFAULT_PATH)]
     pub status_file: PathBuf,
-    /// Also call the status stale when it was last updated longer ago than this.
+    /// Also call the status stale when it was last updated longer ago than this: a
+    /// live agent rewrites it at least every 30 s, so from 1min.
     #[arg(long, value_name = "DURATION", value_parser = parse_max_age)]
     pub max_age: Option<std::time::Duration>,
     /// Where procfs is mounted (a fixture tree in tests).
@@ -262,11 +263,11 @@ pub struct StatusArgs {
     pub proc_root: PathBuf,
 }
 
-/// `--max-age`: from a second (the status is rewritten at least that often while
-/// anything happens) to a week.
+/// `--max-age`: from twice the status heartbeat (an idle agent rewrites its status
+/// only that often) to a week.
 const MAX_AGE: DurationLimit = DurationLimit {
     key: "max-age",
-    min: std::time::Duration::from_secs(1),
+    min: crate::daemon::wake::HEARTBEAT.saturating_mul(2),
     max: std::time::Duration::from_secs(7 * 24 * 3600),
     hint: "e.g. --max-age 10min",
 };

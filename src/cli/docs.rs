@@ -99,7 +99,12 @@ const FILES: &str = ".SH FILES\n\
 .TP\n.I /usr/lib/hbad/hbad.d/, /run/hbad/hbad.d/, /etc/hbad/hbad.d/\n\
 Policy drop-ins (*.toml), read after the main file in file-name order; a later directory's \
 file of the same name wins, a link to /dev/null masks it.\n\
-.TP\n.I /run/hbad/status.json\nWhat the running agent reports; read by \\fBhbad status\\fR.\n\
+.TP\n.I /run/hbad/status.json\nWhat the running agent reports; read by \\fBhbad status\\fR. \
+Replaced when what it says changes, and at least every 30 s though nothing does (its \
+\\fBupdated\\fR is the agent's proof of life): \\fBhbad status \\-\\-max\\-age\\fR calls \
+an older file stale. A quiet agent otherwise sleeps: it polls the kernel only while \
+something waits on a change no event announces (a parent's link, a vHBA logging in, \
+a Blocked remote port).\n\
 .TP\n.I /var/lib/hbad/owned-vhbas.json\nThe vHBAs hbad created (the policy's \
 [ownership] state_file), so it deletes only its own.\n\
 .TP\n.I /var/lib/prometheus/node\\-exporter/hbad.prom\nFleet metrics for node_exporter's \

@@ -20,7 +20,7 @@ use crate::exec::vport::{vport_marks, SysfsPoll, Vports};
 use crate::exec::{
     later, Executor, Report, ScanOutcome, ScanReport, Scanner, StepOutcome, StepReport,
 };
-use crate::graph::{Change, Graph, Node, NodeKind};
+use crate::graph::{Change, Devpath, Graph, Node, NodeKind};
 use crate::journal::MessageId;
 use crate::ownership::OwnedState;
 use crate::plan::{declared, plan, Action, HostRef, Recorded, Step, WaitReason};
@@ -35,6 +35,7 @@ use crate::wwn::Wwn;
 use super::fleet::{self, Fleet};
 use super::login::Login;
 use super::status::{rfc3339, Counters, HostStatus, HungWrite, ScanStatus, Status, VhbaStatus};
+use super::wake::{at_or_below, fc_nodes, Watched};
 
 /// How long a created vport has to show up as a host before the executor rolls it
 /// back, and a deleted one to go. Both waits run on the parent's worker.
@@ -106,6 +107,15 @@ pub struct Agent {
     state_error: Option<String>,
     /// The metrics textfile and what only it shows.
     fleet: Fleet,
+    /// Devices polled because they wait on a change no event announces.
+    watched: Watched,
+    /// Parents (devpaths) of declared vHBAs waiting for their link: polled too.
+    link_waits: BTreeSet<Devpath>,
+    /// The status last written, its `updated` left out: an unchanged status is
+    /// not written again (the heartbeat rewrites it, [`Agent::heartbeat`]).
+    status_written: Option<Status>,
+    /// Something the metrics show may have changed since they were last rendered.
+    metrics_stale: bool,
 }
 
 impl Agent {
@@ -129,6 +139,7 @@ impl Agent {
             let _ = sink.send(Report::Scan(r));
         });
         let vports = vports(&config.sysfs, &writer, &policy);
+        let watched = Watched::of(&graph);
         let mut agent = Agent {
             next_periodic: policy.rescan.periodic.map(|p| later(now, p)),
             executor: Executor::new(vports, scanner),
@@ -150,6 +161,10 @@ impl Agent {
             recorded: Recorded::none(),
             state_error: None,
             fleet: Fleet::default(),
+            watched,
+            link_waits: BTreeSet::new(),
+            status_written: None,
+            metrics_stale: true,
         };
         agent.sync_vhba_runtime();
         agent
@@ -199,6 +214,7 @@ impl Agent {
     /// a lost event re-reads every FC host.
     pub fn fc_event(&mut self, item: FcItem, now: Instant) {
         self.fleet.fc.record_fc(&item);
+        self.metrics_stale = true;
         let under = match item {
             FcItem::Event(ev) if ev.code.changes_link() => {
                 let Some(host) = self.graph.host(u32::from(ev.host_no)) else {
@@ -231,14 +247,9 @@ impl Agent {
     /// Re-reads FC port, vport and remote port state (nothing announces it), of
     /// every FC host or of those at or below one devpath.
     fn refresh_fc(&mut self, under: Option<&str>) -> Vec<Change> {
-        let polled: Vec<String> = self
-            .graph
-            .of_kind(|k| {
-                matches!(k, NodeKind::Host(h) if h.fc.is_some())
-                    || matches!(k, NodeKind::Vport(_) | NodeKind::RemotePort(_))
-            })
+        let polled: Vec<String> = fc_nodes(&self.graph)
             .into_iter()
-            .filter(|n| under.is_none_or(|u| n.devpath.starts_with(u)))
+            .filter(|n| under.is_none_or(|u| at_or_below(&n.devpath, u)))
             .map(|n| n.devpath.to_string())
             .collect();
         let mut changes = Vec::new();
@@ -265,6 +276,7 @@ impl Agent {
     /// A batch of items from the sources: events update the graph, an overflow
     /// rebuilds it from sysfs; then one plan for the whole batch.
     pub fn handle(&mut self, items: Vec<SourceItem>, now: Instant) {
+        self.metrics_stale = true;
         let mut changes = Vec::new();
         let mut resync = false;
         for item in items {
@@ -306,6 +318,7 @@ impl Agent {
         let fresh = Graph::load(&self.sysfs);
         let changes = Graph::diff(&self.graph, &fresh);
         self.graph = fresh;
+        self.watched = Watched::of(&self.graph);
         self.counters.resyncs += 1;
         tracing::warn!(
             message_id = %MessageId::EventsLostResynced,
@@ -317,12 +330,66 @@ impl Agent {
         changes
     }
 
-    /// What no uevent announces is polled: FC port state (a parent's link coming up),
-    /// vport state, remote port state (Blocked on a path loss, Online again when the
-    /// array port returns, "Not Present" after dev_loss_tmo); also hung scans, retry
-    /// times and the periodic scan.
+    /// The sweep: what no uevent announces is re-read on every FC host, vport and
+    /// remote port: FC port state (a parent's link coming up), vport state, remote
+    /// port state (Blocked on a path loss, Online again when the array port returns,
+    /// "Not Present" after dev_loss_tmo); then what [`Agent::poll`] does with time.
+    /// The loop sweeps with its status heartbeat, so that a change that came with
+    /// no event on a device nothing waited on is seen within one heartbeat.
     pub fn tick(&mut self, now: Instant) {
         let changes = self.refresh_fc(None);
+        self.watched = Watched::of(&self.graph);
+        self.after_reading(changes, now);
+    }
+
+    /// Re-reads only the devices that wait on a change no event announces (a vHBA
+    /// logging in, a Blocked remote port, a parent whose link a vHBA waits for),
+    /// then looks at hung writes, logins, due retries and the periodic scan. The
+    /// loop polls while [`Agent::polling`] says so.
+    pub fn poll(&mut self, now: Instant) {
+        let polled: BTreeSet<Devpath> = self
+            .watched
+            .devpaths()
+            .chain(&self.link_waits)
+            .cloned()
+            .collect();
+        let mut changes = Vec::new();
+        for devpath in &polled {
+            changes.extend(self.graph.refresh(devpath, &self.sysfs));
+            // Whatever read it last (this poll, a create's report), a device that
+            // waits no more, or is gone, is not polled again.
+            self.watched.recheck(&self.graph, devpath);
+        }
+        self.after_reading(changes, now);
+    }
+
+    /// Whether something waits on a change that only polling sees: a device
+    /// [`Watched`], a parent's link, a vHBA's login, or a write in the kernel
+    /// (hung once it runs past the timeout, which no report says).
+    pub fn polling(&self) -> bool {
+        !self.watched.is_empty()
+            || !self.link_waits.is_empty()
+            || self.vhbas.values().any(|rt| rt.login_pending.is_some())
+            || self.executor.scanner.busy() > 0
+    }
+
+    /// The next time the agent has something to do that no event will wake it
+    /// for: a create's retry after its backoff, the periodic scan. Polling is
+    /// apart ([`Agent::polling`]): the loop keeps its cadence.
+    pub fn next_due(&self, now: Instant) -> Option<Instant> {
+        self.vhbas
+            .values()
+            .filter_map(|rt| rt.retry_at)
+            .filter(|t| *t > now)
+            .chain(self.next_periodic)
+            .min()
+    }
+
+    /// After a sweep or a poll: hung writes, logins, retries, the periodic scan.
+    fn after_reading(&mut self, changes: Vec<Change>, now: Instant) {
+        if !changes.is_empty() {
+            self.metrics_stale = true;
+        }
         self.report_hung();
         self.observe_logins(now);
         let retry_due = self
@@ -366,6 +433,7 @@ impl Agent {
     /// SIGHUP: a good policy replaces the old one and is applied; a bad one is
     /// logged and the old one stays in force.
     pub fn reload(&mut self, loaded: Result<Policy, PolicyErrors>, now: Instant) -> bool {
+        self.metrics_stale = true;
         match loaded {
             Ok(policy) => {
                 for w in &policy.warnings {
@@ -570,12 +638,14 @@ impl Agent {
 
     /// Plans against the graph and hands the plan to the executor.
     fn reconcile(&mut self, changes: &[Change], now: Instant) {
+        self.watched.track(&self.graph, changes);
         self.read_recorded();
         let plan = plan(&self.policy, &self.graph, &self.recorded, changes);
         for rt in self.vhbas.values_mut() {
             rt.wait = None;
         }
         let mut link_down = BTreeSet::new();
+        self.link_waits.clear();
         for step in plan.steps {
             if let Action::Wait {
                 vhba,
@@ -583,6 +653,12 @@ impl Agent {
             } = &step.action
             {
                 link_down.insert(vhba.clone());
+                for (port, _) in ports {
+                    let parent = crate::sysfs::host_number(port).and_then(|n| self.graph.host(n));
+                    if let Some(parent) = parent {
+                        self.link_waits.insert(parent.devpath.clone());
+                    }
+                }
                 let ports = ports
                     .iter()
                     .map(|(p, _)| p.as_str())
@@ -705,7 +781,8 @@ impl Agent {
                     _ => {}
                 }
                 // symbolic_name changes with no uevent: read it back now.
-                self.graph.refresh(&vport, &self.sysfs);
+                let changes = self.graph.refresh(&vport, &self.sysfs);
+                self.watched.track(&self.graph, &changes);
                 self.read_recorded();
             }
             Action::RescanDevice { hctl, .. } => match outcome {
@@ -807,6 +884,7 @@ impl Agent {
 
     /// A report from the executor, whichever kind.
     pub fn report(&mut self, r: Report, now: Instant) {
+        self.metrics_stale = true;
         match r {
             Report::Scan(r) => self.scan_report(r),
             Report::Step(r) => self.step_report(r, now),
@@ -823,7 +901,8 @@ impl Agent {
             .map(|n| n.devpath.to_string())
             .collect();
         for v in vports {
-            self.graph.refresh(&v, &self.sysfs);
+            let changes = self.graph.refresh(&v, &self.sysfs);
+            self.watched.track(&self.graph, &changes);
         }
     }
 
@@ -1250,18 +1329,38 @@ impl Agent {
         }
     }
 
-    /// Writes the status file and, when it changed, the metrics textfile.
-    pub fn write_status(&self) {
+    /// Writes the status file when what it says changed, and the metrics textfile
+    /// when something they show may have.
+    pub fn write_status(&mut self) {
+        self.publish(false);
+    }
+
+    /// Rewrites the status file though nothing changed: its `updated` is the
+    /// proof of life `hbad status --max-age` checks.
+    pub fn heartbeat(&mut self) {
+        self.publish(true);
+    }
+
+    fn publish(&mut self, rewrite: bool) {
         if self.status_path.is_none() && !self.fleet.enabled() {
             return;
         }
         let status = self.status();
-        if let Some(path) = &self.status_path {
-            if let Err(e) = status.write(path) {
-                tracing::warn!("cannot write {}: {e}", path.display());
-            }
+        let content = Status {
+            updated: String::new(),
+            ..status.clone()
+        };
+        let changed = self.status_written.as_ref() != Some(&content);
+        match &self.status_path {
+            Some(path) if changed || rewrite => match status.write(path) {
+                Ok(()) => self.status_written = Some(content),
+                Err(e) => tracing::warn!("cannot write {}: {e}", path.display()),
+            },
+            Some(_) => {}
+            None => self.status_written = Some(content),
         }
-        if self.fleet.enabled() {
+        if self.fleet.enabled() && (changed || self.metrics_stale) {
+            self.metrics_stale = false;
             let c = status.counters;
             let uevents = CounterSnapshot {
                 received: c.events + c.forged + c.malformed,

@@ -120,8 +120,8 @@ fn clock_ticks() -> f64 {
 /// The verdict on a status file and the process it names.
 ///
 /// `max_age` bounds how old `updated` may be; the agent rewrites the file on every
-/// change and at least every watchdog period, so a live agent's file is never much
-/// older than that.
+/// change and at least every heartbeat ([`super::wake::HEARTBEAT`]) though nothing
+/// changed, so a live agent's file is never older than that; a hung loop's is.
 pub fn assess(
     status: &Status,
     process: Option<&Process>,

@@ -11,6 +11,7 @@ pub mod login;
 pub mod notify;
 pub mod run;
 pub mod status;
+pub mod wake;
 
 pub use agent::{Agent, AgentConfig};
 pub use run::{Control, LoopTimings};

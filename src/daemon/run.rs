@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tokio::time::{self, Instant as TokioInstant, MissedTickBehavior};
+use tokio::time::{self, Instant as TokioInstant};
 
 use crate::exec::later;
 use crate::policy::{Policy, PolicyErrors};
@@ -21,6 +21,7 @@ use crate::uevent::SourceItem;
 
 use super::agent::{Agent, CONFIRM_TIMEOUT};
 use super::notify;
+use super::wake::HEARTBEAT;
 
 /// What the outside asks of the loop: `hbad run` maps SIGHUP and SIGTERM/SIGINT here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,8 +33,13 @@ pub enum Control {
 /// Timings of the loop; the debounce comes from the policy.
 #[derive(Clone, Copy, Debug)]
 pub struct LoopTimings {
-    /// How often unannounced state is polled (port_state, vport_state, hung writes).
+    /// How often what waits on an unannounced change is polled (a parent's link,
+    /// a vHBA logging in, a Blocked remote port, a write in the kernel), and
+    /// start-up's progress is said. Nothing waiting, nothing is polled.
     pub tick: Duration,
+    /// How often the status file is rewritten though nothing changed (the proof
+    /// of life `hbad status --max-age` checks) and every FC port is re-read.
+    pub heartbeat: Duration,
     /// How long a stop waits for writes still in the kernel that are not yet known
     /// to hang. Well inside the unit's TimeoutStopSec (30 s), so that systemd's
     /// SIGKILL never comes.
@@ -47,6 +53,7 @@ impl Default for LoopTimings {
     fn default() -> Self {
         LoopTimings {
             tick: Duration::from_secs(1),
+            heartbeat: HEARTBEAT,
             stop_grace: Duration::from_secs(5),
             boot_limit: CONFIRM_TIMEOUT + Duration::from_secs(15),
         }
@@ -117,19 +124,19 @@ pub async fn run(
     agent.boot(started);
     agent.write_status();
     let mut ready = false;
+    let mut said = String::new();
     let mut batch: Vec<SourceItem> = Vec::new();
     let mut deadline: Option<TokioInstant> = None;
     let mut events_open = true;
-
-    let mut ticker = time::interval(timings.tick);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let watchdog = notify::watchdog_interval();
-    let mut watchdog_ticker = time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
-    watchdog_ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut timers = Timers::new(TokioInstant::now(), &timings, notify::watchdog_interval());
 
     loop {
+        let polling = !ready || agent.polling();
+        timers.poll_while(polling, TokioInstant::now());
+        let agent_due = agent.next_due(Instant::now()).map(TokioInstant::from_std);
+        let wake = timers.next(polling, agent_due);
         // Biased, and events last: during a storm the debounce deadline, reports,
-        // ticks and the watchdog still get their turn, and everything that arrived
+        // timers and the watchdog still get their turn, and everything that arrived
         // within one debounce window is planned as one batch.
         tokio::select! {
             biased;
@@ -148,7 +155,6 @@ pub async fn run(
                 }
                 Some(Control::Stop) | None => break,
             },
-            _ = watchdog_ticker.tick(), if watchdog.is_some() => notify::watchdog(),
             Some(loaded) = loaded_rx.recv() => {
                 loading = false;
                 let now = Instant::now();
@@ -164,7 +170,8 @@ pub async fn run(
                     loading = load_off_loop(&load_policy, &loaded_tx).is_ok();
                 }
                 if !loading {
-                    notify::ready(&agent.summary());
+                    said = agent.summary();
+                    notify::ready(&said);
                     agent.set_ready();
                     ready = true;
                 }
@@ -173,10 +180,7 @@ pub async fn run(
                 deadline = None;
                 let now = Instant::now();
                 agent.handle(std::mem::take(&mut batch), now);
-                if !ready {
-                    ready = start_up(&mut agent, started, now, &timings);
-                }
-                agent.write_status();
+                settle(&mut agent, &mut ready, &mut said, started, now, &timings);
             },
             Some(r) = reports.recv() => {
                 let now = Instant::now();
@@ -184,27 +188,35 @@ pub async fn run(
                 while let Ok(r) = reports.try_recv() {
                     agent.report(r, now);
                 }
-                agent.write_status();
-                if !ready {
-                    ready = start_up(&mut agent, started, now, &timings);
-                }
+                settle(&mut agent, &mut ready, &mut said, started, now, &timings);
             },
             item = async { fc_events.as_mut()?.recv().await }, if fc_events.is_some() => match item {
                 Some(item) => {
-                    agent.fc_event(item, Instant::now());
-                    agent.write_status();
+                    let now = Instant::now();
+                    agent.fc_event(item, now);
+                    settle(&mut agent, &mut ready, &mut said, started, now, &timings);
                 }
                 None => fc_events = None,
             },
-            _ = ticker.tick() => {
-                let now = Instant::now();
-                agent.tick(now);
-                if !ready {
-                    ready = start_up(&mut agent, started, now, &timings);
-                } else {
-                    notify::status(&agent.summary_at(now));
+            _ = time::sleep_until(wake) => {
+                let due = timers.take_due(TokioInstant::now(), polling, agent_due);
+                if due.watchdog {
+                    notify::watchdog();
                 }
-                agent.write_status();
+                if due.heartbeat || due.poll || due.agent {
+                    let now = Instant::now();
+                    if due.heartbeat {
+                        // The sweep: what changed with no event on a device
+                        // nothing waited on is seen here at the latest.
+                        agent.tick(now);
+                    } else {
+                        agent.poll(now);
+                    }
+                    settle(&mut agent, &mut ready, &mut said, started, now, &timings);
+                    if due.heartbeat {
+                        agent.heartbeat();
+                    }
+                }
             },
             item = events.recv(), if events_open => match item {
                 Some(item) => {
@@ -227,6 +239,158 @@ pub async fn run(
 
     stop(agent, batch, reports, timings).await;
     set_loop_thread(false);
+}
+
+/// After the agent has done something: start-up's progress until READY=1, then
+/// STATUS= when the summary changed; the status file and metrics when they did.
+fn settle(
+    agent: &mut Agent,
+    ready: &mut bool,
+    said: &mut String,
+    started: Instant,
+    now: Instant,
+    timings: &LoopTimings,
+) {
+    if !*ready {
+        *ready = start_up(agent, started, now, timings);
+    } else {
+        let summary = agent.summary_at(now);
+        if summary != *said {
+            notify::status(&summary);
+            *said = summary;
+        }
+    }
+    agent.write_status();
+}
+
+/// Timers that land this close to a wake-up are served by it: two timers of one
+/// cadence (the watchdog's ping and the heartbeat) share their wake-ups.
+const SLACK: Duration = Duration::from_millis(10);
+
+/// A timer at a fixed rate from the loop's start: a late wake-up does not push
+/// the later ones back, so timers of one origin stay in step.
+#[derive(Clone, Copy, Debug)]
+struct Cadence {
+    every: Duration,
+    next: TokioInstant,
+}
+
+impl Cadence {
+    fn new(origin: TokioInstant, every: Duration) -> Cadence {
+        // A zero period would spin the loop.
+        let every = every.max(Duration::from_millis(1));
+        Cadence {
+            every,
+            next: TokioInstant::from_std(later(origin.into_std(), every)),
+        }
+    }
+
+    fn due(&self, now: TokioInstant) -> bool {
+        self.next <= now + SLACK
+    }
+
+    /// Past a due time: the next one, skipping those missed.
+    fn advance(&mut self, now: TokioInstant) {
+        let next = TokioInstant::from_std(later(self.next.into_std(), self.every));
+        self.next = if next <= now + SLACK {
+            TokioInstant::from_std(later(now.into_std(), self.every))
+        } else {
+            next
+        };
+    }
+}
+
+/// Which of the loop's timers a wake-up serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Due {
+    watchdog: bool,
+    heartbeat: bool,
+    poll: bool,
+    /// The agent's own deadline: a retry's backoff, the periodic scan.
+    agent: bool,
+}
+
+/// Every timer of the loop besides the debounce, each explicit and bounded: the
+/// watchdog's ping (at half `WatchdogSec=`), the status heartbeat (aligned with
+/// the ping), the poll while something waits on a change, the agent's deadlines.
+/// The loop sleeps until the first of them: on a quiet, healthy host only the
+/// watchdog and the heartbeat wake it, together.
+#[derive(Debug)]
+struct Timers {
+    watchdog: Option<Cadence>,
+    heartbeat: Cadence,
+    poll: Cadence,
+    polling: bool,
+}
+
+impl Timers {
+    fn new(origin: TokioInstant, timings: &LoopTimings, watchdog: Option<Duration>) -> Timers {
+        Timers {
+            watchdog: watchdog.map(|w| Cadence::new(origin, w)),
+            heartbeat: Cadence::new(origin, heartbeat_every(timings.heartbeat, watchdog)),
+            poll: Cadence::new(origin, timings.tick),
+            polling: true,
+        }
+    }
+
+    /// Polling starts or stops; a poll that starts after a pause waits one period
+    /// (what it waits on has just been read) rather than firing at once.
+    fn poll_while(&mut self, polling: bool, now: TokioInstant) {
+        if polling && !self.polling && self.poll.next <= now {
+            self.poll.next = TokioInstant::from_std(later(now.into_std(), self.poll.every));
+        }
+        self.polling = polling;
+    }
+
+    /// When the loop next has to wake up with no event.
+    fn next(&self, polling: bool, agent: Option<TokioInstant>) -> TokioInstant {
+        [
+            Some(self.heartbeat.next),
+            self.watchdog.map(|w| w.next),
+            polling.then_some(self.poll.next),
+            agent,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.heartbeat.next)
+    }
+
+    /// The timers due now, each moved on to its next time.
+    fn take_due(&mut self, now: TokioInstant, polling: bool, agent: Option<TokioInstant>) -> Due {
+        let mut due = Due {
+            agent: agent.is_some_and(|t| t <= now + SLACK),
+            ..Due::default()
+        };
+        if let Some(w) = self.watchdog.as_mut().filter(|w| w.due(now)) {
+            w.advance(now);
+            due.watchdog = true;
+        }
+        if self.heartbeat.due(now) {
+            self.heartbeat.advance(now);
+            due.heartbeat = true;
+        }
+        if polling && self.poll.due(now) || due.heartbeat {
+            // A heartbeat reads everything a poll would.
+            if self.poll.due(now) {
+                self.poll.advance(now);
+            }
+            due.poll = polling;
+        }
+        due
+    }
+}
+
+/// The heartbeat's period: `heartbeat`, rounded down to a whole number of the
+/// watchdog's pings when there is one shorter, so that the two share wake-ups.
+fn heartbeat_every(heartbeat: Duration, watchdog: Option<Duration>) -> Duration {
+    match watchdog.filter(|w| !w.is_zero() && *w <= heartbeat) {
+        Some(w) => {
+            let n = heartbeat.as_nanos() / w.as_nanos();
+            w.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
+        }
+        None => heartbeat,
+    }
 }
 
 /// Before READY=1: sends it once every boot-time vHBA has been tried (or the
@@ -308,4 +472,82 @@ async fn stop(
             format!(" with {} write(s) still in the kernel", left.len())
         }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timings(tick: u64, heartbeat: u64) -> LoopTimings {
+        LoopTimings {
+            tick: Duration::from_millis(tick),
+            heartbeat: Duration::from_millis(heartbeat),
+            ..LoopTimings::default()
+        }
+    }
+
+    #[test]
+    fn the_heartbeat_keeps_step_with_the_watchdog() {
+        let s = Duration::from_secs;
+        // The unit's WatchdogSec=60s: a ping every 30 s, the heartbeat with it.
+        assert_eq!(heartbeat_every(s(30), Some(s(30))), s(30));
+        // A faster watchdog: the heartbeat is a whole number of its pings.
+        assert_eq!(heartbeat_every(s(30), Some(s(7))), s(28));
+        assert_eq!(
+            heartbeat_every(s(30), Some(Duration::from_millis(150))),
+            s(30)
+        );
+        // None, or a slower one: the heartbeat's own period.
+        assert_eq!(heartbeat_every(s(30), None), s(30));
+        assert_eq!(heartbeat_every(s(30), Some(s(90))), s(30));
+        assert_eq!(heartbeat_every(s(30), Some(Duration::ZERO)), s(30));
+    }
+
+    #[test]
+    fn a_quiet_loop_wakes_only_for_the_watchdog_and_the_heartbeat_together() {
+        let t0 = TokioInstant::now();
+        let mut timers = Timers::new(t0, &timings(1000, 30_000), Some(Duration::from_secs(30)));
+        timers.poll_while(false, t0);
+        let mut wakes = Vec::new();
+        let mut now = t0;
+        for _ in 0..4 {
+            now = timers.next(false, None);
+            wakes.push(now - t0);
+            let due = timers.take_due(now, false, None);
+            assert!(
+                due.watchdog && due.heartbeat && !due.poll && !due.agent,
+                "{due:?}"
+            );
+        }
+        let s = Duration::from_secs;
+        assert_eq!(wakes, [s(30), s(60), s(90), s(120)]);
+        // Something starts to wait: polls at the tick, a period after it began.
+        timers.poll_while(true, now);
+        assert_eq!(timers.next(true, None), now + s(1));
+        // An agent deadline before any timer is the next wake-up, and only it is due.
+        let retry = now + Duration::from_millis(300);
+        assert_eq!(timers.next(true, Some(retry)), retry);
+        let due = timers.take_due(retry, true, Some(retry));
+        assert_eq!(
+            due,
+            Due {
+                agent: true,
+                ..Due::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_late_wake_up_skips_the_missed_times_and_never_spins() {
+        let t0 = TokioInstant::now();
+        let mut c = Cadence::new(t0, Duration::from_secs(1));
+        let late = t0 + Duration::from_millis(5500);
+        assert!(c.due(late));
+        c.advance(late);
+        assert_eq!(c.next, late + Duration::from_secs(1));
+        assert!(!c.due(late));
+        // A zero period is a millisecond's.
+        let z = Cadence::new(t0, Duration::ZERO);
+        assert_eq!(z.next, t0 + Duration::from_millis(1));
+    }
 }

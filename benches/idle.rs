@@ -1,0 +1,230 @@
+//! What an idle agent costs its host: `hbad run` on a healthy simulated host, with
+//! nothing happening, as systemd runs it (a notify socket, `WatchdogSec=60s`).
+//!
+//! `cargo bench --bench idle` builds, for each size, the machine of the lsscsi
+//! bench (8 FC HBAs on one fabric, 8 array ports: 64 remote ports, all Online; N
+//! LUNs with their disks and links), starts `hbad run` on it, waits for READY=1
+//! and a few seconds more, then watches it for `HBAD_BENCH_IDLE_SECONDS` (default
+//! 60) and prints, per minute:
+//!
+//! - wake-ups: context switches (voluntary and involuntary) of all its threads,
+//!   from `/proc/PID/task/*/status`: a thread that sleeps and wakes switches once
+//!   per wake-up;
+//! - CPU: time on the CPU of all its threads (`/proc/PID/task/*/schedstat`);
+//! - status file writes: how often the status file was replaced (its inode
+//!   changes on each atomic rename; sampled every 50 ms, the agent never writes
+//!   it more often when idle).
+//!
+//! `HBAD_BENCH_LUNS=64,4096` sets the sizes (the default); `HBAD_BENCH_BASELINE=path`
+//! an earlier hbad binary measured the same way on the same tree (before and after
+//! a change); `HBAD_BENCH_HBAD=path` another hbad binary than this build's.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hbad::sim::Sim;
+
+use common::fc_machine;
+
+/// What `systemd/hbad.service` sets: the agent pings every 30 s.
+const WATCHDOG_USEC: &str = "60000000";
+/// After READY=1, before watching: the boot's scans and writes are over.
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// Totals over all threads of a process at one moment.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sample {
+    switches: u64,
+    cpu_ns: u64,
+}
+
+fn field(status: &str, name: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn sample(pid: u32) -> Sample {
+    let mut s = Sample::default();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return s;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        if let Ok(status) = fs::read_to_string(dir.join("status")) {
+            s.switches += field(&status, "voluntary_ctxt_switches:")
+                + field(&status, "nonvoluntary_ctxt_switches:");
+        }
+        if let Ok(sched) = fs::read_to_string(dir.join("schedstat")) {
+            s.cpu_ns += sched
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    s
+}
+
+/// One binary's idle figures, per minute.
+struct Idle {
+    wakeups: f64,
+    cpu_s: f64,
+    writes: f64,
+}
+
+/// Drains the notify socket on a thread (as systemd would read it), noting READY=1.
+fn listen(sock: UnixDatagram, ready: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(n) = sock.recv(&mut buf) {
+                if String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .any(|l| l == "READY=1")
+                {
+                    ready.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+}
+
+fn start(hbad: &Path, sim: &Sim, dir: &Path, notify: &Path) -> Child {
+    let sysfs = sim.sysfs();
+    let policy = dir.join("hbad.toml");
+    fs::write(
+        &policy,
+        format!(
+            "[ownership]\nstate_file = \"{}\"\n",
+            dir.join("owned.json").display()
+        ),
+    )
+    .expect("write the policy");
+    Command::new(hbad)
+        .arg("--sysfs-root")
+        .arg(sysfs.root())
+        .arg("--dev-root")
+        .arg(sysfs.dev_root())
+        .arg("--policy")
+        .arg(&policy)
+        .args(["run", "--no-journal", "--udev", "off", "--status-file"])
+        .arg(dir.join("status.json"))
+        .arg("--metrics")
+        .arg(dir.join("hbad.prom"))
+        .env("NOTIFY_SOCKET", notify)
+        .env("WATCHDOG_USEC", WATCHDOG_USEC)
+        .env_remove("WATCHDOG_PID")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start hbad run")
+}
+
+fn measure(hbad: &Path, sim: &Sim, dir: &Path, watch: Duration) -> Idle {
+    let notify = dir.join("notify");
+    let _ = fs::remove_file(&notify);
+    let sock = UnixDatagram::bind(&notify).expect("notify socket");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("notify timeout");
+    let (ready, stop) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    listen(sock, ready.clone(), stop.clone());
+    let mut child = start(hbad, sim, dir, &notify);
+    let pid = child.id();
+    let t = Instant::now();
+    while !ready.load(Ordering::Relaxed) {
+        assert!(
+            t.elapsed() < Duration::from_secs(600),
+            "no READY=1 from {}",
+            hbad.display()
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "{} exited before READY=1",
+            hbad.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(SETTLE);
+    let status = dir.join("status.json");
+    let inode = || fs::metadata(&status).map(|m| m.ino()).unwrap_or(0);
+    let before = sample(pid);
+    let t = Instant::now();
+    let mut last = inode();
+    let mut writes = 0u64;
+    while t.elapsed() < watch {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = inode();
+        if now != last {
+            writes += 1;
+            last = now;
+        }
+    }
+    let after = sample(pid);
+    let minutes = t.elapsed().as_secs_f64() / 60.0;
+    // SAFETY: kill(2) on the child's pid, which has not been waited for yet.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    let _ = child.wait();
+    stop.store(true, Ordering::Relaxed);
+    Idle {
+        wakeups: after.switches.saturating_sub(before.switches) as f64 / minutes,
+        cpu_s: after.cpu_ns.saturating_sub(before.cpu_ns) as f64 / 1e9 / minutes,
+        writes: writes as f64 / minutes,
+    }
+}
+
+fn main() {
+    let sizes: Vec<u64> = std::env::var("HBAD_BENCH_LUNS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![64, 4096]);
+    let seconds: u64 = std::env::var("HBAD_BENCH_IDLE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60)
+        .clamp(5, 3600);
+    let hbad = std::env::var_os("HBAD_BENCH_HBAD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_hbad")));
+    let baseline = std::env::var_os("HBAD_BENCH_BASELINE").map(PathBuf::from);
+    println!(
+        "== idle `hbad run`: healthy simulated host (8 FC ports, 64 remote ports Online), \
+         WatchdogSec=60s, {seconds} s watched after READY=1 + {} s ==",
+        SETTLE.as_secs()
+    );
+    println!(
+        "  {:>6}  {:<10} {:>14} {:>14} {:>20}",
+        "LUNs", "binary", "wake-ups/min", "CPU s/min", "status writes/min"
+    );
+    for luns in sizes {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let sim = Sim::new(dir.path(), &fc_machine(luns)).expect("simulated host");
+        let mut binaries = vec![("this", hbad.clone())];
+        if let Some(b) = &baseline {
+            binaries.push(("baseline", b.clone()));
+        }
+        for (name, bin) in binaries {
+            let run = dir.path().join(format!("run-{name}"));
+            fs::create_dir_all(&run).expect("run directory");
+            let idle = measure(&bin, &sim, &run, Duration::from_secs(seconds));
+            println!(
+                "  {luns:>6}  {name:<10} {:>14.1} {:>14.3} {:>20.1}",
+                idle.wakeups, idle.cpu_s, idle.writes
+            );
+        }
+    }
+    println!();
+}
