@@ -62,8 +62,14 @@ impl Tree {
     }
 
     /// A readable attribute; sysfs `show` handlers end their text with a newline.
+    /// Replaced whole (written beside, then renamed over): a kernel attribute is
+    /// never seen half-written, and a reader on another thread (the agent reading
+    /// a host while a worker's write changes it) must not see an empty one.
     pub(crate) fn attr(&self, dir: &str, name: &str, value: &str) -> io::Result<()> {
-        fs::write(self.path(dir).join(name), format!("{value}\n"))
+        let path = self.path(dir).join(name);
+        let tmp = self.path(dir).join(format!(".{name}.new"));
+        fs::write(&tmp, format!("{value}\n"))?;
+        fs::rename(&tmp, &path)
     }
 
     /// A binary attribute (VPD pages), exactly these bytes.
