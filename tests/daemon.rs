@@ -234,6 +234,30 @@ fn boot_creates_a_vhba_whose_parent_is_online_and_marks_it() {
     });
     assert!(lun.is_some(), "LUN 1 through the vHBA");
     assert_eq!(rig.vport_writes("vport_create"), 1);
+    // Its disk came before the mark (the simulator scans within the create): it was
+    // announced to udev again once marked, so its by-vhba link is made.
+    let disk = rig
+        .agent
+        .graph()
+        .disk_of(lun.unwrap())
+        .unwrap()
+        .devpath
+        .clone();
+    let announced: Vec<_> = rig
+        .sim
+        .writes()
+        .into_iter()
+        .filter(|w| w.path.ends_with("uevent"))
+        .collect();
+    assert_eq!(announced.len(), 1);
+    assert_eq!(
+        announced[0].path,
+        rig.sim.sysfs().path(&disk).join("uevent")
+    );
+    assert_eq!(
+        (announced[0].value.as_str(), announced[0].errno),
+        ("change", None)
+    );
     assert!(hbad::plan::plan(
         rig.agent.policy(),
         rig.agent.graph(),

@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hbad::graph::{Graph, NodeKind, NodeRecord};
@@ -157,8 +157,9 @@ fn demo_host_loads_with_every_device_nested() {
         g.lun(hctl("1:0:0:1")).is_none(),
         "LUN 1 is masked to nobody"
     );
+    // rport-1:0-0 is the fabric's name server, as on a real switched fabric.
     let rport = g.remote_port_of(lun).unwrap();
-    assert_eq!(rport.name(), "rport-1:0-0");
+    assert_eq!(rport.name(), "rport-1:0-1");
     let NodeKind::RemotePort(rp) = &rport.kind else {
         panic!()
     };
@@ -226,7 +227,8 @@ fn vport_create_makes_a_logged_in_vhba_that_scans_its_masked_luns() {
     // Only LUN 1, the one masked to the vHBA, through its own rport.
     let lun = g.lun(hctl("3:0:0:1")).unwrap();
     assert!(g.lun(hctl("3:0:0:0")).is_none());
-    assert_eq!(g.remote_port_of(lun).unwrap().name(), "rport-3:0-0");
+    // After the name server's, rport-3:0-0, as a real vport's login shows.
+    assert_eq!(g.remote_port_of(lun).unwrap().name(), "rport-3:0-1");
     assert_eq!(g.disk_of(lun).unwrap().name(), "sdd");
     let NodeKind::Host(h1) = &g.host(1).unwrap().kind else {
         panic!()
@@ -363,7 +365,8 @@ fn vport_on_a_fabric_without_npiv_gets_no_fabric_support_and_no_rports() {
     assert_eq!(v.vport_state.as_deref(), Some("No Fabric Support"));
     assert_eq!(v.vport_last_state.as_deref(), Some("Linkdown"));
     assert!(g.lun(hctl("1:0:0:0")).is_none());
-    assert_eq!(g.of_kind(|k| matches!(k, NodeKind::RemotePort(_))).len(), 1);
+    // The parent's: the fabric's name server and the target port.
+    assert_eq!(g.of_kind(|k| matches!(k, NodeKind::RemotePort(_))).len(), 2);
 }
 
 #[test]
@@ -394,7 +397,7 @@ fn capture_like() -> (tempfile::TempDir, Sim, Wwn) {
     let port = wwn(0x2000_0200_0000_000b);
     let target = wwn(0x2000_0200_0000_000a);
     let spec = SimSpec::new()
-        .fabric(FabricSpec::new("vn2vn", wwn(0x1000_0000_0000_0001)).without_npiv())
+        .fabric(FabricSpec::new("vn2vn", wwn(0x1000_0000_0000_0001)).vn2vn())
         .target(
             TargetPortSpec::new("vn2vn", target, wwn(0x1000_0200_0000_000a), 0x0a)
                 .lun(LunSpec::new(0, 16 << 20, "lab-rd0-serial").masked_to(port))
@@ -1058,7 +1061,7 @@ fn a_departed_target_port_blocks_then_loses_its_luns_and_returns_to_the_same_ids
     let rport = |sim: &Sim| {
         let g = Graph::load(&sim.sysfs());
         let n = g
-            .find(&"rport-1:0-0".parse().unwrap())
+            .find(&"rport-1:0-1".parse().unwrap())
             .pop()
             .unwrap()
             .clone();
@@ -1087,7 +1090,7 @@ fn a_departed_target_port_blocks_then_loses_its_luns_and_returns_to_the_same_ids
     assert!(sim.lun_devpath(hctl("1:0:0:0")).is_some());
     assert_graph_follows(&mut g, sim, "the port's return");
     assert!(Graph::load(&sim.sysfs())
-        .find(&"rport-1:0-1".parse().unwrap())
+        .find(&"rport-1:0-2".parse().unwrap())
         .is_empty());
 }
 
@@ -1471,4 +1474,383 @@ fn link_changes_post_the_fc_events_each_driver_posts() {
     fcoe.set_link(host, true).unwrap();
     let posted: Vec<_> = fcoe.drain_fc_events().iter().map(|e| e.code).collect();
     assert_eq!(posted, [FcEventCode::LipReset]);
+}
+
+/// Writing an action to a disk's `uevent` file, as `udevadm trigger` and hbad after
+/// marking a vport do: the kernel sends that event for the disk (SYNTH_UUID 0, or
+/// the UUID given and SYNTH_ARG_* for its arguments), udev answers with the disk's
+/// links, and nothing else changes. An unknown action is EINVAL; the file of a
+/// disk since removed is gone.
+#[test]
+fn a_write_to_a_disks_uevent_file_sends_that_event_for_the_disk() {
+    let f = demo_sim();
+    let sim = &f.sim;
+    let lun = hctl("1:0:0:0");
+    let devpath = sim.lun_devpath(lun).unwrap();
+    let disk = sim.sysfs().list(&format!("{devpath}/block"))[0].clone();
+    let bdev = format!("{devpath}/block/{disk}");
+    let uevent = sim.sysfs().path(&bdev).join("uevent");
+    let shown = std::fs::read_to_string(&uevent).unwrap();
+    assert!(shown.contains(&format!("DEVNAME={disk}\n")), "{shown}");
+    sim.drain_events();
+    let before = Graph::load(&sim.sysfs());
+
+    sim.write_attr(&uevent, "change").unwrap();
+    let udev = sim.drain_udev_events();
+    assert_eq!(seq(&udev), [("change".to_string(), "block".to_string())]);
+    let ev = &udev[0];
+    assert_eq!(ev.devpath, bdev);
+    assert_eq!(ev.devtype.as_deref(), Some("disk"));
+    assert_eq!(ev.prop("DEVNAME"), Some(disk.as_str()));
+    assert_eq!(ev.prop("SYNTH_UUID"), Some("0"));
+    assert!(ev.prop("DEVLINKS").unwrap().contains("by-path/"), "{ev:?}");
+    assert_eq!(comparable(&Graph::load(&sim.sysfs())), comparable(&before));
+
+    // The kernel's own view carries no links; a UUID and arguments are passed on.
+    sim.write_attr(
+        &uevent,
+        "change 8d1b9a70-3c52-4f7e-9a4e-2b6f0c1d2e3f HBAD=1\n",
+    )
+    .unwrap();
+    let kernel = sim.drain_events();
+    assert_eq!(kernel.len(), 1);
+    assert_eq!(kernel[0].prop("DEVLINKS"), None);
+    assert_eq!(
+        kernel[0].prop("SYNTH_UUID"),
+        Some("8d1b9a70-3c52-4f7e-9a4e-2b6f0c1d2e3f")
+    );
+    assert_eq!(kernel[0].prop("SYNTH_ARG_HBAD"), Some("1"));
+
+    for bad in ["", "chang", "changes", "change not-a-uuid", "frob"] {
+        assert_eq!(
+            errno(sim.write_attr(&uevent, bad)),
+            Some(libc::EINVAL),
+            "{bad:?}"
+        );
+    }
+    assert!(sim.drain_events().is_empty());
+
+    let delete = sim.sysfs().path(&devpath).join("delete");
+    sim.write_attr(&delete, "1").unwrap();
+    assert_eq!(errno(sim.write_attr(&uevent, "change")), Some(libc::ENOENT));
+}
+
+/// A reader never sees an attribute the simulator is rewriting half-written, as
+/// sysfs makes an attribute's text when it is read: the agent's loop reads a vport
+/// while a worker's write rewrites its attributes.
+#[test]
+fn attributes_being_rewritten_read_as_the_old_or_the_new_value() {
+    let f = demo_sim();
+    let sim = f.sim.clone();
+    vport_create(&sim, 1, VHBA_A, VHBA_NODE).unwrap();
+    let vport = format!("{}/vport-1:0-0", host_devpath(&sim, 1));
+    let name = sim.sysfs().vport_symbolic_name_path(&vport);
+    let writer = {
+        let sim = sim.clone();
+        std::thread::spawn(move || {
+            for i in 0..2000 {
+                let mark = if i % 2 == 0 { "hbad:vm-a" } else { "hbad:vm-b" };
+                sim.write_attr(&name, mark).unwrap();
+            }
+        })
+    };
+    let sysfs = sim.sysfs();
+    let class = format!("{vport}/fc_vports/vport-1:0-0");
+    let mut reads = 0;
+    while !writer.is_finished() || reads == 0 {
+        let wwpn = sysfs.attr_wwn(&class, "port_name");
+        let shown = sysfs.attr(&class, "symbolic_name");
+        assert_eq!(wwpn, Some(wwn(VHBA_A)), "read {reads}");
+        assert!(
+            matches!(shown.as_deref(), Some("hbad:vm-a" | "hbad:vm-b" | "")),
+            "read {reads}: {shown:?}"
+        );
+        reads += 1;
+    }
+    writer.join().unwrap();
+}
+
+/// The lab's fabric as the fabric-* scenarios of the real-kernel tier build it: the
+/// initiator port is host2 (hosts 0 and 1 stand for the lab's two target ENodes),
+/// and the target on fabric A gives vm-a and vm-b a LUN 0 each (the lab's ACLs map
+/// two disks; the simulator masks one LUN to both).
+fn fabric_lab() -> (tempfile::TempDir, Sim) {
+    let dir = tempfile::tempdir().unwrap();
+    let fcoe = |mac: u64| {
+        HbaSpec::fc(
+            "fcoe",
+            &format!("0000:00:{:02x}.0", mac & 0xff),
+            wwn(0x2000_0000_0000_0000 | mac),
+            wwn(0x1000_0000_0000_0000 | mac),
+            "a",
+        )
+        .speed("10 Gbit")
+    };
+    let spec = SimSpec::new()
+        .fabric(FabricSpec::new("a", wwn(0x1000_02fc_f000_000a)))
+        .target(
+            TargetPortSpec::new("a", wwn(FAB_TARGET), wwn(0x1000_0200_0000_010a), 0x01_0002).lun(
+                LunSpec::new(0, 4 << 20, "hbadvm-fa0")
+                    .masked_to(wwn(FAB_VM_A))
+                    .masked_to(wwn(FAB_VM_B)),
+            ),
+        )
+        .hba(fcoe(0x0200_0000_01f0))
+        .hba(fcoe(0x0200_0000_01f1))
+        .hba(fcoe(0x0200_0000_010b).max_npiv_vports(Some(65535)));
+    let sim = Sim::new(dir.path(), &spec).unwrap();
+    (dir, sim)
+}
+
+const FAB_TARGET: u64 = 0x2000_0200_0000_010a;
+const FAB_VM_A: u64 = 0x5001_a4a0_0000_0a01;
+const FAB_VM_B: u64 = 0x5001_a4a0_0000_0b01;
+/// Where the lab's initiator port is (`/devices/virtual/net/fai/ctlr_2/host2`).
+const FAB_PARENT: &str = "/devices/virtual/net/fai/ctlr_2/host2";
+
+/// One event as the fabric scenarios log it (tests/vm/guest/uevent-log.sh), with
+/// the parent port's devpath as `P`: (action, subsystem, devtype, devpath).
+type Logged = (String, String, String, String);
+
+/// The events of a recorded log (tests/fixtures/kernel-capture/fabric/) that the
+/// kernel sent for devices below the initiator port, and the workqueues and bdis
+/// of its vHBAs, from the line holding `from` up to the one holding `to`. Events
+/// of the target side (tcm_fc's ports log in to the vHBAs too) and of hbad's own
+/// `change` writes (SYNTH_UUID) are left out.
+fn recorded(log: &str, from: &str, to: Option<&str>, keep: &[&str]) -> Vec<Logged> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/kernel-capture/fabric")
+        .join(log);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.iter().position(|l| l.contains(from)).unwrap();
+    let end = to.map_or(lines.len(), |to| {
+        lines.iter().position(|l| l.contains(to)).unwrap()
+    });
+    lines[start..end]
+        .iter()
+        .filter(|l| !l.contains("SYNTH_UUID"))
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let devpath = w[4];
+            let ours = devpath.starts_with(&format!("{FAB_PARENT}/"))
+                || keep.iter().any(|k| devpath.ends_with(k));
+            ours.then(|| {
+                (
+                    w[1].to_string(),
+                    w[2].to_string(),
+                    w[3].to_string(),
+                    devpath.replace(FAB_PARENT, "P"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The simulator's events in the same form, devices below `parent` only (and the
+/// workqueues and bdis named in `keep`).
+fn logged(events: &[Uevent], parent: &str, keep: &[&str]) -> Vec<Logged> {
+    events
+        .iter()
+        .filter(|e| {
+            e.devpath.starts_with(&format!("{parent}/"))
+                || keep.iter().any(|k| e.devpath.ends_with(k))
+        })
+        .map(|e| {
+            (
+                e.action.to_string(),
+                e.subsystem.clone(),
+                e.devtype.clone().unwrap_or_else(|| "-".into()),
+                e.devpath.replace(parent, "P"),
+            )
+        })
+        .collect()
+}
+
+/// A vport created on a switched fabric logs in, and the kernel announces, in this
+/// order: the vport, its host, the name server's remote port (rport-H:0-0, always
+/// the first), the target's (rport-H:0-1), its SCSI target, LUN and disk. Recorded
+/// by fabric-login on Debian's 6.1 kernel; the attributes after the login too.
+#[test]
+fn a_vport_login_on_a_switched_fabric_follows_the_real_kernels_order() {
+    let (_dir, sim) = fabric_lab();
+    assert_eq!(sim.host_by_wwpn(wwn(0x2000_0200_0000_010b)), Some(2));
+    let parent = host_devpath(&sim, 2);
+    sim.drain_events();
+    vport_create(&sim, 2, FAB_VM_A, 0x5001_a4a0_0000_0a00).unwrap();
+    let keep = ["scsi_tmf_3", "scsi_wq_3", "bdi/8:0"];
+    let want = recorded(
+        "login.uevents",
+        "add fc_vports - /devices/virtual/net/fai/ctlr_2/host2/vport-2:0-0/",
+        Some("add fc_vports - /devices/virtual/net/fai/ctlr_2/host2/vport-2:0-1/"),
+        &keep,
+    );
+    assert_eq!(want.len(), 21, "{want:#?}");
+    assert_eq!(logged(&sim.drain_events(), &parent, &keep), want);
+
+    // What a logged-in vHBA reads as, attribute by attribute, against the recorded
+    // ones (those the simulator models; names and addresses are the lab's).
+    let attrs = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/kernel-capture/fabric/login.attrs"),
+    )
+    .unwrap();
+    let seen = |key: &str| -> String {
+        attrs
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("{key} not recorded"))
+            .to_string()
+    };
+    let sysfs = sim.sysfs();
+    let ours = |class: &str, name: &str, attr: &str| {
+        sysfs.attr(&format!("class/{class}/{name}"), attr).unwrap()
+    };
+    for attr in ["vport_state", "vport_last_state", "vport_type", "roles"] {
+        assert_eq!(
+            ours("fc_vports", "vport-2:0-0", attr),
+            seen(&format!("vport-2:0-0/{attr}")),
+            "{attr}"
+        );
+    }
+    for attr in [
+        "port_state",
+        "port_type",
+        "fabric_name",
+        "speed",
+        "tgtid_bind_type",
+        "dev_loss_tmo",
+    ] {
+        assert_eq!(
+            ours("fc_host", "host3", attr),
+            seen(&format!("host3/{attr}")),
+            "{attr}"
+        );
+    }
+    for (rport, attrs) in [
+        (
+            "rport-3:0-0",
+            &[
+                "roles",
+                "scsi_target_id",
+                "port_id",
+                "port_state",
+                "supported_classes",
+            ][..],
+        ),
+        (
+            "rport-3:0-1",
+            &["scsi_target_id", "port_id", "port_state", "port_name"][..],
+        ),
+    ] {
+        for attr in attrs {
+            assert_eq!(
+                ours("fc_remote_ports", rport, attr),
+                seen(&format!("{rport}/{attr}")),
+                "{rport} {attr}"
+            );
+        }
+    }
+    // The simulator's fabric has no separate switch name: its name server is named
+    // after the fabric. The lab's FCF lists the target with both roles (tcm_fc).
+    assert_eq!(seen("rport-3:0-1/roles"), "FCP Target, FCP Initiator");
+    assert_eq!(
+        ours("fc_remote_ports", "rport-3:0-1", "roles"),
+        "FCP Target"
+    );
+}
+
+/// A logged-in vHBA deleted by hand goes as the kernel took it down (the name
+/// server's remote port first, then the target's LUNs, target and remote port, the
+/// host, the vport); made again, it is the next vport number on the lowest free
+/// host number, with its remote ports numbered from 0 again. Recorded by
+/// fabric-recreate.
+#[test]
+fn a_logged_in_vhba_deleted_and_made_again_follows_the_real_kernels_order() {
+    let (_dir, sim) = fabric_lab();
+    let parent = host_devpath(&sim, 2);
+    vport_create(&sim, 2, FAB_VM_A, 0x5001_a4a0_0000_0a00).unwrap();
+    vport_create(&sim, 2, FAB_VM_B, 0x5001_a4a0_0000_0b00).unwrap();
+    sim.drain_events();
+    let keep = ["scsi_tmf_4", "scsi_wq_4", "bdi/8:16"];
+    vport_delete(&sim, 2, FAB_VM_B, 0x5001_a4a0_0000_0b00).unwrap();
+    let want = recorded(
+        "recreate.uevents",
+        "remove bsg - /devices/virtual/net/fai/ctlr_2/host2/vport-2:0-1/host4/rport-4:0-0/",
+        Some("add fc_vports - /devices/virtual/net/fai/ctlr_2/host2/vport-2:0-2/"),
+        &keep,
+    );
+    assert_eq!(want.len(), 21, "{want:#?}");
+    assert_eq!(logged(&sim.drain_events(), &parent, &keep), want);
+
+    vport_create(&sim, 2, FAB_VM_B, 0x5001_a4a0_0000_0b00).unwrap();
+    let mut want = recorded(
+        "recreate.uevents",
+        "add fc_vports - /devices/virtual/net/fai/ctlr_2/host2/vport-2:0-2/",
+        None,
+        &keep,
+    );
+    let mut got = logged(&sim.drain_events(), &parent, &keep);
+    assert_eq!(want.len(), 21, "{want:#?}");
+    // sd registers the LUN's class devices while it probes, asynchronously: the
+    // kernel gave them in another order than at the first login.
+    assert_eq!(got[..11], want[..11]);
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+/// A target zoned with a logged-in vHBA (RSCN) is its next remote port number,
+/// scanned by the transport; out of the zone its remote port is Blocked and, when
+/// dev_loss_tmo runs out, its LUN and target go while the remote port stays.
+/// Recorded by fabric-zone.
+#[test]
+fn a_target_zoned_in_and_out_follows_the_real_kernels_order() {
+    let (_dir, sim) = fabric_lab();
+    vport_create(&sim, 2, FAB_VM_A, 0x5001_a4a0_0000_0a00).unwrap();
+    vport_create(&sim, 2, FAB_VM_B, 0x5001_a4a0_0000_0b00).unwrap();
+    let vhba = sim.host_by_wwpn(wwn(FAB_VM_A)).unwrap();
+    let host = host_devpath(&sim, vhba);
+    assert!(host.starts_with(&host_devpath(&sim, 2)));
+    sim.drain_events();
+    let second = wwn(0x2000_0200_0000_010c);
+    sim.add_target_port(
+        TargetPortSpec::new("a", second, wwn(0x1000_0200_0000_010c), 0x01_0003)
+            .lun(LunSpec::new(0, 4 << 20, "hbadvm-fc0").masked_to(wwn(FAB_VM_A))),
+    )
+    .unwrap();
+    let keep = ["bdi/8:32"];
+    let parent = host_devpath(&sim, 2);
+    // Only vm-a's host: the simulator does not zone, so every port on the fabric
+    // logs in to the new target.
+    let vm_a = |events: &[Uevent]| -> Vec<Logged> {
+        logged(events, &parent, &keep)
+            .into_iter()
+            .filter(|e| e.3.starts_with("P/vport-2:0-0/") || e.3.contains("bdi"))
+            .collect()
+    };
+    let mut got = vm_a(&sim.drain_events());
+    let mut want = recorded(
+        "zone.uevents",
+        "add fc_remote_ports - /devices/virtual/net/fai/ctlr_2/host2/vport-2:0-0/host3/rport-3:0-2/",
+        Some("remove bsg"),
+        &keep,
+    );
+    assert_eq!(want.len(), 12, "{want:#?}");
+    assert_eq!(got[..5], want[..5]);
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+
+    sim.remove_target_port(second).unwrap();
+    assert!(vm_a(&sim.drain_events()).is_empty(), "Blocked: no uevent");
+    sim.expire_dev_loss().unwrap();
+    let want = recorded("zone.uevents", "remove bsg", None, &keep);
+    assert_eq!(want.len(), 10, "{want:#?}");
+    assert_eq!(vm_a(&sim.drain_events()), want);
+    let rport = format!("class/fc_remote_ports/rport-{vhba}:0-2");
+    assert_eq!(
+        sim.sysfs().attr(&rport, "port_state").as_deref(),
+        Some("Not Present")
+    );
 }

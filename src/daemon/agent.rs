@@ -27,7 +27,7 @@ use crate::plan::{declared, plan, Action, HostRef, Recorded, Step, WaitReason};
 use crate::policy::{Policy, PolicyErrors};
 use crate::sysfs::writes::AttrWriter;
 use crate::sysfs::{devpath_name, Sysfs};
-use crate::uevent::fc_event::FcItem;
+use crate::uevent::fc_event::{posts_link_events, FcItem};
 use crate::uevent::source::CounterSnapshot;
 use crate::uevent::{Rejection, SourceItem};
 use crate::wwn::Wwn;
@@ -109,6 +109,8 @@ pub struct Agent {
     fleet: Fleet,
     /// Devices polled because they wait on a change no event announces.
     watched: Watched,
+    /// FC transport events reach the agent (a source was attached).
+    fc_events_attached: bool,
     /// Parents (devpaths) of declared vHBAs waiting for their link: polled too.
     link_waits: BTreeSet<Devpath>,
     /// The status last written, its `updated` left out: an unchanged status is
@@ -162,6 +164,7 @@ impl Agent {
             state_error: None,
             fleet: Fleet::default(),
             watched,
+            fc_events_attached: false,
             link_waits: BTreeSet::new(),
             status_written: None,
             metrics_stale: true,
@@ -201,6 +204,7 @@ impl Agent {
 
     /// FC transport events for the loop to hand to [`Agent::fc_event`].
     pub fn attach_fc_events(&mut self, rx: tokio::sync::mpsc::Receiver<FcItem>) {
+        self.fc_events_attached = true;
         self.fleet.attach_fc_events(rx);
     }
 
@@ -371,6 +375,7 @@ impl Agent {
             || !self.link_waits.is_empty()
             || self.vhbas.values().any(|rt| rt.login_pending.is_some())
             || self.executor.scanner.busy() > 0
+            || self.logins_unannounced()
     }
 
     /// The next time the agent has something to do that no event will wake it
@@ -386,12 +391,23 @@ impl Agent {
     }
 
     /// After a sweep or a poll: hung writes, logins, retries, the periodic scan.
-    fn after_reading(&mut self, changes: Vec<Change>, now: Instant) {
+    fn after_reading(&mut self, mut changes: Vec<Change>, now: Instant) {
+        self.report_hung();
+        // A login that changed is read into the graph too: a vHBA that comes
+        // online is scanned, and one that goes down is watched.
+        for host in self.observe_logins(now) {
+            let vport = self
+                .graph
+                .node(&host)
+                .and_then(|h| self.graph.vport_of_vhba(h))
+                .map(|v| v.devpath.clone());
+            for devpath in std::iter::once(host).chain(vport) {
+                changes.extend(self.graph.refresh(&devpath, &self.sysfs));
+            }
+        }
         if !changes.is_empty() {
             self.metrics_stale = true;
         }
-        self.report_hung();
-        self.observe_logins(now);
         let retry_due = self
             .vhbas
             .values()
@@ -1265,18 +1281,21 @@ impl Agent {
     /// Follows each present vHBA's login on every tick and journals a loss
     /// (refused, link down, disabled) and the return from one. Logging in at
     /// creation is not news.
-    fn observe_logins(&mut self, now: Instant) {
+    ///
+    /// Returns the hosts (devpaths) of the vHBAs whose login changed.
+    fn observe_logins(&mut self, now: Instant) -> Vec<Devpath> {
         let mut seen = Vec::new();
+        let mut moved = Vec::new();
         for spec in &self.policy.vhbas {
             let present = self.vhba_host(spec.wwpn).map(|host| {
                 let (vport_state, port_state) = self.login_states(host);
-                (host.name().to_string(), vport_state, port_state)
+                (host.devpath.clone(), vport_state, port_state)
             });
             seen.push((spec.name.clone(), spec.wwpn, present));
         }
         for (name, wwpn, present) in seen {
             let rt = self.vhbas.entry(name.clone()).or_default();
-            let Some((host, vport_state, port_state)) = present else {
+            let Some((devpath, vport_state, port_state)) = present else {
                 rt.login = None;
                 rt.login_pending = None;
                 continue;
@@ -1295,6 +1314,8 @@ impl Agent {
             if login == rt.login {
                 continue;
             }
+            let host = devpath_name(&devpath).to_string();
+            moved.push(devpath);
             let was_degraded = rt.login.is_some_and(|l| l.vhba_state() == "degraded");
             rt.login = login;
             let Some(login) = login else { continue };
@@ -1327,6 +1348,29 @@ impl Agent {
                 tracing::debug!(hbad_vhba = %name, "login {login}: vport {vs}, host {ps}");
             }
         }
+        moved
+    }
+
+    /// Whether a present vHBA's login can change with nothing to say so: no FC
+    /// transport event source, or a parent whose driver posts no link events
+    /// (libfc's fcoe, bnx2fc, qedf post only LIPRESET, and not on every loss).
+    /// Such logins are polled (two attributes a vHBA) as long as the vHBA is there.
+    fn logins_unannounced(&self) -> bool {
+        self.policy.vhbas.iter().any(|spec| {
+            self.vhba_host(spec.wwpn).is_some_and(|host| {
+                !self.fc_events_attached
+                    || !self
+                        .graph
+                        .vport_of_vhba(host)
+                        .and_then(|v| self.graph.vport_parent_host(v))
+                        .is_some_and(|p| match &p.kind {
+                            NodeKind::Host(h) => {
+                                h.scsi.proc_name.as_deref().is_some_and(posts_link_events)
+                            }
+                            _ => false,
+                        })
+            })
+        })
     }
 
     /// Writes the status file when what it says changed, and the metrics textfile

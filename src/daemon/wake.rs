@@ -13,7 +13,11 @@
 //! - a vHBA host that is not Online, or its vport that is not Active: a vHBA logging
 //!   in (and, past the login wait, one refused or down, until it is back);
 //! - a declared vHBA's parent whose link is down (added by the agent, which knows the
-//!   waits): the vHBA is made when it comes up.
+//!   waits): the vHBA is made when it comes up;
+//! - a declared vHBA's login (two attributes), while it is there, when nothing would
+//!   announce its loss: no FC event source, or a parent on a driver that posts no
+//!   link events (libfc's fcoe, bnx2fc, qedf). On qla2xxx, lpfc, zfcp and ibmvfc the
+//!   link events re-read the host and what it waits on is watched from then on.
 //!
 //! A remote port `Not Present` waits on nothing: the kernel adds its target again
 //! (with uevents) when the port returns. A vport with `No Fabric Support` has no

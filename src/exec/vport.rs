@@ -375,6 +375,13 @@ impl Vports {
                 rollback: self.roll_back(req),
             });
         };
+        // Marked as soon as the write has returned: the kernel adds the vport's
+        // attributes before it calls the driver, and the driver makes the vHBA's
+        // host before the write returns, while the fabric login (FDISC), discovery
+        // and the transport's scan run on afterwards by themselves. fcoe's
+        // set_vport_symbolic_name only copies the name until the port is logged in,
+        // and registers it with the name server (RSPN_ID) at login. Disks that
+        // still beat the mark are announced to udev again by `mark`.
         let owner = self.mark(&found.vport, &req.name)?;
         Ok(Created {
             vhba: found,
@@ -460,6 +467,7 @@ impl Vports {
                         let now = now.map(shown).unwrap_or("");
                         if now == tag {
                             self.bind(info.as_ref(), name);
+                            self.announce_disks(vport_devpath);
                             return Ok(OwnerMark::SymbolicName {
                                 name: name.to_string(),
                             });
@@ -502,11 +510,60 @@ impl Vports {
                 why: why.clone(),
             },
         )?;
+        self.announce_disks(vport_devpath);
         Ok(OwnerMark::StateFile {
             name: name.to_string(),
             path: self.state.path().to_path_buf(),
             why,
         })
+    }
+
+    /// Sends a `change` uevent for every disk (and partition) below a vport whose
+    /// mark was just written, as `udevadm trigger --action=change` would.
+    ///
+    /// udev names a vHBA's disks (`hbad udev-id`, `/dev/disk/by-vhba/`) from the
+    /// mark. The mark is written as soon as the vport exists, but the kernel logs the
+    /// vport in and scans it on its own: a disk whose `add` udev handled before the
+    /// mark was there got no link, and nothing else makes udev look at it again
+    /// (seen on a real fabric: one vHBA of two lost its link in half the runs). A
+    /// disk that appears after this listing sees the mark in its own `add`, so
+    /// between them every disk is named. Best effort: a disk gone meanwhile, or a
+    /// kernel that refuses, costs only that disk's link, and is logged.
+    ///
+    /// Runs where the mark is written, on the parent's worker: each write is a
+    /// kernel write like any other.
+    fn announce_disks(&self, vport_devpath: &str) {
+        let below = format!("{vport_devpath}/");
+        for dev in self.sysfs.scsi_bus_devpaths() {
+            if !dev.starts_with(&below) {
+                continue;
+            }
+            for disk in self.sysfs.list(&format!("{dev}/block")) {
+                let disk_devpath = format!("{dev}/block/{disk}");
+                let partitions = self
+                    .sysfs
+                    .list(&disk_devpath)
+                    .into_iter()
+                    .filter(|p| p.starts_with(&disk))
+                    .map(|p| format!("{disk_devpath}/{p}"))
+                    .filter(|p| self.sysfs.path(p).join("partition").is_file());
+                for devpath in std::iter::once(disk_devpath.clone()).chain(partitions) {
+                    let uevent = self.sysfs.path(&devpath).join("uevent");
+                    match self.writer.write_attr(&uevent, "change") {
+                        Ok(()) => {}
+                        // Gone since the listing: nothing left to name.
+                        Err(e)
+                            if e.kind() == std::io::ErrorKind::NotFound
+                                || e.raw_os_error() == Some(libc::ENODEV) => {}
+                        Err(e) => tracing::warn!(
+                            "{}: no change uevent after marking {}: {e}; its /dev/disk/by-vhba link may be missing until udev sees it again",
+                            devpath_name(&devpath),
+                            devpath_name(vport_devpath)
+                        ),
+                    }
+                }
+            }
+        }
     }
 
     /// Records a mark hbad wrote in the state file, which binds it to this host:
@@ -658,9 +715,11 @@ pub(crate) mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::sim::{FabricSpec, HbaSpec, Sim, SimSpec};
+    use crate::sim::{FabricSpec, HbaSpec, LunSpec, Sim, SimSpec, TargetPortSpec};
 
     pub const PARENT_WWPN: Wwn = Wwn::from_u64(0x2100_0024_ff00_0a01);
+    /// The vHBA WWPN the array masks its LUN to.
+    const MASKED_VHBA: Wwn = Wwn::from_u64(0x5001_a4a0_0000_0b01);
     const FABRIC_WWN: Wwn = Wwn::from_u64(0x1000_0005_1e00_0a00);
 
     /// The simulated kernel, with faults a real driver can show that the simulator
@@ -704,11 +763,20 @@ pub(crate) mod tests {
     }
 
     impl Kernel {
-        /// One qla2xxx port with two vport slots on an NPIV fabric, and a
-        /// scsi_debug host beside it.
+        /// One qla2xxx port with two vport slots on an NPIV fabric, an array port
+        /// there with LUN 0 masked to [`MASKED_VHBA`], and a scsi_debug host beside it.
         pub fn new(dir: &Path) -> Kernel {
             let spec = SimSpec::new()
                 .fabric(FabricSpec::new("a", FABRIC_WWN))
+                .target(
+                    TargetPortSpec::new(
+                        "a",
+                        Wwn::from_u64(0x5000_0000_0000_0a0a),
+                        Wwn::from_u64(0x5000_0000_0000_0a00),
+                        0x01_0a00,
+                    )
+                    .lun(LunSpec::new(0, 1 << 30, "exec-lun0").masked_to(MASKED_VHBA)),
+                )
                 .hba(
                     HbaSpec::fc(
                         "qla2xxx",
@@ -820,6 +888,60 @@ pub(crate) mod tests {
         );
         let info = k.sysfs().read_vport(&c.vhba.vport).unwrap();
         assert_eq!(info.symbolic_name.as_deref(), Some("hbad:db1"));
+    }
+
+    /// The simulator logs a new vport in and scans it within the create, so its
+    /// disk is there before the mark (the order that, on a real fabric, leaves
+    /// udev without the mark when it first names the disk): marking announces
+    /// the disk again with a `change`, and only a mark that was written does.
+    #[test]
+    fn a_disk_that_came_before_the_mark_is_announced_to_udev_after_it() {
+        let (dir, k) = lab();
+        let v = vports(&k, dir.path());
+        let events = k.sim.subscribe(crate::sim::Flavour::Kernel);
+        let c = v.create(&req(&k, "db1", MASKED_VHBA.as_u64())).unwrap();
+        let host = c.vhba.host.unwrap().number;
+        let disk_dev = |hctl: &str| k.sim.lun_devpath(hctl.parse().unwrap());
+        let lun = disk_dev(&format!("{host}:0:0:0")).expect("the vHBA's LUN");
+        let order: Vec<String> = k
+            .sim
+            .writes()
+            .iter()
+            .map(|w| w.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(order, ["vport_create", "symbolic_name", "uevent"]);
+        assert_eq!(k.writes_to("uevent"), ["change"]);
+        let evs: Vec<_> = events.try_iter().collect();
+        let add = evs
+            .iter()
+            .position(|e| e.subsystem == "block" && e.action == crate::uevent::Action::Add)
+            .expect("the disk's add");
+        let change = evs
+            .iter()
+            .position(|e| e.subsystem == "block" && e.action == crate::uevent::Action::Change)
+            .expect("the disk's change after the mark");
+        assert!(add < change);
+        assert!(evs[change].devpath.starts_with(&format!("{lun}/block/")));
+        assert_eq!(evs[change].prop("SYNTH_UUID"), Some("0"));
+        // Marked already: nothing is written, nothing announced.
+        v.mark(&c.vhba.vport, "db1").unwrap();
+        assert_eq!(k.writes_to("uevent").len(), 1);
+        // A vHBA with no disk has nothing to announce.
+        v.create(&req(&k, "db2", 0x5001_a4a0_0000_0b02)).unwrap();
+        assert_eq!(k.writes_to("uevent").len(), 1);
+    }
+
+    #[test]
+    fn a_mark_recorded_in_the_state_file_announces_the_disks_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = with(dir.path(), |k| k.refuse_symbolic = true);
+        let v = vports(&k, dir.path());
+        let c = v.create(&req(&k, "db1", MASKED_VHBA.as_u64())).unwrap();
+        assert!(matches!(c.owner, Some(OwnerMark::StateFile { .. })));
+        assert_eq!(k.writes_to("uevent"), ["change"]);
+        // Recorded: later marks neither ask the driver nor announce again.
+        v.mark(&c.vhba.vport, "db1").unwrap();
+        assert_eq!(k.writes_to("uevent"), ["change"]);
     }
 
     #[test]

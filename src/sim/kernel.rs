@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::spec::{FabricSpec, HbaBus, HbaKind, HbaSpec, LocalLun, LunSpec, TargetPortSpec};
 use super::tree::Tree;
 use super::{Flavour, ScanGateInner};
-use crate::sysfs::{Hctl, VportControlDir};
+use crate::sysfs::{devpath_name, parent_devpath, Hctl, VportControlDir};
 use crate::uevent::{Action, Uevent};
 use crate::wwn::Wwn;
 
@@ -103,13 +103,30 @@ pub(crate) struct Npiv {
     pub vports: BTreeMap<u32, Vport>,
 }
 
+/// What a remote port is to the host that logged in to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RportRole {
+    /// An array's target port: it gets a SCSI target id and is scanned.
+    Target,
+    /// The fabric's name server (FFFFFC): libfc logs in to it first, and the FC
+    /// transport shows it as a remote port with no SCSI target (seen: rport-H:0-0,
+    /// roles "Directory Server", scsi_target_id -1, on every port of a fabric).
+    DirectoryServer,
+}
+
+/// The directory server's well-known address.
+const DIRECTORY_SERVER_ID: u32 = 0xff_fffc;
+
 #[derive(Debug, Clone)]
 pub(crate) struct Rport {
     pub wwpn: Wwn,
     pub wwnn: Wwn,
     pub port_id: u32,
     pub state: &'static str,
-    pub target_id: u32,
+    pub role: RportRole,
+    /// `scsi_target_id`: a target's, bound to its WWPN on this host; none (-1) for
+    /// the directory server.
+    pub target_id: Option<u32>,
     pub bsg: u32,
 }
 
@@ -634,8 +651,10 @@ impl Kernel {
             "port_state",
             if online { "Online" } else { "Linkdown" },
         )?;
+        // qla2xxx and lpfc show their vHBAs as NPIV VPORT; libfc's vHBA (fcoe)
+        // shows the port type its FDISC's answer gave, as its parent does (seen).
         let port_type = match (&host.bus, online) {
-            (HostBus::Vport { .. }, _) => "NPIV VPORT",
+            (HostBus::Vport { .. }, _) if host.proc_name != "fcoe" => "NPIV VPORT",
             (_, true) => "NPort (fabric via point-to-point)",
             (_, false) => "Unknown",
         };
@@ -919,6 +938,25 @@ impl Kernel {
             fc.logged_in = true;
         }
         self.write_fc_host_attrs(no)?;
+        // libfc logs in to the name server first (PLOGI FFFFFC), then to the ports
+        // its GPN_FT lists: the directory server is rport-H:0-0 of every port of a
+        // switched fabric, and the first target rport-H:0-1 (seen on a vport's login:
+        // fc_remote_ports and bsg of the directory server, then of the target, then
+        // its SCSI target, LUNs and disks).
+        let name_server = self
+            .fabrics
+            .get(&fabric)
+            .filter(|f| f.name_server)
+            .map(|f| f.wwn);
+        if let Some(wwn) = name_server {
+            self.rport_arrived(
+                no,
+                wwn,
+                wwn,
+                DIRECTORY_SERVER_ID,
+                RportRole::DirectoryServer,
+            )?;
+        }
         let ports: Vec<(Wwn, Wwn, u32)> = self
             .targets
             .iter()
@@ -926,7 +964,7 @@ impl Kernel {
             .map(|t| (t.wwpn, t.wwnn, t.port_id))
             .collect();
         for (wwpn, wwnn, port_id) in ports {
-            self.rport_arrived(no, wwpn, wwnn, port_id)?;
+            self.rport_arrived(no, wwpn, wwnn, port_id, RportRole::Target)?;
         }
         let vhosts: Vec<u32> = self.hosts[&no]
             .fc
@@ -1026,7 +1064,11 @@ impl Kernel {
         let t = &self.tree;
         t.attr(&dir, "port_name", &r.wwpn.to_string())?;
         t.attr(&dir, "port_state", r.state)?;
-        t.attr(&dir, "scsi_target_id", &r.target_id.to_string())?;
+        t.attr(
+            &dir,
+            "scsi_target_id",
+            &r.target_id.map_or("-1".to_string(), |id| id.to_string()),
+        )?;
         t.attr(&dir, "dev_loss_tmo", "60")?;
         if r.state == NOT_PRESENT {
             // fc_timeout_deleted_rport keeps only what the wwpn binding needs.
@@ -1037,14 +1079,30 @@ impl Kernel {
         } else {
             t.attr(&dir, "node_name", &r.wwnn.to_string())?;
             t.attr(&dir, "port_id", &format!("0x{:06x}", r.port_id))?;
-            t.attr(&dir, "roles", "FCP Target")?;
-            t.attr(&dir, "supported_classes", "Class 3")
+            match r.role {
+                RportRole::Target => {
+                    t.attr(&dir, "roles", "FCP Target")?;
+                    t.attr(&dir, "supported_classes", "Class 3")
+                }
+                RportRole::DirectoryServer => {
+                    t.attr(&dir, "roles", "Directory Server")?;
+                    t.attr(&dir, "supported_classes", "unspecified")
+                }
+            }
         }
     }
 
-    /// fc_remote_port_add for a target port: a known one comes back Online, a new
-    /// one is created; either way the transport scans it, as fc_scsi_scan_rport does.
-    fn rport_arrived(&mut self, no: u32, wwpn: Wwn, wwnn: Wwn, port_id: u32) -> IoResult {
+    /// fc_remote_port_add: a known port comes back Online under its number, a new
+    /// one takes the host's next rport number (never reused); a target port is
+    /// scanned either way, as fc_scsi_scan_rport does.
+    fn rport_arrived(
+        &mut self,
+        no: u32,
+        wwpn: Wwn,
+        wwnn: Wwn,
+        port_id: u32,
+        role: RportRole,
+    ) -> IoResult {
         let host = self.hosts.get_mut(&no).ok_or_else(|| errno(libc::ENODEV))?;
         let fc = host.fc.as_mut().ok_or_else(|| errno(libc::ENODEV))?;
         let existing = fc
@@ -1063,13 +1121,14 @@ impl Kernel {
             None => {
                 let number = fc.next_rport;
                 fc.next_rport += 1;
-                let target_id = match fc.bindings.get(&wwpn) {
-                    Some(id) => *id,
-                    None => {
+                let target_id = match (role, fc.bindings.get(&wwpn)) {
+                    (RportRole::DirectoryServer, _) => None,
+                    (RportRole::Target, Some(id)) => Some(*id),
+                    (RportRole::Target, None) => {
                         let id = fc.next_target_id;
                         fc.next_target_id += 1;
                         fc.bindings.insert(wwpn, id);
-                        id
+                        Some(id)
                     }
                 };
                 let bsg = ida_alloc(&mut self.bsg_ids);
@@ -1078,6 +1137,7 @@ impl Kernel {
                     wwnn,
                     port_id,
                     state: "Online",
+                    role,
                     target_id,
                     bsg,
                 };
@@ -1107,7 +1167,7 @@ impl Kernel {
         let target_id = self.hosts[&no]
             .fc
             .as_ref()
-            .map(|f| f.rports[&number].target_id);
+            .and_then(|f| f.rports[&number].target_id);
         if let Some(id) = target_id {
             self.scan_target(no, 0, id, None)?;
         }
@@ -1137,7 +1197,7 @@ impl Kernel {
     pub(crate) fn expire_dev_loss(&mut self) -> IoResult {
         let hosts: Vec<u32> = self.hosts.keys().copied().collect();
         for no in hosts {
-            let blocked: Vec<(u32, u32)> = self.hosts[&no]
+            let blocked: Vec<(u32, Option<u32>)> = self.hosts[&no]
                 .fc
                 .as_ref()
                 .map(|f| {
@@ -1149,8 +1209,10 @@ impl Kernel {
                 })
                 .unwrap_or_default();
             for (number, target_id) in blocked {
-                if self.hosts[&no].targets.contains_key(&(0, target_id)) {
-                    self.remove_target(no, 0, target_id)?;
+                if let Some(id) =
+                    target_id.filter(|id| self.hosts[&no].targets.contains_key(&(0, *id)))
+                {
+                    self.remove_target(no, 0, id)?;
                 }
                 if let Some(r) = self
                     .hosts
@@ -1178,8 +1240,11 @@ impl Kernel {
         else {
             return Ok(());
         };
-        if host.targets.contains_key(&(0, r.target_id)) {
-            self.remove_target(no, 0, r.target_id)?;
+        if let Some(id) = r
+            .target_id
+            .filter(|id| host.targets.contains_key(&(0, *id)))
+        {
+            self.remove_target(no, 0, id)?;
         }
         let name = format!("rport-{no}:0-{number}");
         let dev = Self::rport_devpath(&host, number);
@@ -1219,7 +1284,7 @@ impl Kernel {
             if self.hosts.contains_key(&no)
                 && self.login_fabric(no).as_deref() == Some(t.fabric.as_str())
             {
-                self.rport_arrived(no, t.wwpn, t.wwnn, t.port_id)?;
+                self.rport_arrived(no, t.wwpn, t.wwnn, t.port_id, RportRole::Target)?;
             }
         }
         Ok(())
@@ -1233,7 +1298,7 @@ impl Kernel {
         let rport = host
             .fc
             .as_ref()
-            .and_then(|f| f.rports.iter().find(|(_, r)| r.target_id == id));
+            .and_then(|f| f.rports.iter().find(|(_, r)| r.target_id == Some(id)));
         match (rport, &host.iscsi) {
             (Some((n, _)), _) => format!("{}/{name}", Self::rport_devpath(host, *n)),
             (None, Some(s)) => format!("{}/session{}/{name}", host.devpath, s.number),
@@ -1248,7 +1313,7 @@ impl Kernel {
                 let Some(r) = fc
                     .rports
                     .values()
-                    .find(|r| r.target_id == id && channel == 0)
+                    .find(|r| r.target_id == Some(id) && channel == 0)
                 else {
                     return Vec::new();
                 };
@@ -1286,7 +1351,7 @@ impl Kernel {
                 .rports
                 .values()
                 .filter(|r| r.state == "Online")
-                .map(|r| (0, r.target_id))
+                .filter_map(|r| Some((0, r.target_id?)))
                 .collect(),
             // A local host probes its addresses: here, the ones that hold devices.
             None => host
@@ -1553,6 +1618,13 @@ impl Kernel {
         t.attr(&bdev, "size", &(lun.size_bytes / 512).to_string())?;
         t.attr(&bdev, "ro", "0")?;
         t.attr(&bdev, "removable", "0")?;
+        // What reading `uevent` shows (the device's own properties); writing an
+        // action to it makes the kernel send that event ([`Kernel::synth_uevent`]).
+        let own: Vec<String> = Self::block_props(&lun)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        t.attr_bytes(&bdev, "uevent", format!("{}\n", own.join("\n")).as_bytes())?;
         t.link(&format!("block/{name}"), &bdev)?;
         t.link_in(&dev, "driver", "bus/scsi/drivers/sd")?;
         let links = self.udev_links(hctl, &lun);
@@ -1603,7 +1675,7 @@ impl Kernel {
                 Some(fc) => fc
                     .rports
                     .values()
-                    .find(|r| r.target_id == hctl.target)
+                    .find(|r| r.target_id == Some(hctl.target))
                     .map(|r| format!("fc-{}-lun-{}", r.wwpn, hctl.lun)),
                 None => Some(format!(
                     "scsi-0:{}:{}:{}",
@@ -1830,6 +1902,44 @@ impl Kernel {
         Ok(())
     }
 
+    /// A write to a disk's `uevent` file (`uevent_store`, `kobject_synth_uevent`):
+    /// the kernel sends the event named, with the device's own properties and
+    /// `SYNTH_UUID` (0 unless one is given, then `SYNTH_ARG_*` for the `KEY=VALUE`
+    /// arguments after it), and changes nothing else. This is how
+    /// `udevadm trigger` (and hbad after marking a vport) makes udev run its rules
+    /// for a device again; on a host with udev the event comes back with the links
+    /// the rules gave.
+    pub(crate) fn synth_uevent(&mut self, bdev: &str, written: &str) -> IoResult {
+        let SynthUevent { action, uuid, args } = parse_synth_uevent(written)?;
+        let lun_dev = parent_devpath(bdev)
+            .and_then(parent_devpath)
+            .ok_or_else(|| errno(libc::ENOENT))?;
+        let hctl: Hctl = devpath_name(lun_dev)
+            .parse()
+            .map_err(|_| errno(libc::ENOENT))?;
+        let lun = match self.lun(hctl) {
+            Some(lun)
+                if self.lun_devpath(hctl).as_deref() == Some(lun_dev)
+                    && sd_name(lun.sd) == devpath_name(bdev) =>
+            {
+                lun.clone()
+            }
+            // The file of a device since removed.
+            _ => return Err(errno(libc::ENODEV)),
+        };
+        let mut props = Self::block_props(&lun);
+        props.push(("SYNTH_UUID", uuid));
+        let arg_keys: Vec<String> = args.iter().map(|(k, _)| format!("SYNTH_ARG_{k}")).collect();
+        for ((_, v), key) in args.iter().zip(&arg_keys) {
+            props.push((key.as_str(), v.clone()));
+        }
+        if action != Action::Remove {
+            props.push(("DEVLINKS", devlinks(&self.udev_links(hctl, &lun))));
+        }
+        self.emit(action, bdev, "block", Some("disk"), &props);
+        Ok(())
+    }
+
     /// One command to a LUN: it reports the unit attentions waiting for it.
     pub(crate) fn io(&mut self, hctl: Hctl) -> Option<Vec<&'static str>> {
         let dev = self.lun_devpath(hctl)?;
@@ -1892,7 +2002,7 @@ impl Kernel {
                 .rports
                 .values()
                 .filter(|r| r.wwpn == target)
-                .map(|r| r.target_id)
+                .filter_map(|r| r.target_id)
                 .collect();
             for id in ids {
                 if let Some(t) = host.targets.get_mut(&(0, id)) {
@@ -1914,7 +2024,7 @@ impl Kernel {
                 .rports
                 .values()
                 .filter(|r| r.wwpn == target)
-                .map(|r| r.target_id)
+                .filter_map(|r| r.target_id)
                 .collect();
             for id in ids {
                 if let Some(lun) = host
@@ -1993,6 +2103,58 @@ impl Kernel {
             }
         }
     }
+}
+
+/// `kobject_action_type` and `kobject_synth_uevent`'s parsing of a write to a
+/// `uevent` file: one trailing newline or NUL dropped, an action name, then
+/// optionally a UUID and `KEY=VALUE` arguments (keys of letters, digits and `_`).
+/// Anything else is EINVAL.
+/// A synthetic uevent as written to a `uevent` file.
+struct SynthUevent {
+    action: Action,
+    uuid: String,
+    args: Vec<(String, String)>,
+}
+
+fn parse_synth_uevent(written: &str) -> IoResult<SynthUevent> {
+    let text = written
+        .strip_suffix('\n')
+        .or_else(|| written.strip_suffix('\0'))
+        .unwrap_or(written);
+    let (word, rest) = match text.split_once(' ') {
+        Some((w, r)) => (w, Some(r)),
+        None => (text, None),
+    };
+    let action: Action = word.parse().map_err(|()| errno(libc::EINVAL))?;
+    let Some(rest) = rest else {
+        return Ok(SynthUevent {
+            action,
+            uuid: "0".to_string(),
+            args: Vec::new(),
+        });
+    };
+    let mut words = rest.split(' ');
+    let uuid = words.next().unwrap_or_default();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let groups: Vec<&str> = uuid.split('-').collect();
+    let well_formed =
+        groups.len() == 5 && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| hex(g, n));
+    if !well_formed {
+        return Err(errno(libc::EINVAL));
+    }
+    let mut args = Vec::new();
+    for word in words {
+        let (k, v) = word.split_once('=').ok_or_else(|| errno(libc::EINVAL))?;
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(errno(libc::EINVAL));
+        }
+        args.push((k.to_string(), v.to_string()));
+    }
+    Ok(SynthUevent {
+        action,
+        uuid: uuid.to_string(),
+        args,
+    })
 }
 
 /// What the kernel's netlink group sends: no udev additions.

@@ -32,14 +32,19 @@
 //!   as upstream udev does) and `disk/by-id` (`wwn-0x…`, `scsi-3…`) links.
 //! - Numbers: host numbers, sd indexes, sg and bsg minors are the lowest free (IDA),
 //!   so a removed host's number is reused (host5 in the capture); vport and rport
-//!   numbers count up per host and are never reused; SCSI target ids are bound to
+//!   numbers count up per host and are never reused, and on a switched fabric
+//!   rport-H:0-0 is the name server's (roles "Directory Server", scsi_target_id -1),
+//!   the first target rport-H:0-1, as a real vport's login showed (the fabric-*
+//!   scenarios, `tests/fixtures/kernel-capture/fabric/`); SCSI target ids are bound to
 //!   the target's WWPN per host (tgtid_bind_type wwpn); DISKSEQ and SEQNUM count up.
 //!   sdX names and major:minor are sd's (sda..sdz, sdaa; 8, 65-71, 128-135).
 //! - Events, in the capture's order: host add (workqueue scsi_tmf_N, scsi host,
 //!   scsi_host, workqueue scsi_wq_N and bsg fc_hostN and fc_host for FC hosts), vport
-//!   create (fc_vports first, then the vHBA), failed create (add then remove of
-//!   fc_vports, the vport number consumed), vport delete (vHBA removes, then
-//!   fc_vports), LUN add (scsi, scsi_disk, scsi_device, scsi_generic, bsg, then bdi,
+//!   create (fc_vports first, then the vHBA, then its login: the name server's
+//!   remote port, each target's, its SCSI target, LUNs and disks), failed create
+//!   (add then remove of fc_vports, the vport number consumed), vport delete (vHBA
+//!   removes, the name server's remote port first, then fc_vports), LUN add (scsi,
+//!   scsi_disk, scsi_device, scsi_generic, bsg, then bdi,
 //!   block and bind once sd has probed), LUN remove (the reverse, unbind before the
 //!   scsi remove, the target after its last LUN), unit attentions as `change` with
 //!   SDEV_UA, resize as a block `change` with RESIZE=1. Changes of port_state,
@@ -49,13 +54,18 @@
 //!   scan only Online remote ports that have a target id; never a new remote
 //!   port), `issue_lip` (re-login: new target ports appear, known ones are
 //!   rescanned), `device/rescan`, `device/delete`, vport `symbolic_name` and
-//!   `vport_delete`. Other existing attributes refuse writes with EACCES, missing
-//!   ones with ENOENT.
+//!   `vport_delete`, a disk's `uevent` (the event written is sent again, with
+//!   SYNTH_UUID, as `udevadm trigger` makes it). Other existing attributes refuse
+//!   writes with EACCES, missing ones with ENOENT. Attribute files are replaced
+//!   whole: a reader sees the old value or the new one, as sysfs shows them.
 //! - Fabric behaviour: a port logs in when its link is up and it is cabled to a
 //!   described fabric; a vport logs in (Active) when its parent is logged in and the
 //!   fabric accepts NPIV, else "No Fabric Support" or "Linkdown". Logging in creates
 //!   remote ports for the fabric's target ports and scans them (the FC transport
-//!   does that by itself), finding only LUNs masked to the port's WWPN.
+//!   does that by itself), finding only LUNs masked to the port's WWPN. A logged-in
+//!   vHBA's port_type is "NPIV VPORT" (qla2xxx, lpfc) or, for fcoe, its FDISC's
+//!   answer like its parent's ("NPort (fabric via point-to-point)", seen). FCoE
+//!   VN2VN ([`FabricSpec::vn2vn`]) has no name server and no NPIV.
 //! - Unit attentions: mapping, unmapping or adding a LUN establishes
 //!   REPORTED_LUNS_DATA_HAS_CHANGED on every LUN of each affected I_T nexus, and
 //!   resizing CAPACITY_DATA_HAS_CHANGED on every path to the LUN; they are

@@ -66,6 +66,9 @@ pub struct FabricSpec {
     pub wwn: Wwn,
     /// Does the switch accept FDISC logins from NPIV ports?
     pub npiv: bool,
+    /// A switched fabric's directory server (FFFFFC): every port logged in gets a
+    /// remote port for it before any other. FCoE VN2VN has none.
+    pub name_server: bool,
 }
 
 impl FabricSpec {
@@ -74,11 +77,20 @@ impl FabricSpec {
             name: name.into(),
             wwn,
             npiv: true,
+            name_server: true,
         }
     }
 
     pub fn without_npiv(mut self) -> Self {
         self.npiv = false;
+        self
+    }
+
+    /// FCoE VN2VN (point to multipoint): no switch, so no name server and no
+    /// NPIV logins (libfc never sends FDISC there).
+    pub fn vn2vn(mut self) -> Self {
+        self.npiv = false;
+        self.name_server = false;
         self
     }
 }

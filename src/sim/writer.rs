@@ -201,6 +201,8 @@ impl Sim {
                     k.remove_lun(hctl)
                 }
             }
+            // A disk's uevent file: `.../block/sdX/uevent`.
+            ("uevent", Some("block")) => self.kernel().synth_uevent(dir, value),
             ("symbolic_name" | "vport_delete", Some("fc_vports")) => {
                 let mut k = self.kernel();
                 let (host, number) = class_vport(&k, dir)?;

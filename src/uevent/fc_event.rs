@@ -58,6 +58,13 @@ const DATAGRAM_BUFFER: usize = NLMSG_HDRLEN + u16::MAX as usize + 1;
 /// a handful), so the default uevent buffer would only waste pinned memory.
 pub const DEFAULT_FC_RECV_BUFFER: usize = 4 * 1024 * 1024;
 
+/// Whether an FC driver posts link events (LINKUP/LINKDOWN...) for the changes of
+/// its ports' login: qla2xxx, lpfc, zfcp and ibmvfc do; libfc's drivers (fcoe,
+/// bnx2fc, qedf) post only LIPRESET, and a vport's lost login may come with none.
+pub fn posts_link_events(driver: &str) -> bool {
+    matches!(driver, "qla2xxx" | "lpfc" | "zfcp" | "ibmvfc")
+}
+
 /// `enum fc_host_event_code` (include/scsi/scsi_transport_fc.h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -204,6 +204,24 @@ fabric_vhbas_ready() {
     wait_for 40 both_disks || { fail "vm-a/vm-b not logged in with their LUN 0 (hosts '$HA' '$HB')"; return 1; }
     both_disks
 }
+# Every readable attribute of the FC devices of the given hosts (hostN): their fc_host,
+# the vports under them and their remote ports, as `class/name attr=value` lines, for
+# the simulator to be compared with.
+fab_snapshot() { # hosts...
+    local h d a v
+    for h in "$@"; do
+        for d in /sys/class/fc_host/$h /sys/class/fc_vports/vport-${h#host}:* \
+            /sys/class/fc_remote_ports/rport-${h#host}:*; do
+            [ -d "$d" ] || continue
+            for a in "$d"/*; do
+                [ -f "$a" ] && [ -r "$a" ] || continue
+                v="$(head -c 200 "$a" 2>/dev/null | head -n1)" || continue
+                echo "$(basename "$(dirname "$a")")/$(basename "$a")=$v"
+            done
+        done
+    done
+}
+
 # The agent's log lines since a mark (a line count taken with log_mark).
 log_mark() { wc -l <$FAB_LOG; }
 log_since() { tail -n +$(($1 + 1)) $FAB_LOG; }

@@ -86,6 +86,26 @@ vm_data() { # name file
     vm_line "$VM_SCN data-end $name $(wc -c <"$file" | tr -d ' ')"
 }
 
+# Logs every kernel uevent to /run/hbadvm/uevents (one line each, uevent-log.sh) from
+# now until the scenario ends. The listener is up once it sees an event: make one (a
+# veth pair made and removed) until it does, rather than guess how long it takes to
+# bind its socket.
+uevent_log_start() {
+    : >/run/hbadvm/uevents
+    uevent /vm/uevent-log.sh &
+    UEVENT_PID=$!
+    trap 'kill $UEVENT_PID 2>/dev/null' EXIT
+    listening() {
+        ip link add ueva type veth peer name uevb 2>/dev/null && ip link del ueva 2>/dev/null
+        sleep 0.2
+        grep -q " add net " /run/hbadvm/uevents
+    }
+    if ! wait_for 10 listening; then
+        info "uevent log: $(head -c 300 /run/hbadvm/uevents | tr '\n' '|'); ps: $(ps | grep -c uevent)"
+        return 1
+    fi
+}
+
 # Runs hbad with the given arguments; its stdout goes to /tmp/hbad-NAME.out (and to the
 # runner as data NAME), stderr to /tmp/hbad-NAME.err. Returns hbad's exit status.
 run_hbad() { # name args...

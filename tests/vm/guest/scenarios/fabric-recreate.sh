@@ -6,6 +6,7 @@
 
 . /vm/fabric.sh
 fabric_vhbas_ready || die "the fabric lab with vm-a and vm-b logged in is not there"
+uevent_log_start || die "busybox uevent saw no event"
 FC=/sys/class/fc_host/$FA_INI_HOST
 V1="$(vport_of $VM_B_WWPN)"
 mark="$(log_mark)"
@@ -40,7 +41,11 @@ link_back() { ls /dev/disk/by-vhba/vm-b/ 2>/dev/null | grep -q -- '-lun-0$'; }
 if wait_for 5 link_back; then
     ok "/dev/disk/by-vhba/vm-b/$(ls /dev/disk/by-vhba/vm-b/ | grep -- '-lun-0$') is back"
 else
-    xfail "no /dev/disk/by-vhba/vm-b link after the recreation: the disk appeared before hbad's mark"
+    fail "no /dev/disk/by-vhba/vm-b link after the recreation"
 fi
 check_eq "vm-a untouched" "$(disk_of ${HA#host}:0:0:0)" "$DA"
 log_since $mark | grep -v "^$" | while read -r l; do info "agent: $(echo "$l" | cut -c 28-220)"; done
+info "the target side's remote ports for $VM_B_WWPN after: $(stale | tr '\n' ' ')"
+fab_snapshot $FA_INI_HOST $HB2 $FA_TGT_HOST >/tmp/fabric-recreate-attrs
+vm_data attrs /tmp/fabric-recreate-attrs
+cp /run/hbadvm/uevents /tmp/fabric-recreate-uevents && vm_data uevents /tmp/fabric-recreate-uevents

@@ -8,6 +8,7 @@
 
 . /vm/fabric.sh
 fabric_vhbas_ready || die "the fabric lab with vm-a and vm-b logged in is not there"
+uevent_log_start || die "busybox uevent saw no event"
 luns_b0="$(luns_of_host $HB | tr '\n' ' ')"
 mark="$(log_mark)"
 has_tgt2() { target_rport_of $HA $FA_TGT2_WWPN >/dev/null; }
@@ -64,3 +65,5 @@ wait_for 5 no_link2 && ok "the by-vhba link for $FA_TGT2_WWPN is gone" || fail "
 check_eq "vm-a keeps its first target's LUN" "$(disk_of ${HA#host}:0:0:0)" "$DA"
 check_eq "vm-b's LUNs are still unchanged" "$(luns_of_host $HB | tr '\n' ' ')" "$luns_b0"
 log_since $mark | grep -v "^$" | tail -n 20 | while read -r l; do info "agent: $(echo "$l" | cut -c 28-200)"; done
+fab_snapshot $HA >/tmp/fabric-zone-attrs && vm_data attrs /tmp/fabric-zone-attrs
+cp /run/hbadvm/uevents /tmp/fabric-zone-uevents && vm_data uevents /tmp/fabric-zone-uevents

@@ -12,21 +12,7 @@ TPG=$T/fc/20:00:02:00:00:00:00:0a/tpgt_1
 ACL=$TPG/acls/20:00:02:00:00:00:00:0b
 SD=/sys/bus/pseudo/drivers/scsi_debug
 
-: >/run/hbadvm/uevents
-uevent /vm/uevent-log.sh &
-UEVENT_PID=$!
-trap 'kill $UEVENT_PID 2>/dev/null' EXIT
-# The listener is up once it sees an event: make one (a veth pair made and removed)
-# until it does, rather than guess how long it takes to bind its socket.
-listening() {
-    ip link add ueva type veth peer name uevb 2>/dev/null && ip link del ueva 2>/dev/null
-    sleep 0.2
-    grep -q " add net " /run/hbadvm/uevents
-}
-if ! wait_for 10 listening; then
-    info "uevent log: $(head -c 300 /run/hbadvm/uevents | tr '\n' '|'); ps: $(ps | grep -c uevent)"
-    die "busybox uevent saw no event"
-fi
+uevent_log_start || die "busybox uevent saw no event"
 
 luns_of() { ls -d /sys/bus/scsi/devices/$1:* 2>/dev/null | wc -l; }
 sd_luns() { for h in $SD_HOSTS; do luns_of ${h#host}; done | awk '{ n += $1 } END { print n + 0 }'; }
