@@ -5,7 +5,7 @@
 //! clock, so `hbad plan` prints exactly what the daemon would do, and every rule
 //! here is a unit test away.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use serde::Serialize;
@@ -605,6 +605,11 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
     // (host, channel, target) -> (target devpath, reason): the targets whose
     // scan is followed by a look for LUNs they stopped reporting.
     let mut finds: BTreeMap<(HostRef, u32, u32), (String, String)> = BTreeMap::new();
+    // (host, channel, target) whose REPORTED LUNS DATA HAS CHANGED was planned: a
+    // storm repeats it on every LUN of the target, and each repeat would ask for
+    // exactly what the first did (the first reason is the one kept).
+    let mut lun_changes_planned: HashSet<(u32, u32, u32)> = HashSet::new();
+    let mut capacity_planned: HashSet<Hctl> = HashSet::new();
     let mut want = |host: &Node, scope: ScanScope, reason: String| {
         if !takes_part(policy, graph, host) {
             return;
@@ -632,6 +637,10 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                 };
                 match ua.as_str() {
                     "REPORTED_LUNS_DATA_HAS_CHANGED" if r.on_lun_change => {
+                        let key = (l.hctl.host, l.hctl.channel, l.hctl.target);
+                        if lun_changes_planned.contains(&key) {
+                            continue;
+                        }
                         let reason = format!("{} reported REPORTED_LUNS_DATA_HAS_CHANGED", l.hctl);
                         // A LUN unmapped on the array raises the same attention as a
                         // new one; only REPORT LUNS tells which it was.
@@ -640,6 +649,9 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                             .as_deref()
                             .and_then(|p| graph.node(p))
                             .filter(|t| matches!(t.kind, NodeKind::Target(_)));
+                        if target.is_some() {
+                            lun_changes_planned.insert(key);
+                        }
                         if let (Some(h), Some(t)) = (HostRef::of(host), target) {
                             if takes_part(policy, graph, host) {
                                 finds
@@ -656,6 +668,9 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                             reason,
                         )
                     }
+                    // Planned already (with every path of its volume), or left out
+                    // with them: a storm asks once. The first reason is kept.
+                    "CAPACITY_DATA_HAS_CHANGED" if !capacity_planned.insert(l.hctl) => {}
                     "CAPACITY_DATA_HAS_CHANGED" if r.on_capacity_change => {
                         // The array reports it on the path the I/O went to; every
                         // path of the volume has the old size until re-read, and a
@@ -1353,7 +1368,7 @@ mod tests {
 
     fn ua(node: &NodeRecord, reason: &str) -> Change {
         Change::Notice {
-            node: node.clone(),
+            node: node.clone().into(),
             notice: Notice::UnitAttention(reason.into()),
         }
     }

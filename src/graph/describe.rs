@@ -538,7 +538,7 @@ mod tests {
         let (g, _, l) = fabric();
         let node = g.record(g.node(&l).unwrap());
         let change = Change::Notice {
-            node,
+            node: node.into(),
             notice: Notice::UnitAttention("REPORTED_LUNS_DATA_HAS_CHANGED".into()),
         };
         assert_eq!(

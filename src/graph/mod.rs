@@ -257,6 +257,23 @@ pub struct Graph {
     by_wwpn: HashMap<Wwn, Vec<NodeId>>,
     by_hctl: HashMap<Hctl, NodeId>,
     by_disk: HashMap<Box<str>, NodeId>,
+    notice_records: NoticeRecords,
+}
+
+/// Records already made for notices, valid while the graph has not changed since
+/// (`generation`), and never more than [`NoticeRecords::MAX`] of them.
+#[derive(Clone, Debug, Default)]
+struct NoticeRecords {
+    /// Counts the graph's changes: a record is made again after any of them.
+    generation: u64,
+    made_at: u64,
+    records: HashMap<NodeId, Arc<NodeRecord>>,
+}
+
+impl NoticeRecords {
+    /// Enough for every LUN behind a few busy targets; a larger storm makes some
+    /// records twice rather than hold one per LUN of a huge host.
+    const MAX: usize = 4096;
 }
 
 /// Two graphs are equal when they hold the same nodes with the same attributes and
@@ -412,6 +429,27 @@ impl Graph {
         self.record(self.at(id))
     }
 
+    /// A node's record for a notice, shared with earlier notices of the node when
+    /// nothing in the graph changed in between.
+    fn shared_record(&mut self, id: NodeId) -> Arc<NodeRecord> {
+        let cache = &mut self.notice_records;
+        if cache.made_at != cache.generation || cache.records.len() >= NoticeRecords::MAX {
+            cache.records.clear();
+            cache.made_at = cache.generation;
+        }
+        if let Some(record) = cache.records.get(&id) {
+            return record.clone();
+        }
+        let record = Arc::new(self.record_at(id));
+        self.notice_records.records.insert(id, record.clone());
+        record
+    }
+
+    /// Something in the graph changed: records made before may be wrong now.
+    fn changed(&mut self) {
+        self.notice_records.generation += 1;
+    }
+
     /// The nearest ancestor of a devpath that is in the graph.
     fn parent_of(&self, devpath: &str) -> Option<NodeId> {
         let mut cur = parent_devpath(devpath);
@@ -432,6 +470,7 @@ impl Graph {
             self.replace_kind(id, kind);
             return id;
         }
+        self.changed();
         let parent = self.parent_of(&devpath);
         let node = Node {
             devpath: devpath.clone(),
@@ -480,6 +519,7 @@ impl Graph {
         if self.at(id).kind == kind {
             return None;
         }
+        self.changed();
         self.unindex(id);
         let old = std::mem::replace(&mut self.at_mut(id).kind, kind);
         self.index(id);
@@ -492,6 +532,7 @@ impl Graph {
         let Some(&root) = self.by_devpath.get(devpath) else {
             return Vec::new();
         };
+        self.changed();
         let mut order = vec![root];
         let mut i = 0;
         while i < order.len() {
@@ -773,12 +814,8 @@ fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> NodeKind {
 }
 
 /// Helpers for events: what a uevent is about, in graph terms.
-fn event_class(ev: &Uevent) -> Option<(DeviceClass, String)> {
-    let owner_of_class_dev = || {
-        parent_devpath(&ev.devpath)
-            .and_then(parent_devpath)
-            .map(str::to_string)
-    };
+fn event_class(ev: &Uevent) -> Option<(DeviceClass, &str)> {
+    let owner_of_class_dev = || parent_devpath(&ev.devpath).and_then(parent_devpath);
     match ev.subsystem.as_str() {
         "scsi" => {
             let class = match ev.devtype.as_deref() {
@@ -787,7 +824,7 @@ fn event_class(ev: &Uevent) -> Option<(DeviceClass, String)> {
                 Some("scsi_device") => DeviceClass::Lun,
                 _ => DeviceClass::of_name(devpath_name(&ev.devpath))?,
             };
-            Some((class, ev.devpath.clone()))
+            Some((class, ev.devpath.as_str()))
         }
         "scsi_host" | "fc_host" => Some((DeviceClass::Host, owner_of_class_dev()?)),
         "fc_vports" => Some((DeviceClass::Vport, owner_of_class_dev()?)),
@@ -795,8 +832,8 @@ fn event_class(ev: &Uevent) -> Option<(DeviceClass, String)> {
         "block" if ev.devtype.as_deref() != Some("partition") => {
             // Only disks that sit on a SCSI device: `.../H:C:T:L/block/sdX`.
             let lun = owner_of_class_dev()?;
-            (DeviceClass::of_name(devpath_name(&lun)) == Some(DeviceClass::Lun))
-                .then(|| (DeviceClass::Disk, ev.devpath.clone()))
+            (DeviceClass::of_name(devpath_name(lun)) == Some(DeviceClass::Lun))
+                .then_some((DeviceClass::Disk, ev.devpath.as_str()))
         }
         _ => None,
     }
