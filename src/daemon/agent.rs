@@ -819,15 +819,25 @@ impl Agent {
                 self.read_recorded();
             }
             Action::RescanDevice { hctl, .. } => match outcome {
-                StepOutcome::Failed { error } => {
-                    tracing::warn!(hbad_action = "rescan", "{error}")
-                }
-                _ => tracing::info!(
+                StepOutcome::Failed { error } => tracing::warn!(
                     hbad_action = "rescan",
-                    hbad_reason = %step.reason,
-                    "rescanned {hctl}: {}",
-                    step.reason
+                    hbad_lun = %hctl,
+                    "{error}"
                 ),
+                StepOutcome::Done { detail } => {
+                    // What the multipath map over it did, when there is one.
+                    let then = detail
+                        .strip_prefix(&format!("{hctl} re-read"))
+                        .unwrap_or_default();
+                    tracing::info!(
+                        hbad_action = "rescan",
+                        hbad_lun = %hctl,
+                        hbad_reason = %step.reason,
+                        "rescanned {hctl}: {}{then}",
+                        step.reason
+                    )
+                }
+                _ => {}
             },
             Action::FindGone {
                 host,

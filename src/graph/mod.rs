@@ -834,6 +834,7 @@ fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> NodeKind {
                 size_bytes: None,
                 read_only: None,
                 removable: None,
+                multipath: None,
             });
             NodeKind::Disk(Disk {
                 info,
