@@ -13,6 +13,12 @@
 //!
 //! Every read is bounded. When a bound is hit, or a process's files cannot be read,
 //! the answer is "held" with the reason: a disk is never deleted on a guess.
+//!
+//! A `/proc` that hides processes (`hidepid=`, systemd's `ProtectProc=invisible`
+//! without `CAP_SYS_PTRACE`) lists only what hbad may trace: a VM's qemu running as
+//! another user would be missing and its disk look free. PID 1 is the probe: a
+//! reader that cannot list `/proc/1/fd` or read `/proc/1/mountinfo` does not see
+//! every process, and every disk is then held by "cannot see every process".
 
 use std::fmt;
 use std::fs;
@@ -153,11 +159,25 @@ fn read_capped(path: &Path, max: u64) -> Option<String> {
     Some(text)
 }
 
+/// Why hbad cannot see every process and mount, said once for every disk.
+const CANNOT_SEE_ALL: &str = "cannot see every process: /proc hides some of them \
+     (hidepid or ProtectProc=invisible) or hbad lacks CAP_SYS_PTRACE";
+
 /// Mounts of any of `devs`, in hbad's mount namespace and PID 1's.
 fn mounts(proc_root: &Path, devs: &[BlockDev]) -> Vec<Holder> {
     let mut out: Vec<Holder> = Vec::new();
     for table in ["self/mountinfo", "1/mountinfo"] {
         let Some(text) = read_capped(&proc_root.join(table), MAX_MOUNTINFO) else {
+            // PID 1's table is where the host's mounts are: unread, a mounted disk
+            // would look free.
+            if table.starts_with('1') {
+                out.push(Holder::Unknown {
+                    why: format!(
+                        "{CANNOT_SEE_ALL} ({}/{table} unreadable)",
+                        proc_root.display()
+                    ),
+                });
+            }
             continue;
         };
         for m in mounted(&text, devs) {
@@ -231,6 +251,16 @@ fn open_files(proc_root: &Path, devs: &[BlockDev]) -> Vec<Holder> {
             why: format!("cannot read {}", proc_root.display()),
         }];
     };
+    // A listing that omits processes reads as "nothing holds it": PID 1 is always
+    // there and shown to a reader that sees everyone.
+    if fs::read_dir(proc_root.join("1/fd")).is_err() {
+        return vec![Holder::Unknown {
+            why: format!(
+                "{CANNOT_SEE_ALL} ({}/1/fd cannot be listed)",
+                proc_root.display()
+            ),
+        }];
+    }
     let nodes: Vec<(String, &BlockDev)> = devs
         .iter()
         .map(|d| (format!("/dev/{}", d.name), d))
@@ -369,6 +399,7 @@ bad line
         std::os::unix::fs::symlink("socket:[123]", p.join("4242/fd/3")).unwrap();
         fs::create_dir_all(p.join("7/fd")).unwrap();
         std::os::unix::fs::symlink("/dev/sdc", p.join("7/fd/0")).unwrap();
+        fs::create_dir_all(p.join("1/fd")).unwrap();
         fs::create_dir_all(p.join("self")).unwrap();
         let held = open_files(p, &sdb());
         assert_eq!(
@@ -400,6 +431,36 @@ bad line
             matches!(held.as_slice(), [Holder::Unknown { .. }]),
             "{held:?}"
         );
+    }
+
+    #[test]
+    fn a_proc_that_hides_pid_1_means_held_not_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        // What hidepid=invisible shows a reader without CAP_SYS_PTRACE: its own
+        // processes only, and neither PID 1 nor the VM's qemu.
+        fs::create_dir_all(p.join("self")).unwrap();
+        fs::write(
+            p.join("self/mountinfo"),
+            "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n",
+        )
+        .unwrap();
+        fs::create_dir_all(p.join("600/fd")).unwrap();
+        for held in [open_files(p, &sdb()), mounts(p, &sdb())] {
+            assert!(
+                matches!(held.as_slice(), [Holder::Unknown { why }] if why.contains("CAP_SYS_PTRACE")),
+                "{held:?}"
+            );
+        }
+        // PID 1 visible: nothing holds the disk.
+        fs::create_dir_all(p.join("1/fd")).unwrap();
+        fs::write(
+            p.join("1/mountinfo"),
+            "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n",
+        )
+        .unwrap();
+        assert_eq!(open_files(p, &sdb()), vec![]);
+        assert_eq!(mounts(p, &sdb()), vec![]);
     }
 
     #[test]

@@ -262,6 +262,30 @@ mod tests {
     }
 
     #[test]
+    fn a_proc_that_hides_processes_deletes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::new(dir.path(), &SimSpec::new().hba(HbaSpec::scsi_debug(1, 3))).unwrap();
+        let host = sim.hosts()[0];
+        sim.remove_local_lun(lun(host, 0, 2)).unwrap();
+        sim.hide_other_processes().unwrap();
+        let gone = find(&sim, lun(host, 0, 0), true).unwrap();
+        let [GoneLun {
+            fate: Fate::Held { holders },
+            ..
+        }] = gone.as_slice()
+        else {
+            panic!("{gone:?}")
+        };
+        assert!(
+            holders
+                .iter()
+                .all(|h| h.to_string().contains("CAP_SYS_PTRACE")),
+            "{holders:?}"
+        );
+        assert_eq!(sim.luns().len(), 3);
+    }
+
+    #[test]
     fn a_target_that_cannot_be_asked_makes_nothing_gone() {
         let dir = tempfile::tempdir().unwrap();
         let sim = Sim::demo_host(dir.path()).unwrap();

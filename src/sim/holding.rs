@@ -56,6 +56,12 @@ impl Sim {
         }
     }
 
+    /// `/proc` as `ProtectProc=invisible` shows it to a reader without
+    /// `CAP_SYS_PTRACE`: PID 1 (and every process of another user) is missing.
+    pub fn hide_other_processes(&self) -> Result<(), SimError> {
+        self.end_process(1)
+    }
+
     /// The disk is mounted: a line in `proc/self/mountinfo`.
     pub fn mount_disk(&self, hctl: Hctl, mountpoint: &str) -> Result<(), SimError> {
         let (name, (major, minor), _) = self.disk_of(hctl)?;
