@@ -606,6 +606,18 @@ impl Sim {
         }
     }
 
+    /// The next REPORT LUNS sent on this host, through whichever LUN, answers
+    /// `luns` (GOOD status) instead of what the target maps; queued answers are
+    /// given one per command.
+    pub fn answer_next_report_luns(&self, host: u32, luns: Vec<u64>) {
+        self.kernel()
+            .faults
+            .report_luns_answers
+            .entry(host)
+            .or_default()
+            .push_back(luns);
+    }
+
     /// The next `vport_create` on this host fails in the driver with `errno`
     /// (after the fc_vports add, which is then removed, as a real driver failure).
     pub fn fail_next_vport_create(&self, host: u32, errno: i32) {
