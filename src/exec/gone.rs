@@ -131,7 +131,7 @@ pub fn find_gone(
         ask(writer, &nodes).map_err(|e| format!("{target} did not say which LUNs it has: {e}"))?;
     let missing: Vec<(Hctl, String)> = present
         .into_iter()
-        .filter(|(h, _)| reported.binary_search(&h.lun).is_err())
+        .filter(|(h, _)| reported.binary_search(&h.lun).is_err() && !is_well_known(h.lun))
         .collect();
     // Deleting is for good: a second answer, a moment later, must agree. An
     // array in the middle of a host-group edit or a controller failover may
@@ -190,6 +190,13 @@ fn ask(writer: &dyn AttrWriter, nodes: &[DeviceNode]) -> Result<Vec<u64>, String
         }
     }
     Err(errors.join("; "))
+}
+
+/// A well-known LUN (the REPORT LUNS W-LUN, 49409 as sysfs numbers it): address
+/// method 3 in the first level. SELECT REPORT 0 never lists one, so its absence
+/// from the answer says nothing.
+fn is_well_known(lun: u64) -> bool {
+    lun & 0xc000 == 0xc000
 }
 
 /// `device/delete`, unless the disk is held. Looked at just before the write: a
@@ -347,6 +354,15 @@ mod tests {
             "{holders:?}"
         );
         assert_eq!(sim.luns().len(), 3);
+    }
+
+    #[test]
+    fn well_known_luns_are_never_called_gone() {
+        // 0xc101 as `scsilun_to_int` numbers it: what lsscsi shows as [H:C:T:49409].
+        assert!(is_well_known(49409));
+        assert!(!is_well_known(0));
+        assert!(!is_well_known(16385)); // flat space LUN 1
+        assert!(!is_well_known(0x0003_0002));
     }
 
     #[test]
