@@ -131,7 +131,11 @@ pub fn find_gone(
         ask(writer, &nodes).map_err(|e| format!("{target} did not say which LUNs it has: {e}"))?;
     let missing: Vec<(Hctl, String)> = present
         .into_iter()
-        .filter(|(h, _)| reported.binary_search(&h.lun).is_err() && !is_well_known(h.lun))
+        .filter(|(h, d)| {
+            reported.binary_search(&h.lun).is_err()
+                && !is_well_known(h.lun)
+                && !is_lunz(sysfs, *h, d)
+        })
         .collect();
     // Deleting is for good: a second answer, a moment later, must agree. An
     // array in the middle of a host-group edit or a controller failover may
@@ -199,6 +203,21 @@ fn is_well_known(lun: u64) -> bool {
     lun & 0xc000 == 0xc000
 }
 
+/// LUN 0 standing for a target that maps nothing there (EMC's LUNZ: peripheral
+/// qualifier 1, no disk). The kernel probes LUN 0 on every scan and adds it back,
+/// and SELECT REPORT 0 need not list it: its absence says nothing.
+fn is_lunz(sysfs: &Sysfs, hctl: Hctl, devpath: &str) -> bool {
+    if hctl.lun != 0 {
+        return false;
+    }
+    let no_disk = sysfs.list(&format!("{devpath}/block")).is_empty();
+    let not_connected = sysfs
+        .attr_bytes(devpath, "inquiry")
+        .and_then(|i| i.first().map(|b| b >> 5 != 0))
+        .unwrap_or(false);
+    no_disk || not_connected
+}
+
 /// `device/delete`, unless the disk is held. Looked at just before the write: a
 /// VM may have opened the disk since the plan.
 fn remove_lun(
@@ -208,11 +227,20 @@ fn remove_lun(
     devpath: &str,
     disk: Option<&str>,
 ) -> Fate {
-    if let Some(disk) = disk {
-        let held = holders(sysfs, proc_root, &format!("{devpath}/block/{disk}"));
-        if !held.is_empty() {
-            return Fate::Held { holders: held };
-        }
+    // A tape, changer or enclosure is used through its sg node by tools hbad
+    // cannot see at work between two commands: named, never deleted.
+    let Some(disk) = disk else {
+        return Fate::Held {
+            holders: vec![Holder::Unknown {
+                why: "it has no disk (a tape, changer or enclosure, used through its sg node); \
+                      delete it by hand (device/delete) once nothing uses it"
+                    .into(),
+            }],
+        };
+    };
+    let held = holders(sysfs, proc_root, devpath, disk);
+    if !held.is_empty() {
+        return Fate::Held { holders: held };
     }
     let path = sysfs.path(devpath).join("delete");
     match writer.write_attr(&path, "1") {
@@ -330,6 +358,40 @@ mod tests {
             "{gone:?}"
         );
         assert_eq!(sim.luns().len(), 3);
+    }
+
+    #[test]
+    fn a_lun_without_a_disk_or_used_through_its_sg_node_is_never_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::new(dir.path(), &SimSpec::new().hba(HbaSpec::scsi_debug(1, 4))).unwrap();
+        let host = sim.hosts()[0];
+        // A VM given LUN 1 as <hostdev type='scsi'> opens /dev/sgN; LUN 2 is a
+        // tape (no disk); LUN 0 is a LUNZ (no disk, peripheral qualifier 1).
+        sim.open_sg(lun(host, 0, 1), 4242, "qemu-system-x86")
+            .unwrap();
+        for l in [0, 2] {
+            let devpath = sim.lun_devpath(lun(host, 0, l)).unwrap();
+            std::fs::remove_dir_all(sim.sysfs().path(&devpath).join("block")).unwrap();
+        }
+        for l in [0, 1, 2] {
+            sim.remove_local_lun(lun(host, 0, l)).unwrap();
+        }
+        let gone = find(&sim, lun(host, 0, 3), true).unwrap();
+        let text: Vec<String> = gone
+            .iter()
+            .map(|g| format!("{}: {}", g.hctl.lun, g.fate.describe()))
+            .collect();
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(
+            text[0].starts_with("1: kept: sg")
+                && text[0].ends_with("is open in process 4242 (qemu-system-x86)"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].starts_with("2: kept: cannot tell") && text[1].contains("no disk"),
+            "{text:?}"
+        );
+        assert_eq!(sim.luns().len(), 4);
     }
 
     #[test]
