@@ -975,7 +975,7 @@ mod tests {
         let devpath = format!("{}/vport-{parent}:0-{k}", host_devpath(parent));
         g.insert(
             devpath,
-            NodeKind::Vport(VportInfo {
+            NodeKind::Vport(Box::new(VportInfo {
                 name: format!("vport-{parent}:0-{k}"),
                 wwpn: Some(w(wwpn)),
                 wwnn: Some(Wwn::from_u64(w(wwpn).as_u64() - 1)),
@@ -984,7 +984,7 @@ mod tests {
                 vport_type: Some("NPIV VPORT".into()),
                 symbolic_name: symbolic.map(str::to_string),
                 roles: None,
-            }),
+            })),
         );
     }
 
@@ -1008,7 +1008,7 @@ mod tests {
         let dev = format!("{tdev}/{hctl}");
         g.insert(
             dev.clone(),
-            NodeKind::Lun(LunInfo {
+            NodeKind::Lun(Box::new(LunInfo {
                 hctl,
                 vendor: None,
                 model: None,
@@ -1018,7 +1018,7 @@ mod tests {
                 wwid: None,
                 serial: None,
                 driver: None,
-            }),
+            })),
         );
         g.record(g.node(&dev).unwrap())
     }
@@ -1538,7 +1538,7 @@ mod tests {
             port_state: Some("Online".into()),
             scsi_target_id: None,
         };
-        g.insert(devpath.clone(), NodeKind::RemotePort(rp.clone()));
+        g.insert(devpath.clone(), NodeKind::RemotePort(Box::new(rp.clone())));
         let p = plan(&policy(text), &g, &[]);
         assert!(creates(&p).is_empty());
         assert_eq!(
@@ -1547,7 +1547,7 @@ mod tests {
         );
         for state in ["Blocked", "Not Present"] {
             rp.port_state = Some(state.into());
-            g.insert(devpath.clone(), NodeKind::RemotePort(rp.clone()));
+            g.insert(devpath.clone(), NodeKind::RemotePort(Box::new(rp.clone())));
             let p = plan(&policy(text), &g, &[]);
             assert_eq!(creates(&p), [("a".to_string(), 6)], "{state}");
         }
@@ -1566,10 +1566,10 @@ mod tests {
             port_state: Some("Blocked".into()),
             scsi_target_id: Some(4),
         };
-        g.insert(devpath.clone(), NodeKind::RemotePort(rp.clone()));
+        g.insert(devpath.clone(), NodeKind::RemotePort(Box::new(rp.clone())));
         let before = g.node(&devpath).unwrap().kind.clone();
         rp.port_state = Some("Online".into());
-        g.insert(devpath.clone(), NodeKind::RemotePort(rp));
+        g.insert(devpath.clone(), NodeKind::RemotePort(Box::new(rp)));
         let change = Change::Updated {
             before,
             node: g.record(g.node(&devpath).unwrap()),
