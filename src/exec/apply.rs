@@ -554,7 +554,9 @@ mod tests {
             k.clone(),
             Arc::new(SysfsPoll::new(sysfs.clone(), Duration::from_millis(5))),
             OwnedState::new(dir.path().join("owned.json")),
-            Duration::from_millis(200),
+            // Room for the create on a loaded machine: a create that succeeds
+            // returns at once; only the hung host's steps wait the whole limit.
+            Duration::from_secs(2),
         );
         let ex = Executor::new(
             vports,
