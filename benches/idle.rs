@@ -7,9 +7,10 @@
 //! and a few seconds more, then watches it for `HBAD_BENCH_IDLE_SECONDS` (default
 //! 60) and prints, per minute:
 //!
-//! - wake-ups: context switches (voluntary and involuntary) of all its threads,
-//!   from `/proc/PID/task/*/status`: a thread that sleeps and wakes switches once
-//!   per wake-up;
+//! - wake-ups: voluntary context switches of all its threads, from
+//!   `/proc/PID/task/*/status` (a thread that sleeps and is woken switches once per
+//!   wake-up), and apart the involuntary ones (preempted while running: they grow
+//!   with the CPU time and the machine's load), with each thread's count;
 //! - CPU: time on the CPU of all its threads (`/proc/PID/task/*/schedstat`);
 //! - status file writes: how often the status file was replaced (its inode
 //!   changes on each atomic rename; sampled every 50 ms, the agent never writes
@@ -21,6 +22,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
@@ -39,11 +41,14 @@ const WATCHDOG_USEC: &str = "60000000";
 /// After READY=1, before watching: the boot's scans and writes are over.
 const SETTLE: Duration = Duration::from_secs(5);
 
-/// Totals over all threads of a process at one moment.
-#[derive(Clone, Copy, Debug, Default)]
+/// Totals over all threads of a process at one moment, and the context switches
+/// of each thread (by tid, with its name).
+#[derive(Clone, Debug, Default)]
 struct Sample {
-    switches: u64,
+    voluntary: u64,
+    involuntary: u64,
     cpu_ns: u64,
+    threads: BTreeMap<u64, (String, u64)>,
 }
 
 fn field(status: &str, name: &str) -> u64 {
@@ -62,8 +67,20 @@ fn sample(pid: u32) -> Sample {
     for task in tasks.flatten() {
         let dir = task.path();
         if let Ok(status) = fs::read_to_string(dir.join("status")) {
-            s.switches += field(&status, "voluntary_ctxt_switches:")
-                + field(&status, "nonvoluntary_ctxt_switches:");
+            let (v, n) = (
+                field(&status, "voluntary_ctxt_switches:"),
+                field(&status, "nonvoluntary_ctxt_switches:"),
+            );
+            s.voluntary += v;
+            s.involuntary += n;
+            let name = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Name:"))
+                .unwrap_or("?")
+                .trim()
+                .to_string();
+            let tid = task.file_name().to_string_lossy().parse().unwrap_or(0);
+            s.threads.insert(tid, (name, v + n));
         }
         if let Ok(sched) = fs::read_to_string(dir.join("schedstat")) {
             s.cpu_ns += sched
@@ -78,9 +95,14 @@ fn sample(pid: u32) -> Sample {
 
 /// One binary's idle figures, per minute.
 struct Idle {
+    /// Voluntary context switches: a thread went to sleep and was woken.
     wakeups: f64,
+    /// Involuntary ones: preempted while running (grows with CPU time and load).
+    preempted: f64,
     cpu_s: f64,
     writes: f64,
+    /// The threads that switched, by name: how many times each, in the window.
+    busiest: String,
 }
 
 /// Drains the notify socket on a thread (as systemd would read it), noting READY=1.
@@ -179,10 +201,23 @@ fn measure(hbad: &Path, sim: &Sim, dir: &Path, watch: Duration) -> Idle {
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
     let _ = child.wait();
     stop.store(true, Ordering::Relaxed);
+    let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
+    for (tid, (name, n)) in &after.threads {
+        let was = before.threads.get(tid).map_or(0, |(_, n)| *n);
+        if *n > was {
+            *by_name.entry(name.clone()).or_default() += n - was;
+        }
+    }
     Idle {
-        wakeups: after.switches.saturating_sub(before.switches) as f64 / minutes,
+        wakeups: after.voluntary.saturating_sub(before.voluntary) as f64 / minutes,
+        preempted: after.involuntary.saturating_sub(before.involuntary) as f64 / minutes,
         cpu_s: after.cpu_ns.saturating_sub(before.cpu_ns) as f64 / 1e9 / minutes,
         writes: writes as f64 / minutes,
+        busiest: by_name
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
     }
 }
 
@@ -206,8 +241,8 @@ fn main() {
         SETTLE.as_secs()
     );
     println!(
-        "  {:>6}  {:<10} {:>14} {:>14} {:>20}",
-        "LUNs", "binary", "wake-ups/min", "CPU s/min", "status writes/min"
+        "  {:>6}  {:<10} {:>13} {:>10} {:>10} {:>14}  switches by thread",
+        "LUNs", "binary", "wake-ups/min", "preempted", "CPU s/min", "status writes"
     );
     for luns in sizes {
         let dir = tempfile::tempdir().expect("temporary directory");
@@ -221,8 +256,8 @@ fn main() {
             fs::create_dir_all(&run).expect("run directory");
             let idle = measure(&bin, &sim, &run, Duration::from_secs(seconds));
             println!(
-                "  {luns:>6}  {name:<10} {:>14.1} {:>14.3} {:>20.1}",
-                idle.wakeups, idle.cpu_s, idle.writes
+                "  {luns:>6}  {name:<10} {:>13.1} {:>10.1} {:>10.3} {:>14.1}  {}",
+                idle.wakeups, idle.preempted, idle.cpu_s, idle.writes, idle.busiest
             );
         }
     }
