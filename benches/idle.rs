@@ -16,6 +16,11 @@
 //!   changes on each atomic rename; sampled every 50 ms, the agent never writes
 //!   it more often when idle).
 //!
+//! The tree and the agent's status and metrics files are on tmpfs (/dev/shm) when
+//! there is one, as /run/hbad is: on a disk, the fsync of each status write would
+//! wait on the journal and add its own context switches. The ownership state file,
+//! which hbad keeps out of /dev, is in the usual temporary directory.
+//!
 //! `HBAD_BENCH_LUNS=64,4096` sets the sizes (the default); `HBAD_BENCH_BASELINE=path`
 //! an earlier hbad binary measured the same way on the same tree (before and after
 //! a change); `HBAD_BENCH_HBAD=path` another hbad binary than this build's.
@@ -122,14 +127,14 @@ fn listen(sock: UnixDatagram, ready: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
     });
 }
 
-fn start(hbad: &Path, sim: &Sim, dir: &Path, notify: &Path) -> Child {
+fn start(hbad: &Path, sim: &Sim, dir: &Path, state: &Path, notify: &Path) -> Child {
     let sysfs = sim.sysfs();
     let policy = dir.join("hbad.toml");
     fs::write(
         &policy,
         format!(
             "[ownership]\nstate_file = \"{}\"\n",
-            dir.join("owned.json").display()
+            state.join("owned.json").display()
         ),
     )
     .expect("write the policy");
@@ -148,12 +153,12 @@ fn start(hbad: &Path, sim: &Sim, dir: &Path, notify: &Path) -> Child {
         .env("WATCHDOG_USEC", WATCHDOG_USEC)
         .env_remove("WATCHDOG_PID")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(fs::File::create(dir.join("hbad.log")).expect("log file"))
         .spawn()
         .expect("start hbad run")
 }
 
-fn measure(hbad: &Path, sim: &Sim, dir: &Path, watch: Duration) -> Idle {
+fn measure(hbad: &Path, sim: &Sim, dir: &Path, state: &Path, watch: Duration) -> Idle {
     let notify = dir.join("notify");
     let _ = fs::remove_file(&notify);
     let sock = UnixDatagram::bind(&notify).expect("notify socket");
@@ -164,7 +169,7 @@ fn measure(hbad: &Path, sim: &Sim, dir: &Path, watch: Duration) -> Idle {
         Arc::new(AtomicBool::new(false)),
     );
     listen(sock, ready.clone(), stop.clone());
-    let mut child = start(hbad, sim, dir, &notify);
+    let mut child = start(hbad, sim, dir, state, &notify);
     let pid = child.id();
     let t = Instant::now();
     while !ready.load(Ordering::Relaxed) {
@@ -175,8 +180,9 @@ fn measure(hbad: &Path, sim: &Sim, dir: &Path, watch: Duration) -> Idle {
         );
         assert!(
             child.try_wait().expect("wait").is_none(),
-            "{} exited before READY=1",
-            hbad.display()
+            "{} exited before READY=1: {}",
+            hbad.display(),
+            fs::read_to_string(dir.join("hbad.log")).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -201,11 +207,12 @@ fn measure(hbad: &Path, sim: &Sim, dir: &Path, watch: Duration) -> Idle {
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
     let _ = child.wait();
     stop.store(true, Ordering::Relaxed);
+    // By name and tid: unnamed threads carry the process's name.
     let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
     for (tid, (name, n)) in &after.threads {
         let was = before.threads.get(tid).map_or(0, |(_, n)| *n);
         if *n > was {
-            *by_name.entry(name.clone()).or_default() += n - was;
+            *by_name.entry(format!("{name}[{tid}]")).or_default() += n - was;
         }
     }
     Idle {
@@ -219,6 +226,18 @@ fn measure(hbad: &Path, sim: &Sim, dir: &Path, watch: Duration) -> Idle {
             .collect::<Vec<_>>()
             .join(", "),
     }
+}
+
+/// Where the tree and the agent's files go: tmpfs when there is one, as the
+/// status file's /run/hbad is. On a disk, each status write's fsync waits for the
+/// journal, and those waits would be counted as wake-ups.
+fn scratch() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    tempfile::Builder::new()
+        .prefix("hbad-idle-")
+        .tempdir_in(shm)
+        .or_else(|_| tempfile::tempdir())
+        .expect("temporary directory")
 }
 
 fn main() {
@@ -245,7 +264,7 @@ fn main() {
         "LUNs", "binary", "wake-ups/min", "preempted", "CPU s/min", "status writes"
     );
     for luns in sizes {
-        let dir = tempfile::tempdir().expect("temporary directory");
+        let dir = scratch();
         let sim = Sim::new(dir.path(), &fc_machine(luns)).expect("simulated host");
         let mut binaries = vec![("this", hbad.clone())];
         if let Some(b) = &baseline {
@@ -254,7 +273,8 @@ fn main() {
         for (name, bin) in binaries {
             let run = dir.path().join(format!("run-{name}"));
             fs::create_dir_all(&run).expect("run directory");
-            let idle = measure(&bin, &sim, &run, Duration::from_secs(seconds));
+            let state = tempfile::tempdir().expect("temporary directory");
+            let idle = measure(&bin, &sim, &run, state.path(), Duration::from_secs(seconds));
             println!(
                 "  {luns:>6}  {name:<10} {:>13.1} {:>10.1} {:>10.3} {:>14.1}  {}",
                 idle.wakeups, idle.preempted, idle.cpu_s, idle.writes, idle.busiest
