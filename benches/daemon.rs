@@ -50,7 +50,7 @@ use hbad::sim::demo::{
 use hbad::sim::{FabricSpec, Flavour, HbaSpec, LunSpec, Sim, SimSpec, TargetPortSpec};
 use hbad::sysfs::writes::AttrWriter;
 use hbad::sysfs::Hctl;
-use hbad::uevent::{Action, SourceItem, Uevent};
+use hbad::uevent::{parse_kernel, Action, SourceItem, Uevent};
 
 use common::{peak_heap, reset_peak_heap, show_spread, status_field, CountingAlloc, Memory};
 
@@ -297,6 +297,40 @@ fn storm_rate(host: &mut Host, batch: usize) -> (f64, u64) {
     (STORM as f64 / spent.as_secs_f64(), host.issued() - before)
 }
 
+/// CPU time this thread has used: what a figure "per core" is taken over.
+fn thread_cpu() -> Duration {
+    common::cpu_time(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// Events per second from the kernel's bytes to the plan: a storm's datagrams,
+/// as netlink delivers them, parsed (`parse_kernel`) and handled as one batch,
+/// the whole pipeline on one core. Returns (events per wall second, events per
+/// CPU second of this thread, scans issued).
+fn parsed_storm_rate(host: &mut Host) -> (f64, f64, u64) {
+    let luns = lun_paths(&host.sim);
+    let datagrams: Vec<Vec<u8>> = storm(&luns, STORM)
+        .into_iter()
+        .map(|item| match item {
+            SourceItem::Event(ev) => ev.to_kernel_bytes(),
+            _ => unreachable!("a storm is events"),
+        })
+        .collect();
+    let before = host.issued();
+    let (t, cpu) = (Instant::now(), thread_cpu());
+    let items: Vec<SourceItem> = datagrams
+        .iter()
+        .map(|d| SourceItem::Event(parse_kernel(d).expect("a datagram the kernel would send")))
+        .collect();
+    host.agent.handle(items, Instant::now());
+    let (spent, cpu) = (t.elapsed(), thread_cpu() - cpu);
+    host.settle();
+    (
+        STORM as f64 / spent.as_secs_f64(),
+        STORM as f64 / cpu.as_secs_f64(),
+        host.issued() - before,
+    )
+}
+
 /// Events per second through `Agent::handle` for LUNs removed (`device/delete`)
 /// and found again by a scan of their address. The simulated kernel makes the
 /// events first; the agent then handles them as they came, one batch per kernel
@@ -368,6 +402,20 @@ fn throughput(name: &str, host: &mut Host, runs: usize) {
             show_spread(&scans, 0)
         );
     }
+    let (mut rates, mut per_cpu, mut scans) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let (rate, cpu_rate, issued) = parsed_storm_rate(host);
+        rates.push(rate);
+        per_cpu.push(cpu_rate);
+        scans.push(issued as f64);
+    }
+    println!(
+        "  {STORM} unit attentions parsed from datagrams, one batch {} events/s, \
+         {} events per CPU second, scans issued {}",
+        show_spread(&rates, 0),
+        show_spread(&per_cpu, 0),
+        show_spread(&scans, 0)
+    );
     // What every batch pays however few events it holds: the plan runs over the
     // whole graph, not only over the changes.
     let mut empty = Vec::new();

@@ -24,14 +24,7 @@ const VHBAS: usize = 50_000;
 
 /// CPU seconds this process has used.
 fn cpu_secs() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec the call only writes to.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    common::cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID).as_secs_f64()
 }
 
 /// Runs `f` `runs` times; prints wall and CPU seconds.

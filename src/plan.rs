@@ -5,7 +5,7 @@
 //! clock, so `hbad plan` prints exactly what the daemon would do, and every rule
 //! here is a unit test away.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use serde::Serialize;
@@ -605,6 +605,11 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
     // (host, channel, target) -> (target devpath, reason): the targets whose
     // scan is followed by a look for LUNs they stopped reporting.
     let mut finds: BTreeMap<(HostRef, u32, u32), (String, String)> = BTreeMap::new();
+    // (host, channel, target) whose REPORTED LUNS DATA HAS CHANGED was planned: a
+    // storm repeats it on every LUN of the target, and each repeat would ask for
+    // exactly what the first did (the first reason is the one kept).
+    let mut lun_changes_planned: HashSet<(u32, u32, u32)> = HashSet::new();
+    let mut capacity_planned: HashSet<Hctl> = HashSet::new();
     let mut want = |host: &Node, scope: ScanScope, reason: String| {
         if !takes_part(policy, graph, host) {
             return;
@@ -632,6 +637,10 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                 };
                 match ua.as_str() {
                     "REPORTED_LUNS_DATA_HAS_CHANGED" if r.on_lun_change => {
+                        let key = (l.hctl.host, l.hctl.channel, l.hctl.target);
+                        if lun_changes_planned.contains(&key) {
+                            continue;
+                        }
                         let reason = format!("{} reported REPORTED_LUNS_DATA_HAS_CHANGED", l.hctl);
                         // A LUN unmapped on the array raises the same attention as a
                         // new one; only REPORT LUNS tells which it was.
@@ -640,6 +649,9 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                             .as_deref()
                             .and_then(|p| graph.node(p))
                             .filter(|t| matches!(t.kind, NodeKind::Target(_)));
+                        if target.is_some() {
+                            lun_changes_planned.insert(key);
+                        }
                         if let (Some(h), Some(t)) = (HostRef::of(host), target) {
                             if takes_part(policy, graph, host) {
                                 finds
@@ -656,13 +668,17 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                             reason,
                         )
                     }
-                    "CAPACITY_DATA_HAS_CHANGED"
-                        if r.on_capacity_change && takes_part(policy, graph, host) =>
-                    {
-                        rescans.entry(l.hctl).or_insert((
-                            node.devpath.clone(),
-                            format!("{} reported CAPACITY_DATA_HAS_CHANGED", l.hctl),
-                        ));
+                    // Planned already (with every path of its volume), or left out
+                    // with them: a storm asks once. The first reason is kept.
+                    "CAPACITY_DATA_HAS_CHANGED" if !capacity_planned.insert(l.hctl) => {}
+                    "CAPACITY_DATA_HAS_CHANGED" if r.on_capacity_change => {
+                        // The array reports it on the path the I/O went to; every
+                        // path of the volume has the old size until re-read, and a
+                        // multipath map on top can only grow once they all agree.
+                        let reason = format!("{} reported CAPACITY_DATA_HAS_CHANGED", l.hctl);
+                        for path in paths_of(graph, l.hctl, &node.devpath, l.wwid.as_deref()) {
+                            rescan_path(policy, graph, &path, &reason, &mut rescans);
+                        }
                     }
                     _ => {}
                 }
@@ -720,6 +736,48 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
             _ => {}
         }
     }
+    if r.on_capacity_change {
+        for change in changes {
+            // A disk re-read to a new size (by hbad, or by hand on one path): the
+            // other paths of the volume that still show another size follow.
+            let Change::Updated {
+                before: NodeKind::Disk(old),
+                node,
+            } = change
+            else {
+                continue;
+            };
+            let NodeKind::Disk(new) = &node.kind else {
+                continue;
+            };
+            let Some(size) = new.info.size_bytes else {
+                continue;
+            };
+            if old.info.size_bytes == Some(size) {
+                continue;
+            }
+            let Some((lun, l)) = node.parent.as_deref().and_then(|p| match graph.node(p) {
+                Some(
+                    n @ Node {
+                        kind: NodeKind::Lun(l),
+                        ..
+                    },
+                ) => Some((n, l)),
+                _ => None,
+            }) else {
+                continue;
+            };
+            let reason = format!(
+                "another path of the volume, {}, is now {size} bytes",
+                new.info.name
+            );
+            for path in paths_of(graph, l.hctl, &lun.devpath, l.wwid.as_deref()) {
+                if path.size.is_some_and(|s| s != size) {
+                    rescan_path(policy, graph, &path, &reason, &mut rescans);
+                }
+            }
+        }
+    }
     for (host, scopes) in scans {
         // A host-wide scan covers every target scan of that host.
         let host_wide = scopes.contains_key(&ScanScope::Host);
@@ -756,6 +814,63 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
             reason,
             origin: None,
         });
+    }
+}
+
+/// One path of a volume: a LUN, and its disk's size as the graph has it.
+struct VolumePath {
+    hctl: Hctl,
+    devpath: String,
+    size: Option<u64>,
+}
+
+/// Every path of the volume the LUN `hctl` (at `devpath`) is a path of: the LUNs
+/// with its WWID, itself included (only itself when it has none).
+fn paths_of(graph: &Graph, hctl: Hctl, devpath: &str, wwid: Option<&str>) -> Vec<VolumePath> {
+    let path = |n: &Node| {
+        let NodeKind::Lun(l) = &n.kind else {
+            return None;
+        };
+        let size = graph.disk_of(n).and_then(|d| match &d.kind {
+            NodeKind::Disk(d) => d.info.size_bytes,
+            _ => None,
+        });
+        Some(VolumePath {
+            hctl: l.hctl,
+            devpath: n.devpath.to_string(),
+            size,
+        })
+    };
+    match wwid {
+        Some(w) => graph
+            .luns()
+            .into_iter()
+            .filter(|n| matches!(&n.kind, NodeKind::Lun(l) if l.wwid.as_deref() == Some(w)))
+            .filter_map(path)
+            .collect(),
+        None => vec![graph.lun(hctl).and_then(path).unwrap_or(VolumePath {
+            hctl,
+            devpath: devpath.to_string(),
+            size: None,
+        })],
+    }
+}
+
+/// A `device/rescan` of one path, when its host takes part in rescans.
+fn rescan_path(
+    policy: &Policy,
+    graph: &Graph,
+    path: &VolumePath,
+    reason: &str,
+    rescans: &mut BTreeMap<Hctl, (String, String)>,
+) {
+    if graph
+        .host(path.hctl.host)
+        .is_some_and(|h| takes_part(policy, graph, h))
+    {
+        rescans
+            .entry(path.hctl)
+            .or_insert_with(|| (path.devpath.clone(), reason.to_string()));
     }
 }
 
@@ -860,7 +975,7 @@ mod tests {
         let devpath = format!("{}/vport-{parent}:0-{k}", host_devpath(parent));
         g.insert(
             devpath,
-            NodeKind::Vport(VportInfo {
+            NodeKind::Vport(Box::new(VportInfo {
                 name: format!("vport-{parent}:0-{k}"),
                 wwpn: Some(w(wwpn)),
                 wwnn: Some(Wwn::from_u64(w(wwpn).as_u64() - 1)),
@@ -869,7 +984,7 @@ mod tests {
                 vport_type: Some("NPIV VPORT".into()),
                 symbolic_name: symbolic.map(str::to_string),
                 roles: None,
-            }),
+            })),
         );
     }
 
@@ -893,7 +1008,7 @@ mod tests {
         let dev = format!("{tdev}/{hctl}");
         g.insert(
             dev.clone(),
-            NodeKind::Lun(LunInfo {
+            NodeKind::Lun(Box::new(LunInfo {
                 hctl,
                 vendor: None,
                 model: None,
@@ -903,7 +1018,7 @@ mod tests {
                 wwid: None,
                 serial: None,
                 driver: None,
-            }),
+            })),
         );
         g.record(g.node(&dev).unwrap())
     }
@@ -1253,7 +1368,7 @@ mod tests {
 
     fn ua(node: &NodeRecord, reason: &str) -> Change {
         Change::Notice {
-            node: node.clone(),
+            node: node.clone().into(),
             notice: Notice::UnitAttention(reason.into()),
         }
     }
@@ -1310,6 +1425,76 @@ mod tests {
         ));
     }
 
+    /// Two paths (host5 and host6) of one volume, each with a disk of `size`.
+    fn two_paths(size: u64) -> (Graph, NodeRecord, NodeRecord) {
+        let mut g = two_fabrics();
+        let mut path = |host: u32, disk: &str| {
+            let lun = add_lun(&mut g, host, 0, 3);
+            let mut kind = lun.kind.clone();
+            if let NodeKind::Lun(l) = &mut kind {
+                l.wwid = Some("naa.600140500000000000000000000000a3".into());
+            }
+            g.insert(lun.devpath.clone(), kind);
+            g.insert(
+                format!("{}/block/{disk}", lun.devpath),
+                NodeKind::Disk(crate::graph::Disk {
+                    info: crate::sysfs::BlockInfo {
+                        name: disk.into(),
+                        major_minor: None,
+                        size_bytes: Some(size),
+                        read_only: None,
+                        removable: None,
+                        multipath: None,
+                    },
+                    links: Vec::new(),
+                }),
+            );
+            g.record(g.node(&lun.devpath).unwrap())
+        };
+        let a = path(5, "sdc");
+        let b = path(6, "sdd");
+        (g, a, b)
+    }
+
+    fn rescanned(p: &Plan) -> Vec<String> {
+        p.steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::RescanDevice { hctl, .. } => Some(hctl.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_capacity_change_on_one_path_rescans_every_path_of_the_volume() {
+        let (g, a, _) = two_paths(1 << 30);
+        let p = plan(&policy(""), &g, &[ua(&a, "CAPACITY_DATA_HAS_CHANGED")]);
+        assert_eq!(rescanned(&p), ["5:0:0:3", "6:0:0:3"]);
+    }
+
+    #[test]
+    fn a_path_re_read_to_a_new_size_has_the_other_paths_follow() {
+        let (mut g, a, _) = two_paths(1 << 30);
+        let disk = g.disk_of(g.node(&a.devpath).unwrap()).unwrap().clone();
+        let NodeKind::Disk(mut grown) = disk.kind.clone() else {
+            panic!()
+        };
+        grown.info.size_bytes = Some(2 << 30);
+        g.insert(disk.devpath.to_string(), NodeKind::Disk(grown));
+        let change = Change::Updated {
+            before: disk.kind.clone(),
+            node: g.record(g.node(&disk.devpath).unwrap()),
+        };
+        // Path b still shows the old size: it is re-read; a is not again.
+        assert_eq!(
+            rescanned(&plan(&policy(""), &g, std::slice::from_ref(&change))),
+            ["6:0:0:3"]
+        );
+        let off = policy("[rescan]\non_capacity_change = false\n");
+        assert!(rescanned(&plan(&off, &g, &[change])).is_empty());
+    }
+
     #[test]
     fn capacity_changes_rescan_the_device_and_excluded_hosts_are_left_alone() {
         let mut g = two_fabrics();
@@ -1353,7 +1538,7 @@ mod tests {
             port_state: Some("Online".into()),
             scsi_target_id: None,
         };
-        g.insert(devpath.clone(), NodeKind::RemotePort(rp.clone()));
+        g.insert(devpath.clone(), NodeKind::RemotePort(Box::new(rp.clone())));
         let p = plan(&policy(text), &g, &[]);
         assert!(creates(&p).is_empty());
         assert_eq!(
@@ -1362,7 +1547,7 @@ mod tests {
         );
         for state in ["Blocked", "Not Present"] {
             rp.port_state = Some(state.into());
-            g.insert(devpath.clone(), NodeKind::RemotePort(rp.clone()));
+            g.insert(devpath.clone(), NodeKind::RemotePort(Box::new(rp.clone())));
             let p = plan(&policy(text), &g, &[]);
             assert_eq!(creates(&p), [("a".to_string(), 6)], "{state}");
         }
@@ -1381,10 +1566,10 @@ mod tests {
             port_state: Some("Blocked".into()),
             scsi_target_id: Some(4),
         };
-        g.insert(devpath.clone(), NodeKind::RemotePort(rp.clone()));
+        g.insert(devpath.clone(), NodeKind::RemotePort(Box::new(rp.clone())));
         let before = g.node(&devpath).unwrap().kind.clone();
         rp.port_state = Some("Online".into());
-        g.insert(devpath.clone(), NodeKind::RemotePort(rp));
+        g.insert(devpath.clone(), NodeKind::RemotePort(Box::new(rp)));
         let change = Change::Updated {
             before,
             node: g.record(g.node(&devpath).unwrap()),

@@ -443,6 +443,42 @@ fn a_vhba_deleted_by_someone_else_is_recreated() {
     assert_eq!(rig.vhba_state("vm-a").0, "active");
 }
 
+/// A port on the fabric still shows the vHBA's WWPN Online (what a target's port
+/// remembers of a vHBA deleted by hand, until its driver blocks it): the create
+/// waits. The remote port goes Blocked with no uevent; the agent's poll, not only
+/// the sweep a heartbeat away, sees it and makes the vHBA.
+#[test]
+fn a_create_waiting_for_a_remote_port_holding_its_wwpn_is_polled() {
+    let mut spec = demo_spec();
+    spec = spec.target(hbad::sim::TargetPortSpec::new(
+        hbad::sim::demo::FABRIC_A,
+        VHBA_A,
+        VHBA_NODE,
+        0x0a_0a01,
+    ));
+    let mut rig = Rig::new(spec, &vhba_policy(""));
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    assert!(rig.vhba_host(VHBA_A).is_none());
+    let (state, reason) = rig.vhba_state("vm-a");
+    assert!(
+        reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("already used by remote port"),
+        "{state}: {reason:?}"
+    );
+    assert!(rig.agent.polling(), "the remote port in the way is polled");
+    rig.sim.remove_target_port(VHBA_A).unwrap();
+    rig.agent.poll(rig.at(1));
+    rig.settle(rig.at(1));
+    assert!(
+        rig.vhba_host(VHBA_A).is_some(),
+        "made once the port is Blocked"
+    );
+    assert_eq!(rig.vport_writes("vport_create"), 1);
+}
+
 #[test]
 fn refusals_back_off_instead_of_hammering_the_kernel() {
     let mut rig = Rig::new(demo_spec(), &vhba_policy(""));

@@ -513,6 +513,69 @@ fn libvirt_disk_follows_the_luns_filter_and_refuses_json() {
     assert_eq!(run.code, 64, "a usage error: {}", run.stderr);
 }
 
+#[test]
+fn paths_of_a_multipath_map_show_it_and_give_one_disk_naming_the_map() {
+    use hbad::sim::demo::{HBA_A_WWPN, HBA_B_WWPN};
+    use hbad::sim::Sim;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::demo_host(dir.path()).unwrap();
+    let lun0 = |wwpn| hbad::sysfs::Hctl {
+        host: sim.host_by_wwpn(wwpn).unwrap(),
+        channel: 0,
+        target: 0,
+        lun: 0,
+    };
+    let (a, b) = (lun0(HBA_A_WWPN), lun0(HBA_B_WWPN));
+    let dm = sim.add_multipath_map("mpatha", &[a, b]).unwrap();
+    let (sys, dev) = (dir.path().join("sys"), dir.path().join("dev"));
+    let luns: Value =
+        serde_json::from_str(&hbad_in(&sys, &dev, &["--json", "luns"]).ok().stdout).unwrap();
+    let map_of = |hctl: String| {
+        luns.as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["hctl"] == hctl.as_str())
+            .map(|l| l["multipath"].clone())
+            .unwrap()
+    };
+    let map = map_of(a.to_string());
+    assert_eq!(map["name"], "mpatha");
+    assert_eq!(map["dm"], dm.as_str());
+    let wwid = map["wwid"].as_str().unwrap().to_string();
+    assert!(wwid.starts_with('3'), "{map}");
+    assert_eq!(map_of(b.to_string()), map);
+    // The boot disk of the RAID controller is a path of nothing.
+    assert!(luns
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["multipath"].is_null()));
+    // The MAP column says so in the table.
+    let table = hbad_in(&sys, &dev, &["luns"]).ok().stdout;
+    let col = table.lines().next().unwrap().find("MAP").unwrap();
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&format!("{a} ")))
+        .unwrap();
+    assert!(row[col..].starts_with("mpatha "), "{table}");
+    // One <disk> for the two paths, naming the map by its uuid link.
+    let run = hbad_in(&sys, &dev, &["luns", "--libvirt-disk"]).ok();
+    let source = format!("<source dev='/dev/disk/by-id/dm-uuid-mpath-{wwid}'/>");
+    let disks = disks_of(&run.stdout);
+    assert_eq!(
+        disks.iter().filter(|d| d.contains(&source)).count(),
+        1,
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains(&format!("{b} ")), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("another path of multipath map mpatha"),
+        "{}",
+        run.stderr
+    );
+}
+
 // --- import-libvirt -----------------------------------------------------------------
 
 const GOOD_POOLS: [&str; 4] = [

@@ -138,6 +138,21 @@ pub fn runs(default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// CPU time used so far by this process (`libc::CLOCK_PROCESS_CPUTIME_ID`) or this
+/// thread (`libc::CLOCK_THREAD_CPUTIME_ID`): the cost of a figure, which other work
+/// on a shared machine does not inflate as it does wall time.
+#[allow(dead_code)] // each bench binary uses what it needs
+pub fn cpu_time(clock: libc::clockid_t) -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec the call only writes to.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime({clock})");
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 /// The FC ports and array ports of [`fc_machine`].
 const HOSTS: u64 = 8;
 const TARGET_PORTS: u64 = 8;

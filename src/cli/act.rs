@@ -1334,17 +1334,7 @@ mod lun_change_tests {
         let a = sim.host_by_wwpn(demo::HBA_A_WWPN).unwrap();
         let b = sim.host_by_wwpn(demo::HBA_B_WWPN).unwrap();
         let sysfs = sim.sysfs();
-        let writer: Arc<dyn AttrWriter> = Arc::new(sim.clone());
-        let ex = Executor::new(
-            Vports::new(
-                sysfs.clone(),
-                writer.clone(),
-                Arc::new(SysfsPoll::new(sysfs.clone(), Duration::from_millis(5))),
-                OwnedState::new(dir.path().join("owned.json")),
-                Duration::from_secs(5),
-            ),
-            Scanner::new(writer, sysfs.clone(), Duration::from_secs(10)),
-        );
+        let ex = sim.executor(dir.path().join("owned.json"), Duration::from_secs(10));
         sim.map_lun(demo::ARRAY_PORT_A, 2, demo::HBA_A_WWPN)
             .unwrap();
         let scan = |h: u32| {

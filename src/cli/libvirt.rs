@@ -42,7 +42,9 @@ pub enum DeviceArg {
 #[derive(Debug, Clone, Args)]
 pub struct LunsArgs {
     /// Print libvirt <disk type='block'> elements for the LUNs' disks, each naming the
-    /// disk by its most stable link (by-vhba, by-id, by-path, else /dev/sdX).
+    /// disk by its most stable link (by-vhba, by-id, by-path, else /dev/sdX); a
+    /// path of a multipath map gives one element for the map, named
+    /// /dev/disk/by-id/dm-uuid-mpath-WWID.
     #[arg(long)]
     pub libvirt_disk: bool,
     /// What the guest sees, with --libvirt-disk.
@@ -199,6 +201,7 @@ pub fn luns_disks(g: &Global, filter: Option<&str>, args: &LunsArgs) -> anyhow::
     // One LUN reached through two paths (two vHBAs, two target ports) is two sdX with
     // one WWID: handing both to a guest gives it one disk twice, unsynchronised.
     let mut seen_wwid: HashMap<String, String> = HashMap::new();
+    let mut seen_maps: HashMap<String, String> = HashMap::new();
     for lun in &luns {
         let NodeView::Lun(l) = render::view(&graph, lun) else {
             continue;
@@ -210,7 +213,19 @@ pub fn luns_disks(g: &Global, filter: Option<&str>, args: &LunsArgs) -> anyhow::
             );
             continue;
         };
-        if let Some(wwid) = &l.wwid {
+        // A path of a multipath map: the guest gets the map, which survives the
+        // loss of any one path, named by the link that is the same on every host
+        // that sees the volume (a live migration's destination finds it there).
+        if let Some(map) = &l.multipath {
+            if let Some(first) = seen_maps.get(&map.dm) {
+                eprintln!(
+                    "note: {} ({dev}) is another path of multipath map {} ({first} too): one <disk> for the map",
+                    l.hctl, map.name
+                );
+                continue;
+            }
+            seen_maps.insert(map.dm.clone(), format!("{} ({dev})", l.hctl));
+        } else if let Some(wwid) = &l.wwid {
             match seen_wwid.get(wwid) {
                 Some(first) => eprintln!(
                     "warning: {} ({dev}) is the LUN {first} shows too (WWID {wwid}), through another path; give a guest one of them, or the dm-multipath device over both",
@@ -225,6 +240,13 @@ pub fn luns_disks(g: &Global, filter: Option<&str>, args: &LunsArgs) -> anyhow::
         about.extend(l.vendor.clone());
         about.extend(l.model.clone());
         about.push(dev.clone());
+        if let Some(map) = &l.multipath {
+            about.push(format!(
+                "path of multipath map {} ({})",
+                map.name,
+                map.mapper_path()
+            ));
+        }
         about.extend(l.size_bytes.map(human_size));
         if let Some(v) = &l.vhba_name {
             about.push(format!("vHBA {v}"));
@@ -234,7 +256,10 @@ pub fn luns_disks(g: &Global, filter: Option<&str>, args: &LunsArgs) -> anyhow::
         }
         snippets.push(DiskSnippet {
             device,
-            source: stable_source(dev, &l.links).to_string(),
+            source: match &l.multipath {
+                Some(map) => map.by_id_path(),
+                None => stable_source(dev, &l.links).to_string(),
+            },
             target: guest_disk_name(snippets.len()),
             about: about.join(" "),
         });

@@ -40,7 +40,7 @@ use serde::Serialize;
 
 use crate::graph::describe::{human_size, vhba_name};
 use crate::graph::{Graph, Node, NodeKind};
-use crate::sysfs::{scsi_type_name, VportControlDir};
+use crate::sysfs::{scsi_type_name, MultipathMap, VportControlDir};
 use crate::wwn::Wwn;
 
 #[derive(Clone, Debug, Serialize)]
@@ -161,6 +161,8 @@ pub struct LunView {
     pub dev: Option<String>,
     pub size_bytes: Option<u64>,
     pub links: Vec<String>,
+    /// The multipath map the disk is a path of: what a VM should be given.
+    pub multipath: Option<MultipathMap>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -175,6 +177,7 @@ pub struct DiskView {
     pub read_only: Option<bool>,
     pub removable: Option<bool>,
     pub links: Vec<String>,
+    pub multipath: Option<MultipathMap>,
 }
 
 /// One device with the devices it relates to, for `hbad show --json`.
@@ -385,6 +388,7 @@ pub fn view(graph: &Graph, node: &Node) -> NodeView {
                 dev: disk_info.map(|d| format!("/dev/{}", d.info.name)),
                 size_bytes: disk_info.and_then(|d| d.info.size_bytes),
                 links: disk_info.map(|d| d.links.clone()).unwrap_or_default(),
+                multipath: disk_info.and_then(|d| d.info.multipath.clone()),
             })
         }
         NodeKind::Disk(d) => NodeView::Disk(DiskView {
@@ -401,6 +405,7 @@ pub fn view(graph: &Graph, node: &Node) -> NodeView {
             read_only: d.info.read_only,
             removable: d.info.removable,
             links: d.links.clone(),
+            multipath: d.info.multipath.clone(),
         }),
     }
 }
@@ -859,8 +864,8 @@ pub fn list_row(graph: &Graph, node: &Node) -> Vec<String> {
     }
 }
 
-pub const LUNS_HEADER: [&str; 9] = [
-    "H:C:T:L", "LUN", "TYPE", "VENDOR", "MODEL", "SIZE", "DEVICE", "TARGET", "LINKS",
+pub const LUNS_HEADER: [&str; 10] = [
+    "H:C:T:L", "LUN", "TYPE", "VENDOR", "MODEL", "SIZE", "DEVICE", "MAP", "TARGET", "LINKS",
 ];
 
 /// Rows of `hbad luns`: one per LUN, then one more per extra stable link so that
@@ -874,6 +879,7 @@ pub fn lun_rows(lun: &LunView) -> Vec<Vec<String>> {
         or_dash(lun.model.as_deref()),
         or_dash(lun.size_bytes.map(human_size)),
         or_dash(lun.dev.as_deref()),
+        or_dash(lun.multipath.as_ref().map(|m| m.name.as_str())),
         or_dash(lun.target_wwpn),
     ];
     let mut links = lun.links.iter();

@@ -280,7 +280,7 @@ mod tests {
         for lun in ["2:0:0:0", "2:0:0:1"] {
             g.insert(
                 format!("{HOST}/target2:0:0/{lun}"),
-                NodeKind::Lun(LunInfo {
+                NodeKind::Lun(Box::new(LunInfo {
                     hctl: lun.parse().unwrap(),
                     vendor: Some("Linux".into()),
                     model: Some("scsi_debug".into()),
@@ -290,7 +290,7 @@ mod tests {
                     wwid: None,
                     serial: None,
                     driver: None,
-                }),
+                })),
             );
         }
         g

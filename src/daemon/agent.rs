@@ -111,7 +111,9 @@ pub struct Agent {
     watched: Watched,
     /// FC transport events reach the agent (a source was attached).
     fc_events_attached: bool,
-    /// Parents (devpaths) of declared vHBAs waiting for their link: polled too.
+    /// What declared vHBAs wait for, polled too: parents (devpaths) whose link is
+    /// down, and Online remote ports holding a vHBA's WWPN (they go Blocked with no
+    /// uevent once the vHBA they remember is gone).
     link_waits: BTreeSet<Devpath>,
     /// The status last written, its `updated` left out: an unchanged status is
     /// not written again (the heartbeat rewrites it, [`Agent::heartbeat`]).
@@ -664,6 +666,21 @@ impl Agent {
         self.link_waits.clear();
         for step in plan.steps {
             if let Action::Wait {
+                reason: WaitReason::WwpnInUse { wwpn, .. },
+                ..
+            } = &step.action
+            {
+                // A vHBA deleted by hand leaves Online remote ports for its WWPN on
+                // the fabric's other ports until their driver blocks them, which
+                // nothing announces: without a poll, its re-creation would wait
+                // for the sweep.
+                for n in self.graph.by_wwpn(*wwpn) {
+                    if matches!(n.kind, NodeKind::RemotePort(_)) {
+                        self.link_waits.insert(n.devpath.clone());
+                    }
+                }
+            }
+            if let Action::Wait {
                 vhba,
                 reason: WaitReason::LinkDown { ports },
             } = &step.action
@@ -802,15 +819,25 @@ impl Agent {
                 self.read_recorded();
             }
             Action::RescanDevice { hctl, .. } => match outcome {
-                StepOutcome::Failed { error } => {
-                    tracing::warn!(hbad_action = "rescan", "{error}")
-                }
-                _ => tracing::info!(
+                StepOutcome::Failed { error } => tracing::warn!(
                     hbad_action = "rescan",
-                    hbad_reason = %step.reason,
-                    "rescanned {hctl}: {}",
-                    step.reason
+                    hbad_lun = %hctl,
+                    "{error}"
                 ),
+                StepOutcome::Done { detail } => {
+                    // What the multipath map over it did, when there is one.
+                    let then = detail
+                        .strip_prefix(&format!("{hctl} re-read"))
+                        .unwrap_or_default();
+                    tracing::info!(
+                        hbad_action = "rescan",
+                        hbad_lun = %hctl,
+                        hbad_reason = %step.reason,
+                        "rescanned {hctl}: {}{then}",
+                        step.reason
+                    )
+                }
+                _ => {}
             },
             Action::FindGone {
                 host,

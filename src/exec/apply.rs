@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::errors::{explain, Op};
 use super::gone::{find_gone, GoneLun};
 use super::later;
+use super::multipath::{resize_after_rescan, MapResize};
 use super::scan::{ScanOutcome, Scanner, Ticket};
 use super::vport::{CreateRequest, DeletePolicy, Vports};
 use crate::ownership::{OwnerMark, OWNER_PREFIX};
@@ -353,9 +354,23 @@ fn run_step(vports: &Vports, step: &Step) -> StepOutcome {
         Action::RescanDevice { hctl, devpath } => {
             let path = vports.sysfs().rescan_path(devpath);
             match vports.writer().write_attr(&path, "1") {
-                Ok(()) => StepOutcome::Done {
-                    detail: format!("{hctl} re-read"),
-                },
+                Ok(()) => {
+                    let map = resize_after_rescan(vports.sysfs(), devpath);
+                    let said = map.describe();
+                    match (map, said) {
+                        (MapResize::Failed { .. } | MapResize::NoMultipathd { .. }, Some(s)) => {
+                            StepOutcome::Failed {
+                                error: format!("{hctl} re-read, but {s}"),
+                            }
+                        }
+                        (_, Some(s)) => StepOutcome::Done {
+                            detail: format!("{hctl} re-read; {s}"),
+                        },
+                        (_, None) => StepOutcome::Done {
+                            detail: format!("{hctl} re-read"),
+                        },
+                    }
+                }
                 Err(e) => StepOutcome::Failed {
                     error: explain(
                         &Op::Rescan {

@@ -143,7 +143,7 @@ pub fn find_gone(
     };
     let mut gone = Vec::new();
     for (hctl, devpath) in present {
-        if reported.binary_search(&hctl.lun).is_ok() {
+        if reported.binary_search(&hctl.lun).is_ok() || is_well_known(hctl.lun) {
             continue;
         }
         let disk = sysfs.list(&format!("{devpath}/block")).into_iter().next();
@@ -162,6 +162,13 @@ pub fn find_gone(
         });
     }
     Ok(gone)
+}
+
+/// A well-known LUN (the REPORT LUNS W-LUN, 49409 as sysfs numbers it): address
+/// method 3 in the first level. SELECT REPORT 0 never lists one, so its absence
+/// from the answer says nothing.
+fn is_well_known(lun: u64) -> bool {
+    lun & 0xc000 == 0xc000
 }
 
 /// `device/delete`, unless the disk is held. Looked at just before the write: a
@@ -259,6 +266,15 @@ mod tests {
             ]
         );
         assert_eq!(sim.luns().len(), 3);
+    }
+
+    #[test]
+    fn well_known_luns_are_never_called_gone() {
+        // 0xc101 as `scsilun_to_int` numbers it: what lsscsi shows as [H:C:T:49409].
+        assert!(is_well_known(49409));
+        assert!(!is_well_known(0));
+        assert!(!is_well_known(16385)); // flat space LUN 1
+        assert!(!is_well_known(0x0003_0002));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod errors;
 pub mod gone;
+pub mod multipath;
 pub mod scan;
 pub mod vport;
 

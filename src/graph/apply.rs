@@ -1,5 +1,7 @@
 //! Keeping the graph current, one kernel event at a time.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use super::{event_class, read_kind, removes, DeviceClass, Graph, NodeId, NodeKind, NodeRecord};
@@ -29,9 +31,11 @@ pub enum Change {
         to: String,
     },
     /// Something the device reported that changes nothing in the graph but may call
-    /// for action: a unit attention, a media change.
+    /// for action: a unit attention, a media change. The record is shared: a storm
+    /// repeats notices of the same LUNs, and until the graph changes, each LUN's
+    /// record is made once.
     Notice {
-        node: NodeRecord,
+        node: Arc<NodeRecord>,
         notice: Notice,
     },
 }
@@ -39,10 +43,10 @@ pub enum Change {
 impl Change {
     pub fn node(&self) -> Option<&NodeRecord> {
         match self {
-            Change::Added { node }
-            | Change::Removed { node }
-            | Change::Updated { node, .. }
-            | Change::Notice { node, .. } => Some(node),
+            Change::Added { node } | Change::Removed { node } | Change::Updated { node, .. } => {
+                Some(node)
+            }
+            Change::Notice { node, .. } => Some(node),
             Change::Moved { .. } => None,
         }
     }
@@ -72,7 +76,7 @@ impl Graph {
                 "scsi_host" => {}
                 "fc_host" => {
                     if let Some((id, NodeKind::Host(h))) =
-                        self.id(&devpath).map(|id| (id, &self.at(id).kind))
+                        self.id(devpath).map(|id| (id, &self.at(id).kind))
                     {
                         let mut h = h.clone();
                         h.fc = None;
@@ -80,9 +84,9 @@ impl Graph {
                     }
                 }
                 _ => {
-                    let parent = self.node(&devpath).and_then(|n| n.parent);
+                    let parent = self.node(devpath).and_then(|n| n.parent);
                     changes.extend(
-                        self.remove_subtree(&devpath)
+                        self.remove_subtree(devpath)
                             .into_iter()
                             .map(|node| Change::Removed { node }),
                     );
@@ -95,7 +99,7 @@ impl Graph {
         }
         if ev.action == Action::Move && !class_event {
             if let Some(old) = ev.prop("DEVPATH_OLD") {
-                self.rename(old, &devpath, &mut changes);
+                self.rename(old, devpath, &mut changes);
             }
         }
         // A unit attention on a LUN the graph knows changes none of the attributes
@@ -106,24 +110,24 @@ impl Graph {
             && ev
                 .unit_attention()
                 .is_some_and(|ua| ua != "INQUIRY_DATA_HAS_CHANGED")
-            && self.id(&devpath).is_some();
+            && self.id(devpath).is_some();
         if !attributes_unchanged {
-            let mut kind = read_kind(sysfs, &devpath, class);
+            let mut kind = read_kind(sysfs, devpath, class);
             if let NodeKind::Disk(disk) = &mut kind {
                 disk.links = match ev.prop("DEVLINKS") {
                     // udev's view: the links it just made.
                     Some(links) => stable_links_of(links),
                     // The kernel's view says nothing of links; keep what we knew.
-                    None => match self.node(&devpath).map(|n| &n.kind) {
+                    None => match self.node(devpath).map(|n| &n.kind) {
                         Some(NodeKind::Disk(old)) => old.links.clone(),
                         _ => Vec::new(),
                     },
                 };
             }
-            match self.id(&devpath) {
+            match self.id(devpath) {
                 Some(id) => self.update(id, kind, &mut changes),
                 None => {
-                    let id = self.insert(devpath.clone(), kind);
+                    let id = self.insert(devpath.to_string(), kind);
                     changes.push(Change::Added {
                         node: self.record_at(id),
                     });
@@ -133,7 +137,7 @@ impl Graph {
         if class == DeviceClass::Vport {
             // A vport's arrival or departure changes its parent's npiv_vports_inuse,
             // which the kernel announces with no event of its own.
-            let parent = self.node(&devpath).and_then(|n| n.parent);
+            let parent = self.node(devpath).and_then(|n| n.parent);
             self.refresh_parent_host(parent, sysfs, &mut changes);
         }
         if class == DeviceClass::Lun && ev.action == Action::Change {
@@ -142,9 +146,9 @@ impl Graph {
             } else {
                 (ev.prop("SDEV_MEDIA_CHANGE") == Some("1")).then_some(Notice::MediaChange)
             };
-            if let (Some(notice), Some(node)) = (notice, self.node(&devpath)) {
+            if let (Some(notice), Some(id)) = (notice, self.id(devpath)) {
                 changes.push(Change::Notice {
-                    node: self.record(node),
+                    node: self.shared_record(id),
                     notice,
                 });
             }

@@ -414,7 +414,7 @@ mod tests {
     }
 
     fn vport(symbolic: Option<&str>, state: &str) -> NodeKind {
-        NodeKind::Vport(VportInfo {
+        NodeKind::Vport(Box::new(VportInfo {
             name: "vport-1:0-0".into(),
             wwpn: Some("0x5001a4a000000b01".parse().unwrap()),
             wwnn: Some("0x5001a4a000000b00".parse().unwrap()),
@@ -423,11 +423,11 @@ mod tests {
             vport_type: Some("NPIV VPORT".into()),
             symbolic_name: symbolic.map(str::to_string),
             roles: None,
-        })
+        }))
     }
 
     fn rport(state: &str) -> NodeKind {
-        NodeKind::RemotePort(RemotePortInfo {
+        NodeKind::RemotePort(Box::new(RemotePortInfo {
             name: "rport-7:0-0".into(),
             wwpn: Some("0x500601603ce0174b".parse().unwrap()),
             wwnn: None,
@@ -435,12 +435,12 @@ mod tests {
             roles: vec!["FCP Target".into()],
             port_state: Some(state.into()),
             scsi_target_id: Some(0),
-        })
+        }))
     }
 
     fn lun(hctl: &str) -> NodeKind {
         let hctl: Hctl = hctl.parse().unwrap();
-        NodeKind::Lun(LunInfo {
+        NodeKind::Lun(Box::new(LunInfo {
             hctl,
             vendor: Some("DGC".into()),
             model: Some("VRAID".into()),
@@ -450,7 +450,7 @@ mod tests {
             wwid: None,
             serial: None,
             driver: None,
-        })
+        }))
     }
 
     /// host1 -> vport-1:0-0 (hbad's `vm-san-a`) -> host7 -> rport -> target -> LUN 27.
@@ -538,7 +538,7 @@ mod tests {
         let (g, _, l) = fabric();
         let node = g.record(g.node(&l).unwrap());
         let change = Change::Notice {
-            node,
+            node: node.into(),
             notice: Notice::UnitAttention("REPORTED_LUNS_DATA_HAS_CHANGED".into()),
         };
         assert_eq!(

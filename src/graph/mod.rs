@@ -52,13 +52,14 @@ pub struct Disk {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NodeKind {
-    /// Boxed: a host is several times the size of a LUN or disk, and a large host
-    /// has a handful of hosts for tens of thousands of LUNs and disks.
+    /// Hosts, vports, remote ports and LUNs are boxed: each is twice the size of
+    /// a disk or more, and inline, every node of the graph (half of them disks)
+    /// would be as large as the largest.
     Host(Box<Host>),
-    Vport(VportInfo),
-    RemotePort(RemotePortInfo),
+    Vport(Box<VportInfo>),
+    RemotePort(Box<RemotePortInfo>),
     Target(TargetInfo),
-    Lun(LunInfo),
+    Lun(Box<LunInfo>),
     Disk(Disk),
 }
 
@@ -257,6 +258,23 @@ pub struct Graph {
     by_wwpn: HashMap<Wwn, Vec<NodeId>>,
     by_hctl: HashMap<Hctl, NodeId>,
     by_disk: HashMap<Box<str>, NodeId>,
+    notice_records: NoticeRecords,
+}
+
+/// Records already made for notices, valid while the graph has not changed since
+/// (`generation`), and never more than [`NoticeRecords::MAX`] of them.
+#[derive(Clone, Debug, Default)]
+struct NoticeRecords {
+    /// Counts the graph's changes: a record is made again after any of them.
+    generation: u64,
+    made_at: u64,
+    records: HashMap<NodeId, Arc<NodeRecord>>,
+}
+
+impl NoticeRecords {
+    /// Enough for every LUN behind a few busy targets; a larger storm makes some
+    /// records twice rather than hold one per LUN of a huge host.
+    const MAX: usize = 4096;
 }
 
 /// Two graphs are equal when they hold the same nodes with the same attributes and
@@ -330,25 +348,33 @@ impl Graph {
         found.sort_by(depth_order);
         found.dedup_by(|a, b| a.1 == b.1);
 
-        let (mut read, links) = std::thread::scope(|scope| {
+        let (parts, mut links) = std::thread::scope(|scope| {
             let links = scope.spawn(|| sysfs.stable_links());
-            let read = read_all(sysfs, found, detail);
+            let parts = read_all(sysfs, &found, detail);
             let links = links
                 .join()
                 .unwrap_or_else(|e| std::panic::resume_unwind(e));
-            (read, links)
+            (parts, links)
         });
-        // A LUN's disks came back after it: put them in their place.
-        read.sort_by(depth_order);
-        read.dedup_by(|a, b| a.1 == b.1);
+        drop(found);
         let mut graph = Graph::new();
-        graph.slots.reserve_exact(read.len());
-        graph.by_devpath.reserve(read.len());
-        for (_, devpath, mut kind) in read {
-            if let NodeKind::Disk(disk) = &mut kind {
-                disk.links = links.get(&disk.info.name).cloned().unwrap_or_default();
+        let total = parts.iter().map(|p| p.devices.len() + p.disks.len()).sum();
+        graph.slots.reserve_exact(total);
+        graph.by_devpath.reserve(total);
+        // Each part is in the order found (parents first) and is freed once in
+        // place, so that the devices read are never held twice; disks, which
+        // nothing sits under, go last.
+        let mut disks = Vec::with_capacity(parts.len());
+        for part in parts {
+            for (devpath, kind) in part.devices {
+                graph.insert_at(devpath, kind);
             }
-            graph.insert(devpath, kind);
+            disks.push(part.disks);
+        }
+        for (devpath, mut disk) in disks.into_iter().flatten() {
+            // Moved, not copied: a disk name is one device's at a time.
+            disk.links = links.remove(&disk.info.name).unwrap_or_default();
+            graph.insert_at(devpath, NodeKind::Disk(disk));
         }
         graph
     }
@@ -412,6 +438,27 @@ impl Graph {
         self.record(self.at(id))
     }
 
+    /// A node's record for a notice, shared with earlier notices of the node when
+    /// nothing in the graph changed in between.
+    fn shared_record(&mut self, id: NodeId) -> Arc<NodeRecord> {
+        let cache = &mut self.notice_records;
+        if cache.made_at != cache.generation || cache.records.len() >= NoticeRecords::MAX {
+            cache.records.clear();
+            cache.made_at = cache.generation;
+        }
+        if let Some(record) = cache.records.get(&id) {
+            return record.clone();
+        }
+        let record = Arc::new(self.record_at(id));
+        self.notice_records.records.insert(id, record.clone());
+        record
+    }
+
+    /// Something in the graph changed: records made before may be wrong now.
+    fn changed(&mut self) {
+        self.notice_records.generation += 1;
+    }
+
     /// The nearest ancestor of a devpath that is in the graph.
     fn parent_of(&self, devpath: &str) -> Option<NodeId> {
         let mut cur = parent_devpath(devpath);
@@ -427,11 +474,15 @@ impl Graph {
     /// Adds a node under its nearest ancestor in the graph, or updates it if present.
     /// Events and loads go through here; tests use it to build graphs by hand.
     pub fn insert(&mut self, devpath: String, kind: NodeKind) -> NodeId {
-        let devpath = Devpath::from(devpath);
+        self.insert_at(Devpath::from(devpath), kind)
+    }
+
+    fn insert_at(&mut self, devpath: Devpath, kind: NodeKind) -> NodeId {
         if let Some(&id) = self.by_devpath.get(&*devpath) {
             self.replace_kind(id, kind);
             return id;
         }
+        self.changed();
         let parent = self.parent_of(&devpath);
         let node = Node {
             devpath: devpath.clone(),
@@ -480,6 +531,7 @@ impl Graph {
         if self.at(id).kind == kind {
             return None;
         }
+        self.changed();
         self.unindex(id);
         let old = std::mem::replace(&mut self.at_mut(id).kind, kind);
         self.index(id);
@@ -492,6 +544,7 @@ impl Graph {
         let Some(&root) = self.by_devpath.get(devpath) else {
             return Vec::new();
         };
+        self.changed();
         let mut order = vec![root];
         let mut i = 0;
         while i < order.len() {
@@ -640,31 +693,46 @@ fn depth_order<T>(a: &(usize, String, T), b: &(usize, String, T)) -> std::cmp::O
 /// Below this many devices cold plug reads them on the calling thread.
 const PARALLEL_MIN: usize = 256;
 
-/// Reads every device found, in order, with a LUN's disks after it; spread over
+/// The devices one reader read, in the order found, and the disks of its LUNs.
+/// Devpaths are made here, in the form the graph keeps, so that putting them in
+/// place copies nothing.
+struct ReadPart {
+    devices: Vec<(Devpath, NodeKind)>,
+    disks: Vec<(Devpath, Disk)>,
+}
+
+/// Reads every device found, in parts that keep the order found; spread over
 /// the machine's cores for large trees (the reads are system calls, not CPU).
 fn read_all(
     sysfs: &Sysfs,
-    found: Vec<(usize, String, DeviceClass)>,
+    found: &[(usize, String, DeviceClass)],
     detail: Detail,
-) -> Vec<(usize, String, NodeKind)> {
+) -> Vec<ReadPart> {
     let read_some = |part: &[(usize, String, DeviceClass)]| {
-        let mut out = Vec::with_capacity(part.len() * 2);
-        for (depth, devpath, class) in part {
+        let mut out = ReadPart {
+            devices: Vec::with_capacity(part.len()),
+            disks: Vec::new(),
+        };
+        for (_, devpath, class) in part {
             if *class == DeviceClass::Lun {
                 if let Ok((lun, disks)) = sysfs.read_lun_and_disks(devpath, detail) {
                     for info in disks {
-                        let disk = format!("{devpath}/block/{}", info.name);
-                        let kind = NodeKind::Disk(Disk {
-                            info,
-                            links: Vec::new(),
-                        });
-                        out.push((depth + 2, disk, kind));
+                        let disk = Devpath::from(format!("{devpath}/block/{}", info.name));
+                        out.disks.push((
+                            disk,
+                            Disk {
+                                info,
+                                links: Vec::new(),
+                            },
+                        ));
                     }
-                    out.push((*depth, devpath.clone(), NodeKind::Lun(lun)));
+                    out.devices
+                        .push((devpath.as_str().into(), NodeKind::Lun(Box::new(lun))));
                     continue;
                 }
             }
-            out.push((*depth, devpath.clone(), read_kind(sysfs, devpath, *class)));
+            out.devices
+                .push((devpath.as_str().into(), read_kind(sysfs, devpath, *class)));
         }
         out
     };
@@ -672,7 +740,7 @@ fn read_all(
         .map_or(1, |n| n.get())
         .clamp(1, 8);
     if found.len() < PARALLEL_MIN || threads == 1 {
-        return read_some(&found);
+        return vec![read_some(found)];
     }
     let chunk = found.len().div_ceil(threads);
     std::thread::scope(|scope| {
@@ -682,7 +750,7 @@ fn read_all(
             .collect();
         parts
             .into_iter()
-            .flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect()
     })
 }
@@ -706,20 +774,22 @@ fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> NodeKind {
             NodeKind::Host(Box::new(Host { scsi, fc }))
         }
         DeviceClass::Vport => {
-            NodeKind::Vport(sysfs.read_vport(devpath).unwrap_or_else(|_| VportInfo {
-                name: name.to_string(),
-                wwpn: None,
-                wwnn: None,
-                vport_state: None,
-                vport_last_state: None,
-                vport_type: None,
-                symbolic_name: None,
-                roles: None,
-            }))
+            NodeKind::Vport(Box::new(sysfs.read_vport(devpath).unwrap_or_else(|_| {
+                VportInfo {
+                    name: name.to_string(),
+                    wwpn: None,
+                    wwnn: None,
+                    vport_state: None,
+                    vport_last_state: None,
+                    vport_type: None,
+                    symbolic_name: None,
+                    roles: None,
+                }
+            })))
         }
         DeviceClass::RemotePort => {
-            NodeKind::RemotePort(sysfs.read_remote_port(devpath).unwrap_or_else(|_| {
-                RemotePortInfo {
+            NodeKind::RemotePort(Box::new(sysfs.read_remote_port(devpath).unwrap_or_else(
+                |_| RemotePortInfo {
                     name: name.to_string(),
                     wwpn: None,
                     wwnn: None,
@@ -727,8 +797,8 @@ fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> NodeKind {
                     roles: Vec::new(),
                     port_state: None,
                     scsi_target_id: None,
-                }
-            }))
+                },
+            )))
         }
         DeviceClass::Target => NodeKind::Target(sysfs.read_target(devpath).unwrap_or_else(|_| {
             let (host, channel, id) = target_address(name).unwrap_or((u32::MAX, 0, 0));
@@ -739,22 +809,24 @@ fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> NodeKind {
                 id,
             }
         })),
-        DeviceClass::Lun => NodeKind::Lun(sysfs.read_lun(devpath).unwrap_or_else(|_| LunInfo {
-            hctl: name.parse().unwrap_or(Hctl {
-                host: u32::MAX,
-                channel: 0,
-                target: 0,
-                lun: 0,
-            }),
-            vendor: None,
-            model: None,
-            rev: None,
-            scsi_type: None,
-            state: None,
-            wwid: None,
-            serial: None,
-            driver: None,
-        })),
+        DeviceClass::Lun => NodeKind::Lun(Box::new(sysfs.read_lun(devpath).unwrap_or_else(|_| {
+            LunInfo {
+                hctl: name.parse().unwrap_or(Hctl {
+                    host: u32::MAX,
+                    channel: 0,
+                    target: 0,
+                    lun: 0,
+                }),
+                vendor: None,
+                model: None,
+                rev: None,
+                scsi_type: None,
+                state: None,
+                wwid: None,
+                serial: None,
+                driver: None,
+            }
+        }))),
         DeviceClass::Disk => {
             let info = sysfs.read_block(devpath).unwrap_or_else(|_| BlockInfo {
                 name: name.to_string(),
@@ -762,6 +834,7 @@ fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> NodeKind {
                 size_bytes: None,
                 read_only: None,
                 removable: None,
+                multipath: None,
             });
             NodeKind::Disk(Disk {
                 info,
@@ -772,12 +845,8 @@ fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> NodeKind {
 }
 
 /// Helpers for events: what a uevent is about, in graph terms.
-fn event_class(ev: &Uevent) -> Option<(DeviceClass, String)> {
-    let owner_of_class_dev = || {
-        parent_devpath(&ev.devpath)
-            .and_then(parent_devpath)
-            .map(str::to_string)
-    };
+fn event_class(ev: &Uevent) -> Option<(DeviceClass, &str)> {
+    let owner_of_class_dev = || parent_devpath(&ev.devpath).and_then(parent_devpath);
     match ev.subsystem.as_str() {
         "scsi" => {
             let class = match ev.devtype.as_deref() {
@@ -786,7 +855,7 @@ fn event_class(ev: &Uevent) -> Option<(DeviceClass, String)> {
                 Some("scsi_device") => DeviceClass::Lun,
                 _ => DeviceClass::of_name(devpath_name(&ev.devpath))?,
             };
-            Some((class, ev.devpath.clone()))
+            Some((class, ev.devpath.as_str()))
         }
         "scsi_host" | "fc_host" => Some((DeviceClass::Host, owner_of_class_dev()?)),
         "fc_vports" => Some((DeviceClass::Vport, owner_of_class_dev()?)),
@@ -794,8 +863,8 @@ fn event_class(ev: &Uevent) -> Option<(DeviceClass, String)> {
         "block" if ev.devtype.as_deref() != Some("partition") => {
             // Only disks that sit on a SCSI device: `.../H:C:T:L/block/sdX`.
             let lun = owner_of_class_dev()?;
-            (DeviceClass::of_name(devpath_name(&lun)) == Some(DeviceClass::Lun))
-                .then(|| (DeviceClass::Disk, ev.devpath.clone()))
+            (DeviceClass::of_name(devpath_name(lun)) == Some(DeviceClass::Lun))
+                .then_some((DeviceClass::Disk, ev.devpath.as_str()))
         }
         _ => None,
     }

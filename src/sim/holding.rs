@@ -126,30 +126,6 @@ impl Sim {
         Ok(dm)
     }
 
-    /// The size of a multipath map, in bytes, as its `size` attribute says.
-    pub fn multipath_map_size(&self, dm: &str) -> Option<u64> {
-        self.shared
-            .sysfs
-            .attr_parse::<u64>(&format!("/devices/virtual/block/{dm}"), "size")
-            .map(|s| s * 512)
-    }
-
-    /// What `multipathd resize map` does to the map: its size becomes its paths'.
-    pub fn resize_multipath_map(&self, dm: &str) -> Result<(), SimError> {
-        let sysfs = &self.shared.sysfs;
-        let dir = format!("/devices/virtual/block/{dm}");
-        let size = sysfs
-            .list(&format!("{dir}/slaves"))
-            .into_iter()
-            .filter_map(|d| sysfs.attr_parse::<u64>(&format!("/block/{d}"), "size"))
-            .min()
-            .unwrap_or(0);
-        self.kernel()
-            .tree
-            .attr(&dir, "size", &size.to_string())
-            .map_err(|e| self.tree_err(e))
-    }
-
     /// A local controller stops presenting a LUN (scsi_debug's `max_luns`
     /// lowered): REPORT LUNS leaves it out, its target reports REPORTED LUNS DATA
     /// HAS CHANGED on the next command, and the device stays until deleted.

@@ -46,6 +46,34 @@ impl AttrWriter for Sim {
     }
 }
 
+impl Sim {
+    /// The executor hbad's commands would use, writing to this simulator: vport
+    /// waits polled every 5 ms, ownership recorded in `state_file`, and the given
+    /// scan timeout.
+    pub fn executor(
+        &self,
+        state_file: PathBuf,
+        scan_timeout: std::time::Duration,
+    ) -> crate::exec::Executor {
+        use crate::exec::vport::{SysfsPoll, Vports};
+        let sysfs = self.sysfs();
+        let writer: Arc<dyn AttrWriter> = Arc::new(self.clone());
+        crate::exec::Executor::new(
+            Vports::new(
+                sysfs.clone(),
+                writer.clone(),
+                Arc::new(SysfsPoll::new(
+                    sysfs.clone(),
+                    std::time::Duration::from_millis(5),
+                )),
+                crate::ownership::OwnedState::new(state_file),
+                std::time::Duration::from_secs(5),
+            ),
+            crate::exec::Scanner::new(writer, sysfs, scan_timeout),
+        )
+    }
+}
+
 /// `store_fc_host_vport_create`'s parsing: exactly `<16 hex>:<16 hex>`, one
 /// optional trailing newline.
 pub(crate) fn parse_vport_ids(value: &str) -> io::Result<(Wwn, Wwn)> {

@@ -17,10 +17,12 @@ use serde::Serialize;
 use crate::wwn::Wwn;
 
 mod dir;
+mod multipath;
 mod records;
 pub mod writes;
 
 pub use dir::DeviceDir;
+pub use multipath::MultipathMap;
 pub use records::*;
 
 #[derive(Debug, thiserror::Error)]

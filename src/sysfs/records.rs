@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use super::{devpath_name, DeviceDir, Sysfs, SysfsError, VportControlDir};
+use super::{devpath_name, DeviceDir, MultipathMap, Sysfs, SysfsError, VportControlDir};
 use crate::wwn::Wwn;
 
 /// A SCSI address: host, channel, target id, LUN.
@@ -177,6 +177,10 @@ pub struct BlockInfo {
     pub size_bytes: Option<u64>,
     pub read_only: Option<bool>,
     pub removable: Option<bool>,
+    /// The multipath map this disk is a path of, when one holds it. As of the
+    /// disk's last read: a map made later shows once the disk is read again (the
+    /// CLI reads afresh; the agent looks at sysfs itself before it acts).
+    pub multipath: Option<MultipathMap>,
 }
 
 /// How much of a LUN and its disk cold plug reads.
@@ -416,7 +420,20 @@ fn block_info(name: &str, dir: &DeviceDir, detail: Detail) -> BlockInfo {
         size_bytes: sectors.and_then(|s| s.checked_mul(512)),
         read_only: full.then(|| flag(dir.attr("ro"))).flatten(),
         removable: full.then(|| flag(dir.attr("removable"))).flatten(),
+        multipath: multipath_of(dir),
     }
+}
+
+/// The multipath map among a disk's holders (`holders/dm-N/dm/uuid` = `mpath-...`).
+fn multipath_of(dir: &DeviceDir) -> Option<MultipathMap> {
+    dir.names("holders").into_iter().find_map(|dm| {
+        let map = dir.sub(&format!("holders/{dm}/dm")).ok()?;
+        Some(MultipathMap {
+            wwid: map.attr("uuid")?.strip_prefix("mpath-")?.to_string(),
+            name: map.attr("name")?,
+            dm,
+        })
+    })
 }
 
 #[cfg(test)]

@@ -141,37 +141,46 @@ impl Uevent {
     where
         I: IntoIterator<Item = (&'a str, &'a str)>,
     {
-        let mut props: BTreeMap<String, String> = props
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let action_text = props
-            .remove("ACTION")
-            .ok_or(ParseError::MissingKey("ACTION"))?;
+        // The keys every event has become fields without a trip through the map;
+        // a key given twice keeps its last value, as a map would.
+        let (mut action, mut devpath, mut subsystem, mut devtype, mut seqnum) =
+            (None, None, None, None, None);
+        let mut rest = BTreeMap::new();
+        for (k, v) in props {
+            match k {
+                "ACTION" => action = Some(v),
+                "DEVPATH" => devpath = Some(v),
+                "SUBSYSTEM" => subsystem = Some(v),
+                "DEVTYPE" => devtype = Some(v),
+                "SEQNUM" => seqnum = Some(v),
+                _ => {
+                    rest.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        let action_text = action.ok_or(ParseError::MissingKey("ACTION"))?;
         let action = action_text
             .parse()
-            .map_err(|_| ParseError::UnknownAction(action_text.clone()))?;
-        let devpath = props
-            .remove("DEVPATH")
-            .ok_or(ParseError::MissingKey("DEVPATH"))?;
+            .map_err(|_| ParseError::UnknownAction(action_text.to_string()))?;
+        let devpath = devpath.ok_or(ParseError::MissingKey("DEVPATH"))?;
         if !devpath.starts_with('/') || devpath.contains("/../") || devpath.ends_with("/..") {
-            return Err(ParseError::BadDevpath(devpath));
+            return Err(ParseError::BadDevpath(devpath.to_string()));
         }
-        let subsystem = props
-            .remove("SUBSYSTEM")
-            .ok_or(ParseError::MissingKey("SUBSYSTEM"))?;
-        let devtype = props.remove("DEVTYPE");
-        let seqnum = match props.remove("SEQNUM") {
-            Some(s) => Some(s.parse().map_err(|_| ParseError::BadSeqnum(s))?),
+        let subsystem = subsystem.ok_or(ParseError::MissingKey("SUBSYSTEM"))?;
+        let seqnum = match seqnum {
+            Some(s) => Some(
+                s.parse()
+                    .map_err(|_| ParseError::BadSeqnum(s.to_string()))?,
+            ),
             None => None,
         };
         Ok(Uevent {
             action,
-            devpath,
-            subsystem,
-            devtype,
+            devpath: devpath.to_string(),
+            subsystem: subsystem.to_string(),
+            devtype: devtype.map(str::to_string),
             seqnum,
-            props,
+            props: rest,
         })
     }
 }
@@ -235,21 +244,37 @@ pub fn parse_kernel(bytes: &[u8]) -> Result<Uevent, ParseError> {
     let Some((h_action, h_devpath)) = header.split_once('@') else {
         return Err(ParseError::BadHeader(header.to_string()));
     };
-    let mut props = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for (i, field) in fields.enumerate() {
+    // Checked first, in order, so that the first bad field is the one named; then
+    // read again to build the event, without a list of the fields in between.
+    // A kernel message has a dozen keys: below SEEN_ON_STACK duplicates are found
+    // by comparing with the keys before, past it (only a forged or corrupt
+    // message) through a set, so that no message costs quadratic time.
+    const SEEN_ON_STACK: usize = 32;
+    let mut few = [""; SEEN_ON_STACK];
+    let mut many = std::collections::HashSet::new();
+    for (i, field) in fields.clone().enumerate() {
         let field = std::str::from_utf8(field).map_err(|_| ParseError::NotUtf8(i + 1))?;
-        let Some((k, v)) = field.split_once('=') else {
+        let Some((k, _)) = field.split_once('=') else {
             return Err(ParseError::BadField(field.to_string()));
         };
         if k.is_empty() {
             return Err(ParseError::BadField(field.to_string()));
         }
-        if !seen.insert(k) {
+        let repeated = if i < SEEN_ON_STACK {
+            let seen = few[..i].contains(&k);
+            few[i] = k;
+            seen
+        } else {
+            if i == SEEN_ON_STACK {
+                many.extend(few);
+            }
+            !many.insert(k)
+        };
+        if repeated {
             return Err(ParseError::DuplicateKey(k.to_string()));
         }
-        props.push((k, v));
     }
+    let props = fields.filter_map(|f| std::str::from_utf8(f).ok()?.split_once('='));
     let event = Uevent::from_props(props)?;
     if event.action.as_str() != h_action {
         return Err(ParseError::HeaderMismatch {

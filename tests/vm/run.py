@@ -27,7 +27,8 @@ import checks  # noqa: E402
 
 PREFIX = "HBADVM "
 ALL_SCENARIOS = ["lab", "inventory", "npiv-kernel", "apply", "new-lun", "agent", "storm", "udev", "scan-facts",
-                 "desired-state", "refusals", "forged", "churn", "hung-host",
+                 "desired-state", "refusals", "forged", "churn", "lun-gone", "lun-resize",
+                 "hung-host",
                  # Over the lab's FCoE Forwarder (guest/fabric.sh), in this order.
                  "fabric-login", "fabric-new-lun", "fabric-zone",
                  "fabric-by-fabric", "fabric-refuse", "fabric-recreate"]
