@@ -149,6 +149,11 @@ pub struct FleetSnapshot {
     pub luns_gone: BTreeMap<String, u64>,
     /// Per event source (`kernel`, `udev`, `fc`...).
     pub sources: BTreeMap<String, CounterSnapshot>,
+    /// Per optional event source: whether hbad is subscribed to it now. The FC
+    /// transport events are optional (no SCSI netlink, or its reader ended: link
+    /// changes are then polled), and their counters alone cannot tell an idle
+    /// subscription from none.
+    pub sources_up: BTreeMap<String, bool>,
     pub resyncs: u64,
     pub reloads: ReloadMetric,
     /// Unix time the agent started.
@@ -404,6 +409,19 @@ pub fn render(s: &FleetSnapshot) -> String {
     );
     for (fate, count) in &s.luns_gone {
         e.sample("hbad_luns_gone_total", &[("fate", fate)], n(*count));
+    }
+
+    e.family(
+        "hbad_event_source_up",
+        "gauge",
+        "1 while hbad is subscribed to an optional event source (fc: NETLINK_SCSITRANSPORT FC events), 0 when it is not and polls instead.",
+    );
+    for (source, up) in &s.sources_up {
+        e.sample(
+            "hbad_event_source_up",
+            &[("source", source)],
+            n(u64::from(*up)),
+        );
     }
 
     e.family(

@@ -241,6 +241,7 @@ fn snapshot() -> FleetSnapshot {
         },
     );
     s.sources.insert("fc".into(), CounterSnapshot::default());
+    s.sources_up.insert("fc".into(), true);
     s.reloads = ReloadMetric {
         succeeded: 1,
         failed: 1,
@@ -313,6 +314,14 @@ fn textfile_parses_as_prometheus_exposition() {
             "hbad_events_dropped_total",
             "hbad_events_dropped_total",
             &[("source", "kernel"), ("reason", "not_kernel")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "hbad_event_source_up",
+            "hbad_event_source_up",
+            &[("source", "fc")]
         ),
         1.0
     );

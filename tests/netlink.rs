@@ -22,7 +22,7 @@ mod common;
 
 use hbad::uevent::fc_event::{
     FcEvent, FcEventCode, FcEventSource, FcItem, FcRejection, DEFAULT_FC_RECV_BUFFER,
-    NETLINK_SCSITRANSPORT, SCSI_NL_GRP_FC_EVENTS,
+    FC_EVENTS_BIND_MASK, NETLINK_SCSITRANSPORT,
 };
 use hbad::uevent::kernel::{AsyncKernelSource, KernelOptions, KernelSource};
 use hbad::uevent::source::{EventSource, ReplaySource};
@@ -247,7 +247,7 @@ fn netns_fc_event_source_drops_and_counts_forged_link_events() {
             let linkup = FcEvent::new(3, FcEventCode::LinkUp, 1, 0).to_bytes();
             let mut lying = FcEvent::new(3, FcEventCode::LinkDown, 2, 0).to_bytes();
             lying[0..4].copy_from_slice(&4096u32.to_ne_bytes());
-            let to_group = SocketAddr::new(0, SCSI_NL_GRP_FC_EVENTS);
+            let to_group = SocketAddr::new(0, FC_EVENTS_BIND_MASK);
             forger.send_to(&linkup, &to_group, 0).unwrap();
             forger.send_to(&lying, &to_group, 0).unwrap();
             for _ in 0..2 {

@@ -18,7 +18,9 @@ use crate::daemon::{Agent, AgentConfig, Control, LoopTimings};
 use crate::journal;
 use crate::policy::limits::DurationLimit;
 use crate::sysfs::writes::ChildWriter;
-use crate::uevent::fc_event::{FcEventSource, FcItem, DEFAULT_FC_RECV_BUFFER};
+use crate::uevent::fc_event::{
+    FcEventSource, FcItem, DEFAULT_FC_RECV_BUFFER, SCSI_NL_GRP_FC_EVENTS,
+};
 use crate::uevent::kernel::{AsyncKernelSource, KernelOptions};
 use crate::uevent::source::EventSource;
 use crate::uevent::udev::{UdevOptions, UdevSource};
@@ -176,6 +178,9 @@ fn open_fc_events() -> Option<mpsc::Receiver<FcItem>> {
             return None;
         }
     };
+    tracing::info!(
+        "listening to FC transport events (NETLINK_SCSITRANSPORT group {SCSI_NL_GRP_FC_EVENTS})"
+    );
     let (tx, rx) = mpsc::channel(1024);
     let spawned = std::thread::Builder::new()
         .name("fc-events".into())

@@ -215,6 +215,13 @@ impl Agent {
         self.fleet.take_fc_events()
     }
 
+    /// The FC event reader ended: logins are polled from now on, as without one.
+    pub fn fc_events_ended(&mut self) {
+        self.fc_events_attached = false;
+        self.fleet.fc_events_ended();
+        self.metrics_stale = true;
+    }
+
     /// An FC transport event: a link, loop or fabric change on a host re-reads
     /// that host's port, vports and remote ports now, instead of at the next poll;
     /// a lost event re-reads every FC host.

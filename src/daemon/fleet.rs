@@ -27,6 +27,8 @@ pub struct Fleet {
     /// The text last written, to skip writes that change nothing.
     last: Mutex<Option<String>>,
     fc_events: Option<mpsc::Receiver<FcItem>>,
+    /// Whether the FC event socket is bound and its reader alive.
+    fc_up: bool,
 }
 
 impl Fleet {
@@ -41,6 +43,12 @@ impl Fleet {
 
     pub fn attach_fc_events(&mut self, rx: mpsc::Receiver<FcItem>) {
         self.fc_events = Some(rx);
+        self.fc_up = true;
+    }
+
+    /// The FC event reader ended (its socket failed): no more events will come.
+    pub fn fc_events_ended(&mut self) {
+        self.fc_up = false;
     }
 
     pub fn take_fc_events(&mut self) -> Option<mpsc::Receiver<FcItem>> {
@@ -117,6 +125,7 @@ pub fn snapshot(
     let mut sources = std::collections::BTreeMap::new();
     sources.insert("kernel".to_string(), uevents);
     sources.insert("fc".to_string(), fleet.fc.snapshot());
+    let sources_up = std::collections::BTreeMap::from([("fc".to_string(), fleet.fc_up)]);
     FleetSnapshot {
         vhbas,
         hosts,
@@ -126,6 +135,7 @@ pub fn snapshot(
         vport_create_failures: fleet.tally.vport_create_failures.clone(),
         luns_gone: fleet.tally.luns_gone.clone(),
         sources,
+        sources_up,
         resyncs: status.counters.resyncs,
         reloads: fleet.tally.reloads,
         started: started

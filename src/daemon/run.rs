@@ -198,7 +198,11 @@ pub async fn run(
                     agent.fc_event(item, now);
                     settle(&mut agent, &mut ready, &mut said, started, now, &timings);
                 }
-                None => fc_events = None,
+                None => {
+                    fc_events = None;
+                    agent.fc_events_ended();
+                    settle(&mut agent, &mut ready, &mut said, started, Instant::now(), &timings);
+                }
             },
             _ = alarm.sleep_until(wake.into_std()) => {
                 let due = timers.take_due(TokioInstant::now(), polling, agent_due);

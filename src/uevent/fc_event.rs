@@ -30,8 +30,15 @@ use super::source::{raise_recv_buffer, RecvBuffer, SourceCounters};
 /// `NETLINK_SCSITRANSPORT` (include/uapi/linux/netlink.h).
 pub const NETLINK_SCSITRANSPORT: isize = 18;
 
-/// `SCSI_NL_GRP_FC_EVENTS`, as the bit `bind` takes (group 3).
+/// `SCSI_NL_GRP_FC_EVENTS` (include/uapi/scsi/scsi_netlink.h): `(1<<2)`, but the
+/// FC transport hands it to `nlmsg_multicast` as a group *number*, so its events go
+/// to group 4.
 pub const SCSI_NL_GRP_FC_EVENTS: u32 = 1 << 2;
+
+/// The `nl_groups` bit that joins group [`SCSI_NL_GRP_FC_EVENTS`] (group N is bit
+/// N-1): `1 << 3`. Binding the header's value itself, `1 << 2`, joins group 3,
+/// where nothing is ever sent (seen on Debian's 6.1 kernel in the vm tier).
+pub const FC_EVENTS_BIND_MASK: u32 = 1 << (SCSI_NL_GRP_FC_EVENTS - 1);
 
 /// `SCSI_TRANSPORT_MSG` = `NLMSG_MIN_TYPE + 1`: the netlink type of every message
 /// the SCSI transports send.
@@ -423,7 +430,7 @@ impl FcEventSource {
     pub fn open(recv_buffer: usize) -> io::Result<FcEventSource> {
         let mut socket = Socket::new(NETLINK_SCSITRANSPORT)?;
         let recv_buffer = raise_recv_buffer(&socket, recv_buffer)?;
-        socket.bind(&SocketAddr::new(0, SCSI_NL_GRP_FC_EVENTS))?;
+        socket.bind(&SocketAddr::new(0, FC_EVENTS_BIND_MASK))?;
         Ok(FcEventSource {
             socket,
             buf: vec![0; DATAGRAM_BUFFER].into_boxed_slice(),
@@ -501,6 +508,14 @@ mod tests {
         b.extend_from_slice(&[0; 8]); // FC_NL_MSGALIGN padding
         assert_eq!(b.len(), 64);
         b
+    }
+
+    #[test]
+    fn the_fc_event_group_is_joined_by_its_number_not_the_header_value() {
+        // nlmsg_multicast(scsi_nl_sock, skb, 0, SCSI_NL_GRP_FC_EVENTS, ...) sends to
+        // group number 4; bind's nl_groups has group N at bit N-1.
+        assert_eq!(SCSI_NL_GRP_FC_EVENTS, 4);
+        assert_eq!(FC_EVENTS_BIND_MASK, 0b1000);
     }
 
     #[test]

@@ -711,6 +711,45 @@ def check_storm(data, _lines):
 
 
 # ---------------------------------------------------------------------------------
+# fc-events: forged FC transport events dropped, the kernel's LIPRESET taken
+
+
+def textfile_series(text):
+    """node_exporter textfile -> {series (name with labels, as written): value}."""
+    series = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        series[name] = float(value)
+    return series
+
+
+def check_fc_events(data, _lines):
+    r = Results()
+    if "metrics" not in data:
+        r.fail("metrics: the guest sent nothing")
+        return r
+    m = textfile_series(data["metrics"].decode("utf-8", "replace"))
+
+    def fc(name, **labels):
+        return m.get(name + "{" + ",".join(['source="fc"'] + [f'{k}="{v}"' for k, v in labels.items()]) + "}")
+
+    r.expect(fc("hbad_event_source_up") == 1, "metrics: the FC event source is up", f"got {fc('hbad_event_source_up')}")
+    r.expect(fc("hbad_events_dropped_total", reason="not_kernel") == 3, "metrics: 3 FC forgeries dropped as not_kernel",
+             f"got {fc('hbad_events_dropped_total', reason='not_kernel')}")
+    r.expect(fc("hbad_events_dropped_total", reason="malformed") == 0, "metrics: no FC message parsed as malformed")
+    received = fc("hbad_events_received_total") or 0
+    r.expect(received >= 4, "metrics: the kernel's FC event(s) received besides the 3 forgeries", f"received {received}")
+    log = data.get("agent.log", b"").decode("utf-8", "replace")
+    rereads = [line for line in log.splitlines() if "FC event " in line and "re-reading" in line]
+    r.expect(rereads and all("LIPRESET" in line for line in rereads),
+             "agent log: only the kernel's LIPRESET re-read a host", f"re-reads: {rereads}")
+    r.expect("ERROR" not in log, "agent log: no errors", "see target/vm/data/fc-events/agent.log")
+    return r
+
+
+# ---------------------------------------------------------------------------------
 # hung-host: `hbad run` with one scsi_debug host's scan held in the kernel
 
 
@@ -781,6 +820,7 @@ def check_udev(data, _lines):
 
 
 HOST_CHECKS = {
+    "fc-events": check_fc_events,
     "hung-host": check_hung_host,
     "udev": check_udev,
     "storm": check_storm,

@@ -28,7 +28,7 @@ import checks  # noqa: E402
 PREFIX = "HBADVM "
 ALL_SCENARIOS = ["lab", "inventory", "npiv-kernel", "apply", "new-lun", "agent", "storm", "udev", "scan-facts",
                  "desired-state", "refusals", "forged", "churn", "lun-gone", "lun-resize",
-                 "hung-host",
+                 "hung-host", "fc-events",
                  # Over the lab's FCoE Forwarder (guest/fabric.sh), in this order.
                  "fabric-login", "fabric-new-lun", "fabric-zone",
                  "fabric-by-fabric", "fabric-refuse", "fabric-recreate"]
@@ -110,8 +110,8 @@ def main():
     build_cmd = [str(HERE / "build-guest.sh"), "--hbad", args.hbad, "--out", str(out)]
     if os.access(fcf, os.X_OK):
         build_cmd += ["--fcf", fcf]
-    elif any(s.startswith("fabric-") for s in wanted):
-        print(f"vm-test: the fabric scenarios need the lab's FCoE Forwarder: {fcf} is missing "
+    elif any(s.startswith("fabric-") or s == "fc-events" for s in wanted):
+        print(f"vm-test: the fabric and fc-events scenarios need hbad-lab-fcf: {fcf} is missing "
               "(cargo build --release -p hbad-lab-fcf)")
         print("0 passed, 1 failed")
         return 1

@@ -232,6 +232,27 @@ def main():
 
     cases.append(("agent: a neighbour re-read for another LUN's change", checks.check_agent, neighbour_rescanned(ag), True))
 
+    fc = load("fc-events")
+    cases.append(("fc-events as recorded", checks.check_fc_events, fc, False))
+
+    def edit_bytes(data, name, old, new):
+        out = dict(data)
+        assert old in data[name], f"{name} has no {old!r}"
+        out[name] = data[name].replace(old, new)
+        return out
+
+    # What hbad bound to group 3 (the header's 1<<2 taken as a mask) showed: nothing.
+    cases.append(("fc-events: the forgeries never arrived", checks.check_fc_events,
+                  edit_bytes(fc, "metrics", b'reason="not_kernel"} 3', b'reason="not_kernel"} 0'), True))
+    cases.append(("fc-events: the source down", checks.check_fc_events,
+                  edit_bytes(fc, "metrics", b'hbad_event_source_up{source="fc"} 1', b'hbad_event_source_up{source="fc"} 0'),
+                  True))
+    cases.append(("fc-events: a forged LINKUP re-read a host", checks.check_fc_events,
+                  edit_bytes(fc, "agent.log", b"FC event LIPRESET", b"FC event LINKUP"), True))
+    cases.append(("fc-events: no genuine event", checks.check_fc_events,
+                  edit_bytes(fc, "metrics", b'hbad_events_received_total{source="fc"} 4',
+                             b'hbad_events_received_total{source="fc"} 3'), True))
+
     bad = 0
     for label, check, data, want_failure in cases:
         results = check(data, [])

@@ -3,11 +3,13 @@
 //!
 //! The codecs (wire, fip, els, ct) follow the kernel's header layouts and are tested
 //! against them byte for byte; fabric is the pure state machine; control parses the
-//! requests a scenario sends.
+//! requests a scenario sends. fc_event forges FC transport events (netlink), which
+//! the vm tier sends to check that hbad believes only the kernel's.
 
 pub mod control;
 pub mod ct;
 pub mod els;
 pub mod fabric;
+pub mod fc_event;
 pub mod fip;
 pub mod wire;

@@ -7,6 +7,8 @@
 //!   hbad-lab-fcf serve [--fabric-name WWN] [--switch-name WWN] [--mac MAC] [--domain N]
 //!                      [--fka-ms MS] [--control PATH] [--init FILE] IFACE...
 //!   hbad-lab-fcf ctl PATH REQUEST...
+//!   hbad-lab-fcf fc-event [--shape well-formed|truncated|oversized] [--group N]
+//!                         [--num N] HOST_NO CODE
 //!
 //! One thread, one poll loop, raw AF_PACKET sockets: it must run in a busybox guest.
 
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("serve") => Options::parse(&args[1..]).and_then(serve),
         Some("ctl") => client(&args[1..]),
+        Some("fc-event") => forge_fc_event(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -39,7 +42,51 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage: hbad-lab-fcf serve [--fabric-name WWN] [--switch-name WWN] [--mac MAC] \
-[--domain N] [--fka-ms MS] [--control PATH] [--init FILE] IFACE...\n       hbad-lab-fcf ctl PATH REQUEST...";
+[--domain N] [--fka-ms MS] [--control PATH] [--init FILE] IFACE...\n       hbad-lab-fcf ctl PATH REQUEST...\n       \
+hbad-lab-fcf fc-event [--shape well-formed|truncated|oversized] [--group N] [--num N] HOST_NO CODE";
+
+/// Sends one forged FC transport event to the FC event group, as root can, and
+/// says which portid it came from (what a listener sees as its sender).
+fn forge_fc_event(args: &[String]) -> Result<ExitCode, String> {
+    use hbad_lab_fcf::fc_event::{self, Shape};
+    let (mut shape, mut group, mut num) = (Shape::WellFormed, fc_event::FC_EVENTS_GROUP, 1u32);
+    let mut positional = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--shape" => shape = Shape::parse(value()?)?,
+            "--group" => {
+                let v = value()?;
+                group = v.parse().map_err(|_| format!("--group {v}: a number"))?;
+            }
+            "--num" => {
+                let v = value()?;
+                num = v.parse().map_err(|_| format!("--num {v}: a number"))?;
+            }
+            _ => positional.push(arg.as_str()),
+        }
+    }
+    let [host, code] = positional[..] else {
+        return Err(USAGE.to_owned());
+    };
+    let host_no: u16 = host
+        .trim_start_matches("host")
+        .parse()
+        .map_err(|_| format!("host {host:?}: hostN or N (16 bits)"))?;
+    let code = fc_event::parse_code(code)?;
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let datagram = fc_event::shaped(fc_event::event(host_no, code, num, seconds, 0), shape);
+    let portid =
+        fc_event::send(&datagram, group).map_err(|e| format!("send to group {group}: {e}"))?;
+    println!(
+        "sent {} bytes ({shape:?} event {code:#x} on host{host_no}) from portid {portid} to group {group}",
+        datagram.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
 
 #[derive(Debug)]
 struct Options {

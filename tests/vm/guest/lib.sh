@@ -134,6 +134,21 @@ fc_host_by_wwpn() {
     return 1
 }
 
+# Stops an `hbad run` the scenario started in the background: SIGTERM must end it
+# within 10 s with status 0. Clears the scenario's EXIT trap that would kill it.
+stop_agent() { # pid
+    local _agent=$1
+    kill -TERM $_agent
+    _agent_stopped() { ! kill -0 $_agent 2>/dev/null; }
+    if wait_for 10 _agent_stopped; then
+        wait $_agent
+        check_eq "hbad run exit status after SIGTERM" "$?" 0
+    else
+        fail "hbad run still running 10 s after SIGTERM"
+    fi
+    trap - EXIT
+}
+
 vm_run_scenario() { # name
     local name="$1" start end status rc
     start="$(vm_uptime)"
@@ -164,3 +179,4 @@ vm_run_scenario() { # name
     vm_line "END $name $status $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')"
     [ "$status" != fail ]
 }
+

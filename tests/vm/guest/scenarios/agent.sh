@@ -129,15 +129,7 @@ run_hbad status --json status --status-file $STATUS
 check_eq "hbad status exit status (healthy)" "$(cat /tmp/hbad-status.rc)" 0
 check "hbad status gives the vports' login as no_fabric" grep -q '"login": "no_fabric"' /tmp/hbad-status.out
 cp $STATUS /tmp/status-file.json && vm_data status-file /tmp/status-file.json
-kill -TERM $AGENT
-stopped() { ! kill -0 $AGENT 2>/dev/null; }
-if wait_for 10 stopped; then
-    wait $AGENT
-    check_eq "hbad run exit status after SIGTERM" "$?" 0
-else
-    fail "hbad run still running 10 s after SIGTERM"
-fi
-trap - EXIT
+stop_agent $AGENT
 vm_data agent.log /tmp/agent.log
 info "agent log: $(wc -l </tmp/agent.log) lines; last: $(tail -n 1 /tmp/agent.log | cut -c1-200)"
 

@@ -91,15 +91,7 @@ info "churn took $(awk -v a=$t0 -v b=$(vm_uptime) 'BEGIN{printf "%.1f", b-a}') s
 check_eq "overflows (churn is one event at a time; storm tests overflow)" "$(counter overflows)" 0
 
 check "the agent is still running" kill -0 $AGENT
-kill -TERM $AGENT
-stopped() { ! kill -0 $AGENT 2>/dev/null; }
-if wait_for 10 stopped; then
-    wait $AGENT
-    check_eq "hbad run exit status after SIGTERM" "$?" 0
-else
-    fail "hbad run still running 10 s after SIGTERM"
-fi
-trap - EXIT
+stop_agent $AGENT
 cp $STATUS /tmp/churn-status.json && vm_data status-file /tmp/churn-status.json
 cp /tmp/churn-list.json /tmp/churn-list-last.json && vm_data list /tmp/churn-list-last.json
 vm_data agent.log /tmp/churn.log

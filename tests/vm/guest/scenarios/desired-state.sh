@@ -101,14 +101,6 @@ check "the vHBA host is gone too" test -z "$(fc_host_by_wwpn $WWPN)"
 check "the agent's log says why it deleted it" grep -q "deleted vHBA ds-keep ($WWPN).*prune = true" /tmp/ds.log
 check_eq "$INI_HOST npiv_vports_inuse at the end" "$(attr $FC/npiv_vports_inuse)" "$inuse0"
 
-kill -TERM $AGENT
-stopped() { ! kill -0 $AGENT 2>/dev/null; }
-if wait_for 10 stopped; then
-    wait $AGENT
-    check_eq "hbad run exit status after SIGTERM" "$?" 0
-else
-    fail "hbad run still running 10 s after SIGTERM"
-fi
-trap - EXIT
+stop_agent $AGENT
 cp $STATUS /tmp/ds-status.json && vm_data status-file /tmp/ds-status.json
 vm_data agent.log /tmp/ds.log

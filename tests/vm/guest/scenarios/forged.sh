@@ -78,15 +78,7 @@ check_eq "scans after both forgeries" "$(counter scans)" "$scans0"
 info "counters: $(tr -d ' \n' <$STATUS | grep -o '"counters":{[^}]*}')"
 
 check "the agent is still running" kill -0 $AGENT
-kill -TERM $AGENT
-stopped() { ! kill -0 $AGENT 2>/dev/null; }
-if wait_for 10 stopped; then
-    wait $AGENT
-    check_eq "hbad run exit status after SIGTERM" "$?" 0
-else
-    fail "hbad run still running 10 s after SIGTERM"
-fi
-trap - EXIT
+stop_agent $AGENT
 check_eq "LUNs on target $T at the end" "$(luns_on_target $T)" "$luns0"
 echo "$max0" >$SD/max_luns || fail "scsi_debug max_luns back to $max0"
 cp $STATUS /tmp/forged-status.json && vm_data status-file /tmp/forged-status.json

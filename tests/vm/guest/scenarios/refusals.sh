@@ -139,15 +139,7 @@ check_eq "nothing moved after create on the hand-made vport's WWPN" "$(world)" "
 check_eq "$HAND keeps its owner's symbolic_name" "$(attr /sys/class/fc_vports/$HAND/symbolic_name)" libvirt-someone
 answers_hup "the refused duplicate create"
 
-kill -TERM $AGENT
-stopped() { ! kill -0 $AGENT 2>/dev/null; }
-if wait_for 10 stopped; then
-    wait $AGENT
-    check_eq "hbad run exit status after SIGTERM" "$?" 0
-else
-    fail "hbad run still running 10 s after SIGTERM"
-fi
-trap - EXIT
+stop_agent $AGENT
 cp $STATUS /tmp/rf-status.json && vm_data status-file /tmp/rf-status.json
 vm_data agent.log /tmp/rf.log
 
