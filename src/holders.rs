@@ -13,6 +13,12 @@
 //!
 //! Every read is bounded. When a bound is hit, or a process's files cannot be read,
 //! the answer is "held" with the reason: a disk is never deleted on a guess.
+//!
+//! A `/proc` that hides processes (`hidepid=`, systemd's `ProtectProc=invisible`
+//! without `CAP_SYS_PTRACE`) lists only what hbad may trace: a VM's qemu running as
+//! another user would be missing and its disk look free. PID 1 is the probe: a
+//! reader that cannot list `/proc/1/fd` or read `/proc/1/mountinfo` does not see
+//! every process, and every disk is then held by "cannot see every process".
 
 use std::fmt;
 use std::fs;
@@ -78,23 +84,27 @@ impl fmt::Display for Holder {
     }
 }
 
-/// A disk or one of its partitions: name and `major:minor`.
+/// A device node of a LUN: its disk or a partition (block), or its `sgN` or
+/// `bsg/H:C:T:L` node (character: a VM given the LUN as `<hostdev type='scsi'>`,
+/// a tape or changer tool). `name` is the node under `/dev`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct BlockDev {
+struct DevNode {
     name: String,
     dev: (u32, u32),
+    char: bool,
 }
 
 /// The disk at `disk_devpath` (`.../H:C:T:L/block/sdX`) and its partitions.
-fn block_devs(sysfs: &Sysfs, disk_devpath: &str) -> Vec<(String, Option<BlockDev>)> {
+fn block_devs(sysfs: &Sysfs, disk_devpath: &str) -> Vec<(String, Option<DevNode>)> {
     let name = crate::sysfs::devpath_name(disk_devpath).to_string();
     let dev_of = |dir: &str, name: &str| {
         sysfs
             .attr(dir, "dev")
             .and_then(|d| parse_major_minor(&d))
-            .map(|dev| BlockDev {
+            .map(|dev| DevNode {
                 name: name.to_string(),
                 dev,
+                char: false,
             })
     };
     let mut out = vec![(disk_devpath.to_string(), dev_of(disk_devpath, &name))];
@@ -112,10 +122,35 @@ fn block_devs(sysfs: &Sysfs, disk_devpath: &str) -> Vec<(String, Option<BlockDev
     out
 }
 
-/// Everything that holds the disk, or an empty list when it is free to delete.
-/// `proc_root` is `/proc` (a directory of the simulator's in tests).
-pub fn holders(sysfs: &Sysfs, proc_root: &Path, disk_devpath: &str) -> Vec<Holder> {
-    let devs = block_devs(sysfs, disk_devpath);
+/// The LUN's character nodes: `scsi_generic/sgN` and `bsg/H:C:T:L`, as named
+/// under `/dev`.
+fn char_devs(sysfs: &Sysfs, lun_devpath: &str) -> Vec<DevNode> {
+    ["scsi_generic", "bsg"]
+        .iter()
+        .filter_map(|class| {
+            let dir = format!("{lun_devpath}/{class}");
+            let name = sysfs.list(&dir).into_iter().next()?;
+            let dev = parse_major_minor(&sysfs.attr(&format!("{dir}/{name}"), "dev")?)?;
+            let name = if *class == "bsg" {
+                format!("bsg/{name}")
+            } else {
+                name
+            };
+            Some(DevNode {
+                name,
+                dev,
+                char: true,
+            })
+        })
+        .collect()
+}
+
+/// Everything that holds the LUN at `lun_devpath` through `disk` (its block
+/// device under `block/`) and through its sg and bsg nodes, or an empty list when
+/// it is free to delete. `proc_root` is `/proc` (a directory of the simulator's
+/// in tests).
+pub fn holders(sysfs: &Sysfs, proc_root: &Path, lun_devpath: &str, disk: &str) -> Vec<Holder> {
+    let devs = block_devs(sysfs, &format!("{lun_devpath}/block/{disk}"));
     let mut out = Vec::new();
     for (dir, dev) in &devs {
         let of = crate::sysfs::devpath_name(dir).to_string();
@@ -134,11 +169,12 @@ pub fn holders(sysfs: &Sysfs, proc_root: &Path, disk_devpath: &str) -> Vec<Holde
             });
         }
     }
-    let devs: Vec<BlockDev> = devs.into_iter().filter_map(|(_, d)| d).collect();
+    let mut devs: Vec<DevNode> = devs.into_iter().filter_map(|(_, d)| d).collect();
     if devs.is_empty() {
         return out;
     }
     out.extend(mounts(proc_root, &devs));
+    devs.extend(char_devs(sysfs, lun_devpath));
     out.extend(open_files(proc_root, &devs));
     out
 }
@@ -153,11 +189,25 @@ fn read_capped(path: &Path, max: u64) -> Option<String> {
     Some(text)
 }
 
+/// Why hbad cannot see every process and mount, said once for every disk.
+const CANNOT_SEE_ALL: &str = "cannot see every process: /proc hides some of them \
+     (hidepid or ProtectProc=invisible) or hbad lacks CAP_SYS_PTRACE";
+
 /// Mounts of any of `devs`, in hbad's mount namespace and PID 1's.
-fn mounts(proc_root: &Path, devs: &[BlockDev]) -> Vec<Holder> {
+fn mounts(proc_root: &Path, devs: &[DevNode]) -> Vec<Holder> {
     let mut out: Vec<Holder> = Vec::new();
     for table in ["self/mountinfo", "1/mountinfo"] {
         let Some(text) = read_capped(&proc_root.join(table), MAX_MOUNTINFO) else {
+            // PID 1's table is where the host's mounts are: unread, a mounted disk
+            // would look free.
+            if table.starts_with('1') {
+                out.push(Holder::Unknown {
+                    why: format!(
+                        "{CANNOT_SEE_ALL} ({}/{table} unreadable)",
+                        proc_root.display()
+                    ),
+                });
+            }
             continue;
         };
         for m in mounted(&text, devs) {
@@ -171,7 +221,7 @@ fn mounts(proc_root: &Path, devs: &[BlockDev]) -> Vec<Holder> {
 
 /// The mounts in one `mountinfo` text of any of `devs`: by `major:minor` (field 3),
 /// or by the mount source `/dev/NAME` (btrfs shows an anonymous device number).
-fn mounted(mountinfo: &str, devs: &[BlockDev]) -> Vec<Holder> {
+fn mounted(mountinfo: &str, devs: &[DevNode]) -> Vec<Holder> {
     let mut out = Vec::new();
     for line in mountinfo.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
@@ -184,7 +234,7 @@ fn mounted(mountinfo: &str, devs: &[BlockDev]) -> Vec<Holder> {
             .and_then(|i| fields.get(i + 2))
             .copied();
         let by_number = parse_major_minor(dev);
-        for d in devs {
+        for d in devs.iter().filter(|d| !d.char) {
             let node = format!("/dev/{}", d.name);
             if by_number == Some(d.dev) || source == Some(node.as_str()) {
                 out.push(Holder::Mount {
@@ -224,14 +274,24 @@ fn unescape_octal(s: &str) -> String {
 /// them: each `/proc/PID/fd/N` whose link names the node, or which is a block
 /// device with that number (opened through another path: a by-id link, a node in
 /// a container's /dev).
-fn open_files(proc_root: &Path, devs: &[BlockDev]) -> Vec<Holder> {
+fn open_files(proc_root: &Path, devs: &[DevNode]) -> Vec<Holder> {
     let mut out = Vec::new();
     let Ok(entries) = fs::read_dir(proc_root) else {
         return vec![Holder::Unknown {
             why: format!("cannot read {}", proc_root.display()),
         }];
     };
-    let nodes: Vec<(String, &BlockDev)> = devs
+    // A listing that omits processes reads as "nothing holds it": PID 1 is always
+    // there and shown to a reader that sees everyone.
+    if fs::read_dir(proc_root.join("1/fd")).is_err() {
+        return vec![Holder::Unknown {
+            why: format!(
+                "{CANNOT_SEE_ALL} ({}/1/fd cannot be listed)",
+                proc_root.display()
+            ),
+        }];
+    }
+    let nodes: Vec<(String, &DevNode)> = devs
         .iter()
         .map(|d| (format!("/dev/{}", d.name), d))
         .collect();
@@ -284,11 +344,14 @@ fn open_files(proc_root: &Path, devs: &[BlockDev]) -> Vec<Holder> {
             let by_name = nodes.iter().find(|(n, _)| *n == target).map(|(_, d)| *d);
             let held = by_name.or_else(|| {
                 let meta = fs::metadata(&path).ok()?;
-                if !meta.file_type().is_block_device() {
-                    return None;
-                }
+                let kind = meta.file_type();
+                let char = match (kind.is_block_device(), kind.is_char_device()) {
+                    (true, _) => false,
+                    (_, true) => true,
+                    _ => return None,
+                };
                 let rdev = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
-                devs.iter().find(|d| d.dev == rdev)
+                devs.iter().find(|d| d.dev == rdev && d.char == char)
             });
             if let Some(d) = held {
                 let command = read_capped(&entry.path().join("comm"), 64)
@@ -321,15 +384,17 @@ pub fn proc_root(sysfs: &Sysfs) -> PathBuf {
 mod tests {
     use super::*;
 
-    fn sdb() -> Vec<BlockDev> {
+    fn sdb() -> Vec<DevNode> {
         vec![
-            BlockDev {
+            DevNode {
                 name: "sdb".into(),
                 dev: (8, 16),
+                char: false,
             },
-            BlockDev {
+            DevNode {
                 name: "sdb1".into(),
                 dev: (8, 17),
+                char: false,
             },
         ]
     }
@@ -369,6 +434,7 @@ bad line
         std::os::unix::fs::symlink("socket:[123]", p.join("4242/fd/3")).unwrap();
         fs::create_dir_all(p.join("7/fd")).unwrap();
         std::os::unix::fs::symlink("/dev/sdc", p.join("7/fd/0")).unwrap();
+        fs::create_dir_all(p.join("1/fd")).unwrap();
         fs::create_dir_all(p.join("self")).unwrap();
         let held = open_files(p, &sdb());
         assert_eq!(
@@ -385,9 +451,10 @@ bad line
         );
         assert!(open_files(
             p,
-            &[BlockDev {
+            &[DevNode {
                 name: "sdd".into(),
-                dev: (8, 48)
+                dev: (8, 48),
+                char: false,
             }]
         )
         .is_empty());
@@ -400,6 +467,36 @@ bad line
             matches!(held.as_slice(), [Holder::Unknown { .. }]),
             "{held:?}"
         );
+    }
+
+    #[test]
+    fn a_proc_that_hides_pid_1_means_held_not_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        // What hidepid=invisible shows a reader without CAP_SYS_PTRACE: its own
+        // processes only, and neither PID 1 nor the VM's qemu.
+        fs::create_dir_all(p.join("self")).unwrap();
+        fs::write(
+            p.join("self/mountinfo"),
+            "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n",
+        )
+        .unwrap();
+        fs::create_dir_all(p.join("600/fd")).unwrap();
+        for held in [open_files(p, &sdb()), mounts(p, &sdb())] {
+            assert!(
+                matches!(held.as_slice(), [Holder::Unknown { why }] if why.contains("CAP_SYS_PTRACE")),
+                "{held:?}"
+            );
+        }
+        // PID 1 visible: nothing holds the disk.
+        fs::create_dir_all(p.join("1/fd")).unwrap();
+        fs::write(
+            p.join("1/mountinfo"),
+            "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n",
+        )
+        .unwrap();
+        assert_eq!(open_files(p, &sdb()), vec![]);
+        assert_eq!(mounts(p, &sdb()), vec![]);
     }
 
     #[test]
@@ -422,9 +519,10 @@ bad line
                     .is_some_and(|n| n.parse::<u32>().is_ok())
             })
             .count();
-        let nobody = [BlockDev {
+        let nobody = [DevNode {
             name: "sdzzz".into(),
             dev: (65, 4095),
+            char: false,
         }];
         let t0 = std::time::Instant::now();
         let rounds = 20;

@@ -58,7 +58,7 @@ pub fn parse_major_minor(text: &str) -> Option<(u32, u32)> {
 
 /// How long the target has to answer one REPORT LUNS (the kernel aborts it then).
 const COMMAND_TIMEOUT_MS: u32 = 30_000;
-/// The first allocation: 2046 LUNs. A target with more says so and is asked again.
+/// The first allocation: 2047 LUNs ((16384 - 8) / 8). A target with more says so and is asked again.
 const FIRST_ALLOCATION: u32 = 16 * 1024;
 /// The most asked for: 65535 LUNs, more than any array maps to one initiator
 /// (the kernel's own scan stops at `max_report_luns`, 16383 by default).
@@ -96,7 +96,7 @@ pub fn report_luns(node: &DeviceNode) -> io::Result<Vec<u64>> {
                     allocation = (list.listed_bytes.saturating_add(8)).min(MAX_ALLOCATION);
                     continue;
                 }
-                return Ok(list.luns);
+                return list.complete(len);
             }
             Answer::UnitAttention(sense) if attentions < UA_RETRIES => {
                 attentions += 1;
@@ -258,6 +258,21 @@ pub struct LunList {
     pub listed_bytes: u32,
 }
 
+impl LunList {
+    /// The LUNs, when the whole list the target has came back in `received`
+    /// bytes. A part of it would make every LUN past the cut look gone: a list
+    /// longer than hbad asks for, or a transfer cut short (`resid`), is an error.
+    pub fn complete(self, received: usize) -> io::Result<Vec<u64>> {
+        let whole = 8 + u64::from(self.listed_bytes);
+        if whole > received as u64 {
+            return Err(io::Error::other(format!(
+                "REPORT LUNS answer incomplete: {received} of {whole} bytes"
+            )));
+        }
+        Ok(self.luns)
+    }
+}
+
 /// Parses REPORT LUNS parameter data: a 4-byte big-endian list length, 4 reserved
 /// bytes, then 8-byte LUNs. Only entries wholly inside `data` are read.
 pub fn parse_report_luns(data: &[u8]) -> io::Result<LunList> {
@@ -364,6 +379,23 @@ mod tests {
         let list = parse_report_luns(&data[..20]).unwrap();
         assert_eq!(list.luns, vec![3]);
         assert!(parse_report_luns(&data[..7]).is_err());
+    }
+
+    #[test]
+    fn only_a_whole_list_is_an_answer() {
+        let mut data = vec![0, 0, 0, 16, 0, 0, 0, 0];
+        data.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        let whole = parse_report_luns(&data).unwrap();
+        assert_eq!(whole.complete(data.len()).unwrap(), vec![0, 1]);
+        // Cut short by the transfer (resid): LUN 1 is not gone, the answer is partial.
+        let cut = parse_report_luns(&data[..16]).unwrap();
+        let err = cut.complete(16).unwrap_err().to_string();
+        assert_eq!(err, "REPORT LUNS answer incomplete: 16 of 24 bytes");
+        // Longer than the most hbad asks for: the first part only, an error too.
+        let mut huge = data.clone();
+        huge[..4].copy_from_slice(&(MAX_ALLOCATION).to_be_bytes());
+        let len = huge.len();
+        assert!(parse_report_luns(&huge).unwrap().complete(len).is_err());
     }
 
     #[test]

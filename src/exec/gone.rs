@@ -20,6 +20,9 @@ use crate::sysfs::{devpath_name, Hctl, Sysfs};
 /// Targets are asked through at most this many of their disks: a target that
 /// answers none of them will not answer the next.
 const ASK_THROUGH: usize = 4;
+/// How long after a first answer naming gone LUNs the target is asked again,
+/// before any is deleted.
+const CONFIRM_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A LUN sysfs has and its target no longer reports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -124,34 +127,37 @@ pub fn find_gone(
         tracing::debug!("no LUN of {target} has a disk to send REPORT LUNS through");
         return Ok(Vec::new());
     }
-    let mut errors = Vec::new();
-    let mut reported = None;
-    for node in &nodes {
-        match writer.report_luns(node) {
-            Ok(luns) => {
-                reported = Some(luns);
-                break;
-            }
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    let Some(reported) = reported else {
-        return Err(format!(
-            "{target} did not say which LUNs it has: {}",
-            errors.join("; ")
-        ));
+    let reported =
+        ask(writer, &nodes).map_err(|e| format!("{target} did not say which LUNs it has: {e}"))?;
+    let missing: Vec<(Hctl, String)> = present
+        .into_iter()
+        .filter(|(h, d)| {
+            reported.binary_search(&h.lun).is_err()
+                && !is_well_known(h.lun)
+                && !is_lunz(sysfs, *h, d)
+        })
+        .collect();
+    // Deleting is for good: a second answer, a moment later, must agree. An
+    // array in the middle of a host-group edit or a controller failover may
+    // answer for a moment with fewer LUNs than it maps.
+    let confirmed = if remove && !missing.is_empty() {
+        std::thread::sleep(CONFIRM_AFTER);
+        Some(ask(writer, &nodes))
+    } else {
+        None
     };
     let mut gone = Vec::new();
-    for (hctl, devpath) in present {
-        if reported.binary_search(&hctl.lun).is_ok() || is_well_known(hctl.lun) {
-            continue;
-        }
+    for (hctl, devpath) in missing {
         let disk = sysfs.list(&format!("{devpath}/block")).into_iter().next();
         let wwid = sysfs.attr(&devpath, "wwid");
-        let fate = if remove {
-            remove_lun(writer, sysfs, proc_root, &devpath, disk.as_deref())
-        } else {
-            Fate::Kept
+        let fate = match &confirmed {
+            None => Fate::Kept,
+            // Back in the second answer: not gone after all.
+            Some(Ok(again)) if again.binary_search(&hctl.lun).is_ok() => continue,
+            Some(Ok(_)) => remove_lun(writer, sysfs, proc_root, &devpath, disk.as_deref()),
+            Some(Err(e)) => Fate::Failed {
+                error: format!("{target} did not answer again to confirm it is gone: {e}"),
+            },
         };
         gone.push(GoneLun {
             hctl,
@@ -164,11 +170,52 @@ pub fn find_gone(
     Ok(gone)
 }
 
+/// The LUNs the target reports, from the first of `nodes` whose answer names the
+/// LUN it was sent through. An answer that leaves out its own LUN is not one to
+/// act on: an empty list from an array mid-reconfiguration, a LUN 0 that answers
+/// for a target mapping it nothing, or a target whose numbering (flat space,
+/// `0x4001`) is not the one the kernel's sequential scan gave its devices.
+fn ask(writer: &dyn AttrWriter, nodes: &[DeviceNode]) -> Result<Vec<u64>, String> {
+    let mut errors = Vec::new();
+    for node in nodes {
+        let through = devpath_name(&node.lun_devpath);
+        match writer.report_luns(node).map(|mut luns| {
+            luns.sort_unstable();
+            luns
+        }) {
+            Ok(luns) => match through.parse::<Hctl>() {
+                Ok(h) if luns.binary_search(&h.lun).is_ok() => return Ok(luns),
+                _ => errors.push(format!(
+                    "the answer through {through} does not name {through} itself ({} LUNs)",
+                    luns.len()
+                )),
+            },
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    Err(errors.join("; "))
+}
+
 /// A well-known LUN (the REPORT LUNS W-LUN, 49409 as sysfs numbers it): address
 /// method 3 in the first level. SELECT REPORT 0 never lists one, so its absence
 /// from the answer says nothing.
 fn is_well_known(lun: u64) -> bool {
     lun & 0xc000 == 0xc000
+}
+
+/// LUN 0 standing for a target that maps nothing there (EMC's LUNZ: peripheral
+/// qualifier 1, no disk). The kernel probes LUN 0 on every scan and adds it back,
+/// and SELECT REPORT 0 need not list it: its absence says nothing.
+fn is_lunz(sysfs: &Sysfs, hctl: Hctl, devpath: &str) -> bool {
+    if hctl.lun != 0 {
+        return false;
+    }
+    let no_disk = sysfs.list(&format!("{devpath}/block")).is_empty();
+    let not_connected = sysfs
+        .attr_bytes(devpath, "inquiry")
+        .and_then(|i| i.first().map(|b| b >> 5 != 0))
+        .unwrap_or(false);
+    no_disk || not_connected
 }
 
 /// `device/delete`, unless the disk is held. Looked at just before the write: a
@@ -180,11 +227,20 @@ fn remove_lun(
     devpath: &str,
     disk: Option<&str>,
 ) -> Fate {
-    if let Some(disk) = disk {
-        let held = holders(sysfs, proc_root, &format!("{devpath}/block/{disk}"));
-        if !held.is_empty() {
-            return Fate::Held { holders: held };
-        }
+    // A tape, changer or enclosure is used through its sg node by tools hbad
+    // cannot see at work between two commands: named, never deleted.
+    let Some(disk) = disk else {
+        return Fate::Held {
+            holders: vec![Holder::Unknown {
+                why: "it has no disk (a tape, changer or enclosure, used through its sg node); \
+                      delete it by hand (device/delete) once nothing uses it"
+                    .into(),
+            }],
+        };
+    };
+    let held = holders(sysfs, proc_root, devpath, disk);
+    if !held.is_empty() {
+        return Fate::Held { holders: held };
     }
     let path = sysfs.path(devpath).join("delete");
     match writer.write_attr(&path, "1") {
@@ -264,6 +320,100 @@ mod tests {
                 format!("{host}:0:0:2 sdc: kept: sdc is held by {dm} (mpatha)"),
                 format!("{host}:0:0:3 sdd: deleted"),
             ]
+        );
+        assert_eq!(sim.luns().len(), 3);
+    }
+
+    #[test]
+    fn an_answer_that_leaves_out_its_own_lun_or_is_not_repeated_deletes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::new(dir.path(), &SimSpec::new().hba(HbaSpec::scsi_debug(1, 4))).unwrap();
+        let host = sim.hosts()[0];
+        // GOOD and empty (a host-group edit on the array), then a flat-space
+        // numbering the sequential scan did not give: neither names the LUN it
+        // came through, and every LUN stays.
+        sim.answer_next_report_luns(host, vec![]);
+        sim.answer_next_report_luns(host, vec![0x4000, 0x4001]);
+        sim.answer_next_report_luns(host, vec![]);
+        sim.answer_next_report_luns(host, vec![]);
+        let err = find(&sim, lun(host, 0, 0), true).unwrap_err();
+        assert!(err.contains("does not name"), "{err}");
+        assert_eq!(sim.luns().len(), 4);
+        // A first answer without LUNs 2 and 3, a second (a moment later) without
+        // 3 only: 2 was never gone, 3 is deleted.
+        sim.answer_next_report_luns(host, vec![0, 1]);
+        sim.answer_next_report_luns(host, vec![0, 1, 2]);
+        let gone = find(&sim, lun(host, 0, 0), true).unwrap();
+        assert_eq!(fates(&gone), vec![(3, &Fate::Removed)]);
+        assert_eq!(sim.luns().len(), 3);
+        // No second answer: named, not deleted.
+        sim.remove_local_lun(lun(host, 0, 2)).unwrap();
+        sim.answer_next_report_luns(host, vec![0, 1]);
+        for _ in 0..ASK_THROUGH {
+            sim.answer_next_report_luns(host, vec![]);
+        }
+        let gone = find(&sim, lun(host, 0, 0), true).unwrap();
+        assert!(
+            matches!(fates(&gone).as_slice(), [(2, Fate::Failed { error })] if error.contains("confirm")),
+            "{gone:?}"
+        );
+        assert_eq!(sim.luns().len(), 3);
+    }
+
+    #[test]
+    fn a_lun_without_a_disk_or_used_through_its_sg_node_is_never_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::new(dir.path(), &SimSpec::new().hba(HbaSpec::scsi_debug(1, 4))).unwrap();
+        let host = sim.hosts()[0];
+        // A VM given LUN 1 as <hostdev type='scsi'> opens /dev/sgN; LUN 2 is a
+        // tape (no disk); LUN 0 is a LUNZ (no disk, peripheral qualifier 1).
+        sim.open_sg(lun(host, 0, 1), 4242, "qemu-system-x86")
+            .unwrap();
+        for l in [0, 2] {
+            let devpath = sim.lun_devpath(lun(host, 0, l)).unwrap();
+            std::fs::remove_dir_all(sim.sysfs().path(&devpath).join("block")).unwrap();
+        }
+        for l in [0, 1, 2] {
+            sim.remove_local_lun(lun(host, 0, l)).unwrap();
+        }
+        let gone = find(&sim, lun(host, 0, 3), true).unwrap();
+        let text: Vec<String> = gone
+            .iter()
+            .map(|g| format!("{}: {}", g.hctl.lun, g.fate.describe()))
+            .collect();
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(
+            text[0].starts_with("1: kept: sg")
+                && text[0].ends_with("is open in process 4242 (qemu-system-x86)"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].starts_with("2: kept: cannot tell") && text[1].contains("no disk"),
+            "{text:?}"
+        );
+        assert_eq!(sim.luns().len(), 4);
+    }
+
+    #[test]
+    fn a_proc_that_hides_processes_deletes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::new(dir.path(), &SimSpec::new().hba(HbaSpec::scsi_debug(1, 3))).unwrap();
+        let host = sim.hosts()[0];
+        sim.remove_local_lun(lun(host, 0, 2)).unwrap();
+        sim.hide_other_processes().unwrap();
+        let gone = find(&sim, lun(host, 0, 0), true).unwrap();
+        let [GoneLun {
+            fate: Fate::Held { holders },
+            ..
+        }] = gone.as_slice()
+        else {
+            panic!("{gone:?}")
+        };
+        assert!(
+            holders
+                .iter()
+                .all(|h| h.to_string().contains("CAP_SYS_PTRACE")),
+            "{holders:?}"
         );
         assert_eq!(sim.luns().len(), 3);
     }

@@ -36,6 +36,11 @@ impl Sim {
     /// A process opens the disk (a VM's qemu): `proc/PID/fd/3` -> `/dev/sdX`.
     pub fn open_disk(&self, hctl: Hctl, pid: u32, command: &str) -> Result<(), SimError> {
         let (name, _, _) = self.disk_of(hctl)?;
+        self.open_node(&name, pid, command)
+    }
+
+    /// `proc/PID/fd/N` -> `/dev/NAME`, at the first free `N` from 3.
+    fn open_node(&self, name: &str, pid: u32, command: &str) -> Result<(), SimError> {
         let dir = self.proc_dir().join(pid.to_string());
         let run = || -> io::Result<()> {
             fs::create_dir_all(dir.join("fd"))?;
@@ -48,12 +53,32 @@ impl Sim {
         run().map_err(|e| self.tree_err(e))
     }
 
+    /// A process opens the LUN's SCSI generic node (a VM given the LUN as
+    /// `<hostdev type='scsi'>`): `proc/PID/fd/N` -> `/dev/sgN`.
+    pub fn open_sg(&self, hctl: Hctl, pid: u32, command: &str) -> Result<(), SimError> {
+        let (_, _, devpath) = self.disk_of(hctl)?;
+        let sg = self
+            .shared
+            .sysfs
+            .list(&format!("{devpath}/scsi_generic"))
+            .into_iter()
+            .next()
+            .ok_or(SimError::NoDevice(hctl))?;
+        self.open_node(&sg, pid, command)
+    }
+
     /// The process ends: its files close.
     pub fn end_process(&self, pid: u32) -> Result<(), SimError> {
         match fs::remove_dir_all(self.proc_dir().join(pid.to_string())) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(self.tree_err(e)),
             _ => Ok(()),
         }
+    }
+
+    /// `/proc` as `ProtectProc=invisible` shows it to a reader without
+    /// `CAP_SYS_PTRACE`: PID 1 (and every process of another user) is missing.
+    pub fn hide_other_processes(&self) -> Result<(), SimError> {
+        self.end_process(1)
     }
 
     /// The disk is mounted: a line in `proc/self/mountinfo`.

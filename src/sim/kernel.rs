@@ -204,6 +204,9 @@ pub(crate) struct Faults {
     pub scan_delay: HashMap<u32, Duration>,
     pub scan_gates: HashMap<u32, Arc<ScanGateInner>>,
     pub vport_create_errno: HashMap<u32, i32>,
+    /// Answers the next REPORT LUNS on a host give instead of the truth, oldest
+    /// first (an array mid-reconfiguration).
+    pub report_luns_answers: HashMap<u32, std::collections::VecDeque<Vec<u64>>>,
 }
 
 #[derive(Debug)]
@@ -2062,7 +2065,17 @@ impl Kernel {
     /// initiator now. Sent through a LUN it no longer presents (other than LUN 0,
     /// which answers for the target), it fails as LIO's do: CHECK CONDITION,
     /// LOGICAL UNIT NOT SUPPORTED.
-    pub(crate) fn report_luns(&self, hctl: Hctl) -> IoResult<Vec<u64>> {
+    pub(crate) fn report_luns(&mut self, hctl: Hctl) -> IoResult<Vec<u64>> {
+        if self.lun(hctl).is_some() {
+            if let Some(answer) = self
+                .faults
+                .report_luns_answers
+                .get_mut(&hctl.host)
+                .and_then(std::collections::VecDeque::pop_front)
+            {
+                return Ok(answer);
+            }
+        }
         let host = self
             .hosts
             .get(&hctl.host)

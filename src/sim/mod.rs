@@ -215,12 +215,13 @@ impl Sim {
             path: dir.to_path_buf(),
             source,
         })?;
-        // procfs as hbad reads it before deleting a disk (what holds it): empty
-        // until a test opens or mounts a disk (`holding`).
-        std::fs::create_dir_all(dir.join("proc")).map_err(|source| SimError::Tree {
-            path: dir.join("proc"),
-            source,
-        })?;
+        // procfs as hbad reads it before deleting a disk (what holds it): PID 1
+        // with no files and no mounts (hbad looks for it to know it sees every
+        // process), until a test opens or mounts a disk (`holding`).
+        let proc = dir.join("proc");
+        std::fs::create_dir_all(proc.join("1/fd"))
+            .and_then(|()| std::fs::write(proc.join("1/mountinfo"), ""))
+            .map_err(|source| SimError::Tree { path: proc, source })?;
         let sysfs = Sysfs::new(tree.sys(), tree.dev());
         let mut kernel = Kernel::new(tree);
         for f in &spec.fabrics {
@@ -603,6 +604,18 @@ impl Sim {
             inner,
             sim: self.clone(),
         }
+    }
+
+    /// The next REPORT LUNS sent on this host, through whichever LUN, answers
+    /// `luns` (GOOD status) instead of what the target maps; queued answers are
+    /// given one per command.
+    pub fn answer_next_report_luns(&self, host: u32, luns: Vec<u64>) {
+        self.kernel()
+            .faults
+            .report_luns_answers
+            .entry(host)
+            .or_default()
+            .push_back(luns);
     }
 
     /// The next `vport_create` on this host fails in the driver with `errno`

@@ -38,7 +38,7 @@ impl AttrWriter for Sim {
         let hctl: Hctl = devpath_name(&node.lun_devpath)
             .parse()
             .map_err(|_| errno(libc::ENODEV))?;
-        let k = self.kernel();
+        let mut k = self.kernel();
         if k.lun_devpath(hctl).as_deref() != Some(node.lun_devpath.as_str()) {
             return Err(errno(libc::ENODEV));
         }

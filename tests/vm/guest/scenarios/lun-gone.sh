@@ -4,9 +4,10 @@
 # REPORTED_LUNS_DATA_HAS_CHANGED there; the kernel keeps both devices. `hbad run`
 # (policy remove_gone = true) scans that target, asks it with REPORT LUNS, names both
 # LUNs gone, deletes the free one and keeps the held one with a warning naming the
-# process; the other targets, which reported nothing, keep theirs. With the holder
-# gone, `hbad rescan` of the host names and deletes what is still there on either
-# of its targets. max_luns and the LUNs are restored at the end.
+# process; the other targets, which reported nothing, keep theirs. On the FC target,
+# an LIO LUN mapped, found and then unmapped from the initiator's ACL is deleted too.
+# With the holder gone, `hbad rescan` of the scsi_debug host names and deletes what is
+# still there on either of its targets. max_luns and the LUNs are restored at the end.
 
 [ -f /run/hbadvm/lab.env ] || die "the lab scenario left no /run/hbadvm/lab.env"
 . /run/hbadvm/lab.env
@@ -69,6 +70,43 @@ grep -q "LUN $FREE $FREE_DISK is gone from the array.*deleted" /tmp/lun-gone.log
 check "$SD_N:0:1:$((M - 1)), whose target reported nothing, is kept" dev $SD_N:0:1:$((M - 1))
 check "${SD_OTHER}'s LUN $((M - 1)) is kept" dev ${SD_OTHER#host}:0:0:$((M - 1))
 check_eq "the kernel's view of $HELD (it never removes it)" "$(attr /sys/bus/scsi/devices/$HELD/state)" running
+
+# --- an LIO LUN unmapped from the initiator's ACL, on the FC target ------------------------
+H=${INI_HOST#host}
+T=/sys/kernel/config/target
+TPG=$T/fc/20:00:02:00:00:00:00:0a/tpgt_1
+ACL=$TPG/acls/20:00:02:00:00:00:00:0b
+n=3
+while [ -e $TPG/lun/lun_$n ] || [ -e $ACL/lun_$n ] || dev $H:0:0:$n; do n=$((n + 1)); done
+r=20
+while [ -e $T/core/rd_mcp_$r ]; do r=$((r + 1)); done
+RD=$T/core/rd_mcp_$r/rdgone
+mkdir -p $RD && echo rd_pages=1024 >$RD/control && echo hbadvm-rdgone >$RD/wwn/vpd_unit_serial &&
+    echo 1 >$RD/enable || die "LIO backstore rdgone"
+mkdir $TPG/lun/lun_$n && ln -s $RD $TPG/lun/lun_$n/rdgone || die "lun_$n on the tcm_fc port"
+mkdir $ACL/lun_$n && ln -s $TPG/lun/lun_$n $ACL/lun_$n/lun_$n || die "map lun_$n into the ACL"
+read_until() { # predicate: a read of the FC target's LUN 0 until it holds
+    dd if=/dev/$INI_DISK of=/dev/null bs=512 count=1 iflag=direct 2>/dev/null
+    "$@"
+}
+wait_for 20 read_until dev $H:0:0:$n || die "the agent did not scan in LIO LUN $H:0:0:$n"
+wait_for 20 disk_of $H:0:0:$n >/dev/null || die "no disk on $H:0:0:$n"
+ok "LIO LUN $H:0:0:$n mapped and found by the agent"
+rm $ACL/lun_$n/lun_$n && rmdir $ACL/lun_$n || die "unmap lun_$n"
+t0="$(vm_uptime)"
+# The unit attention does not always come with the first read after the unmap.
+if wait_for 20 read_until gone $H:0:0:$n; then
+    ok "the agent deleted LIO LUN $H:0:0:$n, unmapped from the ACL, $(awk -v a=$t0 -v b=$(vm_uptime) 'BEGIN{printf "%.2f", b-a}') s after the unmap"
+else
+    fail "$H:0:0:$n is still there 20 s after it was unmapped from the ACL"
+fi
+# The record follows the delete's report back to the agent's loop.
+named_fc() { grep -q "LUN $H:0:0:$n .* is gone from the array: target 0x200002000000000a no longer reports it" /tmp/lun-gone.log; }
+wait_for 10 named_fc && ok "the agent names the FC target by WWPN" ||
+    fail "no record naming $H:0:0:$n and target 0x200002000000000a"
+check "LUN $H:0:0:0 of the FC target is kept" dev $H:0:0:0
+rm $TPG/lun/lun_$n/rdgone && rmdir $TPG/lun/lun_$n && rmdir $RD && rmdir $T/core/rd_mcp_$r ||
+    fail "remove lun_$n and its backstore"
 
 kill $AGENT
 wait $AGENT
