@@ -7,7 +7,7 @@
 //!   parent, a scan hung past its timeout, or a LUN that did not appear.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{mpsc, Arc};
@@ -80,10 +80,16 @@ pub fn report_luns(node: &std::path::Path, dev: &str) -> ExitCode {
         return ExitCode::from(EXIT_FAILED);
     };
     match crate::report_luns::report_luns(&node) {
-        Ok(luns) => {
-            print!("{}", crate::report_luns::format_luns(&luns));
-            ExitCode::SUCCESS
-        }
+        // The parent may be gone (hbad stopped): a closed pipe is an exit status,
+        // not print!'s panic.
+        Ok(luns) => match write!(
+            std::io::stdout().lock(),
+            "{}",
+            crate::report_luns::format_luns(&luns)
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(EXIT_FAILED),
+        },
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(EXIT_FAILED)

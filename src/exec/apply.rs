@@ -204,11 +204,16 @@ impl Executor {
             return;
         };
         let vports = self.vports.clone();
-        if matches!(step.action, Action::FindGone { .. }) && self.scanner.is_queued(&host, &what) {
-            // The look already queued answers for this one: what it compares is
-            // what the target reports when it runs, whenever it was asked for.
+        // The look or re-read already queued answers for this one: it reads what
+        // the target reports when it runs, whenever it was asked for. Without this
+        // a hung host's queue grew with every batch of capacity attentions.
+        if matches!(
+            step.action,
+            Action::FindGone { .. } | Action::RescanDevice { .. }
+        ) && self.scanner.is_queued(&host, &what)
+        {
             let outcome = StepOutcome::AlreadyDone {
-                detail: "the same look at this target is already queued".into(),
+                detail: format!("the same step is already queued: {what}"),
             };
             done(StepReport::new(&step, outcome, Duration::ZERO));
             return;
@@ -586,7 +591,7 @@ mod tests {
         );
         // Writes to the hung host itself queue behind its scan, and are reported
         // hung too rather than waited for.
-        let report = ex.apply(&Plan {
+        let rescan = Plan {
             steps: vec![step(Action::RescanDevice {
                 hctl: *k
                     .sim
@@ -605,9 +610,13 @@ mod tests {
                     )
                     .unwrap(),
             })],
-        });
+        };
+        let report = ex.apply(&rescan);
         assert_eq!(word(&report.steps[0].outcome), "hung");
         assert_eq!(ex.scanner.hung().len(), 1, "{:?}", ex.scanner.hung());
+        // The same re-read again, while the first still waits: not queued twice.
+        let again = ex.apply(&rescan);
+        assert_eq!(word(&again.steps[0].outcome), "already_done");
         gate.release();
     }
 

@@ -117,15 +117,28 @@ pub fn find_gone(
     }
     let target = devpath_name(target_devpath);
     // LUN 0 first: SPC has it answer REPORT LUNS even when it maps no storage.
-    let nodes: Vec<DeviceNode> = present
+    let disks: Vec<DeviceNode> = present
         .iter()
         .filter_map(|(_, d)| DeviceNode::of_lun(sysfs, d))
-        .take(ASK_THROUGH)
         .collect();
-    if nodes.is_empty() {
+    if disks.is_empty() {
         // Tapes, enclosures, changers: no disk to lose, none to ask through.
         tracing::debug!("no LUN of {target} has a disk to send REPORT LUNS through");
         return Ok(Vec::new());
+    }
+    // A command to a blocked device (its remote port Blocked) waits for the
+    // unblock or dev_loss_tmo, never for its own timeout: it would hold the host's
+    // worker that long, or for ever with dev_loss_tmo infinity.
+    let nodes: Vec<DeviceNode> = disks
+        .into_iter()
+        .filter(|n| sysfs.attr(&n.lun_devpath, "state").as_deref() == Some("running"))
+        .take(ASK_THROUGH)
+        .collect();
+    if nodes.is_empty() {
+        return Err(format!(
+            "{target} not asked which LUNs it has: no path to it is running (blocked \
+             or offline); once it is back, `hbad rescan` asks again"
+        ));
     }
     let reported =
         ask(writer, &nodes).map_err(|e| format!("{target} did not say which LUNs it has: {e}"))?;
@@ -392,6 +405,31 @@ mod tests {
             "{text:?}"
         );
         assert_eq!(sim.luns().len(), 4);
+    }
+
+    #[test]
+    fn a_blocked_path_is_not_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::new(dir.path(), &SimSpec::new().hba(HbaSpec::scsi_debug(1, 3))).unwrap();
+        let host = sim.hosts()[0];
+        sim.remove_local_lun(lun(host, 0, 2)).unwrap();
+        let state = |l, s: &str| {
+            let devpath = sim.lun_devpath(lun(host, 0, l)).unwrap();
+            std::fs::write(sim.sysfs().path(&devpath).join("state"), s).unwrap();
+        };
+        // LUN 0 blocked (its remote port is): asked through LUN 1.
+        state(0, "blocked");
+        let asked = sim.writes().len();
+        let gone = find(&sim, lun(host, 0, 0), false).unwrap();
+        assert_eq!(fates(&gone), vec![(2, &Fate::Kept)]);
+        // Every LUN blocked: not asked at all.
+        for l in [1, 2] {
+            state(l, "blocked");
+        }
+        let err = find(&sim, lun(host, 0, 0), true).unwrap_err();
+        assert!(err.contains("not asked"), "{err}");
+        assert_eq!(sim.writes().len(), asked);
+        assert_eq!(sim.luns().len(), 3);
     }
 
     #[test]

@@ -135,7 +135,6 @@ impl AttrWriter for ChildWriter {
     /// In a child (`hbad report-luns`) for the reason writes are: a command the
     /// target never answers keeps its caller in the kernel.
     fn report_luns(&self, node: &DeviceNode) -> io::Result<Vec<u64>> {
-        use std::io::Read;
         use std::process::{Command, Stdio};
         let mut child = Command::new(&self.exe)
             .arg("report-luns")
@@ -145,15 +144,8 @@ impl AttrWriter for ChildWriter {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
-        let mut out = String::new();
-        let mut err = String::new();
-        if let Some(stdout) = child.stdout.take() {
-            // 65535 LUNs of up to 20 digits: the most the command prints.
-            stdout.take(2 << 20).read_to_string(&mut out)?;
-        }
-        if let Some(stderr) = child.stderr.take() {
-            stderr.take(4096).read_to_string(&mut err)?;
-        }
+        // 65535 LUNs of up to 20 digits: the most the command prints.
+        let (out, err) = read_both(&mut child, 2 << 20, 4096)?;
         let status = child.wait()?;
         if status.success() {
             crate::report_luns::parse_luns(&out)
@@ -164,6 +156,34 @@ impl AttrWriter for ChildWriter {
             }))
         }
     }
+}
+
+/// A child's stdout and stderr, each kept up to its bound and the rest read and
+/// dropped, both at once as `wait_with_output` reads them: a child that fills
+/// the pipe it is not being read from would otherwise wait for ever, and its
+/// parent with it.
+fn read_both(
+    child: &mut std::process::Child,
+    out_max: u64,
+    err_max: u64,
+) -> io::Result<(String, String)> {
+    use std::io::Read;
+    fn bounded(pipe: Option<impl Read>, max: u64) -> io::Result<String> {
+        let Some(mut pipe) = pipe else {
+            return Ok(String::new());
+        };
+        let mut kept = Vec::new();
+        (&mut pipe).take(max).read_to_end(&mut kept)?;
+        io::copy(&mut pipe, &mut io::sink())?;
+        Ok(String::from_utf8_lossy(&kept).into_owned())
+    }
+    let stderr = child.stderr.take();
+    let err = std::thread::spawn(move || bounded(stderr, err_max));
+    let out = bounded(child.stdout.take(), out_max)?;
+    let err = err
+        .join()
+        .map_err(|_| io::Error::other("the stderr reader panicked"))??;
+    Ok((out, err))
 }
 
 /// What a scan covers: the `C T L` triple written to `scsi_host/hostN/scan`.
@@ -275,6 +295,22 @@ impl Sysfs {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_child_filling_stderr_while_stdout_is_read_is_not_a_deadlock() {
+        use std::process::{Command, Stdio};
+        // 1 MiB on stderr first: past the 64 KiB pipe, the child waits for a reader.
+        let mut child = Command::new("sh")
+            .args(["-c", "head -c 1048576 /dev/zero | tr '\\0' e >&2; echo 7"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (out, err) = super::read_both(&mut child, 64, 16).unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(out, "7\n");
+        assert_eq!(err, "e".repeat(16));
+    }
+
     use super::*;
 
     #[test]
