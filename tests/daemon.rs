@@ -1202,6 +1202,80 @@ fn the_metrics_textfile_changes_after_a_scan_and_only_then() {
     assert!(count >= 1, "{after}");
 }
 
+/// A storm of FC events (RSCNs, LIPs on a flapping fabric) never starves the
+/// loop's timers: the heartbeat, and with it the watchdog ping it shares a
+/// wake-up with, still comes while the events keep arriving.
+#[test]
+fn an_fc_event_storm_does_not_hold_back_the_heartbeat() {
+    use hbad::uevent::fc_event::{FcEvent, FcEventCode, FcItem};
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::new(dir.path(), &demo_spec()).unwrap();
+    let events = sim.subscribe(Flavour::Kernel);
+    let status_path = dir.path().join("status.json");
+    let mut agent = Agent::new(
+        AgentConfig {
+            sysfs: sim.sysfs(),
+            status_path: Some(status_path.clone()),
+        },
+        Arc::new(sim.clone()),
+        policy(""),
+        Instant::now(),
+    );
+    let (ftx, frx) = tokio::sync::mpsc::channel(64);
+    agent.attach_fc_events(frx);
+    let storming = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let storm = {
+        let storming = storming.clone();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while storming.load(Ordering::SeqCst) {
+                n += 1;
+                let ev = FcEvent::new(1, FcEventCode::Rscn, n, 0);
+                if ftx.blocking_send(FcItem::Event(ev)).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let (etx, erx) = tokio::sync::mpsc::channel(1024);
+    let (ctx, crx) = tokio::sync::mpsc::channel(4);
+    forward_events(events, etx).unwrap();
+    let heartbeat = Duration::from_millis(300);
+    loop_rt().block_on(async move {
+        let looped = tokio::spawn(run_loop(
+            agent,
+            erx,
+            crx,
+            || Ok(policy("")),
+            LoopTimings {
+                tick: Duration::from_millis(50),
+                heartbeat,
+                stop_grace: Duration::from_millis(200),
+                ..LoopTimings::default()
+            },
+        ));
+        let read = || hbad::daemon::status::Status::read(&status_path).ok();
+        until("READY", Duration::from_secs(10), || {
+            read().is_some_and(|s| s.ready)
+        })
+        .await;
+        let first = read().unwrap().updated;
+        until(
+            "a heartbeat during the storm",
+            Duration::from_secs(10),
+            || read().is_some_and(|s| s.updated != first),
+        )
+        .await;
+        ctx.send(Control::Stop).await.unwrap();
+        storming.store(false, Ordering::SeqCst);
+        tokio::time::timeout(Duration::from_secs(5), looped)
+            .await
+            .expect("the stop is bounded")
+            .unwrap();
+    });
+    storm.join().unwrap();
+}
+
 #[test]
 fn an_fc_linkup_re_reads_its_host_at_once_without_waiting_for_a_poll() {
     use hbad::uevent::fc_event::{FcEvent, FcEventCode, FcItem};

@@ -226,32 +226,48 @@ impl Agent {
     /// that host's port, vports and remote ports now, instead of at the next poll;
     /// a lost event re-reads every FC host.
     pub fn fc_event(&mut self, item: FcItem, now: Instant) {
-        self.fleet.fc.record_fc(&item);
-        self.metrics_stale = true;
-        let under = match item {
-            FcItem::Event(ev) if ev.code.changes_link() => {
-                let Some(host) = self.graph.host(u32::from(ev.host_no)) else {
-                    tracing::debug!("FC event {ev} for a host hbad does not know");
-                    return;
-                };
-                tracing::info!(
-                    hbad_host = %host.name(),
-                    "FC event {ev}: re-reading {}",
-                    host.name()
-                );
-                Some(host.devpath.clone())
+        self.fc_events(std::iter::once(item), now);
+    }
+
+    /// Several FC transport events at once (a storm of RSCNs or LIPs): each
+    /// host they name is re-read once, every FC host once if one was lost.
+    pub fn fc_events(&mut self, items: impl IntoIterator<Item = FcItem>, now: Instant) {
+        let mut hosts: Vec<Devpath> = Vec::new();
+        let mut every_host = false;
+        for item in items {
+            self.fleet.fc.record_fc(&item);
+            self.metrics_stale = true;
+            match item {
+                FcItem::Event(ev) if ev.code.changes_link() => {
+                    let Some(host) = self.graph.host(u32::from(ev.host_no)) else {
+                        tracing::debug!("FC event {ev} for a host hbad does not know");
+                        continue;
+                    };
+                    tracing::info!(
+                        hbad_host = %host.name(),
+                        "FC event {ev}: re-reading {}",
+                        host.name()
+                    );
+                    if !hosts.contains(&host.devpath) {
+                        hosts.push(host.devpath.clone());
+                    }
+                }
+                FcItem::Event(ev) => tracing::debug!("FC event {ev}"),
+                FcItem::Overflow => every_host = true,
+                FcItem::Rejected(r) => {
+                    tracing::warn!(hbad_reason = %r, "dropped an FC transport event: {r}");
+                }
             }
-            FcItem::Event(ev) => {
-                tracing::debug!("FC event {ev}");
-                return;
+        }
+        let changes = if every_host {
+            self.refresh_fc(None)
+        } else {
+            let mut changes = Vec::new();
+            for host in &hosts {
+                changes.extend(self.refresh_fc(Some(host.as_ref())));
             }
-            FcItem::Overflow => None,
-            FcItem::Rejected(r) => {
-                tracing::warn!(hbad_reason = %r, "dropped an FC transport event: {r}");
-                return;
-            }
+            changes
         };
-        let changes = self.refresh_fc(under.as_deref());
         if !changes.is_empty() {
             self.reconcile(&changes, now);
         }

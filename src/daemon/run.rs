@@ -99,6 +99,9 @@ fn load_off_loop(
         .map(drop)
 }
 
+/// The most FC transport events handled in one turn of the loop.
+const FC_EVENT_BATCH: usize = 1024;
+
 /// Runs until `Stop` (or every control sender is gone). Start-up has already
 /// opened the sources and cold-plugged the agent; this does the boot reconcile,
 /// says READY=1 once the boot-time vHBAs are tried, and serves events.
@@ -137,9 +140,10 @@ pub async fn run(
         timers.poll_while(polling, TokioInstant::now());
         let agent_due = agent.next_due(Instant::now()).map(TokioInstant::from_std);
         let wake = timers.next(polling, agent_due);
-        // Biased, and events last: during a storm the debounce deadline, reports,
-        // timers and the watchdog still get their turn, and everything that arrived
-        // within one debounce window is planned as one batch.
+        // Biased: control, then the timers (the watchdog must be pinged even while
+        // FC events or reports keep arriving), and events last: during a storm the
+        // debounce deadline, reports and timers still get their turn, and
+        // everything that arrived within one debounce window is planned as one batch.
         tokio::select! {
             biased;
             c = control.recv() => match c {
@@ -156,6 +160,26 @@ pub async fn run(
                     }
                 }
                 Some(Control::Stop) | None => break,
+            },
+            _ = alarm.sleep_until(wake.into_std()) => {
+                let due = timers.take_due(TokioInstant::now(), polling, agent_due);
+                if due.watchdog {
+                    notify::watchdog();
+                }
+                if due.heartbeat || due.poll || due.agent {
+                    let now = Instant::now();
+                    if due.heartbeat {
+                        // The sweep: what changed with no event on a device
+                        // nothing waited on is seen here at the latest.
+                        agent.tick(now);
+                    } else {
+                        agent.poll(now);
+                    }
+                    settle(&mut agent, &mut ready, &mut said, started, now, &timings);
+                    if due.heartbeat {
+                        agent.heartbeat();
+                    }
+                }
             },
             Some(loaded) = loaded_rx.recv() => {
                 loading = false;
@@ -194,34 +218,23 @@ pub async fn run(
             },
             item = async { fc_events.as_mut()?.recv().await }, if fc_events.is_some() => match item {
                 Some(item) => {
+                    // A storm (RSCNs, LIPs) is taken as one batch: each host re-read
+                    // once, and the loop free for the timers between batches.
+                    let mut items = vec![item];
+                    while items.len() < FC_EVENT_BATCH {
+                        match fc_events.as_mut().map(|rx| rx.try_recv()) {
+                            Some(Ok(item)) => items.push(item),
+                            _ => break,
+                        }
+                    }
                     let now = Instant::now();
-                    agent.fc_event(item, now);
+                    agent.fc_events(items, now);
                     settle(&mut agent, &mut ready, &mut said, started, now, &timings);
                 }
                 None => {
                     fc_events = None;
                     agent.fc_events_ended();
                     settle(&mut agent, &mut ready, &mut said, started, Instant::now(), &timings);
-                }
-            },
-            _ = alarm.sleep_until(wake.into_std()) => {
-                let due = timers.take_due(TokioInstant::now(), polling, agent_due);
-                if due.watchdog {
-                    notify::watchdog();
-                }
-                if due.heartbeat || due.poll || due.agent {
-                    let now = Instant::now();
-                    if due.heartbeat {
-                        // The sweep: what changed with no event on a device
-                        // nothing waited on is seen here at the latest.
-                        agent.tick(now);
-                    } else {
-                        agent.poll(now);
-                    }
-                    settle(&mut agent, &mut ready, &mut said, started, now, &timings);
-                    if due.heartbeat {
-                        agent.heartbeat();
-                    }
                 }
             },
             item = events.recv(), if events_open => match item {
