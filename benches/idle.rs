@@ -7,13 +7,19 @@
 //! and a few seconds more, then watches it for `HBAD_BENCH_IDLE_SECONDS` (default
 //! 60) and prints, per minute:
 //!
-//! - wake-ups: context switches (voluntary and involuntary) of all its threads,
-//!   from `/proc/PID/task/*/status`: a thread that sleeps and wakes switches once
-//!   per wake-up;
+//! - wake-ups: voluntary context switches of all its threads, from
+//!   `/proc/PID/task/*/status` (a thread that sleeps and is woken switches once per
+//!   wake-up), and apart the involuntary ones (preempted while running: they grow
+//!   with the CPU time and the machine's load), with each thread's count;
 //! - CPU: time on the CPU of all its threads (`/proc/PID/task/*/schedstat`);
 //! - status file writes: how often the status file was replaced (its inode
 //!   changes on each atomic rename; sampled every 50 ms, the agent never writes
 //!   it more often when idle).
+//!
+//! The tree and the agent's status and metrics files are on tmpfs (/dev/shm) when
+//! there is one, as /run/hbad is: on a disk, the fsync of each status write would
+//! wait on the journal and add its own context switches. The ownership state file,
+//! which hbad keeps out of /dev, is in the usual temporary directory.
 //!
 //! `HBAD_BENCH_LUNS=64,4096` sets the sizes (the default); `HBAD_BENCH_BASELINE=path`
 //! an earlier hbad binary measured the same way on the same tree (before and after
@@ -21,6 +27,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
@@ -39,11 +46,14 @@ const WATCHDOG_USEC: &str = "60000000";
 /// After READY=1, before watching: the boot's scans and writes are over.
 const SETTLE: Duration = Duration::from_secs(5);
 
-/// Totals over all threads of a process at one moment.
-#[derive(Clone, Copy, Debug, Default)]
+/// Totals over all threads of a process at one moment, and the context switches
+/// of each thread (by tid, with its name).
+#[derive(Clone, Debug, Default)]
 struct Sample {
-    switches: u64,
+    voluntary: u64,
+    involuntary: u64,
     cpu_ns: u64,
+    threads: BTreeMap<u64, (String, u64)>,
 }
 
 fn field(status: &str, name: &str) -> u64 {
@@ -62,8 +72,20 @@ fn sample(pid: u32) -> Sample {
     for task in tasks.flatten() {
         let dir = task.path();
         if let Ok(status) = fs::read_to_string(dir.join("status")) {
-            s.switches += field(&status, "voluntary_ctxt_switches:")
-                + field(&status, "nonvoluntary_ctxt_switches:");
+            let (v, n) = (
+                field(&status, "voluntary_ctxt_switches:"),
+                field(&status, "nonvoluntary_ctxt_switches:"),
+            );
+            s.voluntary += v;
+            s.involuntary += n;
+            let name = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Name:"))
+                .unwrap_or("?")
+                .trim()
+                .to_string();
+            let tid = task.file_name().to_string_lossy().parse().unwrap_or(0);
+            s.threads.insert(tid, (name, v + n));
         }
         if let Ok(sched) = fs::read_to_string(dir.join("schedstat")) {
             s.cpu_ns += sched
@@ -78,9 +100,14 @@ fn sample(pid: u32) -> Sample {
 
 /// One binary's idle figures, per minute.
 struct Idle {
+    /// Voluntary context switches: a thread went to sleep and was woken.
     wakeups: f64,
+    /// Involuntary ones: preempted while running (grows with CPU time and load).
+    preempted: f64,
     cpu_s: f64,
     writes: f64,
+    /// The threads that switched, by name: how many times each, in the window.
+    busiest: String,
 }
 
 /// Drains the notify socket on a thread (as systemd would read it), noting READY=1.
@@ -100,14 +127,14 @@ fn listen(sock: UnixDatagram, ready: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
     });
 }
 
-fn start(hbad: &Path, sim: &Sim, dir: &Path, notify: &Path) -> Child {
+fn start(hbad: &Path, sim: &Sim, dir: &Path, state: &Path, notify: &Path) -> Child {
     let sysfs = sim.sysfs();
     let policy = dir.join("hbad.toml");
     fs::write(
         &policy,
         format!(
             "[ownership]\nstate_file = \"{}\"\n",
-            dir.join("owned.json").display()
+            state.join("owned.json").display()
         ),
     )
     .expect("write the policy");
@@ -126,12 +153,12 @@ fn start(hbad: &Path, sim: &Sim, dir: &Path, notify: &Path) -> Child {
         .env("WATCHDOG_USEC", WATCHDOG_USEC)
         .env_remove("WATCHDOG_PID")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(fs::File::create(dir.join("hbad.log")).expect("log file"))
         .spawn()
         .expect("start hbad run")
 }
 
-fn measure(hbad: &Path, sim: &Sim, dir: &Path, watch: Duration) -> Idle {
+fn measure(hbad: &Path, sim: &Sim, dir: &Path, state: &Path, watch: Duration) -> Idle {
     let notify = dir.join("notify");
     let _ = fs::remove_file(&notify);
     let sock = UnixDatagram::bind(&notify).expect("notify socket");
@@ -142,7 +169,7 @@ fn measure(hbad: &Path, sim: &Sim, dir: &Path, watch: Duration) -> Idle {
         Arc::new(AtomicBool::new(false)),
     );
     listen(sock, ready.clone(), stop.clone());
-    let mut child = start(hbad, sim, dir, &notify);
+    let mut child = start(hbad, sim, dir, state, &notify);
     let pid = child.id();
     let t = Instant::now();
     while !ready.load(Ordering::Relaxed) {
@@ -153,8 +180,9 @@ fn measure(hbad: &Path, sim: &Sim, dir: &Path, watch: Duration) -> Idle {
         );
         assert!(
             child.try_wait().expect("wait").is_none(),
-            "{} exited before READY=1",
-            hbad.display()
+            "{} exited before READY=1: {}",
+            hbad.display(),
+            fs::read_to_string(dir.join("hbad.log")).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -179,11 +207,37 @@ fn measure(hbad: &Path, sim: &Sim, dir: &Path, watch: Duration) -> Idle {
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
     let _ = child.wait();
     stop.store(true, Ordering::Relaxed);
+    // By name and tid: unnamed threads carry the process's name.
+    let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
+    for (tid, (name, n)) in &after.threads {
+        let was = before.threads.get(tid).map_or(0, |(_, n)| *n);
+        if *n > was {
+            *by_name.entry(format!("{name}[{tid}]")).or_default() += n - was;
+        }
+    }
     Idle {
-        wakeups: after.switches.saturating_sub(before.switches) as f64 / minutes,
+        wakeups: after.voluntary.saturating_sub(before.voluntary) as f64 / minutes,
+        preempted: after.involuntary.saturating_sub(before.involuntary) as f64 / minutes,
         cpu_s: after.cpu_ns.saturating_sub(before.cpu_ns) as f64 / 1e9 / minutes,
         writes: writes as f64 / minutes,
+        busiest: by_name
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
     }
+}
+
+/// Where the tree and the agent's files go: tmpfs when there is one, as the
+/// status file's /run/hbad is. On a disk, each status write's fsync waits for the
+/// journal, and those waits would be counted as wake-ups.
+fn scratch() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    tempfile::Builder::new()
+        .prefix("hbad-idle-")
+        .tempdir_in(shm)
+        .or_else(|_| tempfile::tempdir())
+        .expect("temporary directory")
 }
 
 fn main() {
@@ -206,11 +260,11 @@ fn main() {
         SETTLE.as_secs()
     );
     println!(
-        "  {:>6}  {:<10} {:>14} {:>14} {:>20}",
-        "LUNs", "binary", "wake-ups/min", "CPU s/min", "status writes/min"
+        "  {:>6}  {:<10} {:>13} {:>10} {:>10} {:>14}  switches by thread",
+        "LUNs", "binary", "wake-ups/min", "preempted", "CPU s/min", "status writes"
     );
     for luns in sizes {
-        let dir = tempfile::tempdir().expect("temporary directory");
+        let dir = scratch();
         let sim = Sim::new(dir.path(), &fc_machine(luns)).expect("simulated host");
         let mut binaries = vec![("this", hbad.clone())];
         if let Some(b) = &baseline {
@@ -219,10 +273,11 @@ fn main() {
         for (name, bin) in binaries {
             let run = dir.path().join(format!("run-{name}"));
             fs::create_dir_all(&run).expect("run directory");
-            let idle = measure(&bin, &sim, &run, Duration::from_secs(seconds));
+            let state = tempfile::tempdir().expect("temporary directory");
+            let idle = measure(&bin, &sim, &run, state.path(), Duration::from_secs(seconds));
             println!(
-                "  {luns:>6}  {name:<10} {:>14.1} {:>14.3} {:>20.1}",
-                idle.wakeups, idle.cpu_s, idle.writes
+                "  {luns:>6}  {name:<10} {:>13.1} {:>10.1} {:>10.3} {:>14.1}  {}",
+                idle.wakeups, idle.preempted, idle.cpu_s, idle.writes, idle.busiest
             );
         }
     }

@@ -1007,6 +1007,35 @@ fn only_what_waits_on_a_change_is_polled_and_only_while_it_waits() {
     assert!(!rig.agent.polling(), "Online again: nothing waits");
 }
 
+/// A logged-in vHBA's login is polled only where nothing would announce its loss:
+/// with no FC event source, or on a libfc parent (fcoe posts no link events for
+/// a vport's lost login); on qla2xxx with events, not at all.
+#[test]
+fn a_logged_in_vhba_is_polled_only_where_no_link_event_would_announce_its_loss() {
+    for (driver, events, polled) in [
+        ("qla2xxx", false, true),
+        ("qla2xxx", true, false),
+        ("fcoe", true, true),
+    ] {
+        let mut spec = demo_spec();
+        for hba in spec.hbas.iter_mut() {
+            hba.driver = driver.to_string();
+        }
+        let mut rig = Rig::new(spec, &vhba_policy(""));
+        if events {
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            rig.agent.attach_fc_events(rx);
+            std::mem::forget(tx);
+        }
+        rig.agent.boot(rig.at(0));
+        rig.settle(rig.at(0));
+        rig.agent.poll(rig.at(1));
+        rig.settle(rig.at(1));
+        assert_eq!(rig.vhba_state("vm-a").0, "active", "{driver}");
+        assert_eq!(rig.agent.polling(), polled, "{driver}, FC events {events}");
+    }
+}
+
 /// The loop on a quiet, healthy host: the status file is replaced only by the
 /// heartbeat (nothing polls, nothing changes); a remote port lost with no event is
 /// found by the heartbeat's sweep, polled while Blocked, and its return scanned.

@@ -5,6 +5,7 @@
 //! and people see of it.
 
 pub mod agent;
+mod alarm;
 pub mod fleet;
 pub mod health;
 pub mod login;

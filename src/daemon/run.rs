@@ -20,6 +20,7 @@ use crate::sysfs::writes::set_loop_thread;
 use crate::uevent::SourceItem;
 
 use super::agent::{Agent, CONFIRM_TIMEOUT};
+use super::alarm::Alarm;
 use super::notify;
 use super::wake::HEARTBEAT;
 
@@ -128,6 +129,7 @@ pub async fn run(
     let mut batch: Vec<SourceItem> = Vec::new();
     let mut deadline: Option<TokioInstant> = None;
     let mut events_open = true;
+    let mut alarm = Alarm::new();
     let mut timers = Timers::new(TokioInstant::now(), &timings, notify::watchdog_interval());
 
     loop {
@@ -202,7 +204,7 @@ pub async fn run(
                     settle(&mut agent, &mut ready, &mut said, started, Instant::now(), &timings);
                 }
             },
-            _ = time::sleep_until(wake) => {
+            _ = alarm.sleep_until(wake.into_std()) => {
                 let due = timers.take_due(TokioInstant::now(), polling, agent_due);
                 if due.watchdog {
                     notify::watchdog();
