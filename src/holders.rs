@@ -38,6 +38,8 @@ const MAX_PROCESSES: usize = 200_000;
 const MAX_OPEN_FILES: usize = 2_000_000;
 /// The most of one mount table read: 64k mounts of ~150 bytes.
 const MAX_MOUNTINFO: u64 = 16 * 1024 * 1024;
+/// Processes holding a disk named, at most: the first ones say it is in use.
+const MAX_HOLDERS: usize = 8;
 /// Partitions of one disk looked at (GPT allows 128).
 const MAX_PARTITIONS: usize = 256;
 
@@ -214,6 +216,10 @@ fn mounts(proc_root: &Path, devs: &[DevNode]) -> Vec<Holder> {
             if !out.contains(&m) {
                 out.push(m);
             }
+            // A disk bind-mounted a thousand times is named by its first mounts.
+            if out.len() >= MAX_HOLDERS {
+                return out;
+            }
         }
     }
     out
@@ -297,6 +303,8 @@ fn open_files(proc_root: &Path, devs: &[DevNode]) -> Vec<Holder> {
         .collect();
     let mut processes = 0usize;
     let mut files = 0usize;
+    let mut unreadable = 0usize;
+    let mut first_unreadable: Option<String> = None;
     for entry in entries.filter_map(Result::ok) {
         let Some(pid) = entry
             .file_name()
@@ -318,9 +326,9 @@ fn open_files(proc_root: &Path, devs: &[DevNode]) -> Vec<Holder> {
             // Gone since the listing: it holds nothing now.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
-                out.push(Holder::Unknown {
-                    why: format!("cannot read {}: {e}", fd_dir.display()),
-                });
+                // One count for all, not one line per process in the journal.
+                unreadable += 1;
+                first_unreadable.get_or_insert_with(|| format!("{}: {e}", fd_dir.display()));
                 continue;
             }
         };
@@ -342,7 +350,13 @@ fn open_files(proc_root: &Path, devs: &[DevNode]) -> Vec<Holder> {
                 continue;
             }
             let by_name = nodes.iter().find(|(n, _)| *n == target).map(|(_, d)| *d);
+            // stat follows the link into the open file: on a dead hard NFS mount
+            // or a stuck FUSE file system that blocks. A device node lives under
+            // /dev (the host's or a container's); nothing else is looked into.
             let held = by_name.or_else(|| {
+                if !target.starts_with("/dev/") {
+                    return None;
+                }
                 let meta = fs::metadata(&path).ok()?;
                 let kind = meta.file_type();
                 let char = match (kind.is_block_device(), kind.is_char_device()) {
@@ -365,8 +379,17 @@ fn open_files(proc_root: &Path, devs: &[DevNode]) -> Vec<Holder> {
                 if !out.contains(&h) {
                     out.push(h);
                 }
+                // Enough to say the disk is in use and by whom.
+                if out.len() >= MAX_HOLDERS {
+                    return out;
+                }
             }
         }
+    }
+    if let Some(first) = first_unreadable {
+        out.push(Holder::Unknown {
+            why: format!("the open files of {unreadable} processes cannot be read ({first})"),
+        });
     }
     out
 }
@@ -458,6 +481,36 @@ bad line
             }]
         )
         .is_empty());
+    }
+
+    #[test]
+    fn unreadable_processes_are_counted_once_and_holders_named_up_to_a_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs::create_dir_all(p.join("1/fd")).unwrap();
+        for pid in 100..103 {
+            // An fd/ that cannot be listed.
+            fs::create_dir_all(p.join(pid.to_string())).unwrap();
+            fs::write(p.join(format!("{pid}/fd")), "").unwrap();
+        }
+        for pid in 200..220 {
+            fs::create_dir_all(p.join(format!("{pid}/fd"))).unwrap();
+            std::os::unix::fs::symlink("/dev/sdb", p.join(format!("{pid}/fd/3"))).unwrap();
+        }
+        // A file elsewhere is not followed (it could sit on a dead NFS mount).
+        fs::create_dir_all(p.join("300/fd")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent/x", p.join("300/fd/3")).unwrap();
+        let held = open_files(p, &sdb());
+        assert_eq!(held.len(), MAX_HOLDERS, "{held:?}");
+        assert!(held.iter().all(|h| matches!(h, Holder::Process { .. })));
+        for pid in 200..220 {
+            fs::remove_dir_all(p.join(pid.to_string())).unwrap();
+        }
+        let held = open_files(p, &sdb());
+        assert!(
+            matches!(held.as_slice(), [Holder::Unknown { why }] if why.starts_with("the open files of 3 processes")),
+            "{held:?}"
+        );
     }
 
     #[test]
