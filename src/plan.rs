@@ -598,6 +598,7 @@ pub fn takes_part(policy: &Policy, graph: &Graph, host: &Node) -> bool {
 }
 
 fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Vec<Step>) {
+    let volumes = Volumes::default();
     let r = &policy.rescan;
     // host devpath -> (scopes, reason); one scan per host/target however many events.
     let mut scans: BTreeMap<HostRef, BTreeMap<ScanScope, String>> = BTreeMap::new();
@@ -676,7 +677,9 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                         // path of the volume has the old size until re-read, and a
                         // multipath map on top can only grow once they all agree.
                         let reason = format!("{} reported CAPACITY_DATA_HAS_CHANGED", l.hctl);
-                        for path in paths_of(graph, l.hctl, &node.devpath, l.wwid.as_deref()) {
+                        for path in
+                            paths_of(graph, &volumes, l.hctl, &node.devpath, l.wwid.as_deref())
+                        {
                             rescan_path(policy, graph, &path, &reason, &mut rescans);
                         }
                     }
@@ -771,7 +774,7 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                 "another path of the volume, {}, is now {size} bytes",
                 new.info.name
             );
-            for path in paths_of(graph, l.hctl, &lun.devpath, l.wwid.as_deref()) {
+            for path in paths_of(graph, &volumes, l.hctl, &lun.devpath, l.wwid.as_deref()) {
                 if path.size.is_some_and(|s| s != size) {
                     rescan_path(policy, graph, &path, &reason, &mut rescans);
                 }
@@ -826,7 +829,40 @@ struct VolumePath {
 
 /// Every path of the volume the LUN `hctl` (at `devpath`) is a path of: the LUNs
 /// with its WWID, itself included (only itself when it has none).
-fn paths_of(graph: &Graph, hctl: Hctl, devpath: &str, wwid: Option<&str>) -> Vec<VolumePath> {
+/// The LUNs of each WWID, built once per plan on first use: a storm of capacity
+/// attentions over N LUNs then costs one pass over them, not one per attention.
+#[derive(Default)]
+struct Volumes<'g> {
+    by_wwid: std::cell::OnceCell<std::collections::HashMap<&'g str, Vec<&'g Node>>>,
+}
+
+impl<'g> Volumes<'g> {
+    fn of(&self, graph: &'g Graph, wwid: &str) -> &[&'g Node] {
+        self.by_wwid
+            .get_or_init(|| {
+                let mut map: std::collections::HashMap<&str, Vec<&Node>> =
+                    std::collections::HashMap::new();
+                for n in graph.luns() {
+                    if let NodeKind::Lun(l) = &n.kind {
+                        if let Some(w) = l.wwid.as_deref() {
+                            map.entry(w).or_default().push(n);
+                        }
+                    }
+                }
+                map
+            })
+            .get(wwid)
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+fn paths_of<'g>(
+    graph: &'g Graph,
+    volumes: &Volumes<'g>,
+    hctl: Hctl,
+    devpath: &str,
+    wwid: Option<&str>,
+) -> Vec<VolumePath> {
     let path = |n: &Node| {
         let NodeKind::Lun(l) = &n.kind else {
             return None;
@@ -842,11 +878,10 @@ fn paths_of(graph: &Graph, hctl: Hctl, devpath: &str, wwid: Option<&str>) -> Vec
         })
     };
     match wwid {
-        Some(w) => graph
-            .luns()
-            .into_iter()
-            .filter(|n| matches!(&n.kind, NodeKind::Lun(l) if l.wwid.as_deref() == Some(w)))
-            .filter_map(path)
+        Some(w) => volumes
+            .of(graph, w)
+            .iter()
+            .filter_map(|n| path(n))
             .collect(),
         None => vec![graph.lun(hctl).and_then(path).unwrap_or(VolumePath {
             hctl,
