@@ -81,7 +81,7 @@ impl Fate {
     /// The fate in words, after "LUN X is gone from the array".
     pub fn describe(&self) -> String {
         match self {
-            Fate::Kept => "kept (remove_gone is off)".into(),
+            Fate::Kept => "named only (remove_gone is off)".into(),
             Fate::Removed => "deleted".into(),
             Fate::Held { holders } => format!(
                 "kept: {}",
@@ -454,6 +454,15 @@ mod tests {
             "{holders:?}"
         );
         assert_eq!(sim.luns().len(), 3);
+    }
+
+    #[test]
+    fn named_only_and_held_read_apart() {
+        assert_eq!(Fate::Kept.describe(), "named only (remove_gone is off)");
+        let held = Fate::Held {
+            holders: vec![Holder::Unknown { why: "x".into() }],
+        };
+        assert!(held.describe().starts_with("kept: "));
     }
 
     #[test]
