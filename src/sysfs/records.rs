@@ -284,12 +284,17 @@ impl Sysfs {
             max_vports: fc.attr_parse("max_npiv_vports"),
             vports_inuse: fc.attr_parse("npiv_vports_inuse"),
         });
+        // port_state first: a login sets the fabric name and port id before the
+        // port turns Online, and no uevent follows, so a port read as Online here
+        // is never paired with the fabric name from before its login (a vHBA seen
+        // logged in is not polled again until the sweep).
+        let port_state = non_empty(fc.attr("port_state"));
         Ok(Some(FcHostInfo {
             wwpn: fc.attr_wwn("port_name"),
             wwnn: fc.attr_wwn("node_name"),
             fabric_name: fc.attr_wwn("fabric_name"),
             port_id: non_empty(fc.attr("port_id")),
-            port_state: non_empty(fc.attr("port_state")),
+            port_state,
             port_type: non_empty(fc.attr("port_type")),
             speed: non_empty(fc.attr("speed")),
             symbolic_name: non_empty(fc.attr("symbolic_name")),
