@@ -381,8 +381,12 @@ impl Vports {
         // and the transport's scan run on afterwards by themselves. fcoe's
         // set_vport_symbolic_name only copies the name until the port is logged in,
         // and registers it with the name server (RSPN_ID) at login. Disks that
-        // still beat the mark are announced to udev again by `mark`.
+        // still beat the mark are announced to udev again here: only after a
+        // create, whose disks no VM can use yet. A vport hbad adopts keeps its
+        // disks' udev state: a `change` re-runs every rule on disks running VMs
+        // use (ownership and labels libvirt set are reset).
         let owner = self.mark(&found.vport, &req.name)?;
+        self.announce_disks(&found.vport);
         Ok(Created {
             vhba: found,
             already_present: false,
@@ -467,7 +471,6 @@ impl Vports {
                         let now = now.map(shown).unwrap_or("");
                         if now == tag {
                             self.bind(info.as_ref(), name);
-                            self.announce_disks(vport_devpath);
                             return Ok(OwnerMark::SymbolicName {
                                 name: name.to_string(),
                             });
@@ -510,7 +513,6 @@ impl Vports {
                 why: why.clone(),
             },
         )?;
-        self.announce_disks(vport_devpath);
         Ok(OwnerMark::StateFile {
             name: name.to_string(),
             path: self.state.path().to_path_buf(),
@@ -518,8 +520,8 @@ impl Vports {
         })
     }
 
-    /// Sends a `change` uevent for every disk (and partition) below a vport whose
-    /// mark was just written, as `udevadm trigger --action=change` would.
+    /// Sends a `change` uevent for every disk (and partition) below a vport hbad
+    /// has just created and marked, as `udevadm trigger --action=change` would.
     ///
     /// udev names a vHBA's disks (`hbad udev-id`, `/dev/disk/by-vhba/`) from the
     /// mark. The mark is written as soon as the vport exists, but the kernel logs the
@@ -942,6 +944,22 @@ pub(crate) mod tests {
         // Recorded: later marks neither ask the driver nor announce again.
         v.mark(&c.vhba.vport, "db1").unwrap();
         assert_eq!(k.writes_to("uevent"), ["change"]);
+    }
+
+    /// Adopting a vport (marking one hbad did not create) leaves its disks' udev
+    /// state alone: a running VM may use them, and a `change` would reset what
+    /// libvirt set on them.
+    #[test]
+    fn adopting_a_vport_sends_its_disks_no_change() {
+        let (dir, k) = lab();
+        let v = vports(&k, dir.path());
+        let c = v.create(&req(&k, "db1", MASKED_VHBA.as_u64())).unwrap();
+        assert_eq!(k.writes_to("uevent"), ["change"]);
+        let mark = k.sysfs().vport_symbolic_name_path(&c.vhba.vport);
+        k.write_attr(&mark, "libvirt-vhba\0").unwrap();
+        let owner = v.mark(&c.vhba.vport, "db1").unwrap();
+        assert!(matches!(owner, OwnerMark::SymbolicName { .. }));
+        assert_eq!(k.writes_to("uevent"), ["change"], "no second change");
     }
 
     #[test]
