@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::report_luns::parse_major_minor;
+use crate::sysfs::parse_major_minor;
 use crate::sysfs::Sysfs;
 
 /// Processes looked at, at most (Linux's `pid_max` default on 64-bit is 4194304,
@@ -111,15 +111,12 @@ fn block_devs(sysfs: &Sysfs, disk_devpath: &str) -> Vec<(String, Option<DevNode>
     };
     let mut out = vec![(disk_devpath.to_string(), dev_of(disk_devpath, &name))];
     for part in sysfs
-        .list(disk_devpath)
+        .partitions_of(disk_devpath)
         .into_iter()
-        .filter(|p| p.starts_with(&name))
         .take(MAX_PARTITIONS)
     {
         let dir = format!("{disk_devpath}/{part}");
-        if sysfs.attr(&dir, "partition").is_some() {
-            out.push((dir.clone(), dev_of(&dir, &part)));
-        }
+        out.push((dir.clone(), dev_of(&dir, &part)));
     }
     out
 }

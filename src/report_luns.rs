@@ -17,7 +17,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::sysfs::Sysfs;
+use crate::sysfs::{parse_major_minor, Sysfs};
 
 /// The device node a REPORT LUNS goes through: a disk of the target.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,21 +39,14 @@ impl fmt::Display for DeviceNode {
 impl DeviceNode {
     /// The node of the first disk under a LUN, from sysfs (`block/sdX/dev`).
     pub fn of_lun(sysfs: &Sysfs, lun_devpath: &str) -> Option<DeviceNode> {
-        let block = format!("{lun_devpath}/block");
-        let name = sysfs.list(&block).into_iter().next()?;
-        let dev = parse_major_minor(&sysfs.attr(&format!("{block}/{name}"), "dev")?)?;
+        let name = sysfs.disk_of_lun(lun_devpath)?;
+        let dev = parse_major_minor(&sysfs.attr(&format!("{lun_devpath}/block/{name}"), "dev")?)?;
         Some(DeviceNode {
             lun_devpath: lun_devpath.to_string(),
             path: sysfs.dev_root().join(&name),
             dev,
         })
     }
-}
-
-/// `8:16` as numbers.
-pub fn parse_major_minor(text: &str) -> Option<(u32, u32)> {
-    let (a, b) = text.split_once(':')?;
-    Some((a.parse().ok()?, b.parse().ok()?))
 }
 
 /// How long the target has to answer one REPORT LUNS (the kernel aborts it then).

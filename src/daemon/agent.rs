@@ -903,14 +903,7 @@ impl Agent {
             let disk = g.disk.as_deref().unwrap_or("none");
             let action = g.fate.word();
             self.fleet.tally.lun_gone(action);
-            let holder = match &g.fate {
-                Fate::Held { holders } => holders
-                    .iter()
-                    .map(|h| h.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-                _ => String::new(),
-            };
+            let holder = g.fate.holders();
             let text = format!(
                 "LUN {g} is gone from the array: target {through} no longer reports it \
                  to {host}; {}",

@@ -83,15 +83,20 @@ impl Fate {
         match self {
             Fate::Kept => "named only (remove_gone is off)".into(),
             Fate::Removed => "deleted".into(),
-            Fate::Held { holders } => format!(
-                "kept: {}",
-                holders
-                    .iter()
-                    .map(Holder::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
+            Fate::Held { .. } => format!("kept: {}", self.holders()),
             Fate::Failed { error } => format!("not deleted: {error}"),
+        }
+    }
+
+    /// What holds a kept disk, in words (empty for the other fates).
+    pub fn holders(&self) -> String {
+        match self {
+            Fate::Held { holders } => holders
+                .iter()
+                .map(Holder::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+            _ => String::new(),
         }
     }
 }
@@ -161,7 +166,7 @@ pub fn find_gone(
     };
     let mut gone = Vec::new();
     for (hctl, devpath) in missing {
-        let disk = sysfs.list(&format!("{devpath}/block")).into_iter().next();
+        let disk = sysfs.disk_of_lun(&devpath);
         let wwid = sysfs.attr(&devpath, "wwid");
         let fate = match &confirmed {
             None => Fate::Kept,
@@ -223,7 +228,7 @@ fn is_lunz(sysfs: &Sysfs, hctl: Hctl, devpath: &str) -> bool {
     if hctl.lun != 0 {
         return false;
     }
-    let no_disk = sysfs.list(&format!("{devpath}/block")).is_empty();
+    let no_disk = sysfs.disk_of_lun(devpath).is_none();
     let not_connected = sysfs
         .attr_bytes(devpath, "inquiry")
         .and_then(|i| i.first().map(|b| b >> 5 != 0))

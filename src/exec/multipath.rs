@@ -66,11 +66,7 @@ impl MapResize {
 /// After `device/rescan` of the LUN at `lun_devpath`: resizes the multipath map over
 /// its disk once all the map's paths agree on a size the map does not have.
 pub fn resize_after_rescan(sysfs: &Sysfs, lun_devpath: &str) -> MapResize {
-    let Some(disk) = sysfs
-        .list(&format!("{lun_devpath}/block"))
-        .into_iter()
-        .next()
-    else {
+    let Some(disk) = sysfs.disk_of_lun(lun_devpath) else {
         return MapResize::NoMap;
     };
     let Some(map) = sysfs.multipath_map_of(&disk) else {

@@ -544,11 +544,9 @@ impl Vports {
                 let disk_devpath = format!("{dev}/block/{disk}");
                 let partitions = self
                     .sysfs
-                    .list(&disk_devpath)
+                    .partitions_of(&disk_devpath)
                     .into_iter()
-                    .filter(|p| p.starts_with(&disk))
-                    .map(|p| format!("{disk_devpath}/{p}"))
-                    .filter(|p| self.sysfs.path(p).join("partition").is_file());
+                    .map(|p| format!("{disk_devpath}/{p}"));
                 for devpath in std::iter::once(disk_devpath.clone()).chain(partitions) {
                     let uevent = self.sysfs.path(&devpath).join("uevent");
                     match self.writer.write_attr(&uevent, "change") {

@@ -173,6 +173,27 @@ impl Sysfs {
         names
     }
 
+    /// The name of the first disk (`sdX`) of a LUN, from its `block/` directory.
+    pub fn disk_of_lun(&self, lun_devpath: &str) -> Option<String> {
+        self.list(&format!("{lun_devpath}/block"))
+            .into_iter()
+            .next()
+    }
+
+    /// The names of a disk's partitions (`sdX1`, ...): its subdirectories named
+    /// after it that have a `partition` attribute.
+    pub fn partitions_of(&self, disk_devpath: &str) -> Vec<String> {
+        let disk = devpath_name(disk_devpath);
+        self.list(disk_devpath)
+            .into_iter()
+            .filter(|p| p.starts_with(disk))
+            .filter(|p| {
+                self.attr(&format!("{disk_devpath}/{p}"), "partition")
+                    .is_some()
+            })
+            .collect()
+    }
+
     /// Devpaths of the members of a class (`scsi_host`, `fc_vports`, ...).
     pub fn class_devpaths(&self, class: &str) -> Vec<String> {
         self.link_devpaths(&format!("class/{class}"))
@@ -272,6 +293,12 @@ fn resolve_link(base: &Path, target: &Path) -> Option<String> {
 pub fn parent_devpath(devpath: &str) -> Option<&str> {
     let (parent, _) = devpath.rsplit_once('/')?;
     (!parent.is_empty()).then_some(parent)
+}
+
+/// A `dev` attribute (`8:16`) as major and minor numbers.
+pub fn parse_major_minor(text: &str) -> Option<(u32, u32)> {
+    let (a, b) = text.split_once(':')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
 }
 
 /// Last component: `/devices/a/host3` -> `host3`.
