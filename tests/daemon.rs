@@ -1042,21 +1042,9 @@ fn a_logged_in_vhba_is_polled_only_where_no_link_event_would_announce_its_loss()
 #[test]
 fn an_idle_loop_writes_only_its_heartbeat_and_its_sweep_finds_a_silent_path_loss() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::new(dir.path(), &demo_spec()).unwrap();
-    let events = sim.subscribe(Flavour::Kernel);
-    let status_path = dir.path().join("status.json");
-    let agent = Agent::new(
-        AgentConfig {
-            sysfs: sim.sysfs(),
-            status_path: Some(status_path.clone()),
-        },
-        Arc::new(sim.clone()),
-        policy("[rescan]\ndebounce = \"50ms\"\n"),
-        Instant::now(),
-    );
-    let (etx, erx) = tokio::sync::mpsc::channel(1024);
+    let (sim, agent, status_path, erx) =
+        status_loop_agent(dir.path(), "[rescan]\ndebounce = \"50ms\"\n");
     let (ctx, crx) = tokio::sync::mpsc::channel(4);
-    forward_events(events, etx).unwrap();
     let host = sim.host_by_wwpn(HBA_A_WWPN).unwrap();
     let target = demo_spec()
         .targets
@@ -1209,18 +1197,7 @@ fn the_metrics_textfile_changes_after_a_scan_and_only_then() {
 fn an_fc_event_storm_does_not_hold_back_the_heartbeat() {
     use hbad::uevent::fc_event::{FcEvent, FcEventCode, FcItem};
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::new(dir.path(), &demo_spec()).unwrap();
-    let events = sim.subscribe(Flavour::Kernel);
-    let status_path = dir.path().join("status.json");
-    let mut agent = Agent::new(
-        AgentConfig {
-            sysfs: sim.sysfs(),
-            status_path: Some(status_path.clone()),
-        },
-        Arc::new(sim.clone()),
-        policy(""),
-        Instant::now(),
-    );
+    let (_sim, mut agent, status_path, erx) = status_loop_agent(dir.path(), "");
     let (ftx, frx) = tokio::sync::mpsc::channel(64);
     agent.attach_fc_events(frx);
     let storming = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -1237,9 +1214,7 @@ fn an_fc_event_storm_does_not_hold_back_the_heartbeat() {
             }
         })
     };
-    let (etx, erx) = tokio::sync::mpsc::channel(1024);
     let (ctx, crx) = tokio::sync::mpsc::channel(4);
-    forward_events(events, etx).unwrap();
     let heartbeat = Duration::from_millis(300);
     loop_rt().block_on(async move {
         let looped = tokio::spawn(run_loop(
@@ -1364,6 +1339,34 @@ fn count_writes(sim: &Sim, attr: &str) -> usize {
         .iter()
         .filter(|w| w.path.ends_with(attr))
         .count()
+}
+
+/// An agent on the demo host for the loop, writing its status file, with the
+/// simulator's kernel events forwarded to the returned receiver.
+fn status_loop_agent(
+    dir: &Path,
+    policy_text: &str,
+) -> (
+    Sim,
+    Agent,
+    std::path::PathBuf,
+    tokio::sync::mpsc::Receiver<SourceItem>,
+) {
+    let sim = Sim::new(dir, &demo_spec()).unwrap();
+    let events = sim.subscribe(Flavour::Kernel);
+    let status_path = dir.join("status.json");
+    let agent = Agent::new(
+        AgentConfig {
+            sysfs: sim.sysfs(),
+            status_path: Some(status_path.clone()),
+        },
+        Arc::new(sim.clone()),
+        policy(policy_text),
+        Instant::now(),
+    );
+    let (etx, erx) = tokio::sync::mpsc::channel(1024);
+    forward_events(events, etx).unwrap();
+    (sim, agent, status_path, erx)
 }
 
 async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
