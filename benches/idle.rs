@@ -30,16 +30,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hbad::sim::Sim;
 
-use common::fc_machine;
+use common::{fc_machine, start_agent, Notify};
 
 /// What `systemd/hbad.service` sets: the agent pings every 30 s.
 const WATCHDOG_USEC: &str = "60000000";
@@ -110,82 +106,18 @@ struct Idle {
     busiest: String,
 }
 
-/// Drains the notify socket on a thread (as systemd would read it), noting READY=1.
-fn listen(sock: UnixDatagram, ready: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while !stop.load(Ordering::Relaxed) {
-            if let Ok(n) = sock.recv(&mut buf) {
-                if String::from_utf8_lossy(&buf[..n])
-                    .lines()
-                    .any(|l| l == "READY=1")
-                {
-                    ready.store(true, Ordering::Relaxed);
-                }
-            }
-        }
-    });
-}
-
-fn start(hbad: &Path, sim: &Sim, dir: &Path, state: &Path, notify: &Path) -> Child {
-    let sysfs = sim.sysfs();
-    let policy = dir.join("hbad.toml");
-    fs::write(
-        &policy,
-        format!(
-            "[ownership]\nstate_file = \"{}\"\n",
-            state.join("owned.json").display()
-        ),
-    )
-    .expect("write the policy");
-    Command::new(hbad)
-        .arg("--sysfs-root")
-        .arg(sysfs.root())
-        .arg("--dev-root")
-        .arg(sysfs.dev_root())
-        .arg("--policy")
-        .arg(&policy)
-        .args(["run", "--no-journal", "--udev", "off", "--status-file"])
-        .arg(dir.join("status.json"))
-        .arg("--metrics")
-        .arg(dir.join("hbad.prom"))
-        .env("NOTIFY_SOCKET", notify)
-        .env("WATCHDOG_USEC", WATCHDOG_USEC)
-        .env_remove("WATCHDOG_PID")
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(dir.join("hbad.log")).expect("log file"))
-        .spawn()
-        .expect("start hbad run")
-}
-
 fn measure(hbad: &Path, sim: &Sim, dir: &Path, state: &Path, watch: Duration) -> Idle {
-    let notify = dir.join("notify");
-    let _ = fs::remove_file(&notify);
-    let sock = UnixDatagram::bind(&notify).expect("notify socket");
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("notify timeout");
-    let (ready, stop) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicBool::new(false)),
+    let notify = Notify::bind(&dir.join("notify"));
+    let mut child = start_agent(
+        hbad,
+        &sim.sysfs(),
+        dir,
+        state,
+        notify.path(),
+        Some(WATCHDOG_USEC),
     );
-    listen(sock, ready.clone(), stop.clone());
-    let mut child = start(hbad, sim, dir, state, &notify);
     let pid = child.id();
-    let t = Instant::now();
-    while !ready.load(Ordering::Relaxed) {
-        assert!(
-            t.elapsed() < Duration::from_secs(600),
-            "no READY=1 from {}",
-            hbad.display()
-        );
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "{} exited before READY=1: {}",
-            hbad.display(),
-            fs::read_to_string(dir.join("hbad.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    notify.wait_ready(&mut child, &dir.join("hbad.log"));
     std::thread::sleep(SETTLE);
     let status = dir.join("status.json");
     let inode = || fs::metadata(&status).map(|m| m.ino()).unwrap_or(0);
@@ -206,7 +138,7 @@ fn measure(hbad: &Path, sim: &Sim, dir: &Path, state: &Path, watch: Duration) ->
     // SAFETY: kill(2) on the child's pid, which has not been waited for yet.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
     let _ = child.wait();
-    stop.store(true, Ordering::Relaxed);
+    drop(notify);
     // By name and tid: unnamed threads carry the process's name.
     let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
     for (tid, (name, n)) in &after.threads {

@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use hbad::graph::Graph;
 use hbad::sim::Sim;
-use hbad::sysfs::Sysfs;
+use hbad::sysfs::{Detail, Sysfs};
 
-use common::{fc_machine as machine, spread, CountingAlloc, Memory};
+use common::{fc_machine as machine, spread, start_agent, CountingAlloc, Memory, Notify};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -197,24 +197,54 @@ fn build(dir: &str, luns: u64) {
     println!("{}", start.elapsed().as_secs_f64());
 }
 
-/// Role `graph SYS DEV`: the graph's nodes and heap, then one load time in ms per
-/// line of input (the parent pairs each with an lsscsi run).
+/// Role `graph SYS DEV`: the graph's nodes and heap, read in full and as the agent
+/// reads it, then one load time in seconds per line of input, `full` or `agent`
+/// (the parent pairs each with an lsscsi run).
 fn graph(sys: &str, dev: &str) {
     let sysfs = Sysfs::new(sys, dev);
-    let before = Memory::now();
-    let graph = Graph::load(&sysfs);
-    let heap = Memory::now().heap.saturating_sub(before.heap);
-    println!("{} {heap}", graph.len());
-    drop(graph);
+    let heap_of = |detail| {
+        let before = Memory::now();
+        let graph = Graph::load_with(&sysfs, detail);
+        (graph.len(), Memory::now().heap.saturating_sub(before.heap))
+    };
+    let (nodes, full) = heap_of(Detail::Full);
+    let (_, agent) = heap_of(Detail::Agent);
+    println!("{nodes} {full} {agent}");
     let mut line = String::new();
     use std::io::{BufRead, Write};
     let stdin = std::io::stdin();
     while stdin.lock().read_line(&mut line).is_ok_and(|n| n > 0) {
+        let detail = match line.trim() {
+            "agent" => Detail::Agent,
+            _ => Detail::Full,
+        };
         line.clear();
         let start = Instant::now();
-        drop(Graph::load(&sysfs));
+        drop(Graph::load_with(&sysfs, detail));
         println!("{}", start.elapsed().as_secs_f64());
         let _ = std::io::stdout().flush();
+    }
+}
+
+/// `hbad run` from its start to READY=1 (the daemon's cold plug and boot, as
+/// systemd sees it), with its resident memory then (VmRSS) in place of a peak.
+fn agent_ready(hbad: &Path, sysfs: &Sysfs, scratch: &Path) -> Run {
+    let dir = tempfile::Builder::new()
+        .prefix("agent-")
+        .tempdir_in(scratch)
+        .expect("temporary directory");
+    let state = tempfile::tempdir().expect("temporary directory");
+    let notify = Notify::bind(&dir.path().join("notify"));
+    let start = Instant::now();
+    let mut child = start_agent(hbad, sysfs, dir.path(), state.path(), notify.path(), None);
+    let ready = notify.wait_ready(&mut child, &dir.path().join("hbad.log"));
+    let status = fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    // SAFETY: kill(2) on our own child, not yet waited for.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = child.wait();
+    Run {
+        wall: ready.saturating_duration_since(start),
+        max_rss_kib: common::status_field(&status, "VmRSS:"),
     }
 }
 
@@ -287,13 +317,13 @@ fn main() {
         let mut line = String::new();
         use std::io::{BufRead, Write};
         from_graph.read_line(&mut line).unwrap();
-        let (nodes, heap) = line
-            .trim()
-            .split_once(' ')
-            .map(|(n, h)| (n.parse::<usize>().unwrap(), h.parse::<usize>().unwrap()))
-            .unwrap();
-        let mut load = || {
-            writeln!(to_graph).unwrap();
+        let figures: Vec<usize> = line
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let (nodes, heap, agent_heap) = (figures[0], figures[1], figures[2]);
+        let mut load = |detail: &str| {
+            writeln!(to_graph, "{detail}").unwrap();
             line.clear();
             from_graph.read_line(&mut line).unwrap();
             Run {
@@ -301,11 +331,14 @@ fn main() {
                 max_rss_kib: 0,
             }
         };
+        let per_node = |heap: usize| heap as f64 / nodes.max(1) as f64;
         println!(
-            "\n{luns} LUNs: {nodes} graph nodes, {:.1} MiB heap, {:.0} B/node \
-             (tree built in {built:.1} s)",
+            "\n{luns} LUNs: {nodes} graph nodes; heap {:.1} MiB, {:.0} B/node read in full, \
+             {:.1} MiB, {:.0} B/node as the agent reads it (tree built in {built:.1} s)",
             heap as f64 / (1024.0 * 1024.0),
-            heap as f64 / nodes.max(1) as f64,
+            per_node(heap),
+            agent_heap as f64 / (1024.0 * 1024.0),
+            per_node(agent_heap),
         );
         println!(
             "  {:<28} {:>10} {:>8} {:>10} {:>8}  hbad/lsscsi",
@@ -349,11 +382,37 @@ fn main() {
             let (h, l, r) = pair(runs, &mut tree_h, have.then_some(&mut tree_l as _));
             row(&format!("{label} tree / lsscsi -t -y"), &h, &l, &r);
         }
-        // Cold plug (the daemon's start) against lsscsi's whole run.
-        let (h, l, r) = pair(runs, &mut load, have.then_some(&mut luns_l as _));
+        // Cold plug against lsscsi's whole run: every attribute (`show`, JSON), and
+        // what the agent reads.
+        let (h, l, r) = pair(runs, &mut || load("full"), have.then_some(&mut luns_l as _));
         row("Graph::load / lsscsi -y", &h, &l, &r);
+        let (h, l, r) = pair(
+            runs,
+            &mut || load("agent"),
+            have.then_some(&mut luns_l as _),
+        );
+        row("agent's load / lsscsi -y", &h, &l, &r);
         drop(to_graph);
         let _ = graph_child.wait();
+        // The daemon's start as systemd sees it; its memory once ready.
+        for (label, binary) in
+            std::iter::once(("hbad", &hbad)).chain(baseline.iter().map(|b| ("baseline", b)))
+        {
+            let mut ready = || agent_ready(binary, &sysfs, &base);
+            let (h, l, r) = pair(runs, &mut ready, have.then_some(&mut luns_l as _));
+            row(&format!("{label} run -> READY=1"), &h, &l, &r);
+            let rss = median(
+                &h.iter()
+                    .map(|r| r.max_rss_kib as f64 * 1024.0)
+                    .collect::<Vec<_>>(),
+            );
+            println!(
+                "  {:<28} VmRSS after READY=1 {:.1} MiB: {:.0} B per graph node",
+                format!("{label} run"),
+                rss / (1024.0 * 1024.0),
+                rss / nodes.max(1) as f64
+            );
+        }
         let _ = fs::remove_dir_all(&dir);
     }
 }

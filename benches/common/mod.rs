@@ -197,3 +197,122 @@ pub fn fc_machine(luns: u64) -> SimSpec {
     }
     spec
 }
+
+/// A notify socket as systemd gives one to a `Type=notify` service, drained by a
+/// thread that notes when READY=1 came.
+pub struct Notify {
+    path: std::path::PathBuf,
+    ready_at: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Notify {
+    pub fn bind(path: &std::path::Path) -> Notify {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{Arc, Mutex};
+        let _ = std::fs::remove_file(path);
+        let sock = std::os::unix::net::UnixDatagram::bind(path).expect("notify socket");
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(100)))
+            .expect("notify timeout");
+        let (ready_at, stop) = (Arc::new(Mutex::new(None)), Arc::new(AtomicBool::new(false)));
+        let (r, s) = (ready_at.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let now = std::time::Instant::now();
+                    if String::from_utf8_lossy(&buf[..n])
+                        .lines()
+                        .any(|l| l == "READY=1")
+                    {
+                        r.lock().unwrap().get_or_insert(now);
+                    }
+                }
+            }
+        });
+        Notify {
+            path: path.to_path_buf(),
+            ready_at,
+            stop,
+        }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Waits for READY=1 from `child`; panics with its log when it exits first or
+    /// says nothing for ten minutes. Returns when READY=1 was received.
+    pub fn wait_ready(
+        &self,
+        child: &mut std::process::Child,
+        log: &std::path::Path,
+    ) -> std::time::Instant {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(at) = *self.ready_at.lock().unwrap() {
+                return at;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(600),
+                "no READY=1"
+            );
+            assert!(
+                child.try_wait().expect("wait").is_none(),
+                "hbad exited before READY=1: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+}
+
+impl Drop for Notify {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `hbad run` as systemd starts it, on a simulated tree: a notify socket, a
+/// policy with no vHBAs (only where hbad keeps its ownership state, `state`), no
+/// journal, no udev monitor, the status and metrics files and its log (`hbad.log`)
+/// in `dir`. `watchdog_usec` is `WATCHDOG_USEC` when given.
+pub fn start_agent(
+    hbad: &std::path::Path,
+    sysfs: &hbad::sysfs::Sysfs,
+    dir: &std::path::Path,
+    state: &std::path::Path,
+    notify: &std::path::Path,
+    watchdog_usec: Option<&str>,
+) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    let policy = dir.join("hbad.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[ownership]\nstate_file = \"{}\"\n",
+            state.join("owned.json").display()
+        ),
+    )
+    .expect("write the policy");
+    let mut cmd = Command::new(hbad);
+    cmd.arg("--sysfs-root")
+        .arg(sysfs.root())
+        .arg("--dev-root")
+        .arg(sysfs.dev_root())
+        .arg("--policy")
+        .arg(&policy)
+        .args(["run", "--no-journal", "--udev", "off", "--status-file"])
+        .arg(dir.join("status.json"))
+        .arg("--metrics")
+        .arg(dir.join("hbad.prom"))
+        .env("NOTIFY_SOCKET", notify)
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("hbad.log")).expect("log file"));
+    if let Some(usec) = watchdog_usec {
+        cmd.env("WATCHDOG_USEC", usec);
+    }
+    cmd.spawn().expect("start hbad run")
+}

@@ -26,7 +26,7 @@ use crate::ownership::OwnedState;
 use crate::plan::{declared, plan, Action, HostRef, Recorded, Step, WaitReason};
 use crate::policy::{Policy, PolicyErrors};
 use crate::sysfs::writes::AttrWriter;
-use crate::sysfs::{devpath_name, Sysfs};
+use crate::sysfs::{devpath_name, Detail, Sysfs};
 use crate::uevent::fc_event::{posts_link_events, FcItem};
 use crate::uevent::source::CounterSnapshot;
 use crate::uevent::{Rejection, SourceItem};
@@ -131,7 +131,8 @@ impl Agent {
         policy: Policy,
         now: Instant,
     ) -> Agent {
-        let graph = Graph::load(&config.sysfs);
+        // Only what the agent acts and reports on: a third fewer reads per LUN.
+        let graph = Graph::load_with(&config.sysfs, Detail::Agent);
         let scanner = Scanner::new(
             writer.clone(),
             config.sysfs.clone(),
@@ -344,7 +345,7 @@ impl Agent {
 
     /// Lost events cannot be replayed: read sysfs again and act on the differences.
     fn resync(&mut self) -> Vec<Change> {
-        let fresh = Graph::load(&self.sysfs);
+        let fresh = Graph::load_with(&self.sysfs, self.graph.detail());
         let changes = Graph::diff(&self.graph, &fresh);
         self.graph = fresh;
         self.watched = Watched::of(&self.graph);

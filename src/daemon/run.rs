@@ -126,9 +126,16 @@ pub async fn run(
 
     let started = Instant::now();
     agent.boot(started);
-    agent.write_status();
     let mut ready = false;
     let mut said = String::new();
+    if agent.boot_settled() {
+        // Nothing to wait for (no vHBA to create): ready now, not at the first poll.
+        settle(
+            &mut agent, &mut ready, &mut said, started, started, &timings,
+        );
+    } else {
+        agent.write_status();
+    }
     let mut batch: Vec<SourceItem> = Vec::new();
     let mut deadline: Option<TokioInstant> = None;
     let mut events_open = true;

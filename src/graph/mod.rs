@@ -21,15 +21,18 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::sysfs::{
-    devpath_name, host_number, parent_devpath, port_address, target_address, BlockIndex, BlockInfo,
-    Detail, FcHostInfo, Hctl, LunInfo, RemotePortInfo, ScsiHostInfo, Sysfs, TargetInfo, VportInfo,
+    devpath_name, host_number, parent_devpath, port_address, target_address, BlockInfo, Detail,
+    FcHostInfo, Hctl, LunInfo, RemotePortInfo, ScsiHostInfo, TargetInfo, VportInfo,
 };
 use crate::uevent::{Action, Uevent};
 use crate::wwn::Wwn;
 
 mod apply;
 pub mod describe;
+mod load;
 mod query;
+
+use load::read_kind;
 
 pub use apply::{Change, Notice};
 pub use query::Lookup;
@@ -72,6 +75,16 @@ impl NodeKind {
             NodeKind::Target(_) => "target",
             NodeKind::Lun(_) => "LUN",
             NodeKind::Disk(_) => "disk",
+        }
+    }
+
+    /// Leaves out what a graph of `detail` does not keep: an event's device is
+    /// read in full.
+    fn trim_to(&mut self, detail: Detail) {
+        match self {
+            NodeKind::Lun(l) => l.trim_to(detail),
+            NodeKind::Disk(d) => d.info.trim_to(detail),
+            _ => {}
         }
     }
 
@@ -259,6 +272,8 @@ pub struct Graph {
     by_hctl: HashMap<Hctl, NodeId>,
     by_disk: HashMap<Box<str>, NodeId>,
     notice_records: NoticeRecords,
+    /// What the graph keeps of each LUN and disk (see [`Detail`]).
+    detail: Detail,
 }
 
 /// Records already made for notices, valid while the graph has not changed since
@@ -303,80 +318,9 @@ impl Graph {
         Graph::default()
     }
 
-    /// Cold plug: builds the graph from what sysfs shows now.
-    ///
-    /// Devices are found through the class and bus directories, then read in
-    /// parallel (each device's directory opened once, see
-    /// [`crate::sysfs::DeviceDir`]) while another thread reads the by-* links, and
-    /// put in place parents first.
-    pub fn load(sysfs: &Sysfs) -> Graph {
-        Graph::load_with(sysfs, Detail::Full)
-    }
-
-    /// Cold plug reading only what `detail` asks for: [`Detail::Listing`] for the
-    /// text views, which show a few attributes of many LUNs. Such a graph is for
-    /// display only: the agent and the planner use [`Graph::load`].
-    pub fn load_with(sysfs: &Sysfs, detail: Detail) -> Graph {
-        let mut found: Vec<(usize, String, DeviceClass)> = Vec::new();
-        let mut push = |devpath: String, class| found.push((depth(&devpath), devpath, class));
-        let owner = |class_devpath: String| {
-            parent_devpath(&class_devpath)
-                .and_then(parent_devpath)
-                .map(str::to_string)
-        };
-        for (class_dir, class) in [
-            ("scsi_host", DeviceClass::Host),
-            ("fc_vports", DeviceClass::Vport),
-            ("fc_remote_ports", DeviceClass::RemotePort),
-        ] {
-            for devpath in sysfs
-                .class_devpaths(class_dir)
-                .into_iter()
-                .filter_map(owner)
-            {
-                push(devpath, class);
-            }
-        }
-        for devpath in sysfs.scsi_bus_devpaths() {
-            if let Some(class @ (DeviceClass::Target | DeviceClass::Lun | DeviceClass::Host)) =
-                DeviceClass::of_name(devpath_name(&devpath))
-            {
-                push(devpath, class);
-            }
-        }
-        // Parents before children, so every node finds its parent already in place.
-        found.sort_by(depth_order);
-        found.dedup_by(|a, b| a.1 == b.1);
-
-        let (parts, links) = std::thread::scope(|scope| {
-            let links = scope.spawn(|| sysfs.stable_links());
-            let index = sysfs.block_index();
-            let parts = read_all(sysfs, &found, detail, &index);
-            let links = links
-                .join()
-                .unwrap_or_else(|e| std::panic::resume_unwind(e));
-            (parts, links)
-        });
-        drop(found);
-        let mut graph = Graph::new();
-        let total = parts.iter().map(|p| p.devices.len() + p.disks.len()).sum();
-        graph.slots.reserve_exact(total);
-        graph.by_devpath.reserve(total);
-        // Each part is in the order found (parents first) and is freed once in
-        // place, so that the devices read are never held twice; disks, which
-        // nothing sits under, go last.
-        let mut disks = Vec::with_capacity(parts.len());
-        for part in parts {
-            for (devpath, kind) in part.devices {
-                graph.insert_at(devpath, kind);
-            }
-            disks.push(part.disks);
-        }
-        for (devpath, mut disk) in disks.into_iter().flatten() {
-            disk.links = links.paths_of(&disk.info.name);
-            graph.insert_at(devpath, NodeKind::Disk(disk));
-        }
-        graph
+    /// What the graph keeps of each LUN and disk: what it was loaded with.
+    pub fn detail(&self) -> Detail {
+        self.detail
     }
 
     pub fn len(&self) -> usize {
@@ -477,7 +421,10 @@ impl Graph {
         self.insert_at(Devpath::from(devpath), kind)
     }
 
-    fn insert_at(&mut self, devpath: Devpath, kind: NodeKind) -> NodeId {
+    fn insert_at(&mut self, devpath: Devpath, mut kind: NodeKind) -> NodeId {
+        if self.detail != Detail::Full {
+            kind.trim_to(self.detail);
+        }
         if let Some(&id) = self.by_devpath.get(&*devpath) {
             self.replace_kind(id, kind);
             return id;
@@ -677,171 +624,6 @@ impl IndexKey {
 fn remove_if_points_to<K: std::hash::Hash + Eq>(map: &mut HashMap<K, NodeId>, key: &K, id: NodeId) {
     if map.get(key) == Some(&id) {
         map.remove(key);
-    }
-}
-
-/// How deep a devpath is: parents are shallower than their children.
-fn depth(devpath: &str) -> usize {
-    devpath.bytes().filter(|&c| c == b'/').count()
-}
-
-/// Shallower first, then by devpath: the order in which cold plug inserts.
-fn depth_order<T>(a: &(usize, String, T), b: &(usize, String, T)) -> std::cmp::Ordering {
-    a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1))
-}
-
-/// Below this many devices cold plug reads them on the calling thread.
-const PARALLEL_MIN: usize = 256;
-
-/// The devices one reader read, in the order found, and the disks of its LUNs.
-/// Devpaths are made here, in the form the graph keeps, so that putting them in
-/// place copies nothing.
-struct ReadPart {
-    devices: Vec<(Devpath, NodeKind)>,
-    disks: Vec<(Devpath, Disk)>,
-}
-
-/// Reads every device found, in parts that keep the order found; spread over
-/// the machine's cores for large trees (the reads are system calls, not CPU).
-fn read_all(
-    sysfs: &Sysfs,
-    found: &[(usize, String, DeviceClass)],
-    detail: Detail,
-    index: &BlockIndex,
-) -> Vec<ReadPart> {
-    let read_some = |part: &[(usize, String, DeviceClass)]| {
-        let mut out = ReadPart {
-            devices: Vec::with_capacity(part.len()),
-            disks: Vec::new(),
-        };
-        for (_, devpath, class) in part {
-            if *class == DeviceClass::Lun {
-                if let Ok((lun, disks)) = sysfs.read_lun_and_disks(devpath, detail, index) {
-                    for info in disks {
-                        let disk = Devpath::from(format!("{devpath}/block/{}", info.name));
-                        out.disks.push((
-                            disk,
-                            Disk {
-                                info,
-                                links: Vec::new(),
-                            },
-                        ));
-                    }
-                    out.devices
-                        .push((devpath.as_str().into(), NodeKind::Lun(Box::new(lun))));
-                    continue;
-                }
-            }
-            out.devices
-                .push((devpath.as_str().into(), read_kind(sysfs, devpath, *class)));
-        }
-        out
-    };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
-    if found.len() < PARALLEL_MIN || threads == 1 {
-        return vec![read_some(found)];
-    }
-    let chunk = found.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = found
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || read_some(part)))
-            .collect();
-        parts
-            .into_iter()
-            .map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    })
-}
-
-/// Reads one device's attributes; a device already gone from sysfs (its removal event
-/// is on the way) still gets a node with what its name tells, so that the events
-/// that follow find it.
-fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> NodeKind {
-    let name = devpath_name(devpath);
-    match class {
-        DeviceClass::Host => {
-            let scsi = sysfs
-                .read_scsi_host(devpath)
-                .unwrap_or_else(|_| ScsiHostInfo {
-                    number: host_number(name).unwrap_or(u32::MAX),
-                    proc_name: None,
-                    unique_id: None,
-                    state: None,
-                });
-            let fc = sysfs.read_fc_host(devpath).ok().flatten();
-            NodeKind::Host(Box::new(Host { scsi, fc }))
-        }
-        DeviceClass::Vport => {
-            NodeKind::Vport(Box::new(sysfs.read_vport(devpath).unwrap_or_else(|_| {
-                VportInfo {
-                    name: name.to_string(),
-                    wwpn: None,
-                    wwnn: None,
-                    vport_state: None,
-                    vport_last_state: None,
-                    vport_type: None,
-                    symbolic_name: None,
-                    roles: None,
-                }
-            })))
-        }
-        DeviceClass::RemotePort => {
-            NodeKind::RemotePort(Box::new(sysfs.read_remote_port(devpath).unwrap_or_else(
-                |_| RemotePortInfo {
-                    name: name.to_string(),
-                    wwpn: None,
-                    wwnn: None,
-                    port_id: None,
-                    roles: Vec::new(),
-                    port_state: None,
-                    scsi_target_id: None,
-                },
-            )))
-        }
-        DeviceClass::Target => NodeKind::Target(sysfs.read_target(devpath).unwrap_or_else(|_| {
-            let (host, channel, id) = target_address(name).unwrap_or((u32::MAX, 0, 0));
-            TargetInfo {
-                name: name.to_string(),
-                host,
-                channel,
-                id,
-            }
-        })),
-        DeviceClass::Lun => NodeKind::Lun(Box::new(sysfs.read_lun(devpath).unwrap_or_else(|_| {
-            LunInfo {
-                hctl: name.parse().unwrap_or(Hctl {
-                    host: u32::MAX,
-                    channel: 0,
-                    target: 0,
-                    lun: 0,
-                }),
-                vendor: None,
-                model: None,
-                rev: None,
-                scsi_type: None,
-                state: None,
-                wwid: None,
-                serial: None,
-                driver: None,
-            }
-        }))),
-        DeviceClass::Disk => {
-            let info = sysfs.read_block(devpath).unwrap_or_else(|_| BlockInfo {
-                name: name.to_string(),
-                major_minor: None,
-                size_bytes: None,
-                read_only: None,
-                removable: None,
-                multipath: None,
-            });
-            NodeKind::Disk(Disk {
-                info,
-                links: Vec::new(),
-            })
-        }
     }
 }
 

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use super::dir::EntryKind;
+use super::dir::{DirAt, EntryKind};
 use super::{DeviceDir, Hctl, MultipathMap, Sysfs};
 
 /// Whole disks by the SCSI device they sit on, and the multipath maps over them.
@@ -102,7 +102,7 @@ impl BlockIndex {
 
     /// The names of the whole disks on a LUN whose directory is `lun`: from the
     /// index, or from the LUN's `block/` when the tree has no `block/` to index.
-    pub fn disks_of(&self, hctl: Hctl, lun: &DeviceDir) -> Vec<String> {
+    pub fn disks_of(&self, hctl: Hctl, lun: &DirAt) -> Vec<String> {
         match self.indexed_disks_of(hctl) {
             Some(names) => names.map(str::to_string).collect(),
             None => lun.names("block"),
@@ -111,7 +111,7 @@ impl BlockIndex {
 
     /// The multipath map a disk is a path of: from the maps' `slaves/`, or from
     /// the disk's `holders/` (its directory, `disk`) when the tree has no `block/`.
-    pub fn multipath_of(&self, name: &str, disk: &DeviceDir) -> Option<MultipathMap> {
+    pub fn multipath_of(&self, name: &str, disk: &DirAt) -> Option<MultipathMap> {
         if !self.is_indexed() {
             return holders_map(disk);
         }
@@ -146,7 +146,7 @@ fn multipath_map(attrs: &DeviceDir, dm: &str) -> Option<MultipathMap> {
 }
 
 /// The multipath map among a disk's holders (`holders/dm-N/dm/uuid` = `mpath-...`).
-fn holders_map(disk: &DeviceDir) -> Option<MultipathMap> {
+fn holders_map(disk: &DirAt) -> Option<MultipathMap> {
     disk.names("holders").into_iter().find_map(|dm| {
         let attrs = disk.sub(&format!("holders/{dm}/dm")).ok()?;
         multipath_map(&attrs, &dm)
@@ -218,12 +218,12 @@ mod tests {
                     .find(|d| d.ends_with(&format!("/{}", lun(t, l))))
                     .unwrap();
                 let lun_dir = DeviceDir::open(&sysfs.path(&devpath)).unwrap();
-                let disks = index.disks_of(lun(t, l), &lun_dir);
+                let disks = index.disks_of(lun(t, l), &lun_dir.here());
                 // What the LUN's own block/ shows, which is what a tree without
                 // block/ is read from.
-                assert_eq!(disks, bare.disks_of(lun(t, l), &lun_dir));
+                assert_eq!(disks, bare.disks_of(lun(t, l), &lun_dir.here()));
                 assert_eq!(disks.len(), 1);
-                let disk_dir = lun_dir.sub(&format!("block/{}", disks[0])).unwrap();
+                let disk_dir = lun_dir.here().below(&format!("block/{}", disks[0]));
                 let map = index.multipath_of(&disks[0], &disk_dir);
                 assert_eq!(map, bare.multipath_of(&disks[0], &disk_dir));
                 assert_eq!(map, sysfs.multipath_map_of(&disks[0]));

@@ -15,6 +15,7 @@
 //! only (a FIFO or a device where an attribute should be is not one), nothing past
 //! the bound.
 
+use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
@@ -178,6 +179,85 @@ impl DeviceDir {
         }
         names.sort();
         names
+    }
+}
+
+/// A directory below an open [`DeviceDir`] (`3:0:0:7`, `3:0:0:7/block/sdc`), read
+/// through it without being opened itself: each attribute is one `openat` on the
+/// open directory with a path of a few components. A LUN read this way costs the
+/// open and close of its directory less, and its disk as much again: on a host of
+/// tens of thousands of LUNs, a sixth of cold plug's system calls, for a path
+/// lookup of two or four components in place of one.
+#[derive(Clone, Debug)]
+pub struct DirAt<'a> {
+    dir: &'a DeviceDir,
+    /// Relative to `dir`; empty for `dir` itself.
+    path: Cow<'a, str>,
+}
+
+impl DeviceDir {
+    /// This directory itself, as a [`DirAt`].
+    pub fn here(&self) -> DirAt<'_> {
+        self.at("")
+    }
+
+    /// The directory `path` below this one, not opened (see [`DirAt`]).
+    pub fn at<'a>(&'a self, path: &'a str) -> DirAt<'a> {
+        DirAt {
+            dir: self,
+            path: Cow::Borrowed(path),
+        }
+    }
+}
+
+impl<'a> DirAt<'a> {
+    /// `name` below this directory, as a path relative to the open one.
+    fn join<'n>(&self, name: &'n str) -> Cow<'n, str> {
+        if self.path.is_empty() {
+            Cow::Borrowed(name)
+        } else {
+            Cow::Owned(format!("{}/{name}", self.path))
+        }
+    }
+
+    /// The directory `sub` below this one, not opened either.
+    pub fn below(&self, sub: &str) -> DirAt<'a> {
+        DirAt {
+            dir: self.dir,
+            path: Cow::Owned(self.join(sub).into_owned()),
+        }
+    }
+
+    /// Is this directory there? (Its attributes read as absent when it is not.)
+    pub fn exists(&self) -> bool {
+        self.path.is_empty()
+            || fstatat(self.dir.fd.as_fd(), &*self.path, AtFlags::empty())
+                .is_ok_and(|st| EntryKind::of_mode(st.st_mode) == EntryKind::Dir)
+    }
+
+    /// Opens a directory below this one.
+    pub fn sub(&self, name: &str) -> io::Result<DeviceDir> {
+        self.dir.sub(&self.join(name))
+    }
+
+    pub fn attr(&self, name: &str) -> Option<String> {
+        self.dir.attr(&self.join(name))
+    }
+
+    pub fn attr_parse<T: std::str::FromStr>(&self, name: &str) -> Option<T> {
+        self.dir.attr_parse(&self.join(name))
+    }
+
+    pub fn attr_bytes(&self, name: &str) -> Option<Vec<u8>> {
+        self.dir.attr_bytes(&self.join(name))
+    }
+
+    pub fn link_name(&self, name: &str) -> Option<String> {
+        self.dir.link_name(&self.join(name))
+    }
+
+    pub fn names(&self, name: &str) -> Vec<String> {
+        self.dir.names(&self.join(name))
     }
 }
 

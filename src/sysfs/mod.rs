@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::wwn::Wwn;
 
 mod block;
+mod bus;
 mod dir;
 mod links;
 mod multipath;
@@ -23,7 +24,8 @@ mod records;
 pub mod writes;
 
 pub use block::BlockIndex;
-pub use dir::{DeviceDir, EntryKind};
+pub use bus::ScsiBus;
+pub use dir::{DeviceDir, DirAt, EntryKind};
 pub use links::{StableLink, StableLinks, STABLE_LINK_DIRS};
 pub use multipath::MultipathMap;
 pub use records::*;

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use super::{
-    devpath_name, BlockIndex, DeviceDir, MultipathMap, Sysfs, SysfsError, VportControlDir,
+    devpath_name, BlockIndex, DeviceDir, DirAt, MultipathMap, Sysfs, SysfsError, VportControlDir,
 };
 use crate::wwn::Wwn;
 
@@ -188,13 +188,69 @@ pub struct BlockInfo {
 /// How much of a LUN and its disk cold plug reads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Detail {
-    /// Every attribute hbad keeps: what the agent, `show` and JSON output need.
+    /// Every attribute hbad keeps: what `show` and JSON output need.
     #[default]
     Full,
+    /// What the agent acts and reports on: a LUN's vendor, model and state (its
+    /// journal lines), its wwid (the planner groups paths of one volume by it),
+    /// its disk's size, links and multipath map. Rev, type, VPD serial, driver,
+    /// dev, ro and removable are shown only by the CLI, which reads them itself:
+    /// the agent never reads them, and a graph of this detail leaves them `None`
+    /// in what events bring too (see [`LunInfo::trim_to`]).
+    Agent,
     /// What the text listings show (`luns`, `tree`, `list`): a LUN's vendor, model,
     /// type and state and its disk's size. The rest (rev, wwid, VPD serial, driver,
     /// dev, ro, removable) stays `None`: half the reads on a host of many LUNs.
     Listing,
+}
+
+impl Detail {
+    fn rev(self) -> bool {
+        self == Detail::Full
+    }
+
+    fn scsi_type(self) -> bool {
+        self != Detail::Agent
+    }
+
+    fn wwid(self) -> bool {
+        self != Detail::Listing
+    }
+
+    /// VPD serial, driver; a disk's dev, ro and removable.
+    fn rest(self) -> bool {
+        self == Detail::Full
+    }
+}
+
+impl LunInfo {
+    /// Leaves out what `detail` does not read: what a graph of that detail keeps
+    /// of a LUN an event made it read in full.
+    pub fn trim_to(&mut self, detail: Detail) {
+        let keep = |v: &mut Option<String>, yes: bool| {
+            if !yes {
+                *v = None;
+            }
+        };
+        keep(&mut self.rev, detail.rev());
+        keep(&mut self.wwid, detail.wwid());
+        keep(&mut self.serial, detail.rest());
+        keep(&mut self.driver, detail.rest());
+        if !detail.scsi_type() {
+            self.scsi_type = None;
+        }
+    }
+}
+
+impl BlockInfo {
+    /// Leaves out what `detail` does not read (see [`LunInfo::trim_to`]).
+    pub fn trim_to(&mut self, detail: Detail) {
+        if !detail.rest() {
+            self.major_minor = None;
+            self.read_only = None;
+            self.removable = None;
+        }
+    }
 }
 
 /// SCSI peripheral device type names, as lsscsi prints them.
@@ -368,16 +424,16 @@ impl Sysfs {
             .parse()
             .map_err(|_| self.name_error(devpath, "SCSI device (H:C:T:L)"))?;
         let dir = self.device_dir(devpath, "SCSI device")?;
-        Ok(lun_info(hctl, &dir, Detail::Full))
+        Ok(lun_info(hctl, &dir.here(), Detail::Full))
     }
 
     /// Reads a whole-disk block device (`/devices/.../H:C:T:L/block/sdX`).
     pub fn read_block(&self, devpath: &str) -> Result<BlockInfo, SysfsError> {
         let dir = self.device_dir(devpath, "block device")?;
-        let multipath = BlockIndex::default().multipath_of(devpath_name(devpath), &dir);
+        let multipath = BlockIndex::default().multipath_of(devpath_name(devpath), &dir.here());
         Ok(block_info(
             devpath_name(devpath).to_string(),
-            &dir,
+            &dir.here(),
             Detail::Full,
             multipath,
         ))
@@ -396,14 +452,16 @@ impl Sysfs {
             .parse()
             .map_err(|_| self.name_error(devpath, "SCSI device (H:C:T:L)"))?;
         let dir = self.device_dir(devpath, "SCSI device")?;
-        Ok(read_lun_dir(hctl, &dir, detail, index))
+        Ok(read_lun_dir(hctl, &dir.here(), detail, index))
     }
 }
 
-/// A LUN and its disks from the LUN's open directory.
+/// A LUN and its disks from the LUN's directory, `dir` (opened, or read through
+/// its target's: see [`DirAt`]). A LUN whose directory is gone reads as its
+/// address alone, with no disk.
 pub fn read_lun_dir(
     hctl: Hctl,
-    dir: &DeviceDir,
+    dir: &DirAt,
     detail: Detail,
     index: &BlockIndex,
 ) -> (LunInfo, Vec<BlockInfo>) {
@@ -411,38 +469,42 @@ pub fn read_lun_dir(
         .disks_of(hctl, dir)
         .into_iter()
         .filter_map(|name| {
-            let disk = dir.sub(&format!("block/{name}")).ok()?;
+            let disk = dir.below(&format!("block/{name}"));
             let multipath = index.multipath_of(&name, &disk);
-            Some(block_info(name, &disk, detail, multipath))
+            let info = block_info(name, &disk, detail, multipath);
+            // Nothing read: is the disk gone (the index was read before)?
+            let unread = info.size_bytes.is_none() && info.major_minor.is_none();
+            (!unread || disk.exists()).then_some(info)
         })
         .collect();
     (lun_info(hctl, dir, detail), disks)
 }
 
-fn lun_info(hctl: Hctl, dir: &DeviceDir, detail: Detail) -> LunInfo {
-    let full = detail == Detail::Full;
+fn lun_info(hctl: Hctl, dir: &DirAt, detail: Detail) -> LunInfo {
+    let text = |yes: bool, name| yes.then(|| non_empty(dir.attr(name))).flatten();
     LunInfo {
         hctl,
         vendor: non_empty(dir.attr("vendor")),
         model: non_empty(dir.attr("model")),
-        rev: full.then(|| non_empty(dir.attr("rev"))).flatten(),
-        scsi_type: dir.attr_parse("type"),
+        rev: text(detail.rev(), "rev"),
+        scsi_type: detail.scsi_type().then(|| dir.attr_parse("type")).flatten(),
         state: non_empty(dir.attr("state")),
-        wwid: full.then(|| non_empty(dir.attr("wwid"))).flatten(),
-        serial: full
+        wwid: text(detail.wwid(), "wwid"),
+        serial: detail
+            .rest()
             .then(|| dir.attr_bytes("vpd_pg80").and_then(|p| vpd80_serial(&p)))
             .flatten(),
-        driver: full.then(|| dir.link_name("driver")).flatten(),
+        driver: detail.rest().then(|| dir.link_name("driver")).flatten(),
     }
 }
 
 fn block_info(
     name: String,
-    dir: &DeviceDir,
+    dir: &DirAt,
     detail: Detail,
     multipath: Option<MultipathMap>,
 ) -> BlockInfo {
-    let full = detail == Detail::Full;
+    let full = detail.rest();
     let sectors: Option<u64> = dir.attr_parse("size");
     BlockInfo {
         name,

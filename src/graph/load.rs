@@ -1,0 +1,404 @@
+//! Cold plug: the graph built from what sysfs shows now.
+//!
+//! The walk follows the kernel's own nesting, so that each device's directory is
+//! opened once and relative to its parent's. `class/scsi_host`, `class/fc_vports`
+//! and `class/fc_remote_ports` name the hosts, vports and remote ports, and
+//! `bus/scsi/devices` the hosts and targets (a readlink each: a few per host). The
+//! LUNs are found by listing each target's directory, never by resolving the bus
+//! link of each of tens of thousands of LUNs (see [`ScsiBus`]), and read relative
+//! to it; their disks come from one pass over `block/` ([`BlockIndex`]) and the
+//! by-* links from one pass over `/dev/disk` ([`crate::sysfs::StableLinks`]), both
+//! on threads of their own while the devices are read.
+//!
+//! The reading is spread over the machine's cores in two rounds: hosts, ports and
+//! targets (listing the LUNs of each), then the LUNs in blocks of one target each.
+//! The nodes are put in place parents first, in the order of a walk by depth then
+//! devpath, whatever the order they were read in.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::{DeviceClass, Devpath, Disk, Graph, Host, NodeKind};
+use crate::sysfs::{
+    devpath_name, host_number, parent_devpath, read_lun_dir, target_address, BlockIndex, BlockInfo,
+    Detail, DeviceDir, Hctl, LunInfo, RemotePortInfo, ScsiBus, ScsiHostInfo, Sysfs, TargetInfo,
+    VportInfo,
+};
+
+/// LUNs read as one piece of work: enough to make opening their target's
+/// directory once cheap, few enough to share the LUNs of one large target among
+/// the cores.
+const LUN_BLOCK: usize = 128;
+
+/// Below this many pieces of work, reading stays on the calling thread.
+const PARALLEL_MIN: usize = 4;
+
+impl Graph {
+    /// Cold plug: builds the graph from what sysfs shows now, every attribute read.
+    pub fn load(sysfs: &Sysfs) -> Graph {
+        Graph::load_with(sysfs, Detail::Full)
+    }
+
+    /// Cold plug reading only what `detail` asks for: [`Detail::Agent`] for the
+    /// agent, [`Detail::Listing`] for the text views. The graph keeps its detail:
+    /// what events bring later is kept to it too.
+    pub fn load_with(sysfs: &Sysfs, detail: Detail) -> Graph {
+        let (devices, luns, links) = std::thread::scope(|scope| {
+            let links = scope.spawn(|| sysfs.stable_links());
+            let index = scope.spawn(|| sysfs.block_index());
+            let bus = sysfs.scsi_bus();
+            let found = devices_found(sysfs, &bus);
+            let (devices, targets) = read_devices(sysfs, &bus, &found);
+            let index = join(index);
+            let luns = read_luns(sysfs, &bus, &found, targets, detail, &index);
+            (devices, luns, join(links))
+        });
+        // Parents first: by depth, then devpath. Each list is nearly sorted
+        // already (found in that order, LUNs in target order), which the stable
+        // sort finds in a pass.
+        let mut nodes: Vec<(usize, Devpath, NodeKind)> =
+            Vec::with_capacity(devices.len() + luns.len());
+        let mut disks = Vec::with_capacity(luns.len());
+        for (devpath, kind) in devices {
+            nodes.push((depth(&devpath), devpath, kind));
+        }
+        for lun in luns {
+            nodes.push((depth(&lun.devpath), lun.devpath, NodeKind::Lun(lun.info)));
+            disks.push(lun.disks);
+        }
+        // Disks in the order of their LUNs, after every other device.
+        let mut order: Vec<u32> = (0..nodes.len() as u32).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&nodes[a as usize], &nodes[b as usize]);
+            a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1))
+        });
+        let mut graph = Graph::new();
+        graph.detail = detail;
+        let total = nodes.len() + disks.iter().map(Vec::len).sum::<usize>();
+        graph.slots.reserve_exact(total);
+        graph.by_devpath.reserve(total);
+        let first_lun = nodes.len() - disks.len();
+        let mut slots: Vec<Option<(usize, Devpath, NodeKind)>> =
+            nodes.into_iter().map(Some).collect();
+        let mut disk_order = Vec::with_capacity(disks.len());
+        for i in order {
+            let Some((_, devpath, kind)) = slots[i as usize].take() else {
+                continue;
+            };
+            graph.insert_at(devpath, kind);
+            if let Some(l) = (i as usize).checked_sub(first_lun) {
+                disk_order.push(l);
+            }
+        }
+        drop(slots);
+        let mut disks: Vec<Option<Vec<(Devpath, BlockInfo)>>> =
+            disks.into_iter().map(Some).collect();
+        for l in disk_order {
+            for (devpath, info) in disks[l].take().into_iter().flatten() {
+                let links = links.paths_of(&info.name);
+                graph.insert_at(devpath, NodeKind::Disk(Disk { info, links }));
+            }
+        }
+        graph
+    }
+}
+
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+/// How deep a devpath is: parents are shallower than their children.
+fn depth(devpath: &str) -> usize {
+    devpath.bytes().filter(|&c| c == b'/').count()
+}
+
+/// Every host, vport, remote port and target, by depth then devpath, each once.
+fn devices_found(sysfs: &Sysfs, bus: &ScsiBus) -> Vec<(String, DeviceClass)> {
+    let mut found: Vec<(usize, String, DeviceClass)> = Vec::new();
+    let mut push = |devpath: String, class| found.push((depth(&devpath), devpath, class));
+    // A class link names the class device (`.../host3/scsi_host/host3`): its
+    // owner is two levels up.
+    let owner = |class_devpath: String| {
+        parent_devpath(&class_devpath)
+            .and_then(parent_devpath)
+            .map(str::to_string)
+    };
+    for (class_dir, class) in [
+        ("scsi_host", DeviceClass::Host),
+        ("fc_vports", DeviceClass::Vport),
+        ("fc_remote_ports", DeviceClass::RemotePort),
+    ] {
+        for devpath in sysfs
+            .class_devpaths(class_dir)
+            .into_iter()
+            .filter_map(owner)
+        {
+            push(devpath, class);
+        }
+    }
+    for devpath in &bus.hosts {
+        push(devpath.clone(), DeviceClass::Host);
+    }
+    for devpath in &bus.targets {
+        push(devpath.clone(), DeviceClass::Target);
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    found.dedup_by(|a, b| a.1 == b.1);
+    found.into_iter().map(|(_, d, c)| (d, c)).collect()
+}
+
+/// Runs `work` on each of `items`, spread over the machine's cores when there
+/// are enough of them; the results in the order of `items`.
+fn spread<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8)
+        .min(items.len());
+    if items.len() < PARALLEL_MIN || threads <= 1 {
+        return items.iter().map(work).collect();
+    }
+    // Each thread takes the next item when done with one: pieces of work differ
+    // (a target of 4 LUNs, a block of 128), and a fixed share would leave a core
+    // idle while the other finishes.
+    let next = AtomicUsize::new(0);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        out.push((i, work(item)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(join).collect()
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
+/// A target's LUNs as its directory lists them (those the bus lists too).
+struct TargetLuns {
+    /// Index of the target in what was found.
+    target: usize,
+    luns: Vec<(String, Hctl)>,
+}
+
+/// Reads the hosts, ports and targets, and lists each target's LUNs.
+fn read_devices(
+    sysfs: &Sysfs,
+    bus: &ScsiBus,
+    found: &[(String, DeviceClass)],
+) -> (Vec<(Devpath, NodeKind)>, Vec<TargetLuns>) {
+    let read = spread(found, |(devpath, class)| {
+        if *class != DeviceClass::Target {
+            return (read_kind(sysfs, devpath, *class), None);
+        }
+        let name = devpath_name(devpath);
+        let Some(addr @ (host, channel, id)) = target_address(name) else {
+            return (read_kind(sysfs, devpath, *class), None);
+        };
+        let target = NodeKind::Target(TargetInfo {
+            name: name.to_string(),
+            host,
+            channel,
+            id,
+        });
+        let luns = DeviceDir::open(&sysfs.path(devpath))
+            .ok()
+            .map(|dir| bus.luns_in(addr, &dir));
+        (target, luns)
+    });
+    let mut devices = Vec::with_capacity(found.len());
+    let mut targets = Vec::new();
+    for (i, ((devpath, _), (kind, luns))) in found.iter().zip(read).enumerate() {
+        devices.push((Devpath::from(devpath.as_str()), kind));
+        if let Some(luns) = luns.filter(|l| !l.is_empty()) {
+            targets.push(TargetLuns { target: i, luns });
+        }
+    }
+    (devices, targets)
+}
+
+/// A LUN read with its disks.
+struct ReadLun {
+    devpath: Devpath,
+    info: Box<LunInfo>,
+    disks: Vec<(Devpath, BlockInfo)>,
+}
+
+impl ReadLun {
+    fn new(devpath: String, info: LunInfo, disks: Vec<BlockInfo>) -> ReadLun {
+        let disks = disks
+            .into_iter()
+            .map(|d| (Devpath::from(format!("{devpath}/block/{}", d.name)), d))
+            .collect();
+        ReadLun {
+            devpath: Devpath::from(devpath),
+            info: Box::new(info),
+            disks,
+        }
+    }
+}
+
+/// Reads every LUN: those listed in their targets' directories in blocks spread
+/// over the cores, then any the bus lists that no target directory held.
+fn read_luns(
+    sysfs: &Sysfs,
+    bus: &ScsiBus,
+    found: &[(String, DeviceClass)],
+    targets: Vec<TargetLuns>,
+    detail: Detail,
+    index: &BlockIndex,
+) -> Vec<ReadLun> {
+    let blocks: Vec<(&TargetLuns, std::ops::Range<usize>)> = targets
+        .iter()
+        .flat_map(|t| {
+            (0..t.luns.len())
+                .step_by(LUN_BLOCK)
+                .map(move |from| (t, from..(from + LUN_BLOCK).min(t.luns.len())))
+        })
+        .collect();
+    let read = spread(&blocks, |(t, range)| {
+        let target = &found[t.target].0;
+        // Gone since it was listed: its LUNs get what their names tell.
+        let dir = DeviceDir::open(&sysfs.path(target)).ok();
+        t.luns[range.clone()]
+            .iter()
+            .map(|(name, hctl)| {
+                let devpath = format!("{target}/{name}");
+                // Read through the target's directory; a LUN gone since it was
+                // listed reads as its address alone (see `read_lun_dir`).
+                match &dir {
+                    Some(dir) => {
+                        let (info, disks) = read_lun_dir(*hctl, &dir.at(name), detail, index);
+                        ReadLun::new(devpath, info, disks)
+                    }
+                    None => ReadLun::new(devpath, unread_lun(name), Vec::new()),
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut luns: Vec<ReadLun> = read.into_iter().flatten().collect();
+    let mut held: Vec<Hctl> = targets
+        .iter()
+        .flat_map(|t| t.luns.iter().map(|(_, h)| *h))
+        .collect();
+    held.sort_unstable();
+    for &hctl in bus.luns() {
+        if held.binary_search(&hctl).is_ok() {
+            continue;
+        }
+        let Some(devpath) = bus.lun_devpath(sysfs, hctl) else {
+            continue;
+        };
+        let lun = match sysfs.read_lun_and_disks(&devpath, detail, index) {
+            Ok((info, disks)) => ReadLun::new(devpath, info, disks),
+            Err(_) => {
+                let info = unread_lun(devpath_name(&devpath));
+                ReadLun::new(devpath, info, Vec::new())
+            }
+        };
+        luns.push(lun);
+    }
+    luns
+}
+
+/// Reads one device's attributes; a device already gone from sysfs (its removal event
+/// is on the way) still gets a node with what its name tells, so that the events
+/// that follow find it.
+pub(super) fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> NodeKind {
+    let name = devpath_name(devpath);
+    match class {
+        DeviceClass::Host => {
+            let scsi = sysfs
+                .read_scsi_host(devpath)
+                .unwrap_or_else(|_| ScsiHostInfo {
+                    number: host_number(name).unwrap_or(u32::MAX),
+                    proc_name: None,
+                    unique_id: None,
+                    state: None,
+                });
+            let fc = sysfs.read_fc_host(devpath).ok().flatten();
+            NodeKind::Host(Box::new(Host { scsi, fc }))
+        }
+        DeviceClass::Vport => {
+            NodeKind::Vport(Box::new(sysfs.read_vport(devpath).unwrap_or_else(|_| {
+                VportInfo {
+                    name: name.to_string(),
+                    wwpn: None,
+                    wwnn: None,
+                    vport_state: None,
+                    vport_last_state: None,
+                    vport_type: None,
+                    symbolic_name: None,
+                    roles: None,
+                }
+            })))
+        }
+        DeviceClass::RemotePort => {
+            NodeKind::RemotePort(Box::new(sysfs.read_remote_port(devpath).unwrap_or_else(
+                |_| RemotePortInfo {
+                    name: name.to_string(),
+                    wwpn: None,
+                    wwnn: None,
+                    port_id: None,
+                    roles: Vec::new(),
+                    port_state: None,
+                    scsi_target_id: None,
+                },
+            )))
+        }
+        DeviceClass::Target => NodeKind::Target(sysfs.read_target(devpath).unwrap_or_else(|_| {
+            let (host, channel, id) = target_address(name).unwrap_or((u32::MAX, 0, 0));
+            TargetInfo {
+                name: name.to_string(),
+                host,
+                channel,
+                id,
+            }
+        })),
+        DeviceClass::Lun => NodeKind::Lun(Box::new(
+            sysfs.read_lun(devpath).unwrap_or_else(|_| unread_lun(name)),
+        )),
+        DeviceClass::Disk => {
+            let info = sysfs.read_block(devpath).unwrap_or_else(|_| BlockInfo {
+                name: name.to_string(),
+                major_minor: None,
+                size_bytes: None,
+                read_only: None,
+                removable: None,
+                multipath: None,
+            });
+            NodeKind::Disk(Disk {
+                info,
+                links: Vec::new(),
+            })
+        }
+    }
+}
+
+/// A LUN whose directory is gone: what its name tells.
+fn unread_lun(name: &str) -> LunInfo {
+    LunInfo {
+        hctl: name.parse().unwrap_or(Hctl {
+            host: u32::MAX,
+            channel: 0,
+            target: 0,
+            lun: 0,
+        }),
+        vendor: None,
+        model: None,
+        rev: None,
+        scsi_type: None,
+        state: None,
+        wwid: None,
+        serial: None,
+        driver: None,
+    }
+}
