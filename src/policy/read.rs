@@ -10,13 +10,13 @@
 //! that last check off for test trees and copies of a policy in a home directory.
 
 use std::collections::HashSet;
-use std::fs::{File, Metadata};
-use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::error::{Origin, PolicyError};
 use super::limits::MAX_FILE_BYTES;
+use crate::files::{kind, Opened, ReadError};
 
 /// Whether the owner and mode of policy files and their directories are checked.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -26,30 +26,6 @@ pub enum Perms {
     Strict,
     /// Anything readable (`--no-strict-perms`, `HBAD_NO_STRICT_PERMS=1`).
     Relaxed,
-}
-
-/// `/dev/null`'s device number (1, 3) on Linux: a masked file.
-fn is_dev_null(meta: &Metadata) -> bool {
-    meta.file_type().is_char_device() && meta.rdev() == libc::makedev(1, 3)
-}
-
-fn kind(meta: &Metadata) -> &'static str {
-    let t = meta.file_type();
-    if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_symlink() {
-        "a symbolic link"
-    } else {
-        "not a regular file"
-    }
 }
 
 /// Reads policy files, checking each directory once.
@@ -70,32 +46,24 @@ impl Reader {
     /// The bytes of one policy file, or why it cannot be one.
     pub fn read(&mut self, path: &Path) -> Result<Vec<u8>, PolicyError> {
         let here = || Origin::file(path);
-        let file = File::options()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| {
-                PolicyError::new(here(), format!("cannot open: {e}"))
-                    .hint("check the path and that hbad runs as root")
-            })?;
-        let meta = file
-            .metadata()
-            .map_err(|e| PolicyError::new(here(), format!("cannot stat: {e}")))?;
-        if is_dev_null(&meta) {
+        let opened = Opened::open(path).map_err(|e| match e {
+            ReadError::Open(e) => PolicyError::new(here(), format!("cannot open: {e}"))
+                .hint("check the path and that hbad runs as root"),
+            e => PolicyError::new(here(), e.to_string()),
+        })?;
+        if opened.is_dev_null() {
             return Ok(Vec::new());
         }
+        let meta = opened.metadata();
         if !meta.file_type().is_file() {
             return Err(
-                PolicyError::new(here(), format!("is {}, not a policy file", kind(&meta))).hint(
+                PolicyError::new(here(), format!("is {}, not a policy file", kind(meta))).hint(
                     "policy files are regular files; mask a drop-in with a link to /dev/null",
                 ),
             );
         }
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(too_big(path, meta.len()));
-        }
         if self.perms == Perms::Strict {
-            check_owner_and_mode(path, &meta, "file")?;
+            check_owner_and_mode(path, meta, "file")?;
             if let Some(dir) = path.parent() {
                 self.check_dir(if dir.as_os_str().is_empty() {
                     Path::new(".")
@@ -104,15 +72,10 @@ impl Reader {
                 })?;
             }
         }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        // The file may grow between fstat and read: never read more than the limit.
-        file.take(MAX_FILE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| PolicyError::new(here(), format!("cannot read: {e}")))?;
-        if bytes.len() as u64 > MAX_FILE_BYTES {
-            return Err(too_big(path, bytes.len() as u64));
-        }
-        Ok(bytes)
+        opened.read_to(MAX_FILE_BYTES).map_err(|e| match e {
+            ReadError::TooBig { len, .. } => too_big(path, len),
+            e => PolicyError::new(here(), e.to_string()),
+        })
     }
 
     fn check_dir(&mut self, dir: &Path) -> Result<(), PolicyError> {
