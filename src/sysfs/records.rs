@@ -5,7 +5,9 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use super::{devpath_name, DeviceDir, MultipathMap, Sysfs, SysfsError, VportControlDir};
+use super::{
+    devpath_name, BlockIndex, DeviceDir, MultipathMap, Sysfs, SysfsError, VportControlDir,
+};
 use crate::wwn::Wwn;
 
 /// A SCSI address: host, channel, target id, LUN.
@@ -372,30 +374,49 @@ impl Sysfs {
     /// Reads a whole-disk block device (`/devices/.../H:C:T:L/block/sdX`).
     pub fn read_block(&self, devpath: &str) -> Result<BlockInfo, SysfsError> {
         let dir = self.device_dir(devpath, "block device")?;
-        Ok(block_info(devpath_name(devpath), &dir, Detail::Full))
+        let multipath = BlockIndex::default().multipath_of(devpath_name(devpath), &dir);
+        Ok(block_info(
+            devpath_name(devpath).to_string(),
+            &dir,
+            Detail::Full,
+            multipath,
+        ))
     }
 
     /// A LUN and the whole-disk block devices under it (`block/sdX`), with one open
-    /// of the LUN's directory: what cold plug reads for each LUN.
+    /// of the LUN's directory: what cold plug reads for each LUN. `index` (read once
+    /// for all LUNs, see [`BlockIndex`]) names the disks and their multipath maps.
     pub fn read_lun_and_disks(
         &self,
         devpath: &str,
         detail: Detail,
+        index: &BlockIndex,
     ) -> Result<(LunInfo, Vec<BlockInfo>), SysfsError> {
         let hctl: Hctl = devpath_name(devpath)
             .parse()
             .map_err(|_| self.name_error(devpath, "SCSI device (H:C:T:L)"))?;
         let dir = self.device_dir(devpath, "SCSI device")?;
-        let disks = dir
-            .names("block")
-            .into_iter()
-            .filter_map(|name| {
-                let disk = dir.sub(&format!("block/{name}")).ok()?;
-                Some(block_info(&name, &disk, detail))
-            })
-            .collect();
-        Ok((lun_info(hctl, &dir, detail), disks))
+        Ok(read_lun_dir(hctl, &dir, detail, index))
     }
+}
+
+/// A LUN and its disks from the LUN's open directory.
+pub fn read_lun_dir(
+    hctl: Hctl,
+    dir: &DeviceDir,
+    detail: Detail,
+    index: &BlockIndex,
+) -> (LunInfo, Vec<BlockInfo>) {
+    let disks = index
+        .disks_of(hctl, dir)
+        .into_iter()
+        .filter_map(|name| {
+            let disk = dir.sub(&format!("block/{name}")).ok()?;
+            let multipath = index.multipath_of(&name, &disk);
+            Some(block_info(name, &disk, detail, multipath))
+        })
+        .collect();
+    (lun_info(hctl, dir, detail), disks)
 }
 
 fn lun_info(hctl: Hctl, dir: &DeviceDir, detail: Detail) -> LunInfo {
@@ -415,30 +436,23 @@ fn lun_info(hctl: Hctl, dir: &DeviceDir, detail: Detail) -> LunInfo {
     }
 }
 
-fn block_info(name: &str, dir: &DeviceDir, detail: Detail) -> BlockInfo {
+fn block_info(
+    name: String,
+    dir: &DeviceDir,
+    detail: Detail,
+    multipath: Option<MultipathMap>,
+) -> BlockInfo {
     let full = detail == Detail::Full;
     let sectors: Option<u64> = dir.attr_parse("size");
     BlockInfo {
-        name: name.to_string(),
+        name,
         major_minor: full.then(|| non_empty(dir.attr("dev"))).flatten(),
         // sysfs counts 512-byte sectors whatever the logical block size.
         size_bytes: sectors.and_then(|s| s.checked_mul(512)),
         read_only: full.then(|| flag(dir.attr("ro"))).flatten(),
         removable: full.then(|| flag(dir.attr("removable"))).flatten(),
-        multipath: multipath_of(dir),
+        multipath,
     }
-}
-
-/// The multipath map among a disk's holders (`holders/dm-N/dm/uuid` = `mpath-...`).
-fn multipath_of(dir: &DeviceDir) -> Option<MultipathMap> {
-    dir.names("holders").into_iter().find_map(|dm| {
-        let map = dir.sub(&format!("holders/{dm}/dm")).ok()?;
-        Some(MultipathMap {
-            wwid: map.attr("uuid")?.strip_prefix("mpath-")?.to_string(),
-            name: map.attr("name")?,
-            dm,
-        })
-    })
 }
 
 #[cfg(test)]
