@@ -5,18 +5,18 @@
 //! instead of waiting for a writer forever), checked with `fstat` on the open file (so
 //! what is checked is what is read), refused unless it is a regular file, and read
 //! up to [`MAX_FILE_BYTES`]. `/dev/null`, the mask of systemd's drop-in rules, reads as
-//! empty. Like sshd's StrictModes, a file and its directory must be owned by root (or
-//! by the user running hbad) and writable by no one else; `--no-strict-perms` turns
-//! that last check off for test trees and copies of a policy in a home directory.
+//! empty. Like sshd's StrictModes, a file and every directory above it must be owned
+//! by root (or by the user running hbad) and writable by no one else; `--no-strict-perms`
+//! turns that last check off for test trees and copies of a policy in a home directory.
 
 use std::collections::HashSet;
-use std::fs::Metadata;
-use std::os::unix::fs::MetadataExt;
+use std::fs::{File, Metadata};
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::error::{Origin, PolicyError};
 use super::limits::MAX_FILE_BYTES;
-use crate::files::{kind, Opened, ReadError};
 
 /// Whether the owner and mode of policy files and their directories are checked.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -26,6 +26,30 @@ pub enum Perms {
     Strict,
     /// Anything readable (`--no-strict-perms`, `HBAD_NO_STRICT_PERMS=1`).
     Relaxed,
+}
+
+/// `/dev/null`'s device number (1, 3) on Linux: a masked file.
+fn is_dev_null(meta: &Metadata) -> bool {
+    meta.file_type().is_char_device() && meta.rdev() == libc::makedev(1, 3)
+}
+
+fn kind(meta: &Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// Reads policy files, checking each directory once.
@@ -45,52 +69,124 @@ impl Reader {
 
     /// The bytes of one policy file, or why it cannot be one.
     pub fn read(&mut self, path: &Path) -> Result<Vec<u8>, PolicyError> {
+        self.open(path)?.read(MAX_FILE_BYTES)
+    }
+
+    /// Opens one policy file and checks what it is, without reading it: the loader
+    /// opens every file first, so that their sizes are summed before any is read.
+    pub fn open(&mut self, path: &Path) -> Result<Opened, PolicyError> {
         let here = || Origin::file(path);
-        let opened = Opened::open(path).map_err(|e| match e {
-            ReadError::Open(e) => PolicyError::new(here(), format!("cannot open: {e}"))
-                .hint("check the path and that hbad runs as root"),
-            e => PolicyError::new(here(), e.to_string()),
-        })?;
-        if opened.is_dev_null() {
-            return Ok(Vec::new());
+        let file = File::options()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| {
+                PolicyError::new(here(), format!("cannot open: {e}"))
+                    .hint("check the path and that hbad runs as root")
+            })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| PolicyError::new(here(), format!("cannot stat: {e}")))?;
+        if is_dev_null(&meta) {
+            return Ok(Opened {
+                path: path.to_path_buf(),
+                file: None,
+                len: 0,
+            });
         }
-        let meta = opened.metadata();
         if !meta.file_type().is_file() {
             return Err(
-                PolicyError::new(here(), format!("is {}, not a policy file", kind(meta))).hint(
+                PolicyError::new(here(), format!("is {}, not a policy file", kind(&meta))).hint(
                     "policy files are regular files; mask a drop-in with a link to /dev/null",
                 ),
             );
         }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(too_big(path, meta.len()));
+        }
         if self.perms == Perms::Strict {
-            check_owner_and_mode(path, meta, "file")?;
+            check_owner_and_mode(path, &meta, "file")?;
             if let Some(dir) = path.parent() {
-                self.check_dir(if dir.as_os_str().is_empty() {
+                self.check_dirs_up(if dir.as_os_str().is_empty() {
                     Path::new(".")
                 } else {
                     dir
                 })?;
             }
         }
-        opened.read_to(MAX_FILE_BYTES).map_err(|e| match e {
-            ReadError::TooBig { len, .. } => too_big(path, len),
-            e => PolicyError::new(here(), e.to_string()),
+        Ok(Opened {
+            path: path.to_path_buf(),
+            file: Some(file),
+            len: meta.len(),
         })
     }
 
-    fn check_dir(&mut self, dir: &Path) -> Result<(), PolicyError> {
-        if self.checked_dirs.contains(dir) {
-            return Ok(());
+    /// Checks a file's directory and every directory above it up to `/`, as sshd's
+    /// StrictModes does: whoever may rename any of them may put a policy of their own
+    /// in its place. Both the path as given (a link's own directory can be written to)
+    /// and the path with links resolved (where the file is) are walked. A root-owned
+    /// sticky directory (/tmp) lets no one replace another's entry: a walk stops there.
+    fn check_dirs_up(&mut self, dir: &Path) -> Result<(), PolicyError> {
+        let cannot =
+            |e: std::io::Error| PolicyError::new(Origin::file(dir), format!("cannot resolve: {e}"));
+        let given = std::path::absolute(dir).map_err(cannot)?;
+        let resolved = std::fs::canonicalize(dir).map_err(cannot)?;
+        for start in [given, resolved] {
+            let mut passed = Vec::new();
+            for dir in start.ancestors() {
+                if self.checked_dirs.contains(dir) {
+                    break;
+                }
+                let meta = std::fs::metadata(dir).map_err(|e| {
+                    PolicyError::new(Origin::file(dir), format!("cannot stat: {e}"))
+                })?;
+                passed.push(dir.to_path_buf());
+                if meta.mode() & libc::S_ISVTX != 0 && meta.uid() == 0 {
+                    break;
+                }
+                check_owner_and_mode(dir, &meta, "directory")?;
+            }
+            // Only once the whole walk passed: a directory is skipped later only when
+            // everything above it was checked too.
+            self.checked_dirs.extend(passed);
         }
-        let meta = std::fs::metadata(dir)
-            .map_err(|e| PolicyError::new(Origin::file(dir), format!("cannot stat: {e}")))?;
-        // A sticky directory owned by root (/tmp) lets no one replace another's file.
-        let sticky_root = meta.mode() & libc::S_ISVTX != 0 && meta.uid() == 0;
-        if !sticky_root {
-            check_owner_and_mode(dir, &meta, "directory")?;
-        }
-        self.checked_dirs.insert(dir.to_path_buf());
         Ok(())
+    }
+}
+
+/// A policy file opened and checked, not yet read.
+#[derive(Debug)]
+pub struct Opened {
+    path: PathBuf,
+    /// None for `/dev/null`, a masked drop-in: it reads as empty.
+    file: Option<File>,
+    /// The size fstat gave.
+    len: u64,
+}
+
+impl Opened {
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's bytes, at most `max` of them: the file may grow between fstat and
+    /// read, so more than `max` is refused, never read whole.
+    pub fn read(self, max: u64) -> Result<Vec<u8>, PolicyError> {
+        let Some(file) = self.file else {
+            return Ok(Vec::new());
+        };
+        let mut bytes = Vec::with_capacity(self.len.min(max) as usize);
+        file.take(max.min(MAX_FILE_BYTES) + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| PolicyError::new(Origin::file(&self.path), format!("cannot read: {e}")))?;
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(too_big(&self.path, bytes.len() as u64));
+        }
+        Ok(bytes)
     }
 }
 
@@ -230,6 +326,52 @@ mod tests {
                 .contains("directory is writable by everyone"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_writable_directory_above_the_policy_is_refused() {
+        let dir = private_dir();
+        let etc = dir.path().join("etc");
+        let dropins = etc.join("hbad/hbad.d");
+        std::fs::create_dir_all(&dropins).unwrap();
+        let file = dropins.join("10.toml");
+        std::fs::write(&file, "").unwrap();
+        Reader::new(Perms::Strict).read(&file).unwrap();
+        // Anyone could rename hbad/ away and put a hbad.d of their own in its place.
+        std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = Reader::new(Perms::Strict).read(&file).unwrap_err();
+        assert_eq!(&*err.origin.file, etc.as_path(), "{err}");
+        assert!(
+            err.to_string()
+                .contains("directory is writable by everyone"),
+            "{err}"
+        );
+        // Every file under it is refused, not only the first one read.
+        let mut reader = Reader::new(Perms::Strict);
+        assert!(reader.read(&file).is_err());
+        assert!(reader.read(&file).is_err());
+        Reader::new(Perms::Relaxed).read(&file).unwrap();
+        // A sticky directory owned by root (/tmp's kind) ends the walk, as in sshd.
+        if nix::unistd::geteuid().is_root() {
+            std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(0o1777)).unwrap();
+            Reader::new(Perms::Strict).read(&file).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_writable_directory_holding_a_link_to_the_policy_is_refused() {
+        let dir = private_dir();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::write(real.join("hbad.toml"), "").unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::os::unix::fs::symlink(&real, open.join("link")).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = Reader::new(Perms::Strict)
+            .read(&open.join("link/hbad.toml"))
+            .unwrap_err();
+        assert_eq!(&*err.origin.file, open.as_path(), "{err}");
     }
 
     #[test]
