@@ -231,10 +231,16 @@ impl Skeleton {
         targets.into_iter().map(|(_, n)| n).collect()
     }
 
-    /// Reads the LUNs of `targets`, which must have LUNs, on a few threads while
-    /// `body` takes them in that order from the [`Feed`] (the stable links are
-    /// read on one more thread meanwhile).
-    pub fn stream<R>(&self, targets: &[&Node], body: impl FnOnce(&mut Feed<'_>) -> R) -> R {
+    /// Reads the LUNs of `targets` on a few threads, each target's made into what
+    /// `make` makes of them there, while `body` takes them in the order of
+    /// `targets` from the [`Feed`]. Targets without LUNs are left out.
+    pub fn stream<T: Send, R>(
+        &self,
+        targets: &[&Node],
+        links: DiskLinks,
+        make: impl Fn(TargetLuns) -> T + Sync,
+        body: impl FnOnce(&mut Feed<'_, T>) -> R,
+    ) -> R {
         let jobs: Vec<(&str, &[Hctl])> = targets
             .iter()
             .filter_map(|t| {
@@ -254,11 +260,11 @@ impl Skeleton {
             let _ = permits_tx.send(());
         }
         let permits_rx = Mutex::new(permits_rx);
-        let (done_tx, done_rx) = mpsc::channel::<(usize, TargetLuns)>();
+        let (done_tx, done_rx) = mpsc::channel::<(usize, T)>();
         std::thread::scope(|scope| {
             for _ in 0..workers {
-                let (jobs, next, permits, done, links) =
-                    (&jobs, &next, &permits_rx, done_tx.clone(), &self.links);
+                let (jobs, next, permits, done, make) =
+                    (&jobs, &next, &permits_rx, done_tx.clone(), &make);
                 scope.spawn(move || loop {
                     // A permit per target taken: none left once the feed is dropped.
                     if permits
@@ -273,8 +279,12 @@ impl Skeleton {
                         return;
                     };
                     let read = self.read_target(target, luns);
-                    let chunk = self.target_graph(target, read, &links.wait());
-                    if done.send((i, chunk)).is_err() {
+                    let links = match links {
+                        DiskLinks::Read => Some(self.links.wait()),
+                        DiskLinks::Later => None,
+                    };
+                    let made = make(self.target_graph(target, read, links.as_deref()));
+                    if done.send((i, made)).is_err() {
                         return;
                     }
                 });
@@ -319,7 +329,12 @@ impl Skeleton {
     }
 
     /// A target's LUNs in a graph of their own, under the devices above them.
-    fn target_graph(&self, target: &str, read: Vec<ReadLun>, links: &StableLinks) -> TargetLuns {
+    fn target_graph(
+        &self,
+        target: &str,
+        read: Vec<ReadLun>,
+        links: Option<&StableLinks>,
+    ) -> TargetLuns {
         let mut graph = Graph::new();
         let mut above = Vec::new();
         let mut cur = self.graph.node(target);
@@ -336,7 +351,7 @@ impl Skeleton {
             graph.insert(devpath.clone(), lun.kind);
             for info in lun.disks {
                 let disk = Disk {
-                    links: links.paths_of(&info.name),
+                    links: links.map(|l| l.paths_of(&info.name)).unwrap_or_default(),
                     info,
                 };
                 graph.insert(
@@ -354,6 +369,16 @@ impl Skeleton {
     }
 }
 
+/// Whether the disks in each [`TargetLuns`] carry their stable links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskLinks {
+    /// Read: each target waits for the links to be read.
+    Read,
+    /// Left empty: the caller looks them up itself ([`Feed::links`]), and the
+    /// LUNs are read while the links are.
+    Later,
+}
+
 /// A LUN as read, before it is put in its target's graph.
 struct ReadLun {
     hctl: Hctl,
@@ -363,22 +388,22 @@ struct ReadLun {
 
 /// Targets with their LUNs read, in the order asked for.
 #[derive(Debug)]
-pub struct Feed<'s> {
-    done: mpsc::Receiver<(usize, TargetLuns)>,
+pub struct Feed<'s, T> {
+    done: mpsc::Receiver<(usize, T)>,
     permits: mpsc::SyncSender<()>,
     /// Targets read before those ahead of them in the order.
-    early: BTreeMap<usize, TargetLuns>,
+    early: BTreeMap<usize, T>,
     next: usize,
     total: usize,
     links: &'s Ready<StableLinks>,
 }
 
-impl Iterator for Feed<'_> {
-    type Item = TargetLuns;
+impl<T> Iterator for Feed<'_, T> {
+    type Item = T;
 
     /// The next target's LUNs; `None` after the last (or when a reader died, whose
     /// panic the end of [`Skeleton::stream`] raises).
-    fn next(&mut self) -> Option<TargetLuns> {
+    fn next(&mut self) -> Option<T> {
         if self.next >= self.total {
             return None;
         }
@@ -394,7 +419,7 @@ impl Iterator for Feed<'_> {
     }
 }
 
-impl Feed<'_> {
+impl<T> Feed<'_, T> {
     /// The stable links of every disk, once read.
     pub fn links(&self) -> Arc<StableLinks> {
         self.links.wait()

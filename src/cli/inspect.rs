@@ -13,7 +13,7 @@ use super::policy::{load_graph, load_graph_with};
 use super::render::{self, NodeView, RelationView, ShowView, Streamed};
 use super::{Cap, Global};
 use crate::graph::{Graph, Lookup, Node, NodeKind};
-use crate::listing::{Feed, Skeleton, TargetLuns};
+use crate::listing::{DiskLinks, Feed, Skeleton, TargetLuns};
 use crate::sysfs::Detail;
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -126,25 +126,30 @@ pub fn write_tree_streamed(
         .into_iter()
         .filter(|n| has_luns(n))
         .collect();
-    skeleton.stream(&targets, |feed| {
-        let below = |node: &Node| -> Option<Graph> {
-            if !has_luns(node) {
-                return None;
+    skeleton.stream(
+        &targets,
+        DiskLinks::Read,
+        |luns| luns,
+        |feed| {
+            let below = |node: &Node| -> Option<Graph> {
+                if !has_luns(node) {
+                    return None;
+                }
+                let luns = feed.next()?;
+                debug_assert_eq!(luns.target().map(|t| &t.devpath), Some(&node.devpath));
+                Some(luns.graph)
+            };
+            let below = std::cell::RefCell::new(below);
+            if json {
+                render::write_json(
+                    &render::TreeStream::roots_with(skeleton.graph(), &below),
+                    out,
+                )
+            } else {
+                render::write_tree_with(skeleton.graph(), &mut *below.borrow_mut(), out)
             }
-            let luns = feed.next()?;
-            debug_assert_eq!(luns.target().map(|t| &t.devpath), Some(&node.devpath));
-            Some(luns.graph)
-        };
-        let below = std::cell::RefCell::new(below);
-        if json {
-            render::write_json(
-                &render::TreeStream::roots_with(skeleton.graph(), &below),
-                out,
-            )
-        } else {
-            render::write_tree_with(skeleton.graph(), &mut *below.borrow_mut(), out)
-        }
-    })
+        },
+    )
 }
 
 /// The sysfs root must look like one (`class/` there) before anything is read.
@@ -448,38 +453,51 @@ pub fn write_luns_streamed(
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<bool> {
     let targets = skeleton.targets_by_address();
-    skeleton.stream(&targets, |feed| {
-        if json {
-            let feed = std::cell::RefCell::new(feed);
-            render::write_json(&Streamed(|| LunViews::new(&feed)), out)?;
-            return Ok(true);
-        }
-        let mut table = render::LunTable::default();
-        for luns in feed.by_ref() {
-            for lun in luns.luns() {
-                if let NodeView::Lun(l) = render::view(&luns.graph, lun) {
-                    table.push(&l);
-                }
+    if json {
+        return skeleton.stream(
+            &targets,
+            DiskLinks::Read,
+            |luns| luns,
+            |feed| {
+                let feed = std::cell::RefCell::new(feed);
+                render::write_json(&Streamed(|| LunViews::new(&feed)), out)?;
+                Ok(true)
+            },
+        );
+    }
+    // Each target's rows are made where its LUNs were read; the links are looked
+    // up as the rows are written.
+    let rows = |luns: TargetLuns| {
+        let mut rows = render::LunTable::default();
+        for lun in luns.luns() {
+            if let NodeView::Lun(l) = render::view(&luns.graph, lun) {
+                rows.push(&l);
             }
+        }
+        rows
+    };
+    skeleton.stream(&targets, DiskLinks::Later, rows, |feed| {
+        let mut table = render::LunTable::default();
+        for rows in feed.by_ref() {
+            table.append(rows);
         }
         if table.is_empty() {
             return Ok(false);
         }
-        let links = feed.links();
-        table.write(|disk| links.paths_of(disk), out)?;
+        table.write(&feed.links(), out)?;
         Ok(true)
     })
 }
 
 /// The views of the LUNs a feed brings, one target's LUNs held at a time.
 struct LunViews<'f, 'g, 's> {
-    feed: &'f std::cell::RefCell<&'g mut Feed<'s>>,
+    feed: &'f std::cell::RefCell<&'g mut Feed<'s, TargetLuns>>,
     luns: Option<TargetLuns>,
     at: usize,
 }
 
 impl<'f, 'g, 's> LunViews<'f, 'g, 's> {
-    fn new(feed: &'f std::cell::RefCell<&'g mut Feed<'s>>) -> Self {
+    fn new(feed: &'f std::cell::RefCell<&'g mut Feed<'s, TargetLuns>>) -> Self {
         LunViews {
             feed,
             luns: None,

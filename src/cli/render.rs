@@ -40,7 +40,7 @@ use serde::Serialize;
 
 use crate::graph::describe::{human_size, vhba_name};
 use crate::graph::{Graph, Node, NodeKind};
-use crate::sysfs::{scsi_type_name, MultipathMap, VportControlDir};
+use crate::sysfs::{scsi_type_name, MultipathMap, StableLinks, VportControlDir};
 use crate::wwn::Wwn;
 
 #[derive(Clone, Debug, Serialize)]
@@ -672,15 +672,24 @@ fn widen(widths: &mut Vec<usize>, row: &[String]) {
 /// One row in columns of the given widths, without trailing blanks.
 fn aligned(widths: &[usize], row: &[String]) -> String {
     let mut line = String::new();
+    aligned_into(widths, row, &mut line);
+    line
+}
+
+/// [`aligned`] into `line` (emptied first): no allocation per row for tables of
+/// tens of thousands of rows.
+fn aligned_into<S: AsRef<str>>(widths: &[usize], row: &[S], line: &mut String) {
+    line.clear();
     for (i, cell) in row.iter().enumerate() {
+        let cell = cell.as_ref();
+        line.push_str(cell);
         if i + 1 < row.len() {
-            let _ = write!(line, "{cell:<w$}  ", w = widths[i]);
-        } else {
-            line.push_str(cell);
+            // As `{cell:<w$}` pads: to a width in characters.
+            let pad = widths[i].saturating_sub(cell.chars().count()) + 2;
+            line.extend(std::iter::repeat_n(' ', pad));
         }
     }
     line.truncate(line.trim_end().len());
-    line
 }
 
 /// The device tree for people: hosts, their vports with the vHBAs under them, remote
@@ -1028,33 +1037,50 @@ impl LunTable {
         self.rows += 1;
     }
 
+    /// Adds the rows of another table after these.
+    pub fn append(&mut self, other: LunTable) {
+        self.cells.push_str(&other.cells);
+        for (w, o) in self.widths.iter_mut().zip(other.widths) {
+            *w = (*w).max(o);
+        }
+        self.rows += other.rows;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rows == 0
     }
 
-    /// Writes the header and the rows, with each disk's `links`.
-    pub fn write(
-        &self,
-        links: impl Fn(&str) -> Vec<String>,
-        out: &mut dyn std::io::Write,
-    ) -> std::io::Result<()> {
-        let header: Vec<String> = LUNS_HEADER.iter().map(|h| h.to_string()).collect();
-        writeln!(out, "{}", aligned(&self.widths, &header))?;
+    /// Writes the header and the rows, each disk with its stable `links`.
+    pub fn write(&self, links: &StableLinks, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        const LAST: usize = LUNS_HEADER.len() - 1;
+        let mut line = String::new();
+        aligned_into(&self.widths, &LUNS_HEADER, &mut line);
+        writeln!(out, "{line}")?;
+        let mut link = String::new();
         let mut cells = self.cells.split('\0');
         for _ in 0..self.rows {
-            let first: Vec<String> = cells
-                .by_ref()
-                .take(LUNS_HEADER.len() - 1)
-                .map(str::to_string)
-                .collect();
+            let mut row = [""; LUNS_HEADER.len()];
+            for cell in &mut row[..LAST] {
+                *cell = cells.next().unwrap_or("");
+            }
             let disk = cells.next().unwrap_or("");
-            let links = if disk.is_empty() {
-                Vec::new()
-            } else {
-                links(disk)
-            };
-            for row in link_rows(first, &links) {
-                writeln!(out, "{}", aligned(&self.widths, &row))?;
+            let mut disk_links = links.of(disk).filter(|_| !disk.is_empty());
+            // The first link ends the LUN's row, each other has a row of its own.
+            link.clear();
+            match disk_links.next() {
+                Some(l) => write!(link, "{l}").unwrap_or(()),
+                None => link.push('-'),
+            }
+            row[LAST] = &link;
+            aligned_into(&self.widths, &row, &mut line);
+            writeln!(out, "{line}")?;
+            for l in disk_links {
+                link.clear();
+                write!(link, "{l}").unwrap_or(());
+                let mut row = [""; LUNS_HEADER.len()];
+                row[LAST] = &link;
+                aligned_into(&self.widths, &row, &mut line);
+                writeln!(out, "{line}")?;
             }
         }
         Ok(())
