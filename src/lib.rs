@@ -4,6 +4,7 @@
 //! The crate is layered the way data flows: [`uevent`] sources feed the [`graph`],
 //! which is read from and kept current against [`sysfs`].
 
+pub mod claim;
 pub mod cli;
 pub mod daemon;
 pub mod exec;

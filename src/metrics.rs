@@ -147,6 +147,9 @@ pub struct FleetSnapshot {
     /// LUNs found gone from their array, by what became of them (`removed`,
     /// `held`, `kept`, `failed`).
     pub luns_gone: BTreeMap<String, u64>,
+    /// Gone LUNs still there against the policy's wish (held, or their delete
+    /// failed), as last looked at.
+    pub luns_gone_held: usize,
     /// Per event source (`kernel`, `udev`, `fc`...).
     pub sources: BTreeMap<String, CounterSnapshot>,
     /// Per optional event source: whether hbad is subscribed to it now. The FC
@@ -187,6 +190,7 @@ pub struct Tally {
     pub scans: Histogram,
     pub vport_create_failures: BTreeMap<String, u64>,
     pub luns_gone: BTreeMap<String, u64>,
+    pub luns_gone_held: usize,
     pub reloads: ReloadMetric,
 }
 
@@ -405,11 +409,18 @@ pub fn render(s: &FleetSnapshot) -> String {
     e.family(
         "hbad_luns_gone_total",
         "counter",
-        "LUNs a target stopped reporting (unmapped on the array), by what hbad did: removed, held (in use, kept), kept (remove_gone off), failed.",
+        "LUNs a target stopped reporting (unmapped on the array), by what hbad did: removed, held (in use, kept), kept (remove_gone off), failed. A LUN counts again only when its fate changes.",
     );
     for (fate, count) in &s.luns_gone {
         e.sample("hbad_luns_gone_total", &[("fate", fate)], n(*count));
     }
+
+    e.family(
+        "hbad_luns_gone_held",
+        "gauge",
+        "LUNs a target stopped reporting that are still there although remove_gone is on: held (in use) or their delete failed, as last looked at.",
+    );
+    e.sample("hbad_luns_gone_held", &[], n(s.luns_gone_held as u64));
 
     e.family(
         "hbad_event_source_up",

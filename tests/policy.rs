@@ -394,3 +394,61 @@ fn bytes_that_are_not_utf8_are_refused_at_their_line_without_io() {
     let ok = Policy::from_bytes(Path::new("b.toml"), b"[rescan]\nlip = false\n", &env());
     assert!(ok.is_ok());
 }
+
+#[test]
+fn drop_ins_within_the_file_bound_but_over_the_total_are_refused_before_parsing() {
+    let (_root, sp) = policy_dir();
+    fs::write(&sp.main, "[wwn]\nseed = \"s\"\n").unwrap();
+    // Five files of 1 MiB each: every one within the per-file bound.
+    for i in 0..5 {
+        fs::write(
+            sp.dropin_dirs[2].join(format!("{i:02}.toml")),
+            "#".repeat(1 << 20),
+        )
+        .unwrap();
+    }
+    let err = load(&sp).unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("the 6 policy files hold 5242897 bytes together; hbad reads at most 4194304 bytes (4 MiB)"),
+        "{text}"
+    );
+    // Four of them fit, exactly.
+    fs::remove_file(sp.dropin_dirs[2].join("04.toml")).unwrap();
+    fs::write(&sp.main, "").unwrap();
+    assert_eq!(load(&sp).unwrap().files.len(), 5);
+}
+
+#[test]
+fn vhba_tables_are_counted_across_files_before_any_is_validated() {
+    let (_root, sp) = policy_dir();
+    // 65,537 tables without a name: one error for the count, not one per table.
+    let half = "[[vhba]]\n".repeat(40_000);
+    fs::write(&sp.main, &half).unwrap();
+    let dropin = sp.dropin_dirs[2].join("50-more.toml");
+    fs::write(&dropin, "[[vhba]]\n".repeat(25_537)).unwrap();
+    let err = load(&sp).unwrap_err();
+    assert_eq!(err.0.len(), 1, "{}", err.0.len());
+    assert_eq!(
+        err.to_string().lines().next().unwrap(),
+        format!(
+            "{}:25537:1: more than 65536 [[vhba]] tables in the policy files",
+            dropin.display()
+        )
+    );
+}
+
+#[test]
+fn errors_stop_at_a_hundred_and_count_the_rest() {
+    let text = "[wwn]\nseed = \"s\"\n".to_string()
+        + &(0..250)
+            .map(|i| format!("[[vhba]]\nname = \"v{i}\"\n"))
+            .collect::<String>();
+    let err = Policy::from_str(Path::new("many.toml"), &text, &env()).unwrap_err();
+    assert_eq!(err.0.len(), 101);
+    let last = err.0.last().unwrap();
+    assert_eq!(last.message, "... and 150 more errors");
+    // Placed where the first error not shown is.
+    assert_eq!((last.origin.line, last.origin.column), (203, 1));
+}

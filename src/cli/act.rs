@@ -97,6 +97,27 @@ pub fn report_luns(node: &std::path::Path, dev: &str) -> ExitCode {
     }
 }
 
+/// `hbad delete-lun DELETE NODE MAJ:MIN...`: the child
+/// [`ChildWriter`]'s `delete_unclaimed` starts; one line on stdout.
+pub fn delete_lun(delete: PathBuf, nodes: Vec<String>) -> ExitCode {
+    let mut args = vec![delete.display().to_string()];
+    args.extend(nodes);
+    let Some(lun) = crate::claim::LunDelete::from_args(&args) else {
+        eprintln!("expected DELETE followed by NODE MAJ:MIN pairs");
+        return ExitCode::from(EXIT_FAILED);
+    };
+    match crate::claim::delete_unclaimed(&KernelWriter, &lun) {
+        Ok(done) => match write!(std::io::stdout().lock(), "{done}") {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(EXIT_FAILED),
+        },
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
 fn executor(g: &Global, opts: &ExecOpts, policy: &Policy) -> anyhow::Result<Executor> {
     let sysfs = g.sysfs();
     let writer: Arc<dyn AttrWriter> =

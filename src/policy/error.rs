@@ -162,6 +162,33 @@ impl fmt::Display for PolicyError {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PolicyErrors(pub Vec<PolicyError>);
 
+impl PolicyErrors {
+    /// The first [`MAX_ERRORS`](super::limits::MAX_ERRORS) errors and, when there were
+    /// more, one that counts the rest, placed where the first of them is: a policy of
+    /// 65,536 broken vHBAs is refused in a screenful, not 65,536 lines.
+    pub fn capped(mut errors: Vec<PolicyError>) -> PolicyErrors {
+        let max = super::limits::MAX_ERRORS;
+        if errors.len() > max {
+            let more = errors.len() - max;
+            let at = errors[max].origin.clone();
+            errors.truncate(max);
+            errors.push(
+                PolicyError::new(
+                    at,
+                    format!(
+                        "... and {more} more error{}",
+                        if more == 1 { "" } else { "s" }
+                    ),
+                )
+                .hint(format!(
+                    "hbad shows the first {max}; fix these and run hbad check again"
+                )),
+            );
+        }
+        PolicyErrors(errors)
+    }
+}
+
 impl fmt::Display for PolicyErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, e) in self.0.iter().enumerate() {

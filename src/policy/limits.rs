@@ -11,6 +11,13 @@ use std::time::Duration;
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// Policy files read at once: the main file and the drop-ins.
 pub const MAX_FILES: usize = 256;
+/// All policy files together. Each file's text is held with its parsed tree (many
+/// times the text) while the policy is merged, in `check`, at start and at every
+/// reload: this bounds that memory whatever the number of drop-ins. 4 MiB holds the
+/// largest number of vHBAs a policy may declare many times over.
+pub const MAX_TOTAL_BYTES: u64 = 4 * 1024 * 1024;
+/// Errors shown for one policy; the rest are counted ("... and N more").
+pub const MAX_ERRORS: usize = 100;
 /// vHBAs in one policy: far beyond what HBAs hold (a port offers at most a few
 /// hundred vports), but bounded.
 pub const MAX_VHBAS: usize = 65_536;

@@ -252,21 +252,19 @@ impl Policy {
         env: &Environment,
         perms: Perms,
     ) -> Result<Policy, PolicyErrors> {
+        let texts = read_all(files, perms)?;
         let mut errors = Vec::new();
         let mut parsed = Vec::new();
-        let mut reader = read::Reader::new(perms);
-        for path in files {
-            match reader.read(path).and_then(|bytes| decode(path, bytes)) {
-                Ok(text) => match fragment::parse(path, text) {
-                    Ok(p) => parsed.push(p),
-                    Err(e) => errors.push(e),
-                },
+        for (path, bytes) in files.iter().zip(texts) {
+            match decode(path, bytes).and_then(|text| fragment::parse(path, text)) {
+                Ok(p) => parsed.push(p),
                 Err(e) => errors.push(e),
             }
         }
         if !errors.is_empty() {
-            return Err(PolicyErrors(errors));
+            return Err(PolicyErrors::capped(errors));
         }
+        too_many_vhbas(&parsed).map_err(|e| PolicyErrors(vec![e]))?;
         let mut policy = build(&parsed, env)?;
         // The pure checks said the path can name a file; now look at what is there.
         if let Some(why) = read::state_file_refusal(&policy.ownership.state_file) {
@@ -306,6 +304,79 @@ impl Policy {
     pub fn vhba(&self, name: &str) -> Option<&VhbaSpec> {
         self.vhbas.iter().find(|v| v.name == name)
     }
+}
+
+/// Opens every file, sums their sizes (refusing more than [`limits::MAX_TOTAL_BYTES`]
+/// before reading any), then reads them, still bounded: a file may grow after fstat.
+fn read_all(files: &[PathBuf], perms: Perms) -> Result<Vec<Vec<u8>>, PolicyErrors> {
+    let mut reader = read::Reader::new(perms);
+    let mut opened = Vec::new();
+    let mut errors = Vec::new();
+    for path in files {
+        match reader.open(path) {
+            Ok(o) => opened.push(o),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(PolicyErrors::capped(errors));
+    }
+    let total: u64 = opened.iter().map(|o| o.len()).sum();
+    let largest = opened
+        .iter()
+        .max_by_key(|o| o.len())
+        .map(|o| o.path().to_path_buf());
+    let too_much = |total: u64| {
+        let at = largest.as_deref().unwrap_or(Path::new("(policy)"));
+        PolicyErrors(vec![PolicyError::new(
+            Origin::file(at),
+            format!(
+                "the {} policy files hold {total} bytes together; hbad reads at most {} bytes (4 MiB) of policy",
+                files.len(),
+                limits::MAX_TOTAL_BYTES
+            ),
+        )
+        .hint("this is the largest of them; merge or remove drop-ins (a [[vhba]] table takes about 60 bytes)")])
+    };
+    if total > limits::MAX_TOTAL_BYTES {
+        return Err(too_much(total));
+    }
+    let mut read_so_far = 0u64;
+    let mut texts = Vec::with_capacity(opened.len());
+    for o in opened {
+        let bytes = o
+            .read(limits::MAX_TOTAL_BYTES - read_so_far)
+            .map_err(|e| PolicyErrors(vec![e]))?;
+        read_so_far += bytes.len() as u64;
+        if read_so_far > limits::MAX_TOTAL_BYTES {
+            // A file grew after fstat.
+            return Err(too_much(read_so_far));
+        }
+        texts.push(bytes);
+    }
+    Ok(texts)
+}
+
+/// The `[[vhba]]` tables of all files counted before any is validated: a policy
+/// declaring more than [`limits::MAX_VHBAS`] is refused at the first table too many.
+fn too_many_vhbas(files: &[ParsedFile]) -> Result<(), PolicyError> {
+    let mut seen = 0usize;
+    for file in files {
+        let here = file.fragment.vhba.len();
+        if seen + here > limits::MAX_VHBAS {
+            let first_too_many = &file.fragment.vhba[limits::MAX_VHBAS - seen];
+            return Err(PolicyError::new(
+                file.origin(first_too_many.span()),
+                format!(
+                    "more than {} [[vhba]] tables in the policy files",
+                    limits::MAX_VHBAS
+                ),
+            )
+            .hint("no host holds this many vports; split the policy per host"));
+        }
+        seen += here;
+    }
+    Ok(())
 }
 
 /// A file's text, or where its first byte that is not UTF-8 is.
@@ -449,7 +520,7 @@ fn build(files: &[ParsedFile], env: &Environment) -> Result<Policy, PolicyErrors
                 .unwrap_or(usize::MAX)
         };
         errors.sort_by_key(|e| (file_rank(&e.origin), e.origin.line, e.origin.column));
-        Err(PolicyErrors(errors))
+        Err(PolicyErrors::capped(errors))
     }
 }
 
