@@ -2,14 +2,20 @@
 //!
 //! `device/delete` removes a disk whatever uses it: a mounted file system loses its
 //! device, a VM's disk fails every I/O from then on, a multipath map loses a path.
-//! So hbad deletes a LUN only when nothing holds its disk, looked at the three ways
-//! a disk is held, for the disk and each of its partitions:
+//! So hbad deletes a LUN only when nothing holds its disk, looked at the four ways
+//! a disk is held that leave a trace, for the disk and each of its partitions:
 //! - a kernel holder, `holders/` in sysfs: device-mapper (a multipath map, LVM),
 //!   md, bcache;
 //! - a mount: `major:minor` (or the source `/dev/sdX`) in the mount table of hbad
 //!   and of PID 1 (a service with a private mount namespace sees its own);
 //! - an open file descriptor, found as `fuser` finds it, through `/proc/PID/fd`: a
-//!   VM's qemu opens its disks itself.
+//!   VM's qemu opens its disks itself;
+//! - a loop device set up on it, which the loop driver keeps open in the kernel
+//!   (`loop/backing_file`).
+//!
+//! What the kernel itself has claimed (swap, a mount in another mount namespace,
+//! a btrfs or ZFS member, an LIO backstore) leaves no trace in any of these: the
+//! delete asks the kernel with an exclusive open ([`crate::claim`]).
 //!
 //! Every read is bounded. When a bound is hit, or a process's files cannot be read,
 //! the answer is "held" with the reason: a disk is never deleted on a guess.
@@ -40,6 +46,8 @@ const MAX_OPEN_FILES: usize = 2_000_000;
 const MAX_MOUNTINFO: u64 = 16 * 1024 * 1024;
 /// Processes holding a disk named, at most: the first ones say it is in use.
 const MAX_HOLDERS: usize = 8;
+/// Loop devices looked at (each is one sysfs read).
+const MAX_LOOP_DEVICES: usize = 4096;
 /// Partitions of one disk looked at (GPT allows 128).
 const MAX_PARTITIONS: usize = 256;
 
@@ -61,6 +69,11 @@ pub enum Holder {
         of: String,
         pid: u32,
         command: String,
+    },
+    /// A loop device set up on it (`losetup`).
+    LoopBacking {
+        device: String,
+        of: String,
     },
     /// The kernel refused hbad an exclusive open ([`crate::claim`]): something
     /// in the kernel uses it without a trace in sysfs or `/proc`.
@@ -85,6 +98,9 @@ impl fmt::Display for Holder {
             Holder::Mount { of, mountpoint } => write!(f, "{of} is mounted on {mountpoint}"),
             Holder::Process { of, pid, command } => {
                 write!(f, "{of} is open in process {pid} ({command})")
+            }
+            Holder::LoopBacking { device, of } => {
+                write!(f, "{of} is the backing file of loop device {device}")
             }
             Holder::Claimed { of } => write!(
                 f,
@@ -203,8 +219,51 @@ pub fn holders(sysfs: &Sysfs, proc_root: &Path, luns: &[LunDisk<'_>]) -> Vec<Vec
         return out;
     }
     merge(&mut out, mounts(proc_root, &devs, luns.len()));
+    merge(&mut out, loop_backings(sysfs, &devs, luns.len()));
     devs.extend(chars);
     merge(&mut out, open_files(proc_root, &devs, luns.len()));
+    out
+}
+
+/// Loop devices whose backing file is one of `devs` (`losetup /dev/loop0
+/// /dev/sdd`), per LUN. The loop driver keeps the file open in the kernel without
+/// claiming it and without a `holders/` link: neither `/proc` nor an exclusive
+/// open sees it; only the loop device's `loop/backing_file` names it.
+fn loop_backings(sysfs: &Sysfs, devs: &[DevNode], luns: usize) -> Vec<Vec<Holder>> {
+    let mut out: Vec<Vec<Holder>> = vec![Vec::new(); luns];
+    let loops = sysfs
+        .list("/class/block")
+        .into_iter()
+        .filter(|n| n.starts_with("loop"))
+        .take(MAX_LOOP_DEVICES);
+    for device in loops {
+        let Some(file) = sysfs.attr(&format!("/class/block/{device}/loop"), "backing_file") else {
+            continue;
+        };
+        let held = devs.iter().filter(|d| !d.char).find(|d| {
+            file == format!("/dev/{}", d.name)
+                || (file.starts_with("/dev/") && {
+                    // The node a loop device was set up on may have another name (a
+                    // container's /dev): its number says which disk it is. Only /dev is
+                    // looked into, as for open files.
+                    let meta = fs::metadata(&file);
+                    meta.is_ok_and(|m| {
+                        m.file_type().is_block_device()
+                            && (libc::major(m.rdev()), libc::minor(m.rdev())) == d.dev
+                    })
+                })
+        });
+        if let Some(d) = held {
+            note(
+                &mut out,
+                d.lun,
+                Holder::LoopBacking {
+                    device,
+                    of: d.name.clone(),
+                },
+            );
+        }
+    }
     out
 }
 
@@ -590,6 +649,28 @@ bad line
         assert!(files
             .iter()
             .all(|f| matches!(f.as_slice(), [Holder::Unknown { .. }])));
+    }
+
+    #[test]
+    fn a_loop_device_on_a_disk_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sysfs = Sysfs::new(dir.path().join("sys"), dir.path().join("dev"));
+        for (device, file) in [
+            ("loop0", "/var/lib/images/a.img"),
+            ("loop1", "/dev/sdb1"),
+            ("loop2", "/dev/sdc"),
+        ] {
+            let d = dir.path().join(format!("sys/class/block/{device}/loop"));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("backing_file"), format!("{file}\n")).unwrap();
+        }
+        // loop3 has no file attached: no loop/ directory.
+        fs::create_dir_all(dir.path().join("sys/class/block/loop3")).unwrap();
+        let held = loop_backings(&sysfs, &sdb(), 1).remove(0);
+        assert_eq!(
+            held.iter().map(Holder::to_string).collect::<Vec<_>>(),
+            ["sdb1 is the backing file of loop device loop1"]
+        );
     }
 
     #[test]

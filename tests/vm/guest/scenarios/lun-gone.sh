@@ -1,13 +1,15 @@
-# lun-gone: LUNs the array stops presenting. scsi_debug's max_luns is raised to 7, then
-# lowered to 2 (module-wide: every scsi_debug target stops reporting LUNs 2-6) while
-# LUN 2's disk is open in a process and the kernel claims three more without a trace
-# in /proc: LUN 3 is active swap, LUN 4 an ext2 file system mounted only in another
-# mount namespace, LUN 5 an LIO iblock backstore. One read on one target raises
+# lun-gone: LUNs the array stops presenting. scsi_debug's max_luns is raised to 8, then
+# lowered to 2 (module-wide: every scsi_debug target stops reporting LUNs 2-7) while
+# LUN 2's disk is open in a process, the kernel claims three more without a trace in
+# /proc (LUN 3 is active swap, LUN 4 an ext2 file system mounted only in another mount
+# namespace, LUN 5 an LIO iblock backstore) and LUN 6 backs a loop device (which
+# neither claims it nor shows in /proc). One read on one target raises
 # REPORTED_LUNS_DATA_HAS_CHANGED there; the kernel keeps every device. `hbad run`
 # (policy remove_gone = true) scans that target, asks it with REPORT LUNS, names the
-# five LUNs gone, deletes the free one (6), keeps the open one naming the process and
-# the claimed ones naming the kernel's claim (its exclusive open was refused); the
-# other targets, which reported nothing, keep theirs. A second change of the target
+# six LUNs gone, deletes the free one (7), keeps the open one naming the process, the
+# claimed ones naming the kernel's claim (its exclusive open was refused) and the loop
+# device's backing disk naming the loop device; the other targets, which reported
+# nothing, keep theirs. A second change of the target
 # names none of the kept LUNs again. On the FC target, an LIO LUN mapped, found and
 # then unmapped from the initiator's ACL is deleted too. With every holder and claim
 # gone, `hbad rescan` of the scsi_debug host names and deletes what is still there on
@@ -25,31 +27,33 @@ SD_N=${SD_H#host}
 SD_OTHER=${SD_HOSTS#* }
 SD_OTHER=${SD_OTHER%% *}
 M="$(attr $SD/max_luns)"
-UP=7                # max_luns while the LUNs are set up
-KEEP=2              # max_luns from then on: LUNs 2-6 leave REPORT LUNS
+UP=8                # max_luns while the LUNs are set up
+KEEP=2              # max_luns from then on: LUNs 2-7 leave REPORT LUNS
 HELD=$SD_N:0:0:2    # open in a process
 SWAP=$SD_N:0:0:3    # active swap
 NSMNT=$SD_N:0:0:4   # mounted in another mount namespace only
 IBLOCK=$SD_N:0:0:5  # an LIO iblock backstore
-FREE=$SD_N:0:0:6
+LOOP=$SD_N:0:0:6    # a loop device's backing file
+FREE=$SD_N:0:0:7
 dev() { test -d /sys/bus/scsi/devices/$1; }
 gone() { ! dev "$1"; }
 disk_of() { ls /sys/bus/scsi/devices/$1/block 2>/dev/null; }
 since() { awk -v a=$1 -v b=$(vm_uptime) 'BEGIN{printf "%.2f", b-a}'; }
 
-# Every LUN up to 6 of every scsi_debug target present to begin with (an earlier
+# Every LUN up to 7 of every scsi_debug target present to begin with (an earlier
 # scenario may have left some out).
 echo $UP >$SD/max_luns || die "scsi_debug max_luns $UP"
 for h in $SD_HOSTS; do echo "- - -" >/sys/class/scsi_host/$h/scan; done
-for l in $HELD $SWAP $NSMNT $IBLOCK $FREE; do
+for l in $HELD $SWAP $NSMNT $IBLOCK $LOOP $FREE; do
     wait_for 20 disk_of $l >/dev/null || die "no disk on $l"
 done
 HELD_DISK="$(disk_of $HELD)"
 SWAP_DISK="$(disk_of $SWAP)"
 NS_DISK="$(disk_of $NSMNT)"
 IB_DISK="$(disk_of $IBLOCK)"
+LOOP_DISK="$(disk_of $LOOP)"
 FREE_DISK="$(disk_of $FREE)"
-info "max_luns $UP (was $M): $HELD $HELD_DISK to be open, $SWAP $SWAP_DISK swap, $NSMNT $NS_DISK mounted in another namespace, $IBLOCK $IB_DISK an LIO backstore, $FREE $FREE_DISK free"
+info "max_luns $UP (was $M): $HELD $HELD_DISK to be open, $SWAP $SWAP_DISK swap, $NSMNT $NS_DISK mounted in another namespace, $IBLOCK $IB_DISK an LIO backstore, $LOOP $LOOP_DISK a loop device's backing file, $FREE $FREE_DISK free"
 
 # --- the kernel's claims -----------------------------------------------------------------
 # scsi_debug's LUNs share one store: the file system is made and mounted before mkswap
@@ -77,7 +81,12 @@ IB=$T/core/iblock_$i/claimed
 mkdir -p $IB && echo udev_path=/dev/$IB_DISK >$IB/control && echo 1 >$IB/enable ||
     die "LIO iblock backstore on /dev/$IB_DISK"
 ok "$IB_DISK backs LIO backstore iblock_$i/claimed"
+modprobe loop || die "modprobe loop"
+LOOPDEV="$(losetup -f)"
+losetup $LOOPDEV /dev/$LOOP_DISK || die "losetup $LOOPDEV /dev/$LOOP_DISK"
+check_eq "${LOOPDEV}'s backing file" "$(attr /sys/block/${LOOPDEV#/dev/}/loop/backing_file)" /dev/$LOOP_DISK
 release_claims() {
+    losetup -d $LOOPDEV 2>/dev/null
     swapoff /dev/$SWAP_DISK 2>/dev/null
     nsenter -t $NS_PID -m umount /mnt/other-ns 2>/dev/null
     kill $NS_PID 2>/dev/null
@@ -124,10 +133,16 @@ kept_claimed() { # LUN disk what
 kept_claimed $SWAP $SWAP_DISK swap
 kept_claimed $NSMNT $NS_DISK "mounted in another namespace"
 kept_claimed $IBLOCK $IB_DISK "an LIO backstore"
+check "$LOOP (backs ${LOOPDEV}) is kept" dev $LOOP
+if wait_for 10 named $LOOP $LOOP_DISK "$LOOP_DISK is the backing file of loop device ${LOOPDEV#/dev/}"; then
+    ok "the agent names $LOOP gone and the loop device on it: $(record $LOOP)"
+else
+    fail "no warning naming ${LOOPDEV} on $LOOP: $(record $LOOP)"
+fi
 grep -q "LUN $FREE $FREE_DISK is gone from the array.*deleted" /tmp/lun-gone.log &&
     ok "the agent's log says $FREE was deleted" || fail "the agent's log does not say $FREE was deleted"
-check "$SD_N:0:1:6, whose target reported nothing, is kept" dev $SD_N:0:1:6
-check "${SD_OTHER}'s LUN 6 is kept" dev ${SD_OTHER#host}:0:0:6
+check "$SD_N:0:1:7, whose target reported nothing, is kept" dev $SD_N:0:1:7
+check "${SD_OTHER}'s LUN 7 is kept" dev ${SD_OTHER#host}:0:0:7
 check_eq "the kernel's view of $HELD (it never removes it)" "$(attr /sys/bus/scsi/devices/$HELD/state)" running
 
 # A second change of the target (LUN 2 reported again): the LUNs still gone are
@@ -146,7 +161,7 @@ wait_for 20 scanned_again || fail "the agent did not scan $SD_N:0:0 again after 
 # claimed disk again.
 sleep 4
 info "the agent scanned $SD_N:0:0 again $(since $t0) s after max_luns rose to 3"
-for l in $SWAP $NSMNT $IBLOCK; do
+for l in $SWAP $NSMNT $IBLOCK $LOOP; do
     check_eq "records naming $l gone after a second change of its target" "$(named_times $l)" 1
 done
 echo $KEEP >$SD/max_luns
@@ -200,12 +215,12 @@ release_claims || fail "release the LIO backstore iblock_$i"
 grep -q "^/dev/$SWAP_DISK " /proc/swaps && fail "$SWAP_DISK is still swap after swapoff"
 run_hbad lun-gone-rescan --policy $POLICY --json rescan $SD_H
 check_eq "hbad rescan $SD_H exit status" "$(cat /tmp/hbad-lun-gone-rescan.rc)" 0
-for l in $HELD $SWAP $NSMNT $IBLOCK $SD_N:0:1:$KEEP $SD_N:0:1:6; do
+for l in $HELD $SWAP $NSMNT $IBLOCK $LOOP $SD_N:0:1:$KEEP $SD_N:0:1:7; do
     check "hbad rescan deleted $l" gone $l
 done
 grep -q "\"$HELD\"" /tmp/hbad-lun-gone-rescan.out && ok "hbad rescan --json names $HELD" ||
     fail "hbad rescan --json does not name $HELD"
-check "${SD_OTHER}, not rescanned, keeps LUN 6" dev ${SD_OTHER#host}:0:0:6
+check "${SD_OTHER}, not rescanned, keeps LUN 7" dev ${SD_OTHER#host}:0:0:7
 
 # Restore the lab: max_luns back, LUNs past it deleted by hand (the host hbad did not
 # rescan keeps them), the deleted ones scanned in again, and the store's first blocks
