@@ -20,5 +20,6 @@ pub mod policy;
 pub mod report_luns;
 pub mod sim;
 pub mod sysfs;
+pub mod terminal;
 pub mod uevent;
 pub mod wwn;
