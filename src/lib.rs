@@ -19,5 +19,6 @@ pub mod policy;
 pub mod report_luns;
 pub mod sim;
 pub mod sysfs;
+pub mod terminal;
 pub mod uevent;
 pub mod wwn;

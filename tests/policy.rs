@@ -259,6 +259,29 @@ fn command_line_durations_are_bounded_like_the_policy() {
 }
 
 #[test]
+fn the_receive_buffer_flag_is_refused_out_of_range_not_clamped() {
+    for value in [
+        "0",
+        "65535",
+        "99999999999999999",
+        "536870913",
+        "+65536",
+        "1M",
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hbad"))
+            .args(["run", "--recv-buffer", value])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{value}: {stderr}");
+        assert!(
+            stderr.contains("give 65536 (64 KiB) to 536870912 (512 MiB) bytes"),
+            "{value}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn shipped_examples_are_valid() {
     let mut checked = 0;
     for dir in ["config", "tests/fixtures/policy/good"] {
@@ -451,4 +474,31 @@ fn errors_stop_at_a_hundred_and_count_the_rest() {
     assert_eq!(last.message, "... and 150 more errors");
     // Placed where the first error not shown is.
     assert_eq!((last.origin.line, last.origin.column), (203, 1));
+}
+
+#[test]
+fn values_echoed_in_errors_are_printable_and_cut_short() {
+    let text = format!(
+        "[[vhba]]\nname = \"\\u001b[31mX\"\n[[vhba]]\nname = \"\\u001b[31mX\"\n[rescan]\nscope = \"{}\"\n",
+        "x".repeat(900_000)
+    );
+    let err = Policy::from_str(Path::new("esc\u{1b}]0;t\u{7}.toml"), &text, &env())
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    assert!(
+        err.contains("esc\\u{1b}]0;t\\u{7}.toml:2:8: vHBA name `\\u{1b}[31mX` is not usable"),
+        "{err}"
+    );
+    assert!(err.contains("vHBA `\\u{1b}[31mX` has no parent"), "{err}");
+    assert!(err.contains("duplicate vHBA name `\\u{1b}[31mX`"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "`scope`: `{}…` is not a scan scope",
+            "x".repeat(80)
+        )),
+        "{}",
+        &err[..err.len().min(2000)]
+    );
+    assert!(err.len() < 2000, "{} bytes of errors", err.len());
 }

@@ -53,9 +53,32 @@ pub struct RunArgs {
     /// Write no metrics textfile.
     #[arg(long)]
     pub no_metrics: bool,
-    /// Receive buffer of the event sockets, in bytes (forced past rmem_max as root).
-    #[arg(long, value_name = "BYTES", default_value_t = KernelOptions::default().recv_buffer)]
+    /// Receive buffer of the event sockets, in bytes (forced past rmem_max as root):
+    /// 65536 (64 KiB) to 536870912 (512 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = KernelOptions::default().recv_buffer,
+          value_parser = parse_recv_buffer)]
     pub recv_buffer: usize,
+}
+
+/// The receive buffers `--recv-buffer` may ask for. Below 64 KiB one burst of a
+/// host's events overflows it; the kernel doubles the value in an int, and a buffer
+/// past 512 MiB is kernel memory taken from the guests for nothing.
+pub const RECV_BUFFER_RANGE: std::ops::RangeInclusive<usize> = (64 << 10)..=(512 << 20);
+
+/// `--recv-buffer`, for clap: refused out of range with the range, never clamped.
+pub fn parse_recv_buffer(text: &str) -> Result<usize, String> {
+    let (min, max) = (*RECV_BUFFER_RANGE.start(), *RECV_BUFFER_RANGE.end());
+    let range = format!("{min} (64 KiB) to {max} (512 MiB) bytes");
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "`{}` is not a number of bytes; give {range}",
+            crate::terminal::echoed(text)
+        ));
+    }
+    match text.parse::<usize>() {
+        Ok(n) if RECV_BUFFER_RANGE.contains(&n) => Ok(n),
+        _ => Err(format!("`{text}` is out of range; give {range}")),
+    }
 }
 
 pub fn run(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {

@@ -16,12 +16,13 @@ use super::render::{self, NodeView};
 use super::Global;
 use crate::graph::describe::human_size;
 use crate::graph::{Graph, Lookup, Node, NodeKind};
-use crate::libvirt::pool::{printable, POOL_XML_MAX};
+use crate::libvirt::pool::POOL_XML_MAX;
 use crate::libvirt::{
     guest_disk_name, import_pools, stable_source, DiskDevice, DiskSnippet, Import, ImportParent,
     NodeDeviceParent, PoolSource, ScsiDevice, ScsiHostDevice, ScsiTargetDevice,
 };
 use crate::sysfs::{devpath_name, host_number, parent_devpath, Sysfs};
+use crate::terminal::{echoed, printable};
 
 #[derive(Debug, Clone, Args)]
 pub struct ShowArgs {
@@ -137,14 +138,16 @@ pub fn show_xml(g: &Global, device: &str) -> anyhow::Result<ExitCode> {
                 .map(|n| format!("{} {}", n.kind.label(), n.name()))
                 .collect();
             anyhow::bail!(
-                "`{device}` is {}, which libvirt has no node device for here; --xml describes SCSI hosts (host5 or a port's WWPN), targets (target1:0:0) and LUNs (1:0:0:0)",
+                "`{}` is {}, which libvirt has no node device for here; --xml describes SCSI hosts (host5 or a port's WWPN), targets (target1:0:0) and LUNs (1:0:0:0)",
+                echoed(device),
                 what.join(" and ")
             );
         }
         many => {
             let names: Vec<&str> = many.iter().map(|n| n.name()).collect();
             anyhow::bail!(
-                "`{device}` names several devices ({}); name one of them",
+                "`{}` names several devices ({}); name one of them",
+                echoed(device),
                 names.join(", ")
             );
         }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::terminal::printable;
+
 /// Where a value came from: a file and a 1-based line and column.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Origin {
@@ -118,9 +120,15 @@ fn is_continuation(b: u8) -> bool {
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {
-            write!(f, "{}", self.file.display())
+            write!(f, "{}", printable(&self.file.display().to_string()))
         } else {
-            write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+            write!(
+                f,
+                "{}:{}:{}",
+                printable(&self.file.display().to_string()),
+                self.line,
+                self.column
+            )
         }
     }
 }

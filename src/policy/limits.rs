@@ -96,8 +96,9 @@ impl DurationLimit {
     /// Parses `text` as a duration ("250ms", "30s", "1h 30m") within this range.
     pub fn parse(&self, text: &str) -> Result<Duration, Refusal> {
         let key = self.key;
-        // Shown as written, control characters escaped: the text goes to a terminal.
-        let shown = text.escape_debug();
+        // Shown as written, control characters escaped and cut short: the text goes
+        // to a terminal.
+        let shown = crate::terminal::echoed(text);
         let too_long = || Refusal {
             message: format!(
                 "`{key}`: `{shown}` is more than {}, the most hbad accepts",

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::ownership::OWNER_PREFIX;
+use crate::terminal::echoed;
 use crate::wwn::{derive, Wwn, WwnRole, DEFAULT_OUI};
 
 pub mod error;
@@ -423,7 +424,7 @@ fn build(files: &[ParsedFile], env: &Environment) -> Result<Policy, PolicyErrors
             let at = file.origin(name.span());
             if let Some(first) = seen_here.get(&n) {
                 errors.push(
-                    PolicyError::new(at, format!("duplicate vHBA name `{n}`"))
+                    PolicyError::new(at, format!("duplicate vHBA name `{}`", echoed(&n)))
                         .hint(format!("first defined at {first}; names must be unique")),
                 );
                 continue;
@@ -565,7 +566,7 @@ fn state_file_refusal(path: &str) -> Option<(String, &'static str)> {
     let example = "e.g. state_file = \"/var/lib/hbad/owned-vhbas.json\"";
     if !Path::new(path).is_absolute() {
         return Some((
-            format!("state_file `{path}` is not an absolute path"),
+            format!("state_file `{}` is not an absolute path", echoed(path)),
             example,
         ));
     }
@@ -583,7 +584,7 @@ fn state_file_refusal(path: &str) -> Option<(String, &'static str)> {
         .any(|c| matches!(c, std::path::Component::ParentDir))
     {
         return Some((
-            format!("state_file `{path}` goes up with `..`"),
+            format!("state_file `{}` goes up with `..`", echoed(path)),
             "write the path the file has, without `..`",
         ));
     }
@@ -591,13 +592,19 @@ fn state_file_refusal(path: &str) -> Option<(String, &'static str)> {
         !path.ends_with('/') && !path.ends_with("/.") && Path::new(path).file_name().is_some();
     if !names_a_file {
         return Some((
-            format!("state_file `{path}` names a directory, not a file"),
+            format!(
+                "state_file `{}` names a directory, not a file",
+                echoed(path)
+            ),
             "name the file hbad keeps its records in, e.g. /var/lib/hbad/owned-vhbas.json",
         ));
     }
     if path.starts_with("/dev/") || path.starts_with("/proc/") || path.starts_with("/sys/") {
         return Some((
-            format!("state_file `{path}` is under /dev, /proc or /sys, not a place for a file"),
+            format!(
+                "state_file `{}` is under /dev, /proc or /sys, not a place for a file",
+                echoed(path)
+            ),
             example,
         ));
     }
@@ -632,10 +639,7 @@ fn build_wwn(
                 None => errors.push(
                     PolicyError::new(
                         file.origin(o.span()),
-                        format!(
-                            "`oui`: `{}` is not a 24-bit OUI",
-                            o.get_ref().escape_debug()
-                        ),
+                        format!("`oui`: `{}` is not a 24-bit OUI", echoed(o.get_ref())),
                     )
                     .hint("write 6 hex digits, e.g. oui = \"001a4a\" or \"0x001a4a\""),
                 ),
@@ -699,10 +703,12 @@ fn build_vhba(
     let t = m.table.get_ref();
     let name_s = t.name.as_ref()?;
     let name = name_s.get_ref().clone();
+    // The name as errors show it: it may be any string until it is found valid.
+    let shown = echoed(&name);
     let start = errors.len();
     if !valid_name(&name) {
         errors.push(
-            PolicyError::new(file.origin(name_s.span()), format!("vHBA name `{}` is not usable", name.escape_debug()))
+            PolicyError::new(file.origin(name_s.span()), format!("vHBA name `{shown}` is not usable"))
                 .hint("use up to 48 letters, digits, '-', '_' or '.'; it becomes /dev/disk/by-vhba/<name>"),
         );
     }
@@ -728,7 +734,7 @@ fn build_vhba(
     let parent = match ways.as_slice() {
         [] => {
             errors.push(
-                PolicyError::new(file.origin(m.table.span()), format!("vHBA `{name}` has no parent"))
+                PolicyError::new(file.origin(m.table.span()), format!("vHBA `{shown}` has no parent"))
                     .hint("set one of parent_wwpn = \"0x...\", parent_fabric = \"0x...\" or parent = \"auto\""),
             );
             None
@@ -742,7 +748,7 @@ fn build_vhba(
             errors.push(
                 PolicyError::new(
                     file.origin(last.span()),
-                    format!("vHBA `{name}`: parent given {} ways, {keys}", ways.len()),
+                    format!("vHBA `{shown}`: parent given {} ways, {keys}", ways.len()),
                 )
                 .hint(format!(
                     "keep one; `{first}` is at {}",
@@ -759,7 +765,7 @@ fn build_vhba(
                     errors.push(
                         PolicyError::new(
                             file.origin(n.span()),
-                            format!("vHBA `{name}`: parent_wwnn is the same as parent_wwpn"),
+                            format!("vHBA `{shown}`: parent_wwnn is the same as parent_wwpn"),
                         )
                         .hint("a port name and a node name differ; see `hbad show` of the parent"),
                     );
@@ -778,7 +784,7 @@ fn build_vhba(
                 crate::sysfs::host_number(text.strip_prefix("scsi_").unwrap_or(text))
             {
                 warnings.push(
-                    PolicyError::new(file.origin(v.span()), format!("vHBA `{name}`: parent `{text}` is a host number, which can change at the next boot"))
+                    PolicyError::new(file.origin(v.span()), format!("vHBA `{shown}`: parent `{}` is a host number, which can change at the next boot", echoed(text)))
                         .hint("name the parent by parent_wwpn or parent_fabric instead (see `hbad list --cap vports`)"),
                 );
                 Some(ParentSelector::Host { number: n })
@@ -788,7 +794,7 @@ fn build_vhba(
                         file.origin(v.span()),
                         format!(
                             "`parent`: `{}` is neither \"auto\" nor a host name",
-                            text.escape_debug()
+                            echoed(text)
                         ),
                     )
                     .hint("write parent = \"auto\", or use parent_wwpn / parent_fabric"),
@@ -809,7 +815,7 @@ fn build_vhba(
     };
     if (given_wwpn.is_none() || given_wwnn.is_none()) && wwn.seed.is_empty() {
         errors.push(
-            PolicyError::new(file.origin(name_s.span()), format!("vHBA `{name}` needs derived WWNs, but there is no seed"))
+            PolicyError::new(file.origin(name_s.span()), format!("vHBA `{shown}` needs derived WWNs, but there is no seed"))
                 .hint("/etc/machine-id is missing or empty: set [wwn] seed = \"...\" or write wwpn and wwnn"),
         );
     }
@@ -822,7 +828,7 @@ fn build_vhba(
         errors.push(
             PolicyError::new(
                 file.origin(t.wwnn.as_ref().map_or(m.table.span(), |s| s.span())),
-                format!("vHBA `{name}`: wwpn and wwnn are the same"),
+                format!("vHBA `{shown}`: wwpn and wwnn are the same"),
             )
             .hint("a port name and a node name must differ; drop wwnn to have one derived"),
         );
@@ -912,7 +918,7 @@ fn merge_rescan(
             other => errors.push(
                 PolicyError::new(
                     file.origin(s.span()),
-                    format!("`scope`: `{}` is not a scan scope", other.escape_debug()),
+                    format!("`scope`: `{}` is not a scan scope", echoed(other)),
                 )
                 .hint("write scope = \"target\" (scan only the target that changed) or \"host\""),
             ),
@@ -1025,10 +1031,11 @@ fn list_entry_refusal(key: &str, value: &str) -> Option<String> {
                 && value
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-            (!ok).then(|| format!("`drivers`: `{}` is not a driver name", value.escape_debug()))
+            (!ok).then(|| format!("`drivers`: `{}` is not a driver name", echoed(value)))
         }
-        _ => (!valid_name(value))
-            .then(|| format!("`vhbas`: `{}` is not a vHBA name", value.escape_debug())),
+        _ => {
+            (!valid_name(value)).then(|| format!("`vhbas`: `{}` is not a vHBA name", echoed(value)))
+        }
     }
 }
 

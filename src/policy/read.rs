@@ -200,6 +200,11 @@ fn too_big(path: &Path, len: u64) -> PolicyError {
     .hint("split the policy into drop-ins in hbad.d/")
 }
 
+/// A path in a message: printable, and cut short when long.
+fn shown(path: &Path) -> String {
+    crate::terminal::echoed(&path.display().to_string())
+}
+
 fn check_owner_and_mode(path: &Path, meta: &Metadata, what: &str) -> Result<(), PolicyError> {
     let euid = nix::unistd::geteuid().as_raw();
     let hatch = "or run hbad with --no-strict-perms (HBAD_NO_STRICT_PERMS=1) for a test tree";
@@ -211,7 +216,7 @@ fn check_owner_and_mode(path: &Path, meta: &Metadata, what: &str) -> Result<(), 
                 meta.uid()
             ),
         )
-        .hint(format!("chown root: {}, {hatch}", path.display())));
+        .hint(format!("chown root: {}, {hatch}", shown(path))));
     }
     if meta.mode() & 0o022 != 0 {
         return Err(PolicyError::new(
@@ -226,7 +231,7 @@ fn check_owner_and_mode(path: &Path, meta: &Metadata, what: &str) -> Result<(), 
                 meta.mode() & 0o7777
             ),
         )
-        .hint(format!("chmod go-w {}, {hatch}", path.display())));
+        .hint(format!("chmod go-w {}, {hatch}", shown(path))));
     }
     Ok(())
 }
@@ -238,15 +243,14 @@ pub fn state_file_refusal(path: &Path) -> Option<String> {
         Ok(meta) if meta.file_type().is_file() => None,
         Ok(meta) => Some(format!(
             "state_file `{}` is {}, not a file hbad can keep records in",
-            path.display(),
+            shown(path),
             kind(&meta)
         )),
         Err(_) => match path.parent().map(std::fs::metadata) {
             Some(Ok(meta)) if !meta.is_dir() => Some(format!(
                 "state_file `{}`: {} is {}, not a directory",
-                path.display(),
-                path.parent()
-                    .map_or(String::new(), |p| p.display().to_string()),
+                shown(path),
+                path.parent().map_or(String::new(), shown),
                 kind(&meta)
             )),
             _ => None,
