@@ -8,6 +8,7 @@ pub mod claim;
 pub mod cli;
 pub mod daemon;
 pub mod exec;
+pub mod files;
 pub mod graph;
 pub mod holders;
 pub mod journal;

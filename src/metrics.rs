@@ -15,11 +15,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::files;
 use crate::uevent::source::CounterSnapshot;
 
 /// The directory Debian's prometheus-node-exporter reads textfiles from.
@@ -528,31 +528,11 @@ fn vhba_labels(v: &VhbaMetric) -> Vec<(&'static str, &str)> {
 
 /// Replaces the textfile atomically: a hidden sibling in the same directory (so
 /// the rename stays on one filesystem, and node_exporter, which reads only
-/// `*.prom`, never reads it), fsynced, then renamed over the file. The directory
+/// `*.prom`, never reads it), fsynced, then renamed over the file; only a regular
+/// file (or nothing) at `path` is replaced ([`files::replace`]). The directory
 /// must exist: it is node_exporter's, not hbad's.
 pub fn write_textfile(path: &Path, text: &str) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    files::replace(path, text.as_bytes(), 0o644)
 }
 
 #[cfg(test)]
@@ -618,6 +598,7 @@ mod tests {
 
     #[test]
     fn textfile_is_replaced_whole_and_leaves_no_temporary() {
+        use std::fs;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hbad.prom");
         write_textfile(&path, "a 1\n").unwrap();
