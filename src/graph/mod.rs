@@ -32,7 +32,7 @@ pub mod describe;
 mod load;
 mod query;
 
-use load::read_kind;
+pub(crate) use load::read_kind;
 
 pub use apply::{Change, Notice};
 pub use query::Lookup;
