@@ -2,14 +2,20 @@
 //!
 //! `device/delete` removes a disk whatever uses it: a mounted file system loses its
 //! device, a VM's disk fails every I/O from then on, a multipath map loses a path.
-//! So hbad deletes a LUN only when nothing holds its disk, looked at the three ways
-//! a disk is held, for the disk and each of its partitions:
+//! So hbad deletes a LUN only when nothing holds its disk, looked at the four ways
+//! a disk is held that leave a trace, for the disk and each of its partitions:
 //! - a kernel holder, `holders/` in sysfs: device-mapper (a multipath map, LVM),
 //!   md, bcache;
 //! - a mount: `major:minor` (or the source `/dev/sdX`) in the mount table of hbad
 //!   and of PID 1 (a service with a private mount namespace sees its own);
 //! - an open file descriptor, found as `fuser` finds it, through `/proc/PID/fd`: a
-//!   VM's qemu opens its disks itself.
+//!   VM's qemu opens its disks itself;
+//! - a loop device set up on it, which the loop driver keeps open in the kernel
+//!   (`loop/backing_file`).
+//!
+//! What the kernel itself has claimed (swap, a mount in another mount namespace,
+//! a btrfs or ZFS member, an LIO backstore) leaves no trace in any of these: the
+//! delete asks the kernel with an exclusive open ([`crate::claim`]).
 //!
 //! Every read is bounded. When a bound is hit, or a process's files cannot be read,
 //! the answer is "held" with the reason: a disk is never deleted on a guess.
@@ -40,6 +46,8 @@ const MAX_OPEN_FILES: usize = 2_000_000;
 const MAX_MOUNTINFO: u64 = 16 * 1024 * 1024;
 /// Processes holding a disk named, at most: the first ones say it is in use.
 const MAX_HOLDERS: usize = 8;
+/// Loop devices looked at (each is one sysfs read).
+const MAX_LOOP_DEVICES: usize = 4096;
 /// Partitions of one disk looked at (GPT allows 128).
 const MAX_PARTITIONS: usize = 256;
 
@@ -62,6 +70,16 @@ pub enum Holder {
         pid: u32,
         command: String,
     },
+    /// A loop device set up on it (`losetup`).
+    LoopBacking {
+        device: String,
+        of: String,
+    },
+    /// The kernel refused hbad an exclusive open ([`crate::claim`]): something
+    /// in the kernel uses it without a trace in sysfs or `/proc`.
+    Claimed {
+        of: String,
+    },
     /// Could not be looked at fully: treated as held.
     Unknown {
         why: String,
@@ -81,6 +99,14 @@ impl fmt::Display for Holder {
             Holder::Process { of, pid, command } => {
                 write!(f, "{of} is open in process {pid} ({command})")
             }
+            Holder::LoopBacking { device, of } => {
+                write!(f, "{of} is the backing file of loop device {device}")
+            }
+            Holder::Claimed { of } => write!(
+                f,
+                "{of} is claimed by the kernel: mounted, swap, RAID/volume member or in \
+                 use by another driver"
+            ),
             Holder::Unknown { why } => write!(f, "cannot tell whether it is in use: {why}"),
         }
     }
@@ -94,10 +120,12 @@ struct DevNode {
     name: String,
     dev: (u32, u32),
     char: bool,
+    /// Which of the LUNs looked at together it belongs to.
+    lun: usize,
 }
 
 /// The disk at `disk_devpath` (`.../H:C:T:L/block/sdX`) and its partitions.
-fn block_devs(sysfs: &Sysfs, disk_devpath: &str) -> Vec<(String, Option<DevNode>)> {
+fn block_devs(sysfs: &Sysfs, disk_devpath: &str, lun: usize) -> Vec<(String, Option<DevNode>)> {
     let name = crate::sysfs::devpath_name(disk_devpath).to_string();
     let dev_of = |dir: &str, name: &str| {
         sysfs
@@ -107,6 +135,7 @@ fn block_devs(sysfs: &Sysfs, disk_devpath: &str) -> Vec<(String, Option<DevNode>
                 name: name.to_string(),
                 dev,
                 char: false,
+                lun,
             })
     };
     let mut out = vec![(disk_devpath.to_string(), dev_of(disk_devpath, &name))];
@@ -123,7 +152,7 @@ fn block_devs(sysfs: &Sysfs, disk_devpath: &str) -> Vec<(String, Option<DevNode>
 
 /// The LUN's character nodes: `scsi_generic/sgN` and `bsg/H:C:T:L`, as named
 /// under `/dev`.
-fn char_devs(sysfs: &Sysfs, lun_devpath: &str) -> Vec<DevNode> {
+fn char_devs(sysfs: &Sysfs, lun_devpath: &str, lun: usize) -> Vec<DevNode> {
     ["scsi_generic", "bsg"]
         .iter()
         .filter_map(|class| {
@@ -139,43 +168,124 @@ fn char_devs(sysfs: &Sysfs, lun_devpath: &str) -> Vec<DevNode> {
                 name,
                 dev,
                 char: true,
+                lun,
             })
         })
         .collect()
 }
 
-/// Everything that holds the LUN at `lun_devpath` through `disk` (its block
-/// device under `block/`) and through its sg and bsg nodes, or an empty list when
-/// it is free to delete. `proc_root` is `/proc` (a directory of the simulator's
-/// in tests).
-pub fn holders(sysfs: &Sysfs, proc_root: &Path, lun_devpath: &str, disk: &str) -> Vec<Holder> {
-    let devs = block_devs(sysfs, &format!("{lun_devpath}/block/{disk}"));
-    let mut out = Vec::new();
-    for (dir, dev) in &devs {
-        let of = crate::sysfs::devpath_name(dir).to_string();
-        for device in sysfs.list(&format!("{dir}/holders")) {
-            // A multipath map or LV says what it is: dm/name beside its dev.
-            let name = sysfs.attr(&format!("/block/{device}/dm"), "name");
-            out.push(Holder::Device {
-                device,
-                of: of.clone(),
-                name,
-            });
+/// A LUN looked at: its devpath and its disk (the block device under `block/`).
+#[derive(Clone, Copy, Debug)]
+pub struct LunDisk<'a> {
+    pub lun_devpath: &'a str,
+    pub disk: &'a str,
+}
+
+/// What holds each of `luns`, through its disk and partitions and through its sg
+/// and bsg nodes: one list per LUN, in order, empty when it is free to delete.
+/// Mount tables and `/proc` are read once for all of them. `proc_root` is
+/// `/proc` (a directory of the simulator's in tests).
+pub fn holders(sysfs: &Sysfs, proc_root: &Path, luns: &[LunDisk<'_>]) -> Vec<Vec<Holder>> {
+    let mut out: Vec<Vec<Holder>> = vec![Vec::new(); luns.len()];
+    let mut devs = Vec::new();
+    let mut chars = Vec::new();
+    for (i, lun) in luns.iter().enumerate() {
+        let block = block_devs(sysfs, &format!("{}/block/{}", lun.lun_devpath, lun.disk), i);
+        for (dir, dev) in &block {
+            let of = crate::sysfs::devpath_name(dir).to_string();
+            for device in sysfs.list(&format!("{dir}/holders")) {
+                // A multipath map or LV says what it is: dm/name beside its dev.
+                let name = sysfs.attr(&format!("/block/{device}/dm"), "name");
+                out[i].push(Holder::Device {
+                    device,
+                    of: of.clone(),
+                    name,
+                });
+            }
+            if dev.is_none() {
+                out[i].push(Holder::Unknown {
+                    why: format!("{of} has no readable dev attribute"),
+                });
+            }
         }
-        if dev.is_none() {
-            out.push(Holder::Unknown {
-                why: format!("{of} has no readable dev attribute"),
-            });
+        let block: Vec<DevNode> = block.into_iter().filter_map(|(_, d)| d).collect();
+        // Without a single device number there is nothing to look for.
+        if !block.is_empty() {
+            chars.extend(char_devs(sysfs, lun.lun_devpath, i));
+            devs.extend(block);
         }
     }
-    let mut devs: Vec<DevNode> = devs.into_iter().filter_map(|(_, d)| d).collect();
     if devs.is_empty() {
         return out;
     }
-    out.extend(mounts(proc_root, &devs));
-    devs.extend(char_devs(sysfs, lun_devpath));
-    out.extend(open_files(proc_root, &devs));
+    merge(&mut out, mounts(proc_root, &devs, luns.len()));
+    merge(&mut out, loop_backings(sysfs, &devs, luns.len()));
+    devs.extend(chars);
+    merge(&mut out, open_files(proc_root, &devs, luns.len()));
     out
+}
+
+/// Loop devices whose backing file is one of `devs` (`losetup /dev/loop0
+/// /dev/sdd`), per LUN. The loop driver keeps the file open in the kernel without
+/// claiming it and without a `holders/` link: neither `/proc` nor an exclusive
+/// open sees it; only the loop device's `loop/backing_file` names it.
+fn loop_backings(sysfs: &Sysfs, devs: &[DevNode], luns: usize) -> Vec<Vec<Holder>> {
+    let mut out: Vec<Vec<Holder>> = vec![Vec::new(); luns];
+    let loops = sysfs
+        .list("/class/block")
+        .into_iter()
+        .filter(|n| n.starts_with("loop"))
+        .take(MAX_LOOP_DEVICES);
+    for device in loops {
+        let Some(file) = sysfs.attr(&format!("/class/block/{device}/loop"), "backing_file") else {
+            continue;
+        };
+        let held = devs.iter().filter(|d| !d.char).find(|d| {
+            file == format!("/dev/{}", d.name)
+                || (file.starts_with("/dev/") && {
+                    // The node a loop device was set up on may have another name (a
+                    // container's /dev): its number says which disk it is. Only /dev is
+                    // looked into, as for open files.
+                    let meta = fs::metadata(&file);
+                    meta.is_ok_and(|m| {
+                        m.file_type().is_block_device()
+                            && (libc::major(m.rdev()), libc::minor(m.rdev())) == d.dev
+                    })
+                })
+        });
+        if let Some(d) = held {
+            note(
+                &mut out,
+                d.lun,
+                Holder::LoopBacking {
+                    device,
+                    of: d.name.clone(),
+                },
+            );
+        }
+    }
+    out
+}
+
+fn merge(into: &mut [Vec<Holder>], from: Vec<Vec<Holder>>) {
+    for (to, more) in into.iter_mut().zip(from) {
+        to.extend(more);
+    }
+}
+
+/// Adds `h` to LUN `lun`'s holders once, up to [`MAX_HOLDERS`]: the first ones say
+/// it is in use and by whom.
+fn note(out: &mut [Vec<Holder>], lun: usize, h: Holder) {
+    if let Some(list) = out.get_mut(lun) {
+        if list.len() < MAX_HOLDERS && !list.contains(&h) {
+            list.push(h);
+        }
+    }
+}
+
+/// The same holder for every LUN (what could not be looked at).
+fn for_all(luns: usize, h: Holder) -> Vec<Vec<Holder>> {
+    vec![vec![h]; luns]
 }
 
 fn read_capped(path: &Path, max: u64) -> Option<String> {
@@ -192,31 +302,27 @@ fn read_capped(path: &Path, max: u64) -> Option<String> {
 const CANNOT_SEE_ALL: &str = "cannot see every process: /proc hides some of them \
      (hidepid or ProtectProc=invisible) or hbad lacks CAP_SYS_PTRACE";
 
-/// Mounts of any of `devs`, in hbad's mount namespace and PID 1's.
-fn mounts(proc_root: &Path, devs: &[DevNode]) -> Vec<Holder> {
-    let mut out: Vec<Holder> = Vec::new();
+/// Mounts of any of `devs`, in hbad's mount namespace and PID 1's, per LUN.
+fn mounts(proc_root: &Path, devs: &[DevNode], luns: usize) -> Vec<Vec<Holder>> {
+    let mut out: Vec<Vec<Holder>> = vec![Vec::new(); luns];
     for table in ["self/mountinfo", "1/mountinfo"] {
         let Some(text) = read_capped(&proc_root.join(table), MAX_MOUNTINFO) else {
             // PID 1's table is where the host's mounts are: unread, a mounted disk
             // would look free.
             if table.starts_with('1') {
-                out.push(Holder::Unknown {
+                let h = Holder::Unknown {
                     why: format!(
                         "{CANNOT_SEE_ALL} ({}/{table} unreadable)",
                         proc_root.display()
                     ),
-                });
+                };
+                (0..luns).for_each(|i| note(&mut out, i, h.clone()));
             }
             continue;
         };
-        for m in mounted(&text, devs) {
-            if !out.contains(&m) {
-                out.push(m);
-            }
-            // A disk bind-mounted a thousand times is named by its first mounts.
-            if out.len() >= MAX_HOLDERS {
-                return out;
-            }
+        // A disk bind-mounted a thousand times is named by its first mounts.
+        for (lun, m) in mounted(&text, devs) {
+            note(&mut out, lun, m);
         }
     }
     out
@@ -224,7 +330,7 @@ fn mounts(proc_root: &Path, devs: &[DevNode]) -> Vec<Holder> {
 
 /// The mounts in one `mountinfo` text of any of `devs`: by `major:minor` (field 3),
 /// or by the mount source `/dev/NAME` (btrfs shows an anonymous device number).
-fn mounted(mountinfo: &str, devs: &[DevNode]) -> Vec<Holder> {
+fn mounted(mountinfo: &str, devs: &[DevNode]) -> Vec<(usize, Holder)> {
     let mut out = Vec::new();
     for line in mountinfo.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
@@ -240,10 +346,13 @@ fn mounted(mountinfo: &str, devs: &[DevNode]) -> Vec<Holder> {
         for d in devs.iter().filter(|d| !d.char) {
             let node = format!("/dev/{}", d.name);
             if by_number == Some(d.dev) || source == Some(node.as_str()) {
-                out.push(Holder::Mount {
-                    of: d.name.clone(),
-                    mountpoint: unescape_octal(point),
-                });
+                out.push((
+                    d.lun,
+                    Holder::Mount {
+                        of: d.name.clone(),
+                        mountpoint: unescape_octal(point),
+                    },
+                ));
             }
         }
     }
@@ -277,22 +386,28 @@ fn unescape_octal(s: &str) -> String {
 /// them: each `/proc/PID/fd/N` whose link names the node, or which is a block
 /// device with that number (opened through another path: a by-id link, a node in
 /// a container's /dev).
-fn open_files(proc_root: &Path, devs: &[DevNode]) -> Vec<Holder> {
-    let mut out = Vec::new();
+fn open_files(proc_root: &Path, devs: &[DevNode], luns: usize) -> Vec<Vec<Holder>> {
+    let mut out: Vec<Vec<Holder>> = vec![Vec::new(); luns];
     let Ok(entries) = fs::read_dir(proc_root) else {
-        return vec![Holder::Unknown {
-            why: format!("cannot read {}", proc_root.display()),
-        }];
+        return for_all(
+            luns,
+            Holder::Unknown {
+                why: format!("cannot read {}", proc_root.display()),
+            },
+        );
     };
     // A listing that omits processes reads as "nothing holds it": PID 1 is always
     // there and shown to a reader that sees everyone.
     if fs::read_dir(proc_root.join("1/fd")).is_err() {
-        return vec![Holder::Unknown {
-            why: format!(
-                "{CANNOT_SEE_ALL} ({}/1/fd cannot be listed)",
-                proc_root.display()
-            ),
-        }];
+        return for_all(
+            luns,
+            Holder::Unknown {
+                why: format!(
+                    "{CANNOT_SEE_ALL} ({}/1/fd cannot be listed)",
+                    proc_root.display()
+                ),
+            },
+        );
     }
     let nodes: Vec<(String, &DevNode)> = devs
         .iter()
@@ -312,9 +427,10 @@ fn open_files(proc_root: &Path, devs: &[DevNode]) -> Vec<Holder> {
         };
         processes += 1;
         if processes > MAX_PROCESSES {
-            out.push(Holder::Unknown {
+            let h = Holder::Unknown {
                 why: format!("more than {MAX_PROCESSES} processes to look through"),
-            });
+            };
+            (0..luns).for_each(|i| note(&mut out, i, h.clone()));
             return out;
         }
         let fd_dir: PathBuf = entry.path().join("fd");
@@ -332,9 +448,10 @@ fn open_files(proc_root: &Path, devs: &[DevNode]) -> Vec<Holder> {
         for fd in fds.filter_map(Result::ok) {
             files += 1;
             if files > MAX_OPEN_FILES {
-                out.push(Holder::Unknown {
+                let h = Holder::Unknown {
                     why: format!("more than {MAX_OPEN_FILES} open files to look through"),
-                });
+                };
+                (0..luns).for_each(|i| note(&mut out, i, h.clone()));
                 return out;
             }
             let path = fd.path();
@@ -373,20 +490,19 @@ fn open_files(proc_root: &Path, devs: &[DevNode]) -> Vec<Holder> {
                     pid,
                     command,
                 };
-                if !out.contains(&h) {
-                    out.push(h);
-                }
-                // Enough to say the disk is in use and by whom.
-                if out.len() >= MAX_HOLDERS {
+                note(&mut out, d.lun, h);
+                // Enough to say every disk is in use and by whom.
+                if out.iter().all(|l| l.len() >= MAX_HOLDERS) {
                     return out;
                 }
             }
         }
     }
     if let Some(first) = first_unreadable {
-        out.push(Holder::Unknown {
+        let h = Holder::Unknown {
             why: format!("the open files of {unreadable} processes cannot be read ({first})"),
-        });
+        };
+        (0..luns).for_each(|i| note(&mut out, i, h.clone()));
     }
     out
 }
@@ -410,11 +526,13 @@ mod tests {
                 name: "sdb".into(),
                 dev: (8, 16),
                 char: false,
+                lun: 0,
             },
             DevNode {
                 name: "sdb1".into(),
                 dev: (8, 17),
                 char: false,
+                lun: 0,
             },
         ]
     }
@@ -431,14 +549,20 @@ bad line
         assert_eq!(
             m,
             vec![
-                Holder::Mount {
-                    of: "sdb1".into(),
-                    mountpoint: "/srv/my data".into()
-                },
-                Holder::Mount {
-                    of: "sdb".into(),
-                    mountpoint: "/mnt/b".into()
-                },
+                (
+                    0,
+                    Holder::Mount {
+                        of: "sdb1".into(),
+                        mountpoint: "/srv/my data".into()
+                    }
+                ),
+                (
+                    0,
+                    Holder::Mount {
+                        of: "sdb".into(),
+                        mountpoint: "/mnt/b".into()
+                    }
+                ),
             ]
         );
         assert!(mounted("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n", &sdb()).is_empty());
@@ -456,7 +580,7 @@ bad line
         std::os::unix::fs::symlink("/dev/sdc", p.join("7/fd/0")).unwrap();
         fs::create_dir_all(p.join("1/fd")).unwrap();
         fs::create_dir_all(p.join("self")).unwrap();
-        let held = open_files(p, &sdb());
+        let held = open_files(p, &sdb(), 1).remove(0);
         assert_eq!(
             held,
             vec![Holder::Process {
@@ -475,9 +599,78 @@ bad line
                 name: "sdd".into(),
                 dev: (8, 48),
                 char: false,
-            }]
+                lun: 0,
+            }],
+            1
         )
+        .remove(0)
         .is_empty());
+    }
+
+    #[test]
+    fn one_look_names_each_luns_own_holders() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs::create_dir_all(p.join("1/fd")).unwrap();
+        fs::create_dir_all(p.join("self")).unwrap();
+        fs::write(
+            p.join("1/mountinfo"),
+            "40 22 8:33 / /srv rw - xfs /dev/sdc1 rw\n",
+        )
+        .unwrap();
+        fs::create_dir_all(p.join("4242/fd")).unwrap();
+        std::os::unix::fs::symlink("/dev/sdb", p.join("4242/fd/7")).unwrap();
+        let node = |name: &str, dev, lun| DevNode {
+            name: name.into(),
+            dev,
+            char: false,
+            lun,
+        };
+        // LUN 0 is sdb (open), LUN 1 sdc with sdc1 (mounted), LUN 2 sdd (free).
+        let devs = [
+            node("sdb", (8, 16), 0),
+            node("sdc", (8, 32), 1),
+            node("sdc1", (8, 33), 1),
+            node("sdd", (8, 48), 2),
+        ];
+        let files = open_files(p, &devs, 3);
+        let mounted = mounts(p, &devs, 3);
+        let text = |v: &Vec<Holder>| v.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+        assert_eq!(text(&files[0]), ["sdb is open in process 4242 (?)"]);
+        assert!(files[1].is_empty() && files[2].is_empty(), "{files:?}");
+        assert_eq!(text(&mounted[1]), ["sdc1 is mounted on /srv"]);
+        assert!(
+            mounted[0].is_empty() && mounted[2].is_empty(),
+            "{mounted:?}"
+        );
+        // What cannot be looked at holds every one of them.
+        fs::remove_dir_all(p.join("1")).unwrap();
+        let files = open_files(p, &devs, 3);
+        assert!(files
+            .iter()
+            .all(|f| matches!(f.as_slice(), [Holder::Unknown { .. }])));
+    }
+
+    #[test]
+    fn a_loop_device_on_a_disk_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sysfs = Sysfs::new(dir.path().join("sys"), dir.path().join("dev"));
+        for (device, file) in [
+            ("loop0", "/var/lib/images/a.img"),
+            ("loop1", "/dev/sdb1"),
+            ("loop2", "/dev/sdc"),
+        ] {
+            let d = dir.path().join(format!("sys/class/block/{device}/loop"));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("backing_file"), format!("{file}\n")).unwrap();
+        }
+        // loop3 has no file attached: no loop/ directory.
+        fs::create_dir_all(dir.path().join("sys/class/block/loop3")).unwrap();
+        let held = loop_backings(&sysfs, &sdb(), 1).remove(0);
+        assert_eq!(
+            held.iter().map(Holder::to_string).collect::<Vec<_>>(),
+            ["sdb1 is the backing file of loop device loop1"]
+        );
     }
 
     #[test]
@@ -497,13 +690,13 @@ bad line
         // A file elsewhere is not followed (it could sit on a dead NFS mount).
         fs::create_dir_all(p.join("300/fd")).unwrap();
         std::os::unix::fs::symlink("/nonexistent/x", p.join("300/fd/3")).unwrap();
-        let held = open_files(p, &sdb());
+        let held = open_files(p, &sdb(), 1).remove(0);
         assert_eq!(held.len(), MAX_HOLDERS, "{held:?}");
         assert!(held.iter().all(|h| matches!(h, Holder::Process { .. })));
         for pid in 200..220 {
             fs::remove_dir_all(p.join(pid.to_string())).unwrap();
         }
-        let held = open_files(p, &sdb());
+        let held = open_files(p, &sdb(), 1).remove(0);
         assert!(
             matches!(held.as_slice(), [Holder::Unknown { why }] if why.starts_with("the open files of 3 processes")),
             "{held:?}"
@@ -512,7 +705,7 @@ bad line
 
     #[test]
     fn an_unreadable_proc_means_held_not_free() {
-        let held = open_files(Path::new("/nonexistent/proc"), &sdb());
+        let held = open_files(Path::new("/nonexistent/proc"), &sdb(), 1).remove(0);
         assert!(
             matches!(held.as_slice(), [Holder::Unknown { .. }]),
             "{held:?}"
@@ -532,7 +725,10 @@ bad line
         )
         .unwrap();
         fs::create_dir_all(p.join("600/fd")).unwrap();
-        for held in [open_files(p, &sdb()), mounts(p, &sdb())] {
+        for held in [
+            open_files(p, &sdb(), 1).remove(0),
+            mounts(p, &sdb(), 1).remove(0),
+        ] {
             assert!(
                 matches!(held.as_slice(), [Holder::Unknown { why }] if why.contains("CAP_SYS_PTRACE")),
                 "{held:?}"
@@ -545,8 +741,8 @@ bad line
             "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n",
         )
         .unwrap();
-        assert_eq!(open_files(p, &sdb()), vec![]);
-        assert_eq!(mounts(p, &sdb()), vec![]);
+        assert_eq!(open_files(p, &sdb(), 1).remove(0), vec![]);
+        assert_eq!(mounts(p, &sdb(), 1).remove(0), vec![]);
     }
 
     #[test]
@@ -573,11 +769,13 @@ bad line
             name: "sdzzz".into(),
             dev: (65, 4095),
             char: false,
+            lun: 0,
         }];
         let t0 = std::time::Instant::now();
         let rounds = 20;
         for _ in 0..rounds {
-            assert!(open_files(Path::new("/proc"), &nobody)
+            assert!(open_files(Path::new("/proc"), &nobody, 1)
+                .remove(0)
                 .iter()
                 .all(|h| matches!(h, Holder::Unknown { .. })));
         }

@@ -4,9 +4,11 @@
 //! The crate is layered the way data flows: [`uevent`] sources feed the [`graph`],
 //! which is read from and kept current against [`sysfs`].
 
+pub mod claim;
 pub mod cli;
 pub mod daemon;
 pub mod exec;
+pub mod files;
 pub mod graph;
 pub mod holders;
 pub mod journal;
@@ -18,5 +20,6 @@ pub mod policy;
 pub mod report_luns;
 pub mod sim;
 pub mod sysfs;
+pub mod terminal;
 pub mod uevent;
 pub mod wwn;

@@ -15,11 +15,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::files;
 use crate::uevent::source::CounterSnapshot;
 
 /// The directory Debian's prometheus-node-exporter reads textfiles from.
@@ -147,6 +147,9 @@ pub struct FleetSnapshot {
     /// LUNs found gone from their array, by what became of them (`removed`,
     /// `held`, `kept`, `failed`).
     pub luns_gone: BTreeMap<String, u64>,
+    /// Gone LUNs still there against the policy's wish (held, or their delete
+    /// failed), as last looked at.
+    pub luns_gone_held: usize,
     /// Per event source (`kernel`, `udev`, `fc`...).
     pub sources: BTreeMap<String, CounterSnapshot>,
     /// Per optional event source: whether hbad is subscribed to it now. The FC
@@ -187,6 +190,7 @@ pub struct Tally {
     pub scans: Histogram,
     pub vport_create_failures: BTreeMap<String, u64>,
     pub luns_gone: BTreeMap<String, u64>,
+    pub luns_gone_held: usize,
     pub reloads: ReloadMetric,
 }
 
@@ -405,11 +409,18 @@ pub fn render(s: &FleetSnapshot) -> String {
     e.family(
         "hbad_luns_gone_total",
         "counter",
-        "LUNs a target stopped reporting (unmapped on the array), by what hbad did: removed, held (in use, kept), kept (remove_gone off), failed.",
+        "LUNs a target stopped reporting (unmapped on the array), by what hbad did: removed, held (in use, kept), kept (remove_gone off), failed. A LUN counts again only when its fate changes.",
     );
     for (fate, count) in &s.luns_gone {
         e.sample("hbad_luns_gone_total", &[("fate", fate)], n(*count));
     }
+
+    e.family(
+        "hbad_luns_gone_held",
+        "gauge",
+        "LUNs a target stopped reporting that are still there although remove_gone is on: held (in use) or their delete failed, as last looked at.",
+    );
+    e.sample("hbad_luns_gone_held", &[], n(s.luns_gone_held as u64));
 
     e.family(
         "hbad_event_source_up",
@@ -517,31 +528,11 @@ fn vhba_labels(v: &VhbaMetric) -> Vec<(&'static str, &str)> {
 
 /// Replaces the textfile atomically: a hidden sibling in the same directory (so
 /// the rename stays on one filesystem, and node_exporter, which reads only
-/// `*.prom`, never reads it), fsynced, then renamed over the file. The directory
+/// `*.prom`, never reads it), fsynced, then renamed over the file; only a regular
+/// file (or nothing) at `path` is replaced ([`files::replace`]). The directory
 /// must exist: it is node_exporter's, not hbad's.
 pub fn write_textfile(path: &Path, text: &str) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    files::replace(path, text.as_bytes(), 0o644)
 }
 
 #[cfg(test)]
@@ -607,6 +598,7 @@ mod tests {
 
     #[test]
     fn textfile_is_replaced_whole_and_leaves_no_temporary() {
+        use std::fs;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hbad.prom");
         write_textfile(&path, "a 1\n").unwrap();

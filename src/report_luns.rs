@@ -47,6 +47,37 @@ impl DeviceNode {
             dev,
         })
     }
+
+    /// Opens the node read-only with `flags` added (`O_NONBLOCK`: no wait for a
+    /// medium; `O_EXCL`: a claim), once it is this disk: a block device numbered
+    /// `dev`, looked at before the open (a stale `/dev` entry naming another disk
+    /// is not opened, not even for a moment) and again on the open file (the name
+    /// may have been replaced in between). A node of hbad's own would need
+    /// `CAP_MKNOD`, which the unit does not grant.
+    pub fn open(&self, flags: libc::c_int) -> io::Result<std::fs::File> {
+        self.is_this_disk(&std::fs::metadata(&self.path)?)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(&self.path)?;
+        self.is_this_disk(&file.metadata()?)?;
+        Ok(file)
+    }
+
+    fn is_this_disk(&self, meta: &std::fs::Metadata) -> io::Result<()> {
+        let rdev = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
+        if meta.file_type().is_block_device() && rdev == self.dev {
+            return Ok(());
+        }
+        Err(io::Error::other(format!(
+            "{} is not the disk {}:{} (found {}:{})",
+            self.path.display(),
+            self.dev.0,
+            self.dev.1,
+            rdev.0,
+            rdev.1
+        )))
+    }
 }
 
 /// How long the target has to answer one REPORT LUNS (the kernel aborts it then).
@@ -62,22 +93,7 @@ const UA_RETRIES: usize = 4;
 /// REPORT LUNS (SELECT REPORT 0) through `node`, in process. Blocks as long as
 /// the target takes: call it where a hang costs only that host.
 pub fn report_luns(node: &DeviceNode) -> io::Result<Vec<u64>> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&node.path)?;
-    let meta = file.metadata()?;
-    let rdev = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
-    if !meta.file_type().is_block_device() || rdev != node.dev {
-        return Err(io::Error::other(format!(
-            "{} is not the disk {}:{} (found {}:{})",
-            node.path.display(),
-            node.dev.0,
-            node.dev.1,
-            rdev.0,
-            rdev.1
-        )));
-    }
+    let file = node.open(libc::O_NONBLOCK)?;
     let mut allocation = FIRST_ALLOCATION;
     let mut attentions = 0;
     loop {

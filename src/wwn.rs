@@ -101,7 +101,9 @@ impl Wwn {
     /// in yet) both mean "no name" and give `None`.
     pub fn from_sysfs(text: &str) -> Option<Wwn> {
         let digits = text.trim().strip_prefix("0x").unwrap_or(text.trim());
-        if digits.is_empty() || digits.len() > 16 {
+        // `from_str_radix` alone also takes a sign (`0x+1`).
+        if digits.is_empty() || digits.len() > 16 || !digits.bytes().all(|b| b.is_ascii_hexdigit())
+        {
             return None;
         }
         match u64::from_str_radix(digits, 16) {
@@ -141,7 +143,7 @@ impl Wwn {
     /// never for a name hbad will create.
     pub fn parse_any(input: &str) -> Result<Wwn, WwnError> {
         let err = |why| WwnError::Syntax {
-            input: input.escape_debug().to_string(),
+            input: crate::terminal::echoed(input),
             why,
         };
         let s = input.trim();
@@ -386,6 +388,8 @@ mod tests {
         assert_eq!(Wwn::from_sysfs("0x0\n"), None);
         assert_eq!(Wwn::from_sysfs("0xffffffffffffffff"), None);
         assert_eq!(Wwn::from_sysfs("garbage"), None);
+        assert_eq!(Wwn::from_sysfs("0x+1"), None);
+        assert_eq!(Wwn::from_sysfs("+200002000000000b"), None);
         assert_eq!(
             Wwn::from_sysfs("0x200002000000000b\n"),
             Some(Wwn::from_u64(0x2000_0200_0000_000b))

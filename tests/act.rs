@@ -434,6 +434,36 @@ fn find_luns_says_where_each_lun_is_and_which_did_not_appear() {
 }
 
 #[test]
+fn find_luns_refuses_too_many_luns_or_a_lun_the_kernel_cannot_take_before_any_scan() {
+    let lab = Lab::new();
+    let before = lab.read("class/scsi_host/host1/scan");
+    let many: Vec<String> = (1..=257).map(|l| l.to_string()).collect();
+    let mut args = vec!["find-luns"];
+    args.extend(many.iter().map(String::as_str));
+    let out = lab.run(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("257 LUNs given; find-luns looks for at most 256"),
+        "{}",
+        stderr(&out)
+    );
+    for (lun, says) in [
+        ("18446744073709551615", "9999999999999999"),
+        ("10000000000000000", "9999999999999999"),
+        ("+5", "not a LUN number"),
+        ("1\u{1b}[31m", "`1\\u{1b}[31m` is not a LUN number"),
+    ] {
+        let out = lab.run(&["find-luns", "1", lun]);
+        assert_eq!(out.status.code(), Some(64), "{lun}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{lun}: {}", stderr(&out));
+    }
+    // Nothing was written.
+    assert_eq!(lab.read("class/scsi_host/host1/scan"), before);
+    let out = lab.run(&["find-luns", "9999999999999999", "--json"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+}
+
+#[test]
 fn find_luns_names_the_vhba_and_the_stable_paths() {
     // qla2xxx with three vHBAs; vport-7:0-0 (host8) is hbad's "vm-san-a".
     let lab = Lab::layout("qla2xxx-npiv");

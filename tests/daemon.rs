@@ -1633,18 +1633,39 @@ fn an_unmapped_lun_is_removed_only_when_nothing_holds_its_disk() {
         metric(&text, "hbad_luns_gone_total{fate=\"held\"}"),
         Some("1")
     );
-    // The VM ends; the next change of the target's LUNs removes the disk it held.
-    rig.sim.end_process(4242).unwrap();
+    assert_eq!(metric(&text, "hbad_luns_gone_held"), Some("1"));
+    // The target changes again (LUN 1 mapped back) while the VM still holds LUN 2:
+    // found gone and held as before, it is not named a second time.
     rig.sim.map_lun(ARRAY_PORT_A, 1, HBA_A_WWPN).unwrap();
     rig.sim.io(lun(1, 0)).unwrap();
     rig.settle(rig.at(3));
+    assert!(rig.sim.luns().contains(&lun(1, 1)), "mapped again: back");
+    rig.agent.write_status();
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(
+        metric(&text, "hbad_luns_gone_total{fate=\"held\"}"),
+        Some("1"),
+        "{text}"
+    );
+    assert_eq!(metric(&text, "hbad_luns_gone_held"), Some("1"));
+    // The VM ends; the next change of the target's LUNs removes the disk it held.
+    rig.sim.end_process(4242).unwrap();
+    rig.sim.unmap_lun(ARRAY_PORT_A, 1, HBA_A_WWPN).unwrap();
+    rig.sim.io(lun(1, 0)).unwrap();
+    rig.settle(rig.at(4));
     let luns = rig.sim.luns();
     assert!(!luns.contains(&lun(1, 2)), "{luns:?}");
-    assert!(luns.contains(&lun(1, 1)), "mapped again: back {luns:?}");
     assert_eq!(
         deletes(&rig.sim),
-        vec!["1:0:0:1".to_string(), "1:0:0:2".to_string()]
+        vec![
+            "1:0:0:1".to_string(),
+            "1:0:0:1".to_string(),
+            "1:0:0:2".to_string()
+        ]
     );
+    rig.agent.write_status();
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(metric(&text, "hbad_luns_gone_held"), Some("0"));
     // The other port's path to the datastore was never asked about or touched.
     assert!(rig.sim.luns().contains(&lun(2, 0)));
 }

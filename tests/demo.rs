@@ -57,3 +57,32 @@ fn demo_creates_the_vhbas_and_finds_the_new_luns_with_stable_paths() {
         ]
     );
 }
+
+#[test]
+fn demo_keeps_its_tree_in_a_relative_directory_or_one_with_quotes_in_its_name() {
+    let base = tempfile::tempdir().unwrap();
+    for keep in ["reldemo", "q\"x\\y"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hbad"))
+            .current_dir(base.path())
+            .args(["demo", "--keep", keep])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "--keep {keep}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let kept = base.path().join(keep);
+        assert!(kept.join("sys").is_dir(), "--keep {keep}");
+        // The state file is where the policy said, under the absolute directory.
+        let state_line = format!(
+            "state_file = {}",
+            toml::Value::String(kept.join("state/owned-vhbas.json").display().to_string())
+        );
+        assert!(
+            stdout.contains(&state_line),
+            "`{state_line}` missing:\n{stdout}"
+        );
+    }
+}

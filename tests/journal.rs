@@ -753,18 +753,31 @@ fn a_record_too_large_for_a_datagram_comes_through_a_memfd() {
         }
     };
     journal.wait_for(&mut hbad, "the vHBA failure", is_vhba_failure);
-    // The error quotes the value: MESSAGE and HBAD_REASON hold 300 kB each, more than
-    // a datagram can (the sender's SO_SNDBUF, 208 kB by default).
-    let huge = "z".repeat(300_000);
-    lab.policy(&format!(
-        "[[vhba]]\nname = \"vm-a\"\nparent_wwpn = \"{HOST1_WWPN}\"\n\
-         wwpn = \"{huge}\"\nwwnn = \"{VHBA_WWNN}\"\n"
-    ));
+    // Echoed values are cut short and errors stop at 100, but file names are shown
+    // whole: the policy becomes a directory of 101 drop-ins whose 250-byte names are
+    // control characters (each shown as a 5-byte escape), each with a key given
+    // twice (its name twice in the error). MESSAGE and HBAD_REASON hold over 250 kB
+    // each, more than a datagram can (the sender's SO_SNDBUF, 208 kB by default).
+    let main = fs::read_to_string(lab.path("hbad.toml")).unwrap();
+    fs::remove_file(lab.path("hbad.toml")).unwrap();
+    let dropins = lab.path("hbad.toml/hbad.d");
+    fs::create_dir_all(&dropins).unwrap();
+    fs::write(lab.path("hbad.toml/hbad.toml"), main).unwrap();
+    for i in 0..101 {
+        let name = format!("{i:03}{}.toml", "\u{1}".repeat(245));
+        fs::write(dropins.join(name), "[rescan]\nlip = true\nlip = true\n").unwrap();
+    }
     hbad.signal(libc::SIGHUP);
     let rejected = journal.wait_for(&mut hbad, "the policy rejection", is_policy_rejected);
     assert!(rejected.via_memfd, "{}", rejected.show());
     let reason = rejected.field("HBAD_REASON");
-    assert!(reason.contains(&huge), "the value is whole");
+    assert!(reason.len() > 250_000, "{} bytes", reason.len());
+    assert!(
+        reason.ends_with(
+            "... and 1 more error\n  hint: hbad shows the first 100; fix these and run hbad check again"
+        ),
+        "the record is whole"
+    );
     assert!(rejected.field("MESSAGE").ends_with(&reason));
     assert_eq!(rejected.field("SYSLOG_IDENTIFIER"), "hbad");
     hbad.signal(libc::SIGTERM);

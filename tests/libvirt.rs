@@ -892,3 +892,38 @@ fn import_names_the_wwpn_of_a_scsi_host_parent_where_sysfs_shows_it() {
     assert_eq!(run.stdout, elsewhere.stdout);
     assert!(!elsewhere.stderr.contains("note:"), "{}", elsewhere.stderr);
 }
+
+#[test]
+fn import_never_renames_over_a_device_or_a_fifo_given_as_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("out.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for out in [fifo.as_path(), Path::new("/dev/null")] {
+        let o = Command::new(env!("CARGO_BIN_EXE_hbad"))
+            .arg("import-libvirt")
+            .arg(pool_fixture("fc-fabric.xml"))
+            .arg("-o")
+            .arg(out)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("--output") && err.contains("must be a regular file or absent"),
+            "{err}"
+        );
+    }
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert!(std::fs::symlink_metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+}

@@ -259,6 +259,29 @@ fn command_line_durations_are_bounded_like_the_policy() {
 }
 
 #[test]
+fn the_receive_buffer_flag_is_refused_out_of_range_not_clamped() {
+    for value in [
+        "0",
+        "65535",
+        "99999999999999999",
+        "536870913",
+        "+65536",
+        "1M",
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hbad"))
+            .args(["run", "--recv-buffer", value])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{value}: {stderr}");
+        assert!(
+            stderr.contains("give 65536 (64 KiB) to 536870912 (512 MiB) bytes"),
+            "{value}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn shipped_examples_are_valid() {
     let mut checked = 0;
     for dir in ["config", "tests/fixtures/policy/good"] {
@@ -393,4 +416,89 @@ fn bytes_that_are_not_utf8_are_refused_at_their_line_without_io() {
     );
     let ok = Policy::from_bytes(Path::new("b.toml"), b"[rescan]\nlip = false\n", &env());
     assert!(ok.is_ok());
+}
+
+#[test]
+fn drop_ins_within_the_file_bound_but_over_the_total_are_refused_before_parsing() {
+    let (_root, sp) = policy_dir();
+    fs::write(&sp.main, "[wwn]\nseed = \"s\"\n").unwrap();
+    // Five files of 1 MiB each: every one within the per-file bound.
+    for i in 0..5 {
+        fs::write(
+            sp.dropin_dirs[2].join(format!("{i:02}.toml")),
+            "#".repeat(1 << 20),
+        )
+        .unwrap();
+    }
+    let err = load(&sp).unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("the 6 policy files hold 5242897 bytes together; hbad reads at most 4194304 bytes (4 MiB)"),
+        "{text}"
+    );
+    // Four of them fit, exactly.
+    fs::remove_file(sp.dropin_dirs[2].join("04.toml")).unwrap();
+    fs::write(&sp.main, "").unwrap();
+    assert_eq!(load(&sp).unwrap().files.len(), 5);
+}
+
+#[test]
+fn vhba_tables_are_counted_across_files_before_any_is_validated() {
+    let (_root, sp) = policy_dir();
+    // 65,537 tables without a name: one error for the count, not one per table.
+    let half = "[[vhba]]\n".repeat(40_000);
+    fs::write(&sp.main, &half).unwrap();
+    let dropin = sp.dropin_dirs[2].join("50-more.toml");
+    fs::write(&dropin, "[[vhba]]\n".repeat(25_537)).unwrap();
+    let err = load(&sp).unwrap_err();
+    assert_eq!(err.0.len(), 1, "{}", err.0.len());
+    assert_eq!(
+        err.to_string().lines().next().unwrap(),
+        format!(
+            "{}:25537:1: more than 65536 [[vhba]] tables in the policy files",
+            dropin.display()
+        )
+    );
+}
+
+#[test]
+fn errors_stop_at_a_hundred_and_count_the_rest() {
+    let text = "[wwn]\nseed = \"s\"\n".to_string()
+        + &(0..250)
+            .map(|i| format!("[[vhba]]\nname = \"v{i}\"\n"))
+            .collect::<String>();
+    let err = Policy::from_str(Path::new("many.toml"), &text, &env()).unwrap_err();
+    assert_eq!(err.0.len(), 101);
+    let last = err.0.last().unwrap();
+    assert_eq!(last.message, "... and 150 more errors");
+    // Placed where the first error not shown is.
+    assert_eq!((last.origin.line, last.origin.column), (203, 1));
+}
+
+#[test]
+fn values_echoed_in_errors_are_printable_and_cut_short() {
+    let text = format!(
+        "[[vhba]]\nname = \"\\u001b[31mX\"\n[[vhba]]\nname = \"\\u001b[31mX\"\n[rescan]\nscope = \"{}\"\n",
+        "x".repeat(900_000)
+    );
+    let err = Policy::from_str(Path::new("esc\u{1b}]0;t\u{7}.toml"), &text, &env())
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    assert!(
+        err.contains("esc\\u{1b}]0;t\\u{7}.toml:2:8: vHBA name `\\u{1b}[31mX` is not usable"),
+        "{err}"
+    );
+    assert!(err.contains("vHBA `\\u{1b}[31mX` has no parent"), "{err}");
+    assert!(err.contains("duplicate vHBA name `\\u{1b}[31mX`"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "`scope`: `{}…` is not a scan scope",
+            "x".repeat(80)
+        )),
+        "{}",
+        &err[..err.len().min(2000)]
+    );
+    assert!(err.len() < 2000, "{} bytes of errors", err.len());
 }

@@ -249,3 +249,53 @@ fn run_on_a_sysfs_root_that_is_none_fails_clearly() {
         "never reported ready"
     );
 }
+
+#[test]
+fn run_refuses_a_status_or_metrics_path_it_would_rename_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let sys = common::kernel_capture().join("after/sys");
+    let status = dir.path().join("status.json");
+    for (flag, path, rest) in [
+        ("--status-file", fifo.as_path(), vec!["--no-metrics"]),
+        (
+            "--status-file",
+            std::path::Path::new("/dev/null"),
+            vec!["--no-metrics"],
+        ),
+        (
+            "--metrics",
+            fifo.as_path(),
+            vec!["--status-file", status.to_str().unwrap()],
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hbad"))
+            .arg("--sysfs-root")
+            .arg(&sys)
+            .arg("--policy")
+            .arg(dir.path().join("none.toml"))
+            .args(["run", "--no-journal", "--udev", "off", flag])
+            .arg(path)
+            .args(rest)
+            .env_remove("NOTIFY_SOCKET")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains(flag) && err.contains("must be a regular file or absent"),
+            "{err}"
+        );
+    }
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert!(!status.exists());
+}

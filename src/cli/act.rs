@@ -31,6 +31,7 @@ use crate::plan::{declared, plan, takes_part, Action, HostRef, Plan, Recorded, S
 use crate::policy::{Origin, ParentSelector, Policy, VhbaSpec};
 use crate::sysfs::writes::{AttrWriter, ChildWriter, KernelWriter, ScanScope, WRITE_ATTR_NOT_OS};
 use crate::sysfs::{devpath_name, port_address, Hctl};
+use crate::terminal::echoed;
 use crate::wwn::{derive, Wwn, WwnRole};
 
 const EXIT_CODES: &str = "Exit status: 0 done (or already so); 1 something failed; \
@@ -76,7 +77,7 @@ pub fn write_attr(path: &std::path::Path) -> ExitCode {
 /// `hbad report-luns NODE MAJ:MIN`: the child [`ChildWriter::report_luns`] starts.
 pub fn report_luns(node: &std::path::Path, dev: &str) -> ExitCode {
     let Some(node) = crate::report_luns::node_from_args(node, dev) else {
-        eprintln!("`{}` is not MAJOR:MINOR", dev.escape_debug());
+        eprintln!("`{}` is not MAJOR:MINOR", echoed(dev));
         return ExitCode::from(EXIT_FAILED);
     };
     match crate::report_luns::report_luns(&node) {
@@ -87,6 +88,27 @@ pub fn report_luns(node: &std::path::Path, dev: &str) -> ExitCode {
             "{}",
             crate::report_luns::format_luns(&luns)
         ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(EXIT_FAILED),
+        },
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+/// `hbad delete-lun DELETE NODE MAJ:MIN...`: the child
+/// [`ChildWriter`]'s `delete_unclaimed` starts; one line on stdout.
+pub fn delete_lun(delete: PathBuf, nodes: Vec<String>) -> ExitCode {
+    let mut args = vec![delete.display().to_string()];
+    args.extend(nodes);
+    let Some(lun) = crate::claim::LunDelete::from_args(&args) else {
+        eprintln!("expected DELETE followed by NODE MAJ:MIN pairs");
+        return ExitCode::from(EXIT_FAILED);
+    };
+    match crate::claim::delete_unclaimed(&KernelWriter, &lun) {
+        Ok(done) => match write!(std::io::stdout().lock(), "{done}") {
             Ok(()) => ExitCode::SUCCESS,
             Err(_) => ExitCode::from(EXIT_FAILED),
         },
@@ -260,7 +282,8 @@ fn parse_parent(text: &str) -> anyhow::Result<ParentSelector> {
         Ok(Lookup::Host(number)) => Ok(ParentSelector::Host { number }),
         Ok(Lookup::Wwpn(wwpn)) => Ok(ParentSelector::Wwpn { wwpn, wwnn: None }),
         _ => Err(BadArgument(format!(
-            "--parent `{text}`: give the port's WWPN, hostN, or auto"
+            "--parent `{}`: give the port's WWPN, hostN, or auto",
+            echoed(text)
         ))
         .into()),
     }
@@ -270,7 +293,8 @@ fn parse_parent(text: &str) -> anyhow::Result<ParentSelector> {
 fn check_name(name: &str) -> anyhow::Result<()> {
     if !crate::policy::valid_name(name) {
         return Err(BadArgument(format!(
-            "--name `{name}`: use up to 48 of a-z A-Z 0-9 - _ . (not starting with .)"
+            "--name `{}`: use up to 48 of a-z A-Z 0-9 - _ . (not starting with .)",
+            echoed(name)
         ))
         .into());
     }
@@ -548,12 +572,14 @@ fn resolve_vhba(
     };
     match found.as_slice() {
         [] => Err(NotFound(format!(
-            "no device matches `{text}`; give hostN, a WWPN, a vHBA name or vport-H:C-N"
+            "no device matches `{}`; give hostN, a WWPN, a vHBA name or vport-H:C-N",
+            echoed(text)
         ))
         .into()),
         [one] => Ok(one.devpath.to_string()),
         many => bail!(
-            "`{text}` matches {}: name one",
+            "`{}` matches {}: name one",
+            echoed(text),
             many.iter().map(|n| n.name()).collect::<Vec<_>>().join(", ")
         ),
     }
@@ -669,11 +695,13 @@ fn hosts_named<'g>(
     match found.as_slice() {
         [one] => Ok(one),
         [] => Err(NotFound(format!(
-            "`{text}` names no SCSI host; give hostN, an FC port's WWPN or a vHBA name"
+            "`{}` names no SCSI host; give hostN, an FC port's WWPN or a vHBA name",
+            echoed(text)
         ))
         .into()),
         many => bail!(
-            "`{text}` matches {}: name one",
+            "`{}` matches {}: name one",
+            echoed(text),
             many.iter().map(|n| n.name()).collect::<Vec<_>>().join(", ")
         ),
     }
@@ -1049,11 +1077,38 @@ pub fn rescan(g: &Global, args: RescanArgs) -> anyhow::Result<ExitCode> {
 #[derive(Debug, Args)]
 #[command(after_help = EXIT_CODES)]
 pub struct FindLunsArgs {
-    /// LUN numbers, as the array shows them (27 28 29 53).
-    #[arg(required = true, value_name = "LUN")]
+    /// LUN numbers, as the array shows them (27 28 29 53): at most 256, each below
+    /// 10^16 (the 16 digits the kernel's scan attribute reads).
+    #[arg(required = true, value_name = "LUN", value_parser = parse_lun)]
     pub luns: Vec<u64>,
     #[command(flatten)]
     pub exec: ExecOpts,
+}
+
+/// LUNs one `find-luns` looks for. Each is one scan write per known target of every
+/// taking-part host, each write a child process; past a few hundred LUNs a host scan
+/// (`hbad rescan`) finds them all at once.
+pub const MAX_FIND_LUNS: usize = 256;
+
+/// The first LUN the kernel's `scan` attribute cannot take: it reads the LUN as at
+/// most 16 characters (`%16s`), and all ones would be its wildcard, a full scan.
+pub const LUN_LIMIT: u64 = 10_000_000_000_000_000;
+
+/// One LUN number on the command line: decimal digits, below [`LUN_LIMIT`].
+pub fn parse_lun(text: &str) -> Result<u64, String> {
+    let shown = crate::terminal::echoed(text);
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "`{shown}` is not a LUN number (decimal digits, e.g. 27)"
+        ));
+    }
+    match text.parse::<u64>() {
+        Ok(lun) if lun < LUN_LIMIT => Ok(lun),
+        _ => Err(format!(
+            "`{shown}` is past the largest LUN the kernel's scan attribute takes, {}",
+            LUN_LIMIT - 1
+        )),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -1085,6 +1140,19 @@ pub fn find_luns_with(
     luns: &[u64],
     progress: bool,
 ) -> anyhow::Result<FoundLuns> {
+    // Refused before any scan is written, as a number the kernel would refuse is.
+    if luns.len() > MAX_FIND_LUNS {
+        bail!(
+            "{} LUNs given; find-luns looks for at most {MAX_FIND_LUNS} at once (run it again for the rest, or `hbad rescan` the host)",
+            luns.len()
+        );
+    }
+    if let Some(lun) = luns.iter().find(|&&l| l >= LUN_LIMIT) {
+        bail!(
+            "LUN {lun} is past the largest the kernel's scan attribute takes, {}",
+            LUN_LIMIT - 1
+        );
+    }
     let sysfs = ex.vports.sysfs();
     let before = Graph::load(sysfs);
     let wanted: BTreeSet<u64> = luns.iter().copied().collect();

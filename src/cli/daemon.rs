@@ -36,7 +36,9 @@ pub enum UdevMode {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Where to keep the status file that `hbad status` reads.
+    /// Where to keep the status file that `hbad status` reads. It is replaced whole
+    /// (a temporary renamed over it), so the path must hold a regular file or
+    /// nothing: a device, FIFO, directory or symbolic link there stops start-up.
     #[arg(long, value_name = "FILE", default_value = DEFAULT_PATH)]
     pub status_file: PathBuf,
     /// Log to stderr even when the journal is there.
@@ -47,15 +49,39 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = UdevMode::Auto)]
     pub udev: UdevMode,
     /// The node_exporter textfile to keep (default: hbad.prom in
-    /// /var/lib/prometheus/node-exporter when that directory exists).
+    /// /var/lib/prometheus/node-exporter when that directory exists). Replaced
+    /// whole, so it must be a regular file or absent, as --status-file.
     #[arg(long, value_name = "FILE", conflicts_with = "no_metrics")]
     pub metrics: Option<PathBuf>,
     /// Write no metrics textfile.
     #[arg(long)]
     pub no_metrics: bool,
-    /// Receive buffer of the event sockets, in bytes (forced past rmem_max as root).
-    #[arg(long, value_name = "BYTES", default_value_t = KernelOptions::default().recv_buffer)]
+    /// Receive buffer of the event sockets, in bytes (forced past rmem_max as root):
+    /// 65536 (64 KiB) to 536870912 (512 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = KernelOptions::default().recv_buffer,
+          value_parser = parse_recv_buffer)]
     pub recv_buffer: usize,
+}
+
+/// The receive buffers `--recv-buffer` may ask for. Below 64 KiB one burst of a
+/// host's events overflows it; the kernel doubles the value in an int, and a buffer
+/// past 512 MiB is kernel memory taken from the guests for nothing.
+pub const RECV_BUFFER_RANGE: std::ops::RangeInclusive<usize> = (64 << 10)..=(512 << 20);
+
+/// `--recv-buffer`, for clap: refused out of range with the range, never clamped.
+pub fn parse_recv_buffer(text: &str) -> Result<usize, String> {
+    let (min, max) = (*RECV_BUFFER_RANGE.start(), *RECV_BUFFER_RANGE.end());
+    let range = format!("{min} (64 KiB) to {max} (512 MiB) bytes");
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "`{}` is not a number of bytes; give {range}",
+            crate::terminal::echoed(text)
+        ));
+    }
+    match text.parse::<usize>() {
+        Ok(n) if RECV_BUFFER_RANGE.contains(&n) => Ok(n),
+        _ => Err(format!("`{text}` is out of range; give {range}")),
+    }
 }
 
 pub fn run(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -69,6 +95,19 @@ pub fn run(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result<ExitCode> {
     check_sysfs(&g.sysfs_root)?;
+    // The files the agent replaces whole: a device or FIFO there (`--status-file
+    // /dev/null` meant as "none") would be renamed over, so it is refused now.
+    let metrics = (!args.no_metrics)
+        .then(|| args.metrics.clone().or_else(crate::metrics::default_path))
+        .flatten();
+    for (path, flag) in [
+        (Some(&args.status_file), "--status-file"),
+        (metrics.as_ref(), "--metrics"),
+    ] {
+        if let Some(why) = path.and_then(|p| crate::files::replaceable(p).err()) {
+            anyhow::bail!("{flag}: {why}; hbad did not start");
+        }
+    }
     // Sources first, then the cold plug: whatever happens while sysfs is read is
     // already queued on the sockets.
     let kernel = AsyncKernelSource::open(&KernelOptions {
@@ -140,8 +179,8 @@ async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result
     // target) keeps that child, never the agent, from exiting.
     let writer = ChildWriter::new().context("cannot find the hbad executable")?;
     let mut agent = Agent::new(config, Arc::new(writer), policy, std::time::Instant::now());
-    if !args.no_metrics {
-        agent.set_metrics_path(args.metrics.clone().or_else(crate::metrics::default_path));
+    if metrics.is_some() {
+        agent.set_metrics_path(metrics);
     }
     if let Some(rx) = fc_events {
         agent.attach_fc_events(rx);
@@ -253,7 +292,8 @@ declared vHBA missing, a host hung, a parent link down: each named); 3 not runni
 the status file is stale (its pid is gone or is not the agent that wrote it)."
 )]
 pub struct StatusArgs {
-    /// The status file the agent writes.
+    /// The status file the agent writes: a regular file of at most 4 MiB (a FIFO or a
+    /// device is refused, not waited on).
     #[arg(long, value_name = "FILE", default_value = DEFAULT_PATH)]
     pub status_file: PathBuf,
     /// Also call the status stale when it was last updated longer ago than this: a

@@ -57,7 +57,7 @@ parent_fabric = "{FABRIC_B}"    # whichever NPIV port is on fabric B
 debounce = "100ms"
 
 [ownership]
-state_file = "{STATE}"
+state_file = {STATE}
 "#;
 
 pub fn run(_g: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -67,13 +67,24 @@ pub fn run(_g: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         .try_init();
     let _scratch;
     let dir = match &args.keep {
-        Some(d) => d.clone(),
+        // Absolute: the policy's state_file must be, and the tree is named by it.
+        Some(d) => std::path::absolute(d)
+            .with_context(|| format!("--keep {}: cannot make it absolute", d.display()))?,
         None => {
             let d = std::env::temp_dir().join(format!("hbad-demo-{}", std::process::id()));
             _scratch = Scratch(d.clone());
             d
         }
     };
+    // The directory goes into the policy's text, which is UTF-8: checked before
+    // anything is built in it.
+    let state_file = dir.join("state/owned-vhbas.json");
+    let state_file = state_file.to_str().with_context(|| {
+        format!(
+            "--keep {}: the path is not UTF-8, which a policy cannot name",
+            dir.display()
+        )
+    })?;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let sim = Sim::demo_host(&dir).context("cannot build the simulated host")?;
     let sysfs = sim.sysfs();
@@ -92,9 +103,10 @@ pub fn run(_g: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let text = POLICY
         .replace("{HBA_A}", &HBA_A_WWPN.to_string())
         .replace("{FABRIC_B}", &FABRIC_B_WWN.to_string())
+        // Quoted by the toml crate: any `"` or `\` in the directory stays in the string.
         .replace(
             "{STATE}",
-            &dir.join("state/owned-vhbas.json").display().to_string(),
+            &toml::Value::String(state_file.to_string()).to_string(),
         );
     print!("{text}");
     let policy = Policy::from_str(

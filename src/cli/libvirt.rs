@@ -3,7 +3,7 @@
 //! module only gathers what it needs from sysfs and files, and prints.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,12 +16,13 @@ use super::render::{self, NodeView};
 use super::Global;
 use crate::graph::describe::human_size;
 use crate::graph::{Graph, Lookup, Node, NodeKind};
-use crate::libvirt::pool::{printable, POOL_XML_MAX};
+use crate::libvirt::pool::POOL_XML_MAX;
 use crate::libvirt::{
     guest_disk_name, import_pools, stable_source, DiskDevice, DiskSnippet, Import, ImportParent,
     NodeDeviceParent, PoolSource, ScsiDevice, ScsiHostDevice, ScsiTargetDevice,
 };
 use crate::sysfs::{devpath_name, host_number, parent_devpath, Sysfs};
+use crate::terminal::{echoed, printable};
 
 #[derive(Debug, Clone, Args)]
 pub struct ShowArgs {
@@ -60,7 +61,8 @@ pub struct ImportArgs {
     pub files: Vec<PathBuf>,
     /// Write the policy to FILE instead of standard output: only when the import
     /// succeeds, and by renaming a finished temporary over it, so an existing FILE
-    /// is never left truncated or half-written.
+    /// is never left truncated or half-written. FILE must be a regular file or
+    /// absent: a device (`/dev/null`), FIFO, directory or symbolic link is refused.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
@@ -137,14 +139,16 @@ pub fn show_xml(g: &Global, device: &str) -> anyhow::Result<ExitCode> {
                 .map(|n| format!("{} {}", n.kind.label(), n.name()))
                 .collect();
             anyhow::bail!(
-                "`{device}` is {}, which libvirt has no node device for here; --xml describes SCSI hosts (host5 or a port's WWPN), targets (target1:0:0) and LUNs (1:0:0:0)",
+                "`{}` is {}, which libvirt has no node device for here; --xml describes SCSI hosts (host5 or a port's WWPN), targets (target1:0:0) and LUNs (1:0:0:0)",
+                echoed(device),
                 what.join(" and ")
             );
         }
         many => {
             let names: Vec<&str> = many.iter().map(|n| n.name()).collect();
             anyhow::bail!(
-                "`{device}` names several devices ({}); name one of them",
+                "`{}` names several devices ({}); name one of them",
+                echoed(device),
                 names.join(", ")
             );
         }
@@ -357,30 +361,9 @@ fn read_pool(path: &Path) -> Result<String, String> {
 }
 
 /// Writes `text` to `path` whole or not at all: a temporary beside it, synced and
-/// renamed over it.
+/// renamed over it; only a regular file (or nothing) at `path` is replaced.
 fn write_whole(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let written = (|| {
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)?;
-        out.write_all(text.as_bytes())?;
-        out.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    crate::files::replace(path, text.as_bytes(), 0o644)
 }
 
 /// `hbad import-libvirt POOL.xml...`: policy TOML on stdout (or `--output`), or
@@ -397,6 +380,13 @@ pub fn import(g: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
         > 1
     {
         anyhow::bail!("`-` (standard input) can be given once");
+    }
+    if let Some(why) = args
+        .output
+        .as_deref()
+        .and_then(|p| crate::files::replaceable(p).err())
+    {
+        anyhow::bail!("--output: {why}");
     }
     for path in &args.files {
         match read_pool(path) {

@@ -239,6 +239,14 @@ pub enum Command {
     /// REPORT LUNS through one disk node (checked to be MAJ:MIN), one LUN a line.
     #[command(hide = true)]
     ReportLuns { node: PathBuf, dev: String },
+    /// `device/delete` of a LUN while its disk (NODE MAJ:MIN) is open exclusively:
+    /// `deleted`, or `claimed NAME...` when the kernel has it claimed.
+    #[command(hide = true)]
+    DeleteLun {
+        delete: PathBuf,
+        #[arg(num_args = 2.., value_name = "NODE MAJ:MIN")]
+        nodes: Vec<String>,
+    },
     /// The agent: keep the policy's vHBAs and rescan what reports new storage (systemd unit).
     #[command(long_about = RUN_ABOUT)]
     Run(daemon::RunArgs),
@@ -282,6 +290,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::FindLuns(args) => act::find_luns(g, args),
         Command::WriteAttr { path } => Ok(act::write_attr(&path)),
         Command::ReportLuns { node, dev } => Ok(act::report_luns(&node, &dev)),
+        Command::DeleteLun { delete, nodes } => Ok(act::delete_lun(delete, nodes)),
         Command::Generate(args) => docs::generate(args),
     }
 }

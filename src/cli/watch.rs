@@ -25,7 +25,9 @@ use crate::uevent::{replay, Action, SourceItem, Uevent};
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// Read events from a replay file (4-byte little-endian length + kernel datagram
-    /// per record, as in the kernel capture) instead of the kernel.
+    /// per record, as in the kernel capture) instead of the kernel. A regular file
+    /// of at most 256 MiB, each record at most 8192 bytes (the longest uevent the
+    /// kernel sends); a FIFO or a device is refused.
     #[arg(long, value_name = "FILE")]
     pub replay: Option<PathBuf>,
     /// With --replay: read the attributes of devices the events name from this sysfs

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use crate::exec::gone::{Fate, GoneLun};
+use crate::exec::gone::{Fate, GoneLedger, GoneLun};
 use crate::exec::vport::{vport_marks, SysfsPoll, Vports};
 use crate::exec::{
     later, Executor, Report, ScanOutcome, ScanReport, Scanner, StepOutcome, StepReport,
@@ -120,6 +120,8 @@ pub struct Agent {
     status_written: Option<Status>,
     /// Something the metrics show may have changed since they were last rendered.
     metrics_stale: bool,
+    /// Gone LUNs already named, with their fate: named again only when it changes.
+    gone_said: GoneLedger,
     /// Events taken since the last plan ([`Agent::take`], [`Agent::plan_batch`]).
     pending: Pending,
 }
@@ -191,6 +193,7 @@ impl Agent {
             link_waits: BTreeSet::new(),
             status_written: None,
             metrics_stale: true,
+            gone_said: GoneLedger::default(),
             pending: Pending::default(),
         };
         agent.sync_vhba_runtime();
@@ -941,9 +944,14 @@ impl Agent {
                 host,
                 channel,
                 target,
+                target_devpath,
                 ..
             } => match outcome {
-                StepOutcome::Compared { gone } => self.report_gone(&host, channel, target, &gone),
+                StepOutcome::Compared { gone } => {
+                    let news = self.gone_said.news(&target_devpath, &gone);
+                    self.fleet.tally.luns_gone_held = self.gone_said.held();
+                    self.report_gone(&host, channel, target, &news)
+                }
                 StepOutcome::Failed { error } => tracing::warn!(
                     hbad_host = %host,
                     hbad_action = "report-luns",
@@ -958,7 +966,7 @@ impl Agent {
 
     /// LUNs a target stopped reporting, one record each: named, deleted, or kept
     /// with what holds them.
-    fn report_gone(&mut self, host: &HostRef, channel: u32, target: u32, gone: &[GoneLun]) {
+    fn report_gone(&mut self, host: &HostRef, channel: u32, target: u32, gone: &[&GoneLun]) {
         let through = self
             .graph
             .lun(crate::sysfs::Hctl {

@@ -134,6 +134,7 @@ pub fn snapshot(
         scans_merged: status.counters.merged,
         vport_create_failures: fleet.tally.vport_create_failures.clone(),
         luns_gone: fleet.tally.luns_gone.clone(),
+        luns_gone_held: fleet.tally.luns_gone_held,
         sources,
         sources_up,
         resyncs: status.counters.resyncs,

@@ -14,7 +14,6 @@
 //!
 //! Reading `/proc` is at the edge ([`read_process`]); [`assess`] is pure.
 
-use std::fs;
 use std::io;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -22,6 +21,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::status::Status;
+use crate::files;
 
 /// How far the process's start may lie after the status's `started` before the pid
 /// is taken as reused: `started` is stamped a moment after exec, and /proc's start
@@ -59,52 +59,101 @@ pub struct Verdict {
 pub struct Process {
     /// `/proc/PID/comm`: the executable's name, cut to 15 bytes by the kernel.
     pub comm: String,
-    /// When it started (boot time plus its start in clock ticks).
-    pub started: Option<SystemTime>,
+    /// When it started (boot time plus its start in clock ticks), or why that is
+    /// not known.
+    pub started: Result<SystemTime, String>,
 }
 
+/// The most hbad reads of a `/proc` file: `comm` is 16 bytes and a process's
+/// `stat` a few hundred; `/proc/stat` grows with CPUs and interrupts, and a
+/// machine with thousands of CPUs stays well under this.
+const PROC_FILE_MAX: u64 = 4 << 20;
+
+/// The latest boot time taken from `btime`: the last second of year 9999, past
+/// which no clock (nor humantime's RFC 3339) can show a date.
+pub const BTIME_MAX: u64 = 253_402_300_799;
+
+/// The most clock ticks after boot taken from a process's `starttime`: a century
+/// at the kernel's highest USER_HZ (1000), far past any uptime.
+pub const START_TICKS_MAX: u64 = 100 * 366 * 24 * 3600 * 1000;
+
 /// The process with this pid, or `None` when there is none. `proc_root` is
-/// `/proc` except in tests.
+/// `/proc` except in tests. Each file is read without blocking and to a bound:
+/// in tests (`--proc-root`) any file can stand there.
 pub fn read_process(proc_root: &Path, pid: u32) -> io::Result<Option<Process>> {
     if pid == 0 {
         return Ok(None);
     }
     let dir = proc_root.join(pid.to_string());
-    let comm = match fs::read_to_string(dir.join("comm")) {
+    let read = |path: &Path| {
+        files::read_bounded(path, PROC_FILE_MAX)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map_err(|e| e.into_io(path))
+    };
+    let comm = match read(&dir.join("comm")) {
         Ok(c) => c.trim_end_matches('\n').to_string(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let started = fs::read_to_string(dir.join("stat"))
-        .ok()
+    let started = read(&dir.join("stat"))
+        .map_err(|e| e.to_string())
         .and_then(|stat| start_ticks(&stat))
-        .zip(
-            fs::read_to_string(proc_root.join("stat"))
-                .ok()
-                .and_then(|s| boot_time(&s)),
-        )
-        .map(|(ticks, boot)| boot + Duration::from_secs_f64(ticks as f64 / clock_ticks()));
+        .and_then(|ticks| {
+            let boot = read(&proc_root.join("stat"))
+                .map_err(|e| e.to_string())
+                .and_then(|s| boot_time(&s))?;
+            start_time(boot, ticks, clock_ticks())
+        });
     Ok(Some(Process { comm, started }))
+}
+
+/// Boot time plus `ticks` clock ticks, when the clock can hold it and humantime
+/// can show it.
+fn start_time(boot: SystemTime, ticks: u64, per_second: f64) -> Result<SystemTime, String> {
+    let after = Duration::try_from_secs_f64(ticks as f64 / per_second)
+        .map_err(|e| format!("starttime {ticks} ticks: {e}"))?;
+    boot.checked_add(after)
+        .filter(|t| *t <= SystemTime::UNIX_EPOCH + Duration::from_secs(BTIME_MAX))
+        .ok_or_else(|| format!("starttime {ticks} ticks after boot is past year 9999"))
 }
 
 /// Field 22 of `/proc/PID/stat` (starttime, in clock ticks after boot). The
 /// command name (field 2) is in parentheses and may itself hold spaces and
 /// parentheses, so fields are counted after its last `)`.
-pub fn start_ticks(stat: &str) -> Option<u64> {
-    let after = &stat[stat.rfind(')')? + 1..];
+pub fn start_ticks(stat: &str) -> Result<u64, String> {
+    let after = &stat[stat.rfind(')').ok_or("no `)` after the command name")? + 1..];
     // After the name: field 3 (state) is the first, so starttime is the 20th.
-    after.split_whitespace().nth(19)?.parse().ok()
+    let field = after
+        .split_whitespace()
+        .nth(19)
+        .ok_or("fewer than 22 fields")?;
+    let ticks: u64 = field
+        .parse()
+        .map_err(|_| format!("starttime `{field}` is not a number"))?;
+    if ticks > START_TICKS_MAX {
+        return Err(format!(
+            "starttime {ticks} is more than {START_TICKS_MAX} ticks (a century) after boot"
+        ));
+    }
+    Ok(ticks)
 }
 
 /// `btime` of `/proc/stat`: boot time, in seconds since the epoch.
-pub fn boot_time(stat: &str) -> Option<SystemTime> {
-    let secs = stat
+pub fn boot_time(stat: &str) -> Result<SystemTime, String> {
+    let field = stat
         .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
+        .find_map(|l| l.strip_prefix("btime "))
+        .ok_or("no btime line")?
+        .trim();
+    let secs: u64 = field
         .parse()
-        .ok()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+        .map_err(|_| format!("btime `{field}` is not a number"))?;
+    if secs > BTIME_MAX {
+        return Err(format!(
+            "btime {secs} is past {BTIME_MAX} (the end of year 9999)"
+        ));
+    }
+    Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 fn clock_ticks() -> f64 {
@@ -145,13 +194,16 @@ pub fn assess(
         ));
     }
     let recorded_start = humantime::parse_rfc3339_weak(&status.started).ok();
-    if let (Some(proc_start), Some(recorded)) = (p.started, recorded_start) {
-        if proc_start > recorded + START_SLACK {
+    if let (Ok(proc_start), Some(recorded)) = (&p.started, recorded_start) {
+        if recorded
+            .checked_add(START_SLACK)
+            .is_some_and(|latest| *proc_start > latest)
+        {
             return not_running(format!(
                 "hbad is not running as recorded: pid {} is another hbad, started {} \
                  after the agent that wrote the status (stale status)",
                 status.pid,
-                humantime::format_rfc3339_seconds(proc_start)
+                humantime::format_rfc3339_seconds(*proc_start)
             ));
         }
     }
@@ -232,6 +284,7 @@ fn problems(s: &Status) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::daemon::status::VhbaStatus;
+    use std::fs;
 
     fn at(text: &str) -> SystemTime {
         humantime::parse_rfc3339(text).unwrap()
@@ -257,7 +310,7 @@ mod tests {
     fn hbad_started(t: &str) -> Process {
         Process {
             comm: "hbad".into(),
-            started: Some(at(t)),
+            started: Ok(at(t)),
         }
     }
 
@@ -277,7 +330,7 @@ mod tests {
         assert!(v.problems[0].contains("pid 4242"), "{:?}", v.problems);
         let bash = Process {
             comm: "bash".into(),
-            started: None,
+            started: Err("unknown".into()),
         };
         let v = assess(&status(), Some(&bash), now, None);
         assert!(v.problems[0].contains("`bash`"), "{:?}", v.problems);
@@ -332,15 +385,15 @@ mod tests {
         // A command name with spaces and a parenthesis cannot shift the fields.
         let stat = "1234 (hb (a) d) S 1 1234 1234 0 -1 4194560 500 0 0 0 3 1 0 0 20 0 4 0 \
                     98765 1000000 300 18446744073709551615";
-        assert_eq!(start_ticks(stat), Some(98765));
-        assert_eq!(start_ticks("garbage"), None);
-        assert_eq!(start_ticks("1 (x) S 1"), None);
+        assert_eq!(start_ticks(stat), Ok(98765));
+        assert!(start_ticks("garbage").is_err());
+        assert!(start_ticks("1 (x) S 1").is_err());
         let boot = boot_time("cpu 1 2 3\nbtime 1765000000\nprocesses 9\n").unwrap();
         assert_eq!(
             boot,
             SystemTime::UNIX_EPOCH + Duration::from_secs(1_765_000_000)
         );
-        assert_eq!(boot_time("btime soon\n"), None);
+        assert!(boot_time("btime soon\n").is_err());
 
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(read_process(dir.path(), 77).unwrap(), None);
@@ -353,7 +406,67 @@ mod tests {
         assert_eq!(p.comm, "hbad");
         let ticks = clock_ticks();
         let want = boot + Duration::from_secs_f64(98765.0 / ticks);
-        assert_eq!(p.started, Some(want));
+        assert_eq!(p.started, Ok(want));
+    }
+
+    /// The numbers a fixture `/proc` may hold: each at its type's end, each past
+    /// the bound, and a start that lands past year 9999. None may panic, in the
+    /// read or in the verdict's wording.
+    #[test]
+    fn odd_proc_numbers_are_refused_with_their_bound_and_never_panic() {
+        let max = u64::MAX;
+        assert!(boot_time(&format!("btime {max}\n"))
+            .unwrap_err()
+            .contains("past 253402300799"));
+        let stat =
+            |ticks: u64| format!("1 (hbad) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {ticks} 0 0");
+        assert!(start_ticks(&stat(max))
+            .unwrap_err()
+            .contains(&format!("more than {START_TICKS_MAX} ticks")));
+        let boot = boot_time(&format!("btime {BTIME_MAX}\n")).unwrap();
+        assert!(start_time(boot, START_TICKS_MAX, 100.0)
+            .unwrap_err()
+            .contains("past year 9999"));
+        assert!(start_time(boot, 1, 1e-300).is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("4242")).unwrap();
+        fs::write(dir.path().join("4242/comm"), "hbad\n").unwrap();
+        let status = status();
+        let mut verdicts = Vec::new();
+        for (btime, ticks) in [
+            (max, 100),
+            (9_223_372_036_854_775_000, 1_000_000),
+            (100, max),
+            (BTIME_MAX, START_TICKS_MAX),
+            (BTIME_MAX - 1, 0),
+        ] {
+            fs::write(dir.path().join("stat"), format!("btime {btime}\n")).unwrap();
+            fs::write(dir.path().join("4242/stat"), stat(ticks)).unwrap();
+            let p = read_process(dir.path(), 4242).unwrap().unwrap();
+            verdicts.push((
+                p.started.is_ok(),
+                assess(&status, Some(&p), at("2026-12-06T10:05:01Z"), None).health,
+            ));
+        }
+        // An unknown start cannot prove the pid reused; a start in year 9999 can.
+        let healthy = (false, Level::Healthy);
+        assert_eq!(
+            verdicts,
+            [
+                healthy,
+                healthy,
+                healthy,
+                healthy,
+                (true, Level::NotRunning)
+            ]
+        );
+        // A /proc file that is a FIFO is an error naming it, not a wait.
+        let fifo = dir.path().join("4242/comm");
+        fs::remove_file(&fifo).unwrap();
+        crate::files::testing::mkfifo(&fifo);
+        let err = read_process(dir.path(), 4242).unwrap_err().to_string();
+        assert!(err.contains("is a FIFO"), "{err}");
     }
 
     #[test]
@@ -362,6 +475,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let started = me.started.unwrap();
+        assert!(started > SystemTime::UNIX_EPOCH);
         // Started in the past, and not before the machine booted this year.
         assert!(started <= SystemTime::now() + START_SLACK);
         assert!(!me.comm.is_empty());

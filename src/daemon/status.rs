@@ -5,11 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
+
+use crate::files;
 
 /// Where the daemon keeps its status unless told otherwise.
 pub const DEFAULT_PATH: &str = "/run/hbad/status.json";
@@ -114,27 +116,23 @@ pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// The most a status file may hold: a status of thousands of vHBAs and hosts is a
+/// few hundred KiB; anything longer is not one hbad wrote.
+pub const STATUS_FILE_MAX: u64 = 4 << 20;
+
 impl Status {
-    /// Replaces the file at `path` atomically: write a sibling, fsync, rename.
+    /// Replaces the file at `path` atomically: write a sibling, fsync, rename. Only
+    /// a regular file (or nothing) at `path` is replaced ([`files::replace`]).
     pub fn write(&self, path: &Path) -> io::Result<()> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir)?;
-        let tmp: PathBuf = dir.join(format!(
-            ".{}.tmp",
-            path.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "status".into())
-        ));
-        let text = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(&text)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
+        fs::create_dir_all(files::directory_of(path))?;
+        let mut text = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+        text.push(b'\n');
+        files::replace(path, &text, 0o644)
     }
 
+    /// Reads a status file, without blocking on a FIFO and to [`STATUS_FILE_MAX`].
     pub fn read(path: &Path) -> io::Result<Status> {
-        let text = fs::read(path)?;
+        let text = files::read_bounded(path, STATUS_FILE_MAX).map_err(|e| e.into_io(path))?;
         serde_json::from_slice(&text).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -183,5 +181,37 @@ mod tests {
         fs::write(&path, "{ truncated").unwrap();
         let err = Status::read(&path).unwrap_err().to_string();
         assert!(err.contains("not an hbad status file"), "{err}");
+    }
+
+    #[test]
+    fn a_fifo_or_an_endless_file_is_refused_with_the_bound_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let [fifo, zero] =
+            crate::files::testing::refusals(dir.path().join("status.json"), Status::read);
+        assert!(
+            fifo.ends_with("status.json: is a FIFO, not a regular file"),
+            "{fifo}"
+        );
+        assert!(zero.contains("is a character device"), "{zero}");
+        let big = dir.path().join("big.json");
+        fs::File::create(&big)
+            .unwrap()
+            .set_len(STATUS_FILE_MAX + 1)
+            .unwrap();
+        let err = Status::read(&big).unwrap_err().to_string();
+        assert!(err.contains("at most 4194304 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_device_at_the_status_path_is_never_replaced() {
+        let err = Status::default()
+            .write(Path::new("/dev/null"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/dev/null is a character device")
+                && err.contains("regular file or absent"),
+            "{err}"
+        );
     }
 }

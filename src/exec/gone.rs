@@ -7,15 +7,17 @@
 //! (or, on arrays that answer for unmapped LUNs, reading zeros) until it is deleted.
 //! Runs on the host's worker, after the scan queued before it.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
 use serde::Serialize;
 
-use crate::holders::{holders, Holder};
+use crate::claim::{Deletion, LunDelete};
+use crate::holders::{holders, Holder, LunDisk};
 use crate::report_luns::DeviceNode;
 use crate::sysfs::writes::AttrWriter;
-use crate::sysfs::{devpath_name, Hctl, Sysfs};
+use crate::sysfs::{devpath_name, parse_major_minor, Hctl, Sysfs};
 
 /// Targets are asked through at most this many of their disks: a target that
 /// answers none of them will not answer the next.
@@ -23,6 +25,8 @@ const ASK_THROUGH: usize = 4;
 /// How long after a first answer naming gone LUNs the target is asked again,
 /// before any is deleted.
 const CONFIRM_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+/// Partitions of one disk named to the exclusive open (GPT allows 128).
+const MAX_PARTITIONS: usize = 256;
 
 /// A LUN sysfs has and its target no longer reports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -101,6 +105,55 @@ impl Fate {
     }
 }
 
+/// Gone LUNs remembered at most, over all targets: past it the memory starts
+/// afresh (each kept LUN is named once more), so no array can grow it for ever.
+const MAX_REMEMBERED: usize = 65_536;
+
+/// What was last said about each gone LUN still there, per target: a LUN kept
+/// for weeks is named once per change of its fate, not at every change of its
+/// target. Forgotten when a look at its target no longer finds it gone (deleted,
+/// mapped again, or held by someone else now).
+#[derive(Debug, Default)]
+pub struct GoneLedger {
+    said: HashMap<String, Vec<GoneLun>>,
+    remembered: usize,
+}
+
+impl GoneLedger {
+    /// Of `gone`, everything one look at `target_devpath` found, those to name:
+    /// new ones and those whose fate changed. A removed LUN is named and
+    /// forgotten.
+    pub fn news<'a>(&mut self, target_devpath: &str, gone: &'a [GoneLun]) -> Vec<&'a GoneLun> {
+        let before = self.said.remove(target_devpath).unwrap_or_default();
+        self.remembered = self.remembered.saturating_sub(before.len());
+        let news: Vec<&GoneLun> = gone.iter().filter(|g| !before.contains(g)).collect();
+        let still: Vec<GoneLun> = gone
+            .iter()
+            .filter(|g| g.fate != Fate::Removed)
+            .cloned()
+            .collect();
+        if self.remembered + still.len() > MAX_REMEMBERED {
+            self.said.clear();
+            self.remembered = 0;
+        }
+        if !still.is_empty() {
+            self.remembered += still.len();
+            self.said.insert(target_devpath.to_string(), still);
+        }
+        news
+    }
+
+    /// Gone LUNs still there against the policy's wish: held, or their delete
+    /// failed.
+    pub fn held(&self) -> usize {
+        self.said
+            .values()
+            .flatten()
+            .filter(|g| matches!(g.fate, Fate::Held { .. } | Fate::Failed { .. }))
+            .count()
+    }
+}
+
 /// Compares what the target at `target_devpath` reports with what sysfs has under
 /// it; deletes the gone LUNs that nothing holds when `remove`. An error when the
 /// target could not be asked: then nothing is called gone.
@@ -165,6 +218,7 @@ pub fn find_gone(
         None
     };
     let mut gone = Vec::new();
+    let mut to_remove = Vec::new();
     for (hctl, devpath) in missing {
         let disk = sysfs.disk_of_lun(&devpath);
         let wwid = sysfs.attr(&devpath, "wwid");
@@ -172,7 +226,11 @@ pub fn find_gone(
             None => Fate::Kept,
             // Back in the second answer: not gone after all.
             Some(Ok(again)) if again.binary_search(&hctl.lun).is_ok() => continue,
-            Some(Ok(_)) => remove_lun(writer, sysfs, proc_root, &devpath, disk.as_deref()),
+            Some(Ok(_)) => {
+                to_remove.push(gone.len());
+                // Decided below, for all of them at once.
+                Fate::Removed
+            }
             Some(Err(e)) => Fate::Failed {
                 error: format!("{target} did not answer again to confirm it is gone: {e}"),
             },
@@ -184,6 +242,14 @@ pub fn find_gone(
             wwid,
             fate,
         });
+    }
+    let luns: Vec<(&str, Option<&str>)> = to_remove
+        .iter()
+        .map(|&i| (gone[i].devpath.as_str(), gone[i].disk.as_deref()))
+        .collect();
+    let fates = remove_luns(writer, sysfs, proc_root, &luns);
+    for (i, fate) in to_remove.into_iter().zip(fates) {
+        gone[i].fate = fate;
     }
     Ok(gone)
 }
@@ -236,39 +302,87 @@ fn is_lunz(sysfs: &Sysfs, hctl: Hctl, devpath: &str) -> bool {
     no_disk || not_connected
 }
 
-/// `device/delete`, unless the disk is held. Looked at just before the write: a
-/// VM may have opened the disk since the plan.
-fn remove_lun(
+/// `device/delete` of each of `luns` (devpath, disk) that nothing holds. Looked
+/// at just before the writes (a VM may have opened a disk since the plan), mount
+/// tables and `/proc` once for all of them; and each delete is written while its
+/// disk is open exclusively, which the kernel refuses while it uses the disk.
+fn remove_luns(
     writer: &dyn AttrWriter,
     sysfs: &Sysfs,
     proc_root: &Path,
-    devpath: &str,
-    disk: Option<&str>,
-) -> Fate {
-    // A tape, changer or enclosure is used through its sg node by tools hbad
-    // cannot see at work between two commands: named, never deleted.
-    let Some(disk) = disk else {
-        return Fate::Held {
-            holders: vec![Holder::Unknown {
-                why: "it has no disk (a tape, changer or enclosure, used through its sg node); \
-                      delete it by hand (device/delete) once nothing uses it"
-                    .into(),
-            }],
-        };
+    luns: &[(&str, Option<&str>)],
+) -> Vec<Fate> {
+    let with_disk: Vec<LunDisk<'_>> = luns
+        .iter()
+        .filter_map(|&(lun_devpath, disk)| {
+            Some(LunDisk {
+                lun_devpath,
+                disk: disk?,
+            })
+        })
+        .collect();
+    let mut held = holders(sysfs, proc_root, &with_disk).into_iter();
+    luns.iter()
+        .map(|&(devpath, disk)| {
+            // A tape, changer or enclosure is used through its sg node by tools
+            // hbad cannot see at work between two commands: named, never deleted.
+            let Some(disk) = disk else {
+                return Fate::Held {
+                    holders: vec![Holder::Unknown {
+                        why: "it has no disk (a tape, changer or enclosure, used through its \
+                              sg node); delete it by hand (device/delete) once nothing uses it"
+                            .into(),
+                    }],
+                };
+            };
+            let holders = held.next().unwrap_or_default();
+            if !holders.is_empty() {
+                return Fate::Held { holders };
+            }
+            delete_unclaimed(writer, sysfs, devpath, disk)
+        })
+        .collect()
+}
+
+/// `device/delete` through the writer's exclusive open ([`crate::claim`]).
+fn delete_unclaimed(writer: &dyn AttrWriter, sysfs: &Sysfs, devpath: &str, disk: &str) -> Fate {
+    let failed = |error: String| Fate::Failed {
+        error: format!("device/delete of {} failed: {error}", devpath_name(devpath)),
     };
-    let held = holders(sysfs, proc_root, devpath, disk);
-    if !held.is_empty() {
-        return Fate::Held { holders: held };
-    }
-    let path = sysfs.path(devpath).join("delete");
-    match writer.write_attr(&path, "1") {
-        Ok(()) => Fate::Removed,
-        // Deleted by someone else meanwhile: what was asked for is done.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV)) => Fate::Removed,
-        Err(e) => Fate::Failed {
-            error: format!("device/delete of {} failed: {e}", devpath_name(devpath)),
+    let Some(lun) = lun_delete(sysfs, devpath, disk) else {
+        return failed(format!("{disk} has no readable dev attribute"));
+    };
+    match writer.delete_unclaimed(&lun) {
+        Ok(Deletion::Deleted) => Fate::Removed,
+        Ok(Deletion::Claimed { nodes }) => Fate::Held {
+            holders: nodes.into_iter().map(|of| Holder::Claimed { of }).collect(),
         },
+        // Deleted by someone else meanwhile: what was asked for is done.
+        Err(_) if !sysfs.path(devpath).exists() => Fate::Removed,
+        Err(e) => failed(e.to_string()),
     }
+}
+
+/// The disk's node and its partitions', numbered as sysfs has them now.
+fn lun_delete(sysfs: &Sysfs, devpath: &str, disk: &str) -> Option<LunDelete> {
+    let disk_devpath = format!("{devpath}/block/{disk}");
+    let node = |dir: &str, name: &str| {
+        Some(DeviceNode {
+            lun_devpath: devpath.to_string(),
+            path: sysfs.dev_root().join(name),
+            dev: parse_major_minor(&sysfs.attr(dir, "dev")?)?,
+        })
+    };
+    Some(LunDelete {
+        delete: sysfs.path(devpath).join("delete"),
+        disk: node(&disk_devpath, disk)?,
+        partitions: sysfs
+            .partitions_of(&disk_devpath)
+            .into_iter()
+            .take(MAX_PARTITIONS)
+            .filter_map(|p| node(&format!("{disk_devpath}/{p}"), &p))
+            .collect(),
+    })
 }
 
 #[cfg(test)]
@@ -302,15 +416,32 @@ mod tests {
         )
     }
 
+    /// A simulated scsi_debug host with one target of `luns` LUNs, and its number.
+    fn one_target(luns: u64) -> (tempfile::TempDir, Sim, u32) {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::new(
+            dir.path(),
+            &SimSpec::new().hba(HbaSpec::scsi_debug(1, luns)),
+        )
+        .unwrap();
+        let host = sim.hosts()[0];
+        (dir, sim, host)
+    }
+
+    /// `LUN: fate` in words.
+    fn described(gone: &[GoneLun]) -> Vec<String> {
+        gone.iter()
+            .map(|g| format!("{}: {}", g.hctl.lun, g.fate.describe()))
+            .collect()
+    }
+
     fn fates(gone: &[GoneLun]) -> Vec<(u64, &Fate)> {
         gone.iter().map(|g| (g.hctl.lun, &g.fate)).collect()
     }
 
     #[test]
     fn a_mounted_or_mapped_disk_is_kept_and_what_holds_it_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let sim = Sim::new(dir.path(), &SimSpec::new().hba(HbaSpec::scsi_debug(1, 4))).unwrap();
-        let host = sim.hosts()[0];
+        let (_dir, sim, host) = one_target(4);
         // Nothing gone: nothing named, nothing written.
         assert_eq!(find(&sim, lun(host, 0, 0), true), Ok(Vec::new()));
         sim.mount_disk(lun(host, 0, 1), "/var/lib/libvirt/images")
@@ -343,10 +474,44 @@ mod tests {
     }
 
     #[test]
+    fn a_disk_the_kernel_claims_is_kept_and_the_claim_named() {
+        let (_dir, sim, host) = one_target(5);
+        // LUN 1 an active swap area (no trace in /proc), LUN 2 open in a VM's
+        // qemu, LUNs 3 and 4 free: all four looked at in one pass.
+        sim.claim_disk(lun(host, 0, 1)).unwrap();
+        sim.open_disk(lun(host, 0, 2), 4242, "qemu-system-x86")
+            .unwrap();
+        for l in 1..5 {
+            sim.remove_local_lun(lun(host, 0, l)).unwrap();
+        }
+        let gone = find(&sim, lun(host, 0, 0), true).unwrap();
+        let text = described(&gone);
+        assert_eq!(
+            text,
+            vec![
+                "1: kept: sdb is claimed by the kernel: mounted, swap, RAID/volume member or \
+                 in use by another driver"
+                    .to_string(),
+                "2: kept: sdc is open in process 4242 (qemu-system-x86)".into(),
+                "3: deleted".into(),
+                "4: deleted".into(),
+            ]
+        );
+        let left: Vec<u64> = sim.luns().iter().map(|h| h.lun).collect();
+        assert_eq!(left, vec![0, 1, 2]);
+        // Only the free ones were written to.
+        let deletes: Vec<String> = sim
+            .writes()
+            .iter()
+            .filter(|w| w.path.ends_with("delete"))
+            .map(|w| devpath_name(&w.path.parent().unwrap().to_string_lossy()).to_string())
+            .collect();
+        assert_eq!(deletes, [format!("{host}:0:0:3"), format!("{host}:0:0:4")]);
+    }
+
+    #[test]
     fn an_answer_that_leaves_out_its_own_lun_or_is_not_repeated_deletes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let sim = Sim::new(dir.path(), &SimSpec::new().hba(HbaSpec::scsi_debug(1, 4))).unwrap();
-        let host = sim.hosts()[0];
+        let (_dir, sim, host) = one_target(4);
         // GOOD and empty (a host-group edit on the array), then a flat-space
         // numbering the sequential scan did not give: neither names the LUN it
         // came through, and every LUN stays.
@@ -380,9 +545,7 @@ mod tests {
 
     #[test]
     fn a_lun_without_a_disk_or_used_through_its_sg_node_is_never_deleted() {
-        let dir = tempfile::tempdir().unwrap();
-        let sim = Sim::new(dir.path(), &SimSpec::new().hba(HbaSpec::scsi_debug(1, 4))).unwrap();
-        let host = sim.hosts()[0];
+        let (_dir, sim, host) = one_target(4);
         // A VM given LUN 1 as <hostdev type='scsi'> opens /dev/sgN; LUN 2 is a
         // tape (no disk); LUN 0 is a LUNZ (no disk, peripheral qualifier 1).
         sim.open_sg(lun(host, 0, 1), 4242, "qemu-system-x86")
@@ -395,10 +558,7 @@ mod tests {
             sim.remove_local_lun(lun(host, 0, l)).unwrap();
         }
         let gone = find(&sim, lun(host, 0, 3), true).unwrap();
-        let text: Vec<String> = gone
-            .iter()
-            .map(|g| format!("{}: {}", g.hctl.lun, g.fate.describe()))
-            .collect();
+        let text = described(&gone);
         assert_eq!(text.len(), 2, "{text:?}");
         assert!(
             text[0].starts_with("1: kept: sg")
@@ -414,9 +574,7 @@ mod tests {
 
     #[test]
     fn a_blocked_path_is_not_asked() {
-        let dir = tempfile::tempdir().unwrap();
-        let sim = Sim::new(dir.path(), &SimSpec::new().hba(HbaSpec::scsi_debug(1, 3))).unwrap();
-        let host = sim.hosts()[0];
+        let (_dir, sim, host) = one_target(3);
         sim.remove_local_lun(lun(host, 0, 2)).unwrap();
         let state = |l, s: &str| {
             let devpath = sim.lun_devpath(lun(host, 0, l)).unwrap();
@@ -439,9 +597,7 @@ mod tests {
 
     #[test]
     fn a_proc_that_hides_processes_deletes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let sim = Sim::new(dir.path(), &SimSpec::new().hba(HbaSpec::scsi_debug(1, 3))).unwrap();
-        let host = sim.hosts()[0];
+        let (_dir, sim, host) = one_target(3);
         sim.remove_local_lun(lun(host, 0, 2)).unwrap();
         sim.hide_other_processes().unwrap();
         let gone = find(&sim, lun(host, 0, 0), true).unwrap();
@@ -459,6 +615,64 @@ mod tests {
             "{holders:?}"
         );
         assert_eq!(sim.luns().len(), 3);
+    }
+
+    /// LUN `lun` of target 5:0:0, gone with `fate`.
+    fn gone_lun(lun: u64, fate: Fate) -> GoneLun {
+        GoneLun {
+            hctl: super::Hctl {
+                host: 5,
+                channel: 0,
+                target: 0,
+                lun,
+            },
+            devpath: format!("/devices/t/5:0:0:{lun}"),
+            disk: Some("sdd".into()),
+            wwid: None,
+            fate,
+        }
+    }
+
+    #[test]
+    fn a_kept_lun_is_named_once_per_change_of_its_fate() {
+        let gone = gone_lun;
+        let held = |pid: u32| Fate::Held {
+            holders: vec![Holder::Process {
+                of: "sdd".into(),
+                pid,
+                command: "qemu".into(),
+            }],
+        };
+        let luns = |v: Vec<&GoneLun>| v.iter().map(|g| g.hctl.lun).collect::<Vec<_>>();
+        let mut ledger = GoneLedger::default();
+        let first = [gone(1, held(7)), gone(2, Fate::Removed)];
+        assert_eq!(luns(ledger.news("/t", &first)), [1, 2]);
+        assert_eq!(ledger.held(), 1);
+        // The target changes again: nothing new to say about LUN 1.
+        let again = [gone(1, held(7))];
+        assert!(ledger.news("/t", &again).is_empty());
+        // Another target's look says nothing about this one's.
+        assert!(ledger.news("/u", &[]).is_empty());
+        assert!(ledger.news("/t", &again).is_empty());
+        // Held by another process now, then deleted: each said once.
+        let other = [gone(1, held(8))];
+        assert_eq!(luns(ledger.news("/t", &other)), [1]);
+        let removed = [gone(1, Fate::Removed)];
+        assert_eq!(luns(ledger.news("/t", &removed)), [1]);
+        assert_eq!((ledger.held(), ledger.remembered), (0, 0));
+        // Gone again later (mapped back, then unmapped): named again.
+        assert_eq!(luns(ledger.news("/t", &again)), [1]);
+    }
+
+    #[test]
+    fn the_ledger_is_bounded() {
+        let mut ledger = GoneLedger::default();
+        let many: Vec<GoneLun> = (0..1000).map(|lun| gone_lun(lun, Fate::Kept)).collect();
+        for t in 0..100 {
+            assert_eq!(ledger.news(&format!("/t{t}"), &many).len(), 1000);
+            assert!(ledger.remembered <= MAX_REMEMBERED);
+        }
+        assert!(ledger.said.values().map(Vec::len).sum::<usize>() <= MAX_REMEMBERED);
     }
 
     #[test]

@@ -7,10 +7,10 @@
 //! now has one size and the map another, it asks multipathd (the last path re-read
 //! does; two at once ask twice, which multipathd answers twice with "ok").
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use crate::sysfs::writes::{run_child, ChildBounds};
 use crate::sysfs::{MultipathMap, Sysfs};
 
 /// How long `multipathd resize map` may take: it talks to the daemon over its
@@ -107,56 +107,38 @@ enum Multipathd {
 }
 
 /// Runs the multipathd client (from PATH) and waits at most `timeout`. It prints
-/// `ok` or `fail` (and exits 1 on failure in recent multipath-tools).
+/// `ok` or `fail` (and exits 1 on failure in recent multipath-tools). A client,
+/// not a kernel write: past its time it is killed.
 fn multipathd(args: &[&str], timeout: Duration) -> Result<(), Multipathd> {
     let command = format!("multipathd {}", args.join(" "));
-    let mut child = match Command::new("multipathd")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(c) => c,
+    let bounds = ChildBounds {
+        stdout: 4096,
+        stderr: 4096,
+        timeout: Some(timeout),
+    };
+    let end = match run_child(Command::new("multipathd").args(args), None, bounds) {
+        Ok(end) => end,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Multipathd::Missing),
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            return Err(Multipathd::Failed(format!(
+                "`{command}` did not answer within {} s",
+                timeout.as_secs()
+            )))
+        }
         Err(e) => return Err(Multipathd::Failed(format!("cannot run `{command}`: {e}"))),
     };
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            Ok(None) => {
-                // A client, not a kernel write: it can be ended.
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(Multipathd::Failed(format!(
-                    "`{command}` did not answer within {} s",
-                    timeout.as_secs()
-                )));
-            }
-            Err(e) => return Err(Multipathd::Failed(format!("`{command}`: {e}"))),
-        }
-    };
-    let mut out = String::new();
-    if let Some(stdout) = child.stdout.take() {
-        let _ = stdout.take(4096).read_to_string(&mut out);
-    }
-    let mut err = String::new();
-    if let Some(stderr) = child.stderr.take() {
-        let _ = stderr.take(4096).read_to_string(&mut err);
-    }
-    let said = out.trim();
-    if status.success() && !said.starts_with("fail") {
+    let said = end.stdout.trim();
+    if end.status.success() && !said.starts_with("fail") {
         Ok(())
     } else {
-        let text = [said, err.trim()]
+        let text = [said, end.stderr.trim()]
             .into_iter()
             .filter(|t| !t.is_empty())
             .collect::<Vec<_>>()
             .join(": ");
         Err(Multipathd::Failed(format!(
-            "`{command}` said {text:?} ({status})"
+            "`{command}` said {text:?} ({})",
+            end.status
         )))
     }
 }

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::sysfs::{
-    devpath_name, host_number, parent_devpath, port_address, target_address, BlockInfo, Detail,
-    FcHostInfo, Hctl, LunInfo, RemotePortInfo, ScsiHostInfo, Sysfs, TargetInfo, VportInfo,
+    devpath_name, host_number, parent_devpath, port_address, target_address, BlockIndex, BlockInfo,
+    Detail, FcHostInfo, Hctl, LunInfo, RemotePortInfo, ScsiHostInfo, Sysfs, TargetInfo, VportInfo,
 };
 use crate::uevent::{Action, UeventRef};
 use crate::wwn::Wwn;
@@ -372,9 +372,10 @@ impl Graph {
         found.sort_by(depth_order);
         found.dedup_by(|a, b| a.1 == b.1);
 
-        let (parts, mut links) = std::thread::scope(|scope| {
+        let (parts, links) = std::thread::scope(|scope| {
             let links = scope.spawn(|| sysfs.stable_links());
-            let parts = read_all(sysfs, &found, detail);
+            let index = sysfs.block_index();
+            let parts = read_all(sysfs, &found, detail, &index);
             let links = links
                 .join()
                 .unwrap_or_else(|e| std::panic::resume_unwind(e));
@@ -396,8 +397,7 @@ impl Graph {
             disks.push(part.disks);
         }
         for (devpath, mut disk) in disks.into_iter().flatten() {
-            // Moved, not copied: a disk name is one device's at a time.
-            disk.links = links.remove(&disk.info.name).unwrap_or_default();
+            disk.links = links.paths_of(&disk.info.name);
             graph.insert_at(devpath, NodeKind::Disk(disk));
         }
         graph
@@ -731,6 +731,7 @@ fn read_all(
     sysfs: &Sysfs,
     found: &[(usize, String, DeviceClass)],
     detail: Detail,
+    index: &BlockIndex,
 ) -> Vec<ReadPart> {
     let read_some = |part: &[(usize, String, DeviceClass)]| {
         let mut out = ReadPart {
@@ -739,7 +740,7 @@ fn read_all(
         };
         for (_, devpath, class) in part {
             if *class == DeviceClass::Lun {
-                if let Ok((lun, disks)) = sysfs.read_lun_and_disks(devpath, detail) {
+                if let Ok((lun, disks)) = sysfs.read_lun_and_disks(devpath, detail, index) {
                     for info in disks {
                         let disk = Devpath::from(format!("{devpath}/block/{}", info.name));
                         out.disks.push((

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use super::xml::{self, line_col, Element};
 use crate::sysfs::host_number;
+use crate::terminal::printable;
 use crate::wwn::Wwn;
 
 /// A pool definition as read from one file.
@@ -76,21 +77,6 @@ pub struct Import {
 /// kilobyte; the bound keeps a wrong file (a disk image, /dev/zero) from being read
 /// whole.
 pub const POOL_XML_MAX: usize = 1 << 20;
-
-/// Text for a message or a comment: control characters shown escaped (`\u{1b}`),
-/// so a pool name cannot move a terminal's cursor or end a TOML comment line.
-pub fn printable(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
-}
 
 /// A TOML basic string: the toml crate's quoting, so any pool name stays one string.
 fn quoted(s: &str) -> String {
@@ -153,8 +139,8 @@ impl File<'_> {
             file: self.path.to_path_buf(),
             line,
             column,
-            what: printable(&what.into()),
-            why: printable(&why.into()),
+            what: printable(&what.into()).into_owned(),
+            why: printable(&why.into()).into_owned(),
         }
     }
 }
@@ -335,6 +321,13 @@ fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<Pool, Impo
     let parent_wwpn = wwn_attr(file, adapter, "parent_wwpn")?;
     let parent_fabric = wwn_attr(file, adapter, "parent_fabric_wwn")?;
     let by_wwn = match (parent_wwnn, parent_wwpn) {
+        (Some(n), Some(p)) if n == p => {
+            return Err(file.at(
+                adapter.offset,
+                format!("pool `{pool}`: parent_wwnn and parent_wwpn are the same ({p})"),
+                "a port name and a node name differ; see `hbad show` of the parent and fix the pool definition",
+            ))
+        }
         (Some(n), Some(p)) => Some(ImportParent::Wwpn {
             wwpn: p,
             wwnn: Some(n),
@@ -516,10 +509,61 @@ pub fn import_pools(sources: &[PoolSource]) -> Result<Import, Vec<ImportError>> 
         }
     }
     if errors.is_empty() {
+        errors = refused_by_policy(&import);
+    }
+    if errors.is_empty() {
         Ok(import)
     } else {
         Err(errors)
     }
+}
+
+/// The import as `hbad check` would judge it: the generated text read back by the
+/// policy parser itself, so that what import-libvirt prints or writes is always a
+/// policy hbad runs, whatever rule the checks above miss. Each refusal is put on the
+/// pool whose table it is in.
+fn refused_by_policy(import: &Import) -> Vec<ImportError> {
+    let text = import.to_string();
+    // Every table carries its WWNs, so the seed of derived names is never used.
+    let env = crate::policy::Environment::fixed("import-libvirt");
+    let Err(refusals) = crate::policy::Policy::from_str(Path::new("(import)"), &text, &env) else {
+        return Vec::new();
+    };
+    // The line each `[[vhba]]` table starts on, in the order of `import.vhbas`.
+    let starts: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| *l == "[[vhba]]")
+        .map(|(i, _)| i + 1)
+        .collect();
+    refusals
+        .0
+        .iter()
+        .map(|e| {
+            let table = starts
+                .iter()
+                .rposition(|&start| start <= e.origin.line)
+                .and_then(|i| import.vhbas.get(i));
+            let (file, pool) = match table {
+                Some(v) => (v.file.clone(), v.pool.as_str()),
+                None => (PathBuf::from("(import)"), ""),
+            };
+            ImportError {
+                file,
+                line: 1,
+                column: 1,
+                what: printable(&format!(
+                    "pool `{pool}` gives a vHBA hbad check refuses: {}",
+                    e.message
+                ))
+                .into_owned(),
+                why: e
+                    .hint
+                    .clone()
+                    .unwrap_or_else(|| "fix the pool definition".into()),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -618,6 +662,63 @@ mod tests {
         .unwrap();
         assert_eq!(auto.vhbas[0].parent, ImportParent::Auto);
         assert!(auto.to_string().contains("parent = \"auto\""));
+    }
+
+    #[test]
+    fn a_parent_wwnn_equal_to_parent_wwpn_is_refused_as_check_refuses_it() {
+        let e = refusal(&pool(
+            "a",
+            "wwnn='2001001b32a9da4e' wwpn='2101001b32a9da4e' parent_wwnn='5001a4a000000001' parent_wwpn='5001a4a000000001'",
+        ));
+        assert_eq!((e.line, e.column), (4, 5), "{e}");
+        assert!(
+            e.what
+                .contains("parent_wwnn and parent_wwpn are the same (0x5001a4a000000001)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn host_numbers_take_digits_only() {
+        for parent in ["scsi_host+7", "scsi_host07", "scsi_host4294967295"] {
+            let e = refusal(&pool(
+                "h",
+                &format!("parent='{parent}' wwnn='5001a4a000000b00' wwpn='5001a4a000000b01'"),
+            ));
+            assert!(e.what.contains("is not a scsi_hostN name"), "{e}");
+        }
+    }
+
+    #[test]
+    fn whatever_the_policy_parser_refuses_is_never_printed_or_written() {
+        let same: Wwn = "5001a4a000000001".parse().unwrap();
+        let import = Import {
+            vhbas: vec![VhbaTable {
+                name: "a".into(),
+                wwpn: "2101001b32a9da4e".parse().unwrap(),
+                wwnn: "2001001b32a9da4e".parse().unwrap(),
+                parent: ImportParent::Wwpn {
+                    wwpn: same,
+                    wwnn: Some(same),
+                },
+                pool: "pool-a".into(),
+                file: "a.xml".into(),
+            }],
+            ..Import::default()
+        };
+        let refused = refused_by_policy(&import);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0].file, Path::new("a.xml"));
+        assert!(
+            refused[0].what.starts_with(
+                "pool `pool-a` gives a vHBA hbad check refuses: vHBA `a`: parent_wwnn is the same as parent_wwpn"
+            ),
+            "{}",
+            refused[0]
+        );
+        let mut fine = import.clone();
+        fine.vhbas[0].parent = ImportParent::Auto;
+        assert!(refused_by_policy(&fine).is_empty());
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::terminal::printable;
+
 /// Where a value came from: a file and a 1-based line and column.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Origin {
@@ -118,9 +120,15 @@ fn is_continuation(b: u8) -> bool {
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {
-            write!(f, "{}", self.file.display())
+            write!(f, "{}", printable(&self.file.display().to_string()))
         } else {
-            write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+            write!(
+                f,
+                "{}:{}:{}",
+                printable(&self.file.display().to_string()),
+                self.line,
+                self.column
+            )
         }
     }
 }
@@ -161,6 +169,33 @@ impl fmt::Display for PolicyError {
 /// Every problem found, so that one run of `hbad check` shows them all.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PolicyErrors(pub Vec<PolicyError>);
+
+impl PolicyErrors {
+    /// The first [`MAX_ERRORS`](super::limits::MAX_ERRORS) errors and, when there were
+    /// more, one that counts the rest, placed where the first of them is: a policy of
+    /// 65,536 broken vHBAs is refused in a screenful, not 65,536 lines.
+    pub fn capped(mut errors: Vec<PolicyError>) -> PolicyErrors {
+        let max = super::limits::MAX_ERRORS;
+        if errors.len() > max {
+            let more = errors.len() - max;
+            let at = errors[max].origin.clone();
+            errors.truncate(max);
+            errors.push(
+                PolicyError::new(
+                    at,
+                    format!(
+                        "... and {more} more error{}",
+                        if more == 1 { "" } else { "s" }
+                    ),
+                )
+                .hint(format!(
+                    "hbad shows the first {max}; fix these and run hbad check again"
+                )),
+            );
+        }
+        PolicyErrors(errors)
+    }
+}
 
 impl fmt::Display for PolicyErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::{closest, LineIndex, Origin, PolicyError};
+use crate::terminal::echoed;
 
 pub type S<T> = Spanned<T>;
 
@@ -167,7 +168,7 @@ pub fn parse(path: &Path, text: String) -> Result<ParsedFile, PolicyError> {
 /// A key or table given twice in one file, with both places.
 fn duplicate_key(path: &Arc<Path>, text: &str, span: Range<usize>, at: Origin) -> PolicyError {
     let key = text.get(span.clone()).unwrap_or("").trim();
-    let err = PolicyError::new(at, format!("`{}` is given twice", key.escape_debug()));
+    let err = PolicyError::new(at, format!("`{}` is given twice", echoed(key)));
     let hint = "a key may appear once per table; a later drop-in overrides it instead";
     match first_definition(text, span) {
         Some(first) => err.hint(format!(
@@ -303,7 +304,7 @@ fn explain(origin: Origin, message: &str) -> PolicyError {
             .find(|(_, keys)| accepted.iter().all(|a| keys.contains(a)) && !accepted.is_empty())
             .map(|(_, k)| *k)
             .unwrap_or(&[]);
-        let err = PolicyError::new(origin, format!("unknown key `{key}`"));
+        let err = PolicyError::new(origin, format!("unknown key `{}`", echoed(key)));
         return match closest(key, table_keys) {
             Some(best) => err.hint(format!("did you mean `{best}`?")),
             None if !table_keys.is_empty() => {

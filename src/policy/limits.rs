@@ -11,6 +11,13 @@ use std::time::Duration;
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// Policy files read at once: the main file and the drop-ins.
 pub const MAX_FILES: usize = 256;
+/// All policy files together. Each file's text is held with its parsed tree (many
+/// times the text) while the policy is merged, in `check`, at start and at every
+/// reload: this bounds that memory whatever the number of drop-ins. 4 MiB holds the
+/// largest number of vHBAs a policy may declare many times over.
+pub const MAX_TOTAL_BYTES: u64 = 4 * 1024 * 1024;
+/// Errors shown for one policy; the rest are counted ("... and N more").
+pub const MAX_ERRORS: usize = 100;
 /// vHBAs in one policy: far beyond what HBAs hold (a port offers at most a few
 /// hundred vports), but bounded.
 pub const MAX_VHBAS: usize = 65_536;
@@ -89,8 +96,9 @@ impl DurationLimit {
     /// Parses `text` as a duration ("250ms", "30s", "1h 30m") within this range.
     pub fn parse(&self, text: &str) -> Result<Duration, Refusal> {
         let key = self.key;
-        // Shown as written, control characters escaped: the text goes to a terminal.
-        let shown = text.escape_debug();
+        // Shown as written, control characters escaped and cut short: the text goes
+        // to a terminal.
+        let shown = crate::terminal::echoed(text);
         let too_long = || Refusal {
             message: format!(
                 "`{key}`: `{shown}` is more than {}, the most hbad accepts",

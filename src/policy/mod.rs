@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::ownership::OWNER_PREFIX;
+use crate::terminal::echoed;
 use crate::wwn::{derive, Wwn, WwnRole, DEFAULT_OUI};
 
 pub mod error;
@@ -252,21 +253,19 @@ impl Policy {
         env: &Environment,
         perms: Perms,
     ) -> Result<Policy, PolicyErrors> {
+        let texts = read_all(files, perms)?;
         let mut errors = Vec::new();
         let mut parsed = Vec::new();
-        let mut reader = read::Reader::new(perms);
-        for path in files {
-            match reader.read(path).and_then(|bytes| decode(path, bytes)) {
-                Ok(text) => match fragment::parse(path, text) {
-                    Ok(p) => parsed.push(p),
-                    Err(e) => errors.push(e),
-                },
+        for (path, bytes) in files.iter().zip(texts) {
+            match decode(path, bytes).and_then(|text| fragment::parse(path, text)) {
+                Ok(p) => parsed.push(p),
                 Err(e) => errors.push(e),
             }
         }
         if !errors.is_empty() {
-            return Err(PolicyErrors(errors));
+            return Err(PolicyErrors::capped(errors));
         }
+        too_many_vhbas(&parsed).map_err(|e| PolicyErrors(vec![e]))?;
         let mut policy = build(&parsed, env)?;
         // The pure checks said the path can name a file; now look at what is there.
         if let Some(why) = read::state_file_refusal(&policy.ownership.state_file) {
@@ -306,6 +305,79 @@ impl Policy {
     pub fn vhba(&self, name: &str) -> Option<&VhbaSpec> {
         self.vhbas.iter().find(|v| v.name == name)
     }
+}
+
+/// Opens every file, sums their sizes (refusing more than [`limits::MAX_TOTAL_BYTES`]
+/// before reading any), then reads them, still bounded: a file may grow after fstat.
+fn read_all(files: &[PathBuf], perms: Perms) -> Result<Vec<Vec<u8>>, PolicyErrors> {
+    let mut reader = read::Reader::new(perms);
+    let mut opened = Vec::new();
+    let mut errors = Vec::new();
+    for path in files {
+        match reader.open(path) {
+            Ok(o) => opened.push(o),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(PolicyErrors::capped(errors));
+    }
+    let total: u64 = opened.iter().map(|o| o.len()).sum();
+    let largest = opened
+        .iter()
+        .max_by_key(|o| o.len())
+        .map(|o| o.path().to_path_buf());
+    let too_much = |total: u64| {
+        let at = largest.as_deref().unwrap_or(Path::new("(policy)"));
+        PolicyErrors(vec![PolicyError::new(
+            Origin::file(at),
+            format!(
+                "the {} policy files hold {total} bytes together; hbad reads at most {} bytes (4 MiB) of policy",
+                files.len(),
+                limits::MAX_TOTAL_BYTES
+            ),
+        )
+        .hint("this is the largest of them; merge or remove drop-ins (a [[vhba]] table takes about 60 bytes)")])
+    };
+    if total > limits::MAX_TOTAL_BYTES {
+        return Err(too_much(total));
+    }
+    let mut read_so_far = 0u64;
+    let mut texts = Vec::with_capacity(opened.len());
+    for o in opened {
+        let bytes = o
+            .read(limits::MAX_TOTAL_BYTES - read_so_far)
+            .map_err(|e| PolicyErrors(vec![e]))?;
+        read_so_far += bytes.len() as u64;
+        if read_so_far > limits::MAX_TOTAL_BYTES {
+            // A file grew after fstat.
+            return Err(too_much(read_so_far));
+        }
+        texts.push(bytes);
+    }
+    Ok(texts)
+}
+
+/// The `[[vhba]]` tables of all files counted before any is validated: a policy
+/// declaring more than [`limits::MAX_VHBAS`] is refused at the first table too many.
+fn too_many_vhbas(files: &[ParsedFile]) -> Result<(), PolicyError> {
+    let mut seen = 0usize;
+    for file in files {
+        let here = file.fragment.vhba.len();
+        if seen + here > limits::MAX_VHBAS {
+            let first_too_many = &file.fragment.vhba[limits::MAX_VHBAS - seen];
+            return Err(PolicyError::new(
+                file.origin(first_too_many.span()),
+                format!(
+                    "more than {} [[vhba]] tables in the policy files",
+                    limits::MAX_VHBAS
+                ),
+            )
+            .hint("no host holds this many vports; split the policy per host"));
+        }
+        seen += here;
+    }
+    Ok(())
 }
 
 /// A file's text, or where its first byte that is not UTF-8 is.
@@ -352,7 +424,7 @@ fn build(files: &[ParsedFile], env: &Environment) -> Result<Policy, PolicyErrors
             let at = file.origin(name.span());
             if let Some(first) = seen_here.get(&n) {
                 errors.push(
-                    PolicyError::new(at, format!("duplicate vHBA name `{n}`"))
+                    PolicyError::new(at, format!("duplicate vHBA name `{}`", echoed(&n)))
                         .hint(format!("first defined at {first}; names must be unique")),
                 );
                 continue;
@@ -449,7 +521,7 @@ fn build(files: &[ParsedFile], env: &Environment) -> Result<Policy, PolicyErrors
                 .unwrap_or(usize::MAX)
         };
         errors.sort_by_key(|e| (file_rank(&e.origin), e.origin.line, e.origin.column));
-        Err(PolicyErrors(errors))
+        Err(PolicyErrors::capped(errors))
     }
 }
 
@@ -494,7 +566,7 @@ fn state_file_refusal(path: &str) -> Option<(String, &'static str)> {
     let example = "e.g. state_file = \"/var/lib/hbad/owned-vhbas.json\"";
     if !Path::new(path).is_absolute() {
         return Some((
-            format!("state_file `{path}` is not an absolute path"),
+            format!("state_file `{}` is not an absolute path", echoed(path)),
             example,
         ));
     }
@@ -512,7 +584,7 @@ fn state_file_refusal(path: &str) -> Option<(String, &'static str)> {
         .any(|c| matches!(c, std::path::Component::ParentDir))
     {
         return Some((
-            format!("state_file `{path}` goes up with `..`"),
+            format!("state_file `{}` goes up with `..`", echoed(path)),
             "write the path the file has, without `..`",
         ));
     }
@@ -520,13 +592,19 @@ fn state_file_refusal(path: &str) -> Option<(String, &'static str)> {
         !path.ends_with('/') && !path.ends_with("/.") && Path::new(path).file_name().is_some();
     if !names_a_file {
         return Some((
-            format!("state_file `{path}` names a directory, not a file"),
+            format!(
+                "state_file `{}` names a directory, not a file",
+                echoed(path)
+            ),
             "name the file hbad keeps its records in, e.g. /var/lib/hbad/owned-vhbas.json",
         ));
     }
     if path.starts_with("/dev/") || path.starts_with("/proc/") || path.starts_with("/sys/") {
         return Some((
-            format!("state_file `{path}` is under /dev, /proc or /sys, not a place for a file"),
+            format!(
+                "state_file `{}` is under /dev, /proc or /sys, not a place for a file",
+                echoed(path)
+            ),
             example,
         ));
     }
@@ -561,10 +639,7 @@ fn build_wwn(
                 None => errors.push(
                     PolicyError::new(
                         file.origin(o.span()),
-                        format!(
-                            "`oui`: `{}` is not a 24-bit OUI",
-                            o.get_ref().escape_debug()
-                        ),
+                        format!("`oui`: `{}` is not a 24-bit OUI", echoed(o.get_ref())),
                     )
                     .hint("write 6 hex digits, e.g. oui = \"001a4a\" or \"0x001a4a\""),
                 ),
@@ -628,10 +703,12 @@ fn build_vhba(
     let t = m.table.get_ref();
     let name_s = t.name.as_ref()?;
     let name = name_s.get_ref().clone();
+    // The name as errors show it: it may be any string until it is found valid.
+    let shown = echoed(&name);
     let start = errors.len();
     if !valid_name(&name) {
         errors.push(
-            PolicyError::new(file.origin(name_s.span()), format!("vHBA name `{}` is not usable", name.escape_debug()))
+            PolicyError::new(file.origin(name_s.span()), format!("vHBA name `{shown}` is not usable"))
                 .hint("use up to 48 letters, digits, '-', '_' or '.'; it becomes /dev/disk/by-vhba/<name>"),
         );
     }
@@ -657,7 +734,7 @@ fn build_vhba(
     let parent = match ways.as_slice() {
         [] => {
             errors.push(
-                PolicyError::new(file.origin(m.table.span()), format!("vHBA `{name}` has no parent"))
+                PolicyError::new(file.origin(m.table.span()), format!("vHBA `{shown}` has no parent"))
                     .hint("set one of parent_wwpn = \"0x...\", parent_fabric = \"0x...\" or parent = \"auto\""),
             );
             None
@@ -671,7 +748,7 @@ fn build_vhba(
             errors.push(
                 PolicyError::new(
                     file.origin(last.span()),
-                    format!("vHBA `{name}`: parent given {} ways, {keys}", ways.len()),
+                    format!("vHBA `{shown}`: parent given {} ways, {keys}", ways.len()),
                 )
                 .hint(format!(
                     "keep one; `{first}` is at {}",
@@ -688,7 +765,7 @@ fn build_vhba(
                     errors.push(
                         PolicyError::new(
                             file.origin(n.span()),
-                            format!("vHBA `{name}`: parent_wwnn is the same as parent_wwpn"),
+                            format!("vHBA `{shown}`: parent_wwnn is the same as parent_wwpn"),
                         )
                         .hint("a port name and a node name differ; see `hbad show` of the parent"),
                     );
@@ -707,7 +784,7 @@ fn build_vhba(
                 crate::sysfs::host_number(text.strip_prefix("scsi_").unwrap_or(text))
             {
                 warnings.push(
-                    PolicyError::new(file.origin(v.span()), format!("vHBA `{name}`: parent `{text}` is a host number, which can change at the next boot"))
+                    PolicyError::new(file.origin(v.span()), format!("vHBA `{shown}`: parent `{}` is a host number, which can change at the next boot", echoed(text)))
                         .hint("name the parent by parent_wwpn or parent_fabric instead (see `hbad list --cap vports`)"),
                 );
                 Some(ParentSelector::Host { number: n })
@@ -717,7 +794,7 @@ fn build_vhba(
                         file.origin(v.span()),
                         format!(
                             "`parent`: `{}` is neither \"auto\" nor a host name",
-                            text.escape_debug()
+                            echoed(text)
                         ),
                     )
                     .hint("write parent = \"auto\", or use parent_wwpn / parent_fabric"),
@@ -738,7 +815,7 @@ fn build_vhba(
     };
     if (given_wwpn.is_none() || given_wwnn.is_none()) && wwn.seed.is_empty() {
         errors.push(
-            PolicyError::new(file.origin(name_s.span()), format!("vHBA `{name}` needs derived WWNs, but there is no seed"))
+            PolicyError::new(file.origin(name_s.span()), format!("vHBA `{shown}` needs derived WWNs, but there is no seed"))
                 .hint("/etc/machine-id is missing or empty: set [wwn] seed = \"...\" or write wwpn and wwnn"),
         );
     }
@@ -751,7 +828,7 @@ fn build_vhba(
         errors.push(
             PolicyError::new(
                 file.origin(t.wwnn.as_ref().map_or(m.table.span(), |s| s.span())),
-                format!("vHBA `{name}`: wwpn and wwnn are the same"),
+                format!("vHBA `{shown}`: wwpn and wwnn are the same"),
             )
             .hint("a port name and a node name must differ; drop wwnn to have one derived"),
         );
@@ -841,7 +918,7 @@ fn merge_rescan(
             other => errors.push(
                 PolicyError::new(
                     file.origin(s.span()),
-                    format!("`scope`: `{}` is not a scan scope", other.escape_debug()),
+                    format!("`scope`: `{}` is not a scan scope", echoed(other)),
                 )
                 .hint("write scope = \"target\" (scan only the target that changed) or \"host\""),
             ),
@@ -954,10 +1031,11 @@ fn list_entry_refusal(key: &str, value: &str) -> Option<String> {
                 && value
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-            (!ok).then(|| format!("`drivers`: `{}` is not a driver name", value.escape_debug()))
+            (!ok).then(|| format!("`drivers`: `{}` is not a driver name", echoed(value)))
         }
-        _ => (!valid_name(value))
-            .then(|| format!("`vhbas`: `{}` is not a vHBA name", value.escape_debug())),
+        _ => {
+            (!valid_name(value)).then(|| format!("`vhbas`: `{}` is not a vHBA name", echoed(value)))
+        }
     }
 }
 

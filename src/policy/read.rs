@@ -5,9 +5,9 @@
 //! instead of waiting for a writer forever), checked with `fstat` on the open file (so
 //! what is checked is what is read), refused unless it is a regular file, and read
 //! up to [`MAX_FILE_BYTES`]. `/dev/null`, the mask of systemd's drop-in rules, reads as
-//! empty. Like sshd's StrictModes, a file and its directory must be owned by root (or
-//! by the user running hbad) and writable by no one else; `--no-strict-perms` turns
-//! that last check off for test trees and copies of a policy in a home directory.
+//! empty. Like sshd's StrictModes, a file and every directory above it must be owned
+//! by root (or by the user running hbad) and writable by no one else; `--no-strict-perms`
+//! turns that last check off for test trees and copies of a policy in a home directory.
 
 use std::collections::HashSet;
 use std::fs::{File, Metadata};
@@ -69,6 +69,12 @@ impl Reader {
 
     /// The bytes of one policy file, or why it cannot be one.
     pub fn read(&mut self, path: &Path) -> Result<Vec<u8>, PolicyError> {
+        self.open(path)?.read(MAX_FILE_BYTES)
+    }
+
+    /// Opens one policy file and checks what it is, without reading it: the loader
+    /// opens every file first, so that their sizes are summed before any is read.
+    pub fn open(&mut self, path: &Path) -> Result<Opened, PolicyError> {
         let here = || Origin::file(path);
         let file = File::options()
             .read(true)
@@ -82,7 +88,11 @@ impl Reader {
             .metadata()
             .map_err(|e| PolicyError::new(here(), format!("cannot stat: {e}")))?;
         if is_dev_null(&meta) {
-            return Ok(Vec::new());
+            return Ok(Opened {
+                path: path.to_path_buf(),
+                file: None,
+                len: 0,
+            });
         }
         if !meta.file_type().is_file() {
             return Err(
@@ -97,37 +107,86 @@ impl Reader {
         if self.perms == Perms::Strict {
             check_owner_and_mode(path, &meta, "file")?;
             if let Some(dir) = path.parent() {
-                self.check_dir(if dir.as_os_str().is_empty() {
+                self.check_dirs_up(if dir.as_os_str().is_empty() {
                     Path::new(".")
                 } else {
                     dir
                 })?;
             }
         }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        // The file may grow between fstat and read: never read more than the limit.
-        file.take(MAX_FILE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| PolicyError::new(here(), format!("cannot read: {e}")))?;
-        if bytes.len() as u64 > MAX_FILE_BYTES {
-            return Err(too_big(path, bytes.len() as u64));
-        }
-        Ok(bytes)
+        Ok(Opened {
+            path: path.to_path_buf(),
+            file: Some(file),
+            len: meta.len(),
+        })
     }
 
-    fn check_dir(&mut self, dir: &Path) -> Result<(), PolicyError> {
-        if self.checked_dirs.contains(dir) {
-            return Ok(());
+    /// Checks a file's directory and every directory above it up to `/`, as sshd's
+    /// StrictModes does: whoever may rename any of them may put a policy of their own
+    /// in its place. Both the path as given (a link's own directory can be written to)
+    /// and the path with links resolved (where the file is) are walked. A root-owned
+    /// sticky directory (/tmp) lets no one replace another's entry: a walk stops there.
+    fn check_dirs_up(&mut self, dir: &Path) -> Result<(), PolicyError> {
+        let cannot =
+            |e: std::io::Error| PolicyError::new(Origin::file(dir), format!("cannot resolve: {e}"));
+        let given = std::path::absolute(dir).map_err(cannot)?;
+        let resolved = std::fs::canonicalize(dir).map_err(cannot)?;
+        for start in [given, resolved] {
+            let mut passed = Vec::new();
+            for dir in start.ancestors() {
+                if self.checked_dirs.contains(dir) {
+                    break;
+                }
+                let meta = std::fs::metadata(dir).map_err(|e| {
+                    PolicyError::new(Origin::file(dir), format!("cannot stat: {e}"))
+                })?;
+                passed.push(dir.to_path_buf());
+                if meta.mode() & libc::S_ISVTX != 0 && meta.uid() == 0 {
+                    break;
+                }
+                check_owner_and_mode(dir, &meta, "directory")?;
+            }
+            // Only once the whole walk passed: a directory is skipped later only when
+            // everything above it was checked too.
+            self.checked_dirs.extend(passed);
         }
-        let meta = std::fs::metadata(dir)
-            .map_err(|e| PolicyError::new(Origin::file(dir), format!("cannot stat: {e}")))?;
-        // A sticky directory owned by root (/tmp) lets no one replace another's file.
-        let sticky_root = meta.mode() & libc::S_ISVTX != 0 && meta.uid() == 0;
-        if !sticky_root {
-            check_owner_and_mode(dir, &meta, "directory")?;
-        }
-        self.checked_dirs.insert(dir.to_path_buf());
         Ok(())
+    }
+}
+
+/// A policy file opened and checked, not yet read.
+#[derive(Debug)]
+pub struct Opened {
+    path: PathBuf,
+    /// None for `/dev/null`, a masked drop-in: it reads as empty.
+    file: Option<File>,
+    /// The size fstat gave.
+    len: u64,
+}
+
+impl Opened {
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's bytes, at most `max` of them: the file may grow between fstat and
+    /// read, so more than `max` is refused, never read whole.
+    pub fn read(self, max: u64) -> Result<Vec<u8>, PolicyError> {
+        let Some(file) = self.file else {
+            return Ok(Vec::new());
+        };
+        let mut bytes = Vec::with_capacity(self.len.min(max) as usize);
+        file.take(max.min(MAX_FILE_BYTES) + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| PolicyError::new(Origin::file(&self.path), format!("cannot read: {e}")))?;
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(too_big(&self.path, bytes.len() as u64));
+        }
+        Ok(bytes)
     }
 }
 
@@ -141,6 +200,11 @@ fn too_big(path: &Path, len: u64) -> PolicyError {
     .hint("split the policy into drop-ins in hbad.d/")
 }
 
+/// A path in a message: printable, and cut short when long.
+fn shown(path: &Path) -> String {
+    crate::terminal::echoed(&path.display().to_string())
+}
+
 fn check_owner_and_mode(path: &Path, meta: &Metadata, what: &str) -> Result<(), PolicyError> {
     let euid = nix::unistd::geteuid().as_raw();
     let hatch = "or run hbad with --no-strict-perms (HBAD_NO_STRICT_PERMS=1) for a test tree";
@@ -152,7 +216,7 @@ fn check_owner_and_mode(path: &Path, meta: &Metadata, what: &str) -> Result<(), 
                 meta.uid()
             ),
         )
-        .hint(format!("chown root: {}, {hatch}", path.display())));
+        .hint(format!("chown root: {}, {hatch}", shown(path))));
     }
     if meta.mode() & 0o022 != 0 {
         return Err(PolicyError::new(
@@ -167,7 +231,7 @@ fn check_owner_and_mode(path: &Path, meta: &Metadata, what: &str) -> Result<(), 
                 meta.mode() & 0o7777
             ),
         )
-        .hint(format!("chmod go-w {}, {hatch}", path.display())));
+        .hint(format!("chmod go-w {}, {hatch}", shown(path))));
     }
     Ok(())
 }
@@ -179,15 +243,14 @@ pub fn state_file_refusal(path: &Path) -> Option<String> {
         Ok(meta) if meta.file_type().is_file() => None,
         Ok(meta) => Some(format!(
             "state_file `{}` is {}, not a file hbad can keep records in",
-            path.display(),
+            shown(path),
             kind(&meta)
         )),
         Err(_) => match path.parent().map(std::fs::metadata) {
             Some(Ok(meta)) if !meta.is_dir() => Some(format!(
                 "state_file `{}`: {} is {}, not a directory",
-                path.display(),
-                path.parent()
-                    .map_or(String::new(), |p| p.display().to_string()),
+                shown(path),
+                path.parent().map_or(String::new(), shown),
                 kind(&meta)
             )),
             _ => None,
@@ -267,6 +330,52 @@ mod tests {
                 .contains("directory is writable by everyone"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_writable_directory_above_the_policy_is_refused() {
+        let dir = private_dir();
+        let etc = dir.path().join("etc");
+        let dropins = etc.join("hbad/hbad.d");
+        std::fs::create_dir_all(&dropins).unwrap();
+        let file = dropins.join("10.toml");
+        std::fs::write(&file, "").unwrap();
+        Reader::new(Perms::Strict).read(&file).unwrap();
+        // Anyone could rename hbad/ away and put a hbad.d of their own in its place.
+        std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = Reader::new(Perms::Strict).read(&file).unwrap_err();
+        assert_eq!(&*err.origin.file, etc.as_path(), "{err}");
+        assert!(
+            err.to_string()
+                .contains("directory is writable by everyone"),
+            "{err}"
+        );
+        // Every file under it is refused, not only the first one read.
+        let mut reader = Reader::new(Perms::Strict);
+        assert!(reader.read(&file).is_err());
+        assert!(reader.read(&file).is_err());
+        Reader::new(Perms::Relaxed).read(&file).unwrap();
+        // A sticky directory owned by root (/tmp's kind) ends the walk, as in sshd.
+        if nix::unistd::geteuid().is_root() {
+            std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(0o1777)).unwrap();
+            Reader::new(Perms::Strict).read(&file).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_writable_directory_holding_a_link_to_the_policy_is_refused() {
+        let dir = private_dir();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::write(real.join("hbad.toml"), "").unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::os::unix::fs::symlink(&real, open.join("link")).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = Reader::new(Perms::Strict)
+            .read(&open.join("link/hbad.toml"))
+            .unwrap_err();
+        assert_eq!(&*err.origin.file, open.as_path(), "{err}");
     }
 
     #[test]

@@ -96,10 +96,23 @@ pub fn discover(
                     break;
                 }
             };
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.ends_with(".toml") || name.starts_with('.') {
+            let raw = entry.file_name();
+            let bytes = raw.as_encoded_bytes();
+            if !bytes.ends_with(b".toml") || bytes.starts_with(b".") {
                 continue;
             }
+            // Names order and override drop-ins: two names that are not UTF-8 would
+            // read alike, and one file would silently replace the other.
+            let Some(name) = raw.to_str().map(str::to_string) else {
+                errors.push(
+                    PolicyError::new(
+                        Origin::file(dir),
+                        format!("drop-in name `{}` is not UTF-8", bytes.escape_ascii()),
+                    )
+                    .hint("rename the file: drop-ins are ordered and overridden by name"),
+                );
+                continue;
+            };
             let path = entry.path();
             let masked = fs::read_link(&path).is_ok_and(|t| t == Path::new("/dev/null"));
             dropins.insert(name, (!masked).then_some(path));
@@ -147,6 +160,30 @@ mod tests {
         fs::write(&sp.dropin_dirs[2], "").unwrap();
         let err = discover(None, &sp).unwrap_err();
         assert!(err.to_string().contains("cannot list drop-ins"), "{err}");
+    }
+
+    #[test]
+    fn drop_in_names_that_are_not_utf8_are_refused_not_merged() {
+        use std::os::unix::ffi::OsStrExt;
+        let root = tempfile::tempdir().unwrap();
+        let sp = SearchPaths::under(root.path());
+        let etc = &sp.dropin_dirs[2];
+        fs::create_dir_all(etc).unwrap();
+        for name in [&b"\xff.toml"[..], b"\xfe.toml"] {
+            fs::write(etc.join(std::ffi::OsStr::from_bytes(name)), "").unwrap();
+        }
+        fs::write(etc.join(std::ffi::OsStr::from_bytes(b"\xfd.txt")), "").unwrap();
+        let err = discover(None, &sp).unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!(
+                "{}: drop-in name `\\xff.toml` is not UTF-8",
+                etc.display()
+            )),
+            "{text}"
+        );
+        assert!(text.contains("`\\xfe.toml`"), "{text}");
     }
 
     #[test]

@@ -81,6 +81,15 @@ impl Sim {
         self.end_process(1)
     }
 
+    /// The kernel claims the disk (an active swap area, a file system mounted in
+    /// another mount namespace, an LIO backstore): nothing shows in `proc/`, and
+    /// only an exclusive open is refused.
+    pub fn claim_disk(&self, hctl: Hctl) -> Result<(), SimError> {
+        let (_, dev, _) = self.disk_of(hctl)?;
+        self.kernel().faults.claimed.insert(dev);
+        Ok(())
+    }
+
     /// The disk is mounted: a line in `proc/self/mountinfo`.
     pub fn mount_disk(&self, hctl: Hctl, mountpoint: &str) -> Result<(), SimError> {
         let (name, (major, minor), _) = self.disk_of(hctl)?;

@@ -207,6 +207,9 @@ pub(crate) struct Faults {
     /// Answers the next REPORT LUNS on a host give instead of the truth, oldest
     /// first (an array mid-reconfiguration).
     pub report_luns_answers: HashMap<u32, std::collections::VecDeque<Vec<u64>>>,
+    /// Disks (`major:minor`) the kernel holds claimed (swap, a mount in another
+    /// namespace): an exclusive open of them is refused with `EBUSY`.
+    pub claimed: std::collections::BTreeSet<(u32, u32)>,
 }
 
 #[derive(Debug)]

@@ -7,6 +7,7 @@ use std::thread;
 
 use super::kernel::{errno, Kernel};
 use super::{lock, Sim};
+use crate::claim::{Deletion, LunDelete};
 use crate::report_luns::DeviceNode;
 use crate::sysfs::writes::AttrWriter;
 use crate::sysfs::{devpath_name, host_number, parent_devpath, port_address, Hctl};
@@ -43,6 +44,17 @@ impl AttrWriter for Sim {
             return Err(errno(libc::ENODEV));
         }
         k.report_luns(hctl)
+    }
+
+    /// The exclusive open as the kernel's `bd_prepare_to_claim` answers it, then
+    /// the delete.
+    fn delete_unclaimed(&self, lun: &LunDelete) -> io::Result<Deletion> {
+        if self.kernel().faults.claimed.contains(&lun.disk.dev) {
+            let name = devpath_name(&lun.disk.path.to_string_lossy()).to_string();
+            return Ok(Deletion::Claimed { nodes: vec![name] });
+        }
+        self.write_attr(&lun.delete, "1")?;
+        Ok(Deletion::Deleted)
     }
 }
 

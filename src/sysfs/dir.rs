@@ -25,6 +25,7 @@ use std::path::Path;
 
 use nix::fcntl::{open, openat, readlinkat, AtFlags, OFlag};
 use nix::sys::stat::{fstatat, Mode};
+use rustix::fs::FileType;
 
 use super::{ATTR_MAX, BIN_ATTR_MAX};
 
@@ -113,6 +114,49 @@ impl DeviceDir {
         readlinkat(self.fd.as_fd(), name).ok()
     }
 
+    /// What a symlink here points at, read into `buf`: no allocation, for the
+    /// tens of thousands of links of a large host. `None` when it is not a link or
+    /// its target does not fit (a target cut short would name another device).
+    pub fn link_into<'b>(&self, name: &str, buf: &'b mut [u8]) -> Option<&'b [u8]> {
+        let n = rustix::fs::readlinkat_raw(self.fd.as_fd(), name, &mut *buf).ok()?;
+        (n < buf.len()).then(|| &buf[..n])
+    }
+
+    /// Calls `f` with the name and type of each entry of the directory `name`
+    /// below this one (`.` for this one), in the order the filesystem gives them
+    /// (`.` and `..` left out; names that are not UTF-8 too: the kernel names
+    /// devices in ASCII). The type comes from the directory entry, so a listing
+    /// costs no `stat` per entry; only a filesystem that leaves it out
+    /// (`DT_UNKNOWN`) is asked with `fstatat`.
+    pub fn each_entry(&self, name: &str, mut f: impl FnMut(&str, EntryKind)) {
+        let Ok(fd) = openat(self.fd.as_fd(), name, DIR_FLAGS, Mode::empty()) else {
+            return;
+        };
+        let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
+        let mut dir = rustix::fs::RawDir::new(&fd, &mut buf);
+        while let Some(Ok(entry)) = dir.next() {
+            let Ok(entry_name) = entry.file_name().to_str() else {
+                continue;
+            };
+            if entry_name == "." || entry_name == ".." {
+                continue;
+            }
+            let kind = match entry.file_type() {
+                FileType::Directory => EntryKind::Dir,
+                FileType::Symlink => EntryKind::Link,
+                FileType::RegularFile => EntryKind::File,
+                FileType::Unknown => {
+                    match fstatat(fd.as_fd(), entry_name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                        Ok(st) => EntryKind::of_mode(st.st_mode),
+                        Err(_) => continue,
+                    }
+                }
+                _ => EntryKind::Other,
+            };
+            f(entry_name, kind);
+        }
+    }
+
     /// Names in the directory `name` below this one, sorted (`.` and `..` left
     /// out); empty when it is absent.
     pub fn names(&self, name: &str) -> Vec<String> {
@@ -134,6 +178,27 @@ impl DeviceDir {
         }
         names.sort();
         names
+    }
+}
+
+/// What a directory entry is, as its directory tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    Dir,
+    Link,
+    File,
+    /// A FIFO, a socket, a device node: never a device directory or attribute.
+    Other,
+}
+
+impl EntryKind {
+    fn of_mode(mode: libc::mode_t) -> EntryKind {
+        match mode & libc::S_IFMT {
+            libc::S_IFDIR => EntryKind::Dir,
+            libc::S_IFLNK => EntryKind::Link,
+            libc::S_IFREG => EntryKind::File,
+            _ => EntryKind::Other,
+        }
     }
 }
 

@@ -6,7 +6,6 @@
 //! or unreadable gives `None` (drivers differ in what they fill in), and only a device
 //! directory that is missing altogether is an error.
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
@@ -16,12 +15,16 @@ use serde::Serialize;
 
 use crate::wwn::Wwn;
 
+mod block;
 mod dir;
+mod links;
 mod multipath;
 mod records;
 pub mod writes;
 
-pub use dir::DeviceDir;
+pub use block::BlockIndex;
+pub use dir::{DeviceDir, EntryKind};
+pub use links::{StableLink, StableLinks, STABLE_LINK_DIRS};
 pub use multipath::MultipathMap;
 pub use records::*;
 
@@ -219,58 +222,11 @@ impl Sysfs {
             .collect()
     }
 
-    /// The stable names udev made for block devices, from `disk/by-*` under the dev
-    /// root: device name (`sda`) -> links, sorted. Read once per load, never per event.
-    pub fn stable_links(&self) -> HashMap<String, Vec<String>> {
-        let mut out: HashMap<String, Vec<String>> = HashMap::new();
-        let disk = self.dev_root.join("disk");
-        let mut stack: Vec<PathBuf> = STABLE_LINK_DIRS.iter().map(|d| disk.join(d)).collect();
-        // by-vhba nests one directory per vHBA; the others are flat.
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.filter_map(|e| e.ok()) {
-                let path = entry.path();
-                // The directory entry's type: no stat per link.
-                let Ok(kind) = entry.file_type() else {
-                    continue;
-                };
-                if kind.is_dir() {
-                    stack.push(path);
-                } else if kind.is_symlink() {
-                    let Ok(target) = fs::read_link(&path) else {
-                        continue;
-                    };
-                    let Some(dev) = target.file_name() else {
-                        continue;
-                    };
-                    // Report links as a host sees them, under /dev, whatever dev root we read.
-                    let shown = match path.strip_prefix(&self.dev_root) {
-                        Ok(rel) => Path::new("/dev").join(rel),
-                        Err(_) => path.clone(),
-                    };
-                    out.entry(dev.to_string_lossy().into_owned())
-                        .or_default()
-                        .push(shown.to_string_lossy().into_owned());
-                }
-            }
-        }
-        for links in out.values_mut() {
-            links.sort();
-        }
-        out
-    }
-
     /// Where a device node is shown: `/dev/sda` on the host, whatever dev root we read.
     pub fn dev_node(&self, name: &str) -> String {
         format!("/dev/{name}")
     }
 }
-
-/// The `/dev/disk` directories whose links name a disk stably: upstream udev's
-/// by-path and by-id, and hbad's own by-vhba.
-pub const STABLE_LINK_DIRS: [&str; 3] = ["by-path", "by-id", "by-vhba"];
 
 /// The devpath a link in `base` (a directory relative to the sysfs root) names
 /// with `target`, `..` resolved as the kernel would. Works for links that dangle.

@@ -5,7 +5,9 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use super::{devpath_name, DeviceDir, MultipathMap, Sysfs, SysfsError, VportControlDir};
+use super::{
+    devpath_name, BlockIndex, DeviceDir, MultipathMap, Sysfs, SysfsError, VportControlDir,
+};
 use crate::wwn::Wwn;
 
 /// A SCSI address: host, channel, target id, LUN.
@@ -36,7 +38,12 @@ impl Serialize for Hctl {
 impl FromStr for Hctl {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("`{s}` is not a SCSI address: write H:C:T:L, e.g. 1:0:0:27");
+        let bad = || {
+            format!(
+                "`{}` is not a SCSI address: write H:C:T:L, e.g. 1:0:0:27",
+                crate::terminal::echoed(s)
+            )
+        };
         let mut it = s.split(':');
         let mut next = || it.next().ok_or_else(bad);
         let (h, c, t, l) = (next()?, next()?, next()?, next()?);
@@ -44,26 +51,43 @@ impl FromStr for Hctl {
             return Err(bad());
         }
         Ok(Hctl {
-            host: h.parse().map_err(|_| bad())?,
-            channel: c.parse().map_err(|_| bad())?,
-            target: t.parse().map_err(|_| bad())?,
-            lun: l.parse().map_err(|_| bad())?,
+            host: host(h).ok_or_else(bad)?,
+            channel: decimal(c).ok_or_else(bad)?,
+            target: decimal(t).ok_or_else(bad)?,
+            lun: decimal(l).ok_or_else(bad)?,
         })
     }
 }
 
+/// A number in a kernel device name: decimal digits as the kernel prints them
+/// (`%d`/`%u`), no sign, no leading zero. `str::parse` alone also takes `+5` and
+/// `007`, which would give a second name to one device.
+fn decimal<T: FromStr>(text: &str) -> Option<T> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    canonical.then(|| text.parse().ok()).flatten()
+}
+
+/// A host number: below `u32::MAX`, which the graph keeps for a host whose name
+/// gives none, so that no name can select that placeholder.
+fn host(text: &str) -> Option<u32> {
+    decimal(text).filter(|&n| n < u32::MAX)
+}
+
 /// `hostN` -> N.
 pub fn host_number(name: &str) -> Option<u32> {
-    name.strip_prefix("host")?.parse().ok()
+    host(name.strip_prefix("host")?)
 }
 
 /// `targetH:C:T` -> (H, C, T).
 pub fn target_address(name: &str) -> Option<(u32, u32, u32)> {
-    let mut it = name
-        .strip_prefix("target")?
-        .split(':')
-        .map(|p| p.parse::<u32>());
-    let addr = (it.next()?.ok()?, it.next()?.ok()?, it.next()?.ok()?);
+    let mut it = name.strip_prefix("target")?.split(':');
+    let addr = (
+        host(it.next()?)?,
+        decimal(it.next()?)?,
+        decimal(it.next()?)?,
+    );
     it.next().is_none().then_some(addr)
 }
 
@@ -72,7 +96,7 @@ pub fn port_address(name: &str, prefix: &str) -> Option<(u32, u32, u32)> {
     let rest = name.strip_prefix(prefix)?;
     let (hc, n) = rest.rsplit_once('-')?;
     let (h, c) = hc.split_once(':')?;
-    Some((h.parse().ok()?, c.parse().ok()?, n.parse().ok()?))
+    Some((host(h)?, decimal(c)?, decimal(n)?))
 }
 
 /// A SCSI host (`scsi_host` class).
@@ -372,30 +396,49 @@ impl Sysfs {
     /// Reads a whole-disk block device (`/devices/.../H:C:T:L/block/sdX`).
     pub fn read_block(&self, devpath: &str) -> Result<BlockInfo, SysfsError> {
         let dir = self.device_dir(devpath, "block device")?;
-        Ok(block_info(devpath_name(devpath), &dir, Detail::Full))
+        let multipath = BlockIndex::default().multipath_of(devpath_name(devpath), &dir);
+        Ok(block_info(
+            devpath_name(devpath).to_string(),
+            &dir,
+            Detail::Full,
+            multipath,
+        ))
     }
 
     /// A LUN and the whole-disk block devices under it (`block/sdX`), with one open
-    /// of the LUN's directory: what cold plug reads for each LUN.
+    /// of the LUN's directory: what cold plug reads for each LUN. `index` (read once
+    /// for all LUNs, see [`BlockIndex`]) names the disks and their multipath maps.
     pub fn read_lun_and_disks(
         &self,
         devpath: &str,
         detail: Detail,
+        index: &BlockIndex,
     ) -> Result<(LunInfo, Vec<BlockInfo>), SysfsError> {
         let hctl: Hctl = devpath_name(devpath)
             .parse()
             .map_err(|_| self.name_error(devpath, "SCSI device (H:C:T:L)"))?;
         let dir = self.device_dir(devpath, "SCSI device")?;
-        let disks = dir
-            .names("block")
-            .into_iter()
-            .filter_map(|name| {
-                let disk = dir.sub(&format!("block/{name}")).ok()?;
-                Some(block_info(&name, &disk, detail))
-            })
-            .collect();
-        Ok((lun_info(hctl, &dir, detail), disks))
+        Ok(read_lun_dir(hctl, &dir, detail, index))
     }
+}
+
+/// A LUN and its disks from the LUN's open directory.
+pub fn read_lun_dir(
+    hctl: Hctl,
+    dir: &DeviceDir,
+    detail: Detail,
+    index: &BlockIndex,
+) -> (LunInfo, Vec<BlockInfo>) {
+    let disks = index
+        .disks_of(hctl, dir)
+        .into_iter()
+        .filter_map(|name| {
+            let disk = dir.sub(&format!("block/{name}")).ok()?;
+            let multipath = index.multipath_of(&name, &disk);
+            Some(block_info(name, &disk, detail, multipath))
+        })
+        .collect();
+    (lun_info(hctl, dir, detail), disks)
 }
 
 fn lun_info(hctl: Hctl, dir: &DeviceDir, detail: Detail) -> LunInfo {
@@ -415,30 +458,23 @@ fn lun_info(hctl: Hctl, dir: &DeviceDir, detail: Detail) -> LunInfo {
     }
 }
 
-fn block_info(name: &str, dir: &DeviceDir, detail: Detail) -> BlockInfo {
+fn block_info(
+    name: String,
+    dir: &DeviceDir,
+    detail: Detail,
+    multipath: Option<MultipathMap>,
+) -> BlockInfo {
     let full = detail == Detail::Full;
     let sectors: Option<u64> = dir.attr_parse("size");
     BlockInfo {
-        name: name.to_string(),
+        name,
         major_minor: full.then(|| non_empty(dir.attr("dev"))).flatten(),
         // sysfs counts 512-byte sectors whatever the logical block size.
         size_bytes: sectors.and_then(|s| s.checked_mul(512)),
         read_only: full.then(|| flag(dir.attr("ro"))).flatten(),
         removable: full.then(|| flag(dir.attr("removable"))).flatten(),
-        multipath: multipath_of(dir),
+        multipath,
     }
-}
-
-/// The multipath map among a disk's holders (`holders/dm-N/dm/uuid` = `mpath-...`).
-fn multipath_of(dir: &DeviceDir) -> Option<MultipathMap> {
-    dir.names("holders").into_iter().find_map(|dm| {
-        let map = dir.sub(&format!("holders/{dm}/dm")).ok()?;
-        Some(MultipathMap {
-            wwid: map.attr("uuid")?.strip_prefix("mpath-")?.to_string(),
-            name: map.attr("name")?,
-            dm,
-        })
-    })
 }
 
 #[cfg(test)]
@@ -461,6 +497,39 @@ mod tests {
         assert!("1:0:0".parse::<Hctl>().unwrap_err().contains("H:C:T:L"));
         assert!("1:0:0:0:0".parse::<Hctl>().is_err());
         assert!("a:0:0:0".parse::<Hctl>().is_err());
+    }
+
+    #[test]
+    fn names_take_digits_only_and_hosts_stay_below_the_placeholder() {
+        for name in [
+            "host+5",
+            "host-5",
+            "host 5",
+            "host05",
+            "host",
+            "host4294967295",
+        ] {
+            assert_eq!(host_number(name), None, "{name}");
+        }
+        assert_eq!(host_number("host0"), Some(0));
+        assert_eq!(host_number("host4294967294"), Some(u32::MAX - 1));
+        assert_eq!(target_address("target+2:0:1"), None);
+        assert_eq!(target_address("target2:+0:1"), None);
+        assert_eq!(target_address("target4294967295:0:1"), None);
+        assert_eq!(port_address("rport-+1:0-12", "rport-"), None);
+        assert_eq!(port_address("vport-1:0-+0", "vport-"), None);
+        for hctl in [
+            "+1:0:0:0",
+            "1:+0:0:0",
+            "1:0:0:+5",
+            "1:0:0:01",
+            "4294967295:0:0:0",
+        ] {
+            assert!(hctl.parse::<Hctl>().is_err(), "{hctl}");
+        }
+        let err = "1:0:0:\u{1b}[31m".parse::<Hctl>().unwrap_err();
+        assert!(err.contains("\\u{1b}[31m"), "{err}");
+        assert!(!err.contains('\u{1b}'), "{err}");
     }
 
     #[test]

@@ -8,12 +8,15 @@
 use std::cell::Cell;
 use std::fmt;
 use std::fs::OpenOptions;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::{Sysfs, VportControlDir};
+use crate::claim::{Deletion, LunDelete};
 use crate::report_luns::DeviceNode;
 use crate::wwn::{Wwn, WwnStyle};
 
@@ -43,6 +46,16 @@ pub trait AttrWriter: Send + Sync + fmt::Debug {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!("cannot send REPORT LUNS through {node} here"),
+        ))
+    }
+
+    /// `device/delete` of a LUN written while its disk is open exclusively
+    /// ([`crate::claim`]), or `Claimed` when the kernel refuses that open. Not
+    /// only a write: the open is an `sd` open, which can wait on the target.
+    fn delete_unclaimed(&self, lun: &LunDelete) -> io::Result<Deletion> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("cannot open {} exclusively here", lun.disk),
         ))
     }
 }
@@ -78,6 +91,10 @@ impl AttrWriter for KernelWriter {
     fn report_luns(&self, node: &DeviceNode) -> io::Result<Vec<u64>> {
         crate::report_luns::report_luns(node)
     }
+
+    fn delete_unclaimed(&self, lun: &LunDelete) -> io::Result<Deletion> {
+        crate::claim::delete_unclaimed(self, lun)
+    }
 }
 
 /// Writes each attribute from a short-lived child process (`hbad write-attr`).
@@ -107,27 +124,22 @@ impl ChildWriter {
 
 impl AttrWriter for ChildWriter {
     fn store(&self, path: &Path, value: &str) -> io::Result<()> {
-        use std::process::{Command, Stdio};
         // The value goes on stdin: it may hold a NUL (a symbolic_name's end), which
         // no command-line argument can carry.
-        let mut child = Command::new(&self.exe)
-            .arg("write-attr")
-            .arg("--")
-            .arg(path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(value.as_bytes())?;
-        }
-        let status = child.wait()?;
-        match status.code() {
+        let mut command = Command::new(&self.exe);
+        command.arg("write-attr").arg("--").arg(path);
+        let end = run_child(
+            &mut command,
+            Some(value.as_bytes()),
+            ChildBounds::STATUS_ONLY,
+        )?;
+        match end.status.code() {
             Some(0) => Ok(()),
             Some(errno) if errno < WRITE_ATTR_NOT_OS => Err(io::Error::from_raw_os_error(errno)),
             _ => Err(io::Error::other(format!(
-                "the writer process for {} ended with {status}",
-                path.display()
+                "the writer process for {} ended with {}",
+                path.display(),
+                end.status
             ))),
         }
     }
@@ -135,55 +147,181 @@ impl AttrWriter for ChildWriter {
     /// In a child (`hbad report-luns`) for the reason writes are: a command the
     /// target never answers keeps its caller in the kernel.
     fn report_luns(&self, node: &DeviceNode) -> io::Result<Vec<u64>> {
-        use std::process::{Command, Stdio};
-        let mut child = Command::new(&self.exe)
+        let mut command = Command::new(&self.exe);
+        command
             .arg("report-luns")
             .arg("--")
-            .args(crate::report_luns::node_args(node))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
+            .args(crate::report_luns::node_args(node));
         // 65535 LUNs of up to 20 digits: the most the command prints.
-        let (out, err) = read_both(&mut child, 2 << 20, 4096)?;
-        let status = child.wait()?;
-        if status.success() {
-            crate::report_luns::parse_luns(&out)
-        } else {
-            Err(io::Error::other(match err.trim() {
-                "" => format!("the report-luns process for {node} ended with {status}"),
-                e => e.to_string(),
-            }))
+        let end = run_child(&mut command, None, ChildBounds::output(2 << 20))?;
+        end.answer(crate::report_luns::parse_luns, || {
+            format!("the report-luns process for {node}")
+        })
+    }
+
+    /// In a child (`hbad delete-lun`): the exclusive open is an `sd` open, which
+    /// can wait on the target like a command.
+    fn delete_unclaimed(&self, lun: &LunDelete) -> io::Result<Deletion> {
+        let mut command = Command::new(&self.exe);
+        command.arg("delete-lun").arg("--").args(lun.args());
+        let end = run_child(&mut command, None, ChildBounds::output(4096))?;
+        end.answer(crate::claim::parse_deletion, || {
+            format!("the delete-lun process for {}", lun.disk)
+        })
+    }
+}
+
+/// How much of a child's output is kept, and how long it may run. hbad's own
+/// children (writes, commands to targets) have no time limit: they may sit in the
+/// kernel, where no signal ends them, and the host's worker reports them hung; a
+/// client of another daemon (multipathd) has one and is killed past it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChildBounds {
+    /// Bytes of stdout kept (0: not read at all).
+    pub stdout: u64,
+    /// Bytes of stderr kept (0: not read at all).
+    pub stderr: u64,
+    pub timeout: Option<Duration>,
+}
+
+impl ChildBounds {
+    /// The exit status says it all (`hbad write-attr`).
+    pub const STATUS_ONLY: ChildBounds = ChildBounds {
+        stdout: 0,
+        stderr: 0,
+        timeout: None,
+    };
+
+    /// An answer of up to `stdout` bytes, and an error line on stderr.
+    pub fn output(stdout: u64) -> ChildBounds {
+        ChildBounds {
+            stdout,
+            stderr: 4096,
+            timeout: None,
         }
     }
 }
 
-/// A child's stdout and stderr, each kept up to its bound and the rest read and
-/// dropped, both at once as `wait_with_output` reads them: a child that fills
-/// the pipe it is not being read from would otherwise wait for ever, and its
-/// parent with it.
-fn read_both(
-    child: &mut std::process::Child,
-    out_max: u64,
-    err_max: u64,
-) -> io::Result<(String, String)> {
-    use std::io::Read;
-    fn bounded(pipe: Option<impl Read>, max: u64) -> io::Result<String> {
-        let Some(mut pipe) = pipe else {
-            return Ok(String::new());
-        };
-        let mut kept = Vec::new();
-        (&mut pipe).take(max).read_to_end(&mut kept)?;
-        io::copy(&mut pipe, &mut io::sink())?;
-        Ok(String::from_utf8_lossy(&kept).into_owned())
+/// How a child ended and what it printed, each stream cut at its bound.
+#[derive(Debug)]
+pub struct ChildEnd {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ChildEnd {
+    /// Its answer, parsed from stdout, when it succeeded; its stderr (or, when it
+    /// said nothing, `who` and how it ended) as the error otherwise.
+    fn answer<T>(
+        self,
+        parse: impl FnOnce(&str) -> io::Result<T>,
+        who: impl FnOnce() -> String,
+    ) -> io::Result<T> {
+        if self.status.success() {
+            return parse(&self.stdout);
+        }
+        Err(io::Error::other(match self.stderr.trim() {
+            "" => format!("{} ended with {}", who(), self.status),
+            e => e.to_string(),
+        }))
     }
-    let stderr = child.stderr.take();
-    let err = std::thread::spawn(move || bounded(stderr, err_max));
-    let out = bounded(child.stdout.take(), out_max)?;
-    let err = err
-        .join()
-        .map_err(|_| io::Error::other("the stderr reader panicked"))??;
-    Ok((out, err))
+}
+
+/// Runs a child to its end: `input` on its stdin, its stdout and stderr read at
+/// once (a child that fills the pipe nobody reads would wait for ever, and its
+/// parent with it), each kept up to its bound and the rest read and dropped.
+/// Past `bounds.timeout` the child is killed and the error is `TimedOut`. A
+/// missing program is `NotFound`, as `spawn` says it.
+pub fn run_child(
+    command: &mut Command,
+    input: Option<&[u8]>,
+    bounds: ChildBounds,
+) -> io::Result<ChildEnd> {
+    let piped = |max: u64| {
+        if max > 0 {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        }
+    };
+    let mut child = command
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(piped(bounds.stdout))
+        .stderr(piped(bounds.stderr))
+        .spawn()?;
+    if let (Some(value), Some(mut stdin)) = (input, child.stdin.take()) {
+        // Dropped right after: the child sees the end of its input.
+        stdin.write_all(value)?;
+    }
+    let err = spawn_reader(child.stderr.take(), bounds.stderr);
+    let (status, stdout) = match bounds.timeout {
+        // The calling thread reads stdout: one thread less per child, which
+        // counts when many hosts hang at once (the unit's TasksMax).
+        None => {
+            let out = bounded(child.stdout.take(), bounds.stdout)?;
+            (child.wait()?, out)
+        }
+        Some(timeout) => {
+            let out = spawn_reader(child.stdout.take(), bounds.stdout);
+            let status = wait_until(&mut child, timeout)?;
+            (status, joined(out)?)
+        }
+    };
+    Ok(ChildEnd {
+        status,
+        stdout,
+        stderr: joined(err)?,
+    })
+}
+
+type Reader = Option<std::thread::JoinHandle<io::Result<String>>>;
+
+fn spawn_reader(pipe: Option<impl Read + Send + 'static>, max: u64) -> Reader {
+    let pipe = pipe?;
+    Some(std::thread::spawn(move || bounded(Some(pipe), max)))
+}
+
+fn joined(reader: Reader) -> io::Result<String> {
+    match reader {
+        None => Ok(String::new()),
+        Some(r) => r
+            .join()
+            .map_err(|_| io::Error::other("a child's output reader panicked"))?,
+    }
+}
+
+fn bounded(pipe: Option<impl Read>, max: u64) -> io::Result<String> {
+    let Some(mut pipe) = pipe else {
+        return Ok(String::new());
+    };
+    let mut kept = Vec::new();
+    (&mut pipe).take(max).read_to_end(&mut kept)?;
+    io::copy(&mut pipe, &mut io::sink())?;
+    Ok(String::from_utf8_lossy(&kept).into_owned())
+}
+
+/// Waits for `child` at most `timeout`; kills it past that.
+fn wait_until(child: &mut Child, timeout: Duration) -> io::Result<ExitStatus> {
+    let deadline = crate::exec::later(Instant::now(), timeout);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {} s", timeout.as_secs()),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// What a scan covers: the `C T L` triple written to `scsi_host/hostN/scan`.
@@ -297,18 +435,71 @@ impl Sysfs {
 mod tests {
     #[test]
     fn a_child_filling_stderr_while_stdout_is_read_is_not_a_deadlock() {
-        use std::process::{Command, Stdio};
         // 1 MiB on stderr first: past the 64 KiB pipe, the child waits for a reader.
-        let mut child = Command::new("sh")
-            .args(["-c", "head -c 1048576 /dev/zero | tr '\\0' e >&2; echo 7"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (out, err) = super::read_both(&mut child, 64, 16).unwrap();
-        assert!(child.wait().unwrap().success());
-        assert_eq!(out, "7\n");
-        assert_eq!(err, "e".repeat(16));
+        let mut command = Command::new("sh");
+        command.args(["-c", "head -c 1048576 /dev/zero | tr '\\0' e >&2; echo 7"]);
+        let bounds = ChildBounds {
+            stdout: 64,
+            stderr: 16,
+            timeout: None,
+        };
+        let end = run_child(&mut command, None, bounds).unwrap();
+        assert!(end.status.success());
+        assert_eq!(end.stdout, "7\n");
+        assert_eq!(end.stderr, "e".repeat(16));
+        // The same with a time limit: both streams read on threads.
+        let bounds = ChildBounds {
+            timeout: Some(Duration::from_secs(60)),
+            ..bounds
+        };
+        let end = run_child(&mut command, None, bounds).unwrap();
+        assert_eq!((end.stdout.as_str(), end.stderr.len()), ("7\n", 16));
+    }
+
+    #[test]
+    fn a_child_past_its_time_limit_is_killed_and_said_so() {
+        let mut command = Command::new("sleep");
+        command.arg("600");
+        let bounds = ChildBounds {
+            timeout: Some(Duration::from_millis(100)),
+            ..ChildBounds::output(64)
+        };
+        let err = run_child(&mut command, None, bounds).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let err = run_child(&mut Command::new("/nonexistent/hbad"), None, bounds).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_failed_child_answers_with_its_stderr_or_its_status() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo 3; echo 'no such disk' >&2; exit 1"]);
+        let end = run_child(&mut command, None, ChildBounds::output(64)).unwrap();
+        let err = end
+            .answer(|o| Ok(o.to_string()), || "x".into())
+            .unwrap_err();
+        assert_eq!(err.to_string(), "no such disk");
+        let end = run_child(
+            Command::new("sh").args(["-c", "exit 3"]),
+            None,
+            ChildBounds::output(64),
+        )
+        .unwrap();
+        let err = end
+            .answer(|o| Ok(o.to_string()), || "the child".into())
+            .unwrap_err();
+        assert_eq!(err.to_string(), "the child ended with exit status: 3");
+        // Its stdin is the input given, then closed.
+        let end = run_child(
+            &mut Command::new("cat"),
+            Some(b"1 2 3"),
+            ChildBounds::output(64),
+        )
+        .unwrap();
+        assert_eq!(
+            end.answer(|o| Ok(o.to_string()), || "cat".into()).unwrap(),
+            "1 2 3"
+        );
     }
 
     use super::*;

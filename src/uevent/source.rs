@@ -186,10 +186,7 @@ impl ReplaySource {
     /// Reads a whole replay file. A file whose last record runs past its end is an
     /// error here, before any item is yielded.
     pub fn open(path: &Path) -> Result<ReplaySource, ReplayError> {
-        let data = std::fs::read(path).map_err(|source| ReplayError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let data = replay::read_bytes(path)?;
         ReplaySource::from_bytes(&path.display().to_string(), &data)
     }
 

@@ -118,8 +118,10 @@ done
 ln -sf ../bin/busybox "$stage/sbin/modprobe"
 
 # Modules: the ones the lab uses and every module they depend on, from modules.dep.
+# ext4 (which mounts ext2; it needs crc32c at mount) and loop: lun-gone's file system
+# mounted in another mount namespace and its loop device on a disk.
 modules=(scsi_debug sd_mod sg veth fcoe libfcoe libfc scsi_transport_fc tcm_fc
-    target_core_mod target_core_file target_core_iblock)
+    target_core_mod target_core_file target_core_iblock ext4 crc32c_generic loop)
 mdir="$kroot/lib/modules/$kver"
 declare -A want=()
 resolve() { # module name -> marks its .ko path and its dependencies
