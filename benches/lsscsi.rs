@@ -6,14 +6,18 @@
 //! and three `/dev/disk/by-*` links. On it, as child processes with stdout to
 //! /dev/null, it times `hbad luns` against `lsscsi -y SYS` and `hbad tree` against
 //! `lsscsi -t -y SYS`, records each child's peak resident memory (`wait4`'s
-//! `ru_maxrss`), and in this process times `Graph::load` (the daemon's cold plug)
-//! and measures the heap the graph holds per node (counting allocator).
+//! `ru_maxrss`), and in a child of its own times `Graph::load` (every attribute,
+//! as `show` and JSON read) and the agent's load (`Detail::Agent`) and measures the
+//! heap the graph holds per node (counting allocator). Last, it times `hbad run`
+//! from its start to READY=1 on a notify socket (no vHBAs declared), the daemon's
+//! cold plug and boot as systemd sees it, and prints its VmRSS then per graph node.
 //!
 //! The machine is shared and noisy, so every figure is the median of paired runs:
 //! each run times hbad and lsscsi back to back (alternating which goes first), and
 //! the ratio printed is the median of the per-run ratios.
 //!
-//! `HBAD_BENCH_RUNS=n` sets the runs (default 5); `HBAD_BENCH_LUNS=4096,16384`
+//! `HBAD_BENCH_DIR=path` where the trees are built (default /dev/shm, else the
+//! temporary directory); `HBAD_BENCH_RUNS=n` sets the runs (default 5); `HBAD_BENCH_LUNS=4096,16384`
 //! the sizes (default 4096,16384,65536); `HBAD_BENCH_HBAD=path` another hbad binary;
 //! `HBAD_BENCH_BASELINE=path` an earlier hbad binary whose listings are timed too,
 //! on the same tree and paired with lsscsi the same way (before and after a change). lsscsi is Debian's: installed with apt-get
@@ -269,10 +273,11 @@ fn main() {
     let baseline = std::env::var_os("HBAD_BENCH_BASELINE").map(PathBuf::from);
     let lsscsi = lsscsi();
     // tmpfs when there is one: in memory like sysfs, and quick to build and delete.
-    let base = ["/dev/shm"]
-        .iter()
+    // `HBAD_BENCH_DIR` elsewhere: a 65,536-LUN tree takes 2.6 million inodes, more
+    // than a shared /dev/shm may have free.
+    let base = std::env::var_os("HBAD_BENCH_DIR")
         .map(PathBuf::from)
-        .find(|p| p.is_dir())
+        .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|p| p.is_dir()))
         .unwrap_or_else(std::env::temp_dir);
     println!(
         "hbad against lsscsi on simulated trees (8 FC hosts, 64 remote ports, N LUNs each \

@@ -402,3 +402,79 @@ fn unread_lun(name: &str) -> LunInfo {
         driver: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{HbaSpec, Sim, SimSpec};
+
+    #[test]
+    fn the_agents_load_is_the_full_load_trimmed_and_a_reread_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::new(dir.path(), &SimSpec::new().hba(HbaSpec::scsi_debug(2, 4))).unwrap();
+        let sysfs = sim.sysfs();
+        let full = Graph::load(&sysfs);
+        let mut agent = Graph::load_with(&sysfs, Detail::Agent);
+        assert_eq!(agent.detail(), Detail::Agent);
+        assert_eq!(agent.len(), full.len());
+        let (mut luns, mut disks) = (0, 0);
+        for node in full.nodes() {
+            let mut kind = node.kind.clone();
+            kind.trim_to(Detail::Agent);
+            assert_eq!(agent.node(&node.devpath).unwrap().kind, kind);
+            match (&node.kind, &kind) {
+                (NodeKind::Lun(f), NodeKind::Lun(a)) => {
+                    luns += 1;
+                    assert!(f.rev.is_some() && f.driver.is_some() && f.scsi_type.is_some());
+                    assert_eq!(
+                        (a.rev.as_ref(), a.driver.as_ref(), a.scsi_type),
+                        (None, None, None)
+                    );
+                    assert!(a.vendor.is_some() && a.state.is_some());
+                }
+                (NodeKind::Disk(f), NodeKind::Disk(a)) => {
+                    disks += 1;
+                    assert!(f.info.major_minor.is_some() && a.info.major_minor.is_none());
+                    assert_eq!(a.info.size_bytes, f.info.size_bytes);
+                }
+                _ => {}
+            }
+        }
+        assert_eq!((luns, disks), (8, 8));
+        // Events and re-reads read a device in full: the graph keeps its detail,
+        // and reports no change for what it does not keep.
+        let devpaths: Vec<String> = agent.nodes().map(|n| n.devpath.to_string()).collect();
+        for devpath in &devpaths {
+            assert_eq!(agent.refresh(devpath, &sysfs), Vec::new(), "{devpath}");
+        }
+        assert_eq!(
+            Graph::diff(&agent, &Graph::load_with(&sysfs, agent.detail())),
+            Vec::new()
+        );
+    }
+
+    #[test]
+    fn a_tree_without_block_loads_the_same_disks_and_maps() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::new(dir.path(), &SimSpec::new().hba(HbaSpec::scsi_debug(1, 3))).unwrap();
+        let host = sim.hosts()[0];
+        let lun = |l| Hctl {
+            host,
+            channel: 0,
+            target: 0,
+            lun: l,
+        };
+        sim.add_multipath_map("mpatha", &[lun(1)]).unwrap();
+        let sysfs = sim.sysfs();
+        let indexed = Graph::load(&sysfs);
+        // A partial copy of sysfs: the device directories without `block/`.
+        std::fs::rename(sysfs.path("/block"), dir.path().join("block-aside")).unwrap();
+        let walked = Graph::load(&sysfs);
+        assert_eq!(walked, indexed);
+        let mapped = walked
+            .nodes()
+            .filter(|n| matches!(&n.kind, NodeKind::Disk(d) if d.info.multipath.is_some()))
+            .count();
+        assert_eq!(mapped, 1);
+    }
+}
