@@ -3,7 +3,7 @@
 //! Text for people goes through [`super::render`]; `--json` prints the shapes
 //! documented there.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -15,6 +15,7 @@ use super::{Cap, Global};
 use crate::graph::{Graph, Lookup, Node, NodeKind};
 use crate::listing::{DiskLinks, Feed, Skeleton, TargetLuns};
 use crate::sysfs::Detail;
+use crate::terminal::echoed;
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     render::emit_json(value)
@@ -126,30 +127,68 @@ pub fn write_tree_streamed(
         .into_iter()
         .filter(|n| has_luns(n))
         .collect();
-    skeleton.stream(
-        &targets,
-        DiskLinks::Read,
-        |luns| luns,
-        |feed| {
-            let below = |node: &Node| -> Option<Graph> {
-                if !has_luns(node) {
-                    return None;
-                }
-                let luns = feed.next()?;
-                debug_assert_eq!(luns.target().map(|t| &t.devpath), Some(&node.devpath));
-                Some(luns.graph)
-            };
-            let below = std::cell::RefCell::new(below);
-            if json {
-                render::write_json(
+    if json {
+        return skeleton.stream(
+            &targets,
+            DiskLinks::Read,
+            |luns| luns,
+            |feed| {
+                let below = |node: &Node| -> Option<Graph> {
+                    if !has_luns(node) {
+                        return None;
+                    }
+                    let luns = feed.next()?;
+                    debug_assert_eq!(luns.target().map(|t| &t.devpath), Some(&node.devpath));
+                    Some(luns.graph)
+                };
+                let below = std::cell::RefCell::new(below);
+                let written = render::write_json(
                     &render::TreeStream::roots_with(skeleton.graph(), &below),
                     out,
-                )
-            } else {
-                render::write_tree_with(skeleton.graph(), &mut *below.borrow_mut(), out)
+                );
+                written
+            },
+        );
+    }
+    // Each target's lines are made where its LUNs were read: the prefix they
+    // start with comes from a walk of the skeleton that writes nothing.
+    let mut prefixes: HashMap<String, String> = HashMap::new();
+    render::write_tree_with(
+        skeleton.graph(),
+        &mut |node, prefix, _| {
+            if has_luns(node) {
+                prefixes.insert(node.devpath.to_string(), prefix.to_string());
             }
+            Ok(false)
         },
-    )
+        &mut std::io::sink(),
+    )?;
+    let lines = |luns: TargetLuns| {
+        let mut lines = Vec::new();
+        if let Some(target) = luns.target() {
+            let prefix = prefixes
+                .get(target.devpath.as_str())
+                .map_or("", String::as_str);
+            // Writing to a Vec cannot fail.
+            let _ = render::write_subtree(&luns.graph, target, prefix, &mut lines);
+        }
+        lines
+    };
+    skeleton.stream(&targets, DiskLinks::Read, lines, |feed| {
+        render::write_tree_with(
+            skeleton.graph(),
+            &mut |node, _, out| {
+                if !has_luns(node) {
+                    return Ok(false);
+                }
+                if let Some(lines) = feed.next() {
+                    out.write_all(&lines)?;
+                }
+                Ok(true)
+            },
+            out,
+        )
+    })
 }
 
 /// The sysfs root must look like one (`class/` there) before anything is read.
@@ -174,8 +213,8 @@ fn looked_for(lookup: &Lookup) -> String {
         Lookup::Host(n) => format!("SCSI host {n}"),
         Lookup::Wwpn(w) => format!("an FC host, vHBA, vport or remote port with WWPN {w}"),
         Lookup::Hctl(h) => format!("the SCSI device {h}"),
-        Lookup::Disk(d) => format!("a disk named {d} on a SCSI device"),
-        Lookup::Name(n) => format!("a device with kernel name or devpath `{n}`"),
+        Lookup::Disk(d) => format!("a disk named {} on a SCSI device", echoed(d)),
+        Lookup::Name(n) => format!("a device with kernel name or devpath `{}`", echoed(n)),
     }
 }
 
@@ -183,12 +222,13 @@ pub(super) fn resolve<'a>(graph: &'a Graph, device: &str) -> anyhow::Result<Vec<
     let lookup: Lookup = device
         .parse()
         .map_err(super::BadArgument)
-        .with_context(|| format!("cannot read `{device}` as a device name"))?;
+        .with_context(|| format!("cannot read `{}` as a device name", echoed(device)))?;
     let mut found = graph.find(&lookup);
     found.sort_by(|a, b| render::device_order(a, b));
     if found.is_empty() {
         return Err(super::NotFound(format!(
-            "no device `{device}`: looked for {}; `hbad list` shows the devices there are",
+            "no device `{}`: looked for {}; `hbad list` shows the devices there are",
+            echoed(device),
             looked_for(&lookup)
         ))
         .into());
