@@ -549,3 +549,135 @@ fn a_state_file_path_run_cannot_use_or_that_others_can_write_is_refused() {
         (None, None)
     );
 }
+
+#[test]
+fn periodic_is_off_for_any_zero_and_for_the_words_however_spaced() {
+    for off in ["0", "0s", "0m", " off", "never ", "off"] {
+        let p = Policy::from_str(
+            Path::new("p.toml"),
+            &format!("[rescan]\nperiodic = \"{off}\"\n"),
+            &env(),
+        )
+        .unwrap_or_else(|e| panic!("{off:?}: {e}"));
+        assert_eq!(p.rescan.periodic, None, "{off:?}");
+    }
+    let err = Policy::from_str(
+        Path::new("p.toml"),
+        "[rescan]\nperiodic = \"30s\"\n",
+        &env(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("less than 1m"), "{err}");
+}
+
+fn hbad_check(args: &[&std::ffi::OsStr], stdin: &str) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hbad"))
+        .env_remove("HBAD_POLICY")
+        .env_remove("HBAD_NO_STRICT_PERMS")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_with_dropins_merges_a_candidate_main_file_with_the_installed_drop_ins() {
+    let (root, sp) = policy_dir();
+    let etc = sp.main.parent().unwrap();
+    fs::write(
+        sp.dropin_dirs[2].join("50-team.toml"),
+        "[wwn]\nseed = \"s\"\n[[vhba]]\nname = \"b\"\nparent = \"auto\"\nwwpn = \"0x5001a4a000000b01\"\n",
+    )
+    .unwrap();
+    let candidate = root.path().join("candidate.toml");
+    fs::write(
+        &candidate,
+        "[[vhba]]\nname = \"a\"\nparent = \"auto\"\nwwpn = \"0x5001a4a000000b01\"\n",
+    )
+    .unwrap();
+    let policy = etc.as_os_str();
+    // Alone, the candidate is fine.
+    let (code, stdout, stderr) = hbad_check(
+        &[
+            "--policy".as_ref(),
+            policy,
+            "check".as_ref(),
+            candidate.as_os_str(),
+        ],
+        "",
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("ok (1 vHBA, 1 file)"), "{stdout}");
+    // With the drop-ins `hbad run` would merge, its WWPN is taken.
+    let (code, _, stderr) = hbad_check(
+        &[
+            "--policy".as_ref(),
+            policy,
+            "check".as_ref(),
+            "--with-dropins".as_ref(),
+            candidate.as_os_str(),
+        ],
+        "",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("has the same WWPN 0x5001a4a000000b01 as vHBA `a`"),
+        "{stderr}"
+    );
+    // A candidate that is not there is an error, not the drop-ins alone.
+    let (code, _, stderr) = hbad_check(
+        &[
+            "--policy".as_ref(),
+            policy,
+            "check".as_ref(),
+            "--with-dropins".as_ref(),
+            root.path().join("missing.toml").as_os_str(),
+        ],
+        "",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("missing.toml: no such policy file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_dash_reads_standard_input() {
+    let (code, stdout, stderr) = hbad_check(
+        &["check".as_ref(), "-".as_ref()],
+        "[wwn]\nseed = \"s\"\n[[vhba]]\nname = \"a\"\nparent = \"auto\"\n",
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("-: ok (1 vHBA, 1 file)"), "{stdout}");
+    let (code, _, stderr) = hbad_check(
+        &["check".as_ref(), "-".as_ref()],
+        "[rescan]\nscope = \"everywhere\"\n",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("(standard input):2:9: `scope`: `everywhere` is not a scan scope"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = hbad_check(
+        &["check".as_ref(), "-".as_ref()],
+        &"#".repeat((1 << 20) + 1),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("at most 1048576 bytes"), "{stderr}");
+}

@@ -148,6 +148,27 @@ impl Global {
         }
     }
 
+    /// `hbad check --with-dropins FILE`: FILE in place of the main file, with the
+    /// drop-ins this command would read (those of a `--policy` directory, none for a
+    /// `--policy` file, else the installed ones).
+    pub fn loader_with_dropins(&self, file: &std::path::Path) -> crate::policy::Loader {
+        let installed = match &self.policy {
+            Some(p) if p.is_dir() => crate::policy::SearchPaths::from_override(p),
+            Some(_) => crate::policy::SearchPaths {
+                main: PathBuf::new(),
+                dropin_dirs: Vec::new(),
+            },
+            None => crate::policy::SearchPaths::default(),
+        };
+        crate::policy::Loader {
+            search: crate::policy::SearchPaths {
+                main: file.to_path_buf(),
+                dropin_dirs: installed.dropin_dirs,
+            },
+            ..self.loader_for(None)
+        }
+    }
+
     pub fn sysfs(&self) -> Sysfs {
         Sysfs::new(&self.sysfs_root, &self.dev_root)
     }

@@ -9,8 +9,9 @@ use clap::{Args, ValueEnum};
 use super::Global;
 use crate::graph::Graph;
 use crate::plan::{plan, Recorded};
-use crate::policy::Policy;
+use crate::policy::{Policy, PolicyErrors};
 use crate::sysfs::Detail;
+use crate::terminal::printable;
 use crate::wwn::WwnStyle;
 
 /// Reads the policy hbad would use: `--policy`, or the installed files.
@@ -23,29 +24,78 @@ pub fn load_policy(g: &Global) -> anyhow::Result<Policy> {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "A FILE is checked alone, as `hbad --policy FILE` reads it: \
+drop-ins are not merged. A DIR is checked as hbad.toml and hbad.d/ in it. To check a \
+candidate main file with the drop-ins that are installed (a vHBA name or WWPN set in \
+both is then found), use --with-dropins: `validate: hbad check --with-dropins %s`."
+)]
 pub struct CheckArgs {
-    /// Policy files or directories to check; the installed policy when none.
+    /// Policy files or directories to check; `-` reads one file from standard
+    /// input; the installed policy when none.
     pub paths: Vec<PathBuf>,
+    /// Check each FILE in place of the main file (/etc/hbad/hbad.toml, or hbad.toml
+    /// in a --policy directory), merged with the installed drop-ins, as `hbad run`
+    /// would read it once installed.
+    #[arg(long, requires = "paths")]
+    pub with_dropins: bool,
 }
+
+/// One thing `check` reads and validates: a loader, or standard input.
+type PolicyCheck = Box<dyn Fn() -> Result<Policy, PolicyErrors>>;
 
 /// Validates; exit 0 when every file is good. Fit for Ansible's `validate: hbad check %s`.
 pub fn check(g: &Global, args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let loaders = if args.paths.is_empty() {
+    let stdin = Path::new("-");
+    if args.paths.iter().filter(|p| p.as_path() == stdin).count() > 1 {
+        anyhow::bail!("`-` (standard input) can be given once");
+    }
+    if args.with_dropins && args.paths.iter().any(|p| p.as_path() == stdin) {
+        anyhow::bail!(
+            "--with-dropins takes files: write the candidate to a file (Ansible's %s is one)"
+        );
+    }
+    let checks: Vec<(String, PolicyCheck)> = if args.paths.is_empty() {
         let shown = g
             .policy
             .as_ref()
-            .map_or("installed policy".to_string(), |p| p.display().to_string());
-        vec![(shown, g.policy_loader())]
+            .map_or("installed policy".to_string(), |p| {
+                printable(&p.display().to_string()).into_owned()
+            });
+        let loader = g.policy_loader();
+        vec![(shown, Box::new(move || loader.load()))]
     } else {
         args.paths
             .iter()
-            .map(|p| (p.display().to_string(), g.loader_for(Some(p.clone()))))
+            .map(|p| {
+                let shown = printable(&p.display().to_string()).into_owned();
+                let check: PolicyCheck = if p == stdin {
+                    Box::new(check_stdin)
+                } else if args.with_dropins {
+                    let loader = g.loader_with_dropins(p);
+                    let file = p.clone();
+                    Box::new(move || {
+                        // The loader skips a missing main file; a candidate is never.
+                        if std::fs::symlink_metadata(&file).is_err() {
+                            return Err(PolicyErrors(vec![crate::policy::PolicyError::new(
+                                crate::policy::Origin::file(&file),
+                                "no such policy file",
+                            )]));
+                        }
+                        loader.load()
+                    })
+                } else {
+                    let loader = g.loader_for(Some(p.clone()));
+                    Box::new(move || loader.load())
+                };
+                (shown, check)
+            })
             .collect()
     };
     let mut ok = true;
     let mut report = Vec::new();
-    for (shown, loader) in loaders {
-        let result = loader.load();
+    for (shown, check) in checks {
+        let result = check();
         match &result {
             Ok(p) => {
                 if !g.json {
@@ -90,6 +140,32 @@ pub fn check(g: &Global, args: CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `hbad check -`: one policy file's bytes from standard input, read as the loader
+/// reads a file (at most 1 MiB) and checked as it checks one.
+fn check_stdin() -> Result<Policy, PolicyErrors> {
+    use std::io::Read;
+    let name = Path::new("(standard input)");
+    let refused = |message: String| {
+        PolicyErrors(vec![crate::policy::PolicyError::new(
+            crate::policy::Origin::file(name),
+            message,
+        )])
+    };
+    let max = crate::policy::limits::MAX_FILE_BYTES;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| refused(format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > max {
+        return Err(refused(format!(
+            "more than {max} bytes; a policy file may hold at most {max} bytes (1 MiB)"
+        )));
+    }
+    Policy::from_piped(name, &bytes, &crate::policy::Environment::from_host())
 }
 
 fn plural(n: usize) -> &'static str {

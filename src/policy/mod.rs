@@ -282,19 +282,21 @@ impl Policy {
         }
         too_many_vhbas(&parsed).map_err(|e| PolicyErrors(vec![e]))?;
         let mut policy = build(&parsed, env)?;
-        // The pure checks said the path can name a file; now look at what is there.
         policy.ownership.perms = perms;
-        if let Some(why) = read::state_file_refusal(&policy.ownership.state_file, perms) {
-            let at = policy
-                .ownership
-                .state_file_origin
-                .clone()
-                .unwrap_or_else(|| Origin::file(Path::new("(built-in state_file)")));
-            return Err(PolicyErrors(vec![PolicyError::new(at, why).hint(
-                "set [ownership] state_file to a file path, e.g. /var/lib/hbad/owned-vhbas.json",
-            )]));
-        }
+        look_at_paths(&policy)?;
         policy.files = files.to_vec();
+        Ok(policy)
+    }
+
+    /// One file's bytes from a pipe (`hbad check -`): the checks of [`Policy::from_bytes`],
+    /// then a look at the paths the policy names, as the loader does.
+    pub fn from_piped(
+        name: &Path,
+        bytes: &[u8],
+        env: &Environment,
+    ) -> Result<Policy, PolicyErrors> {
+        let policy = Policy::from_bytes(name, bytes, env)?;
+        look_at_paths(&policy)?;
         Ok(policy)
     }
 
@@ -321,6 +323,23 @@ impl Policy {
     pub fn vhba(&self, name: &str) -> Option<&VhbaSpec> {
         self.vhbas.iter().find(|v| v.name == name)
     }
+}
+
+/// The pure checks said the state file's path can name a file; this looks at what is
+/// there.
+fn look_at_paths(policy: &Policy) -> Result<(), PolicyErrors> {
+    let ownership = &policy.ownership;
+    let Some(why) = read::state_file_refusal(&ownership.state_file, ownership.perms) else {
+        return Ok(());
+    };
+    let at = policy
+        .ownership
+        .state_file_origin
+        .clone()
+        .unwrap_or_else(|| Origin::file(Path::new("(built-in state_file)")));
+    Err(PolicyErrors(vec![PolicyError::new(at, why).hint(
+        "set [ownership] state_file to a file path, e.g. /var/lib/hbad/owned-vhbas.json",
+    )]))
 }
 
 /// Opens every file, sums their sizes (refusing more than [`limits::MAX_TOTAL_BYTES`]
@@ -946,7 +965,11 @@ fn merge_rescan(
         }
     }
     if let Some(p) = &r.periodic {
-        if matches!(p.get_ref().as_str(), "off" | "never" | "0") {
+        // Durations are read trimmed, so the words are too; and a zero duration is
+        // "off" however it is written ("0", "0s"), never "less than 1m".
+        let text = p.get_ref().trim();
+        if matches!(text, "off" | "never") || humantime::parse_duration(text) == Ok(Duration::ZERO)
+        {
             out.periodic = None;
         } else if let Some(d) = parse_duration(file, p, &limits::PERIODIC, errors) {
             out.periodic = Some(d);

@@ -254,10 +254,13 @@ pub fn run_child(
         .stdout(piped(bounds.stdout))
         .stderr(piped(bounds.stderr))
         .spawn()?;
-    if let (Some(value), Some(mut stdin)) = (input, child.stdin.take()) {
-        // Dropped right after: the child sees the end of its input.
-        stdin.write_all(value)?;
-    }
+    // Dropped right after: the child sees the end of its input. A child that ended
+    // without reading it is still waited for (no zombie); the failed write is
+    // the error only if the child says nothing worse.
+    let fed = match (input, child.stdin.take()) {
+        (Some(value), Some(mut stdin)) => stdin.write_all(value),
+        _ => Ok(()),
+    };
     let err = spawn_reader(child.stderr.take(), bounds.stderr);
     let (status, stdout) = match bounds.timeout {
         // The calling thread reads stdout: one thread less per child, which
@@ -272,11 +275,15 @@ pub fn run_child(
             (status, joined(out)?)
         }
     };
-    Ok(ChildEnd {
+    let end = ChildEnd {
         status,
         stdout,
         stderr: joined(err)?,
-    })
+    };
+    match fed {
+        Err(e) if end.status.success() => Err(e),
+        _ => Ok(end),
+    }
 }
 
 type Reader = Option<std::thread::JoinHandle<io::Result<String>>>;
@@ -500,6 +507,15 @@ mod tests {
             end.answer(|o| Ok(o.to_string()), || "cat".into()).unwrap(),
             "1 2 3"
         );
+        // A child that ends without reading its input: waited for, its status said.
+        let big = vec![b'x'; 1 << 20];
+        let end = run_child(
+            Command::new("sh").args(["-c", "exit 3"]),
+            Some(&big),
+            ChildBounds::STATUS_ONLY,
+        )
+        .unwrap();
+        assert_eq!(end.status.code(), Some(3));
     }
 
     use super::*;
