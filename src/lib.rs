@@ -13,6 +13,7 @@ pub mod graph;
 pub mod holders;
 pub mod journal;
 pub mod libvirt;
+pub mod listing;
 pub mod metrics;
 pub mod ownership;
 pub mod plan;

@@ -13,6 +13,7 @@ use super::policy::{load_graph, load_graph_with};
 use super::render::{self, NodeView, RelationView, ShowView, Streamed};
 use super::{Cap, Global};
 use crate::graph::{Graph, Lookup, Node, NodeKind};
+use crate::listing::{DiskLinks, Feed, Skeleton, TargetLuns};
 use crate::sysfs::Detail;
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -88,15 +89,83 @@ pub fn list(g: &Global, cap: Option<Cap>) -> anyhow::Result<ExitCode> {
 
 /// Hosts -> vports -> vHBAs, remote ports -> targets -> LUNs -> disks.
 pub fn tree(g: &Global) -> anyhow::Result<ExitCode> {
-    let graph = load_listing(g)?;
-    if g.json {
-        print_json(&render::TreeStream::roots(&graph))?;
-    } else if graph.is_empty() {
+    check_sysfs(g)?;
+    let skeleton = Skeleton::load(&g.sysfs(), listing_detail(g));
+    let empty = match &skeleton {
+        Some(s) => s.graph().is_empty(),
+        None => false,
+    };
+    if empty {
         eprintln!("no SCSI hosts under {}", g.sysfs_root.display());
-    } else {
-        render::emit_with(|out| render::write_tree(&graph, out))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    match skeleton {
+        Some(skeleton) => render::emit_with(|out| write_tree_streamed(&skeleton, g.json, out))?,
+        None => {
+            let graph = load_listing(g)?;
+            if graph.is_empty() {
+                eprintln!("no SCSI hosts under {}", g.sysfs_root.display());
+            } else if g.json {
+                print_json(&render::TreeStream::roots(&graph))?;
+            } else {
+                render::emit_with(|out| render::write_tree(&graph, out))?;
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `hbad tree` from a skeleton, each target's LUNs read as the tree reaches it.
+pub fn write_tree_streamed(
+    skeleton: &Skeleton,
+    json: bool,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let has_luns = |n: &Node| matches!(n.kind, NodeKind::Target(_)) && skeleton.has_luns(n);
+    let targets: Vec<&Node> = render::tree_order(skeleton.graph())
+        .into_iter()
+        .filter(|n| has_luns(n))
+        .collect();
+    skeleton.stream(
+        &targets,
+        DiskLinks::Read,
+        |luns| luns,
+        |feed| {
+            let below = |node: &Node| -> Option<Graph> {
+                if !has_luns(node) {
+                    return None;
+                }
+                let luns = feed.next()?;
+                debug_assert_eq!(luns.target().map(|t| &t.devpath), Some(&node.devpath));
+                Some(luns.graph)
+            };
+            let below = std::cell::RefCell::new(below);
+            if json {
+                render::write_json(
+                    &render::TreeStream::roots_with(skeleton.graph(), &below),
+                    out,
+                )
+            } else {
+                render::write_tree_with(skeleton.graph(), &mut *below.borrow_mut(), out)
+            }
+        },
+    )
+}
+
+/// The sysfs root must look like one (`class/` there) before anything is read.
+fn check_sysfs(g: &Global) -> anyhow::Result<()> {
+    let root = g.sysfs_root.as_path();
+    std::fs::metadata(root.join("class"))
+        .with_context(|| format!("cannot read {}: is sysfs mounted there?", root.display()))?;
+    Ok(())
+}
+
+fn listing_detail(g: &Global) -> Detail {
+    if g.json {
+        Detail::Full
+    } else {
+        Detail::Listing
+    }
 }
 
 /// What a lookup searched for, in words, for "not found" errors.
@@ -321,27 +390,138 @@ pub(super) fn luns_of<'a>(graph: &'a Graph, matched: &[&'a Node]) -> Vec<&'a Nod
 
 /// LUNs with their addresses, sizes, device nodes and stable paths.
 pub fn luns(g: &Global, filter: Option<&str>) -> anyhow::Result<ExitCode> {
+    if filter.is_none() {
+        check_sysfs(g)?;
+        if let Some(skeleton) = Skeleton::load(&g.sysfs(), listing_detail(g)) {
+            let mut any = true;
+            render::emit_with(|out| {
+                any = write_luns_streamed(&skeleton, g.json, out)?;
+                Ok(())
+            })?;
+            if !any {
+                eprintln!("no LUNs under {}", g.sysfs_root.display());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let graph = load_listing(g)?;
     let luns = match filter {
         None => graph.luns(),
         Some(f) => luns_of(&graph, &resolve(&graph, f)?),
     };
-    // Each row is made as it is written: a large host has tens of thousands.
-    if g.json {
-        print_json(&Streamed(|| luns.iter().map(|l| render::view(&graph, l))))?;
-    } else if luns.is_empty() {
+    if !g.json && luns.is_empty() {
         match filter {
             Some(f) => eprintln!("no LUNs on {f}"),
             None => eprintln!("no LUNs under {}", g.sysfs_root.display()),
         }
+        return Ok(ExitCode::SUCCESS);
+    }
+    render::emit_with(|out| write_luns(&graph, &luns, g.json, out))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hbad luns` of these LUNs of a graph.
+pub fn write_luns(
+    graph: &Graph,
+    luns: &[&Node],
+    json: bool,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    // Each row is made as it is written: a large host has tens of thousands.
+    if json {
+        render::write_json(
+            &Streamed(|| luns.iter().map(|l| render::view(graph, l))),
+            out,
+        )
     } else {
         let rows = || {
-            luns.iter().flat_map(|l| match render::view(&graph, l) {
+            luns.iter().flat_map(|l| match render::view(graph, l) {
                 NodeView::Lun(l) => render::lun_rows(&l),
                 _ => Vec::new(),
             })
         };
-        render::emit_with(|out| render::write_table(&render::LUNS_HEADER, rows, out))?;
+        render::write_table(&render::LUNS_HEADER, rows, out)
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// `hbad luns` of every LUN, each target's LUNs read as they are printed (JSON)
+/// or kept in a compact table until the widest is known (text). Whether there
+/// was any LUN: text says nothing when there is none.
+pub fn write_luns_streamed(
+    skeleton: &Skeleton,
+    json: bool,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<bool> {
+    let targets = skeleton.targets_by_address();
+    if json {
+        return skeleton.stream(
+            &targets,
+            DiskLinks::Read,
+            |luns| luns,
+            |feed| {
+                let feed = std::cell::RefCell::new(feed);
+                render::write_json(&Streamed(|| LunViews::new(&feed)), out)?;
+                Ok(true)
+            },
+        );
+    }
+    // Each target's rows are made where its LUNs were read; the links are looked
+    // up as the rows are written.
+    let rows = |luns: TargetLuns| {
+        let mut rows = render::LunTable::default();
+        for lun in luns.luns() {
+            if let NodeView::Lun(l) = render::view(&luns.graph, lun) {
+                rows.push(&l);
+            }
+        }
+        rows
+    };
+    skeleton.stream(&targets, DiskLinks::Later, rows, |feed| {
+        let mut table = render::LunTable::default();
+        for rows in feed.by_ref() {
+            table.append(rows);
+        }
+        if table.is_empty() {
+            return Ok(false);
+        }
+        table.write(&feed.links(), out)?;
+        Ok(true)
+    })
+}
+
+/// The views of the LUNs a feed brings, one target's LUNs held at a time.
+struct LunViews<'f, 'g, 's> {
+    feed: &'f std::cell::RefCell<&'g mut Feed<'s, TargetLuns>>,
+    luns: Option<TargetLuns>,
+    at: usize,
+}
+
+impl<'f, 'g, 's> LunViews<'f, 'g, 's> {
+    fn new(feed: &'f std::cell::RefCell<&'g mut Feed<'s, TargetLuns>>) -> Self {
+        LunViews {
+            feed,
+            luns: None,
+            at: 0,
+        }
+    }
+}
+
+impl Iterator for LunViews<'_, '_, '_> {
+    type Item = NodeView;
+
+    fn next(&mut self) -> Option<NodeView> {
+        loop {
+            if let Some(luns) = &self.luns {
+                if self.at < luns.len() {
+                    self.at += 1;
+                    if let Some(lun) = luns.lun(self.at - 1) {
+                        return Some(render::view(&luns.graph, lun));
+                    }
+                    continue;
+                }
+            }
+            self.luns = Some(self.feed.borrow_mut().next()?);
+            self.at = 0;
+        }
+    }
 }

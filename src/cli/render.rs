@@ -40,7 +40,7 @@ use serde::Serialize;
 
 use crate::graph::describe::{human_size, vhba_name};
 use crate::graph::{Graph, Node, NodeKind};
-use crate::sysfs::{scsi_type_name, MultipathMap, VportControlDir};
+use crate::sysfs::{scsi_type_name, MultipathMap, StableLinks, VportControlDir};
 use crate::wwn::Wwn;
 
 #[derive(Clone, Debug, Serialize)]
@@ -224,10 +224,13 @@ pub fn emit_with(
 
 /// JSON, pretty-printed straight to stdout as it is serialized, then a newline.
 pub fn emit_json(value: &impl Serialize) -> anyhow::Result<()> {
-    emit_with(|out| {
-        serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::from)?;
-        out.write_all(b"\n")
-    })
+    emit_with(|out| write_json(value, out))
+}
+
+/// JSON, pretty-printed to `out` as it is serialized, then a newline.
+pub fn write_json(value: &impl Serialize, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::from)?;
+    out.write_all(b"\n")
 }
 
 /// A sequence serialized as it is produced, nothing collected first: the JSON is
@@ -481,24 +484,51 @@ pub fn roots(graph: &Graph) -> Vec<&Node> {
 /// A device and everything below it, for `hbad tree --json`: the device's view
 /// with `children` (same shape), made one device at a time while it is written,
 /// so the whole tree is never built first.
-#[derive(Debug)]
-pub struct TreeStream<'a> {
+pub struct TreeStream<'a, 'f> {
     graph: &'a Graph,
     node: &'a Node,
+    below: Option<&'a std::cell::RefCell<Below<'f>>>,
 }
 
-impl<'a> TreeStream<'a> {
+impl std::fmt::Debug for TreeStream<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TreeStream")
+            .field("node", &self.node.devpath)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> TreeStream<'a, 'a> {
     /// The top devices, each with everything below it.
     pub fn roots(graph: &'a Graph) -> impl Serialize + 'a {
         Streamed(move || {
-            roots(graph)
-                .into_iter()
-                .map(move |node| TreeStream { graph, node })
+            roots(graph).into_iter().map(move |node| TreeStream {
+                graph,
+                node,
+                below: None,
+            })
         })
     }
 }
 
-impl Serialize for TreeStream<'_> {
+impl<'a, 'f> TreeStream<'a, 'f> {
+    /// [`TreeStream::roots`] where what is below some nodes comes from `below`,
+    /// as in [`write_tree_with`].
+    pub fn roots_with(
+        graph: &'a Graph,
+        below: &'a std::cell::RefCell<Below<'f>>,
+    ) -> impl Serialize + use<'a, 'f> {
+        Streamed(move || {
+            roots(graph).into_iter().map(move |node| TreeStream {
+                graph,
+                node,
+                below: Some(below),
+            })
+        })
+    }
+}
+
+impl Serialize for TreeStream<'_, '_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct Shape<C> {
@@ -506,13 +536,27 @@ impl Serialize for TreeStream<'_> {
             device: NodeView,
             children: C,
         }
-        let (graph, node) = (self.graph, self.node);
+        let (graph, node, below) = (self.graph, self.node, self.below);
+        let sub = below.and_then(|b| (b.borrow_mut())(node));
+        let (graph_below, node_below) = match &sub {
+            Some(sub) => match sub.node(&node.devpath) {
+                Some(n) => (sub, Some(n)),
+                None => (sub, None),
+            },
+            None => (graph, Some(node)),
+        };
         Shape {
             device: view(graph, node),
             children: Streamed(|| {
-                sorted_children(graph, node)
+                node_below
+                    .map(|n| sorted_children(graph_below, n))
+                    .unwrap_or_default()
                     .into_iter()
-                    .map(|node| TreeStream { graph, node })
+                    .map(|node| TreeStream {
+                        graph: graph_below,
+                        node,
+                        below,
+                    })
             }),
         }
         .serialize(s)
@@ -628,15 +672,24 @@ fn widen(widths: &mut Vec<usize>, row: &[String]) {
 /// One row in columns of the given widths, without trailing blanks.
 fn aligned(widths: &[usize], row: &[String]) -> String {
     let mut line = String::new();
+    aligned_into(widths, row, &mut line);
+    line
+}
+
+/// [`aligned`] into `line` (emptied first): no allocation per row for tables of
+/// tens of thousands of rows.
+fn aligned_into<S: AsRef<str>>(widths: &[usize], row: &[S], line: &mut String) {
+    line.clear();
     for (i, cell) in row.iter().enumerate() {
+        let cell = cell.as_ref();
+        line.push_str(cell);
         if i + 1 < row.len() {
-            let _ = write!(line, "{cell:<w$}  ", w = widths[i]);
-        } else {
-            line.push_str(cell);
+            // As `{cell:<w$}` pads: to a width in characters.
+            let pad = widths[i].saturating_sub(cell.chars().count()) + 2;
+            line.extend(std::iter::repeat_n(' ', pad));
         }
     }
     line.truncate(line.trim_end().len());
-    line
 }
 
 /// The device tree for people: hosts, their vports with the vHBAs under them, remote
@@ -652,11 +705,26 @@ pub fn render_tree(graph: &Graph) -> String {
 /// [`render_tree`], written as it is made: only one run of siblings is held at a
 /// time (to line it up).
 pub fn write_tree(graph: &Graph, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    write_tree_with(graph, &mut |_| None, out)
+}
+
+/// What is below some nodes of a tree when the graph does not hold it: a graph
+/// with the node and what is below it (a target's LUNs, read as they are shown),
+/// or `None` for the node's own children.
+pub type Below<'f> = dyn FnMut(&Node) -> Option<Graph> + 'f;
+
+/// [`write_tree`] where what is below some nodes comes from `below`.
+pub fn write_tree_with(
+    graph: &Graph,
+    below: &mut Below<'_>,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     fn walk(
         graph: &Graph,
         nodes: &[&Node],
         prefix: &str,
         top: bool,
+        below: &mut Below<'_>,
         out: &mut dyn std::io::Write,
     ) -> std::io::Result<()> {
         // Align each run of same-kind siblings.
@@ -678,14 +746,37 @@ pub fn write_tree(graph: &Graph, out: &mut dyn std::io::Write) -> std::io::Resul
                     (false, true) => ("└── ", "    "),
                 };
                 writeln!(out, "{prefix}{branch}{line}")?;
-                let children = sorted_children(graph, node);
-                walk(graph, &children, &format!("{prefix}{indent}"), false, out)?;
+                let prefix = format!("{prefix}{indent}");
+                match below(node) {
+                    Some(sub) => {
+                        let children = match sub.node(&node.devpath) {
+                            Some(n) => sorted_children(&sub, n),
+                            None => Vec::new(),
+                        };
+                        walk(&sub, &children, &prefix, false, below, out)?;
+                    }
+                    None => {
+                        let children = sorted_children(graph, node);
+                        walk(graph, &children, &prefix, false, below, out)?;
+                    }
+                }
             }
             i = j;
         }
         Ok(())
     }
-    walk(graph, &roots(graph), "", true, out)
+    walk(graph, &roots(graph), "", true, below, out)
+}
+
+/// Every node in the order the tree shows them.
+pub fn tree_order(graph: &Graph) -> Vec<&Node> {
+    let mut order = Vec::new();
+    let mut stack: Vec<&Node> = roots(graph).into_iter().rev().collect();
+    while let Some(n) = stack.pop() {
+        order.push(n);
+        stack.extend(sorted_children(graph, n).into_iter().rev());
+    }
+    order
 }
 
 /// A table with a header row, for `list` and `luns`.
@@ -871,7 +962,13 @@ pub const LUNS_HEADER: [&str; 10] = [
 /// Rows of `hbad luns`: one per LUN, then one more per extra stable link so that
 /// every link stays in the LINKS column.
 pub fn lun_rows(lun: &LunView) -> Vec<Vec<String>> {
-    let mut first = vec![
+    link_rows(lun_cells(lun), &lun.links)
+}
+
+/// The cells of a LUN's first row but the last, LINKS: all that sets the widths of
+/// the columns (the last column is never padded).
+fn lun_cells(lun: &LunView) -> Vec<String> {
+    vec![
         lun.hctl.clone(),
         lun.lun.to_string(),
         or_dash(lun.type_name),
@@ -881,8 +978,13 @@ pub fn lun_rows(lun: &LunView) -> Vec<Vec<String>> {
         or_dash(lun.dev.as_deref()),
         or_dash(lun.multipath.as_ref().map(|m| m.name.as_str())),
         or_dash(lun.target_wwpn),
-    ];
-    let mut links = lun.links.iter();
+    ]
+}
+
+/// A LUN's rows from its first cells and its links: the first link ends the first
+/// row, each other link has a row of its own.
+fn link_rows(mut first: Vec<String>, links: &[String]) -> Vec<Vec<String>> {
+    let mut links = links.iter();
     first.push(links.next().cloned().unwrap_or_else(|| "-".to_string()));
     let mut rows = vec![first];
     for link in links {
@@ -891,6 +993,98 @@ pub fn lun_rows(lun: &LunView) -> Vec<Vec<String>> {
         rows.push(row);
     }
     rows
+}
+
+/// `hbad luns` as a table whose rows are all read before the first is printed: the
+/// columns are as wide as their widest cell. Each row is kept as its cells back to
+/// back in one buffer, and its links by its disk's name, looked up again when
+/// printed: a large host has tens of thousands of LUNs and three links per disk.
+#[derive(Debug)]
+pub struct LunTable {
+    /// Each row's cells but LINKS, then its disk's name, each cell ended by a NUL
+    /// (attributes are cut at their first NUL, so none holds one).
+    cells: String,
+    widths: Vec<usize>,
+    rows: usize,
+}
+
+impl Default for LunTable {
+    fn default() -> Self {
+        let mut widths = Vec::new();
+        let header: Vec<String> = LUNS_HEADER.iter().map(|h| h.to_string()).collect();
+        widen(&mut widths, &header);
+        LunTable {
+            cells: String::new(),
+            widths,
+            rows: 0,
+        }
+    }
+}
+
+impl LunTable {
+    pub fn push(&mut self, lun: &LunView) {
+        let mut cells = lun_cells(lun);
+        // The last cell, LINKS, is never padded: a stand-in keeps the rest counted.
+        cells.push(String::new());
+        widen(&mut self.widths, &cells);
+        cells.pop();
+        for cell in cells {
+            self.cells.push_str(&cell);
+            self.cells.push('\0');
+        }
+        self.cells.push_str(lun.disk.as_deref().unwrap_or(""));
+        self.cells.push('\0');
+        self.rows += 1;
+    }
+
+    /// Adds the rows of another table after these.
+    pub fn append(&mut self, other: LunTable) {
+        self.cells.push_str(&other.cells);
+        for (w, o) in self.widths.iter_mut().zip(other.widths) {
+            *w = (*w).max(o);
+        }
+        self.rows += other.rows;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Writes the header and the rows, each disk with its stable `links`.
+    pub fn write(&self, links: &StableLinks, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        const LAST: usize = LUNS_HEADER.len() - 1;
+        let mut line = String::new();
+        aligned_into(&self.widths, &LUNS_HEADER, &mut line);
+        writeln!(out, "{line}")?;
+        let mut link = String::new();
+        let mut cells = self.cells.split('\0');
+        for _ in 0..self.rows {
+            let mut row = [""; LUNS_HEADER.len()];
+            for cell in &mut row[..LAST] {
+                *cell = cells.next().unwrap_or("");
+            }
+            let disk = cells.next().unwrap_or("");
+            let mut disk_links = links.of(disk).filter(|_| !disk.is_empty());
+            // The first link ends the LUN's row, each other has a row of its own.
+            link.clear();
+            match disk_links.next() {
+                Some(l) => write!(link, "{l}").unwrap_or(()),
+                None => link.push('-'),
+            }
+            row[LAST] = &link;
+            aligned_into(&self.widths, &row, &mut line);
+            writeln!(out, "{line}")?;
+            for l in disk_links {
+                link.clear();
+                write!(link, "{l}").unwrap_or(());
+                let mut row = [""; LUNS_HEADER.len()];
+                row[LAST] = &link;
+                aligned_into(&self.widths, &row, &mut line);
+                writeln!(out, "{line}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `hbad show` for people: the device's attributes, then its relations.

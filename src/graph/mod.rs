@@ -759,7 +759,7 @@ fn read_all(
 /// Reads one device's attributes; a device already gone from sysfs (its removal event
 /// is on the way) still gets a node with what its name tells, so that the events
 /// that follow find it.
-fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> NodeKind {
+pub(crate) fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> NodeKind {
     let name = devpath_name(devpath);
     match class {
         DeviceClass::Host => {
