@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use super::xml::{self, line_col, Element};
 use crate::sysfs::host_number;
-use crate::terminal::printable;
+use crate::terminal::{echoed, printable};
 use crate::wwn::Wwn;
 
 /// A pool definition as read from one file.
@@ -212,11 +212,11 @@ fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<Pool, Impo
     }
     let pool_type = root.attr("type").unwrap_or("");
     if pool_type != "scsi" {
-        let pool = root.child("name").map_or("(no name)", |n| n.text.as_str());
+        let pool = echoed(root.child("name").map_or("(no name)", |n| n.text.as_str()));
         let shown = if pool_type.is_empty() {
             format!("pool `{pool}` has no type")
         } else {
-            format!("pool `{pool}` is a `{pool_type}` pool")
+            format!("pool `{pool}` is a `{}` pool", echoed(pool_type))
         };
         return Ok(Pool::Skipped(file.at(
             root.offset,
@@ -245,17 +245,19 @@ fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<Pool, Impo
             "libvirt pool names are printable; rename the pool (virsh pool-edit) and dump it again",
         ));
     }
+    // The pool as messages quote it: its name may be long, kept whole in the table.
+    let shown = echoed(&pool);
     let source = root.child("source").ok_or_else(|| {
         file.at(
             root.offset,
-            format!("pool `{pool}` has no <source>"),
+            format!("pool `{shown}` has no <source>"),
             "an fc_host pool names its vHBA in <source><adapter type='fc_host' .../>",
         )
     })?;
     let adapter = source.child("adapter").ok_or_else(|| {
         file.at(
             source.offset,
-            format!("pool `{pool}` has no <adapter> in <source>"),
+            format!("pool `{shown}` has no <adapter> in <source>"),
             "an fc_host pool names its vHBA in <source><adapter type='fc_host' .../>",
         )
     })?;
@@ -264,7 +266,7 @@ fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<Pool, Impo
         Some("scsi_host") => {
             return Ok(Pool::Skipped(file.at(
                 adapter.offset,
-                format!("pool `{pool}` uses a scsi_host adapter"),
+                format!("pool `{shown}` uses a scsi_host adapter"),
                 "a scsi_host adapter names an HBA that already exists: there is no vHBA for hbad to keep",
             )))
         }
@@ -272,21 +274,21 @@ fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<Pool, Impo
         None if adapter.attr("name").is_some() => {
             return Ok(Pool::Skipped(file.at(
                 adapter.offset,
-                format!("pool `{pool}` names an adapter without a type (a scsi_host adapter)"),
+                format!("pool `{shown}` names an adapter without a type (a scsi_host adapter)"),
                 "a scsi_host adapter names an HBA that already exists: there is no vHBA for hbad to keep",
             )))
         }
         None => {
             return Err(file.at(
                 adapter.offset,
-                format!("pool `{pool}`: the adapter has no type"),
+                format!("pool `{shown}`: the adapter has no type"),
                 "libvirt needs type='fc_host' (or scsi_host); fix the pool definition",
             ))
         }
         Some(other) => {
             return Err(file.at(
                 adapter.offset,
-                format!("pool `{pool}`: unknown adapter type `{other}`"),
+                format!("pool `{shown}`: unknown adapter type `{}`", echoed(other)),
                 "only type='fc_host' adapters describe a vHBA",
             ))
         }
@@ -303,7 +305,7 @@ fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<Pool, Impo
                 .collect();
             return Err(file.at(
                 adapter.offset,
-                format!("pool `{pool}`: the fc_host adapter has no {}", missing.join(" and ")),
+                format!("pool `{shown}`: the fc_host adapter has no {}", missing.join(" and ")),
                 "the vHBA's identity is its WWNN and WWPN; libvirt needs both to find it and so does the policy",
             ));
         }
@@ -311,7 +313,7 @@ fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<Pool, Impo
     if wwnn == wwpn {
         return Err(file.at(
             adapter.offset,
-            format!("pool `{pool}`: wwnn and wwpn are the same ({wwpn})"),
+            format!("pool `{shown}`: wwnn and wwpn are the same ({wwpn})"),
             "a port name and a node name must differ",
         ));
     }
@@ -324,7 +326,7 @@ fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<Pool, Impo
         (Some(n), Some(p)) if n == p => {
             return Err(file.at(
                 adapter.offset,
-                format!("pool `{pool}`: parent_wwnn and parent_wwpn are the same ({p})"),
+                format!("pool `{shown}`: parent_wwnn and parent_wwpn are the same ({p})"),
                 "a port name and a node name differ; see `hbad show` of the parent and fix the pool definition",
             ))
         }
@@ -341,7 +343,7 @@ fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<Pool, Impo
             };
             return Err(file.at(
                 adapter.offset,
-                format!("pool `{pool}`: `{given}` without `{missing}`"),
+                format!("pool `{shown}`: `{given}` without `{missing}`"),
                 "libvirt only takes the two together; add the missing one or remove both",
             ));
         }
@@ -352,7 +354,7 @@ fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<Pool, Impo
             Some(n) => {
                 warnings.push(file.at(
                     adapter.offset,
-                    format!("pool `{pool}`: parent `{p}` is a host number, which can change at the next boot"),
+                    format!("pool `{shown}`: parent `{}` is a host number, which can change at the next boot", echoed(p)),
                     "kept as parent = \"hostN\"; better name the parent by parent_wwpn or parent_fabric (see `hbad list --cap vports`)",
                 ));
                 Some(ImportParent::Host(n))
@@ -360,7 +362,10 @@ fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<Pool, Impo
             None => {
                 return Err(file.at(
                     adapter.offset,
-                    format!("pool `{pool}`: parent `{p}` is not a scsi_hostN name"),
+                    format!(
+                        "pool `{shown}`: parent `{}` is not a scsi_hostN name",
+                        echoed(p)
+                    ),
                     "libvirt names a parent HBA by its node device, scsi_hostN",
                 ))
             }
@@ -382,7 +387,7 @@ fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<Pool, Impo
             let dropped: Vec<&str> = rest.iter().map(|(k, _)| *k).collect();
             warnings.push(file.at(
                 adapter.offset,
-                format!("pool `{pool}`: parent given {} ways; kept `{used}`, dropped {}", given.len(), dropped.join(", ")),
+                format!("pool `{shown}`: parent given {} ways; kept `{used}`, dropped {}", given.len(), dropped.join(", ")),
                 "libvirt uses the first of parent, parent_wwnn/parent_wwpn, parent_fabric_wwn; the policy takes one",
             ));
             p.clone()
@@ -392,7 +397,7 @@ fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<Pool, Impo
         if pw == wwpn {
             return Err(file.at(
                 adapter.offset,
-                format!("pool `{pool}`: the vHBA's wwpn is its parent's ({wwpn})"),
+                format!("pool `{shown}`: the vHBA's wwpn is its parent's ({wwpn})"),
                 "a vHBA needs a WWPN of its own",
             ));
         }
@@ -401,13 +406,13 @@ fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<Pool, Impo
         None | Some("no") => {}
         Some("yes") => warnings.push(file.at(
             adapter.offset,
-            format!("pool `{pool}` is managed='yes': libvirt deletes the vHBA when the pool stops"),
+            format!("pool `{shown}` is managed='yes': libvirt deletes the vHBA when the pool stops"),
             "set managed='no' (virsh pool-edit) so libvirt uses the vHBA hbad keeps instead of deleting it",
         )),
         Some(other) => {
             return Err(file.at(
                 adapter.offset,
-                format!("pool `{pool}`: managed='{other}'"),
+                format!("pool `{shown}`: managed='{}'", echoed(other)),
                 "libvirt takes managed='yes' or 'no'",
             ))
         }
@@ -416,14 +421,14 @@ fn import_one(file: &File, warnings: &mut Vec<ImportError>) -> Result<Pool, Impo
     if name.is_empty() {
         return Err(file.at(
             root.offset,
-            format!("pool name `{pool}` leaves nothing usable as a vHBA name"),
+            format!("pool name `{shown}` leaves nothing usable as a vHBA name"),
             "vHBA names are letters, digits, '-', '_' and '.'; rename the pool or write the table by hand",
         ));
     }
     if name != pool {
         warnings.push(file.at(
             root.offset,
-            format!("pool `{pool}` becomes vHBA `{name}`"),
+            format!("pool `{shown}` becomes vHBA `{name}`"),
             "vHBA names are up to 48 letters, digits, '-', '_' or '.' (they become /dev/disk/by-vhba/<name>)",
         ));
     }
@@ -475,8 +480,10 @@ pub fn import_pools(sources: &[PoolSource]) -> Result<Import, Vec<ImportError>> 
             errors.push(file.at(
                 0,
                 format!(
-                    "pool `{}` has the WWPN {} of pool `{other}`",
-                    table.pool, table.wwpn
+                    "pool `{}` has the WWPN {} of pool `{}`",
+                    echoed(&table.pool),
+                    table.wwpn,
+                    echoed(other)
                 ),
                 format!(
                     "{} gave it first; every WWPN on a fabric must be unique",
@@ -500,7 +507,9 @@ pub fn import_pools(sources: &[PoolSource]) -> Result<Import, Vec<ImportError>> 
                         column: 1,
                         what: format!(
                             "pool `{}` names as parent the WWPN {} of pool `{}`'s vHBA",
-                            other.pool, wwpn, v.pool
+                            echoed(&other.pool),
+                            wwpn,
+                            echoed(&v.pool)
                         ),
                         why: "a vHBA's parent is a physical port; vHBAs cannot nest".into(),
                     });
@@ -552,11 +561,11 @@ fn refused_by_policy(import: &Import) -> Vec<ImportError> {
                 file,
                 line: 1,
                 column: 1,
-                what: printable(&format!(
-                    "pool `{pool}` gives a vHBA hbad check refuses: {}",
+                what: format!(
+                    "pool `{}` gives a vHBA hbad check refuses: {}",
+                    echoed(pool),
                     e.message
-                ))
-                .into_owned(),
+                ),
                 why: e
                     .hint
                     .clone()
@@ -674,6 +683,20 @@ mod tests {
         assert!(
             e.what
                 .contains("parent_wwnn and parent_wwpn are the same (0x5001a4a000000001)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn values_quoted_in_refusals_are_cut_short() {
+        let long = "p".repeat(5000);
+        let e = refusal(&format!(
+            "<pool type='scsi'><name>{long}</name><source><adapter type='{}'/></source></pool>",
+            "t".repeat(5000)
+        ));
+        assert!(e.what.len() < 300, "{} bytes: {e}", e.what.len());
+        assert!(
+            e.what.contains(&format!("pool `{}…`", "p".repeat(80))),
             "{e}"
         );
     }

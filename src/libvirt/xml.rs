@@ -8,6 +8,8 @@ use quick_xml::escape::{escape, resolve_predefined_entity};
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
+use crate::terminal::echoed;
+
 /// Text or an attribute value, quoted either way (`'` included: libvirt quotes
 /// attributes with `'`).
 pub(crate) fn esc(s: &str) -> Cow<'_, str> {
@@ -104,7 +106,12 @@ pub(crate) fn parse(text: &str) -> Result<Element, XmlError> {
                 let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
                 let value = a
                     .unescape_value()
-                    .map_err(|err| fail(before as u64, format!("attribute `{key}`: {err}")))?
+                    .map_err(|err| {
+                        fail(
+                            before as u64,
+                            format!("attribute `{}`: {err}", echoed(&key)),
+                        )
+                    })?
                     .into_owned();
                 attrs.push((key, value));
             }
@@ -171,7 +178,10 @@ pub(crate) fn parse(text: &str) -> Result<Element, XmlError> {
                         let name = r.decode().map_err(|e| fail(before as u64, e.to_string()))?;
                         resolve_predefined_entity(&name)
                             .ok_or_else(|| {
-                                fail(before as u64, format!("unknown entity `&{name};`"))
+                                fail(
+                                    before as u64,
+                                    format!("unknown entity `&{};`", echoed(&name)),
+                                )
                             })?
                             .to_string()
                     }
@@ -187,7 +197,7 @@ pub(crate) fn parse(text: &str) -> Result<Element, XmlError> {
     if let Some(open) = stack.last() {
         return Err(XmlError {
             offset: open.offset,
-            message: format!("<{}> is never closed", open.name),
+            message: format!("<{}> is never closed", echoed(&open.name)),
         });
     }
     root.ok_or(XmlError {
