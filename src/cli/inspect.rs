@@ -127,22 +127,27 @@ pub fn write_tree_streamed(
         .filter(|n| has_luns(n))
         .collect();
     if json {
-        return skeleton.stream(&targets, DiskLinks::Read, |luns| luns, |feed| {
-            let below = |node: &Node| -> Option<Graph> {
-                if !has_luns(node) {
-                    return None;
-                }
-                let luns = feed.next()?;
-                debug_assert_eq!(luns.target().map(|t| &t.devpath), Some(&node.devpath));
-                Some(luns.graph)
-            };
-            let below = std::cell::RefCell::new(below);
-            let written = render::write_json(
-                &render::TreeStream::roots_with(skeleton.graph(), &below),
-                out,
-            );
-            written
-        });
+        return skeleton.stream(
+            &targets,
+            DiskLinks::Read,
+            |luns| luns,
+            |feed| {
+                let below = |node: &Node| -> Option<Graph> {
+                    if !has_luns(node) {
+                        return None;
+                    }
+                    let luns = feed.next()?;
+                    debug_assert_eq!(luns.target().map(|t| &t.devpath), Some(&node.devpath));
+                    Some(luns.graph)
+                };
+                let below = std::cell::RefCell::new(below);
+                let written = render::write_json(
+                    &render::TreeStream::roots_with(skeleton.graph(), &below),
+                    out,
+                );
+                written
+            },
+        );
     }
     // Each target's lines are made where its LUNs were read: the prefix they
     // start with comes from a walk of the skeleton that writes nothing.

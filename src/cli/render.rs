@@ -733,7 +733,14 @@ pub fn write_subtree(
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     let children = sorted_children(graph, node);
-    walk_tree(graph, &children, prefix, false, &mut |_, _, _| Ok(false), out)
+    walk_tree(
+        graph,
+        &children,
+        prefix,
+        false,
+        &mut |_, _, _| Ok(false),
+        out,
+    )
 }
 
 fn walk_tree(
