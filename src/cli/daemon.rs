@@ -12,7 +12,7 @@ use super::policy::load_policy;
 use super::render::render_table;
 use super::Global;
 use crate::daemon::health::{assess, read_process, Level, Verdict};
-use crate::daemon::run::run as run_loop;
+use crate::daemon::run::run_with_kernel;
 use crate::daemon::status::{Status, DEFAULT_PATH};
 use crate::daemon::{Agent, AgentConfig, Control, LoopTimings};
 use crate::journal;
@@ -123,7 +123,9 @@ async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result
         UdevMode::Off => false,
         UdevMode::Auto => std::path::Path::new("/run/udev/control").exists(),
     };
-    let mut sources = vec![EventSource::Kernel(kernel)];
+    // The kernel's socket is read by the loop itself (in place, nothing copied per
+    // event); the other sources reach it through a channel.
+    let mut sources = Vec::new();
     let mut _udev_handle = None;
     if udev_wanted {
         // Only block devices: udev adds their stable links; everything else comes
@@ -195,8 +197,9 @@ async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result
     spawn_signals(control_tx)?;
 
     let loader = g.policy_loader();
-    run_loop(
+    run_with_kernel(
         agent,
+        kernel,
         events_rx,
         control_rx,
         move || loader.load(),

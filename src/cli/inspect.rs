@@ -3,7 +3,7 @@
 //! Text for people goes through [`super::render`]; `--json` prints the shapes
 //! documented there.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -126,30 +126,68 @@ pub fn write_tree_streamed(
         .into_iter()
         .filter(|n| has_luns(n))
         .collect();
-    skeleton.stream(
-        &targets,
-        DiskLinks::Read,
-        |luns| luns,
-        |feed| {
-            let below = |node: &Node| -> Option<Graph> {
-                if !has_luns(node) {
-                    return None;
-                }
-                let luns = feed.next()?;
-                debug_assert_eq!(luns.target().map(|t| &t.devpath), Some(&node.devpath));
-                Some(luns.graph)
-            };
-            let below = std::cell::RefCell::new(below);
-            if json {
-                render::write_json(
+    if json {
+        return skeleton.stream(
+            &targets,
+            DiskLinks::Read,
+            |luns| luns,
+            |feed| {
+                let below = |node: &Node| -> Option<Graph> {
+                    if !has_luns(node) {
+                        return None;
+                    }
+                    let luns = feed.next()?;
+                    debug_assert_eq!(luns.target().map(|t| &t.devpath), Some(&node.devpath));
+                    Some(luns.graph)
+                };
+                let below = std::cell::RefCell::new(below);
+                let written = render::write_json(
                     &render::TreeStream::roots_with(skeleton.graph(), &below),
                     out,
-                )
-            } else {
-                render::write_tree_with(skeleton.graph(), &mut *below.borrow_mut(), out)
+                );
+                written
+            },
+        );
+    }
+    // Each target's lines are made where its LUNs were read: the prefix they
+    // start with comes from a walk of the skeleton that writes nothing.
+    let mut prefixes: HashMap<String, String> = HashMap::new();
+    render::write_tree_with(
+        skeleton.graph(),
+        &mut |node, prefix, _| {
+            if has_luns(node) {
+                prefixes.insert(node.devpath.to_string(), prefix.to_string());
             }
+            Ok(false)
         },
-    )
+        &mut std::io::sink(),
+    )?;
+    let lines = |luns: TargetLuns| {
+        let mut lines = Vec::new();
+        if let Some(target) = luns.target() {
+            let prefix = prefixes
+                .get(target.devpath.as_str())
+                .map_or("", String::as_str);
+            // Writing to a Vec cannot fail.
+            let _ = render::write_subtree(&luns.graph, target, prefix, &mut lines);
+        }
+        lines
+    };
+    skeleton.stream(&targets, DiskLinks::Read, lines, |feed| {
+        render::write_tree_with(
+            skeleton.graph(),
+            &mut |node, _, out| {
+                if !has_luns(node) {
+                    return Ok(false);
+                }
+                if let Some(lines) = feed.next() {
+                    out.write_all(&lines)?;
+                }
+                Ok(true)
+            },
+            out,
+        )
+    })
 }
 
 /// The sysfs root must look like one (`class/` there) before anything is read.

@@ -487,7 +487,7 @@ pub fn roots(graph: &Graph) -> Vec<&Node> {
 pub struct TreeStream<'a, 'f> {
     graph: &'a Graph,
     node: &'a Node,
-    below: Option<&'a std::cell::RefCell<Below<'f>>>,
+    below: Option<&'a std::cell::RefCell<GraphBelow<'f>>>,
 }
 
 impl std::fmt::Debug for TreeStream<'_, '_> {
@@ -513,10 +513,10 @@ impl<'a> TreeStream<'a, 'a> {
 
 impl<'a, 'f> TreeStream<'a, 'f> {
     /// [`TreeStream::roots`] where what is below some nodes comes from `below`,
-    /// as in [`write_tree_with`].
+    /// a graph of what is below each.
     pub fn roots_with(
         graph: &'a Graph,
-        below: &'a std::cell::RefCell<Below<'f>>,
+        below: &'a std::cell::RefCell<GraphBelow<'f>>,
     ) -> impl Serialize + use<'a, 'f> {
         Streamed(move || {
             roots(graph).into_iter().map(move |node| TreeStream {
@@ -705,68 +705,85 @@ pub fn render_tree(graph: &Graph) -> String {
 /// [`render_tree`], written as it is made: only one run of siblings is held at a
 /// time (to line it up).
 pub fn write_tree(graph: &Graph, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    write_tree_with(graph, &mut |_| None, out)
+    write_tree_with(graph, &mut |_, _, _| Ok(false), out)
 }
 
-/// What is below some nodes of a tree when the graph does not hold it: a graph
-/// with the node and what is below it (a target's LUNs, read as they are shown),
-/// or `None` for the node's own children.
-pub type Below<'f> = dyn FnMut(&Node) -> Option<Graph> + 'f;
+/// What is below some nodes of a tree when the graph does not hold it:
+/// `below(node, prefix, out)` writes the lines under `node` (a target's LUNs, read
+/// as they are shown), each starting with `prefix`, and says `true`; or says
+/// `false` for the node's own children in the graph.
+pub type LinesBelow<'f> =
+    dyn FnMut(&Node, &str, &mut dyn std::io::Write) -> std::io::Result<bool> + 'f;
 
 /// [`write_tree`] where what is below some nodes comes from `below`.
 pub fn write_tree_with(
     graph: &Graph,
-    below: &mut Below<'_>,
+    below: &mut LinesBelow<'_>,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
-    fn walk(
-        graph: &Graph,
-        nodes: &[&Node],
-        prefix: &str,
-        top: bool,
-        below: &mut Below<'_>,
-        out: &mut dyn std::io::Write,
-    ) -> std::io::Result<()> {
-        // Align each run of same-kind siblings.
-        let mut i = 0;
-        while i < nodes.len() {
-            let rank = kind_rank(&nodes[i].kind);
-            let mut j = i;
-            while j < nodes.len() && kind_rank(&nodes[j].kind) == rank {
-                j += 1;
-            }
-            let rows: Vec<Vec<String>> =
-                nodes[i..j].iter().map(|n| tree_fields(graph, n)).collect();
-            for (k, line) in align(&rows).into_iter().enumerate() {
-                let node = nodes[i + k];
-                let last = i + k + 1 == nodes.len();
-                let (branch, indent) = match (top, last) {
-                    (true, _) => ("", ""),
-                    (false, false) => ("├── ", "│   "),
-                    (false, true) => ("└── ", "    "),
-                };
-                writeln!(out, "{prefix}{branch}{line}")?;
-                let prefix = format!("{prefix}{indent}");
-                match below(node) {
-                    Some(sub) => {
-                        let children = match sub.node(&node.devpath) {
-                            Some(n) => sorted_children(&sub, n),
-                            None => Vec::new(),
-                        };
-                        walk(&sub, &children, &prefix, false, below, out)?;
-                    }
-                    None => {
-                        let children = sorted_children(graph, node);
-                        walk(graph, &children, &prefix, false, below, out)?;
-                    }
-                }
-            }
-            i = j;
-        }
-        Ok(())
-    }
-    walk(graph, &roots(graph), "", true, below, out)
+    walk_tree(graph, &roots(graph), "", true, below, out)
 }
+
+/// The lines under `node`, each starting with `prefix`: what [`write_tree`] writes
+/// below it, for a node whose lines are made apart from the rest of the tree.
+pub fn write_subtree(
+    graph: &Graph,
+    node: &Node,
+    prefix: &str,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let children = sorted_children(graph, node);
+    walk_tree(
+        graph,
+        &children,
+        prefix,
+        false,
+        &mut |_, _, _| Ok(false),
+        out,
+    )
+}
+
+fn walk_tree(
+    graph: &Graph,
+    nodes: &[&Node],
+    prefix: &str,
+    top: bool,
+    below: &mut LinesBelow<'_>,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    // Align each run of same-kind siblings.
+    let mut i = 0;
+    while i < nodes.len() {
+        let rank = kind_rank(&nodes[i].kind);
+        let mut j = i;
+        while j < nodes.len() && kind_rank(&nodes[j].kind) == rank {
+            j += 1;
+        }
+        let rows: Vec<Vec<String>> = nodes[i..j].iter().map(|n| tree_fields(graph, n)).collect();
+        for (k, line) in align(&rows).into_iter().enumerate() {
+            let node = nodes[i + k];
+            let last = i + k + 1 == nodes.len();
+            let (branch, indent) = match (top, last) {
+                (true, _) => ("", ""),
+                (false, false) => ("├── ", "│   "),
+                (false, true) => ("└── ", "    "),
+            };
+            writeln!(out, "{prefix}{branch}{line}")?;
+            let prefix = format!("{prefix}{indent}");
+            if !below(node, &prefix, out)? {
+                let children = sorted_children(graph, node);
+                walk_tree(graph, &children, &prefix, false, below, out)?;
+            }
+        }
+        i = j;
+    }
+    Ok(())
+}
+
+/// What is below some nodes of a tree in JSON when the graph does not hold it: a
+/// graph with the node and what is below it, or `None` for the node's own
+/// children.
+pub type GraphBelow<'f> = dyn FnMut(&Node) -> Option<Graph> + 'f;
 
 /// Every node in the order the tree shows them.
 pub fn tree_order(graph: &Graph) -> Vec<&Node> {

@@ -8,7 +8,7 @@
 //! comes back as a [`Report`]. Time comes in as an argument, so backoffs and the
 //! boot's link waits are tested without waiting.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -20,7 +20,7 @@ use crate::exec::vport::{vport_marks, SysfsPoll, Vports};
 use crate::exec::{
     later, Executor, Report, ScanOutcome, ScanReport, Scanner, StepOutcome, StepReport,
 };
-use crate::graph::{Change, Devpath, Graph, Node, NodeKind};
+use crate::graph::{Change, Devpath, Graph, Node, NodeKind, Notice};
 use crate::journal::MessageId;
 use crate::ownership::OwnedState;
 use crate::plan::{declared, plan, Action, HostRef, Recorded, Step, WaitReason};
@@ -29,7 +29,7 @@ use crate::sysfs::writes::AttrWriter;
 use crate::sysfs::{devpath_name, Sysfs};
 use crate::uevent::fc_event::{posts_link_events, FcItem};
 use crate::uevent::source::CounterSnapshot;
-use crate::uevent::{Rejection, SourceItem};
+use crate::uevent::{Rejection, SourceItem, SourceItemRef, UeventRef};
 use crate::wwn::Wwn;
 
 use super::fleet::{self, Fleet};
@@ -122,6 +122,27 @@ pub struct Agent {
     metrics_stale: bool,
     /// Gone LUNs already named, with their fate: named again only when it changes.
     gone_said: GoneLedger,
+    /// Events taken since the last plan ([`Agent::take`], [`Agent::plan_batch`]).
+    pending: Pending,
+}
+
+/// What the events of a batch did, until the batch is planned.
+#[derive(Debug, Default)]
+struct Pending {
+    /// The list is kept from batch to batch, so a storm does not grow a new one
+    /// each time; past [`Pending::KEEP`] entries it is given back.
+    changes: Vec<Change>,
+    /// Events were lost: the graph is read again before planning.
+    resync: bool,
+    /// The notices in `changes`, by record and notice: a storm repeats the same
+    /// unit attention on every LUN of a target, over and over, and a repeat asks
+    /// the planner for nothing the first did not, so it is not kept. The list
+    /// then grows with the LUNs that reported, not with the events.
+    noticed: HashSet<(usize, Notice)>,
+}
+
+impl Pending {
+    const KEEP: usize = 16 * 1024;
 }
 
 impl Agent {
@@ -173,6 +194,7 @@ impl Agent {
             status_written: None,
             metrics_stale: true,
             gone_said: GoneLedger::default(),
+            pending: Pending::default(),
         };
         agent.sync_vhba_runtime();
         agent
@@ -308,29 +330,76 @@ impl Agent {
     /// A batch of items from the sources: events update the graph, an overflow
     /// rebuilds it from sysfs; then one plan for the whole batch.
     pub fn handle(&mut self, items: Vec<SourceItem>, now: Instant) {
-        self.metrics_stale = true;
-        let mut changes = Vec::new();
-        let mut resync = false;
-        for item in items {
-            match item {
-                SourceItem::Event(ev) => {
-                    self.counters.events += 1;
-                    changes.extend(self.graph.apply(&ev, &self.sysfs));
-                }
-                SourceItem::Overflow => {
-                    self.counters.overflows += 1;
-                    resync = true;
-                }
-                SourceItem::Rejected(Rejection::Malformed(e)) => {
-                    self.counters.malformed += 1;
-                    tracing::debug!("dropped a malformed uevent: {e}");
-                }
-                SourceItem::Rejected(r) => {
-                    self.counters.forged += 1;
-                    tracing::warn!(hbad_reason = %r, "dropped a uevent: {r}");
+        for item in &items {
+            self.take(item);
+        }
+        drop(items);
+        self.plan_batch(now);
+    }
+
+    /// One item of a batch: an event is applied to the graph now, and what it
+    /// changed is planned with the rest of the batch by [`Agent::plan_batch`].
+    pub fn take(&mut self, item: &SourceItem) {
+        match item {
+            SourceItem::Event(ev) => self.take_event(ev.view()),
+            SourceItem::Overflow => self.take_overflow(),
+            SourceItem::Rejected(r) => self.take_rejected(r),
+        }
+    }
+
+    /// One item of a batch read in place off a source's buffer (see [`Agent::take`]).
+    pub fn take_ref(&mut self, item: SourceItemRef<'_>) {
+        match item {
+            SourceItemRef::Event(ev) => self.take_event(ev),
+            SourceItemRef::Overflow => self.take_overflow(),
+            SourceItemRef::Rejected(r) => self.take_rejected(&r),
+        }
+    }
+
+    /// One event of a batch, read in place (see [`Agent::take`]).
+    pub fn take_event(&mut self, ev: UeventRef<'_>) {
+        self.counters.events += 1;
+        let pending = &mut self.pending;
+        let before = pending.changes.len();
+        self.graph.apply_into(ev, &self.sysfs, &mut pending.changes);
+        if pending.changes.len() == before + 1 {
+            if let Some(Change::Notice { node, notice }) = pending.changes.last() {
+                // The graph shares one record per node until the node changes,
+                // and the list holds it: the same pointer is the same node as
+                // it was.
+                let key = (Arc::as_ptr(node) as usize, notice.clone());
+                if !pending.noticed.insert(key) {
+                    pending.changes.pop();
                 }
             }
         }
+    }
+
+    /// The source lost events: the batch's plan starts from sysfs read again.
+    pub fn take_overflow(&mut self) {
+        self.counters.overflows += 1;
+        self.pending.resync = true;
+    }
+
+    /// A message a source refused.
+    pub fn take_rejected(&mut self, r: &Rejection) {
+        match r {
+            Rejection::Malformed(e) => {
+                self.counters.malformed += 1;
+                tracing::debug!("dropped a malformed uevent: {e}");
+            }
+            r => {
+                self.counters.forged += 1;
+                tracing::warn!(hbad_reason = %r, "dropped a uevent: {r}");
+            }
+        }
+    }
+
+    /// Plans once for everything taken since the last plan.
+    pub fn plan_batch(&mut self, now: Instant) {
+        self.metrics_stale = true;
+        let mut changes = std::mem::take(&mut self.pending.changes);
+        let resync = std::mem::take(&mut self.pending.resync);
         if resync {
             changes.extend(self.resync());
         }
@@ -343,6 +412,12 @@ impl Agent {
                 "kernel events were lost; a lost unit attention is only found by scanning",
             );
         }
+        changes.clear();
+        if changes.capacity() <= Pending::KEEP {
+            self.pending.changes = changes;
+        }
+        self.pending.noticed.clear();
+        self.pending.noticed.shrink_to(Pending::KEEP);
     }
 
     /// Lost events cannot be replayed: read sysfs again and act on the differences.

@@ -17,6 +17,7 @@ use tokio::time::{self, Instant as TokioInstant};
 use crate::exec::later;
 use crate::policy::{Policy, PolicyErrors};
 use crate::sysfs::writes::set_loop_thread;
+use crate::uevent::kernel::AsyncKernelSource;
 use crate::uevent::SourceItem;
 
 use super::agent::{Agent, CONFIRM_TIMEOUT};
@@ -101,12 +102,42 @@ fn load_off_loop(
 
 /// The most FC transport events handled in one turn of the loop.
 const FC_EVENT_BATCH: usize = 1024;
+/// The most uevents taken in one turn of the loop: during a storm the timers,
+/// reports and the debounce deadline get their turn between these.
+const EVENT_BATCH: usize = 1024;
 
 /// Runs until `Stop` (or every control sender is gone). Start-up has already
 /// opened the sources and cold-plugged the agent; this does the boot reconcile,
 /// says READY=1 once the boot-time vHBAs are tried, and serves events.
 pub async fn run(
+    agent: Agent,
+    events: mpsc::Receiver<SourceItem>,
+    control: mpsc::Receiver<Control>,
+    load_policy: impl Fn() -> Result<Policy, PolicyErrors> + Send + Sync + 'static,
+    timings: LoopTimings,
+) {
+    serve(agent, None, events, control, load_policy, timings).await
+}
+
+/// Runs as [`run`] does, reading the kernel's uevents off their socket in the
+/// loop itself: each datagram is read in place and applied to the graph before
+/// the next is read, so that no event is copied or allocated on its way (a storm
+/// of unit attentions is hundreds of thousands of them). `events` brings the
+/// other sources (udev's).
+pub async fn run_with_kernel(
+    agent: Agent,
+    kernel: AsyncKernelSource,
+    events: mpsc::Receiver<SourceItem>,
+    control: mpsc::Receiver<Control>,
+    load_policy: impl Fn() -> Result<Policy, PolicyErrors> + Send + Sync + 'static,
+    timings: LoopTimings,
+) {
+    serve(agent, Some(kernel), events, control, load_policy, timings).await
+}
+
+async fn serve(
     mut agent: Agent,
+    mut kernel: Option<AsyncKernelSource>,
     mut events: mpsc::Receiver<SourceItem>,
     mut control: mpsc::Receiver<Control>,
     load_policy: impl Fn() -> Result<Policy, PolicyErrors> + Send + Sync + 'static,
@@ -129,7 +160,8 @@ pub async fn run(
     agent.write_status();
     let mut ready = false;
     let mut said = String::new();
-    let mut batch: Vec<SourceItem> = Vec::new();
+    // Events are applied to the graph as they come; the deadline is when what
+    // they changed is planned, as one batch (the agent holds it meanwhile).
     let mut deadline: Option<TokioInstant> = None;
     let mut events_open = true;
     let mut alarm = Alarm::new();
@@ -185,9 +217,8 @@ pub async fn run(
                 loading = false;
                 let now = Instant::now();
                 // Events already received are handled under the old policy first.
-                if !batch.is_empty() {
-                    agent.handle(std::mem::take(&mut batch), now);
-                    deadline = None;
+                if deadline.take().is_some() {
+                    agent.plan_batch(now);
                 }
                 agent.reload(loaded, now);
                 agent.write_status();
@@ -205,7 +236,7 @@ pub async fn run(
             _ = time::sleep_until(deadline.unwrap_or_else(TokioInstant::now)), if deadline.is_some() => {
                 deadline = None;
                 let now = Instant::now();
-                agent.handle(std::mem::take(&mut batch), now);
+                agent.plan_batch(now);
                 settle(&mut agent, &mut ready, &mut said, started, now, &timings);
             },
             Some(r) = reports.recv() => {
@@ -237,27 +268,55 @@ pub async fn run(
                     settle(&mut agent, &mut ready, &mut said, started, Instant::now(), &timings);
                 }
             },
+            taken = async {
+                match kernel.as_mut() {
+                    Some(k) => k.take_each(EVENT_BATCH, |item| agent.take_ref(item)).await,
+                    None => std::future::pending().await,
+                }
+            }, if kernel.is_some() => match taken {
+                Ok(_) => {
+                    if deadline.is_none() {
+                        deadline = Some(debounce_deadline(&agent));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("event source failed: {e}");
+                    kernel = None;
+                    if !events_open {
+                        tracing::error!("every event source has closed; state is now kept by polling only");
+                    }
+                }
+            },
             item = events.recv(), if events_open => match item {
                 Some(item) => {
-                    batch.push(item);
-                    while let Ok(i) = events.try_recv() {
-                        batch.push(i);
+                    agent.take(&item);
+                    let mut taken = 1;
+                    while taken < EVENT_BATCH {
+                        let Ok(item) = events.try_recv() else { break };
+                        agent.take(&item);
+                        taken += 1;
                     }
                     if deadline.is_none() {
-                        let debounce = agent.policy().rescan.debounce;
-                        deadline = Some(TokioInstant::from_std(later(Instant::now(), debounce)));
+                        deadline = Some(debounce_deadline(&agent));
                     }
                 }
                 None => {
-                    tracing::error!("every event source has closed; state is now kept by polling only");
                     events_open = false;
+                    if kernel.is_none() {
+                        tracing::error!("every event source has closed; state is now kept by polling only");
+                    }
                 }
             },
         }
     }
 
-    stop(agent, batch, reports, timings).await;
+    stop(agent, deadline.is_some(), reports, timings).await;
     set_loop_thread(false);
+}
+
+/// When events taken now are planned: the policy's debounce from now.
+fn debounce_deadline(agent: &Agent) -> TokioInstant {
+    TokioInstant::from_std(later(Instant::now(), agent.policy().rescan.debounce))
 }
 
 /// After the agent has done something: start-up's progress until READY=1, then
@@ -449,15 +508,15 @@ fn start_up(agent: &mut Agent, started: Instant, now: Instant, timings: &LoopTim
 /// vHBAs are never deleted on the way out: they outlive agent restarts.
 async fn stop(
     mut agent: Agent,
-    batch: Vec<SourceItem>,
+    pending: bool,
     mut reports: mpsc::UnboundedReceiver<crate::exec::Report>,
     timings: LoopTimings,
 ) {
     notify::stopping();
     agent.stop();
-    if !batch.is_empty() {
-        // The graph and counters take them; no step starts.
-        agent.handle(batch, Instant::now());
+    if pending {
+        // The graph and counters have taken the events; no step starts.
+        agent.plan_batch(Instant::now());
     }
     let until = later(Instant::now(), timings.stop_grace);
     while agent.unfinished() > 0 && Instant::now() < until {

@@ -1,12 +1,14 @@
 //! Keeping the graph current, one kernel event at a time.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::{event_class, read_kind, removes, DeviceClass, Graph, NodeId, NodeKind, NodeRecord};
 use crate::sysfs::Sysfs;
-use crate::uevent::{Action, Uevent};
+use crate::uevent::{Action, UeventRef};
 
 /// What an event did to the graph.
 ///
@@ -52,26 +54,95 @@ impl Change {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(tag = "notice", content = "reason", rename_all = "snake_case")]
 pub enum Notice {
     /// `SDEV_UA=<reason>` on a scsi_device change (REPORTED_LUNS_DATA_HAS_CHANGED, ...).
-    UnitAttention(String),
+    UnitAttention(UaReason),
     /// `SDEV_MEDIA_CHANGE=1`.
     MediaChange,
+}
+
+/// What a unit attention reports, as the midlayer words it in `SDEV_UA`. The
+/// reasons the kernel sends are kept without a copy: a storm repeats one of them
+/// on every LUN of a target, thousands of times. Any other is copied (it is at
+/// most a datagram long).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct UaReason(Cow<'static, str>);
+
+/// The `SDEV_UA` values of scsi_lib.c's `sdev_evt_send`.
+const KERNEL_UA_REASONS: [&str; 7] = [
+    "INQUIRY_DATA_HAS_CHANGED",
+    "CAPACITY_DATA_HAS_CHANGED",
+    "THIN_PROVISIONING_SOFT_THRESHOLD_REACHED",
+    "MODE_PARAMETERS_CHANGED",
+    "REPORTED_LUNS_DATA_HAS_CHANGED",
+    "ASYMMETRIC_ACCESS_STATE_CHANGED",
+    "POWER_ON_RESET_OCCURRED",
+];
+
+impl UaReason {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for UaReason {
+    fn from(reason: &str) -> Self {
+        UaReason(match KERNEL_UA_REASONS.iter().find(|&&k| k == reason) {
+            Some(known) => Cow::Borrowed(known),
+            None => Cow::Owned(reason.to_string()),
+        })
+    }
+}
+
+impl std::ops::Deref for UaReason {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for UaReason {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for UaReason {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl fmt::Display for UaReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 impl Graph {
     /// Applies one event and says what it changed. Events for subsystems the graph
     /// does not model (bsg, scsi_generic, workqueue, partitions...) change nothing.
-    pub fn apply(&mut self, ev: &Uevent, sysfs: &Sysfs) -> Vec<Change> {
-        let Some((class, devpath)) = event_class(ev) else {
-            return Vec::new();
-        };
-        let class_event = devpath != ev.devpath;
+    pub fn apply<'e>(&mut self, ev: impl Into<UeventRef<'e>>, sysfs: &Sysfs) -> Vec<Change> {
         let mut changes = Vec::new();
+        self.apply_into(ev.into(), sysfs, &mut changes);
+        changes
+    }
+
+    /// Applies one event as [`Graph::apply`] does, adding what it changed to
+    /// `changes`: a batch of events fills one list. A unit attention on a LUN the
+    /// graph knows costs one lookup and allocates nothing (the list aside).
+    pub fn apply_into(&mut self, ev: UeventRef<'_>, sysfs: &Sysfs, changes: &mut Vec<Change>) {
+        let Some((class, devpath)) = event_class(&ev) else {
+            return;
+        };
+        // The device is the event's own, or (class devices) an ancestor of it,
+        // whose devpath is a prefix of the event's.
+        let class_event = devpath.len() != ev.devpath.len();
         if removes(ev.action) {
-            match ev.subsystem.as_str() {
+            match ev.subsystem {
                 // The host itself goes with the `scsi` removal that follows.
                 "scsi_host" => {}
                 "fc_host" => {
@@ -80,7 +151,7 @@ impl Graph {
                     {
                         let mut h = h.clone();
                         h.fc = None;
-                        self.update(id, NodeKind::Host(h), &mut changes);
+                        self.update(id, NodeKind::Host(h), changes);
                     }
                 }
                 _ => {
@@ -91,45 +162,47 @@ impl Graph {
                             .map(|node| Change::Removed { node }),
                     );
                     if class == DeviceClass::Vport {
-                        self.refresh_parent_host(parent, sysfs, &mut changes);
+                        self.refresh_parent_host(parent, sysfs, changes);
                     }
                 }
             }
-            return changes;
+            return;
         }
         if ev.action == Action::Move && !class_event {
-            if let Some(old) = ev.prop("DEVPATH_OLD") {
-                self.rename(old, devpath, &mut changes);
+            if let Some(old) = ev.devpath_old {
+                self.rename(old, devpath, changes);
             }
         }
+        let mut id = self.id(devpath);
         // A unit attention on a LUN the graph knows changes none of the attributes
         // kept here (INQUIRY_DATA_HAS_CHANGED aside: vendor, model, rev), so the
         // device is not re-read: in a storm that re-read was most of the cost.
         let attributes_unchanged = class == DeviceClass::Lun
             && ev.action == Action::Change
             && ev
-                .unit_attention()
+                .unit_attention
                 .is_some_and(|ua| ua != "INQUIRY_DATA_HAS_CHANGED")
-            && self.id(devpath).is_some();
+            && id.is_some();
         if !attributes_unchanged {
             let mut kind = read_kind(sysfs, devpath, class);
             if let NodeKind::Disk(disk) = &mut kind {
-                disk.links = match ev.prop("DEVLINKS") {
+                disk.links = match ev.devlinks {
                     // udev's view: the links it just made.
                     Some(links) => stable_links_of(links),
                     // The kernel's view says nothing of links; keep what we knew.
-                    None => match self.node(devpath).map(|n| &n.kind) {
+                    None => match id.map(|id| &self.at(id).kind) {
                         Some(NodeKind::Disk(old)) => old.links.clone(),
                         _ => Vec::new(),
                     },
                 };
             }
-            match self.id(devpath) {
-                Some(id) => self.update(id, kind, &mut changes),
+            match id {
+                Some(id) => self.update(id, kind, changes),
                 None => {
-                    let id = self.insert(devpath.to_string(), kind);
+                    let added = self.insert(devpath.to_string(), kind);
+                    id = Some(added);
                     changes.push(Change::Added {
-                        node: self.record_at(id),
+                        node: self.record_at(added),
                     });
                 }
             }
@@ -137,23 +210,21 @@ impl Graph {
         if class == DeviceClass::Vport {
             // A vport's arrival or departure changes its parent's npiv_vports_inuse,
             // which the kernel announces with no event of its own.
-            let parent = self.node(devpath).and_then(|n| n.parent);
-            self.refresh_parent_host(parent, sysfs, &mut changes);
+            let parent = id.and_then(|id| self.at(id).parent);
+            self.refresh_parent_host(parent, sysfs, changes);
         }
         if class == DeviceClass::Lun && ev.action == Action::Change {
-            let notice = if let Some(ua) = ev.unit_attention() {
-                Some(Notice::UnitAttention(ua.to_string()))
-            } else {
-                (ev.prop("SDEV_MEDIA_CHANGE") == Some("1")).then_some(Notice::MediaChange)
+            let notice = match ev.unit_attention {
+                Some(ua) => Some(Notice::UnitAttention(UaReason::from(ua))),
+                None => (ev.media_change == Some("1")).then_some(Notice::MediaChange),
             };
-            if let (Some(notice), Some(id)) = (notice, self.id(devpath)) {
+            if let (Some(notice), Some(id)) = (notice, id) {
                 changes.push(Change::Notice {
                     node: self.shared_record(id),
                     notice,
                 });
             }
         }
-        changes
     }
 
     /// Re-reads one device's attributes from sysfs. For what changes with no uevent at

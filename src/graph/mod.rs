@@ -24,14 +24,14 @@ use crate::sysfs::{
     devpath_name, host_number, parent_devpath, port_address, target_address, BlockIndex, BlockInfo,
     Detail, FcHostInfo, Hctl, LunInfo, RemotePortInfo, ScsiHostInfo, Sysfs, TargetInfo, VportInfo,
 };
-use crate::uevent::{Action, Uevent};
+use crate::uevent::{Action, UeventRef};
 use crate::wwn::Wwn;
 
 mod apply;
 pub mod describe;
 mod query;
 
-pub use apply::{Change, Notice};
+pub use apply::{Change, Notice, UaReason};
 pub use query::Lookup;
 
 /// A SCSI host and, when it has one, its FC personality.
@@ -268,13 +268,37 @@ struct NoticeRecords {
     /// Counts the graph's changes: a record is made again after any of them.
     generation: u64,
     made_at: u64,
-    records: HashMap<NodeId, Arc<NodeRecord>>,
+    /// By node id, as the node table: a storm's lookup is an index, not a hash
+    /// (only the ids in `made` hold a record; the table grows to the highest id
+    /// noticed, a pointer per node).
+    by_id: Vec<Option<Arc<NodeRecord>>>,
+    made: Vec<NodeId>,
 }
 
 impl NoticeRecords {
     /// Enough for every LUN behind a few busy targets; a larger storm makes some
     /// records twice rather than hold one per LUN of a huge host.
     const MAX: usize = 4096;
+
+    fn get(&self, id: NodeId) -> Option<&Arc<NodeRecord>> {
+        self.by_id.get(id.index())?.as_ref()
+    }
+
+    fn put(&mut self, id: NodeId, record: Arc<NodeRecord>) {
+        if self.by_id.len() <= id.index() {
+            self.by_id.resize(id.index() + 1, None);
+        }
+        if self.by_id[id.index()].replace(record).is_none() {
+            self.made.push(id);
+        }
+    }
+
+    /// Drops every record, in time proportional to their number.
+    fn clear(&mut self) {
+        for id in self.made.drain(..) {
+            self.by_id[id.index()] = None;
+        }
+    }
 }
 
 /// Two graphs are equal when they hold the same nodes with the same attributes and
@@ -442,15 +466,15 @@ impl Graph {
     /// nothing in the graph changed in between.
     fn shared_record(&mut self, id: NodeId) -> Arc<NodeRecord> {
         let cache = &mut self.notice_records;
-        if cache.made_at != cache.generation || cache.records.len() >= NoticeRecords::MAX {
-            cache.records.clear();
+        if cache.made_at != cache.generation || cache.made.len() >= NoticeRecords::MAX {
+            cache.clear();
             cache.made_at = cache.generation;
         }
-        if let Some(record) = cache.records.get(&id) {
+        if let Some(record) = cache.get(id) {
             return record.clone();
         }
         let record = Arc::new(self.record_at(id));
-        self.notice_records.records.insert(id, record.clone());
+        self.notice_records.put(id, record.clone());
         record
     }
 
@@ -857,26 +881,27 @@ pub(crate) fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> Nod
 }
 
 /// Helpers for events: what a uevent is about, in graph terms.
-fn event_class(ev: &Uevent) -> Option<(DeviceClass, &str)> {
-    let owner_of_class_dev = || parent_devpath(&ev.devpath).and_then(parent_devpath);
-    match ev.subsystem.as_str() {
+fn event_class<'e>(ev: &UeventRef<'e>) -> Option<(DeviceClass, &'e str)> {
+    let devpath = ev.devpath;
+    let owner_of_class_dev = || parent_devpath(devpath).and_then(parent_devpath);
+    match ev.subsystem {
         "scsi" => {
-            let class = match ev.devtype.as_deref() {
+            let class = match ev.devtype {
                 Some("scsi_host") => DeviceClass::Host,
                 Some("scsi_target") => DeviceClass::Target,
                 Some("scsi_device") => DeviceClass::Lun,
-                _ => DeviceClass::of_name(devpath_name(&ev.devpath))?,
+                _ => DeviceClass::of_name(devpath_name(devpath))?,
             };
-            Some((class, ev.devpath.as_str()))
+            Some((class, devpath))
         }
         "scsi_host" | "fc_host" => Some((DeviceClass::Host, owner_of_class_dev()?)),
         "fc_vports" => Some((DeviceClass::Vport, owner_of_class_dev()?)),
         "fc_remote_ports" => Some((DeviceClass::RemotePort, owner_of_class_dev()?)),
-        "block" if ev.devtype.as_deref() != Some("partition") => {
+        "block" if ev.devtype != Some("partition") => {
             // Only disks that sit on a SCSI device: `.../H:C:T:L/block/sdX`.
             let lun = owner_of_class_dev()?;
             (DeviceClass::of_name(devpath_name(lun)) == Some(DeviceClass::Lun))
-                .then_some((DeviceClass::Disk, ev.devpath.as_str()))
+                .then_some((DeviceClass::Disk, devpath))
         }
         _ => None,
     }

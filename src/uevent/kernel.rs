@@ -25,7 +25,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use super::source::{raise_recv_buffer, RecvBuffer, SourceCounters, DEFAULT_RECV_BUFFER};
-use super::{parse_kernel, ParseError, Rejection, SourceItem};
+use super::{parse_kernel, parse_kernel_ref, ParseError, Rejection, SourceItem, SourceItemRef};
 
 /// The multicast group the kernel sends uevents to (udevd re-broadcasts on 2).
 pub const KERNEL_GROUP: u32 = 1;
@@ -70,6 +70,21 @@ pub fn classify(sender_portid: u32, datagram: &[u8], truncated: bool) -> SourceI
     }
 }
 
+/// Decides what one datagram is, as [`classify`] does, reading an event in place:
+/// its fields borrow the datagram.
+pub fn classify_ref(sender_portid: u32, datagram: &[u8], truncated: bool) -> SourceItemRef<'_> {
+    if sender_portid != 0 {
+        return SourceItemRef::Rejected(Rejection::NotKernel(sender_portid));
+    }
+    if truncated {
+        return SourceItemRef::Rejected(Rejection::Malformed(ParseError::Truncated));
+    }
+    match parse_kernel_ref(datagram) {
+        Ok(event) => SourceItemRef::Event(event),
+        Err(e) => SourceItemRef::Rejected(Rejection::Malformed(e)),
+    }
+}
+
 fn open_socket(opts: &KernelOptions) -> io::Result<(Socket, RecvBuffer)> {
     let mut socket = Socket::new(NETLINK_KOBJECT_UEVENT)?;
     // The buffer is raised before binding so no burst finds it at the default size.
@@ -95,13 +110,20 @@ impl Datagram for SourceItem {
     }
 }
 
-/// One `recvfrom`: a classified datagram, or the raw error (`ENOBUFS` included).
-fn receive_one<T: Datagram>(socket: &Socket, buf: &mut [u8], flags: libc::c_int) -> io::Result<T> {
+/// One `recvfrom` into `buf`: what `classify` makes of the datagram (sender
+/// portid, the bytes read, whether it was longer), or the raw error (`ENOBUFS`
+/// included).
+fn receive_one<'b, R>(
+    socket: &Socket,
+    buf: &'b mut [u8],
+    flags: libc::c_int,
+    classify: impl FnOnce(u32, &'b [u8], bool) -> R,
+) -> io::Result<R> {
     let capacity = buf.len();
     let mut room = &mut buf[..];
     // With MSG_TRUNC the length returned is the datagram's, even when it did not fit.
     let (len, sender) = socket.recv_from(&mut room, flags | libc::MSG_TRUNC)?;
-    Ok(T::classify(
+    Ok(classify(
         sender.port_number(),
         &buf[..len.min(capacity)],
         len > capacity,
@@ -125,22 +147,27 @@ pub(super) fn receive<T: Datagram>(
     if let Some(item) = backlog.pop_front() {
         return Ok(item);
     }
-    match receive_one(socket, buf, 0) {
+    match receive_one(socket, buf, 0, T::classify) {
         Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-            loop {
-                match receive_one(socket, buf, libc::MSG_DONTWAIT) {
-                    Ok(item) => backlog.push_back(item),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    // Empty (WouldBlock) is the normal end; any other error will
-                    // come back on the next receive, after the overflow.
-                    Err(_) => break,
-                }
-            }
-            backlog.push_back(T::OVERFLOW);
+            read_after_overflow(socket, buf, backlog);
             Ok(backlog.pop_front().unwrap_or(T::OVERFLOW))
         }
         other => other,
     }
+}
+
+/// After `ENOBUFS`: everything still queued into `backlog`, then the overflow.
+fn read_after_overflow<T: Datagram>(socket: &Socket, buf: &mut [u8], backlog: &mut VecDeque<T>) {
+    loop {
+        match receive_one(socket, buf, libc::MSG_DONTWAIT, T::classify) {
+            Ok(item) => backlog.push_back(item),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Empty (WouldBlock) is the normal end; any other error will
+            // come back on the next receive, after the overflow.
+            Err(_) => break,
+        }
+    }
+    backlog.push_back(T::OVERFLOW);
 }
 
 /// The kernel uevent socket, blocking: for threads and the CLI.
@@ -272,6 +299,70 @@ impl AsyncKernelSource {
                     return Ok(item);
                 }
                 Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Waits for the socket, then hands `take` what it holds, up to `max` items,
+    /// each read in place into the source's buffer and handed over before the
+    /// next is read: an event costs no allocation on its way from the kernel to
+    /// the consumer. Returns how many items were handed over (at least one).
+    ///
+    /// Overflows keep their promise ([`super::source`]): after `ENOBUFS` the
+    /// datagrams still queued are read ahead (into owned items, as [`Self::next`]
+    /// does) and handed over first, then the overflow. Cancel-safe: nothing is
+    /// read while waiting, and what is read is handed over in the same poll.
+    pub async fn take_each(
+        &mut self,
+        max: usize,
+        mut take: impl FnMut(SourceItemRef<'_>),
+    ) -> io::Result<usize> {
+        let max = max.max(1);
+        loop {
+            let mut n = 0;
+            while n < max {
+                let Some(item) = self.backlog.pop_front() else {
+                    break;
+                };
+                self.counters.record(&item);
+                take(SourceItemRef::from(&item));
+                n += 1;
+            }
+            if n > 0 {
+                return Ok(n);
+            }
+            let mut guard = self.fd.readable().await?;
+            let (buf, backlog, counters) = (&mut self.buf, &mut self.backlog, &self.counters);
+            while n < max && backlog.is_empty() {
+                let read = guard.try_io(|fd| {
+                    let socket = fd.get_ref();
+                    match receive_one(socket, buf, 0, classify_ref) {
+                        Ok(item) => {
+                            counters.record_ref(&item);
+                            take(item);
+                            Ok(())
+                        }
+                        Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                            read_after_overflow(socket, buf, backlog);
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
+                });
+                match read {
+                    Ok(Ok(())) if backlog.is_empty() => n += 1,
+                    // The overflow's backlog goes out on the next turn.
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // Items already handed over are reported first; the error
+                    // comes back on the next receive.
+                    Ok(Err(_)) if n > 0 => break,
+                    Ok(Err(e)) => return Err(e),
+                    Err(_would_block) => break,
+                }
+            }
+            if n > 0 {
+                return Ok(n);
             }
         }
     }

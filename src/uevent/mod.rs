@@ -136,6 +136,11 @@ impl Uevent {
         out
     }
 
+    /// The fields hbad acts on, borrowed from this event.
+    pub fn view(&self) -> UeventRef<'_> {
+        UeventRef::from(self)
+    }
+
     /// Builds an event from its properties, as udev and the kernel both give them.
     pub fn from_props<'a, I>(props: I) -> Result<Uevent, ParseError>
     where
@@ -143,45 +148,185 @@ impl Uevent {
     {
         // The keys every event has become fields without a trip through the map;
         // a key given twice keeps its last value, as a map would.
-        let (mut action, mut devpath, mut subsystem, mut devtype, mut seqnum) =
-            (None, None, None, None, None);
+        let mut core = CoreKeys::default();
         let mut rest = BTreeMap::new();
         for (k, v) in props {
-            match k {
-                "ACTION" => action = Some(v),
-                "DEVPATH" => devpath = Some(v),
-                "SUBSYSTEM" => subsystem = Some(v),
-                "DEVTYPE" => devtype = Some(v),
-                "SEQNUM" => seqnum = Some(v),
-                _ => {
-                    rest.insert(k.to_string(), v.to_string());
-                }
+            if !core.take(k, v) {
+                rest.insert(k.to_string(), v.to_string());
             }
         }
-        let action_text = action.ok_or(ParseError::MissingKey("ACTION"))?;
+        let core = core.check()?;
+        Ok(Uevent {
+            action: core.action,
+            devpath: core.devpath.to_string(),
+            subsystem: core.subsystem.to_string(),
+            devtype: core.devtype.map(str::to_string),
+            seqnum: core.seqnum,
+            props: rest,
+        })
+    }
+}
+
+/// The keys every uevent has, as they are found among its properties.
+#[derive(Default)]
+struct CoreKeys<'a> {
+    action: Option<&'a str>,
+    devpath: Option<&'a str>,
+    subsystem: Option<&'a str>,
+    devtype: Option<&'a str>,
+    seqnum: Option<&'a str>,
+}
+
+/// The keys every uevent has, checked.
+struct Core<'a> {
+    action: Action,
+    devpath: &'a str,
+    subsystem: &'a str,
+    devtype: Option<&'a str>,
+    seqnum: Option<u64>,
+}
+
+impl<'a> CoreKeys<'a> {
+    /// Keeps `k` if it is one of the core keys; says whether it was.
+    fn take(&mut self, k: &str, v: &'a str) -> bool {
+        let slot = match k {
+            "ACTION" => &mut self.action,
+            "DEVPATH" => &mut self.devpath,
+            "SUBSYSTEM" => &mut self.subsystem,
+            "DEVTYPE" => &mut self.devtype,
+            "SEQNUM" => &mut self.seqnum,
+            _ => return false,
+        };
+        *slot = Some(v);
+        true
+    }
+
+    /// What every source of uevents must give, whatever its format.
+    fn check(self) -> Result<Core<'a>, ParseError> {
+        let action_text = self.action.ok_or(ParseError::MissingKey("ACTION"))?;
         let action = action_text
             .parse()
             .map_err(|_| ParseError::UnknownAction(action_text.to_string()))?;
-        let devpath = devpath.ok_or(ParseError::MissingKey("DEVPATH"))?;
+        let devpath = self.devpath.ok_or(ParseError::MissingKey("DEVPATH"))?;
         if !devpath.starts_with('/') || devpath.contains("/../") || devpath.ends_with("/..") {
             return Err(ParseError::BadDevpath(devpath.to_string()));
         }
-        let subsystem = subsystem.ok_or(ParseError::MissingKey("SUBSYSTEM"))?;
-        let seqnum = match seqnum {
+        let subsystem = self.subsystem.ok_or(ParseError::MissingKey("SUBSYSTEM"))?;
+        let seqnum = match self.seqnum {
             Some(s) => Some(
                 s.parse()
                     .map_err(|_| ParseError::BadSeqnum(s.to_string()))?,
             ),
             None => None,
         };
-        Ok(Uevent {
+        Ok(Core {
             action,
-            devpath: devpath.to_string(),
-            subsystem: subsystem.to_string(),
-            devtype: devtype.map(str::to_string),
+            devpath,
+            subsystem,
+            devtype: self.devtype,
             seqnum,
-            props: rest,
         })
+    }
+}
+
+/// A uevent read in place: the fields hbad acts on, borrowed from the datagram
+/// they arrived in (or from a [`Uevent`]). Reading one allocates nothing, so the
+/// daemon takes a storm of unit attentions straight from its receive buffer; the
+/// properties hbad never looks at are checked and skipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UeventRef<'a> {
+    pub action: Action,
+    /// As in [`Uevent::devpath`]: absolute, never climbing out with `..`.
+    pub devpath: &'a str,
+    pub subsystem: &'a str,
+    pub devtype: Option<&'a str>,
+    pub seqnum: Option<u64>,
+    /// `SDEV_UA`: the unit attention the midlayer reported.
+    pub unit_attention: Option<&'a str>,
+    /// `SDEV_MEDIA_CHANGE`.
+    pub media_change: Option<&'a str>,
+    /// `DEVLINKS`: the links udev made (udev's events only).
+    pub devlinks: Option<&'a str>,
+    /// `DEVPATH_OLD`: where a `move` came from.
+    pub devpath_old: Option<&'a str>,
+}
+
+/// The properties besides the core keys that hbad reads, found among the others.
+#[derive(Default)]
+struct ReadKeys<'a> {
+    unit_attention: Option<&'a str>,
+    media_change: Option<&'a str>,
+    devlinks: Option<&'a str>,
+    devpath_old: Option<&'a str>,
+}
+
+impl<'a> ReadKeys<'a> {
+    /// Keeps `k` if it is one hbad reads.
+    fn take(&mut self, k: &str, v: &'a str) {
+        let slot = match k {
+            "SDEV_UA" => &mut self.unit_attention,
+            "SDEV_MEDIA_CHANGE" => &mut self.media_change,
+            "DEVLINKS" => &mut self.devlinks,
+            "DEVPATH_OLD" => &mut self.devpath_old,
+            _ => return,
+        };
+        *slot = Some(v);
+    }
+}
+
+impl<'a> UeventRef<'a> {
+    fn new(core: Core<'a>, read: ReadKeys<'a>) -> Self {
+        UeventRef {
+            action: core.action,
+            devpath: core.devpath,
+            subsystem: core.subsystem,
+            devtype: core.devtype,
+            seqnum: core.seqnum,
+            unit_attention: read.unit_attention,
+            media_change: read.media_change,
+            devlinks: read.devlinks,
+            devpath_old: read.devpath_old,
+        }
+    }
+
+    /// The owned event, with only the properties a view keeps.
+    pub fn to_owned_event(&self) -> Uevent {
+        let mut ev = Uevent::new(self.action, self.devpath, self.subsystem);
+        ev.devtype = self.devtype.map(str::to_string);
+        ev.seqnum = self.seqnum;
+        for (k, v) in [
+            ("SDEV_UA", self.unit_attention),
+            ("SDEV_MEDIA_CHANGE", self.media_change),
+            ("DEVLINKS", self.devlinks),
+            ("DEVPATH_OLD", self.devpath_old),
+        ] {
+            if let Some(v) = v {
+                ev.props.insert(k.to_string(), v.to_string());
+            }
+        }
+        ev
+    }
+}
+
+impl<'a> From<&'a Uevent> for UeventRef<'a> {
+    fn from(ev: &'a Uevent) -> Self {
+        UeventRef {
+            action: ev.action,
+            devpath: &ev.devpath,
+            subsystem: &ev.subsystem,
+            devtype: ev.devtype.as_deref(),
+            seqnum: ev.seqnum,
+            unit_attention: ev.prop("SDEV_UA"),
+            media_change: ev.prop("SDEV_MEDIA_CHANGE"),
+            devlinks: ev.prop("DEVLINKS"),
+            devpath_old: ev.prop("DEVPATH_OLD"),
+        }
+    }
+}
+
+impl fmt::Display for UeventRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{} ({})", self.action, self.devpath, self.subsystem)
     }
 }
 
@@ -229,6 +374,33 @@ pub enum ParseError {
 /// The kernel terminates every string with NUL, so a message whose last byte is not
 /// NUL was cut short and is rejected rather than guessed at.
 pub fn parse_kernel(bytes: &[u8]) -> Result<Uevent, ParseError> {
+    let mut props = BTreeMap::new();
+    let ev = parse_datagram(bytes, |k, v| {
+        props.insert(k.to_string(), v.to_string());
+    })?;
+    Ok(Uevent {
+        action: ev.action,
+        devpath: ev.devpath.to_string(),
+        subsystem: ev.subsystem.to_string(),
+        devtype: ev.devtype.map(str::to_string),
+        seqnum: ev.seqnum,
+        props,
+    })
+}
+
+/// Parses one datagram as [`parse_kernel`] does, with the same checks and the
+/// same errors, into fields borrowed from it: nothing is allocated for an event
+/// the kernel could have sent.
+pub fn parse_kernel_ref(bytes: &[u8]) -> Result<UeventRef<'_>, ParseError> {
+    parse_datagram(bytes, |_, _| {})
+}
+
+/// Checks a datagram field by field, in order, so that the first bad field is the
+/// one named; hands every property besides the core keys to `rest`.
+fn parse_datagram<'a>(
+    bytes: &'a [u8],
+    mut rest: impl FnMut(&'a str, &'a str),
+) -> Result<UeventRef<'a>, ParseError> {
     if bytes.is_empty() {
         return Err(ParseError::Empty);
     }
@@ -244,17 +416,17 @@ pub fn parse_kernel(bytes: &[u8]) -> Result<Uevent, ParseError> {
     let Some((h_action, h_devpath)) = header.split_once('@') else {
         return Err(ParseError::BadHeader(header.to_string()));
     };
-    // Checked first, in order, so that the first bad field is the one named; then
-    // read again to build the event, without a list of the fields in between.
     // A kernel message has a dozen keys: below SEEN_ON_STACK duplicates are found
     // by comparing with the keys before, past it (only a forged or corrupt
     // message) through a set, so that no message costs quadratic time.
     const SEEN_ON_STACK: usize = 32;
     let mut few = [""; SEEN_ON_STACK];
     let mut many = std::collections::HashSet::new();
-    for (i, field) in fields.clone().enumerate() {
+    let mut core = CoreKeys::default();
+    let mut read = ReadKeys::default();
+    for (i, field) in fields.enumerate() {
         let field = std::str::from_utf8(field).map_err(|_| ParseError::NotUtf8(i + 1))?;
-        let Some((k, _)) = field.split_once('=') else {
+        let Some((k, v)) = field.split_once('=') else {
             return Err(ParseError::BadField(field.to_string()));
         };
         if k.is_empty() {
@@ -273,9 +445,12 @@ pub fn parse_kernel(bytes: &[u8]) -> Result<Uevent, ParseError> {
         if repeated {
             return Err(ParseError::DuplicateKey(k.to_string()));
         }
+        if !core.take(k, v) {
+            read.take(k, v);
+            rest(k, v);
+        }
     }
-    let props = fields.filter_map(|f| std::str::from_utf8(f).ok()?.split_once('='));
-    let event = Uevent::from_props(props)?;
+    let event = UeventRef::new(core.check()?, read);
     if event.action.as_str() != h_action {
         return Err(ParseError::HeaderMismatch {
             header: header.to_string(),
@@ -287,7 +462,7 @@ pub fn parse_kernel(bytes: &[u8]) -> Result<Uevent, ParseError> {
         return Err(ParseError::HeaderMismatch {
             header: header.to_string(),
             key: "DEVPATH",
-            value: event.devpath.clone(),
+            value: event.devpath.to_string(),
         });
     }
     Ok(event)
@@ -301,6 +476,36 @@ pub enum SourceItem {
     Overflow,
     /// A message was dropped: not from the kernel (or root, for udev), or malformed.
     Rejected(Rejection),
+}
+
+/// What a source yields, read in place: an event's fields borrow the source's
+/// receive buffer and last until the next receive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceItemRef<'a> {
+    Event(UeventRef<'a>),
+    Overflow,
+    Rejected(Rejection),
+}
+
+impl SourceItemRef<'_> {
+    /// The owned item, with only the properties an event read in place keeps.
+    pub fn to_owned_item(&self) -> SourceItem {
+        match self {
+            SourceItemRef::Event(ev) => SourceItem::Event(ev.to_owned_event()),
+            SourceItemRef::Overflow => SourceItem::Overflow,
+            SourceItemRef::Rejected(r) => SourceItem::Rejected(r.clone()),
+        }
+    }
+}
+
+impl<'a> From<&'a SourceItem> for SourceItemRef<'a> {
+    fn from(item: &'a SourceItem) -> Self {
+        match item {
+            SourceItem::Event(ev) => SourceItemRef::Event(ev.view()),
+            SourceItem::Overflow => SourceItemRef::Overflow,
+            SourceItem::Rejected(r) => SourceItemRef::Rejected(r.clone()),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -26,7 +26,7 @@ use super::fc_event::{FcItem, FcRejection};
 use super::kernel::{AsyncKernelSource, KernelSource};
 use super::replay::{self, ReplayError};
 use super::udev::UdevEvents;
-use super::{parse_kernel, Rejection, SourceItem};
+use super::{parse_kernel, Rejection, SourceItem, SourceItemRef};
 
 /// The receive buffer libudev and multipathd ask for. Storms of ~1.2k disks have
 /// still overflowed it, which is why loss is reported, not assumed away.
@@ -72,16 +72,34 @@ impl CounterSnapshot {
 impl SourceCounters {
     /// Tallies one item as it leaves a source.
     pub fn record(&self, item: &SourceItem) {
-        let counter = match item {
-            SourceItem::Overflow => {
-                self.overflows.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            SourceItem::Event(_) => &self.events,
-            SourceItem::Rejected(Rejection::NotKernel(_)) => &self.not_kernel,
-            SourceItem::Rejected(Rejection::NotRoot(_)) => &self.not_root,
-            SourceItem::Rejected(Rejection::NoCredentials) => &self.no_credentials,
-            SourceItem::Rejected(Rejection::Malformed(_)) => &self.malformed,
+        self.tally(match item {
+            SourceItem::Event(_) => None,
+            SourceItem::Overflow => return self.tally_overflow(),
+            SourceItem::Rejected(r) => Some(r),
+        });
+    }
+
+    /// Tallies one item read in place, as [`SourceCounters::record`] does.
+    pub fn record_ref(&self, item: &SourceItemRef<'_>) {
+        self.tally(match item {
+            SourceItemRef::Event(_) => None,
+            SourceItemRef::Overflow => return self.tally_overflow(),
+            SourceItemRef::Rejected(r) => Some(r),
+        });
+    }
+
+    fn tally_overflow(&self) {
+        self.overflows.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An event (`None`) or a rejected message.
+    fn tally(&self, rejected: Option<&Rejection>) {
+        let counter = match rejected {
+            None => &self.events,
+            Some(Rejection::NotKernel(_)) => &self.not_kernel,
+            Some(Rejection::NotRoot(_)) => &self.not_root,
+            Some(Rejection::NoCredentials) => &self.no_credentials,
+            Some(Rejection::Malformed(_)) => &self.malformed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.received.fetch_add(1, Ordering::Relaxed);
