@@ -24,7 +24,7 @@ use crate::sysfs::{
     devpath_name, host_number, parent_devpath, port_address, target_address, BlockIndex, BlockInfo,
     Detail, FcHostInfo, Hctl, LunInfo, RemotePortInfo, ScsiHostInfo, Sysfs, TargetInfo, VportInfo,
 };
-use crate::uevent::{Action, UeventRef};
+use crate::uevent::{Action, UeventRef, MAX_DEVPATH_DEPTH};
 use crate::wwn::Wwn;
 
 mod apply;
@@ -483,16 +483,14 @@ impl Graph {
         self.notice_records.generation += 1;
     }
 
-    /// The nearest ancestor of a devpath that is in the graph.
+    /// The nearest ancestor of a devpath that is in the graph, looked for among
+    /// its nearest [`MAX_DEVPATH_DEPTH`] ancestors: every ancestor of a devpath an
+    /// event may carry, and a bounded cost (each step hashes a prefix) for a deeper
+    /// path read from a sysfs tree, which then hangs from no node.
     fn parent_of(&self, devpath: &str) -> Option<NodeId> {
-        let mut cur = parent_devpath(devpath);
-        while let Some(p) = cur {
-            if let Some(&id) = self.by_devpath.get(p) {
-                return Some(id);
-            }
-            cur = parent_devpath(p);
-        }
-        None
+        std::iter::successors(parent_devpath(devpath), |p| parent_devpath(p))
+            .take(MAX_DEVPATH_DEPTH)
+            .find_map(|p| self.by_devpath.get(p).copied())
     }
 
     /// Adds a node under its nearest ancestor in the graph, or updates it if present.

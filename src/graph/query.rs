@@ -190,6 +190,7 @@ mod tests {
     use super::super::{read_kind, DeviceClass};
     use super::*;
     use crate::sysfs::Sysfs;
+    use crate::uevent::MAX_DEVPATH_DEPTH;
 
     #[test]
     fn hosts_and_luns_whose_names_give_no_number_are_never_found_by_one() {
@@ -224,5 +225,28 @@ mod tests {
         assert_eq!(hosts, [real]);
         // Still in the graph, found by name.
         assert_eq!(g.find(&Lookup::Name("hostX".into())).len(), 1);
+    }
+
+    #[test]
+    fn the_nearest_ancestor_is_looked_for_a_bounded_number_of_levels_up() {
+        let sysfs = Sysfs::new("/nonexistent/sys", "/nonexistent/dev");
+        let mut g = Graph::default();
+        let top = "/devices/platform/host3";
+        g.insert(top.into(), read_kind(&sysfs, top, DeviceClass::Host));
+        // `top` is `levels + 1` steps up from the host below it.
+        let below = |levels: usize| format!("{top}{}/host4", "/a".repeat(levels));
+        for (levels, found) in [
+            (0, true),
+            (MAX_DEVPATH_DEPTH - 1, true),
+            (MAX_DEVPATH_DEPTH, false),
+        ] {
+            let devpath = below(levels);
+            let id = g.insert(
+                devpath.clone(),
+                read_kind(&sysfs, &devpath, DeviceClass::Host),
+            );
+            let parent = g.parent(g.at(id)).map(|p| &*p.devpath);
+            assert_eq!(parent == Some(top), found, "{levels} levels: {parent:?}");
+        }
     }
 }
