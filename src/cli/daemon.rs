@@ -18,6 +18,7 @@ use crate::daemon::{Agent, AgentConfig, Control, LoopTimings};
 use crate::journal;
 use crate::policy::limits::DurationLimit;
 use crate::sysfs::writes::ChildWriter;
+use crate::terminal::printable;
 use crate::uevent::fc_event::{
     FcEventSource, FcItem, DEFAULT_FC_RECV_BUFFER, SCSI_NL_GRP_FC_EVENTS,
 };
@@ -386,7 +387,7 @@ fn report_status(
         };
         println!("\nhealth: {word}");
         for p in &verdict.problems {
-            println!("  {p}");
+            println!("  {}", printable(p));
         }
     }
     Ok(ExitCode::from(verdict.health.exit_code()))
@@ -397,21 +398,29 @@ pub fn render_status(s: &Status) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "hbad pid {}, up since {}, updated {}\n",
-        s.pid, s.started, s.updated
+        s.pid,
+        printable(&s.started),
+        printable(&s.updated)
     ));
     if !s.policy_files.is_empty() {
-        out.push_str(&format!("policy: {}\n", s.policy_files.join(", ")));
+        out.push_str(&format!(
+            "policy: {}\n",
+            printable(&s.policy_files.join(", "))
+        ));
     }
     if s.degraded {
         out.push_str("DEGRADED: not every declared vHBA is there; the agent keeps trying\n");
     }
     for w in &s.waiting {
-        out.push_str(&format!("{w}\n"));
+        out.push_str(&format!("{}\n", printable(w)));
     }
     for h in &s.hung_writes {
         out.push_str(&format!(
             "HUNG: {} on {} for {} s; later writes to {} wait, other hosts go on\n",
-            h.what, h.host, h.seconds, h.host
+            printable(&h.what),
+            printable(&h.host),
+            h.seconds,
+            printable(&h.host)
         ));
     }
     out.push('\n');
@@ -447,8 +456,8 @@ pub fn render_status(s: &Status) -> String {
         for v in s.vhbas.iter().filter(|v| v.reason.is_some()) {
             out.push_str(&format!(
                 "  {}: {}\n",
-                v.name,
-                v.reason.as_deref().unwrap_or_default()
+                printable(&v.name),
+                printable(v.reason.as_deref().unwrap_or_default())
             ));
         }
     }
@@ -487,4 +496,41 @@ pub fn render_status(s: &Status) -> String {
         c.events, c.forged, c.malformed, c.overflows, c.resyncs, c.scans, c.merged, c.vhbas_created
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::status::{HungWrite, VhbaStatus};
+
+    #[test]
+    fn status_file_strings_reach_the_terminal_escaped() {
+        let esc = "x\u{1b}]0;pwned\u{7}\nforged line";
+        let s = Status {
+            started: esc.into(),
+            policy_files: vec![esc.into()],
+            waiting: vec![esc.into()],
+            hung_writes: vec![HungWrite {
+                host: esc.into(),
+                what: esc.into(),
+                ..HungWrite::default()
+            }],
+            vhbas: vec![VhbaStatus {
+                name: esc.into(),
+                reason: Some(esc.into()),
+                ..VhbaStatus::default()
+            }],
+            ..Status::default()
+        };
+        let text = render_status(&s);
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+        assert!(!text.contains("\nforged line"), "{text}");
+        assert!(
+            text.contains("x\\u{1b}]0;pwned\\u{7}\\nforged line"),
+            "{text}"
+        );
+    }
 }

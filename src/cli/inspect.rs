@@ -15,6 +15,7 @@ use super::{Cap, Global};
 use crate::graph::{Graph, Lookup, Node, NodeKind};
 use crate::listing::{DiskLinks, Feed, Skeleton, TargetLuns};
 use crate::sysfs::Detail;
+use crate::terminal::echoed;
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     render::emit_json(value)
@@ -212,8 +213,8 @@ fn looked_for(lookup: &Lookup) -> String {
         Lookup::Host(n) => format!("SCSI host {n}"),
         Lookup::Wwpn(w) => format!("an FC host, vHBA, vport or remote port with WWPN {w}"),
         Lookup::Hctl(h) => format!("the SCSI device {h}"),
-        Lookup::Disk(d) => format!("a disk named {d} on a SCSI device"),
-        Lookup::Name(n) => format!("a device with kernel name or devpath `{n}`"),
+        Lookup::Disk(d) => format!("a disk named {} on a SCSI device", echoed(d)),
+        Lookup::Name(n) => format!("a device with kernel name or devpath `{}`", echoed(n)),
     }
 }
 
@@ -221,12 +222,13 @@ pub(super) fn resolve<'a>(graph: &'a Graph, device: &str) -> anyhow::Result<Vec<
     let lookup: Lookup = device
         .parse()
         .map_err(super::BadArgument)
-        .with_context(|| format!("cannot read `{device}` as a device name"))?;
+        .with_context(|| format!("cannot read `{}` as a device name", echoed(device)))?;
     let mut found = graph.find(&lookup);
     found.sort_by(|a, b| render::device_order(a, b));
     if found.is_empty() {
         return Err(super::NotFound(format!(
-            "no device `{device}`: looked for {}; `hbad list` shows the devices there are",
+            "no device `{}`: looked for {}; `hbad list` shows the devices there are",
+            echoed(device),
             looked_for(&lookup)
         ))
         .into());

@@ -41,6 +41,7 @@ use serde::Serialize;
 use crate::graph::describe::{human_size, vhba_name};
 use crate::graph::{Graph, Node, NodeKind};
 use crate::sysfs::{scsi_type_name, MultipathMap, StableLinks, VportControlDir};
+use crate::terminal::printable;
 use crate::wwn::Wwn;
 
 #[derive(Clone, Debug, Serialize)]
@@ -664,7 +665,7 @@ fn widen(widths: &mut Vec<usize>, row: &[String]) {
     }
     for (i, cell) in row.iter().enumerate() {
         if i + 1 < row.len() {
-            widths[i] = widths[i].max(cell.chars().count());
+            widths[i] = widths[i].max(printable(cell).chars().count());
         }
     }
 }
@@ -681,8 +682,10 @@ fn aligned(widths: &[usize], row: &[String]) -> String {
 fn aligned_into<S: AsRef<str>>(widths: &[usize], row: &[S], line: &mut String) {
     line.clear();
     for (i, cell) in row.iter().enumerate() {
-        let cell = cell.as_ref();
-        line.push_str(cell);
+        // Every cell is shown escaped: vendor and model come from the array's
+        // INQUIRY data, symbolic names and device names from whoever wrote them.
+        let cell = printable(cell.as_ref());
+        line.push_str(&cell);
         if i + 1 < row.len() {
             // As `{cell:<w$}` pads: to a width in characters.
             let pad = widths[i].saturating_sub(cell.chars().count()) + 2;
@@ -1108,7 +1111,7 @@ impl LunTable {
 pub fn render_show(show: &ShowView) -> String {
     let mut out = String::new();
     let (kind, name) = kind_and_name(&show.device);
-    let _ = writeln!(out, "{name} ({kind})");
+    let _ = writeln!(out, "{} ({kind})", printable(name));
     let rows: Vec<Vec<String>> = attribute_rows(&show.device)
         .into_iter()
         .filter(|(k, _)| k != "kind" && k != "name")

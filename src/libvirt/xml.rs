@@ -8,16 +8,22 @@ use quick_xml::escape::{escape, resolve_predefined_entity};
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use crate::terminal::echoed;
+use crate::terminal::{echoed, printable};
 
 /// Text or an attribute value, quoted either way (`'` included: libvirt quotes
-/// attributes with `'`).
+/// attributes with `'`). Control characters (which XML 1.0 refuses, and which a
+/// terminal acts on) are written as escapes first: sysfs strings come from devices.
 pub(crate) fn esc(s: &str) -> Cow<'_, str> {
-    escape(s)
+    match printable(s) {
+        Cow::Borrowed(s) => escape(s),
+        Cow::Owned(s) => Cow::Owned(escape(&s).into_owned()),
+    }
 }
 
-/// Text fit for `<!-- ... -->`: XML forbids `--` inside a comment and `-` at its end.
+/// Text fit for `<!-- ... -->`: XML forbids `--` inside a comment and `-` at its end,
+/// and control characters anywhere.
 pub(crate) fn comment(s: &str) -> String {
+    let s = printable(s);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c == '-' && out.ends_with('-') {
@@ -209,6 +215,13 @@ pub(crate) fn parse(text: &str) -> Result<Element, XmlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_never_reach_the_xml_written() {
+        assert_eq!(esc("a<\u{1b}[31m"), "a&lt;\\u{1b}[31m");
+        assert_eq!(esc("plain"), "plain");
+        assert_eq!(comment("EVIL\u{1b}\n--"), "EVIL\\u{1b}\\n- - ");
+    }
 
     #[test]
     fn reads_attributes_text_and_entities() {
