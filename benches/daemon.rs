@@ -12,6 +12,10 @@
 //!   remove/add churn made by the simulated kernel (then handled, one batch per
 //!   kernel operation), on a small and the large host; and the fixed cost of one
 //!   batch, which grows with the graph;
+//! - pipeline (only when named: `cargo bench --bench daemon -- pipeline`): a
+//!   storm's datagrams to the plan on one core, per CPU second, read in place as
+//!   `hbad run` reads its kernel socket and parsed to owned events in turn, on the
+//!   small and the large host; the section to `perf record`;
 //! - the loop: a 10,000 unit-attention storm across 4 targets of 2 hosts through
 //!   `hbad::daemon::run::run` on a current-thread runtime as `hbad run` builds it,
 //!   with the default debounce (250 ms) and with 50 ms: scans issued (must be 4)
@@ -50,7 +54,7 @@ use hbad::sim::demo::{
 use hbad::sim::{FabricSpec, Flavour, HbaSpec, LunSpec, Sim, SimSpec, TargetPortSpec};
 use hbad::sysfs::writes::AttrWriter;
 use hbad::sysfs::Hctl;
-use hbad::uevent::{parse_kernel_ref, Action, SourceItem, Uevent};
+use hbad::uevent::{parse_kernel, parse_kernel_ref, Action, SourceItem, Uevent};
 
 use common::{peak_heap, reset_peak_heap, show_spread, status_field, CountingAlloc, Memory};
 
@@ -302,12 +306,22 @@ fn thread_cpu() -> Duration {
     common::cpu_time(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
+/// How the bytes of a storm become what the agent takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Intake {
+    /// Read in place (`parse_kernel_ref`), each event taken before the next is
+    /// read: what `hbad run` does with its kernel socket.
+    InPlace,
+    /// Parsed into owned events (`parse_kernel`, every property copied) and
+    /// handed over as one batch: what the channel sources and `hbad watch` get.
+    Owned,
+}
+
 /// Events per second from the kernel's bytes to the plan: a storm's datagrams,
-/// as netlink delivers them, each read in place (`parse_kernel_ref`) and taken
-/// by the agent as the daemon's loop takes them off its socket, then planned as
-/// one batch: the whole pipeline on one core. Returns (events per wall second,
+/// as netlink delivers them, parsed and taken by the agent, then planned as one
+/// batch: the whole pipeline on one core. Returns (events per wall second,
 /// events per CPU second of this thread, scans issued).
-fn parsed_storm_rate(host: &mut Host) -> (f64, f64, u64) {
+fn parsed_storm_rate(host: &mut Host, intake: Intake) -> (f64, f64, u64) {
     let luns = lun_paths(&host.sim);
     let datagrams: Vec<Vec<u8>> = storm(&luns, STORM)
         .into_iter()
@@ -318,11 +332,24 @@ fn parsed_storm_rate(host: &mut Host) -> (f64, f64, u64) {
         .collect();
     let before = host.issued();
     let (t, cpu) = (Instant::now(), thread_cpu());
-    for d in &datagrams {
-        let ev = parse_kernel_ref(d).expect("a datagram the kernel would send");
-        host.agent.take_event(ev);
+    match intake {
+        Intake::InPlace => {
+            for d in &datagrams {
+                let ev = parse_kernel_ref(d).expect("a datagram the kernel would send");
+                host.agent.take_event(ev);
+            }
+            host.agent.plan_batch(Instant::now());
+        }
+        Intake::Owned => {
+            let items: Vec<SourceItem> = datagrams
+                .iter()
+                .map(|d| {
+                    SourceItem::Event(parse_kernel(d).expect("a datagram the kernel would send"))
+                })
+                .collect();
+            host.agent.handle(items, Instant::now());
+        }
     }
-    host.agent.plan_batch(Instant::now());
     let (spent, cpu) = (t.elapsed(), thread_cpu() - cpu);
     host.settle();
     (
@@ -403,20 +430,26 @@ fn throughput(name: &str, host: &mut Host, runs: usize) {
             show_spread(&scans, 0)
         );
     }
-    let (mut rates, mut per_cpu, mut scans) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..runs {
-        let (rate, cpu_rate, issued) = parsed_storm_rate(host);
-        rates.push(rate);
-        per_cpu.push(cpu_rate);
-        scans.push(issued as f64);
+    for (intake, how) in [
+        (Intake::InPlace, "read in place"),
+        (Intake::Owned, "parsed to owned events"),
+    ] {
+        // Paired: each run takes the storm both ways, one after the other.
+        let (mut rates, mut per_cpu, mut scans) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let (rate, cpu_rate, issued) = parsed_storm_rate(host, intake);
+            rates.push(rate);
+            per_cpu.push(cpu_rate);
+            scans.push(issued as f64);
+        }
+        println!(
+            "  {STORM} unit attentions from datagrams, {how:<22} {} events/s, \
+             {} events per CPU second, scans issued {}",
+            show_spread(&rates, 0),
+            show_spread(&per_cpu, 0),
+            show_spread(&scans, 0)
+        );
     }
-    println!(
-        "  {STORM} unit attentions parsed from datagrams, one batch {} events/s, \
-         {} events per CPU second, scans issued {}",
-        show_spread(&rates, 0),
-        show_spread(&per_cpu, 0),
-        show_spread(&scans, 0)
-    );
     // What every batch pays however few events it holds: the plan runs over the
     // whole graph, not only over the changes.
     let mut empty = Vec::new();
@@ -861,19 +894,33 @@ fn main() {
         );
         println!();
     }
-    // The parsed storm alone, for profiling the pipeline (`perf record`).
+    // Datagrams to plan alone, read in place and parsed to owned events in turn
+    // (paired runs), on the small and the large host: the per-core figure, and
+    // what to `perf record`.
     if only.iter().any(|o| o == "pipeline") {
+        println!(
+            "== pipeline: {STORM} unit attentions from datagrams to the plan, per CPU second =="
+        );
         for (name, spec) in [
-            ("32 LUNs", two_hosts_four_targets()),
-            ("4000 LUNs", large_fc_host(LARGE_LUNS)),
+            (
+                "2 scsi_debug hosts, 32 LUNs".to_string(),
+                two_hosts_four_targets(),
+            ),
+            (
+                format!("2 FC ports x {LARGE_LUNS} LUNs"),
+                large_fc_host(LARGE_LUNS),
+            ),
         ] {
             let mut host = Host::new(&spec);
-            let per_cpu: Vec<f64> = (0..runs).map(|_| parsed_storm_rate(&mut host).1).collect();
-            println!(
-                "  {name}: {} events per CPU second",
-                show_spread(&per_cpu, 0)
-            );
+            let (mut in_place, mut owned) = (Vec::new(), Vec::new());
+            for _ in 0..runs {
+                in_place.push(parsed_storm_rate(&mut host, Intake::InPlace).1);
+                owned.push(parsed_storm_rate(&mut host, Intake::Owned).1);
+            }
+            println!("  {name:<28} read in place {}", show_spread(&in_place, 0));
+            println!("  {name:<28} owned events  {}", show_spread(&owned, 0));
         }
+        println!();
     }
     if wanted("loop") {
         the_loop(runs);

@@ -20,6 +20,52 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Whether the owner and mode of the files hbad trusts (policy files, the
+/// ownership state file) and of their directories are checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Perms {
+    /// Owned by root or the user running hbad; not writable by group or others.
+    #[default]
+    Strict,
+    /// Anything readable (`--no-strict-perms`, `HBAD_NO_STRICT_PERMS=1`).
+    Relaxed,
+}
+
+/// Why a file or directory is not to be trusted, as sshd's StrictModes judges:
+/// someone other than root or the user running hbad could have written it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Distrust {
+    #[error("is owned by uid {0}, not by root")]
+    Owner(u32),
+    #[error("is writable by {} (mode {:04o})", if .0 & 0o002 != 0 { "everyone" } else { "its group" }, .0 & 0o7777)]
+    Writable(u32),
+}
+
+impl Distrust {
+    /// Why `meta`'s file is not to be trusted, if it is not.
+    pub fn of(meta: &Metadata) -> Option<Distrust> {
+        let euid = nix::unistd::geteuid().as_raw();
+        if meta.uid() != 0 && meta.uid() != euid {
+            Some(Distrust::Owner(meta.uid()))
+        } else if meta.mode() & 0o022 != 0 {
+            Some(Distrust::Writable(meta.mode()))
+        } else {
+            None
+        }
+    }
+
+    /// The same for a directory, where a sticky one owned by root (/tmp) lets no
+    /// one replace another's file.
+    pub fn of_dir(meta: &Metadata) -> Option<Distrust> {
+        let sticky_root = meta.mode() & libc::S_ISVTX != 0 && meta.uid() == 0;
+        if sticky_root {
+            None
+        } else {
+            Distrust::of(meta)
+        }
+    }
+}
+
 /// Why a bounded read gave no bytes.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {

@@ -1,24 +1,26 @@
 //! What hbad owns: the mark it writes on the vports it makes, and the state file
 //! that records the vHBAs whose driver refused the mark.
 //!
-//! A leaf of the crate (it knows WWNs, files and JSON, nothing of policies, plans or
-//! the kernel writes), so the planner, the executor, the CLI and the graph's
-//! descriptions all read ownership from one place.
+//! Near a leaf of the crate (it knows WWNs, files and JSON, and of policies only
+//! their rule for names; nothing of plans or the kernel writes), so the planner,
+//! the executor, the CLI and the graph's descriptions all read ownership from one
+//! place.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::files::{self, Distrust, Opened, Perms, ReadError};
 use crate::wwn::Wwn;
 
 /// The mark hbad puts in a vport's symbolic_name (`hbad:<name>`); the fabric shows it too.
@@ -129,12 +131,16 @@ pub type MarkSource = Arc<dyn Fn() -> Vec<VportMark> + Send + Sync>;
 /// the directory, so two hbad processes (the CLI beside the daemon) never lose each
 /// other's records and a crash leaves the old file or the new one. Readers take no
 /// lock: a rename is atomic. A file that is not hbad's JSON is moved aside with a
-/// warning and rebuilt from the marks on the vports; it never stops work.
+/// warning and rebuilt from the marks on the vports; it never stops work. A file
+/// someone else could have written (owned by another user, or writable by group or
+/// others, or in a directory that is) gives no records, with a warning, and is
+/// never changed: a forged record must never make hbad delete a vHBA.
 #[derive(Clone)]
 pub struct OwnedState {
     path: PathBuf,
     declared: Arc<BTreeMap<Wwn, String>>,
     marks: Option<MarkSource>,
+    perms: Perms,
 }
 
 impl fmt::Debug for OwnedState {
@@ -143,6 +149,7 @@ impl fmt::Debug for OwnedState {
             .field("path", &self.path)
             .field("declared", &self.declared)
             .field("marks", &self.marks.as_ref().map(|_| "MarkSource"))
+            .field("perms", &self.perms)
             .finish()
     }
 }
@@ -150,15 +157,75 @@ impl fmt::Debug for OwnedState {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct OwnedFile {
     version: u32,
+    #[serde(deserialize_with = "unique_wwpns")]
     vhbas: BTreeMap<Wwn, OwnedRecord>,
+}
+
+/// The only layout of the file this hbad reads and writes.
+const VERSION: u32 = 1;
+
+/// The records, refusing a WWPN given twice: JSON would keep the last without a
+/// word, and which of two records stands is not for hbad to guess.
+fn unique_wwpns<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Wwn, OwnedRecord>, D::Error> {
+    struct Unique;
+    impl<'de> Visitor<'de> for Unique {
+        type Value = BTreeMap<Wwn, OwnedRecord>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a map of WWPNs to records")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((wwpn, record)) = map.next_entry::<Wwn, OwnedRecord>()? {
+                if out.insert(wwpn, record).is_some() {
+                    return Err(de::Error::custom(format_args!(
+                        "WWPN {wwpn} is recorded twice"
+                    )));
+                }
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Unique)
 }
 
 impl OwnedFile {
     fn empty() -> Self {
         OwnedFile {
-            version: 1,
+            version: VERSION,
             ..OwnedFile::default()
         }
+    }
+
+    /// The file in `bytes`, or why it is not one hbad wrote.
+    fn parse(bytes: &[u8]) -> Result<OwnedFile, String> {
+        let file: OwnedFile =
+            serde_json::from_slice(bytes).map_err(|e| format!("not hbad's JSON ({e})"))?;
+        if file.version != VERSION {
+            return Err(format!(
+                "version {} (this hbad reads version {VERSION}: a newer hbad's file?)",
+                file.version
+            ));
+        }
+        // hbad records only names a policy declared: any other is not its record.
+        if let Some((wwpn, r)) = file
+            .vhbas
+            .iter()
+            .find(|(_, r)| !crate::policy::valid_name(&r.name))
+        {
+            let shown: String = r.name.chars().take(64).collect();
+            return Err(format!(
+                "the record of {wwpn} names `{}`{}, which no policy can declare",
+                shown.escape_debug(),
+                if shown.len() < r.name.len() {
+                    "..."
+                } else {
+                    ""
+                }
+            ));
+        }
+        Ok(file)
     }
 }
 
@@ -167,6 +234,9 @@ enum Loaded {
     File(OwnedFile),
     /// A regular file that is not hbad's (why): moved aside and rebuilt.
     Corrupt(String),
+    /// Someone other than root or hbad's user could have written it (why): no
+    /// records, and never changed or moved.
+    Untrusted(String),
 }
 
 impl OwnedState {
@@ -175,7 +245,15 @@ impl OwnedState {
             path: path.into(),
             declared: Arc::default(),
             marks: None,
+            perms: Perms::Strict,
         }
+    }
+
+    /// Whether the file's owner and mode are checked (strict unless
+    /// `--no-strict-perms`, as for policy files).
+    pub fn perms(mut self, perms: Perms) -> Self {
+        self.perms = perms;
+        self
     }
 
     /// The policy's vHBAs (WWPN, name): a vport marked with a declared name at its
@@ -209,64 +287,106 @@ impl OwnedState {
 
     /// Reads the file without waiting on anything: opened non-blocking and checked
     /// with fstat first, so a FIFO, a device or a directory is an error naming it,
-    /// and read to a bound, so no file makes hbad read without end.
+    /// and read to a bound, so no file makes hbad read without end. With strict
+    /// permissions, a file or directory others could have written is not trusted.
     fn load(&self) -> Result<Loaded, StateError> {
-        let file = match fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-            .open(&self.path)
-        {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(Loaded::File(OwnedFile::empty()))
-            }
-            Err(e) => return Err(self.err(format!("cannot open it: {e}"))),
+        let opened = match Opened::open(&self.path) {
+            Ok(opened) => opened,
+            Err(e) if e.is_not_found() => return Ok(Loaded::File(OwnedFile::empty())),
+            Err(e) => return Err(self.err(e)),
         };
-        let meta = file.metadata().map_err(|e| self.err(e))?;
-        let kind = meta.file_type();
-        if !kind.is_file() {
-            let what = if kind.is_dir() {
-                "a directory"
-            } else if kind.is_fifo() {
-                "a FIFO"
-            } else if kind.is_char_device() || kind.is_block_device() {
-                "a device"
-            } else {
-                "not a regular file"
-            };
+        let meta = opened.metadata();
+        if !meta.file_type().is_file() {
             return Err(self.err(format!(
-                "is {what}; [ownership] state_file must name a regular file"
+                "is {}; [ownership] state_file must name a regular file",
+                files::kind(meta)
             )));
         }
-        let too_big = || {
-            Loaded::Corrupt(format!(
-                "longer than the {STATE_FILE_MAX} bytes a state file can hold"
-            ))
+        if self.perms == Perms::Strict {
+            if let Some(why) = self.distrust(meta) {
+                return Ok(Loaded::Untrusted(why));
+            }
+        }
+        let bytes = match opened.read_to(STATE_FILE_MAX) {
+            Ok(bytes) => bytes,
+            Err(ReadError::TooBig { .. }) => {
+                return Ok(Loaded::Corrupt(format!(
+                    "longer than the {STATE_FILE_MAX} bytes a state file can hold"
+                )))
+            }
+            Err(e) => return Err(self.err(e)),
         };
-        if meta.len() > STATE_FILE_MAX {
-            return Ok(too_big());
-        }
-        let mut bytes = Vec::new();
-        // The bound again: the file may grow between fstat and the read.
-        file.take(STATE_FILE_MAX + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| self.err(e))?;
-        if bytes.len() as u64 > STATE_FILE_MAX {
-            return Ok(too_big());
-        }
-        Ok(match serde_json::from_slice(&bytes) {
+        Ok(match OwnedFile::parse(&bytes) {
             Ok(file) => Loaded::File(file),
-            Err(e) => Loaded::Corrupt(format!("not hbad's JSON ({e})")),
+            Err(why) => Loaded::Corrupt(why),
         })
     }
 
-    /// The file, recovering it (under the lock) when it is corrupt.
+    /// Why the file (`meta`) or its directory is not to be trusted, naming owner
+    /// and mode, if it is not.
+    fn distrust(&self, meta: &fs::Metadata) -> Option<String> {
+        let dir = files::directory_of(&self.path);
+        let (what, why, meta) = match Distrust::of(meta) {
+            Some(why) => ("it".to_string(), why, meta.clone()),
+            None => {
+                let dir_meta = fs::metadata(dir).ok()?;
+                let why = Distrust::of_dir(&dir_meta)?;
+                (format!("its directory {}", dir.display()), why, dir_meta)
+            }
+        };
+        // Owner and mode both, whichever failed: what to fix is then plain.
+        let other = match why {
+            Distrust::Owner(_) => format!("mode {:04o}", meta.mode() & 0o7777),
+            Distrust::Writable(_) => format!("owner uid {}", meta.uid()),
+        };
+        Some(format!(
+            "{what} {why}, {other}: someone other than root could have written its records"
+        ))
+    }
+
+    /// The file, recovering it (under the lock) when it is corrupt. One that is not
+    /// to be trusted gives no records.
     fn read(&self) -> Result<OwnedFile, StateError> {
         match self.load()? {
             Loaded::File(file) => Ok(file),
+            Loaded::Untrusted(why) => {
+                self.warn_untrusted(&why);
+                Ok(OwnedFile::empty())
+            }
             Loaded::Corrupt(_) => {
                 let lock = self.lock()?;
                 self.read_locked(&lock)
+            }
+        }
+    }
+
+    fn warn_untrusted(&self, why: &str) {
+        warn(&format!(
+            "ownership state file {}: {why}; its records are not used, so no vHBA is \
+             hbad's by them (chown root: and chmod go-w the file and its directory, or \
+             run hbad with --no-strict-perms for a test tree)",
+            self.path.display()
+        ));
+    }
+
+    /// The records, changing nothing: a corrupt file or one that is not to be
+    /// trusted reads as no records, with a warning, and is left for a command that
+    /// writes (`hbad apply`, the agent) to move aside. For commands that only show
+    /// (`hbad plan`).
+    pub fn all_read_only(&self) -> Result<BTreeMap<Wwn, OwnedRecord>, StateError> {
+        match self.load()? {
+            Loaded::File(file) => Ok(file.vhbas),
+            Loaded::Untrusted(why) => {
+                self.warn_untrusted(&why);
+                Ok(BTreeMap::new())
+            }
+            Loaded::Corrupt(why) => {
+                warn(&format!(
+                    "ownership state file {}: {why}; read as no records (left as it is: \
+                     `hbad apply` or the agent moves it aside and rebuilds it)",
+                    self.path.display()
+                ));
+                Ok(BTreeMap::new())
             }
         }
     }
@@ -276,6 +396,10 @@ impl OwnedState {
         match self.load()? {
             Loaded::File(file) => Ok(file),
             Loaded::Corrupt(why) => self.recover(&why),
+            Loaded::Untrusted(why) => Err(self.err(format!(
+                "{why}; hbad does not change it (chown root: and chmod go-w it and its \
+                 directory)"
+            ))),
         }
     }
 
@@ -322,13 +446,7 @@ impl OwnedState {
             file.vhbas.len(),
             if file.vhbas.len() == 1 { "" } else { "s" },
         );
-        // The agent logs; a CLI command sets up no logging, and its user must hear
-        // of it too.
-        if tracing::dispatcher::has_been_set() {
-            tracing::warn!(hbad_reason = %why, "{text}");
-        } else {
-            eprintln!("warning: {text}");
-        }
+        warn(&text);
         self.write_locked(&file)?;
         Ok(file)
     }
@@ -373,39 +491,12 @@ impl OwnedState {
         }
     }
 
-    /// Replaces the file, with the lock held: a temporary of a name no other writer
-    /// uses, synced, renamed over the file, and the rename synced with the directory.
+    /// Replaces the file, with the lock held ([`files::replace`]), and syncs the
+    /// rename with the directory.
     fn write_locked(&self, file: &OwnedFile) -> Result<(), StateError> {
-        static SEQ: AtomicU64 = AtomicU64::new(0);
         let text = serde_json::to_vec_pretty(file).map_err(|e| self.err(e))?;
-        let tmp = sibling(
-            &self.path,
-            &format!(
-                ".{}.{}.tmp",
-                std::process::id(),
-                SEQ.fetch_add(1, Ordering::Relaxed)
-            ),
-        );
-        let written = (|| {
-            let mut out = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&tmp)?;
-            out.write_all(&text)?;
-            out.sync_all()?;
-            fs::rename(&tmp, &self.path)
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(self.err(e));
-        }
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        files::replace(&self.path, &text, 0o644).map_err(|e| self.err(e))?;
+        let dir = files::directory_of(&self.path);
         fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| self.err(format!("syncing {}: {e}", dir.display())))
@@ -416,7 +507,7 @@ impl OwnedState {
         let lock = self.lock()?;
         let mut file = self.read_locked(&lock)?;
         if f(&mut file) {
-            file.version = 1;
+            file.version = VERSION;
             self.write_locked(&file)?;
         }
         Ok(())
@@ -447,7 +538,7 @@ impl OwnedState {
             Some(name) => Some(name.to_string()),
             None => match self.load().ok()? {
                 Loaded::File(mut file) => file.vhbas.remove(&wwpn?).map(|r| r.name),
-                Loaded::Corrupt(_) => None,
+                Loaded::Corrupt(_) | Loaded::Untrusted(_) => None,
             },
         }
     }
@@ -475,6 +566,16 @@ impl OwnedState {
                 None => None,
             },
         )
+    }
+}
+
+/// The agent logs; a CLI command sets up no logging, and its user must hear of it
+/// too.
+fn warn(text: &str) {
+    if tracing::dispatcher::has_been_set() {
+        tracing::warn!("{text}");
+    } else {
+        eprintln!("warning: {text}");
     }
 }
 
@@ -509,9 +610,10 @@ impl OwnerMark {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::mpsc;
+    use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+    use crate::files::testing::within_seconds;
 
     fn w(n: u64) -> Wwn {
         Wwn::from_u64(0x5001_a4a0_0000_0000 + n)
@@ -523,17 +625,6 @@ mod tests {
             wwnn: w(0xb00),
             why: why.into(),
         }
-    }
-
-    /// Runs `f` on a thread and waits a bounded time: a read that hangs fails the
-    /// test instead of the test run.
-    fn within_seconds<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let _ = tx.send(f());
-        });
-        rx.recv_timeout(Duration::from_secs(10))
-            .expect("the state file read did not return")
     }
 
     fn names_in(dir: &Path) -> Vec<String> {
@@ -686,7 +777,11 @@ mod tests {
                 (read, write)
             })
         });
-        for ((read, write), what) in errors.iter().zip(["a FIFO", "a device", "a directory"]) {
+        for ((read, write), what) in
+            errors
+                .iter()
+                .zip(["a FIFO", "a character device", "a directory"])
+        {
             assert!(
                 read.contains(what) && read.contains("regular file"),
                 "{read}"
@@ -694,5 +789,107 @@ mod tests {
             assert_eq!(read, write);
         }
         assert!(!names_in(dir.path()).iter().any(|n| n.contains(".corrupt-")));
+    }
+
+    fn write_file(path: &Path, vhbas: &str, version: u32) {
+        fs::write(
+            path,
+            format!("{{\"version\":{version},\"vhbas\":{{{vhbas}}}}}"),
+        )
+        .unwrap();
+    }
+
+    fn entry(wwpn: u64, name: &str) -> String {
+        format!(
+            "\"{}\":{{\"name\":\"{name}\",\"wwnn\":\"0x5001a4a000000b00\",\"why\":\"EACCES\"}}",
+            w(wwpn)
+        )
+    }
+
+    #[test]
+    fn a_file_hbad_did_not_write_is_not_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owned.json");
+        let state = OwnedState::new(&path);
+        for (vhbas, version, why) in [
+            (entry(1, "a"), 2, "version 2 (this hbad reads version 1"),
+            (
+                format!("{},{}", entry(1, "a"), entry(1, "b")),
+                1,
+                "is recorded twice",
+            ),
+            (
+                format!(
+                    "{},\"0x5001A4A000000001\":{{\"name\":\"b\",\"wwnn\":\"0x5001a4a000000b00\"}}",
+                    entry(1, "a")
+                ),
+                1,
+                "is recorded twice",
+            ),
+            (
+                entry(1, "a b"),
+                1,
+                "names `a b`, which no policy can declare",
+            ),
+            (entry(1, "\\u001b[31m"), 1, "names `\\u{1b}[31m`"),
+            (entry(1, &"x".repeat(10_000)), 1, "..., which no policy"),
+        ] {
+            write_file(&path, &vhbas, version);
+            let Loaded::Corrupt(got) = state.load().unwrap() else {
+                panic!("{vhbas} was read as hbad's")
+            };
+            assert!(got.contains(why), "{got}");
+            assert!(got.len() < 300, "{got}");
+        }
+        write_file(&path, &entry(1, "a.b-c_9"), 1);
+        assert_eq!(state.all().unwrap()[&w(1)].name, "a.b-c_9");
+    }
+
+    #[test]
+    fn a_read_only_load_leaves_a_corrupt_file_where_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owned.json");
+        fs::write(&path, "{not json").unwrap();
+        let state = OwnedState::new(&path);
+        assert!(state.all_read_only().unwrap().is_empty());
+        assert_eq!(names_in(dir.path()), ["owned.json"]);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "{not json");
+        write_file(&path, &entry(1, "a"), 1);
+        assert_eq!(state.all_read_only().unwrap()[&w(1)].name, "a");
+    }
+
+    #[test]
+    fn a_file_others_could_write_gives_no_records_and_is_never_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("owned.json");
+        write_file(&path, &entry(1, "evil"), 1);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        let state = OwnedState::new(&path);
+        assert!(state.all().unwrap().is_empty());
+        assert!(state.all_read_only().unwrap().is_empty());
+        assert_eq!(state.named(None, Some(w(1))), None);
+        let err = state.record(w(2), rec("b", "")).unwrap_err().to_string();
+        assert!(
+            err.contains("it is writable by everyone (mode 0666), owner uid")
+                && err.contains("does not change it"),
+            "{err}"
+        );
+        // Left as found: not moved aside, not rewritten.
+        assert_eq!(names_in(dir.path()), ["owned.json", "owned.json.lock"]);
+        // Trusted when the check is relaxed (a test tree).
+        let relaxed = OwnedState::new(&path).perms(Perms::Relaxed);
+        assert_eq!(relaxed.all().unwrap()[&w(1)].name, "evil");
+        // A directory others can write taints the file in it.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(state.all().unwrap().len(), 1);
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(state.all().unwrap().is_empty());
+        if nix::unistd::geteuid().is_root() {
+            fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+            std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+            let err = state.forget(w(1)).unwrap_err().to_string();
+            assert!(err.contains("it is owned by uid 65534"), "{err}");
+        }
     }
 }

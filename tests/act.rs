@@ -72,7 +72,18 @@ impl Lab {
         self.root().join("sys").join(rel)
     }
 
+    /// Writes the policy, its state file kept in the lab (every command reads the
+    /// one the policy names).
     fn policy(&self, text: &str) {
+        let state = format!(
+            "state_file = \"{}\"\n",
+            self.root().join("state/owned.json").display()
+        );
+        let text = if text.contains("[ownership]\n") {
+            text.replacen("[ownership]\n", &format!("[ownership]\n{state}"), 1)
+        } else {
+            format!("{text}\n[ownership]\n{state}")
+        };
         fs::write(self.root().join("hbad.toml"), text).unwrap();
     }
 
@@ -81,8 +92,7 @@ impl Lab {
         c.args(args)
             .env("HBAD_SYSFS_ROOT", self.root().join("sys"))
             .env("HBAD_DEV_ROOT", self.root().join("dev"))
-            .env("HBAD_POLICY", self.root().join("hbad.toml"))
-            .env("HBAD_STATE_FILE", self.root().join("state/owned.json"));
+            .env("HBAD_POLICY", self.root().join("hbad.toml"));
         c
     }
 
@@ -829,24 +839,85 @@ fn plan_counts_a_vhba_recorded_in_the_state_file_as_hbads() {
     assert_eq!(actions(&lab.run(&["plan", "--json"])), ["keep"]);
     lab.policy("[ownership]\nprune = true\n");
     assert_eq!(actions(&lab.run(&["plan", "--json"])), ["delete_vhba"]);
-    // A state file that is not hbad's is moved aside and rebuilt from the marks,
-    // with a warning; it stops nothing. The record is lost with it, so the vHBA
-    // is no longer known as hbad's: kept, not pruned.
-    fs::write(lab.root().join("state/owned.json"), "{not json").unwrap();
+    // A state file that is not hbad's reads as no records, with a warning: the
+    // vHBA is no longer known as hbad's, so kept, not pruned. `plan` only shows:
+    // the file is left as it is, for `apply` to move aside and rebuild.
+    let state = lab.root().join("state/owned.json");
+    let names = || {
+        let mut n: Vec<String> = fs::read_dir(lab.root().join("state"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    let before = names();
+    fs::write(&state, "{not json").unwrap();
     let out = lab.run(&["plan", "--json"]);
-    assert!(stderr(&out).contains("moved aside"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("read as no records (left as it is"),
+        "{}",
+        stderr(&out)
+    );
     assert!(actions(&out).is_empty());
-    let aside = fs::read_dir(lab.root().join("state"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with("owned.json.corrupt-")
-        })
-        .count();
-    assert_eq!(aside, 1);
+    assert_eq!(names(), before);
+    assert_eq!(fs::read_to_string(&state).unwrap(), "{not json");
+    let out = lab.run(&["apply"]);
+    assert!(stderr(&out).contains("moved aside"), "{}", stderr(&out));
+    assert_eq!(
+        names()
+            .iter()
+            .filter(|n| n.starts_with("owned.json.corrupt-"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_forged_record_in_a_state_file_others_can_write_deletes_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    // A vport hbad never made, and a record someone else wrote to claim it.
+    let lab = Lab::new();
+    make_vport(
+        &lab.root().join("sys"),
+        "5001a4a000000c01",
+        "5001a4a000000c00",
+    );
+    fs::create_dir_all(lab.root().join("state")).unwrap();
+    let state = lab.root().join("state/owned.json");
+    fs::write(
+        &state,
+        "{\"version\":1,\"vhbas\":{\"0x5001a4a000000c01\":{\"name\":\"evil\",\
+         \"wwnn\":\"0x5001a4a000000c00\",\"why\":\"driver refused\"}}}",
+    )
+    .unwrap();
+    fs::set_permissions(&state, fs::Permissions::from_mode(0o666)).unwrap();
+    lab.policy("[ownership]\nprune = true\n");
+    let out = lab.run(&["plan", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is writable by everyone (mode 0666)")
+            && stderr(&out).contains("its records are not used"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        json(&out)["steps"].as_array().unwrap().is_empty(),
+        "{}",
+        stdout(&out)
+    );
+    let out = lab.run(&["destroy", "vport-1:0-1", "--vport-timeout", "1s"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert_eq!(lab.read("class/fc_host/host1/vport_delete"), "");
+    // Relaxed (a test tree), the record is taken as written.
+    let out = lab.run(&["--no-strict-perms", "plan", "--json"]);
+    assert_eq!(
+        json(&out)["steps"][0]["action"],
+        "delete_vhba",
+        "{}",
+        stdout(&out)
+    );
 }
 
 // ---------------------------------------------------------------------------------

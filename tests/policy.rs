@@ -504,6 +504,53 @@ fn values_echoed_in_errors_are_printable_and_cut_short() {
 }
 
 #[test]
+fn a_state_file_path_run_cannot_use_or_that_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let (root, sp) = policy_dir();
+    let plain = root.path().join("plain");
+    fs::write(&plain, "").unwrap();
+    let open = root.path().join("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    let state_file = |path: &str| {
+        fs::write(&sp.main, format!("[ownership]\nstate_file = \"{path}\"\n")).unwrap();
+        let strict = load(&sp).err().map(|e| e.to_string());
+        let files = discover(None, &sp).unwrap();
+        let relaxed = Policy::load_files(&files, &env(), Perms::Relaxed)
+            .err()
+            .map(|e| e.to_string());
+        (strict, relaxed)
+    };
+    // A file further up: the directory can never be made.
+    let deep = format!("{}/x/y.json", plain.display());
+    let (strict, relaxed) = state_file(&deep);
+    let why = format!("{} is a regular file, not a directory", plain.display());
+    assert!(strict.unwrap().contains(&why));
+    assert!(relaxed.unwrap().contains(&why));
+    // Spelled so that a prefix test misses them, still under /dev and /sys.
+    for odd in ["//dev/x.json", "/./sys/x.json", "/proc//x.json"] {
+        let (strict, _) = state_file(odd);
+        let err = strict.unwrap_or_else(|| panic!("{odd} accepted"));
+        assert!(err.contains("is under /dev, /proc or /sys"), "{err}");
+    }
+    // Whoever can write the directory can forge the records.
+    let (strict, relaxed) = state_file(&format!("{}/hbad/owned.json", open.display()));
+    let err = strict.unwrap();
+    assert!(
+        err.contains(&format!(
+            "its directory {} is writable by everyone (mode 0777)",
+            open.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(relaxed, None);
+    assert_eq!(
+        state_file(&format!("{}/hbad/owned.json", root.path().display())),
+        (None, None)
+    );
+}
+
+#[test]
 fn periodic_is_off_for_any_zero_and_for_the_words_however_spaced() {
     for off in ["0", "0s", "0m", " off", "never ", "off"] {
         let p = Policy::from_str(

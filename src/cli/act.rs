@@ -26,8 +26,8 @@ use crate::exec::scan::{ScanOutcome, ScanReport, Scanner, Ticket};
 use crate::exec::vport::{CreateRequest, DeletePolicy, SysfsPoll, VportError, Vports};
 use crate::exec::Executor;
 use crate::graph::{Graph, Lookup, Node, NodeKind};
-use crate::ownership::{OwnedState, OWNER_PREFIX};
-use crate::plan::{declared, plan, takes_part, Action, HostRef, Plan, Recorded, Step};
+use crate::ownership::OWNER_PREFIX;
+use crate::plan::{plan, takes_part, Action, HostRef, Plan, Recorded, Step};
 use crate::policy::{Origin, ParentSelector, Policy, VhbaSpec};
 use crate::sysfs::writes::{AttrWriter, ChildWriter, KernelWriter, ScanScope, WRITE_ATTR_NOT_OS};
 use crate::sysfs::{devpath_name, port_address, Hctl};
@@ -45,10 +45,6 @@ const EXIT_UNFINISHED: u8 = exit::UNFINISHED;
 /// How the writing commands wait and where they keep ownership records.
 #[derive(Debug, Clone, Args)]
 pub struct ExecOpts {
-    /// Ownership records for vHBAs whose driver refuses symbolic_name; the policy's
-    /// [ownership] state_file when not given.
-    #[arg(long, value_name = "FILE", env = "HBAD_STATE_FILE")]
-    pub state_file: Option<PathBuf>,
     /// How long a new vHBA may take to appear, or a deleted one to go.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::policy::limits::parse_vport_timeout_flag)]
     pub vport_timeout: Duration,
@@ -123,17 +119,13 @@ fn executor(g: &Global, opts: &ExecOpts, policy: &Policy) -> anyhow::Result<Exec
     let sysfs = g.sysfs();
     let writer: Arc<dyn AttrWriter> =
         Arc::new(ChildWriter::new().context("cannot find the hbad executable")?);
-    let state = opts
-        .state_file
-        .clone()
-        .unwrap_or_else(|| policy.ownership.state_file.clone());
     let vports = Vports::new(
         sysfs.clone(),
         writer.clone(),
         // The kernel makes the vHBA inside the vport_create write on the drivers
         // seen so far; the poll is for drivers that finish it on a work queue.
         Arc::new(SysfsPoll::new(sysfs.clone(), Duration::from_millis(50))),
-        OwnedState::new(state).declaring(declared(policy)),
+        policy.owned_state(),
         opts.vport_timeout,
     );
     let timeout = opts.scan_timeout.unwrap_or(policy.rescan.scan_timeout);

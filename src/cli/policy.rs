@@ -7,10 +7,8 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::Global;
-use crate::exec::vport::vport_marks;
 use crate::graph::Graph;
-use crate::ownership::OwnedState;
-use crate::plan::{declared, plan, Recorded};
+use crate::plan::{plan, Recorded};
 use crate::policy::{Policy, PolicyErrors};
 use crate::sysfs::Detail;
 use crate::terminal::printable;
@@ -195,15 +193,9 @@ pub struct PlanArgs {
 pub fn show_plan(g: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
     let policy = load_policy(g)?;
     let graph = load_graph(g)?;
-    // The state file `hbad apply` would read: its --state-file default from the
-    // environment, else the policy's.
-    let state = std::env::var_os("HBAD_STATE_FILE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| policy.ownership.state_file.clone());
-    let state = OwnedState::new(state)
-        .declaring(declared(&policy))
-        .rebuilding_from(vport_marks(&g.sysfs()));
-    let recorded = Recorded::from_records(&state.all()?);
+    // Only shows: a corrupt state file reads as no records and is left for
+    // `hbad apply` or the agent to move aside.
+    let recorded = Recorded::from_records(&policy.owned_state().all_read_only()?);
     let p = plan(&policy, &graph, &recorded, &[]);
     if g.json {
         println!("{}", serde_json::to_string_pretty(&p)?);

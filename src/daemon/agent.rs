@@ -22,8 +22,7 @@ use crate::exec::{
 };
 use crate::graph::{Change, Devpath, Graph, Node, NodeKind, Notice};
 use crate::journal::MessageId;
-use crate::ownership::OwnedState;
-use crate::plan::{declared, plan, Action, HostRef, Recorded, Step, WaitReason};
+use crate::plan::{plan, Action, HostRef, Recorded, Step, WaitReason};
 use crate::policy::{Policy, PolicyErrors};
 use crate::sysfs::writes::AttrWriter;
 use crate::sysfs::{devpath_name, Sysfs};
@@ -733,8 +732,9 @@ impl Agent {
     /// Unreadable, it counts as empty: hbad then asks to mark what it recorded and
     /// deletes nothing it cannot show is its own.
     fn read_recorded(&mut self) {
-        let state = OwnedState::new(self.policy.ownership.state_file.clone())
-            .declaring(declared(&self.policy))
+        let state = self
+            .policy
+            .owned_state()
             .rebuilding_from(vport_marks(&self.sysfs));
         match state.all() {
             Ok(records) => {
@@ -1573,7 +1573,7 @@ fn vports(sysfs: &Sysfs, writer: &Arc<dyn AttrWriter>, policy: &Policy) -> Vport
         sysfs.clone(),
         writer.clone(),
         Arc::new(SysfsPoll::new(sysfs.clone(), CONFIRM_POLL)),
-        OwnedState::new(policy.ownership.state_file.clone()).declaring(declared(policy)),
+        policy.owned_state(),
         CONFIRM_TIMEOUT,
     )
 }

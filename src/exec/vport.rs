@@ -48,6 +48,16 @@ pub enum VportError {
         timeout: Duration,
         rollback: String,
     },
+    #[error(
+        "{parent} made vHBA {wwpn}, but it cannot be marked as hbad's ({why}); {rollback}, \
+         so that no vHBA is left that neither hbad nor anyone else owns"
+    )]
+    Unmarked {
+        parent: String,
+        wwpn: Wwn,
+        why: String,
+        rollback: String,
+    },
     #[error("WWPN {wwpn} is already used by {by}, which is not a vport; choose another WWPN")]
     WwpnInUse { wwpn: Wwn, by: String },
     #[error("{what} is not an NPIV vport (a physical port or another kind of host); hbad only deletes vHBAs")]
@@ -385,7 +395,17 @@ impl Vports {
         // create, whose disks no VM can use yet. A vport hbad adopts keeps its
         // disks' udev state: a `change` re-runs every rule on disks running VMs
         // use (ownership and labels libvirt set are reset).
-        let owner = self.mark(&found.vport, &req.name)?;
+        // Unmarked and unrecorded (the driver refused the mark and the state file
+        // cannot be written), the vHBA would be no one's: never pruned, refused by
+        // `hbad destroy` without --force. It goes, as one that never appeared does.
+        let owner = self
+            .mark(&found.vport, &req.name)
+            .map_err(|e| VportError::Unmarked {
+                parent: req.parent.to_string(),
+                wwpn: req.wwpn,
+                why: e.to_string(),
+                rollback: self.roll_back(req),
+            })?;
         self.announce_disks(&found.vport);
         Ok(Created {
             vhba: found,
@@ -1069,6 +1089,29 @@ pub(crate) mod tests {
         assert!(!d.already_gone);
         assert_eq!(v.state().get(wwpn).unwrap(), None);
         assert!(!k.sysfs().exists(&c.vhba.vport));
+    }
+
+    #[test]
+    fn a_vhba_that_can_be_neither_marked_nor_recorded_is_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = with(dir.path(), |k| k.refuse_symbolic = true);
+        // The state file's directory cannot be made: a file stands in its way.
+        std::fs::write(dir.path().join("state"), "").unwrap();
+        let v = vports(&k, dir.path());
+        let err = v
+            .create(&req(&k, "db1", 0x5001_a4a0_0000_0b01))
+            .unwrap_err();
+        assert!(matches!(err, VportError::Unmarked { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("cannot be marked as hbad's")
+                && text.contains("rolled back with vport_delete"),
+            "{text}"
+        );
+        assert_eq!(
+            k.writes_to("vport_delete"),
+            ["5001a4a000000b01:5001a4a000000b00"]
+        );
     }
 
     #[test]

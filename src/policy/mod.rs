@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::ownership::OWNER_PREFIX;
+use crate::ownership::{OwnedState, OWNER_PREFIX};
 use crate::terminal::echoed;
 use crate::wwn::{derive, Wwn, WwnRole, DEFAULT_OUI};
 
@@ -163,6 +163,10 @@ pub struct Ownership {
     /// Where the policy set `state_file`, for errors found when the path is looked at.
     #[serde(skip)]
     pub state_file_origin: Option<Origin>,
+    /// Whether the state file and its directory must be root's (or the user
+    /// running hbad's) and not writable by others: the loader's permissions.
+    #[serde(skip)]
+    pub perms: Perms,
 }
 
 impl Default for Ownership {
@@ -171,6 +175,7 @@ impl Default for Ownership {
             prune: false,
             state_file: PathBuf::from("/var/lib/hbad/owned-vhbas.json"),
             state_file_origin: None,
+            perms: Perms::Strict,
         }
     }
 }
@@ -247,6 +252,16 @@ impl Loader {
 }
 
 impl Policy {
+    /// The ownership state file this policy names, knowing the vHBAs it declares,
+    /// and trusted as its policy files are (`--no-strict-perms` relaxes both). The
+    /// one path every command and the agent keep records in: no flag or variable
+    /// moves it for some of them only.
+    pub fn owned_state(&self) -> OwnedState {
+        OwnedState::new(self.ownership.state_file.clone())
+            .declaring(self.vhbas.iter().map(|v| (v.wwpn, v.name.clone())))
+            .perms(self.ownership.perms)
+    }
+
     /// Reads, merges and validates these files, in this order (later ones override).
     pub fn load_files(
         files: &[PathBuf],
@@ -267,6 +282,7 @@ impl Policy {
         }
         too_many_vhbas(&parsed).map_err(|e| PolicyErrors(vec![e]))?;
         let mut policy = build(&parsed, env)?;
+        policy.ownership.perms = perms;
         look_at_paths(&policy)?;
         policy.files = files.to_vec();
         Ok(policy)
@@ -312,7 +328,8 @@ impl Policy {
 /// The pure checks said the state file's path can name a file; this looks at what is
 /// there.
 fn look_at_paths(policy: &Policy) -> Result<(), PolicyErrors> {
-    let Some(why) = read::state_file_refusal(&policy.ownership.state_file) else {
+    let ownership = &policy.ownership;
+    let Some(why) = read::state_file_refusal(&ownership.state_file, ownership.perms) else {
         return Ok(());
     };
     let at = policy
@@ -617,7 +634,12 @@ fn state_file_refusal(path: &str) -> Option<(String, &'static str)> {
             "name the file hbad keeps its records in, e.g. /var/lib/hbad/owned-vhbas.json",
         ));
     }
-    if path.starts_with("/dev/") || path.starts_with("/proc/") || path.starts_with("/sys/") {
+    // By components, so `//dev/x` and `/./sys/x` are what they are.
+    let top = Path::new(path).components().find_map(|c| match c {
+        std::path::Component::Normal(name) => Some(name),
+        _ => None,
+    });
+    if top.is_some_and(|t| t == "dev" || t == "proc" || t == "sys") {
         return Some((
             format!(
                 "state_file `{}` is under /dev, /proc or /sys, not a place for a file",

@@ -17,39 +17,12 @@ use std::path::{Path, PathBuf};
 
 use super::error::{Origin, PolicyError};
 use super::limits::MAX_FILE_BYTES;
-
-/// Whether the owner and mode of policy files and their directories are checked.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Perms {
-    /// Owned by root or the user running hbad; not writable by group or others.
-    #[default]
-    Strict,
-    /// Anything readable (`--no-strict-perms`, `HBAD_NO_STRICT_PERMS=1`).
-    Relaxed,
-}
+pub use crate::files::Perms;
+use crate::files::{kind, Distrust};
 
 /// `/dev/null`'s device number (1, 3) on Linux: a masked file.
 fn is_dev_null(meta: &Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == libc::makedev(1, 3)
-}
-
-fn kind(meta: &Metadata) -> &'static str {
-    let t = meta.file_type();
-    if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_symlink() {
-        "a symbolic link"
-    } else {
-        "not a regular file"
-    }
 }
 
 /// Reads policy files, checking each directory once.
@@ -206,56 +179,70 @@ fn shown(path: &Path) -> String {
 }
 
 fn check_owner_and_mode(path: &Path, meta: &Metadata, what: &str) -> Result<(), PolicyError> {
-    let euid = nix::unistd::geteuid().as_raw();
     let hatch = "or run hbad with --no-strict-perms (HBAD_NO_STRICT_PERMS=1) for a test tree";
-    if meta.uid() != 0 && meta.uid() != euid {
-        return Err(PolicyError::new(
-            Origin::file(path),
-            format!(
-                "the policy {what} is owned by uid {}, not by root",
-                meta.uid()
-            ),
-        )
-        .hint(format!("chown root: {}, {hatch}", shown(path))));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(PolicyError::new(
-            Origin::file(path),
-            format!(
-                "the policy {what} is writable by {} (mode {:04o})",
-                if meta.mode() & 0o002 != 0 {
-                    "everyone"
-                } else {
-                    "its group"
-                },
-                meta.mode() & 0o7777
-            ),
-        )
-        .hint(format!("chmod go-w {}, {hatch}", shown(path))));
-    }
-    Ok(())
+    let Some(why) = Distrust::of(meta) else {
+        return Ok(());
+    };
+    let fix = match why {
+        Distrust::Owner(_) => "chown root:",
+        Distrust::Writable(_) => "chmod go-w",
+    };
+    Err(
+        PolicyError::new(Origin::file(path), format!("the policy {what} {why}"))
+            .hint(format!("{fix} {}, {hatch}", shown(path))),
+    )
 }
 
-/// Where a path the policy names is found to be something hbad cannot write a file
-/// to, if it is: the state file must be a regular file or not exist yet.
-pub fn state_file_refusal(path: &Path) -> Option<String> {
+/// Why the state file the policy names cannot be one hbad keeps records in, if it
+/// cannot: it must be a regular file or not exist yet, and the nearest directory
+/// that exists on its path must be a directory (hbad creates the rest), which, with
+/// strict permissions, only root or the user running hbad can write: whoever can
+/// write there can forge the records that let hbad delete a vHBA.
+pub fn state_file_refusal(path: &Path, perms: Perms) -> Option<String> {
+    let shown_path = shown(path);
     match std::fs::metadata(path) {
-        Ok(meta) if meta.file_type().is_file() => None,
-        Ok(meta) => Some(format!(
-            "state_file `{}` is {}, not a file hbad can keep records in",
-            shown(path),
-            kind(&meta)
-        )),
-        Err(_) => match path.parent().map(std::fs::metadata) {
-            Some(Ok(meta)) if !meta.is_dir() => Some(format!(
-                "state_file `{}`: {} is {}, not a directory",
-                shown(path),
-                path.parent().map_or(String::new(), shown),
+        Ok(meta) if meta.file_type().is_file() => {}
+        Ok(meta) => {
+            return Some(format!(
+                "state_file `{shown_path}` is {}, not a file hbad can keep records in",
                 kind(&meta)
-            )),
-            _ => None,
-        },
+            ))
+        }
+        Err(e) if gone(&e) => {}
+        Err(e) => return Some(format!("state_file `{shown_path}`: {e}")),
     }
+    for dir in path.ancestors().skip(1) {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        match std::fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => {
+                let why = Distrust::of_dir(&meta).filter(|_| perms == Perms::Strict)?;
+                return Some(format!(
+                    "state_file `{shown_path}`: its directory {} {why}, so others could forge \
+                     the records of what hbad may delete",
+                    shown(dir)
+                ));
+            }
+            Ok(meta) => {
+                return Some(format!(
+                    "state_file `{shown_path}`: {} is {}, not a directory",
+                    shown(dir),
+                    kind(&meta)
+                ))
+            }
+            Err(e) if gone(&e) => {}
+            Err(e) => return Some(format!("state_file `{shown_path}`: {}: {e}", shown(dir))),
+        }
+    }
+    None
+}
+
+/// Nothing is there: absent, or a path through a file (walked up from).
+fn gone(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
 }
 
 #[cfg(test)]
@@ -394,19 +381,53 @@ mod tests {
 
     #[test]
     fn a_state_file_that_is_a_device_or_directory_is_named() {
-        assert!(state_file_refusal(Path::new("/dev/zero"))
+        let strict = |p: &Path| state_file_refusal(p, Perms::Strict);
+        assert!(strict(Path::new("/dev/zero"))
             .unwrap()
             .contains("character device"));
         let dir = private_dir();
-        assert!(state_file_refusal(dir.path())
-            .unwrap()
-            .contains("directory"));
-        assert_eq!(state_file_refusal(&dir.path().join("owned.json")), None);
+        assert!(strict(dir.path()).unwrap().contains("directory"));
+        assert_eq!(strict(&dir.path().join("owned.json")), None);
+        assert_eq!(strict(&dir.path().join("new/sub/owned.json")), None);
         let file = dir.path().join("plain");
         std::fs::write(&file, "").unwrap();
-        assert_eq!(state_file_refusal(&file), None);
-        assert!(state_file_refusal(&file.join("owned.json"))
+        assert_eq!(strict(&file), None);
+        assert!(strict(&file.join("owned.json"))
             .unwrap()
             .contains("not a directory"));
+        // A file further up: the path can never be made.
+        let deep = file.join("x/y.json");
+        let why = strict(&deep).unwrap();
+        assert!(
+            why.contains(&format!(
+                "{} is a regular file, not a directory",
+                file.display()
+            )),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_state_file_directory_others_can_write_is_refused_unless_relaxed() {
+        let dir = private_dir();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        // Not there yet: the nearest directory that is decides.
+        let state = open.join("hbad/owned.json");
+        let why = state_file_refusal(&state, Perms::Strict).unwrap();
+        assert!(
+            why.contains(&format!(
+                "its directory {} is writable by everyone (mode 0777)",
+                open.display()
+            )),
+            "{why}"
+        );
+        assert_eq!(state_file_refusal(&state, Perms::Relaxed), None);
+        // A sticky directory owned by root lets no one replace another's file.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            assert_eq!(state_file_refusal(&state, Perms::Strict), None);
+        }
     }
 }
