@@ -17,7 +17,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{DeviceClass, Devpath, Disk, Graph, Host, NodeKind};
+use super::{DeviceClass, Devpath, Disk, Graph, Host, NodeKind, UNNUMBERED};
 use crate::sysfs::{
     devpath_name, host_number, parent_devpath, read_lun_dir, target_address, BlockIndex, BlockInfo,
     Detail, DeviceDir, Hctl, LunInfo, RemotePortInfo, ScsiBus, ScsiHostInfo, Sysfs, TargetInfo,
@@ -319,7 +319,7 @@ pub(crate) fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> Nod
             let scsi = sysfs
                 .read_scsi_host(devpath)
                 .unwrap_or_else(|_| ScsiHostInfo {
-                    number: host_number(name).unwrap_or(u32::MAX),
+                    number: host_number(name).unwrap_or(UNNUMBERED),
                     proc_name: None,
                     unique_id: None,
                     state: None,
@@ -355,7 +355,7 @@ pub(crate) fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> Nod
             )))
         }
         DeviceClass::Target => NodeKind::Target(sysfs.read_target(devpath).unwrap_or_else(|_| {
-            let (host, channel, id) = target_address(name).unwrap_or((u32::MAX, 0, 0));
+            let (host, channel, id) = target_address(name).unwrap_or((UNNUMBERED, 0, 0));
             TargetInfo {
                 name: name.to_string(),
                 host,
@@ -387,7 +387,7 @@ pub(crate) fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> Nod
 fn unread_lun(name: &str) -> LunInfo {
     LunInfo {
         hctl: name.parse().unwrap_or(Hctl {
-            host: u32::MAX,
+            host: UNNUMBERED,
             channel: 0,
             target: 0,
             lun: 0,

@@ -24,7 +24,7 @@ use crate::sysfs::{
     devpath_name, host_number, parent_devpath, port_address, target_address, BlockInfo, Detail,
     FcHostInfo, Hctl, LunInfo, RemotePortInfo, ScsiHostInfo, TargetInfo, VportInfo,
 };
-use crate::uevent::{Action, UeventRef};
+use crate::uevent::{Action, UeventRef, MAX_DEVPATH_DEPTH};
 use crate::wwn::Wwn;
 
 mod apply;
@@ -427,16 +427,14 @@ impl Graph {
         self.notice_records.generation += 1;
     }
 
-    /// The nearest ancestor of a devpath that is in the graph.
+    /// The nearest ancestor of a devpath that is in the graph, looked for among
+    /// its nearest [`MAX_DEVPATH_DEPTH`] ancestors: every ancestor of a devpath an
+    /// event may carry, and a bounded cost (each step hashes a prefix) for a deeper
+    /// path read from a sysfs tree, which then hangs from no node.
     fn parent_of(&self, devpath: &str) -> Option<NodeId> {
-        let mut cur = parent_devpath(devpath);
-        while let Some(p) = cur {
-            if let Some(&id) = self.by_devpath.get(p) {
-                return Some(id);
-            }
-            cur = parent_devpath(p);
-        }
-        None
+        std::iter::successors(parent_devpath(devpath), |p| parent_devpath(p))
+            .take(MAX_DEVPATH_DEPTH)
+            .find_map(|p| self.by_devpath.get(p).copied())
     }
 
     /// Adds a node under its nearest ancestor in the graph, or updates it if present.
@@ -639,9 +637,14 @@ enum IndexKey {
 }
 
 impl IndexKey {
+    /// A node whose name gives no number carries [`UNNUMBERED`]: it stays out of
+    /// the host and H:C:T:L indexes, so that two such nodes never share a slot and
+    /// no name, policy `parent` or lookup can select one by that number.
     fn of(kind: &NodeKind) -> Option<IndexKey> {
         match kind {
+            NodeKind::Host(h) if h.scsi.number == UNNUMBERED => None,
             NodeKind::Host(h) => Some(IndexKey::Host(h.scsi.number)),
+            NodeKind::Lun(l) if l.hctl.host == UNNUMBERED => None,
             NodeKind::Lun(l) => Some(IndexKey::Hctl(l.hctl)),
             NodeKind::Disk(d) => Some(IndexKey::Disk(d.info.name.as_str().into())),
             _ => None,
@@ -654,6 +657,12 @@ fn remove_if_points_to<K: std::hash::Hash + Eq>(map: &mut HashMap<K, NodeId>, ke
         map.remove(key);
     }
 }
+
+/// The host number of a node whose name gives none (a forged or replayed event's
+/// odd devpath, a device gone before it was read): the parsers of names never
+/// give it (`crate::sysfs::host_number` stays below it), and the indexes leave
+/// such nodes out.
+const UNNUMBERED: u32 = u32::MAX;
 
 /// Helpers for events: what a uevent is about, in graph terms.
 fn event_class<'e>(ev: &UeventRef<'e>) -> Option<(DeviceClass, &'e str)> {
