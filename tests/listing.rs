@@ -166,3 +166,17 @@ fn a_lun_missing_from_its_target_directory_falls_back_to_the_whole_graph() {
         run.stdout
     );
 }
+
+#[test]
+fn a_host_without_scsi_devices_lists_nothing_in_text_and_an_empty_array_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("sys/class")).unwrap();
+    let (sys, dev) = (dir.path().join("sys"), dir.path().join("dev"));
+    for view in ["tree", "luns"] {
+        let text = common::hbad_in(&sys, &dev, &[view]).ok();
+        assert_eq!(text.stdout, "", "{view}");
+        assert!(text.stderr.starts_with("no "), "{view}: {}", text.stderr);
+        let json = common::hbad_in(&sys, &dev, &["--json", view]).ok();
+        assert_eq!(json.stdout, "[]\n", "{view} --json");
+    }
+}

@@ -91,27 +91,22 @@ pub fn list(g: &Global, cap: Option<Cap>) -> anyhow::Result<ExitCode> {
 /// Hosts -> vports -> vHBAs, remote ports -> targets -> LUNs -> disks.
 pub fn tree(g: &Global) -> anyhow::Result<ExitCode> {
     check_sysfs(g)?;
-    let skeleton = Skeleton::load(&g.sysfs(), listing_detail(g));
-    let empty = match &skeleton {
-        Some(s) => s.graph().is_empty(),
-        None => false,
-    };
-    if empty {
-        eprintln!("no SCSI hosts under {}", g.sysfs_root.display());
-        return Ok(ExitCode::SUCCESS);
-    }
-    match skeleton {
-        Some(skeleton) => render::emit_with(|out| write_tree_streamed(&skeleton, g.json, out))?,
-        None => {
-            let graph = load_listing(g)?;
-            if graph.is_empty() {
-                eprintln!("no SCSI hosts under {}", g.sysfs_root.display());
-            } else if g.json {
-                print_json(&render::TreeStream::roots(&graph))?;
-            } else {
-                render::emit_with(|out| render::write_tree(&graph, out))?;
-            }
+    let Some(skeleton) = Skeleton::load(&g.sysfs(), listing_detail(g)) else {
+        let graph = load_listing(g)?;
+        if g.json {
+            print_json(&render::TreeStream::roots(&graph))?;
+        } else if graph.is_empty() {
+            eprintln!("no SCSI hosts under {}", g.sysfs_root.display());
+        } else {
+            render::emit_with(|out| render::write_tree(&graph, out))?;
         }
+        return Ok(ExitCode::SUCCESS);
+    };
+    // JSON says an empty tree with `[]`, text on stderr.
+    if !g.json && skeleton.graph().is_empty() {
+        eprintln!("no SCSI hosts under {}", g.sysfs_root.display());
+    } else {
+        render::emit_with(|out| write_tree_streamed(&skeleton, g.json, out))?;
     }
     Ok(ExitCode::SUCCESS)
 }
