@@ -28,12 +28,12 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::files::{self, ReadError};
 use crate::sysfs::parse_major_minor;
 use crate::sysfs::Sysfs;
 
@@ -124,8 +124,13 @@ struct DevNode {
     lun: usize,
 }
 
-/// The disk at `disk_devpath` (`.../H:C:T:L/block/sdX`) and its partitions.
-fn block_devs(sysfs: &Sysfs, disk_devpath: &str, lun: usize) -> Vec<(String, Option<DevNode>)> {
+/// The disk at `disk_devpath` (`.../H:C:T:L/block/sdX`) and its partitions, and
+/// what holds the disk for want of a look: partitions past [`MAX_PARTITIONS`].
+fn block_devs(
+    sysfs: &Sysfs,
+    disk_devpath: &str,
+    lun: usize,
+) -> (Vec<(String, Option<DevNode>)>, Option<Holder>) {
     let name = crate::sysfs::devpath_name(disk_devpath).to_string();
     let dev_of = |dir: &str, name: &str| {
         sysfs
@@ -139,15 +144,20 @@ fn block_devs(sysfs: &Sysfs, disk_devpath: &str, lun: usize) -> Vec<(String, Opt
             })
     };
     let mut out = vec![(disk_devpath.to_string(), dev_of(disk_devpath, &name))];
-    for part in sysfs
-        .partitions_of(disk_devpath)
-        .into_iter()
-        .take(MAX_PARTITIONS)
-    {
+    let mut partitions = sysfs.partitions_of(disk_devpath);
+    // A partition not looked at could be the one mounted.
+    let too_many = (partitions.len() > MAX_PARTITIONS).then(|| Holder::Unknown {
+        why: format!(
+            "{name} has {} partitions; hbad looks at {MAX_PARTITIONS} at most",
+            partitions.len()
+        ),
+    });
+    partitions.truncate(MAX_PARTITIONS);
+    for part in partitions {
         let dir = format!("{disk_devpath}/{part}");
         out.push((dir.clone(), dev_of(&dir, &part)));
     }
-    out
+    (out, too_many)
 }
 
 /// The LUN's character nodes: `scsi_generic/sgN` and `bsg/H:C:T:L`, as named
@@ -190,7 +200,9 @@ pub fn holders(sysfs: &Sysfs, proc_root: &Path, luns: &[LunDisk<'_>]) -> Vec<Vec
     let mut devs = Vec::new();
     let mut chars = Vec::new();
     for (i, lun) in luns.iter().enumerate() {
-        let block = block_devs(sysfs, &format!("{}/block/{}", lun.lun_devpath, lun.disk), i);
+        let (block, too_many) =
+            block_devs(sysfs, &format!("{}/block/{}", lun.lun_devpath, lun.disk), i);
+        out[i].extend(too_many);
         for (dir, dev) in &block {
             let of = crate::sysfs::devpath_name(dir).to_string();
             for device in sysfs.list(&format!("{dir}/holders")) {
@@ -288,16 +300,6 @@ fn for_all(luns: usize, h: Holder) -> Vec<Vec<Holder>> {
     vec![vec![h]; luns]
 }
 
-fn read_capped(path: &Path, max: u64) -> Option<String> {
-    let mut text = String::new();
-    fs::File::open(path)
-        .ok()?
-        .take(max)
-        .read_to_string(&mut text)
-        .ok()?;
-    Some(text)
-}
-
 /// Why hbad cannot see every process and mount, said once for every disk.
 const CANNOT_SEE_ALL: &str = "cannot see every process: /proc hides some of them \
      (hidepid or ProtectProc=invisible) or hbad lacks CAP_SYS_PTRACE";
@@ -306,20 +308,30 @@ const CANNOT_SEE_ALL: &str = "cannot see every process: /proc hides some of them
 fn mounts(proc_root: &Path, devs: &[DevNode], luns: usize) -> Vec<Vec<Holder>> {
     let mut out: Vec<Vec<Holder>> = vec![Vec::new(); luns];
     for table in ["self/mountinfo", "1/mountinfo"] {
-        let Some(text) = read_capped(&proc_root.join(table), MAX_MOUNTINFO) else {
-            // PID 1's table is where the host's mounts are: unread, a mounted disk
-            // would look free.
-            if table.starts_with('1') {
+        let path = proc_root.join(table);
+        // A table not read whole could hide the mount of a disk: unread or cut,
+        // every disk is held, with the reason.
+        let bytes = match files::read_bounded(&path, MAX_MOUNTINFO) {
+            Ok(bytes) => bytes,
+            // PID 1's table is the one a hiding /proc keeps from hbad.
+            Err(e @ ReadError::Open(_)) if table.starts_with('1') => {
                 let h = Holder::Unknown {
-                    why: format!(
-                        "{CANNOT_SEE_ALL} ({}/{table} unreadable)",
-                        proc_root.display()
-                    ),
+                    why: format!("{CANNOT_SEE_ALL} ({}: {e})", path.display()),
                 };
                 (0..luns).for_each(|i| note(&mut out, i, h.clone()));
+                continue;
             }
-            continue;
+            Err(e) => {
+                let h = Holder::Unknown {
+                    why: format!("the mount table {}: {e}", path.display()),
+                };
+                (0..luns).for_each(|i| note(&mut out, i, h.clone()));
+                continue;
+            }
         };
+        // A mount point is any bytes but the four mountinfo escapes: one that is
+        // not UTF-8 must not hide the mounts around it.
+        let text = String::from_utf8_lossy(&bytes);
         // A disk bind-mounted a thousand times is named by its first mounts.
         for (lun, m) in mounted(&text, devs) {
             note(&mut out, lun, m);
@@ -482,8 +494,9 @@ fn open_files(proc_root: &Path, devs: &[DevNode], luns: usize) -> Vec<Vec<Holder
                 devs.iter().find(|d| d.dev == rdev && d.char == char)
             });
             if let Some(d) = held {
-                let command = read_capped(&entry.path().join("comm"), 64)
-                    .map(|c| c.trim().to_string())
+                let command = files::read_bounded(&entry.path().join("comm"), 64)
+                    .map(|c| String::from_utf8_lossy(&c).trim().to_string())
+                    .ok()
                     .unwrap_or_else(|| "?".into());
                 let h = Holder::Process {
                     of: d.name.clone(),
@@ -613,6 +626,7 @@ bad line
         let p = dir.path();
         fs::create_dir_all(p.join("1/fd")).unwrap();
         fs::create_dir_all(p.join("self")).unwrap();
+        fs::write(p.join("self/mountinfo"), "").unwrap();
         fs::write(
             p.join("1/mountinfo"),
             "40 22 8:33 / /srv rw - xfs /dev/sdc1 rw\n",
@@ -743,6 +757,111 @@ bad line
         .unwrap();
         assert_eq!(open_files(p, &sdb(), 1).remove(0), vec![]);
         assert_eq!(mounts(p, &sdb(), 1).remove(0), vec![]);
+    }
+
+    /// A /proc where PID 1 is seen, with no mounts, files or other processes.
+    fn empty_proc() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs::create_dir_all(p.join("1/fd")).unwrap();
+        fs::create_dir_all(p.join("self")).unwrap();
+        fs::write(p.join("1/mountinfo"), "").unwrap();
+        fs::write(p.join("self/mountinfo"), "").unwrap();
+        dir
+    }
+
+    fn whys(held: &[Holder]) -> Vec<String> {
+        held.iter().map(Holder::to_string).collect()
+    }
+
+    #[test]
+    fn a_mount_table_cut_at_its_bound_or_unread_holds_every_disk() {
+        let dir = empty_proc();
+        let p = dir.path();
+        let table = p.join("self/mountinfo");
+        assert_eq!(mounts(p, &sdb(), 1).remove(0), vec![]);
+
+        // The mount of sdb1 sits just past the bound.
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = fs::File::create(&table).unwrap();
+            f.seek(SeekFrom::Start(MAX_MOUNTINFO)).unwrap();
+            f.write_all(b"40 22 8:17 / /srv rw - xfs /dev/sdb1 rw\n")
+                .unwrap();
+        }
+        let held = whys(&mounts(p, &sdb(), 1).remove(0));
+        assert!(
+            matches!(held.as_slice(), [why] if why.contains(&format!("hbad reads at most {MAX_MOUNTINFO} bytes"))),
+            "{held:?}"
+        );
+
+        // A mount point that is not UTF-8 hides no mount.
+        fs::write(
+            &table,
+            b"40 22 8:17 / /srv/\xff rw - xfs /dev/sdb1 rw\n".as_slice(),
+        )
+        .unwrap();
+        let held = mounts(p, &sdb(), 1).remove(0);
+        assert!(
+            matches!(held.as_slice(), [Holder::Mount { of, .. }] if of == "sdb1"),
+            "{held:?}"
+        );
+
+        // Missing, or a FIFO (never waited on): held, and said why.
+        fs::remove_file(&table).unwrap();
+        let held = whys(&mounts(p, &sdb(), 1).remove(0));
+        assert!(
+            matches!(held.as_slice(), [why] if why.contains("self/mountinfo: cannot open it")),
+            "{held:?}"
+        );
+        crate::files::testing::mkfifo(&table);
+        let root = p.to_path_buf();
+        let held = crate::files::testing::within_seconds(move || mounts(&root, &sdb(), 1));
+        let held = whys(&held[0]);
+        assert!(
+            matches!(held.as_slice(), [why] if why.contains("is a FIFO")),
+            "{held:?}"
+        );
+    }
+
+    #[test]
+    fn a_disk_with_more_partitions_than_looked_at_is_held() {
+        let proc = empty_proc();
+        let root = tempfile::tempdir().unwrap();
+        let sysfs = Sysfs::new(root.path().join("sys"), root.path().join("dev"));
+        let lun = "/devices/pseudo_0/adapter0/host2/target2:0:0/2:0:0:0";
+        let disk = root.path().join(format!("sys{lun}/block/sdb"));
+        fs::create_dir_all(&disk).unwrap();
+        fs::write(disk.join("dev"), "8:16\n").unwrap();
+        let look = || {
+            let luns = [LunDisk {
+                lun_devpath: lun,
+                disk: "sdb",
+            }];
+            let held = holders(&sysfs, proc.path(), &luns).remove(0);
+            whys(&held)
+        };
+        let mut n = 0;
+        let mut add_partitions = |count: usize| {
+            for _ in 0..count {
+                n += 1;
+                let part = disk.join(format!("sdb{n}"));
+                fs::create_dir_all(&part).unwrap();
+                fs::write(part.join("partition"), format!("{n}\n")).unwrap();
+                fs::write(part.join("dev"), format!("259:{n}\n")).unwrap();
+            }
+        };
+        add_partitions(MAX_PARTITIONS);
+        assert_eq!(look(), Vec::<String>::new());
+        add_partitions(1);
+        assert_eq!(
+            look(),
+            [format!(
+                "cannot tell whether it is in use: sdb has {} partitions; hbad looks at \
+                 {MAX_PARTITIONS} at most",
+                MAX_PARTITIONS + 1
+            )]
+        );
     }
 
     #[test]

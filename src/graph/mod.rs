@@ -24,7 +24,7 @@ use crate::sysfs::{
     devpath_name, host_number, parent_devpath, port_address, target_address, BlockIndex, BlockInfo,
     Detail, FcHostInfo, Hctl, LunInfo, RemotePortInfo, ScsiHostInfo, Sysfs, TargetInfo, VportInfo,
 };
-use crate::uevent::{Action, UeventRef};
+use crate::uevent::{Action, UeventRef, MAX_DEVPATH_DEPTH};
 use crate::wwn::Wwn;
 
 mod apply;
@@ -483,16 +483,14 @@ impl Graph {
         self.notice_records.generation += 1;
     }
 
-    /// The nearest ancestor of a devpath that is in the graph.
+    /// The nearest ancestor of a devpath that is in the graph, looked for among
+    /// its nearest [`MAX_DEVPATH_DEPTH`] ancestors: every ancestor of a devpath an
+    /// event may carry, and a bounded cost (each step hashes a prefix) for a deeper
+    /// path read from a sysfs tree, which then hangs from no node.
     fn parent_of(&self, devpath: &str) -> Option<NodeId> {
-        let mut cur = parent_devpath(devpath);
-        while let Some(p) = cur {
-            if let Some(&id) = self.by_devpath.get(p) {
-                return Some(id);
-            }
-            cur = parent_devpath(p);
-        }
-        None
+        std::iter::successors(parent_devpath(devpath), |p| parent_devpath(p))
+            .take(MAX_DEVPATH_DEPTH)
+            .find_map(|p| self.by_devpath.get(p).copied())
     }
 
     /// Adds a node under its nearest ancestor in the graph, or updates it if present.
@@ -688,9 +686,14 @@ enum IndexKey {
 }
 
 impl IndexKey {
+    /// A node whose name gives no number carries [`UNNUMBERED`]: it stays out of
+    /// the host and H:C:T:L indexes, so that two such nodes never share a slot and
+    /// no name, policy `parent` or lookup can select one by that number.
     fn of(kind: &NodeKind) -> Option<IndexKey> {
         match kind {
+            NodeKind::Host(h) if h.scsi.number == UNNUMBERED => None,
             NodeKind::Host(h) => Some(IndexKey::Host(h.scsi.number)),
+            NodeKind::Lun(l) if l.hctl.host == UNNUMBERED => None,
             NodeKind::Lun(l) => Some(IndexKey::Hctl(l.hctl)),
             NodeKind::Disk(d) => Some(IndexKey::Disk(d.info.name.as_str().into())),
             _ => None,
@@ -780,6 +783,12 @@ fn read_all(
     })
 }
 
+/// The host number of a node whose name gives none (a forged or replayed event's
+/// odd devpath, a device gone before it was read): the parsers of names never
+/// give it (`crate::sysfs::host_number` stays below it), and the indexes leave
+/// such nodes out.
+const UNNUMBERED: u32 = u32::MAX;
+
 /// Reads one device's attributes; a device already gone from sysfs (its removal event
 /// is on the way) still gets a node with what its name tells, so that the events
 /// that follow find it.
@@ -790,7 +799,7 @@ pub(crate) fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> Nod
             let scsi = sysfs
                 .read_scsi_host(devpath)
                 .unwrap_or_else(|_| ScsiHostInfo {
-                    number: host_number(name).unwrap_or(u32::MAX),
+                    number: host_number(name).unwrap_or(UNNUMBERED),
                     proc_name: None,
                     unique_id: None,
                     state: None,
@@ -826,7 +835,7 @@ pub(crate) fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> Nod
             )))
         }
         DeviceClass::Target => NodeKind::Target(sysfs.read_target(devpath).unwrap_or_else(|_| {
-            let (host, channel, id) = target_address(name).unwrap_or((u32::MAX, 0, 0));
+            let (host, channel, id) = target_address(name).unwrap_or((UNNUMBERED, 0, 0));
             TargetInfo {
                 name: name.to_string(),
                 host,
@@ -837,7 +846,7 @@ pub(crate) fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> Nod
         DeviceClass::Lun => NodeKind::Lun(Box::new(sysfs.read_lun(devpath).unwrap_or_else(|_| {
             LunInfo {
                 hctl: name.parse().unwrap_or(Hctl {
-                    host: u32::MAX,
+                    host: UNNUMBERED,
                     channel: 0,
                     target: 0,
                     lun: 0,

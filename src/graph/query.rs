@@ -184,3 +184,69 @@ impl Graph {
             .find(|c| matches!(c.kind, NodeKind::Disk(_)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{read_kind, DeviceClass};
+    use super::*;
+    use crate::sysfs::Sysfs;
+    use crate::uevent::MAX_DEVPATH_DEPTH;
+
+    #[test]
+    fn hosts_and_luns_whose_names_give_no_number_are_never_found_by_one() {
+        // Gone from sysfs (or never there, as with a forged event): each node has
+        // only what its name tells, and these names tell no number.
+        let sysfs = Sysfs::new("/nonexistent/sys", "/nonexistent/dev");
+        let mut g = Graph::default();
+        for name in ["hostX", "hostY"] {
+            let devpath = format!("/devices/platform/{name}");
+            let kind = read_kind(&sysfs, &devpath, DeviceClass::Host);
+            g.insert(devpath, kind);
+        }
+        let lun = "/devices/platform/hostY/odd-lun";
+        g.insert(lun.into(), read_kind(&sysfs, lun, DeviceClass::Lun));
+        let real = "/devices/platform/host3";
+        g.insert(real.into(), read_kind(&sysfs, real, DeviceClass::Host));
+        assert_eq!(g.len(), 4);
+
+        for name in ["4294967295", "host4294967295", "scsi_host4294967295"] {
+            let lookup: Lookup = name.parse().unwrap();
+            assert!(g.find(&lookup).is_empty(), "{name} selected {lookup:?}");
+        }
+        assert!(g.host(u32::MAX).is_none());
+        let hctl = Hctl {
+            host: u32::MAX,
+            channel: 0,
+            target: 0,
+            lun: 0,
+        };
+        assert!(g.lun(hctl).is_none() && g.luns().is_empty());
+        let hosts: Vec<&str> = g.hosts().iter().map(|h| &*h.devpath).collect();
+        assert_eq!(hosts, [real]);
+        // Still in the graph, found by name.
+        assert_eq!(g.find(&Lookup::Name("hostX".into())).len(), 1);
+    }
+
+    #[test]
+    fn the_nearest_ancestor_is_looked_for_a_bounded_number_of_levels_up() {
+        let sysfs = Sysfs::new("/nonexistent/sys", "/nonexistent/dev");
+        let mut g = Graph::default();
+        let top = "/devices/platform/host3";
+        g.insert(top.into(), read_kind(&sysfs, top, DeviceClass::Host));
+        // `top` is `levels + 1` steps up from the host below it.
+        let below = |levels: usize| format!("{top}{}/host4", "/a".repeat(levels));
+        for (levels, found) in [
+            (0, true),
+            (MAX_DEVPATH_DEPTH - 1, true),
+            (MAX_DEVPATH_DEPTH, false),
+        ] {
+            let devpath = below(levels);
+            let id = g.insert(
+                devpath.clone(),
+                read_kind(&sysfs, &devpath, DeviceClass::Host),
+            );
+            let parent = g.parent(g.at(id)).map(|p| &*p.devpath);
+            assert_eq!(parent == Some(top), found, "{levels} levels: {parent:?}");
+        }
+    }
+}

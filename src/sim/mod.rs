@@ -217,10 +217,13 @@ impl Sim {
         })?;
         // procfs as hbad reads it before deleting a disk (what holds it): PID 1
         // with no files and no mounts (hbad looks for it to know it sees every
-        // process), until a test opens or mounts a disk (`holding`).
+        // process) and hbad's own empty mount table, until a test opens or mounts
+        // a disk (`holding`).
         let proc = dir.join("proc");
         std::fs::create_dir_all(proc.join("1/fd"))
+            .and_then(|()| std::fs::create_dir_all(proc.join("self")))
             .and_then(|()| std::fs::write(proc.join("1/mountinfo"), ""))
+            .and_then(|()| std::fs::write(proc.join("self/mountinfo"), ""))
             .map_err(|source| SimError::Tree { path: proc, source })?;
         let sysfs = Sysfs::new(tree.sys(), tree.dev());
         let mut kernel = Kernel::new(tree);

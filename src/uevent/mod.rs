@@ -175,6 +175,9 @@ struct CoreKeys<'a> {
     subsystem: Option<&'a str>,
     devtype: Option<&'a str>,
     seqnum: Option<&'a str>,
+    /// Not a core key (it stays among the other properties) but a devpath too,
+    /// checked with `DEVPATH` so that every source's events are.
+    devpath_old: Option<&'a str>,
 }
 
 /// The keys every uevent has, checked.
@@ -189,6 +192,10 @@ struct Core<'a> {
 impl<'a> CoreKeys<'a> {
     /// Keeps `k` if it is one of the core keys; says whether it was.
     fn take(&mut self, k: &str, v: &'a str) -> bool {
+        if k == "DEVPATH_OLD" {
+            self.devpath_old = Some(v);
+            return false;
+        }
         let slot = match k {
             "ACTION" => &mut self.action,
             "DEVPATH" => &mut self.devpath,
@@ -208,8 +215,9 @@ impl<'a> CoreKeys<'a> {
             .parse()
             .map_err(|_| ParseError::UnknownAction(action_text.to_string()))?;
         let devpath = self.devpath.ok_or(ParseError::MissingKey("DEVPATH"))?;
-        if !devpath.starts_with('/') || devpath.contains("/../") || devpath.ends_with("/..") {
-            return Err(ParseError::BadDevpath(devpath.to_string()));
+        check_devpath("DEVPATH", devpath)?;
+        if let Some(old) = self.devpath_old {
+            check_devpath("DEVPATH_OLD", old)?;
         }
         let subsystem = self.subsystem.ok_or(ParseError::MissingKey("SUBSYSTEM"))?;
         let seqnum = match self.seqnum {
@@ -336,6 +344,44 @@ impl fmt::Display for Uevent {
     }
 }
 
+/// The kernel's environment buffer for one uevent (`UEVENT_BUFFER_SIZE` in
+/// `include/linux/kobject.h`): every `KEY=VALUE` string of the event, each with
+/// its NUL, fits in these bytes together (`add_uevent_var` refuses one more).
+pub const UEVENT_BUFFER_SIZE: usize = 2048;
+
+/// The most components a devpath may have. The kernel sets no limit, but a real
+/// device sits a few dozen deep at most (an FC disk on a vHBA behind nested PCIe
+/// switches: about 20); anything past this is forged, and walking it costs time.
+pub const MAX_DEVPATH_DEPTH: usize = 128;
+
+/// Checks a devpath-valued property (`DEVPATH`, `DEVPATH_OLD`): as long as the
+/// kernel can send, as deep as a device can be, absolute and never climbing
+/// out with `..`. Every source's events pass here, so that no forged or replayed
+/// path costs the graph more than a real one.
+fn check_devpath(key: &'static str, devpath: &str) -> Result<(), ParseError> {
+    // `KEY=` and the NUL share the buffer with the value.
+    let max = UEVENT_BUFFER_SIZE - key.len() - 2;
+    if devpath.len() > max {
+        return Err(ParseError::DevpathTooLong {
+            key,
+            len: devpath.len(),
+            max,
+        });
+    }
+    let depth = devpath.bytes().filter(|&b| b == b'/').count();
+    if depth > MAX_DEVPATH_DEPTH {
+        return Err(ParseError::DevpathTooDeep {
+            key,
+            depth,
+            max: MAX_DEVPATH_DEPTH,
+        });
+    }
+    if !devpath.starts_with('/') || devpath.contains("/../") || devpath.ends_with("/..") {
+        return Err(ParseError::BadDevpath(devpath.to_string()));
+    }
+    Ok(())
+}
+
 /// Why a message is not a uevent we can use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -357,6 +403,21 @@ pub enum ParseError {
     UnknownAction(String),
     #[error("devpath `{0}` is not an absolute sysfs path")]
     BadDevpath(String),
+    #[error(
+        "{key} is {len} bytes; the kernel sends at most {max} \
+         (a uevent's properties share {UEVENT_BUFFER_SIZE} bytes)"
+    )]
+    DevpathTooLong {
+        key: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("{key} has {depth} components; hbad takes at most {max}")]
+    DevpathTooDeep {
+        key: &'static str,
+        depth: usize,
+        max: usize,
+    },
     #[error("SEQNUM `{0}` is not a number")]
     BadSeqnum(String),
     #[error("header says `{header}` but {key} says `{value}`")]
@@ -611,10 +672,74 @@ mod tests {
                 b"add@/x\0ACTION=add\0DEVPATH=/\xff\0SUBSYSTEM=s\0".to_vec(),
                 "UTF-8",
             ),
+            (
+                msg(&[
+                    "move@/x",
+                    "ACTION=move",
+                    "DEVPATH=/x",
+                    "DEVPATH_OLD=y/../z",
+                    "SUBSYSTEM=s",
+                ]),
+                "absolute",
+            ),
         ];
         for (bytes, want) in cases {
             let err = parse_kernel(&bytes).unwrap_err().to_string();
             assert!(err.contains(want), "expected `{want}` in `{err}`");
         }
+    }
+
+    /// An event whose devpath (or old devpath) is `path`, as the kernel sends it.
+    fn with_path(key: &str, path: &str) -> Vec<u8> {
+        let old = format!("DEVPATH_OLD={path}");
+        let (devpath, old) = match key {
+            "DEVPATH" => (path, None),
+            _ => ("/devices/x", Some(old.as_str())),
+        };
+        let header = format!("move@{devpath}");
+        let devpath = format!("DEVPATH={devpath}");
+        let mut parts = vec![header.as_str(), "ACTION=move", devpath.as_str()];
+        parts.extend(old);
+        parts.push("SUBSYSTEM=scsi");
+        msg(&parts)
+    }
+
+    #[test]
+    fn a_devpath_longer_or_deeper_than_the_kernel_sends_is_refused_with_the_bound() {
+        for key in ["DEVPATH", "DEVPATH_OLD"] {
+            let max = UEVENT_BUFFER_SIZE - key.len() - 2;
+            // The longest the kernel can send, in few components, is taken.
+            let longest = format!("/devices/{}", "a".repeat(max - "/devices/".len()));
+            assert!(parse_kernel(&with_path(key, &longest)).is_ok(), "{key}");
+            let err = parse_kernel(&with_path(key, &format!("{longest}b"))).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "{key} is {} bytes; the kernel sends at most {max} \
+                     (a uevent's properties share 2048 bytes)",
+                    max + 1
+                )
+            );
+            // Short but deep: the depth is bounded on its own.
+            let deepest = "/a".repeat(MAX_DEVPATH_DEPTH);
+            assert!(parse_kernel(&with_path(key, &deepest)).is_ok(), "{key}");
+            let err = parse_kernel(&with_path(key, &format!("{deepest}/b"))).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "{key} has {} components; hbad takes at most {MAX_DEVPATH_DEPTH}",
+                    MAX_DEVPATH_DEPTH + 1
+                )
+            );
+        }
+        // udev's events are built from the same properties, through the same gate.
+        let deep = "/a".repeat(400_000);
+        let err =
+            Uevent::from_props([("ACTION", "add"), ("DEVPATH", &deep), ("SUBSYSTEM", "scsi")])
+                .unwrap_err();
+        assert!(
+            matches!(err, ParseError::DevpathTooLong { len: 800_000, .. }),
+            "{err}"
+        );
     }
 }
