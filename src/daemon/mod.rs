@@ -11,6 +11,7 @@ pub mod health;
 pub mod login;
 pub mod notify;
 pub mod run;
+pub mod state_file;
 pub mod status;
 pub mod wake;
 
