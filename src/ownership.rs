@@ -93,18 +93,6 @@ pub fn owned<'a>(
     record.filter(|r| r.refused()).map(Owned::Record)
 }
 
-/// What a read of the state file off the agent's loop found
-/// (`daemon::state_file`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StateFileRead {
-    /// The file is as it was at the last read: its records stand.
-    Unchanged,
-    Records(BTreeMap<Wwn, OwnedRecord>),
-    /// The file could not be read (a FIFO or a directory at its path, a lock held
-    /// past its wait...): no records until it reads again.
-    Failed(String),
-}
-
 /// One vHBA recorded in the state file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OwnedRecord {

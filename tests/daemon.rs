@@ -153,16 +153,12 @@ impl Rig {
             if reported > 0 {
                 continue;
             }
-            if self.agent.scanner().busy() == 0 && !self.agent.reading_state_file() {
+            if self.agent.scanner().busy() == 0 {
                 // One more look: a write that just ended may have sent events.
                 std::thread::sleep(Duration::from_millis(5));
                 let late: Vec<SourceItem> = self.events.try_iter().map(SourceItem::Event).collect();
                 let reported = self.drain_reports(now);
-                if late.is_empty()
-                    && reported == 0
-                    && self.agent.scanner().busy() == 0
-                    && !self.agent.reading_state_file()
-                {
+                if late.is_empty() && reported == 0 && self.agent.scanner().busy() == 0 {
                     return;
                 }
                 if !late.is_empty() {
@@ -582,16 +578,12 @@ fn a_hung_scan_is_reported_while_other_hosts_and_reloads_go_on() {
     rig.agent.handle(vec![ua(stuck), ua(fine)], rig.at(1));
     assert!(gate.wait_for_blocked(1, Duration::from_secs(5)));
     // The other host's scan completes while the first is stuck in the kernel.
-    // Other reports (the state file's read) are handed on until the scan's.
-    let report = loop {
-        match rig
-            .reports
-            .blocking_recv()
-            .expect("the healthy host's scan ends")
-        {
-            Report::Scan(report) => break report,
-            other => rig.agent.report(other, rig.at(1)),
-        }
+    let report = rig
+        .reports
+        .blocking_recv()
+        .expect("the healthy host's scan ends");
+    let Report::Scan(report) = report else {
+        panic!("{report:?}")
     };
     assert_eq!(report.host.number, fine);
     rig.agent.scan_report(report);

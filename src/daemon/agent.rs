@@ -22,7 +22,6 @@ use crate::exec::{
 };
 use crate::graph::{Change, Devpath, Graph, Node, NodeKind, Notice};
 use crate::journal::MessageId;
-use crate::ownership::StateFileRead;
 use crate::plan::{plan, Action, HostRef, Recorded, Step, WaitReason};
 use crate::policy::{Policy, PolicyErrors};
 use crate::sysfs::writes::AttrWriter;
@@ -34,7 +33,6 @@ use crate::wwn::Wwn;
 
 use super::fleet::{self, Fleet};
 use super::login::Login;
-use super::state_file::StateFileReader;
 use super::status::{rfc3339, Counters, HostStatus, HungWrite, ScanStatus, Status, VhbaStatus};
 use super::wake::{at_or_below, fc_nodes, Watched};
 
@@ -102,12 +100,10 @@ pub struct Agent {
     status_path: Option<PathBuf>,
     next_periodic: Option<Instant>,
     ready: bool,
-    /// What the ownership state file held at its last read.
+    /// What the ownership state file held at the last reconcile.
     recorded: Recorded,
     /// The last error reading the state file, logged once until it changes.
     state_error: Option<String>,
-    /// Reads the state file off the loop; the records come back as reports.
-    state_file: StateFileReader,
     /// The metrics textfile and what only it shows.
     fleet: Fleet,
     /// Devices polled because they wait on a change no event announces.
@@ -170,14 +166,6 @@ impl Agent {
             let _ = sink.send(Report::Scan(r));
         });
         let vports = vports(&config.sysfs, &writer, &policy);
-        let state_file = StateFileReader::spawn(reports_tx.clone());
-        // Before the loop runs: the boot's plan has the records, read without a
-        // lock or a recovery (a corrupt file reads as none until the thread has
-        // recovered it).
-        let recorded = match policy.owned_state().all_read_only() {
-            Ok(records) => Recorded::from_records(&records),
-            Err(_) => Recorded::none(),
-        };
         let watched = Watched::of(&graph);
         let mut agent = Agent {
             next_periodic: policy.rescan.periodic.map(|p| later(now, p)),
@@ -197,9 +185,8 @@ impl Agent {
             started: SystemTime::now(),
             status_path: config.status_path,
             ready: false,
-            recorded,
+            recorded: Recorded::none(),
             state_error: None,
-            state_file,
             fleet: Fleet::default(),
             watched,
             fc_events_attached: false,
@@ -750,38 +737,23 @@ impl Agent {
             .policy
             .owned_state()
             .rebuilding_from(vport_marks(&self.sysfs));
-        self.state_file.request(state);
-    }
-
-    /// What the state file's thread read: new records are planned with at once.
-    fn state_file_read(&mut self, read: StateFileRead, now: Instant) {
-        self.state_file.returned();
-        let recorded = match read {
-            StateFileRead::Unchanged => return,
-            StateFileRead::Records(records) => {
+        match state.all() {
+            Ok(records) => {
+                self.recorded = Recorded::from_records(&records);
                 self.state_error = None;
-                Recorded::from_records(&records)
             }
-            StateFileRead::Failed(text) => {
+            Err(e) => {
+                let text = e.to_string();
                 if self.state_error.as_deref() != Some(text.as_str()) {
                     tracing::error!(
                         hbad_reason = %text,
                         "{text}; vHBAs recorded there are treated as not hbad's until it reads again"
                     );
                 }
+                self.recorded = Recorded::none();
                 self.state_error = Some(text);
-                Recorded::none()
             }
-        };
-        if recorded != self.recorded {
-            self.recorded = recorded;
-            self.reconcile(&[], now);
         }
-    }
-
-    /// A read of the state file is out (tests wait for its answer).
-    pub fn reading_state_file(&self) -> bool {
-        self.state_file.pending()
     }
 
     /// Plans against the graph and hands the plan to the executor.
@@ -1049,7 +1021,6 @@ impl Agent {
         match r {
             Report::Scan(r) => self.scan_report(r),
             Report::Step(r) => self.step_report(r, now),
-            Report::StateFile(read) => self.state_file_read(read, now),
         }
     }
 

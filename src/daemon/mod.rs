@@ -11,7 +11,6 @@ pub mod health;
 pub mod login;
 pub mod notify;
 pub mod run;
-pub mod state_file;
 pub mod status;
 pub mod wake;
 

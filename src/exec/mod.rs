@@ -18,13 +18,11 @@ pub use scan::{Running, ScanCounters, ScanOutcome, ScanReport, Scanner, Ticket};
 use std::time::{Duration, Instant};
 
 /// What the executor's workers send back: a scan's end (or its merged requests'),
-/// or any other step's; and what the agent's state file thread read.
+/// or any other step's.
 #[derive(Clone, Debug)]
 pub enum Report {
     Scan(ScanReport),
     Step(StepReport),
-    /// The ownership state file, read off the agent's loop.
-    StateFile(crate::ownership::StateFileRead),
 }
 
 /// `now + d`, never panicking: a duration too long for the clock (a timeout of
