@@ -392,7 +392,7 @@ pub fn view(graph: &Graph, node: &Node) -> NodeView {
                 dev: disk_info.map(|d| format!("/dev/{}", d.info.name)),
                 size_bytes: disk_info.and_then(|d| d.info.size_bytes),
                 links: disk_info.map(|d| d.links.clone()).unwrap_or_default(),
-                multipath: disk_info.and_then(|d| d.info.multipath.clone()),
+                multipath: disk_info.and_then(|d| d.info.multipath.as_deref().cloned()),
             })
         }
         NodeKind::Disk(d) => NodeView::Disk(DiskView {
@@ -409,7 +409,7 @@ pub fn view(graph: &Graph, node: &Node) -> NodeView {
             read_only: d.info.read_only,
             removable: d.info.removable,
             links: d.links.clone(),
-            multipath: d.info.multipath.clone(),
+            multipath: d.info.multipath.as_deref().cloned(),
         }),
     }
 }

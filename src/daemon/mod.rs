@@ -8,6 +8,7 @@ pub mod agent;
 mod alarm;
 pub mod fleet;
 pub mod health;
+pub mod heap;
 pub mod login;
 pub mod notify;
 pub mod run;

@@ -75,7 +75,7 @@ impl Graph {
         graph.detail = detail;
         let total = nodes.len() + disks.iter().map(Vec::len).sum::<usize>();
         graph.slots.reserve_exact(total);
-        graph.by_devpath.reserve(total);
+        graph.by_devpath.reserve(&graph.slots, &graph.hasher, total);
         let first_lun = nodes.len() - disks.len();
         let mut slots: Vec<Option<(usize, Devpath, NodeKind)>> =
             nodes.into_iter().map(Some).collect();

@@ -16,8 +16,11 @@
 //! attributes.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::marker::PhantomData;
 use std::sync::Arc;
 
+use hashbrown::hash_table::{Entry, HashTable};
 use serde::Serialize;
 
 use crate::sysfs::{
@@ -203,9 +206,58 @@ pub struct Node {
     pub devpath: Devpath,
     pub kind: NodeKind,
     parent: Option<NodeId>,
-    /// Sorted by the children's devpaths.
-    children: Vec<NodeId>,
+    children: Children,
 }
+
+/// A node's children, sorted by devpath. Most nodes have none, or one (a LUN its
+/// disk): those are kept in the node, not in a vector of their own.
+#[derive(Clone, Debug, Default)]
+enum Children {
+    #[default]
+    None,
+    One(NodeId),
+    Many(Vec<NodeId>),
+}
+
+impl Children {
+    fn as_slice(&self) -> &[NodeId] {
+        match self {
+            Children::None => &[],
+            Children::One(id) => std::slice::from_ref(id),
+            Children::Many(ids) => ids,
+        }
+    }
+
+    fn insert(&mut self, at: usize, id: NodeId) {
+        match self {
+            Children::None => *self = Children::One(id),
+            Children::One(first) => {
+                let mut ids = vec![*first];
+                ids.insert(at, id);
+                *self = Children::Many(ids);
+            }
+            Children::Many(ids) => ids.insert(at, id),
+        }
+    }
+
+    fn remove(&mut self, at: usize) {
+        match self {
+            Children::None => {}
+            Children::One(_) => *self = Children::None,
+            Children::Many(ids) => {
+                ids.remove(at);
+            }
+        }
+    }
+}
+
+impl PartialEq for Children {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Children {}
 
 impl Node {
     pub fn name(&self) -> &str {
@@ -265,12 +317,15 @@ pub struct Graph {
     /// The node table: a removed node leaves a hole that the next insert reuses.
     slots: Vec<Option<Node>>,
     free: Vec<NodeId>,
-    by_devpath: HashMap<Devpath, NodeId>,
+    /// Hashes the keys of the indexes by id (random keys: devpaths come from
+    /// events, which anyone on the host can forge).
+    hasher: RandomState,
+    by_devpath: IdIndex<ByDevpath>,
     by_host: HashMap<u32, NodeId>,
     /// A WWPN names a vport and the vHBA it made, so a few nodes at most.
     by_wwpn: HashMap<Wwn, Vec<NodeId>>,
-    by_hctl: HashMap<Hctl, NodeId>,
-    by_disk: HashMap<Box<str>, NodeId>,
+    by_hctl: IdIndex<ByHctl>,
+    by_disk: IdIndex<ByDisk>,
     notice_records: NoticeRecords,
     /// What the graph keeps of each LUN and disk (see [`Detail`]).
     detail: Detail,
@@ -316,6 +371,120 @@ impl NoticeRecords {
     }
 }
 
+/// What an [`IdIndex`] finds a node by: a key the node holds itself.
+trait IndexedBy {
+    type Key: ?Sized + Hash + Eq;
+    /// The node's key; `None` keeps it out of the index.
+    fn key(node: &Node) -> Option<&Self::Key>;
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct ByDevpath;
+
+impl IndexedBy for ByDevpath {
+    type Key = str;
+    fn key(node: &Node) -> Option<&str> {
+        Some(&node.devpath)
+    }
+}
+
+/// A node whose name gives no host number stays out (see [`UNNUMBERED`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct ByHctl;
+
+impl IndexedBy for ByHctl {
+    type Key = Hctl;
+    fn key(node: &Node) -> Option<&Hctl> {
+        match &node.kind {
+            NodeKind::Lun(l) if l.hctl.host != UNNUMBERED => Some(&l.hctl),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct ByDisk;
+
+impl IndexedBy for ByDisk {
+    type Key = str;
+    fn key(node: &Node) -> Option<&str> {
+        match &node.kind {
+            NodeKind::Disk(d) => Some(&d.info.name),
+            _ => None,
+        }
+    }
+}
+
+/// Node ids by a key each node holds itself (its devpath, H:C:T:L, disk name).
+/// The table holds the 4-byte ids alone and a lookup compares the key with the
+/// node's: no key is stored twice (a devpath is a hundred bytes, and on a host of
+/// tens of thousands of LUNs maps keyed by copies were a tenth of the graph).
+/// Each id names a live node whose key it was filed under: a node leaves its
+/// indexes before its kind changes or it goes ([`Graph::unindex`]).
+#[derive(Clone, Debug, Default)]
+struct IdIndex<K> {
+    table: HashTable<NodeId>,
+    by: PhantomData<K>,
+}
+
+impl<K: IndexedBy> IdIndex<K> {
+    fn key_at(slots: &[Option<Node>], id: NodeId) -> Option<&K::Key> {
+        K::key(slots.get(id.index())?.as_ref()?)
+    }
+
+    fn hash_at(slots: &[Option<Node>], hasher: &RandomState, id: NodeId) -> u64 {
+        Self::key_at(slots, id).map_or(0, |k| hasher.hash_one(k))
+    }
+
+    fn get(&self, slots: &[Option<Node>], hasher: &RandomState, key: &K::Key) -> Option<NodeId> {
+        self.table
+            .find(hasher.hash_one(key), |&id| {
+                Self::key_at(slots, id) == Some(key)
+            })
+            .copied()
+    }
+
+    /// Files `id` under its node's key, in place of any other node filed there
+    /// (a disk name or H:C:T:L reused before the old device's removal is seen).
+    fn insert(&mut self, slots: &[Option<Node>], hasher: &RandomState, id: NodeId) {
+        let Some(key) = Self::key_at(slots, id) else {
+            return;
+        };
+        let hash = hasher.hash_one(key);
+        match self.table.entry(
+            hash,
+            |&other| Self::key_at(slots, other) == Some(key),
+            |&other| Self::hash_at(slots, hasher, other),
+        ) {
+            Entry::Occupied(mut e) => *e.get_mut() = id,
+            Entry::Vacant(e) => {
+                e.insert(id);
+            }
+        }
+    }
+
+    /// Takes `id` out, if it is the node filed under its key.
+    fn remove(&mut self, slots: &[Option<Node>], hasher: &RandomState, id: NodeId) {
+        let hash = Self::hash_at(slots, hasher, id);
+        if let Ok(e) = self.table.find_entry(hash, |&other| other == id) {
+            e.remove();
+        }
+    }
+
+    fn reserve(&mut self, slots: &[Option<Node>], hasher: &RandomState, more: usize) {
+        self.table
+            .reserve(more, |&id| Self::hash_at(slots, hasher, id));
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.table.iter().copied()
+    }
+}
+
 /// Two graphs are equal when they hold the same nodes with the same attributes and
 /// edges (compared by devpath: ids depend on the order of insertion); the indexes
 /// follow from the nodes.
@@ -329,7 +498,8 @@ impl PartialEq for Graph {
                 other.node(&n.devpath).is_some_and(|o| {
                     o.kind == n.kind
                         && self.parent(n).map(|p| &p.devpath) == other.parent(o).map(|p| &p.devpath)
-                        && devpaths(self, &n.children) == devpaths(other, &o.children)
+                        && devpaths(self, n.children.as_slice())
+                            == devpaths(other, o.children.as_slice())
                 })
             })
     }
@@ -352,16 +522,16 @@ impl Graph {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_devpath.is_empty()
+        self.by_devpath.len() == 0
     }
 
     pub fn node(&self, devpath: &str) -> Option<&Node> {
-        self.by_devpath.get(devpath).map(|&id| self.at(id))
+        self.id(devpath).map(|id| self.at(id))
     }
 
     /// The id of the node at a devpath, valid until that node is removed.
     pub fn id(&self, devpath: &str) -> Option<NodeId> {
-        self.by_devpath.get(devpath).copied()
+        self.by_devpath.get(&self.slots, &self.hasher, devpath)
     }
 
     /// The node an id names; `None` once that node was removed.
@@ -395,6 +565,7 @@ impl Graph {
             parent: node.parent.map(|p| self.at(p).devpath.to_string()),
             children: node
                 .children
+                .as_slice()
                 .iter()
                 .map(|&c| self.at(c).devpath.to_string())
                 .collect(),
@@ -434,7 +605,7 @@ impl Graph {
     fn parent_of(&self, devpath: &str) -> Option<NodeId> {
         std::iter::successors(parent_devpath(devpath), |p| parent_devpath(p))
             .take(MAX_DEVPATH_DEPTH)
-            .find_map(|p| self.by_devpath.get(p).copied())
+            .find_map(|p| self.id(p))
     }
 
     /// Adds a node under its nearest ancestor in the graph, or updates it if present.
@@ -447,7 +618,7 @@ impl Graph {
         if self.detail != Detail::Full {
             kind.trim_to(self.detail);
         }
-        if let Some(&id) = self.by_devpath.get(&*devpath) {
+        if let Some(id) = self.id(&devpath) {
             self.replace_kind(id, kind);
             return id;
         }
@@ -457,7 +628,7 @@ impl Graph {
             devpath: devpath.clone(),
             kind,
             parent,
-            children: Vec::new(),
+            children: Children::None,
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -478,14 +649,14 @@ impl Graph {
                 self.at_mut(p).children.insert(at, id);
             }
         }
-        self.by_devpath.insert(devpath, id);
+        self.by_devpath.insert(&self.slots, &self.hasher, id);
         self.index(id);
         id
     }
 
     /// Where a devpath is, or would go, among a node's sorted children.
     fn child_position(&self, parent: NodeId, devpath: &str) -> Result<usize, usize> {
-        let children = &self.at(parent).children;
+        let children = self.at(parent).children.as_slice();
         // Cold plug inserts in devpath order: most children go last.
         match children.last() {
             None => return Err(0),
@@ -514,14 +685,14 @@ impl Graph {
     /// Removes a node and everything below it; returns them deepest first, the order
     /// in which the kernel reports removals, each as it was in the graph.
     fn remove_subtree(&mut self, devpath: &str) -> Vec<NodeRecord> {
-        let Some(&root) = self.by_devpath.get(devpath) else {
+        let Some(root) = self.id(devpath) else {
             return Vec::new();
         };
         self.changed();
         let mut order = vec![root];
         let mut i = 0;
         while i < order.len() {
-            order.extend(self.at(order[i]).children.iter().copied());
+            order.extend(self.at(order[i]).children.as_slice().iter().copied());
             i += 1;
         }
         let removed: Vec<NodeRecord> = order.iter().rev().map(|&id| self.record_at(id)).collect();
@@ -532,9 +703,8 @@ impl Graph {
         }
         for &id in order.iter().rev() {
             self.unindex(id);
-            if let Some(node) = self.slots[id.index()].take() {
-                self.by_devpath.remove(&*node.devpath);
-            }
+            self.by_devpath.remove(&self.slots, &self.hasher, id);
+            self.slots[id.index()] = None;
             self.free.push(id);
         }
         removed
@@ -542,30 +712,26 @@ impl Graph {
 
     fn index(&mut self, id: NodeId) {
         let kind = &self.at(id).kind;
-        let (wwpn, key) = (kind.wwpn(), IndexKey::of(kind));
+        let (wwpn, filed) = (kind.wwpn(), Filed::of(kind));
         if let Some(w) = wwpn {
             let ids = self.by_wwpn.entry(w).or_default();
             if !ids.contains(&id) {
                 ids.push(id);
             }
         }
-        match key {
-            Some(IndexKey::Host(n)) => {
+        match filed {
+            Filed::Host(n) => {
                 self.by_host.insert(n, id);
             }
-            Some(IndexKey::Hctl(h)) => {
-                self.by_hctl.insert(h, id);
-            }
-            Some(IndexKey::Disk(name)) => {
-                self.by_disk.insert(name, id);
-            }
-            None => {}
+            Filed::Lun => self.by_hctl.insert(&self.slots, &self.hasher, id),
+            Filed::Disk => self.by_disk.insert(&self.slots, &self.hasher, id),
+            Filed::Nowhere => {}
         }
     }
 
     fn unindex(&mut self, id: NodeId) {
         let Some(node) = self.get(id) else { return };
-        let (wwpn, key) = (node.kind.wwpn(), IndexKey::of(&node.kind));
+        let (wwpn, filed) = (node.kind.wwpn(), Filed::of(&node.kind));
         if let Some(w) = wwpn {
             if let Some(ids) = self.by_wwpn.get_mut(&w) {
                 ids.retain(|&i| i != id);
@@ -576,11 +742,15 @@ impl Graph {
         }
         // Only drop an index entry that still points here: a host number or disk name
         // can be reused by a newer device before the old one's removal is seen.
-        match key {
-            Some(IndexKey::Host(n)) => remove_if_points_to(&mut self.by_host, &n, id),
-            Some(IndexKey::Hctl(h)) => remove_if_points_to(&mut self.by_hctl, &h, id),
-            Some(IndexKey::Disk(name)) => remove_if_points_to(&mut self.by_disk, &name, id),
-            None => {}
+        match filed {
+            Filed::Host(n) => {
+                if self.by_host.get(&n) == Some(&id) {
+                    self.by_host.remove(&n);
+                }
+            }
+            Filed::Lun => self.by_hctl.remove(&self.slots, &self.hasher, id),
+            Filed::Disk => self.by_disk.remove(&self.slots, &self.hasher, id),
+            Filed::Nowhere => {}
         }
     }
 
@@ -590,7 +760,7 @@ impl Graph {
         let depth = |p: &str| p.bytes().filter(|&c| c == b'/').count();
         let mut removed: Vec<&Node> = old
             .nodes()
-            .filter(|n| !new.by_devpath.contains_key(&*n.devpath))
+            .filter(|n| new.id(&n.devpath).is_none())
             .collect();
         removed.sort_by(|a, b| {
             depth(&b.devpath)
@@ -599,7 +769,7 @@ impl Graph {
         });
         let mut added: Vec<&Node> = new
             .nodes()
-            .filter(|n| !old.by_devpath.contains_key(&*n.devpath))
+            .filter(|n| old.id(&n.devpath).is_none())
             .collect();
         added.sort_by(|a, b| {
             depth(&a.devpath)
@@ -628,33 +798,27 @@ impl Graph {
     }
 }
 
-/// The index a node's kind puts it in (besides the WWPN's), copied out of the node
-/// so that the index can change while the node is not borrowed.
-enum IndexKey {
+/// The index a node's kind puts it in (besides the WWPN's), told apart before the
+/// index changes, while the node is not borrowed.
+enum Filed {
     Host(u32),
-    Hctl(Hctl),
-    Disk(Box<str>),
+    Lun,
+    Disk,
+    Nowhere,
 }
 
-impl IndexKey {
+impl Filed {
     /// A node whose name gives no number carries [`UNNUMBERED`]: it stays out of
     /// the host and H:C:T:L indexes, so that two such nodes never share a slot and
-    /// no name, policy `parent` or lookup can select one by that number.
-    fn of(kind: &NodeKind) -> Option<IndexKey> {
+    /// no name, policy `parent` or lookup can select one by that number
+    /// ([`ByHctl`] leaves such a LUN out).
+    fn of(kind: &NodeKind) -> Filed {
         match kind {
-            NodeKind::Host(h) if h.scsi.number == UNNUMBERED => None,
-            NodeKind::Host(h) => Some(IndexKey::Host(h.scsi.number)),
-            NodeKind::Lun(l) if l.hctl.host == UNNUMBERED => None,
-            NodeKind::Lun(l) => Some(IndexKey::Hctl(l.hctl)),
-            NodeKind::Disk(d) => Some(IndexKey::Disk(d.info.name.as_str().into())),
-            _ => None,
+            NodeKind::Host(h) if h.scsi.number != UNNUMBERED => Filed::Host(h.scsi.number),
+            NodeKind::Lun(_) => Filed::Lun,
+            NodeKind::Disk(_) => Filed::Disk,
+            _ => Filed::Nowhere,
         }
-    }
-}
-
-fn remove_if_points_to<K: std::hash::Hash + Eq>(map: &mut HashMap<K, NodeId>, key: &K, id: NodeId) {
-    if map.get(key) == Some(&id) {
-        map.remove(key);
     }
 }
 

@@ -66,16 +66,11 @@ impl Graph {
                 .flatten()
                 .map(|&id| self.at(id))
                 .collect(),
-            Lookup::Hctl(h) => self
-                .by_hctl
-                .get(h)
-                .map(|&id| self.at(id))
-                .into_iter()
-                .collect(),
+            Lookup::Hctl(h) => self.lun(*h).into_iter().collect(),
             Lookup::Disk(d) => self
                 .by_disk
-                .get(d.as_str())
-                .map(|&id| self.at(id))
+                .get(&self.slots, &self.hasher, d.as_str())
+                .map(|id| self.at(id))
                 .into_iter()
                 .collect(),
             Lookup::Name(name) => match self.node(name) {
@@ -93,7 +88,9 @@ impl Graph {
     }
 
     pub fn lun(&self, hctl: Hctl) -> Option<&Node> {
-        self.by_hctl.get(&hctl).map(|&id| self.at(id))
+        self.by_hctl
+            .get(&self.slots, &self.hasher, &hctl)
+            .map(|id| self.at(id))
     }
 
     pub fn by_wwpn(&self, wwpn: Wwn) -> Vec<&Node> {
@@ -116,13 +113,23 @@ impl Graph {
 
     /// LUNs in H:C:T:L order.
     pub fn luns(&self) -> Vec<&Node> {
-        let mut keys: Vec<&Hctl> = self.by_hctl.keys().collect();
-        keys.sort();
-        keys.into_iter().filter_map(|h| self.lun(*h)).collect()
+        let mut luns: Vec<(&Hctl, &Node)> = self
+            .by_hctl
+            .ids()
+            .filter_map(|id| {
+                let node = self.at(id);
+                match &node.kind {
+                    NodeKind::Lun(l) => Some((&l.hctl, node)),
+                    _ => None,
+                }
+            })
+            .collect();
+        luns.sort_unstable_by_key(|(h, _)| *h);
+        luns.into_iter().map(|(_, n)| n).collect()
     }
 
     pub fn children<'a>(&'a self, node: &'a Node) -> impl Iterator<Item = &'a Node> + 'a {
-        node.children.iter().map(|&c| self.at(c))
+        node.children.as_slice().iter().map(|&c| self.at(c))
     }
 
     pub fn parent<'a>(&'a self, node: &'a Node) -> Option<&'a Node> {

@@ -69,7 +69,7 @@ impl BlockIndex {
             let Some(map) = block
                 .sub(&format!("{dm}/dm"))
                 .ok()
-                .and_then(|attrs| multipath_map(&attrs, &dm))
+                .and_then(|attrs| MultipathMap::read(&attrs, &dm))
             else {
                 continue;
             };
@@ -111,11 +111,13 @@ impl BlockIndex {
 
     /// The multipath map a disk is a path of: from the maps' `slaves/`, or from
     /// the disk's `holders/` (its directory, `disk`) when the tree has no `block/`.
-    pub fn multipath_of(&self, name: &str, disk: &DirAt) -> Option<MultipathMap> {
+    pub fn multipath_of(&self, name: &str, disk: &DirAt) -> Option<Box<MultipathMap>> {
         if !self.is_indexed() {
-            return holders_map(disk);
+            return holders_map(disk).map(Box::new);
         }
-        self.map_of_disk.get(name).map(|&at| self.maps[at].clone())
+        self.map_of_disk
+            .get(name)
+            .map(|&at| Box::new(self.maps[at].clone()))
     }
 
     /// The multipath maps found, in `dm-N` name order.
@@ -135,21 +137,11 @@ fn scsi_disk_address(target: &[u8], name: &str) -> Option<Hctl> {
     parts.next()?.parse().ok()
 }
 
-/// A device-mapper map (`dm-N`, its `dm/` directory `attrs`) as a multipath map:
-/// `None` for other targets (LVM, crypt) and for maps whose attributes are gone.
-fn multipath_map(attrs: &DeviceDir, dm: &str) -> Option<MultipathMap> {
-    Some(MultipathMap {
-        wwid: attrs.attr("uuid")?.strip_prefix("mpath-")?.to_string(),
-        name: attrs.attr("name")?,
-        dm: dm.to_string(),
-    })
-}
-
 /// The multipath map among a disk's holders (`holders/dm-N/dm/uuid` = `mpath-...`).
 fn holders_map(disk: &DirAt) -> Option<MultipathMap> {
     disk.names("holders").into_iter().find_map(|dm| {
         let attrs = disk.sub(&format!("holders/{dm}/dm")).ok()?;
-        multipath_map(&attrs, &dm)
+        MultipathMap::read(&attrs, &dm)
     })
 }
 
@@ -226,7 +218,7 @@ mod tests {
                 let disk_dir = lun_dir.here().below(&format!("block/{}", disks[0]));
                 let map = index.multipath_of(&disks[0], &disk_dir);
                 assert_eq!(map, bare.multipath_of(&disks[0], &disk_dir));
-                assert_eq!(map, sysfs.multipath_map_of(&disks[0]));
+                assert_eq!(map.as_deref(), sysfs.multipath_map_of(&disks[0]).as_ref());
                 assert_eq!(map.is_some(), l == 1, "{}", lun(t, l));
                 if let Some(map) = map {
                     assert_eq!(

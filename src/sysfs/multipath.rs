@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use super::Sysfs;
+use super::{DeviceDir, Sysfs};
 
 /// A multipath map.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -31,6 +31,17 @@ impl MultipathMap {
     pub fn by_id_path(&self) -> String {
         format!("/dev/disk/by-id/dm-uuid-mpath-{}", self.wwid)
     }
+
+    /// A device-mapper map (`dm-N`, its `dm/` directory `attrs`) as a multipath
+    /// map: `None` for other targets (LVM, crypt) and for maps whose attributes
+    /// are gone.
+    pub(super) fn read(attrs: &DeviceDir, dm: &str) -> Option<MultipathMap> {
+        Some(MultipathMap {
+            wwid: attrs.attr("uuid")?.strip_prefix("mpath-")?.to_string(),
+            name: attrs.attr("name")?,
+            dm: dm.to_string(),
+        })
+    }
 }
 
 impl Sysfs {
@@ -43,14 +54,8 @@ impl Sysfs {
 
     /// `dm` (`dm-3`) as a multipath map; `None` for other device-mapper targets.
     pub fn multipath_map(&self, dm: &str) -> Option<MultipathMap> {
-        let dir = format!("/block/{dm}/dm");
-        let wwid = self.attr(&dir, "uuid")?.strip_prefix("mpath-")?.to_string();
-        let name = self.attr(&dir, "name")?;
-        Some(MultipathMap {
-            dm: dm.to_string(),
-            name,
-            wwid,
-        })
+        let attrs = DeviceDir::open(&self.path(&format!("/block/{dm}/dm"))).ok()?;
+        MultipathMap::read(&attrs, dm)
     }
 
     /// The disks a map is made of (`slaves/`), with their sizes in bytes.

@@ -204,7 +204,9 @@ pub struct BlockInfo {
     /// The multipath map this disk is a path of, when one holds it. As of the
     /// disk's last read: a map made later shows once the disk is read again (the
     /// CLI reads afresh; the agent looks at sysfs itself before it acts).
-    pub multipath: Option<MultipathMap>,
+    /// Boxed: few disks are paths of a map, and inline it would make every disk
+    /// node of the graph 64 bytes larger.
+    pub multipath: Option<Box<MultipathMap>>,
 }
 
 /// How much of a LUN and its disk cold plug reads.
@@ -524,7 +526,7 @@ fn block_info(
     name: String,
     dir: &DirAt,
     detail: Detail,
-    multipath: Option<MultipathMap>,
+    multipath: Option<Box<MultipathMap>>,
 ) -> BlockInfo {
     let full = detail.rest();
     let sectors: Option<u64> = dir.attr_parse("size");
