@@ -137,7 +137,8 @@ pub enum Action {
         #[serde(rename = "waiting")]
         reason: WaitReason,
     },
-    /// An owned vHBA the policy no longer names, kept because pruning is off.
+    /// An owned vHBA the policy no longer names, kept: pruning is off, or what
+    /// `vport_delete` needs is not known (the step's reason says which).
     Keep {
         vhba: Option<String>,
         vport: String,
@@ -449,7 +450,29 @@ fn plan_vhbas(policy: &Policy, graph: &Graph, recorded: &Recorded, steps: &mut V
             continue;
         }
         let parent = graph.vport_parent_host(vport);
+        let keep = |reason: String| Step {
+            action: Action::Keep {
+                vhba: Some(name.to_string()),
+                vport: vport.devpath.to_string(),
+                wwpn,
+            },
+            reason,
+            origin: None,
+        };
         let step = match (policy.ownership.prune, parent, v.wwnn) {
+            (false, ..) => keep("owned by hbad but kept: [ownership] prune = false".into()),
+            // vport_delete takes both names, from a parent that is a host.
+            (true, None, _) => keep(
+                "owned by hbad and no longer in the policy, but kept although prune = true: \
+                 its parent host is not known (deleted once it is)"
+                    .into(),
+            ),
+            (true, _, None) => keep(
+                "owned by hbad and no longer in the policy, but kept although prune = true: \
+                 sysfs shows no node_name for it, which vport_delete needs (deleted once it \
+                 does)"
+                    .into(),
+            ),
             (true, Some(parent), Some(wwnn)) => Step {
                 action: Action::DeleteVhba {
                     vhba: Some(name.to_string()),
@@ -462,15 +485,6 @@ fn plan_vhbas(policy: &Policy, graph: &Graph, recorded: &Recorded, steps: &mut V
                     wwnn,
                 },
                 reason: "owned by hbad, no longer in the policy, and prune = true".into(),
-                origin: None,
-            },
-            _ => Step {
-                action: Action::Keep {
-                    vhba: Some(name.to_string()),
-                    vport: vport.devpath.to_string(),
-                    wwpn,
-                },
-                reason: "owned by hbad but kept: [ownership] prune = false".into(),
                 origin: None,
             },
         };
@@ -1306,6 +1320,37 @@ mod tests {
         // Only hbad's own vport is deleted; the other one is never touched.
         assert!(
             matches!(&p.steps[..], [Step { action: Action::DeleteVhba { wwpn, .. }, .. }] if *wwpn == w("0x5001a4a000000b01"))
+        );
+    }
+
+    #[test]
+    fn an_owned_vhba_that_cannot_be_deleted_yet_is_kept_saying_why() {
+        let mut g = two_fabrics();
+        add_vport(&mut g, 5, 0, "0x5001a4a000000b01", Some("hbad:old"));
+        let devpath = format!("{}/vport-5:0-0", host_devpath(5));
+        let Some(NodeKind::Vport(v)) = g.node(&devpath).map(|n| n.kind.clone()) else {
+            panic!("no vport")
+        };
+        g.insert(
+            devpath,
+            NodeKind::Vport(Box::new(VportInfo { wwnn: None, ..*v })),
+        );
+        let recorded: Recorded = [(w("0x5001a4a000000b01"), bound("old"))]
+            .into_iter()
+            .collect();
+        let p = super::plan(&policy("[ownership]\nprune = true\n"), &g, &recorded, &[]);
+        let [Step {
+            action: Action::Keep { vhba: Some(n), .. },
+            reason,
+            ..
+        }] = &p.steps[..]
+        else {
+            panic!("{:#?}", p.steps)
+        };
+        assert_eq!(n, "old");
+        assert!(
+            reason.contains("prune = true") && reason.contains("no node_name"),
+            "{reason}"
         );
     }
 

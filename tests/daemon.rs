@@ -13,7 +13,7 @@ use hbad::daemon::{Agent, AgentConfig, Control, LoopTimings};
 use hbad::exec::Report;
 use hbad::graph::NodeKind;
 use hbad::ownership::OwnedState;
-use hbad::plan::Recorded;
+use hbad::plan::{Action as StepAction, Recorded};
 use hbad::policy::{Environment, Policy, PolicyErrors};
 use hbad::sim::demo::{spec as demo_spec, ARRAY_PORT_A, ARRAY_PORT_B, HBA_A_WWPN, HBA_B_WWPN};
 use hbad::sim::{Flavour, HbaSpec, Sim, SimSpec};
@@ -420,22 +420,28 @@ fn a_storm_of_unit_attentions_gives_one_scan_per_target() {
     assert_eq!(rig.agent.counters().events, 10_000);
 }
 
+/// `echo VHBA_A:VHBA_NODE > <HBA A>/vport_create` (or `vport_delete`), as an
+/// administrator would.
+fn by_hand(rig: &Rig, control: &str) {
+    let parent = rig.sim.host_by_wwpn(HBA_A_WWPN).unwrap();
+    let dev = rig.sim.host_devpath(parent).unwrap();
+    let path = rig
+        .sim
+        .sysfs()
+        .vport_create_path(&dev, VportControlDir::FcHost)
+        .with_file_name(control);
+    rig.sim
+        .write_attr(&path, &vport_text(VHBA_A, VHBA_NODE))
+        .unwrap();
+}
+
 #[test]
 fn a_vhba_deleted_by_someone_else_is_recreated() {
     let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
     rig.agent.boot(rig.at(0));
     rig.settle(rig.at(0));
-    let parent = rig.sim.host_by_wwpn(HBA_A_WWPN).unwrap();
-    let dev = rig.sim.host_devpath(parent).unwrap();
     // An administrator's echo into vport_delete.
-    rig.sim
-        .write_attr(
-            &rig.sim
-                .sysfs()
-                .vport_delete_path(&dev, VportControlDir::FcHost),
-            &vport_text(VHBA_A, VHBA_NODE),
-        )
-        .unwrap();
+    by_hand(&rig, "vport_delete");
     assert!(rig.vhba_host(VHBA_A).is_none());
     rig.settle(rig.at(10));
     assert!(rig.vhba_host(VHBA_A).is_some(), "recreated");
@@ -632,13 +638,8 @@ fn a_bad_reload_keeps_the_policy_in_force() {
     assert!(rig.vhba_host(VHBA_A).is_some());
 }
 
-#[test]
-fn removing_a_vhba_from_the_policy_keeps_it_unless_pruning_is_on() {
-    let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
-    rig.agent.boot(rig.at(0));
-    rig.settle(rig.at(0));
-    // The same state file: its record of the mark is what still makes the vHBA
-    // hbad's once no policy declares it.
+/// vm-a left out of the policy: kept while prune is off, deleted once it is on.
+fn left_out_kept_then_pruned(rig: &mut Rig) {
     let dir = rig._dir.path().to_path_buf();
     assert!(rig.agent.reload(Ok(policy(&state_in(&dir, ""))), rig.at(1)));
     rig.settle(rig.at(1));
@@ -647,6 +648,112 @@ fn removing_a_vhba_from_the_policy_keeps_it_unless_pruning_is_on() {
     assert!(rig.agent.reload(Ok(policy(&prune)), rig.at(2)));
     rig.settle(rig.at(2));
     assert!(rig.vhba_host(VHBA_A).is_none(), "pruned: it was hbad's");
+}
+
+#[test]
+fn removing_a_vhba_from_the_policy_keeps_it_unless_pruning_is_on() {
+    let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    // The same state file: its record of the mark is what still makes the vHBA
+    // hbad's once no policy declares it.
+    left_out_kept_then_pruned(&mut rig);
+}
+
+/// The executor's report of the first vport create, holding back every other
+/// report (none changes the vport).
+fn create_report(rig: &mut Rig) -> Report {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match rig.reports.try_recv() {
+            Ok(Report::Step(r)) if matches!(r.step.action, StepAction::CreateVhba { .. }) => {
+                return Report::Step(r)
+            }
+            Ok(other) => rig.agent.report(other, rig.t0),
+            Err(_) => {
+                assert!(Instant::now() < deadline, "no create was reported");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+}
+
+/// Hands the agent the events sent so far as it takes them when it reads the
+/// vport's `add` at once: its fc_vports directory is there, its attributes not yet.
+fn take_before_the_vport_attributes(rig: &mut Rig, now: Instant) {
+    let events: Vec<Uevent> = rig.events.try_iter().collect();
+    let class = events
+        .iter()
+        .find(|e| e.subsystem == "fc_vports" && e.action == Action::Add)
+        .expect("a vport's add")
+        .devpath
+        .clone();
+    let dir = rig.sim.sysfs().path(&class);
+    let aside = rig._dir.path().join("attributes-not-yet");
+    std::fs::rename(&dir, &aside).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    rig.agent
+        .handle(events.into_iter().map(SourceItem::Event).collect(), now);
+    std::fs::remove_dir(&dir).unwrap();
+    std::fs::rename(&aside, &dir).unwrap();
+}
+
+/// The kernel sends a vport's fc_vports `add` before it makes the class device's
+/// attributes (`attribute_container_add_class_device`: `device_add`, then the
+/// files). An agent that takes the event in between holds a vport with no WWPN,
+/// no node name and no symbolic_name, and nothing announces the attributes.
+/// After hbad's own create, that vport is read again: once the policy stops
+/// declaring it, prune = false keeps it (and says why) and prune = true deletes it.
+#[test]
+fn a_vport_read_before_the_kernel_made_its_attributes_is_read_again() {
+    let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
+    rig.agent.boot(rig.at(0));
+    let report = create_report(&mut rig);
+    let now = rig.at(0);
+    take_before_the_vport_attributes(&mut rig, now);
+    rig.agent.report(report, rig.at(0));
+    rig.settle(rig.at(0));
+    assert!(rig.vhba_host(VHBA_A).is_some());
+    let vport = rig
+        .agent
+        .graph()
+        .by_wwpn(VHBA_A)
+        .into_iter()
+        .find_map(|n| match &n.kind {
+            NodeKind::Vport(v) => Some(v.clone()),
+            _ => None,
+        })
+        .expect("the vport is known by its WWPN");
+    assert_eq!(vport.symbolic_name.as_deref(), Some("hbad:vm-a"));
+
+    left_out_kept_then_pruned(&mut rig);
+}
+
+/// A vport someone else made, read before its attributes: polled until it is read
+/// whole, so a policy that declares its WWPN adopts it rather than waiting for a
+/// WWPN that a vport of no name seems to hold.
+#[test]
+fn a_vport_read_with_no_name_is_polled_until_it_has_one() {
+    let mut rig = Rig::new(demo_spec(), "");
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    assert!(!rig.agent.polling());
+    by_hand(&rig, "vport_create");
+    let now = rig.at(1);
+    take_before_the_vport_attributes(&mut rig, now);
+    let named = |rig: &Rig| {
+        rig.agent
+            .graph()
+            .by_wwpn(VHBA_A)
+            .iter()
+            .any(|n| matches!(n.kind, NodeKind::Vport(_)))
+    };
+    assert!(!named(&rig));
+    assert!(rig.agent.polling(), "the vport with no name is polled");
+    rig.agent.poll(rig.at(2));
+    assert!(named(&rig), "read whole at the poll");
+    rig.settle(rig.at(2));
+    assert!(!rig.agent.polling(), "and no longer polled");
 }
 
 /// A driver without `set_vport_symbolic_name`: the attribute is read-only, and a

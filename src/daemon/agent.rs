@@ -123,6 +123,9 @@ pub struct Agent {
     gone_said: GoneLedger,
     /// Events taken since the last plan ([`Agent::take`], [`Agent::plan_batch`]).
     pending: Pending,
+    /// Owned vHBAs the last plan kept though the policy no longer declares them,
+    /// by vport devpath, with why: said once, and again when the reason changes.
+    kept: BTreeMap<String, String>,
 }
 
 /// What the events of a batch did, until the batch is planned.
@@ -195,6 +198,7 @@ impl Agent {
             metrics_stale: true,
             gone_said: GoneLedger::default(),
             pending: Pending::default(),
+            kept: BTreeMap::new(),
         };
         agent.sync_vhba_runtime();
         agent
@@ -766,7 +770,22 @@ impl Agent {
         }
         let mut link_down = BTreeSet::new();
         self.link_waits.clear();
+        let mut kept = BTreeMap::new();
         for step in plan.steps {
+            if let Action::Keep { vhba, vport, wwpn } = &step.action {
+                if self.kept.get(vport) != Some(&step.reason) {
+                    let name = vhba.as_deref().unwrap_or_else(|| devpath_name(vport));
+                    tracing::info!(
+                        hbad_vhba = %name,
+                        hbad_wwpn = %wwpn,
+                        hbad_reason = %step.reason,
+                        "vHBA {name} ({wwpn}, {}) is not in the policy: {}",
+                        devpath_name(vport),
+                        step.reason
+                    );
+                }
+                kept.insert(vport.clone(), step.reason.clone());
+            }
             if let Action::Wait {
                 reason: WaitReason::WwpnInUse { wwpn, .. },
                 ..
@@ -812,6 +831,7 @@ impl Agent {
                 rt.link_down = None;
             }
         }
+        self.kept = kept;
         self.sync_vhba_runtime();
     }
 
@@ -866,7 +886,7 @@ impl Agent {
                         // The mark went to symbolic_name or the state file, and
                         // neither sends a uevent.
                         self.read_recorded();
-                        self.refresh_vport_of(wwpn);
+                        self.refresh_vport_of(wwpn, &parent.devpath);
                         self.sync_vhba_runtime();
                     }
                     StepOutcome::Failed { error } => {
@@ -1024,17 +1044,37 @@ impl Agent {
         }
     }
 
-    /// Reads the vport holding this WWPN again (its mark sends no uevent).
-    fn refresh_vport_of(&mut self, wwpn: Wwn) {
-        let vports: Vec<String> = self
+    /// Reads the vport holding this WWPN again (its mark sends no uevent), and
+    /// every vport under its parent that the graph knows by no WWPN. The kernel
+    /// sends a vport's `add` before it makes the vport's attributes
+    /// (`attribute_container_add_class_device`: `device_add`, then the files), so
+    /// the event may have been read while the vport had no name at all: found by
+    /// its WWPN, it would be missed, and planned as no one's (never pruned, a
+    /// declared one waiting on its own WWPN) until the sweep.
+    fn refresh_vport_of(&mut self, wwpn: Wwn, parent: &str) {
+        let unnamed = self.graph.node(parent).into_iter().flat_map(|p| {
+            self.graph
+                .children(p)
+                .filter(|c| matches!(&c.kind, NodeKind::Vport(v) if v.wwpn.is_none()))
+        });
+        let vports: BTreeSet<Devpath> = self
             .graph
             .by_wwpn(wwpn)
             .into_iter()
             .filter(|n| matches!(n.kind, NodeKind::Vport(_)))
-            .map(|n| n.devpath.to_string())
+            .chain(unnamed)
+            .map(|n| n.devpath.clone())
             .collect();
         for v in vports {
             let changes = self.graph.refresh(&v, &self.sysfs);
+            if changes.iter().any(|c| {
+                matches!(c, Change::Updated { before: NodeKind::Vport(b), .. } if b.wwpn.is_none())
+            }) {
+                tracing::debug!(
+                    "{} was read before the kernel made its attributes; read again",
+                    devpath_name(&v)
+                );
+            }
             self.watched.track(&self.graph, &changes);
         }
     }

@@ -12,6 +12,8 @@
 //!   return calls for a scan of its target;
 //! - a vHBA host that is not Online, or its vport that is not Active: a vHBA logging
 //!   in (and, past the login wait, one refused or down, until it is back);
+//! - a vport read with no name: the kernel sends its `add` before it makes its
+//!   attributes, and announces them with nothing;
 //! - a declared vHBA's parent whose link is down (added by the agent, which knows the
 //!   waits): the vHBA is made when it comes up;
 //! - a declared vHBA's login (two attributes), while it is there, when nothing would
@@ -129,7 +131,9 @@ pub fn waits_on_change(graph: &Graph, node: &Node) -> bool {
         NodeKind::RemotePort(r) => {
             !matches!(r.port_state.as_deref(), Some("Online" | "Not Present"))
         }
-        NodeKind::Vport(v) => !vport_settled(v.vport_state.as_deref()),
+        // No WWPN: read between the kernel's `add` and its making the attributes
+        // (nothing announces them); polled until it is read whole.
+        NodeKind::Vport(v) => v.wwpn.is_none() || !vport_settled(v.vport_state.as_deref()),
         NodeKind::Host(h) if graph.is_vhba(node) => {
             let online = h.fc.as_ref().and_then(|f| f.port_state.as_deref()) == Some("Online");
             let no_fabric = graph.vport_of_vhba(node).is_some_and(|v| match &v.kind {

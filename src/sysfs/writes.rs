@@ -245,22 +245,15 @@ pub fn run_child(
             Stdio::null()
         }
     };
+    let stdin = match input {
+        Some(value) => Stdio::from(filled_pipe(value)?),
+        None => Stdio::null(),
+    };
     let mut child = command
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(stdin)
         .stdout(piped(bounds.stdout))
         .stderr(piped(bounds.stderr))
         .spawn()?;
-    // Dropped right after: the child sees the end of its input. A child that ended
-    // without reading it is still waited for (no zombie); the failed write is
-    // the error only if the child says nothing worse.
-    let fed = match (input, child.stdin.take()) {
-        (Some(value), Some(mut stdin)) => stdin.write_all(value),
-        _ => Ok(()),
-    };
     let err = spawn_reader(child.stderr.take(), bounds.stderr);
     let (status, stdout) = match bounds.timeout {
         // The calling thread reads stdout: one thread less per child, which
@@ -280,10 +273,31 @@ pub fn run_child(
         stdout,
         stderr: joined(err)?,
     };
-    match fed {
-        Err(e) if end.status.success() => Err(e),
-        _ => Ok(end),
+    Ok(end)
+}
+
+/// The read end of a pipe that already holds `value`, its write end closed. The
+/// value is written before the child runs, while this process holds the read end:
+/// a child that ends without reading can never make the write fail with EPIPE (or
+/// raise SIGPIPE, which the CLI commands leave at its default). Up to PIPE_BUF,
+/// which an empty pipe always takes at once; a sysfs attribute takes no more than
+/// a page anyway.
+fn filled_pipe(value: &[u8]) -> io::Result<std::os::fd::OwnedFd> {
+    if value.len() > libc::PIPE_BUF {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a child's input is {} bytes, more than the {} a pipe takes at once",
+                value.len(),
+                libc::PIPE_BUF
+            ),
+        ));
     }
+    // Close-on-exec: a worker spawned meanwhile by another thread must not keep
+    // the write end open (this child would never see the end of its input).
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    std::fs::File::from(write).write_all(value)?;
+    Ok(read)
 }
 
 type Reader = Option<std::thread::JoinHandle<io::Result<String>>>;
@@ -508,14 +522,24 @@ mod tests {
             "1 2 3"
         );
         // A child that ends without reading its input: waited for, its status said.
-        let big = vec![b'x'; 1 << 20];
+        let page = vec![b'x'; libc::PIPE_BUF];
         let end = run_child(
             Command::new("sh").args(["-c", "exit 3"]),
-            Some(&big),
+            Some(&page),
             ChildBounds::STATUS_ONLY,
         )
         .unwrap();
         assert_eq!(end.status.code(), Some(3));
+        // More than a pipe takes at once is refused with the bound, never spawned.
+        let big = vec![b'x'; 1 << 20];
+        let err = run_child(
+            &mut Command::new("cat"),
+            Some(&big),
+            ChildBounds::STATUS_ONLY,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("more than the 4096"), "{err}");
     }
 
     use super::*;
