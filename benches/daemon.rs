@@ -15,7 +15,8 @@
 //! - pipeline (only when named: `cargo bench --bench daemon -- pipeline`): a
 //!   storm's datagrams to the plan on one core, per CPU second, read in place as
 //!   `hbad run` reads its kernel socket and parsed to owned events in turn, on the
-//!   small and the large host; the section to `perf record`;
+//!   small host, the large one and one of 2 x 8000 LUNs; the section to
+//!   `perf record`;
 //! - the loop: a 10,000 unit-attention storm across 4 targets of 2 hosts through
 //!   `hbad::daemon::run::run` on a current-thread runtime as `hbad run` builds it,
 //!   with the default debounce (250 ms) and with 50 ms: scans issued (must be 4)
@@ -65,6 +66,11 @@ static ALLOC: CountingAlloc = CountingAlloc;
 const STORM: usize = 10_000;
 /// LUNs behind each FC port of the large host.
 const LARGE_LUNS: u64 = 2000;
+/// LUNs behind each FC port of the huge host (the pipeline section only).
+const HUGE_LUNS: u64 = 8000;
+/// Storms per run in the pipeline section: one storm is a few milliseconds of
+/// CPU, too short to time alone on a shared machine.
+const PIPELINE_ROUNDS: usize = 20;
 /// LUN remove/add cycles per churn run.
 const CHURN_CYCLES: usize = 400;
 /// SCSI devices of the host the unit's limits are sized on: 2 FC ports that both
@@ -317,45 +323,61 @@ enum Intake {
     Owned,
 }
 
-/// Events per second from the kernel's bytes to the plan: a storm's datagrams,
-/// as netlink delivers them, parsed and taken by the agent, then planned as one
-/// batch: the whole pipeline on one core. Returns (events per wall second,
-/// events per CPU second of this thread, scans issued).
-fn parsed_storm_rate(host: &mut Host, intake: Intake) -> (f64, f64, u64) {
-    let luns = lun_paths(&host.sim);
-    let datagrams: Vec<Vec<u8>> = storm(&luns, STORM)
+/// A storm's datagrams, as netlink delivers them.
+fn storm_datagrams(host: &Host) -> Vec<Vec<u8>> {
+    storm(&lun_paths(&host.sim), STORM)
         .into_iter()
         .map(|item| match item {
             SourceItem::Event(ev) => ev.to_kernel_bytes(),
             _ => unreachable!("a storm is events"),
         })
-        .collect();
+        .collect()
+}
+
+/// Events per second from the kernel's bytes to the plan: a storm's datagrams
+/// parsed and taken by the agent, then planned as one batch: the whole pipeline
+/// on one core, `rounds` storms in a row (the host settles between them, off the
+/// clock). Returns (events per wall second, events per CPU second of this
+/// thread, scans issued per storm).
+fn parsed_storm_rate(
+    host: &mut Host,
+    datagrams: &[Vec<u8>],
+    intake: Intake,
+    rounds: usize,
+) -> (f64, f64, u64) {
     let before = host.issued();
-    let (t, cpu) = (Instant::now(), thread_cpu());
-    match intake {
-        Intake::InPlace => {
-            for d in &datagrams {
-                let ev = parse_kernel_ref(d).expect("a datagram the kernel would send");
-                host.agent.take_event(ev);
+    let (mut spent, mut cpu) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..rounds {
+        let (t, c) = (Instant::now(), thread_cpu());
+        match intake {
+            Intake::InPlace => {
+                for d in datagrams {
+                    let ev = parse_kernel_ref(d).expect("a datagram the kernel would send");
+                    host.agent.take_event(ev);
+                }
+                host.agent.plan_batch(Instant::now());
             }
-            host.agent.plan_batch(Instant::now());
+            Intake::Owned => {
+                let items: Vec<SourceItem> = datagrams
+                    .iter()
+                    .map(|d| {
+                        SourceItem::Event(
+                            parse_kernel(d).expect("a datagram the kernel would send"),
+                        )
+                    })
+                    .collect();
+                host.agent.handle(items, Instant::now());
+            }
         }
-        Intake::Owned => {
-            let items: Vec<SourceItem> = datagrams
-                .iter()
-                .map(|d| {
-                    SourceItem::Event(parse_kernel(d).expect("a datagram the kernel would send"))
-                })
-                .collect();
-            host.agent.handle(items, Instant::now());
-        }
+        spent += t.elapsed();
+        cpu += thread_cpu() - c;
+        host.settle();
     }
-    let (spent, cpu) = (t.elapsed(), thread_cpu() - cpu);
-    host.settle();
+    let events = (datagrams.len() * rounds) as f64;
     (
-        STORM as f64 / spent.as_secs_f64(),
-        STORM as f64 / cpu.as_secs_f64(),
-        host.issued() - before,
+        events / spent.as_secs_f64(),
+        events / cpu.as_secs_f64(),
+        (host.issued() - before) / rounds as u64,
     )
 }
 
@@ -430,14 +452,14 @@ fn throughput(name: &str, host: &mut Host, runs: usize) {
             show_spread(&scans, 0)
         );
     }
+    let datagrams = storm_datagrams(host);
     for (intake, how) in [
         (Intake::InPlace, "read in place"),
         (Intake::Owned, "parsed to owned events"),
     ] {
-        // Paired: each run takes the storm both ways, one after the other.
         let (mut rates, mut per_cpu, mut scans) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
-            let (rate, cpu_rate, issued) = parsed_storm_rate(host, intake);
+            let (rate, cpu_rate, issued) = parsed_storm_rate(host, &datagrams, intake, 1);
             rates.push(rate);
             per_cpu.push(cpu_rate);
             scans.push(issued as f64);
@@ -895,30 +917,39 @@ fn main() {
         println!();
     }
     // Datagrams to plan alone, read in place and parsed to owned events in turn
-    // (paired runs), on the small and the large host: the per-core figure, and
+    // (paired runs), on a small host and two large ones: the per-core figure, and
     // what to `perf record`.
     if only.iter().any(|o| o == "pipeline") {
         println!(
-            "== pipeline: {STORM} unit attentions from datagrams to the plan, per CPU second =="
+            "== pipeline: {STORM} unit attentions from datagrams to the plan, \
+             {PIPELINE_ROUNDS} storms per run, events per CPU second =="
         );
-        for (name, spec) in [
-            (
-                "2 scsi_debug hosts, 32 LUNs".to_string(),
-                two_hosts_four_targets(),
-            ),
-            (
-                format!("2 FC ports x {LARGE_LUNS} LUNs"),
-                large_fc_host(LARGE_LUNS),
-            ),
+        for spec in [
+            two_hosts_four_targets(),
+            large_fc_host(LARGE_LUNS),
+            large_fc_host(HUGE_LUNS),
         ] {
             let mut host = Host::new(&spec);
+            let name = format!(
+                "{} LUNs, {} nodes",
+                lun_paths(&host.sim).len(),
+                host.agent.graph().len()
+            );
+            let datagrams = storm_datagrams(&host);
             let (mut in_place, mut owned) = (Vec::new(), Vec::new());
             for _ in 0..runs {
-                in_place.push(parsed_storm_rate(&mut host, Intake::InPlace).1);
-                owned.push(parsed_storm_rate(&mut host, Intake::Owned).1);
+                for (intake, rates) in [
+                    (Intake::InPlace, &mut in_place),
+                    (Intake::Owned, &mut owned),
+                ] {
+                    let (_, per_cpu, scans) =
+                        parsed_storm_rate(&mut host, &datagrams, intake, PIPELINE_ROUNDS);
+                    assert!(scans > 0, "every storm is planned into scans");
+                    rates.push(per_cpu);
+                }
             }
-            println!("  {name:<28} read in place {}", show_spread(&in_place, 0));
-            println!("  {name:<28} owned events  {}", show_spread(&owned, 0));
+            println!("  {name:<30} read in place {}", show_spread(&in_place, 0));
+            println!("  {name:<30} owned events  {}", show_spread(&owned, 0));
         }
         println!();
     }

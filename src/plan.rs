@@ -435,7 +435,9 @@ fn plan_vhbas(policy: &Policy, graph: &Graph, recorded: &Recorded, steps: &mut V
     }
     // Owned vports the policy no longer declares.
     let declared: BTreeSet<Wwn> = policy.vhbas.iter().map(|v| v.wwpn).collect();
-    for vport in graph.of_kind(|k| matches!(k, NodeKind::Vport(_))) {
+    // Through the WWPN index, not a walk of the graph: the plan runs after every
+    // batch of events. A vport without a WWPN is never owned (`owner_name`).
+    for vport in graph.vports_with_wwpn() {
         let NodeKind::Vport(v) = &vport.kind else {
             continue;
         };

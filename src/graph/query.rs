@@ -111,6 +111,21 @@ impl Graph {
         v
     }
 
+    /// The vports that have a WWPN, in devpath order, found through the WWPN
+    /// index: the cost follows the number of FC ports, not the size of the graph
+    /// (a vport whose WWPN is unreadable is one no plan can act on).
+    pub fn vports_with_wwpn(&self) -> Vec<&Node> {
+        let mut v: Vec<&Node> = self
+            .by_wwpn
+            .values()
+            .flatten()
+            .map(|&id| self.at(id))
+            .filter(|n| matches!(n.kind, NodeKind::Vport(_)))
+            .collect();
+        v.sort_by(|a, b| a.devpath.cmp(&b.devpath));
+        v
+    }
+
     /// LUNs in H:C:T:L order.
     pub fn luns(&self) -> Vec<&Node> {
         let mut luns: Vec<(&Hctl, &Node)> = self

@@ -148,68 +148,63 @@ impl Uevent {
     {
         // The keys every event has become fields without a trip through the map;
         // a key given twice keeps its last value, as a map would.
-        let mut core = CoreKeys::default();
+        let mut keys = Keys::default();
         let mut rest = BTreeMap::new();
         for (k, v) in props {
-            if !core.take(k, v) {
+            if !keys.take(k, v) {
                 rest.insert(k.to_string(), v.to_string());
             }
         }
-        let core = core.check()?;
+        let ev = keys.check()?;
         Ok(Uevent {
-            action: core.action,
-            devpath: core.devpath.to_string(),
-            subsystem: core.subsystem.to_string(),
-            devtype: core.devtype.map(str::to_string),
-            seqnum: core.seqnum,
+            action: ev.action,
+            devpath: ev.devpath.to_string(),
+            subsystem: ev.subsystem.to_string(),
+            devtype: ev.devtype.map(str::to_string),
+            seqnum: ev.seqnum,
             props: rest,
         })
     }
 }
 
-/// The keys every uevent has, as they are found among its properties.
+/// The keys hbad reads, as they are found among an event's properties: those
+/// every uevent has, which become fields of [`Uevent`], and the few others hbad
+/// acts on, which an owned event keeps among its properties.
 #[derive(Default)]
-struct CoreKeys<'a> {
+struct Keys<'a> {
     action: Option<&'a str>,
     devpath: Option<&'a str>,
     subsystem: Option<&'a str>,
     devtype: Option<&'a str>,
     seqnum: Option<&'a str>,
-    /// Not a core key (it stays among the other properties) but a devpath too,
-    /// checked with `DEVPATH` so that every source's events are.
+    unit_attention: Option<&'a str>,
+    media_change: Option<&'a str>,
+    devlinks: Option<&'a str>,
+    /// A devpath too, checked with `DEVPATH` so that every source's events are.
     devpath_old: Option<&'a str>,
 }
 
-/// The keys every uevent has, checked.
-struct Core<'a> {
-    action: Action,
-    devpath: &'a str,
-    subsystem: &'a str,
-    devtype: Option<&'a str>,
-    seqnum: Option<u64>,
-}
-
-impl<'a> CoreKeys<'a> {
-    /// Keeps `k` if it is one of the core keys; says whether it was.
+impl<'a> Keys<'a> {
+    /// Keeps `k` if hbad reads it; says whether it is one every uevent has.
     fn take(&mut self, k: &str, v: &'a str) -> bool {
-        if k == "DEVPATH_OLD" {
-            self.devpath_old = Some(v);
-            return false;
-        }
-        let slot = match k {
-            "ACTION" => &mut self.action,
-            "DEVPATH" => &mut self.devpath,
-            "SUBSYSTEM" => &mut self.subsystem,
-            "DEVTYPE" => &mut self.devtype,
-            "SEQNUM" => &mut self.seqnum,
+        let (slot, core) = match k {
+            "ACTION" => (&mut self.action, true),
+            "DEVPATH" => (&mut self.devpath, true),
+            "SUBSYSTEM" => (&mut self.subsystem, true),
+            "DEVTYPE" => (&mut self.devtype, true),
+            "SEQNUM" => (&mut self.seqnum, true),
+            "SDEV_UA" => (&mut self.unit_attention, false),
+            "SDEV_MEDIA_CHANGE" => (&mut self.media_change, false),
+            "DEVLINKS" => (&mut self.devlinks, false),
+            "DEVPATH_OLD" => (&mut self.devpath_old, false),
             _ => return false,
         };
         *slot = Some(v);
-        true
+        core
     }
 
     /// What every source of uevents must give, whatever its format.
-    fn check(self) -> Result<Core<'a>, ParseError> {
+    fn check(self) -> Result<UeventRef<'a>, ParseError> {
         let action_text = self.action.ok_or(ParseError::MissingKey("ACTION"))?;
         let action = action_text
             .parse()
@@ -227,12 +222,16 @@ impl<'a> CoreKeys<'a> {
             ),
             None => None,
         };
-        Ok(Core {
+        Ok(UeventRef {
             action,
             devpath,
             subsystem,
             devtype: self.devtype,
             seqnum,
+            unit_attention: self.unit_attention,
+            media_change: self.media_change,
+            devlinks: self.devlinks,
+            devpath_old: self.devpath_old,
         })
     }
 }
@@ -259,44 +258,7 @@ pub struct UeventRef<'a> {
     pub devpath_old: Option<&'a str>,
 }
 
-/// The properties besides the core keys that hbad reads, found among the others.
-#[derive(Default)]
-struct ReadKeys<'a> {
-    unit_attention: Option<&'a str>,
-    media_change: Option<&'a str>,
-    devlinks: Option<&'a str>,
-    devpath_old: Option<&'a str>,
-}
-
-impl<'a> ReadKeys<'a> {
-    /// Keeps `k` if it is one hbad reads.
-    fn take(&mut self, k: &str, v: &'a str) {
-        let slot = match k {
-            "SDEV_UA" => &mut self.unit_attention,
-            "SDEV_MEDIA_CHANGE" => &mut self.media_change,
-            "DEVLINKS" => &mut self.devlinks,
-            "DEVPATH_OLD" => &mut self.devpath_old,
-            _ => return,
-        };
-        *slot = Some(v);
-    }
-}
-
-impl<'a> UeventRef<'a> {
-    fn new(core: Core<'a>, read: ReadKeys<'a>) -> Self {
-        UeventRef {
-            action: core.action,
-            devpath: core.devpath,
-            subsystem: core.subsystem,
-            devtype: core.devtype,
-            seqnum: core.seqnum,
-            unit_attention: read.unit_attention,
-            media_change: read.media_change,
-            devlinks: read.devlinks,
-            devpath_old: read.devpath_old,
-        }
-    }
-
+impl UeventRef<'_> {
     /// The owned event, with only the properties a view keeps.
     pub fn to_owned_event(&self) -> Uevent {
         let mut ev = Uevent::new(self.action, self.devpath, self.subsystem);
@@ -471,9 +433,24 @@ fn parse_datagram<'a>(
     let Some((&0, body)) = bytes.split_last() else {
         return Err(ParseError::Truncated);
     };
-    let mut fields = body.split(|&b| b == 0);
+    // The message is checked for UTF-8 at once, not field by field: that is most
+    // of what reading it costs. Bytes that are not UTF-8 are still reported as a
+    // field-by-field read would report them: the fields before theirs are read
+    // first, in order, and any error there comes first.
+    let (text, not_utf8) = match std::str::from_utf8(body) {
+        Ok(text) => (text, None),
+        Err(e) => {
+            let valid = &body[..e.valid_up_to()];
+            let Some(end) = valid.iter().rposition(|&b| b == 0) else {
+                return Err(ParseError::NotUtf8(0));
+            };
+            let field = valid.iter().filter(|&&b| b == 0).count();
+            let before = std::str::from_utf8(&body[..end]).map_err(|_| ParseError::NotUtf8(0))?;
+            (before, Some(field))
+        }
+    };
+    let mut fields = text.split('\0');
     let header = fields.next().unwrap_or_default();
-    let header = std::str::from_utf8(header).map_err(|_| ParseError::NotUtf8(0))?;
     let Some((h_action, h_devpath)) = header.split_once('@') else {
         return Err(ParseError::BadHeader(header.to_string()));
     };
@@ -483,10 +460,8 @@ fn parse_datagram<'a>(
     const SEEN_ON_STACK: usize = 32;
     let mut few = [""; SEEN_ON_STACK];
     let mut many = std::collections::HashSet::new();
-    let mut core = CoreKeys::default();
-    let mut read = ReadKeys::default();
+    let mut keys = Keys::default();
     for (i, field) in fields.enumerate() {
-        let field = std::str::from_utf8(field).map_err(|_| ParseError::NotUtf8(i + 1))?;
         let Some((k, v)) = field.split_once('=') else {
             return Err(ParseError::BadField(field.to_string()));
         };
@@ -506,25 +481,24 @@ fn parse_datagram<'a>(
         if repeated {
             return Err(ParseError::DuplicateKey(k.to_string()));
         }
-        if !core.take(k, v) {
-            read.take(k, v);
+        if !keys.take(k, v) {
             rest(k, v);
         }
     }
-    let event = UeventRef::new(core.check()?, read);
+    if let Some(field) = not_utf8 {
+        return Err(ParseError::NotUtf8(field));
+    }
+    let event = keys.check()?;
+    let mismatch = |key, value: &str| ParseError::HeaderMismatch {
+        header: header.to_string(),
+        key,
+        value: value.to_string(),
+    };
     if event.action.as_str() != h_action {
-        return Err(ParseError::HeaderMismatch {
-            header: header.to_string(),
-            key: "ACTION",
-            value: event.action.to_string(),
-        });
+        return Err(mismatch("ACTION", event.action.as_str()));
     }
     if event.devpath != h_devpath {
-        return Err(ParseError::HeaderMismatch {
-            header: header.to_string(),
-            key: "DEVPATH",
-            value: event.devpath.to_string(),
-        });
+        return Err(mismatch("DEVPATH", event.devpath));
     }
     Ok(event)
 }
@@ -687,6 +661,38 @@ mod tests {
             let err = parse_kernel(&bytes).unwrap_err().to_string();
             assert!(err.contains(want), "expected `{want}` in `{err}`");
         }
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_named_by_their_field_after_the_errors_before_them() {
+        let with = |fields: &[&[u8]]| {
+            let mut v = Vec::new();
+            for f in fields {
+                v.extend_from_slice(f);
+                v.push(0);
+            }
+            v
+        };
+        let head: &[&[u8]] = &[b"add@/x", b"ACTION=add", b"DEVPATH=/x", b"SUBSYSTEM=s"];
+        for bad in 0..head.len() {
+            let mut fields = head.to_vec();
+            let mut field = fields[bad].to_vec();
+            field.push(0xff);
+            fields[bad] = &field;
+            assert_eq!(
+                parse_kernel_ref(&with(&fields)),
+                Err(ParseError::NotUtf8(bad))
+            );
+            assert_eq!(parse_kernel(&with(&fields)), Err(ParseError::NotUtf8(bad)));
+        }
+        // A field before the bad bytes that is wrong itself is the one named.
+        let err = parse_kernel(&with(&[b"add@/x", b"JUNK", b"A=\xff"])).unwrap_err();
+        assert_eq!(err, ParseError::BadField("JUNK".into()));
+        let err = parse_kernel(&with(&[b"add@/x", b"A=1", b"A=2", b"\xff"])).unwrap_err();
+        assert_eq!(err, ParseError::DuplicateKey("A".into()));
+        // After them, whatever is missing is never looked at.
+        let err = parse_kernel(&with(&[b"add@/x", b"ACTION=add", b"\xfe=1"])).unwrap_err();
+        assert_eq!(err, ParseError::NotUtf8(2));
     }
 
     /// An event whose devpath (or old devpath) is `path`, as the kernel sends it.
