@@ -87,7 +87,6 @@ pub fn parse_recv_buffer(text: &str) -> Result<usize, String> {
 }
 
 pub fn run(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
-    crate::daemon::heap::one_arena();
     let sink = journal::init(!args.no_journal);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -182,7 +181,7 @@ async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result
     // target) keeps that child, never the agent, from exiting.
     let writer = ChildWriter::new().context("cannot find the hbad executable")?;
     let mut agent = Agent::new(config, Arc::new(writer), policy, std::time::Instant::now());
-    crate::daemon::heap::give_back();
+    crate::daemon::heap::after_cold_plug();
     if metrics.is_some() {
         agent.set_metrics_path(metrics);
     }

@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{DeviceClass, Devpath, Disk, Graph, Host, NodeKind, UNNUMBERED};
 use crate::sysfs::{
-    devpath_name, host_number, parent_devpath, read_lun_dir, target_address, BlockIndex, BlockInfo,
-    Detail, DeviceDir, Hctl, LunInfo, RemotePortInfo, ScsiBus, ScsiHostInfo, Sysfs, TargetInfo,
-    VportInfo,
+    devpath_name, host_number, parent_devpath, read_lun_dir_with, target_address, BlockIndex,
+    BlockInfo, Detail, DeviceDir, Hctl, LunInfo, RemotePortInfo, ScsiBus, ScsiHostInfo, Sysfs,
+    TargetInfo, VportInfo,
 };
 
 /// LUNs read as one piece of work: enough to make opening their target's
@@ -55,15 +55,22 @@ impl Graph {
         // Parents first: by depth, then devpath. Each list is nearly sorted
         // already (found in that order, LUNs in target order), which the stable
         // sort finds in a pass.
+        let lun_count: usize = luns.iter().map(|b| b.luns.len()).sum();
         let mut nodes: Vec<(usize, Devpath, NodeKind)> =
-            Vec::with_capacity(devices.len() + luns.len());
-        let mut disks = Vec::with_capacity(luns.len());
+            Vec::with_capacity(devices.len() + lun_count);
+        // Each LUN's disks: where they start in `disks`, and how many.
+        let mut disks_of = Vec::with_capacity(lun_count);
+        let mut disks: Vec<Option<(Devpath, BlockInfo)>> =
+            Vec::with_capacity(luns.iter().map(|b| b.disks.len()).sum());
         for (devpath, kind) in devices {
             nodes.push((depth(&devpath), devpath, kind));
         }
-        for lun in luns {
-            nodes.push((depth(&lun.devpath), lun.devpath, NodeKind::Lun(lun.info)));
-            disks.push(lun.disks);
+        for mut block in luns {
+            for lun in block.luns {
+                nodes.push((depth(&lun.devpath), lun.devpath, NodeKind::Lun(lun.info)));
+                disks_of.push((disks.len(), lun.disks));
+                disks.extend(block.disks.by_ref().take(lun.disks).map(Some));
+            }
         }
         // Disks in the order of their LUNs, after every other device.
         let mut order: Vec<u32> = (0..nodes.len() as u32).collect();
@@ -73,13 +80,13 @@ impl Graph {
         });
         let mut graph = Graph::new();
         graph.detail = detail;
-        let total = nodes.len() + disks.iter().map(Vec::len).sum::<usize>();
+        let total = nodes.len() + disks.len();
         graph.slots.reserve_exact(total);
         graph.by_devpath.reserve(&graph.slots, &graph.hasher, total);
-        let first_lun = nodes.len() - disks.len();
+        let first_lun = nodes.len() - lun_count;
         let mut slots: Vec<Option<(usize, Devpath, NodeKind)>> =
             nodes.into_iter().map(Some).collect();
-        let mut disk_order = Vec::with_capacity(disks.len());
+        let mut disk_order = Vec::with_capacity(lun_count);
         for i in order {
             let Some((_, devpath, kind)) = slots[i as usize].take() else {
                 continue;
@@ -90,10 +97,10 @@ impl Graph {
             }
         }
         drop(slots);
-        let mut disks: Vec<Option<Vec<(Devpath, BlockInfo)>>> =
-            disks.into_iter().map(Some).collect();
         for l in disk_order {
-            for (devpath, info) in disks[l].take().into_iter().flatten() {
+            let (from, count) = disks_of[l];
+            let of_lun = disks.get_mut(from..from + count).unwrap_or_default();
+            for (devpath, info) in of_lun.iter_mut().filter_map(Option::take) {
                 let links = links.paths_of(&info.name);
                 graph.insert_at(devpath, NodeKind::Disk(Disk { info, links }));
             }
@@ -225,24 +232,57 @@ fn read_devices(
     (devices, targets)
 }
 
-/// A LUN read with its disks.
+/// A LUN read; its disks are in its block's list.
 struct ReadLun {
     devpath: Devpath,
     info: Box<LunInfo>,
-    disks: Vec<(Devpath, BlockInfo)>,
+    /// How many of the block's disks are this LUN's (the next ones in order).
+    disks: usize,
 }
 
-impl ReadLun {
-    fn new(devpath: String, info: LunInfo, disks: Vec<BlockInfo>) -> ReadLun {
-        let disks = disks
-            .into_iter()
-            .map(|d| (Devpath::from(format!("{devpath}/block/{}", d.name)), d))
-            .collect();
-        ReadLun {
-            devpath: Devpath::from(devpath),
-            info: Box::new(info),
-            disks,
+/// LUNs read as one piece of work, and their disks in one list: a list per LUN
+/// would be an allocation per LUN kept until the graph is built, each a hole
+/// among the graph's attributes once freed (see `daemon::heap`).
+#[derive(Default)]
+struct ReadBlock {
+    luns: Vec<ReadLun>,
+    disks: std::vec::IntoIter<(Devpath, BlockInfo)>,
+}
+
+/// Reads the LUNs of one block: `devpath` puts each one's devpath in a buffer,
+/// `read` reads it (given that devpath) and hands over its disks. Devpaths are
+/// put together in one buffer, so that only the graph's own copy of each is
+/// allocated.
+fn read_block<T>(
+    items: &[T],
+    devpath: impl Fn(&T, &mut String),
+    mut read: impl FnMut(&T, &str, &mut dyn FnMut(BlockInfo)) -> LunInfo,
+) -> ReadBlock {
+    let mut luns = Vec::with_capacity(items.len());
+    let mut disks = Vec::with_capacity(items.len());
+    let (mut path, mut found) = (String::new(), Vec::new());
+    for item in items {
+        path.clear();
+        devpath(item, &mut path);
+        let info = read(item, &path, &mut |disk| found.push(disk));
+        let count = found.len();
+        let lun_path = path.len();
+        for disk in found.drain(..) {
+            path.truncate(lun_path);
+            path.push_str("/block/");
+            path.push_str(&disk.name);
+            disks.push((Devpath::from(path.as_str()), disk));
         }
+        path.truncate(lun_path);
+        luns.push(ReadLun {
+            devpath: Devpath::from(path.as_str()),
+            info: Box::new(info),
+            disks: count,
+        });
+    }
+    ReadBlock {
+        luns,
+        disks: disks.into_iter(),
     }
 }
 
@@ -255,7 +295,7 @@ fn read_luns(
     targets: Vec<TargetLuns>,
     detail: Detail,
     index: &BlockIndex,
-) -> Vec<ReadLun> {
+) -> Vec<ReadBlock> {
     let blocks: Vec<(&TargetLuns, std::ops::Range<usize>)> = targets
         .iter()
         .flat_map(|t| {
@@ -264,49 +304,50 @@ fn read_luns(
                 .map(move |from| (t, from..(from + LUN_BLOCK).min(t.luns.len())))
         })
         .collect();
-    let read = spread(&blocks, |(t, range)| {
-        let target = &found[t.target].0;
+    let mut read = spread(&blocks, |(t, range)| {
+        let target = found[t.target].0.as_str();
         // Gone since it was listed: its LUNs get what their names tell.
         let dir = DeviceDir::open(&sysfs.path(target)).ok();
-        t.luns[range.clone()]
-            .iter()
-            .map(|(name, hctl)| {
-                let devpath = format!("{target}/{name}");
+        read_block(
+            &t.luns[range.clone()],
+            |(name, _), path| {
+                path.push_str(target);
+                path.push('/');
+                path.push_str(name);
+            },
+            |(name, hctl), _, disks| match &dir {
                 // Read through the target's directory; a LUN gone since it was
                 // listed reads as its address alone (see `read_lun_dir`).
-                match &dir {
-                    Some(dir) => {
-                        let (info, disks) = read_lun_dir(*hctl, &dir.at(name), detail, index);
-                        ReadLun::new(devpath, info, disks)
-                    }
-                    None => ReadLun::new(devpath, unread_lun(name), Vec::new()),
-                }
-            })
-            .collect::<Vec<_>>()
+                Some(dir) => read_lun_dir_with(*hctl, &dir.at(name), detail, index, disks),
+                None => unread_lun(name),
+            },
+        )
     });
-    let mut luns: Vec<ReadLun> = read.into_iter().flatten().collect();
     let mut held: Vec<Hctl> = targets
         .iter()
         .flat_map(|t| t.luns.iter().map(|(_, h)| *h))
         .collect();
     held.sort_unstable();
-    for &hctl in bus.luns() {
-        if held.binary_search(&hctl).is_ok() {
-            continue;
-        }
-        let Some(devpath) = bus.lun_devpath(sysfs, hctl) else {
-            continue;
-        };
-        let lun = match sysfs.read_lun_and_disks(&devpath, detail, index) {
-            Ok((info, disks)) => ReadLun::new(devpath, info, disks),
-            Err(_) => {
-                let info = unread_lun(devpath_name(&devpath));
-                ReadLun::new(devpath, info, Vec::new())
-            }
-        };
-        luns.push(lun);
+    let stray: Vec<String> = bus
+        .luns()
+        .iter()
+        .filter(|hctl| held.binary_search(hctl).is_err())
+        .filter_map(|&hctl| bus.lun_devpath(sysfs, hctl))
+        .collect();
+    if !stray.is_empty() {
+        read.push(read_block(
+            &stray,
+            |devpath, path| path.push_str(devpath),
+            |_, devpath, disks| match sysfs.read_lun_and_disks(devpath, detail, index) {
+                Ok((info, found)) => {
+                    found.into_iter().for_each(disks);
+                    info
+                }
+                Err(_) => unread_lun(devpath_name(devpath)),
+            },
+        ));
     }
-    luns
+    read
 }
 
 /// Reads one device's attributes; a device already gone from sysfs (its removal event

@@ -235,29 +235,54 @@ impl<'a> DirAt<'a> {
                 .is_ok_and(|st| EntryKind::of_mode(st.st_mode) == EntryKind::Dir)
     }
 
+    /// Calls `f` with `name` below this directory as a path relative to the open
+    /// one, put together on the stack: cold plug reads a few attributes through
+    /// each of tens of thousands of LUN directories, and a path allocated for each
+    /// read would be as many allocations again.
+    fn with_path<R>(&self, name: &str, f: impl FnOnce(&str) -> R) -> R {
+        if self.path.is_empty() {
+            return f(name);
+        }
+        let mut buf = [0u8; 256];
+        let (dir, len) = (self.path.len(), self.path.len() + 1 + name.len());
+        match buf.get_mut(..len) {
+            Some(out) => {
+                out[..dir].copy_from_slice(self.path.as_bytes());
+                out[dir] = b'/';
+                out[dir + 1..].copy_from_slice(name.as_bytes());
+                // Two strings and a '/' are UTF-8: the check only proves it.
+                match std::str::from_utf8(out) {
+                    Ok(path) => f(path),
+                    Err(_) => f(&self.join(name)),
+                }
+            }
+            None => f(&self.join(name)),
+        }
+    }
+
     /// Opens a directory below this one.
     pub fn sub(&self, name: &str) -> io::Result<DeviceDir> {
-        self.dir.sub(&self.join(name))
+        self.with_path(name, |p| self.dir.sub(p))
     }
 
     pub fn attr(&self, name: &str) -> Option<String> {
-        self.dir.attr(&self.join(name))
+        self.with_path(name, |p| self.dir.attr(p))
     }
 
     pub fn attr_parse<T: std::str::FromStr>(&self, name: &str) -> Option<T> {
-        self.dir.attr_parse(&self.join(name))
+        self.with_path(name, |p| self.dir.attr_parse(p))
     }
 
     pub fn attr_bytes(&self, name: &str) -> Option<Vec<u8>> {
-        self.dir.attr_bytes(&self.join(name))
+        self.with_path(name, |p| self.dir.attr_bytes(p))
     }
 
     pub fn link_name(&self, name: &str) -> Option<String> {
-        self.dir.link_name(&self.join(name))
+        self.with_path(name, |p| self.dir.link_name(p))
     }
 
     pub fn names(&self, name: &str) -> Vec<String> {
-        self.dir.names(&self.join(name))
+        self.with_path(name, |p| self.dir.names(p))
     }
 }
 

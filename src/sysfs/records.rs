@@ -489,19 +489,36 @@ pub fn read_lun_dir(
     detail: Detail,
     index: &BlockIndex,
 ) -> (LunInfo, Vec<BlockInfo>) {
-    let disks = index
-        .disks_of(hctl, dir)
-        .into_iter()
-        .filter_map(|name| {
-            let disk = dir.below(&format!("block/{name}"));
-            let multipath = index.multipath_of(&name, &disk);
-            let info = block_info(name, &disk, detail, multipath);
-            // Nothing read: is the disk gone (the index was read before)?
-            let unread = info.size_bytes.is_none() && info.major_minor.is_none();
-            (!unread || disk.exists()).then_some(info)
-        })
-        .collect();
-    (lun_info(hctl, dir, detail), disks)
+    let mut disks = Vec::new();
+    let info = read_lun_dir_with(hctl, dir, detail, index, |disk| disks.push(disk));
+    (info, disks)
+}
+
+/// [`read_lun_dir`] handing each disk to `disk` as it is read: cold plug keeps
+/// the disks of many LUNs in one list, not a list of its own per LUN, and names
+/// them from the index without a list of names per LUN.
+pub fn read_lun_dir_with(
+    hctl: Hctl,
+    dir: &DirAt,
+    detail: Detail,
+    index: &BlockIndex,
+    mut disk: impl FnMut(BlockInfo),
+) -> LunInfo {
+    let mut read = |name: &str| {
+        let at = dir.below(&format!("block/{name}"));
+        let multipath = index.multipath_of(name, &at);
+        let info = block_info(name.to_string(), &at, detail, multipath);
+        // Nothing read: is the disk gone (the index was read before)?
+        let unread = info.size_bytes.is_none() && info.major_minor.is_none();
+        if !unread || at.exists() {
+            disk(info);
+        }
+    };
+    match index.indexed_disks_of(hctl) {
+        Some(names) => names.for_each(&mut read),
+        None => dir.names("block").iter().for_each(|name| read(name)),
+    }
+    lun_info(hctl, dir, detail)
 }
 
 fn lun_info(hctl: Hctl, dir: &DirAt, detail: Detail) -> LunInfo {
