@@ -17,11 +17,11 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{DeviceClass, Devpath, Disk, Graph, Host, NodeKind, UNNUMBERED};
+use super::{DeviceClass, Devpath, Disk, Graph, Host, NodeId, NodeKind, UNNUMBERED};
 use crate::sysfs::{
     devpath_name, host_number, parent_devpath, read_lun_dir_with, target_address, BlockIndex,
-    BlockInfo, Detail, DeviceDir, Hctl, LunInfo, RemotePortInfo, ScsiBus, ScsiHostInfo, Sysfs,
-    TargetInfo, VportInfo,
+    BlockInfo, Detail, DeviceDir, Hctl, LunInfo, RemotePortInfo, ScsiBus, ScsiHostInfo,
+    StableLinks, Sysfs, TargetInfo, VportInfo,
 };
 
 /// LUNs read as one piece of work: enough to make opening their target's
@@ -52,9 +52,10 @@ impl Graph {
             let luns = read_luns(sysfs, &bus, &found, targets, detail, &index);
             (devices, luns, join(links))
         });
-        // Parents first: by depth, then devpath. Each list is nearly sorted
-        // already (found in that order, LUNs in target order), which the stable
-        // sort finds in a pass.
+        // Parents first: by depth, then devpath. Each list is in that order
+        // already (found in that order, LUNs in target order): one pass finds
+        // that they follow each other too, and otherwise the stable sort merges
+        // them in a pass.
         let lun_count: usize = luns.iter().map(|b| b.luns.len()).sum();
         let mut nodes: Vec<(usize, Devpath, NodeKind)> =
             Vec::with_capacity(devices.len() + lun_count);
@@ -72,37 +73,75 @@ impl Graph {
                 disks.extend(block.disks.by_ref().take(lun.disks).map(Some));
             }
         }
-        // Disks in the order of their LUNs, after every other device.
-        let mut order: Vec<u32> = (0..nodes.len() as u32).collect();
-        order.sort_by(|&a, &b| {
-            let (a, b) = (&nodes[a as usize], &nodes[b as usize]);
-            a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1))
-        });
         let mut graph = Graph::new();
         graph.detail = detail;
         let total = nodes.len() + disks.len();
         graph.slots.reserve_exact(total);
         graph.by_devpath.reserve(&graph.slots, &graph.hasher, total);
+        graph
+            .by_hctl
+            .reserve(&graph.slots, &graph.hasher, lun_count);
+        graph
+            .by_disk
+            .reserve(&graph.slots, &graph.hasher, disks.len());
         let first_lun = nodes.len() - lun_count;
-        let mut slots: Vec<Option<(usize, Devpath, NodeKind)>> =
-            nodes.into_iter().map(Some).collect();
+        // Disks in the order of their LUNs, after every other device.
         let mut disk_order = Vec::with_capacity(lun_count);
-        for i in order {
-            let Some((_, devpath, kind)) = slots[i as usize].take() else {
-                continue;
+        // The disks' stable links are put together on a thread of their own
+        // meanwhile: until the disks go in, the other core would be idle.
+        let mut disk_links = std::thread::scope(|scope| {
+            let disk_links = scope.spawn(|| links_of_disks(&links, &disks));
+            // The parent of the node put in last, for its siblings that follow:
+            // the one put in just before a node with the same parent directory is
+            // a sibling, never an ancestor, so the nearest ancestor is the same.
+            let mut last: Option<(Devpath, Option<NodeId>)> = None;
+            let mut insert = |i: usize, devpath: Devpath, kind: NodeKind| {
+                let known = last
+                    .take()
+                    .filter(|(d, _)| parent_devpath(d) == parent_devpath(&devpath))
+                    .map(|(_, p)| p);
+                let mut found = None;
+                graph.insert_under(devpath.clone(), kind, |graph, devpath| {
+                    let parent = known.unwrap_or_else(|| graph.parent_of(devpath));
+                    found = Some(parent);
+                    parent
+                });
+                // Only a node put in now: one already there keeps its parent.
+                last = found.map(|p| (devpath, p));
+                if let Some(l) = i.checked_sub(first_lun) {
+                    disk_order.push(l);
+                }
             };
-            graph.insert_at(devpath, kind);
-            if let Some(l) = (i as usize).checked_sub(first_lun) {
-                disk_order.push(l);
+            if nodes.is_sorted_by(|a, b| order_key(a) <= order_key(b)) {
+                // A tree of physical ports alone: hosts, ports, targets, LUNs,
+                // each list in order and each deeper than the one before.
+                for (i, (_, devpath, kind)) in nodes.into_iter().enumerate() {
+                    insert(i, devpath, kind);
+                }
+            } else {
+                let mut order: Vec<u32> = (0..nodes.len() as u32).collect();
+                order.sort_by(|&a, &b| {
+                    order_key(&nodes[a as usize]).cmp(&order_key(&nodes[b as usize]))
+                });
+                let mut slots: Vec<Option<(usize, Devpath, NodeKind)>> =
+                    nodes.into_iter().map(Some).collect();
+                for i in order {
+                    if let Some((_, devpath, kind)) = slots[i as usize].take() {
+                        insert(i as usize, devpath, kind);
+                    }
+                }
             }
-        }
-        drop(slots);
+            join(disk_links)
+        });
         for l in disk_order {
             let (from, count) = disks_of[l];
             let of_lun = disks.get_mut(from..from + count).unwrap_or_default();
-            for (devpath, info) in of_lun.iter_mut().filter_map(Option::take) {
-                let links = links.paths_of(&info.name);
-                graph.insert_at(devpath, NodeKind::Disk(Disk { info, links }));
+            let links = disk_links.get_mut(from..from + count).unwrap_or_default();
+            for (disk, links) in of_lun.iter_mut().zip(links) {
+                if let Some((devpath, info)) = disk.take() {
+                    let links = std::mem::take(links);
+                    graph.insert_at(devpath, NodeKind::Disk(Disk { info, links }));
+                }
             }
         }
         graph
@@ -113,6 +152,32 @@ fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
     handle
         .join()
         .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+/// Where a node goes: parents first, by depth then devpath.
+fn order_key(node: &(usize, Devpath, NodeKind)) -> (usize, &str) {
+    (node.0, node.1.as_str())
+}
+
+/// The stable links of each disk (`/dev/disk/by-id/...`), in the order of
+/// `disks`. Looked up in name order: one pass from one end of the links' index
+/// to the other, not a search that starts afresh from its middle for each disk.
+fn links_of_disks(links: &StableLinks, disks: &[Option<(Devpath, BlockInfo)>]) -> Vec<Vec<String>> {
+    let name = |i: u32| {
+        disks[i as usize]
+            .as_ref()
+            .map_or("", |(_, d)| d.name.as_str())
+    };
+    let mut by_name: Vec<u32> = (0..disks.len() as u32).collect();
+    by_name.sort_unstable_by(|&a, &b| name(a).cmp(name(b)));
+    let mut found = vec![Vec::new(); disks.len()];
+    for i in by_name {
+        found[i as usize] = links
+            .of(name(i))
+            .map(|l| [l.dir, l.name].concat())
+            .collect();
+    }
+    found
 }
 
 /// How deep a devpath is: parents are shallower than their children.

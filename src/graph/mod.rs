@@ -437,11 +437,20 @@ impl<K: IndexedBy> IdIndex<K> {
     }
 
     fn get(&self, slots: &[Option<Node>], hasher: &RandomState, key: &K::Key) -> Option<NodeId> {
+        self.get_hashed(slots, hasher.hash_one(key), key)
+    }
+
+    /// [`IdIndex::get`] with the key's hash already taken.
+    fn get_hashed(&self, slots: &[Option<Node>], hash: u64, key: &K::Key) -> Option<NodeId> {
         self.table
-            .find(hasher.hash_one(key), |&id| {
-                Self::key_at(slots, id) == Some(key)
-            })
+            .find(hash, |&id| Self::key_at(slots, id) == Some(key))
             .copied()
+    }
+
+    /// Files `id` under its key's `hash`, no node being filed under that key.
+    fn insert_new(&mut self, slots: &[Option<Node>], hasher: &RandomState, hash: u64, id: NodeId) {
+        self.table
+            .insert_unique(hash, id, |&other| Self::hash_at(slots, hasher, other));
     }
 
     /// Files `id` under its node's key, in place of any other node filed there
@@ -614,16 +623,29 @@ impl Graph {
         self.insert_at(Devpath::from(devpath), kind)
     }
 
-    fn insert_at(&mut self, devpath: Devpath, mut kind: NodeKind) -> NodeId {
+    fn insert_at(&mut self, devpath: Devpath, kind: NodeKind) -> NodeId {
+        self.insert_under(devpath, kind, |graph, devpath| graph.parent_of(devpath))
+    }
+
+    /// [`Graph::insert_at`] with the node's parent found by `parent` when the
+    /// node is new: cold plug knows it for a run of siblings. The devpath is
+    /// hashed once, to look for the node and to file it.
+    fn insert_under(
+        &mut self,
+        devpath: Devpath,
+        mut kind: NodeKind,
+        parent: impl FnOnce(&Graph, &str) -> Option<NodeId>,
+    ) -> NodeId {
         if self.detail != Detail::Full {
             kind.trim_to(self.detail);
         }
-        if let Some(id) = self.id(&devpath) {
+        let hash = self.hasher.hash_one(devpath.as_str());
+        if let Some(id) = self.by_devpath.get_hashed(&self.slots, hash, &devpath) {
             self.replace_kind(id, kind);
             return id;
         }
         self.changed();
-        let parent = self.parent_of(&devpath);
+        let parent = parent(self, &devpath);
         let node = Node {
             devpath: devpath.clone(),
             kind,
@@ -649,7 +671,8 @@ impl Graph {
                 self.at_mut(p).children.insert(at, id);
             }
         }
-        self.by_devpath.insert(&self.slots, &self.hasher, id);
+        self.by_devpath
+            .insert_new(&self.slots, &self.hasher, hash, id);
         self.index(id);
         id
     }
