@@ -20,13 +20,14 @@
 //! gives no skeleton: the caller loads the whole graph instead.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 
 use crate::graph::{read_kind, DeviceClass, Disk, Graph, Node, NodeKind};
 use crate::sysfs::{
-    parent_devpath, read_lun_dir, target_address, BlockIndex, Detail, DeviceDir, EntryKind, Hctl,
-    StableLinks, Sysfs,
+    parent_devpath, read_lun_dir_shown, target_address, BlockIndex, Detail, DeviceDir, EntryKind,
+    Hctl, StableLinks, Sysfs,
 };
 
 /// The devices above the LUNs, and where each target's LUNs are.
@@ -238,6 +239,7 @@ impl Skeleton {
         &self,
         targets: &[&Node],
         links: DiskLinks,
+        state: LunState,
         make: impl Fn(TargetLuns) -> T + Sync,
         body: impl FnOnce(&mut Feed<'_, T>) -> R,
     ) -> R {
@@ -278,7 +280,7 @@ impl Skeleton {
                     let Some(&(target, luns)) = jobs.get(i) else {
                         return;
                     };
-                    let read = self.read_target(target, luns);
+                    let read = self.read_target(target, luns, state);
                     let links = match links {
                         DiskLinks::Read => Some(self.links.wait()),
                         DiskLinks::Later => None,
@@ -305,12 +307,25 @@ impl Skeleton {
     /// Reads a target's LUNs and their disks, relative to the target's directory.
     /// A LUN already gone (its removal is on the way) is read as cold plug reads it:
     /// what its name tells.
-    fn read_target(&self, target: &str, luns: &[Hctl]) -> Vec<ReadLun> {
+    /// Each LUN's directory is not opened: its attributes are read through the
+    /// target's, which saves an `openat` and a `close` per LUN.
+    fn read_target(&self, target: &str, luns: &[Hctl], state: LunState) -> Vec<ReadLun> {
         let dir = DeviceDir::open(&self.sysfs.path(target)).ok();
+        let mut name = String::new();
         luns.iter()
             .map(|&hctl| {
-                let name = hctl.to_string();
-                let Some(lun) = dir.as_ref().and_then(|d| d.sub(&name).ok()) else {
+                name.clear();
+                // Writing to a String cannot fail.
+                let _ = write!(name, "{hctl}");
+                let read = dir.as_ref().map(|d| {
+                    let lun = d.at(&name);
+                    let state = state == LunState::Read;
+                    let (info, disks, read) =
+                        read_lun_dir_shown(hctl, &lun, self.detail, state, &self.block);
+                    // Nothing there: the directory may be gone.
+                    (read || lun.exists()).then_some((info, disks))
+                });
+                let Some((info, disks)) = read.flatten() else {
                     let devpath = format!("{target}/{name}");
                     return ReadLun {
                         hctl,
@@ -318,7 +333,6 @@ impl Skeleton {
                         disks: Vec::new(),
                     };
                 };
-                let (info, disks) = read_lun_dir(hctl, &lun.here(), self.detail, &self.block);
                 ReadLun {
                     hctl,
                     kind: NodeKind::Lun(Box::new(info)),
@@ -377,6 +391,14 @@ pub enum DiskLinks {
     /// Left empty: the caller looks them up itself ([`Feed::links`]), and the
     /// LUNs are read while the links are.
     Later,
+}
+
+/// Whether each LUN's state is read: the tree shows it, `hbad luns` does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LunState {
+    Read,
+    /// Left `None`: one read fewer per LUN.
+    Skip,
 }
 
 /// A LUN as read, before it is put in its target's graph.

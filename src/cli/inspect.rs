@@ -13,7 +13,7 @@ use super::policy::{load_graph, load_graph_with};
 use super::render::{self, NodeView, RelationView, ShowView, Streamed};
 use super::{Cap, Global};
 use crate::graph::{Graph, Lookup, Node, NodeKind};
-use crate::listing::{DiskLinks, Feed, Skeleton, TargetLuns};
+use crate::listing::{DiskLinks, Feed, LunState, Skeleton, TargetLuns};
 use crate::sysfs::Detail;
 use crate::terminal::echoed;
 
@@ -126,6 +126,7 @@ pub fn write_tree_streamed(
         return skeleton.stream(
             &targets,
             DiskLinks::Read,
+            LunState::Read,
             |luns| luns,
             |feed| {
                 let below = |node: &Node| -> Option<Graph> {
@@ -169,7 +170,7 @@ pub fn write_tree_streamed(
         }
         lines
     };
-    skeleton.stream(&targets, DiskLinks::Read, lines, |feed| {
+    skeleton.stream(&targets, DiskLinks::Read, LunState::Read, lines, |feed| {
         render::write_tree_with(
             skeleton.graph(),
             &mut |node, _, out| {
@@ -492,6 +493,7 @@ pub fn write_luns_streamed(
         return skeleton.stream(
             &targets,
             DiskLinks::Read,
+            LunState::Read,
             |luns| luns,
             |feed| {
                 let feed = std::cell::RefCell::new(feed);
@@ -511,7 +513,8 @@ pub fn write_luns_streamed(
         }
         rows
     };
-    skeleton.stream(&targets, DiskLinks::Later, rows, |feed| {
+    // The state is not a column: it is not read.
+    skeleton.stream(&targets, DiskLinks::Later, LunState::Skip, rows, |feed| {
         let mut table = render::LunTable::default();
         for rows in feed.by_ref() {
             table.append(rows);

@@ -448,7 +448,7 @@ impl Sysfs {
             .parse()
             .map_err(|_| self.name_error(devpath, "SCSI device (H:C:T:L)"))?;
         let dir = self.device_dir(devpath, "SCSI device")?;
-        Ok(lun_info(hctl, &dir.here(), Detail::Full))
+        Ok(lun_info(hctl, &dir.here(), Detail::Full, true))
     }
 
     /// Reads a whole-disk block device (`/devices/.../H:C:T:L/block/sdX`).
@@ -489,7 +489,33 @@ pub fn read_lun_dir(
     detail: Detail,
     index: &BlockIndex,
 ) -> (LunInfo, Vec<BlockInfo>) {
-    let disks = index
+    let disks = read_disks(hctl, dir, detail, index);
+    (lun_info(hctl, dir, detail, true), disks)
+}
+
+/// [`read_lun_dir`] for a listing that does not show the LUN's state (`hbad
+/// luns`): its `state` is left `None`, one read fewer per LUN. Whether anything
+/// was there to read: `false` when no attribute of the LUN could be read (its
+/// directory may be gone, which only the caller can tell).
+pub fn read_lun_dir_shown(
+    hctl: Hctl,
+    dir: &DirAt,
+    detail: Detail,
+    state: bool,
+    index: &BlockIndex,
+) -> (LunInfo, Vec<BlockInfo>, bool) {
+    let disks = read_disks(hctl, dir, detail, index);
+    let info = lun_info(hctl, dir, detail, state);
+    let read = info.vendor.is_some()
+        || info.model.is_some()
+        || info.scsi_type.is_some()
+        || info.state.is_some();
+    (info, disks, read)
+}
+
+/// The whole disks on a LUN whose directory is `dir`, gone ones left out.
+fn read_disks(hctl: Hctl, dir: &DirAt, detail: Detail, index: &BlockIndex) -> Vec<BlockInfo> {
+    index
         .disks_of(hctl, dir)
         .into_iter()
         .filter_map(|name| {
@@ -500,11 +526,10 @@ pub fn read_lun_dir(
             let unread = info.size_bytes.is_none() && info.major_minor.is_none();
             (!unread || disk.exists()).then_some(info)
         })
-        .collect();
-    (lun_info(hctl, dir, detail), disks)
+        .collect()
 }
 
-fn lun_info(hctl: Hctl, dir: &DirAt, detail: Detail) -> LunInfo {
+fn lun_info(hctl: Hctl, dir: &DirAt, detail: Detail, state: bool) -> LunInfo {
     let text = |yes: bool, name| yes.then(|| non_empty(dir.attr(name))).flatten();
     LunInfo {
         hctl,
@@ -512,7 +537,7 @@ fn lun_info(hctl: Hctl, dir: &DirAt, detail: Detail) -> LunInfo {
         model: non_empty(dir.attr("model")),
         rev: text(detail.rev(), "rev"),
         scsi_type: detail.scsi_type().then(|| dir.attr_parse("type")).flatten(),
-        state: non_empty(dir.attr("state")),
+        state: text(state, "state"),
         wwid: text(detail.wwid(), "wwid"),
         serial: detail
             .rest()
