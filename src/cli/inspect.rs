@@ -69,7 +69,7 @@ pub fn list(g: &Global, cap: Option<Cap>) -> anyhow::Result<ExitCode> {
         .nodes()
         .filter(|n| cap.is_none_or(|c| has_cap(&graph, n, c)))
         .collect();
-    nodes.sort_by(|a, b| render::device_order(a, b));
+    render::sort_devices(&mut nodes);
     if g.json {
         print_json(&Streamed(|| nodes.iter().map(|n| render::view(&graph, n))))?;
     } else if nodes.is_empty() {
@@ -91,6 +91,7 @@ pub fn list(g: &Global, cap: Option<Cap>) -> anyhow::Result<ExitCode> {
 /// Hosts -> vports -> vHBAs, remote ports -> targets -> LUNs -> disks.
 pub fn tree(g: &Global) -> anyhow::Result<ExitCode> {
     check_sysfs(g)?;
+    crate::listing::lean_heap();
     let Some(skeleton) = Skeleton::load(&g.sysfs(), listing_detail(g)) else {
         let graph = load_listing(g)?;
         if g.json {
@@ -246,7 +247,7 @@ fn below<'a>(graph: &'a Graph, node: &'a Node, pred: impl Fn(&NodeKind) -> bool)
         }
         stack.extend(graph.children(n));
     }
-    found.sort_by(|a, b| render::device_order(a, b));
+    render::sort_devices(&mut found);
     found
 }
 
@@ -428,6 +429,7 @@ pub(super) fn luns_of<'a>(graph: &'a Graph, matched: &[&'a Node]) -> Vec<&'a Nod
 pub fn luns(g: &Global, filter: Option<&str>) -> anyhow::Result<ExitCode> {
     if filter.is_none() {
         check_sysfs(g)?;
+        crate::listing::lean_heap();
         if let Some(skeleton) = Skeleton::load(&g.sysfs(), listing_detail(g)) {
             let mut any = true;
             render::emit_with(|out| {

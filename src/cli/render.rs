@@ -464,10 +464,25 @@ pub fn device_order(a: &Node, b: &Node) -> Ordering {
         .then_with(|| a.devpath.cmp(&b.devpath))
 }
 
+/// Sorts devices as [`device_order`] does, each name's key made once rather than
+/// twice per comparison: a target has hundreds of LUNs.
+pub fn sort_devices(nodes: &mut Vec<&Node>) {
+    let mut keyed: Vec<(u8, (usize, Vec<(String, u64)>), &Node)> = nodes
+        .drain(..)
+        .map(|n| (kind_rank(&n.kind), name_key(n.name()), n))
+        .collect();
+    keyed.sort_by(|a, b| {
+        (a.0, &a.1)
+            .cmp(&(b.0, &b.1))
+            .then_with(|| a.2.devpath.cmp(&b.2.devpath))
+    });
+    nodes.extend(keyed.into_iter().map(|(_, _, n)| n));
+}
+
 fn sorted_children<'a>(graph: &'a Graph, node: &'a Node) -> Vec<&'a Node> {
     let mut v: Vec<&Node> = graph.children(node).collect();
     // Under a host: its vports (and their vHBAs) first, then what it reaches.
-    v.sort_by(|a, b| device_order(a, b));
+    sort_devices(&mut v);
     v
 }
 
@@ -478,7 +493,7 @@ pub fn roots(graph: &Graph) -> Vec<&Node> {
         .nodes()
         .filter(|n| graph.parent(n).is_none())
         .collect();
-    v.sort_by(|a, b| device_order(a, b));
+    sort_devices(&mut v);
     v
 }
 
@@ -665,9 +680,21 @@ fn widen(widths: &mut Vec<usize>, row: &[String]) {
     }
     for (i, cell) in row.iter().enumerate() {
         if i + 1 < row.len() {
-            widths[i] = widths[i].max(printable(cell).chars().count());
+            widths[i] = widths[i].max(shown(cell).1);
         }
     }
+}
+
+/// A cell as shown ([`printable`]) and its width in characters. Printable ASCII,
+/// nearly every cell, is shown as it is, one character a byte: a table of tens of
+/// thousands of rows is not decoded character by character.
+fn shown(cell: &str) -> (std::borrow::Cow<'_, str>, usize) {
+    if cell.bytes().all(|b| matches!(b, b' '..=b'~')) {
+        return (std::borrow::Cow::Borrowed(cell), cell.len());
+    }
+    let cell = printable(cell);
+    let width = cell.chars().count();
+    (cell, width)
 }
 
 /// One row in columns of the given widths, without trailing blanks.
@@ -684,11 +711,11 @@ fn aligned_into<S: AsRef<str>>(widths: &[usize], row: &[S], line: &mut String) {
     for (i, cell) in row.iter().enumerate() {
         // Every cell is shown escaped: vendor and model come from the array's
         // INQUIRY data, symbolic names and device names from whoever wrote them.
-        let cell = printable(cell.as_ref());
+        let (cell, width) = shown(cell.as_ref());
         line.push_str(&cell);
         if i + 1 < row.len() {
             // As `{cell:<w$}` pads: to a width in characters.
-            let pad = widths[i].saturating_sub(cell.chars().count()) + 2;
+            let pad = widths[i].saturating_sub(width) + 2;
             line.extend(std::iter::repeat_n(' ', pad));
         }
     }
@@ -1084,17 +1111,17 @@ impl LunTable {
                 *cell = cells.next().unwrap_or("");
             }
             let disk = cells.next().unwrap_or("");
-            let mut disk_links = links.of(disk).filter(|_| !disk.is_empty());
+            let mut disk_links = links.of(disk);
             // The first link ends the LUN's row, each other has a row of its own.
             link.clear();
-            match disk_links.next() {
+            match disk_links.next_link().filter(|_| !disk.is_empty()) {
                 Some(l) => write!(link, "{l}").unwrap_or(()),
                 None => link.push('-'),
             }
             row[LAST] = &link;
             aligned_into(&self.widths, &row, &mut line);
             writeln!(out, "{line}")?;
-            for l in disk_links {
+            while let Some(l) = disk_links.next_link().filter(|_| !disk.is_empty()) {
                 link.clear();
                 write!(link, "{l}").unwrap_or(());
                 let mut row = [""; LUNS_HEADER.len()];
