@@ -26,8 +26,8 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 
 use crate::graph::{read_kind, DeviceClass, Disk, Graph, Node, NodeKind};
 use crate::sysfs::{
-    parent_devpath, read_lun_dir_shown, target_address, BlockIndex, Detail, DeviceDir, EntryKind,
-    Hctl, StableLinks, Sysfs,
+    parent_devpath, read_lun_dir_shown, target_address, BlockIndex, BlockInfo, Detail, DeviceDir,
+    EntryKind, Hctl, LunInfo, StableLinks, Sysfs,
 };
 
 /// Sets up the heap for a listing: call before any thread starts. The readers'
@@ -260,11 +260,34 @@ impl Skeleton {
         make: impl Fn(TargetLuns) -> T + Sync,
         body: impl FnOnce(&mut Feed<'_, T>) -> R,
     ) -> R {
-        let jobs: Vec<(&str, &[Hctl])> = targets
+        self.stream_read(
+            targets,
+            state,
+            |read| {
+                let links = match links {
+                    DiskLinks::Read => Some(self.links.wait()),
+                    DiskLinks::Later => None,
+                };
+                make(self.target_graph(&read.target.devpath, read.luns, links.as_deref()))
+            },
+            body,
+        )
+    }
+
+    /// [`Skeleton::stream`] with no graph made of each target's LUNs: `make` gets
+    /// them as read, and the disks no links ([`Feed::links`] has them).
+    pub fn stream_read<T: Send, R>(
+        &self,
+        targets: &[&Node],
+        state: LunState,
+        make: impl Fn(TargetRead<'_>) -> T + Sync,
+        body: impl FnOnce(&mut Feed<'_, T>) -> R,
+    ) -> R {
+        let jobs: Vec<(&Node, &[Hctl])> = targets
             .iter()
             .filter_map(|t| {
                 let luns = self.luns.get(t.devpath.as_str())?;
-                Some((t.devpath.as_str(), luns.as_slice()))
+                Some((*t, luns.as_slice()))
             })
             .collect();
         let workers = std::thread::available_parallelism()
@@ -297,12 +320,8 @@ impl Skeleton {
                     let Some(&(target, luns)) = jobs.get(i) else {
                         return;
                     };
-                    let read = self.read_target(target, luns, state);
-                    let links = match links {
-                        DiskLinks::Read => Some(self.links.wait()),
-                        DiskLinks::Later => None,
-                    };
-                    let made = make(self.target_graph(target, read, links.as_deref()));
+                    let luns = self.read_target(&target.devpath, luns, state);
+                    let made = make(TargetRead { target, luns });
                     if done.send((i, made)).is_err() {
                         return;
                     }
@@ -418,11 +437,35 @@ pub enum LunState {
     Skip,
 }
 
+/// One target's LUNs and their disks as read, before any graph is made of them.
+#[derive(Debug)]
+pub struct TargetRead<'s> {
+    target: &'s Node,
+    luns: Vec<ReadLun>,
+}
+
+impl TargetRead<'_> {
+    /// The target, as the skeleton holds it.
+    pub fn target(&self) -> &Node {
+        self.target
+    }
+
+    /// Each LUN in LUN order with its disks, as its target's graph would hold them
+    /// (the first is the graph's [`Graph::disk_of`]).
+    pub fn luns(&self) -> impl Iterator<Item = (&LunInfo, &[BlockInfo])> {
+        self.luns.iter().filter_map(|l| match &l.kind {
+            NodeKind::Lun(info) => Some((&**info, l.disks.as_slice())),
+            _ => None,
+        })
+    }
+}
+
 /// A LUN as read, before it is put in its target's graph.
+#[derive(Debug)]
 struct ReadLun {
     hctl: Hctl,
     kind: NodeKind,
-    disks: Vec<crate::sysfs::BlockInfo>,
+    disks: Vec<BlockInfo>,
 }
 
 /// Targets with their LUNs read, in the order asked for.

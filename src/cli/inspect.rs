@@ -13,7 +13,7 @@ use super::policy::{load_graph, load_graph_with};
 use super::render::{self, NodeView, RelationView, ShowView, Streamed};
 use super::{Cap, Global};
 use crate::graph::{Graph, Lookup, Node, NodeKind};
-use crate::listing::{DiskLinks, Feed, LunState, Skeleton, TargetLuns};
+use crate::listing::{DiskLinks, Feed, LunState, Skeleton, TargetLuns, TargetRead};
 use crate::sysfs::Detail;
 use crate::terminal::echoed;
 
@@ -504,19 +504,24 @@ pub fn write_luns_streamed(
             },
         );
     }
-    // Each target's rows are made where its LUNs were read; the links are looked
-    // up as the rows are written.
-    let rows = |luns: TargetLuns| {
+    // Each target's rows are made where its LUNs were read, with no graph; the
+    // links are looked up as the rows are written.
+    let rows = |read: TargetRead<'_>| {
         let mut rows = render::LunTable::default();
-        for lun in luns.luns() {
-            if let NodeView::Lun(l) = render::view(&luns.graph, lun) {
-                rows.push(&l);
-            }
+        let target_wwpn = match skeleton.graph().remote_port_of(read.target()) {
+            Some(Node {
+                kind: NodeKind::RemotePort(rp),
+                ..
+            }) => rp.wwpn,
+            _ => None,
+        };
+        for (lun, disks) in read.luns() {
+            rows.push_read(lun, disks.first(), target_wwpn);
         }
         rows
     };
     // The state is not a column: it is not read.
-    skeleton.stream(&targets, DiskLinks::Later, LunState::Skip, rows, |feed| {
+    skeleton.stream_read(&targets, LunState::Skip, rows, |feed| {
         let mut table = render::LunTable::default();
         for rows in feed.by_ref() {
             table.append(rows);

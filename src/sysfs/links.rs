@@ -73,10 +73,55 @@ impl fmt::Display for StableLink<'_> {
 /// A `by-*` directory's links as read, before they are sorted and coded.
 #[derive(Default)]
 struct Read {
-    /// Paths (below the `by-*` directory) and device names, back to back.
+    /// Each link's path (below the `by-*` directory) then its device's name.
     text: String,
-    /// Each link: where its path and its device's name are in `text`.
-    links: Vec<(Span, Span)>,
+    links: Vec<RawLink>,
+}
+
+/// Where a link is in [`Read::text`]: 8 bytes a link, for the 131,072 of a
+/// 65,536-disk host's by-id.
+#[derive(Clone, Copy, Debug)]
+struct RawLink {
+    at: u32,
+    path: u16,
+    device: u16,
+}
+
+impl RawLink {
+    fn path(self, text: &str) -> &str {
+        let from = self.at as usize;
+        text.get(from..from + usize::from(self.path)).unwrap_or("")
+    }
+
+    fn device(self, text: &str) -> &str {
+        let from = self.at as usize + usize::from(self.path);
+        text.get(from..from + usize::from(self.device))
+            .unwrap_or("")
+    }
+}
+
+impl Read {
+    /// Adds a link; `None` past 4 GiB of them, or for a path longer than 64 KiB
+    /// (never on a host).
+    fn put(&mut self, path: &str, device: &str) -> Option<()> {
+        let at = u32::try_from(self.text.len()).ok()?;
+        let link = RawLink {
+            at,
+            path: u16::try_from(path.len()).ok()?,
+            device: u16::try_from(device.len()).ok()?,
+        };
+        at.checked_add(u32::from(link.path) + u32::from(link.device))?;
+        self.text.push_str(path);
+        self.text.push_str(device);
+        self.links.push(link);
+        Some(())
+    }
+}
+
+/// Device names back to back.
+#[derive(Default)]
+struct Names {
+    text: String,
 }
 
 /// Where a piece of text is in an arena.
@@ -86,8 +131,8 @@ struct Span {
     len: u32,
 }
 
-impl Read {
-    /// Appends text; `None` past 4 GiB (never on a host).
+impl Names {
+    /// Appends a name; `None` past 4 GiB (never on a host).
     fn put(&mut self, s: &str) -> Option<Span> {
         let at = u32::try_from(self.text.len()).ok()?;
         let len = u32::try_from(s.len()).ok()?;
@@ -117,7 +162,7 @@ impl StableLinks {
             .collect();
         tops.sort_unstable();
         // Each link's device (in `names`) and number.
-        let mut names = Read::default();
+        let mut names = Names::default();
         let mut owners: Vec<(Span, u32)> = Vec::new();
         let mut buf = [0u8; LINK_MAX];
         let mut last = String::new();
@@ -126,20 +171,19 @@ impl StableLinks {
             let Ok(dir) = DeviceDir::open(&disk.join(top)) else {
                 continue;
             };
-            let read = read_tree(dir, &mut buf);
-            let mut order: Vec<usize> = (0..read.links.len()).collect();
-            order.sort_unstable_by(|&a, &b| {
-                read.str(read.links[a].0).cmp(read.str(read.links[b].0))
-            });
+            let Read {
+                text,
+                links: mut raw,
+            } = read_tree(dir, &mut buf);
+            raw.sort_unstable_by(|a, b| a.path(&text).cmp(b.path(&text)));
             let mut path = String::new();
-            for i in order {
-                let (at, device) = read.links[i];
+            for link in raw {
                 path.clear();
                 path.push_str(&shown);
-                path.push_str(read.str(at));
+                path.push_str(link.path(&text));
                 let (Some(n), Some(device)) = (
                     links.push_path(&path, &mut last),
-                    names.put(read.str(device)),
+                    names.put(link.device(&text)),
                 ) else {
                     continue;
                 };
@@ -321,9 +365,8 @@ fn read_tree(top: DeviceDir, buf: &mut [u8]) -> Read {
                 path.clear();
                 path.push_str(&below);
                 path.push_str(name);
-                if let (Some(at), Some(device)) = (read.put(&path), read.put(device)) {
-                    read.links.push((at, device));
-                }
+                // Left out past 4 GiB of links, with those the kernel cannot hold.
+                let _ = read.put(&path, device);
             }
             _ => {}
         });
