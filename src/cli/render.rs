@@ -416,9 +416,12 @@ pub fn view(graph: &Graph, node: &Node) -> NodeView {
     }
 }
 
+/// A name's place in natural order: see [`name_key`].
+type NameKey = (usize, Vec<(String, u64)>);
+
 /// Natural order of names: `host2` before `host10`, `1:0:0:2` before `1:0:0:10`,
 /// `sdz` before `sdaa` (the kernel's own disk order).
-fn name_key(name: &str) -> (usize, Vec<(String, u64)>) {
+fn name_key(name: &str) -> NameKey {
     let mut parts = Vec::new();
     let mut text = String::new();
     let mut digits = String::new();
@@ -469,7 +472,7 @@ pub fn device_order(a: &Node, b: &Node) -> Ordering {
 /// Sorts devices as [`device_order`] does, each name's key made once rather than
 /// twice per comparison: a target has hundreds of LUNs.
 pub fn sort_devices(nodes: &mut Vec<&Node>) {
-    let mut keyed: Vec<(u8, (usize, Vec<(String, u64)>), &Node)> = nodes
+    let mut keyed: Vec<(u8, NameKey, &Node)> = nodes
         .drain(..)
         .map(|n| (kind_rank(&n.kind), name_key(n.name()), n))
         .collect();
