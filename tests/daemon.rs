@@ -1793,3 +1793,73 @@ fn gone_luns_are_only_named_while_remove_gone_is_off() {
         "{text}"
     );
 }
+
+/// Worker threads start as `std::thread` does, or fail as clone() does under the
+/// unit's `TasksMax=` (EAGAIN).
+fn threads(rig: &Rig, start: bool) {
+    if start {
+        rig.agent.scanner().start_threads_with(|name, run| {
+            std::thread::Builder::new().name(name).spawn(run).map(drop)
+        });
+    } else {
+        rig.agent
+            .scanner()
+            .start_threads_with(|_, _| Err(std::io::Error::from_raw_os_error(libc::EAGAIN)));
+    }
+}
+
+/// No thread for a host's worker (the unit's TasksMax reached): its writes fail
+/// at once instead of waiting for ever, and are tried again after a backoff.
+#[test]
+fn writes_whose_worker_thread_cannot_start_fail_and_are_retried_with_backoff() {
+    let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
+    threads(&rig, false);
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    let (state, reason) = rig.vhba_state("vm-a");
+    assert_eq!(state, "failed");
+    assert!(
+        reason.unwrap().contains("cannot start a worker thread"),
+        "the create failed, and says why"
+    );
+    assert!(rig.agent.boot_settled(), "start-up waits for nothing");
+    assert_eq!(rig.vport_writes("vport_create"), 0);
+    // A unit attention asks for a scan: it fails too, and is asked again later.
+    let parent = rig.sim.host_by_wwpn(HBA_A_WWPN).unwrap();
+    let lun = *rig.sim.luns().iter().find(|l| l.host == parent).unwrap();
+    let devpath = rig.sim.lun_devpath(lun).unwrap();
+    rig.agent.handle(storm(&[(lun, devpath)], 1), rig.at(1));
+    rig.settle(rig.at(1));
+    let status = rig.agent.status();
+    let host = format!("host{}", lun.host);
+    let last = status
+        .hosts
+        .iter()
+        .find(|h| h.host == host)
+        .and_then(|h| h.last_scan.clone())
+        .unwrap_or_else(|| panic!("the failed scan is in the status: {lun} {:?}", status.hosts));
+    assert!(
+        last.result.contains("cannot start a worker thread"),
+        "{last:?}"
+    );
+    assert!(rig.scans().is_empty());
+    let due = rig.agent.next_due(rig.at(1)).expect("a retry is due later");
+    assert!(due > rig.at(1) && due <= rig.at(3), "backoff of 2 s");
+    // Threads can start again: the retries run when due, and only then.
+    threads(&rig, true);
+    rig.agent.poll(rig.at(1));
+    rig.settle(rig.at(1));
+    assert!(rig.scans().is_empty());
+    assert_eq!(rig.vport_writes("vport_create"), 0);
+    rig.agent.poll(rig.at(3));
+    rig.settle(rig.at(3));
+    assert!(rig.vhba_host(VHBA_A).is_some(), "created on the retry");
+    assert!(
+        rig.scans()
+            .iter()
+            .any(|(h, s)| *h == host && s == &format!("{} {} -", lun.channel, lun.target)),
+        "{:?}",
+        rig.scans()
+    );
+    assert_eq!(rig.agent.next_due(rig.at(3)), None);
+}

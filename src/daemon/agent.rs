@@ -24,7 +24,7 @@ use crate::graph::{Change, Devpath, Graph, Node, NodeKind, Notice};
 use crate::journal::MessageId;
 use crate::plan::{plan, Action, HostRef, Recorded, Step, WaitReason};
 use crate::policy::{Policy, PolicyErrors};
-use crate::sysfs::writes::AttrWriter;
+use crate::sysfs::writes::{AttrWriter, ScanScope};
 use crate::sysfs::{devpath_name, Detail, Sysfs};
 use crate::uevent::fc_event::{posts_link_events, FcItem};
 use crate::uevent::source::CounterSnapshot;
@@ -126,6 +126,20 @@ pub struct Agent {
     /// Owned vHBAs the last plan kept though the policy no longer declares them,
     /// by vport devpath, with why: said once, and again when the reason changes.
     kept: BTreeMap<String, String>,
+    /// Scans that never ran because their host's worker thread could not start,
+    /// by host devpath: asked again after a backoff ([`Agent::retry_scans`]).
+    scan_retries: BTreeMap<String, ScanRetry>,
+}
+
+/// A scan to ask for again: its worker's thread could not start (EAGAIN).
+#[derive(Debug)]
+struct ScanRetry {
+    host: HostRef,
+    scope: ScanScope,
+    reason: String,
+    failures: u32,
+    /// When to ask again; `None` once asked, until its report comes.
+    at: Option<Instant>,
 }
 
 /// What the events of a batch did, until the batch is planned.
@@ -199,6 +213,7 @@ impl Agent {
             gone_said: GoneLedger::default(),
             pending: Pending::default(),
             kept: BTreeMap::new(),
+            scan_retries: BTreeMap::new(),
         };
         agent.sync_vhba_runtime();
         agent
@@ -492,6 +507,7 @@ impl Agent {
         self.vhbas
             .values()
             .filter_map(|rt| rt.retry_at)
+            .chain(self.scan_retries.values().filter_map(|r| r.at))
             .filter(|t| *t > now)
             .chain(self.next_periodic)
             .min()
@@ -500,6 +516,7 @@ impl Agent {
     /// After a sweep or a poll: hung writes, logins, retries, the periodic scan.
     fn after_reading(&mut self, mut changes: Vec<Change>, now: Instant) {
         self.report_hung();
+        self.retry_scans(now);
         // A login that changed is read into the graph too: a vHBA that comes
         // online is scanned, and one that goes down is watched.
         for host in self.observe_logins(now) {
@@ -1039,8 +1056,77 @@ impl Agent {
     pub fn report(&mut self, r: Report, now: Instant) {
         self.metrics_stale = true;
         match r {
-            Report::Scan(r) => self.scan_report(r),
+            Report::Scan(r) => {
+                self.follow_unstarted(&r, now);
+                self.scan_report(r)
+            }
             Report::Step(r) => self.step_report(r, now),
+        }
+    }
+
+    /// A scan that never ran (no worker thread could start for its host) is asked
+    /// for again after a backoff, merged with any other waiting for that host; a
+    /// scan that ran and covers the one asked again ends the wait.
+    fn follow_unstarted(&mut self, r: &ScanReport, now: Instant) {
+        if !r.unstarted {
+            let answered = self
+                .scan_retries
+                .get(&r.host.devpath)
+                .is_some_and(|q| q.at.is_none() && r.scope.covers(q.scope));
+            if answered {
+                self.scan_retries.remove(&r.host.devpath);
+            }
+            return;
+        }
+        if self.stopping {
+            return;
+        }
+        let retry = self
+            .scan_retries
+            .entry(r.host.devpath.clone())
+            .or_insert_with(|| ScanRetry {
+                host: r.host.clone(),
+                scope: r.scope,
+                reason: r.reason.clone(),
+                failures: 0,
+                at: None,
+            });
+        retry.scope = if retry.scope.covers(r.scope) {
+            retry.scope
+        } else if r.scope.covers(retry.scope) {
+            r.scope
+        } else {
+            ScanScope::Host
+        };
+        retry.failures = retry.failures.saturating_add(1);
+        let delay = backoff(retry.failures);
+        retry.at = Some(later(now, delay));
+        tracing::info!(
+            hbad_host = %r.host,
+            hbad_action = "scan",
+            "scan of {} \"{}\" asked again in {} s",
+            r.host,
+            retry.scope,
+            delay.as_secs()
+        );
+    }
+
+    /// Asks again for the scans whose backoff is over.
+    fn retry_scans(&mut self, now: Instant) {
+        if self.stopping {
+            return;
+        }
+        let due: Vec<(HostRef, ScanScope, String)> = self
+            .scan_retries
+            .values_mut()
+            .filter(|q| q.at.is_some_and(|t| t <= now))
+            .map(|q| {
+                q.at = None;
+                (q.host.clone(), q.scope, q.reason.clone())
+            })
+            .collect();
+        for (host, scope, reason) in due {
+            drop(self.executor.scanner.request(&host, scope, &reason));
         }
     }
 
@@ -1082,9 +1168,7 @@ impl Agent {
     fn fail(&mut self, name: &str, parent: &HostRef, wwpn: Wwn, error: String, now: Instant) {
         let rt = self.vhbas.entry(name.to_string()).or_default();
         rt.failures = rt.failures.saturating_add(1);
-        let delay = BACKOFF_FIRST
-            .saturating_mul(1 << rt.failures.min(16).saturating_sub(1))
-            .min(BACKOFF_MAX);
+        let delay = backoff(rt.failures);
         rt.retry_at = Some(later(now, delay));
         rt.last_error = Some(error.clone());
         tracing::error!(
@@ -1575,6 +1659,14 @@ impl Agent {
             self.fleet.write(&snap);
         }
     }
+}
+
+/// How long to wait before trying again after `failures` failures in a row:
+/// doubling from [`BACKOFF_FIRST`], capped at [`BACKOFF_MAX`].
+fn backoff(failures: u32) -> Duration {
+    BACKOFF_FIRST
+        .saturating_mul(1 << failures.min(16).saturating_sub(1))
+        .min(BACKOFF_MAX)
 }
 
 /// An FC host's `port_state` as the graph last read it.
