@@ -1863,3 +1863,42 @@ fn writes_whose_worker_thread_cannot_start_fail_and_are_retried_with_backoff() {
     );
     assert_eq!(rig.agent.next_due(rig.at(3)), None);
 }
+
+/// `udevadm trigger --action=remove` on a disk, or any uevent written to a
+/// device's `uevent` file (SYNTH_UUID), says nothing about the device: while its
+/// sysfs directory is there the graph keeps it. A genuine remove still removes.
+#[test]
+fn a_synthetic_remove_of_a_device_still_in_sysfs_keeps_it_in_the_graph() {
+    let mut rig = Rig::new(demo_spec(), "");
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    let parent = rig.sim.host_by_wwpn(HBA_A_WWPN).unwrap();
+    let lun = *rig.sim.luns().iter().find(|l| l.host == parent).unwrap();
+    let lun_devpath = rig.sim.lun_devpath(lun).unwrap();
+    let disk = {
+        let g = rig.agent.graph();
+        g.disk_of(g.lun(lun).unwrap()).unwrap().devpath.to_string()
+    };
+    // The simulated kernel sends `remove` with SYNTH_UUID=0, as the real one does.
+    let uevent = rig.sim.sysfs().path(&disk).join("uevent");
+    rig.sim.write_attr(&uevent, "remove").unwrap();
+    rig.settle(rig.at(1));
+    assert!(rig.agent.graph().node(&disk).is_some(), "the disk stays");
+    // The same for a LUN, with a UUID given.
+    rig.agent.handle(
+        vec![SourceItem::Event(
+            Uevent::new(Action::Remove, &lun_devpath, "scsi")
+                .with_devtype("scsi_device")
+                .with_prop("SYNTH_UUID", "fb9a6cc2-5f8e-4d61-9a3a-1f0d2b6c7e10"),
+        )],
+        rig.at(1),
+    );
+    assert!(rig.agent.graph().lun(lun).is_some(), "the LUN stays");
+    assert!(rig.agent.graph().node(&disk).is_some(), "and its disk");
+    // A genuine remove: the LUN deleted through sysfs goes, with its disk.
+    let delete = rig.sim.sysfs().path(&lun_devpath).join("delete");
+    rig.sim.write_attr(&delete, "1").unwrap();
+    rig.settle(rig.at(2));
+    assert!(rig.agent.graph().lun(lun).is_none());
+    assert!(rig.agent.graph().node(&disk).is_none());
+}

@@ -28,7 +28,7 @@ use crate::sysfs::writes::{AttrWriter, ScanScope};
 use crate::sysfs::{devpath_name, Detail, Sysfs};
 use crate::uevent::fc_event::{posts_link_events, FcItem};
 use crate::uevent::source::CounterSnapshot;
-use crate::uevent::{Rejection, SourceItem, SourceItemRef, UeventRef};
+use crate::uevent::{Action as EventAction, Rejection, SourceItem, SourceItemRef, UeventRef};
 use crate::wwn::Wwn;
 
 use super::fleet::{self, Fleet};
@@ -378,6 +378,9 @@ impl Agent {
     /// One event of a batch, read in place (see [`Agent::take`]).
     pub fn take_event(&mut self, ev: UeventRef<'_>) {
         self.counters.events += 1;
+        let Some(ev) = self.as_sysfs_shows(ev) else {
+            return;
+        };
         let pending = &mut self.pending;
         let before = pending.changes.len();
         self.graph.apply_into(ev, &self.sysfs, &mut pending.changes);
@@ -390,6 +393,39 @@ impl Agent {
                 if !pending.noticed.insert(key) {
                     pending.changes.pop();
                 }
+            }
+        }
+    }
+
+    /// A synthetic event (`udevadm trigger --action=remove`, `echo remove >
+    /// .../uevent`: it carries `SYNTH_UUID`) says what its writer asked for, not
+    /// what the device did: the graph follows sysfs instead. A synthetic remove of
+    /// a device whose directory is still there re-reads it, as a change; any other
+    /// synthetic event for a directory already gone is left to the genuine remove.
+    /// A genuine event is taken as it is.
+    fn as_sysfs_shows<'a>(&self, ev: UeventRef<'a>) -> Option<UeventRef<'a>> {
+        if !ev.is_synthetic() {
+            return Some(ev);
+        }
+        match (ev.action, self.sysfs.exists(ev.devpath)) {
+            (EventAction::Remove, true) => {
+                tracing::debug!(
+                    "{ev} is synthetic (SYNTH_UUID) and {} is still in sysfs: read again, not removed",
+                    ev.devpath
+                );
+                Some(UeventRef {
+                    action: EventAction::Change,
+                    ..ev
+                })
+            }
+            (EventAction::Remove, false) => Some(ev),
+            (_, true) => Some(ev),
+            (_, false) => {
+                tracing::debug!(
+                    "{ev} is synthetic and {} is gone from sysfs: ignored",
+                    ev.devpath
+                );
+                None
             }
         }
     }
