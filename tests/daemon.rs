@@ -1902,3 +1902,26 @@ fn a_synthetic_remove_of_a_device_still_in_sysfs_keeps_it_in_the_graph() {
     assert!(rig.agent.graph().lun(lun).is_none());
     assert!(rig.agent.graph().node(&disk).is_none());
 }
+
+/// A create the kernel finished after the agent stopped (its writer process was
+/// left behind, past the stop's grace) leaves a vport with the declared WWPN that
+/// nothing marked: the next start adopts it, marked and recorded, with no
+/// second vport_create; here it lands after the start's cold plug, so the
+/// start's own create finds it there (AlreadyDone) and marks nothing itself.
+#[test]
+fn a_vport_made_after_the_agent_stopped_is_adopted_at_the_next_start() {
+    let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
+    by_hand(&rig, "vport_create");
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    let status = rig.agent.status();
+    let v = &status.vhbas[0];
+    assert_eq!(v.owner.as_deref(), Some("symbolic_name"), "{v:?}");
+    let state = std::fs::read_to_string(rig._dir.path().join("state/owned.json")).unwrap();
+    assert!(state.contains("vm-a"), "recorded: {state}");
+    assert_eq!(
+        rig.vport_writes("vport_create"),
+        1,
+        "the hand-made write only"
+    );
+}

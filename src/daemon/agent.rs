@@ -941,6 +941,14 @@ impl Agent {
                         self.read_recorded();
                         self.refresh_vport_of(wwpn, &parent.devpath);
                         self.sync_vhba_runtime();
+                        if !made {
+                            // Someone else's write made it (a create left behind
+                            // by an agent that stopped, a hand-made vport): the
+                            // create marks only what it makes, and the plans taken
+                            // while it ran left the mark to it. Planned now, the
+                            // vport is adopted now rather than at the next sweep.
+                            self.reconcile(&[], now);
+                        }
                     }
                     StepOutcome::Failed { error } => {
                         self.fleet.tally.vport_create_failed(&error);
