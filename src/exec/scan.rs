@@ -14,6 +14,9 @@
 //! waits for, so the agent itself can still exit); later writes to that host wait
 //! behind it, scans merged, and every other host carries on. Once closed (the
 //! agent is stopping) the workers start nothing more: what is queued is dropped.
+//! A host whose worker thread cannot be started (EAGAIN under the unit's
+//! `TasksMax=`) has its requests answered at once as failed, never queued where
+//! no thread would take them; its next request tries to start one again.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
