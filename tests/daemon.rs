@@ -1925,3 +1925,81 @@ fn a_vport_made_after_the_agent_stopped_is_adopted_at_the_next_start() {
         "the hand-made write only"
     );
 }
+
+/// The simulated kernel with `symbolic_name` writes held until released: a
+/// create's mark comes after its vport's events, as on a slow driver.
+#[derive(Debug)]
+struct HeldMark {
+    sim: Sim,
+    held: std::sync::Mutex<bool>,
+    release: std::sync::Condvar,
+    begun: AtomicUsize,
+}
+
+impl HeldMark {
+    fn release(&self) {
+        *self.held.lock().unwrap() = false;
+        self.release.notify_all();
+    }
+}
+
+impl AttrWriter for HeldMark {
+    fn store(&self, path: &Path, value: &str) -> std::io::Result<()> {
+        if path.ends_with("symbolic_name") {
+            self.begun.fetch_add(1, Ordering::SeqCst);
+            let mut held = self.held.lock().unwrap();
+            while *held {
+                held = self.release.wait(held).unwrap();
+            }
+        }
+        self.sim.write_attr(path, value)
+    }
+}
+
+/// A reload with prune = true while the create of a vHBA it no longer declares
+/// is in flight: planned then, the vport has no mark yet and is no one's; once
+/// the create reports it made and marked it, it is planned again and pruned,
+/// not left until the next sweep.
+#[test]
+fn a_vhba_whose_create_ends_after_a_pruning_reload_is_pruned_when_it_reports() {
+    let mut held = None;
+    let mut rig = Rig::build(
+        demo_spec(),
+        |_| vhba_policy(""),
+        |sim| {
+            let h = Arc::new(HeldMark {
+                sim: sim.clone(),
+                held: std::sync::Mutex::new(true),
+                release: std::sync::Condvar::new(),
+                begun: AtomicUsize::new(0),
+            });
+            held = Some(h.clone());
+            h
+        },
+    );
+    let held = held.unwrap();
+    rig.agent.boot(rig.at(0));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while held.begun.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the create never got to its mark"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // The vport's events reach the graph before its mark.
+    let items: Vec<SourceItem> = rig.events.try_iter().map(SourceItem::Event).collect();
+    assert!(!items.is_empty());
+    rig.agent.handle(items, rig.at(1));
+    let dir = rig._dir.path().to_path_buf();
+    let prune = state_in(&dir, "[ownership]\nprune = true\n");
+    assert!(rig.agent.reload(Ok(policy(&prune)), rig.at(1)));
+    assert!(rig.vhba_host(VHBA_A).is_some());
+    held.release();
+    rig.settle(rig.at(1));
+    assert_eq!(rig.vport_writes("vport_delete"), 1);
+    assert!(
+        rig.vhba_host(VHBA_A).is_none(),
+        "pruned once its create reported"
+    );
+}

@@ -941,14 +941,14 @@ impl Agent {
                         self.read_recorded();
                         self.refresh_vport_of(wwpn, &parent.devpath);
                         self.sync_vhba_runtime();
-                        if !made {
-                            // Someone else's write made it (a create left behind
-                            // by an agent that stopped, a hand-made vport): the
-                            // create marks only what it makes, and the plans taken
-                            // while it ran left the mark to it. Planned now, the
-                            // vport is adopted now rather than at the next sweep.
-                            self.reconcile(&[], now);
-                        }
+                        // Planned again now, not at the next event or sweep:
+                        // the plans taken while the create ran saw a vport with
+                        // no mark, and left it to the create. Found already there
+                        // (a create left behind by an agent that stopped, a
+                        // hand-made vport), it was not marked, and is adopted
+                        // now; made, but by then no longer declared (a reload
+                        // came while it ran), it is pruned now if prune is on.
+                        self.reconcile(&[], now);
                     }
                     StepOutcome::Failed { error } => {
                         self.fleet.tally.vport_create_failed(&error);
