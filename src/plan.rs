@@ -693,9 +693,13 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                         // path of the volume has the old size until re-read, and a
                         // multipath map on top can only grow once they all agree.
                         let reason = format!("{} reported CAPACITY_DATA_HAS_CHANGED", hctl);
-                        for path in
-                            paths_of(graph, &volumes, hctl, &node.devpath, wwid_of(graph, &node.devpath))
-                        {
+                        for path in paths_of(
+                            graph,
+                            &volumes,
+                            hctl,
+                            &node.devpath,
+                            wwid_of(graph, &node.devpath),
+                        ) {
                             rescan_path(policy, graph, &path, &reason, &mut rescans);
                         }
                     }

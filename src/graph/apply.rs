@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+
 use serde::Serialize;
 
 use super::{
