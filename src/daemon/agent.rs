@@ -386,10 +386,10 @@ impl Agent {
         self.graph.apply_into(ev, &self.sysfs, &mut pending.changes);
         if pending.changes.len() == before + 1 {
             if let Some(Change::Notice { node, notice }) = pending.changes.last() {
-                // The graph shares one record per node until the node changes,
-                // and the list holds it: the same pointer is the same node as
-                // it was.
-                let key = (Arc::as_ptr(node) as usize, notice.clone());
+                // A notice shares its device's devpath with the graph, and the
+                // list holds it: the same allocation is the same node, not one
+                // removed and found again in between.
+                let key = (node.devpath.addr(), notice.clone());
                 if !pending.noticed.insert(key) {
                     pending.changes.pop();
                 }
