@@ -646,19 +646,19 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                 node,
                 notice: Notice::UnitAttention(ua),
             } => {
-                let NodeKind::Lun(l) = &node.kind else {
+                let Some(hctl) = node.hctl else {
                     continue;
                 };
-                let Some(host) = graph.host(l.hctl.host) else {
+                let Some(host) = graph.host(hctl.host) else {
                     continue;
                 };
                 match ua.as_str() {
                     "REPORTED_LUNS_DATA_HAS_CHANGED" if r.on_lun_change => {
-                        let key = (l.hctl.host, l.hctl.channel, l.hctl.target);
+                        let key = (hctl.host, hctl.channel, hctl.target);
                         if lun_changes_planned.contains(&key) {
                             continue;
                         }
-                        let reason = format!("{} reported REPORTED_LUNS_DATA_HAS_CHANGED", l.hctl);
+                        let reason = format!("{} reported REPORTED_LUNS_DATA_HAS_CHANGED", hctl);
                         // A LUN unmapped on the array raises the same attention as a
                         // new one; only REPORT LUNS tells which it was.
                         let target = node
@@ -672,30 +672,34 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                         if let (Some(h), Some(t)) = (HostRef::of(host), target) {
                             if takes_part(policy, graph, host) {
                                 finds
-                                    .entry((h, l.hctl.channel, l.hctl.target))
+                                    .entry((h, hctl.channel, hctl.target))
                                     .or_insert((t.devpath.to_string(), reason.clone()));
                             }
                         }
                         want(
                             host,
                             ScanScope::Target {
-                                channel: l.hctl.channel,
-                                target: l.hctl.target,
+                                channel: hctl.channel,
+                                target: hctl.target,
                             },
                             reason,
                         )
                     }
                     // Planned already (with every path of its volume), or left out
                     // with them: a storm asks once. The first reason is kept.
-                    "CAPACITY_DATA_HAS_CHANGED" if !capacity_planned.insert(l.hctl) => {}
+                    "CAPACITY_DATA_HAS_CHANGED" if !capacity_planned.insert(hctl) => {}
                     "CAPACITY_DATA_HAS_CHANGED" if r.on_capacity_change => {
                         // The array reports it on the path the I/O went to; every
                         // path of the volume has the old size until re-read, and a
                         // multipath map on top can only grow once they all agree.
-                        let reason = format!("{} reported CAPACITY_DATA_HAS_CHANGED", l.hctl);
-                        for path in
-                            paths_of(graph, &volumes, l.hctl, &node.devpath, l.wwid.as_deref())
-                        {
+                        let reason = format!("{} reported CAPACITY_DATA_HAS_CHANGED", hctl);
+                        for path in paths_of(
+                            graph,
+                            &volumes,
+                            hctl,
+                            &node.devpath,
+                            wwid_of(graph, &node.devpath),
+                        ) {
                             rescan_path(policy, graph, &path, &reason, &mut rescans);
                         }
                     }
@@ -869,6 +873,15 @@ impl<'g> Volumes<'g> {
             })
             .get(wwid)
             .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The WWID of the LUN at `devpath`, as the graph has it now: a notice names its
+/// LUN and does not copy it.
+fn wwid_of<'g>(graph: &'g Graph, devpath: &str) -> Option<&'g str> {
+    match &graph.node(devpath)?.kind {
+        NodeKind::Lun(l) => l.wwid.as_deref(),
+        _ => None,
     }
 }
 

@@ -1793,3 +1793,213 @@ fn gone_luns_are_only_named_while_remove_gone_is_off() {
         "{text}"
     );
 }
+
+/// Worker threads start as `std::thread` does, or fail as clone() does under the
+/// unit's `TasksMax=` (EAGAIN).
+fn threads(rig: &Rig, start: bool) {
+    if start {
+        rig.agent.scanner().start_threads_with(|name, run| {
+            std::thread::Builder::new().name(name).spawn(run).map(drop)
+        });
+    } else {
+        rig.agent
+            .scanner()
+            .start_threads_with(|_, _| Err(std::io::Error::from_raw_os_error(libc::EAGAIN)));
+    }
+}
+
+/// No thread for a host's worker (the unit's TasksMax reached): its writes fail
+/// at once instead of waiting for ever, and are tried again after a backoff.
+#[test]
+fn writes_whose_worker_thread_cannot_start_fail_and_are_retried_with_backoff() {
+    let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
+    threads(&rig, false);
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    let (state, reason) = rig.vhba_state("vm-a");
+    assert_eq!(state, "failed");
+    assert!(
+        reason.unwrap().contains("cannot start a worker thread"),
+        "the create failed, and says why"
+    );
+    assert!(rig.agent.boot_settled(), "start-up waits for nothing");
+    assert_eq!(rig.vport_writes("vport_create"), 0);
+    // A unit attention asks for a scan: it fails too, and is asked again later.
+    let parent = rig.sim.host_by_wwpn(HBA_A_WWPN).unwrap();
+    let lun = *rig.sim.luns().iter().find(|l| l.host == parent).unwrap();
+    let devpath = rig.sim.lun_devpath(lun).unwrap();
+    rig.agent.handle(storm(&[(lun, devpath)], 1), rig.at(1));
+    rig.settle(rig.at(1));
+    let status = rig.agent.status();
+    let host = format!("host{}", lun.host);
+    let last = status
+        .hosts
+        .iter()
+        .find(|h| h.host == host)
+        .and_then(|h| h.last_scan.clone())
+        .unwrap_or_else(|| panic!("the failed scan is in the status: {lun} {:?}", status.hosts));
+    assert!(
+        last.result.contains("cannot start a worker thread"),
+        "{last:?}"
+    );
+    assert!(rig.scans().is_empty());
+    let due = rig.agent.next_due(rig.at(1)).expect("a retry is due later");
+    assert!(due > rig.at(1) && due <= rig.at(3), "backoff of 2 s");
+    // Threads can start again: the retries run when due, and only then.
+    threads(&rig, true);
+    rig.agent.poll(rig.at(1));
+    rig.settle(rig.at(1));
+    assert!(rig.scans().is_empty());
+    assert_eq!(rig.vport_writes("vport_create"), 0);
+    rig.agent.poll(rig.at(3));
+    rig.settle(rig.at(3));
+    assert!(rig.vhba_host(VHBA_A).is_some(), "created on the retry");
+    assert!(
+        rig.scans()
+            .iter()
+            .any(|(h, s)| *h == host && s == &format!("{} {} -", lun.channel, lun.target)),
+        "{:?}",
+        rig.scans()
+    );
+    assert_eq!(rig.agent.next_due(rig.at(3)), None);
+}
+
+/// `udevadm trigger --action=remove` on a disk, or any uevent written to a
+/// device's `uevent` file (SYNTH_UUID), says nothing about the device: while its
+/// sysfs directory is there the graph keeps it. A genuine remove still removes.
+#[test]
+fn a_synthetic_remove_of_a_device_still_in_sysfs_keeps_it_in_the_graph() {
+    let mut rig = Rig::new(demo_spec(), "");
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    let parent = rig.sim.host_by_wwpn(HBA_A_WWPN).unwrap();
+    let lun = *rig.sim.luns().iter().find(|l| l.host == parent).unwrap();
+    let lun_devpath = rig.sim.lun_devpath(lun).unwrap();
+    let disk = {
+        let g = rig.agent.graph();
+        g.disk_of(g.lun(lun).unwrap()).unwrap().devpath.to_string()
+    };
+    // The simulated kernel sends `remove` with SYNTH_UUID=0, as the real one does.
+    let uevent = rig.sim.sysfs().path(&disk).join("uevent");
+    rig.sim.write_attr(&uevent, "remove").unwrap();
+    rig.settle(rig.at(1));
+    assert!(rig.agent.graph().node(&disk).is_some(), "the disk stays");
+    // The same for a LUN, with a UUID given.
+    rig.agent.handle(
+        vec![SourceItem::Event(
+            Uevent::new(Action::Remove, &lun_devpath, "scsi")
+                .with_devtype("scsi_device")
+                .with_prop("SYNTH_UUID", "fb9a6cc2-5f8e-4d61-9a3a-1f0d2b6c7e10"),
+        )],
+        rig.at(1),
+    );
+    assert!(rig.agent.graph().lun(lun).is_some(), "the LUN stays");
+    assert!(rig.agent.graph().node(&disk).is_some(), "and its disk");
+    // A genuine remove: the LUN deleted through sysfs goes, with its disk.
+    let delete = rig.sim.sysfs().path(&lun_devpath).join("delete");
+    rig.sim.write_attr(&delete, "1").unwrap();
+    rig.settle(rig.at(2));
+    assert!(rig.agent.graph().lun(lun).is_none());
+    assert!(rig.agent.graph().node(&disk).is_none());
+}
+
+/// A create the kernel finished after the agent stopped (its writer process was
+/// left behind, past the stop's grace) leaves a vport with the declared WWPN that
+/// nothing marked: the next start adopts it, marked and recorded, with no
+/// second vport_create; here it lands after the start's cold plug, so the
+/// start's own create finds it there (AlreadyDone) and marks nothing itself.
+#[test]
+fn a_vport_made_after_the_agent_stopped_is_adopted_at_the_next_start() {
+    let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
+    by_hand(&rig, "vport_create");
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    let status = rig.agent.status();
+    let v = &status.vhbas[0];
+    assert_eq!(v.owner.as_deref(), Some("symbolic_name"), "{v:?}");
+    let state = std::fs::read_to_string(rig._dir.path().join("state/owned.json")).unwrap();
+    assert!(state.contains("vm-a"), "recorded: {state}");
+    assert_eq!(
+        rig.vport_writes("vport_create"),
+        1,
+        "the hand-made write only"
+    );
+}
+
+/// The simulated kernel with `symbolic_name` writes held until released: a
+/// create's mark comes after its vport's events, as on a slow driver.
+#[derive(Debug)]
+struct HeldMark {
+    sim: Sim,
+    held: std::sync::Mutex<bool>,
+    release: std::sync::Condvar,
+    begun: AtomicUsize,
+}
+
+impl HeldMark {
+    fn release(&self) {
+        *self.held.lock().unwrap() = false;
+        self.release.notify_all();
+    }
+}
+
+impl AttrWriter for HeldMark {
+    fn store(&self, path: &Path, value: &str) -> std::io::Result<()> {
+        if path.ends_with("symbolic_name") {
+            self.begun.fetch_add(1, Ordering::SeqCst);
+            let mut held = self.held.lock().unwrap();
+            while *held {
+                held = self.release.wait(held).unwrap();
+            }
+        }
+        self.sim.write_attr(path, value)
+    }
+}
+
+/// A reload with prune = true while the create of a vHBA it no longer declares
+/// is in flight: planned then, the vport has no mark yet and is no one's; once
+/// the create reports it made and marked it, it is planned again and pruned,
+/// not left until the next sweep.
+#[test]
+fn a_vhba_whose_create_ends_after_a_pruning_reload_is_pruned_when_it_reports() {
+    let mut held = None;
+    let mut rig = Rig::build(
+        demo_spec(),
+        |_| vhba_policy(""),
+        |sim| {
+            let h = Arc::new(HeldMark {
+                sim: sim.clone(),
+                held: std::sync::Mutex::new(true),
+                release: std::sync::Condvar::new(),
+                begun: AtomicUsize::new(0),
+            });
+            held = Some(h.clone());
+            h
+        },
+    );
+    let held = held.unwrap();
+    rig.agent.boot(rig.at(0));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while held.begun.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the create never got to its mark"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // The vport's events reach the graph before its mark.
+    let items: Vec<SourceItem> = rig.events.try_iter().map(SourceItem::Event).collect();
+    assert!(!items.is_empty());
+    rig.agent.handle(items, rig.at(1));
+    let dir = rig._dir.path().to_path_buf();
+    let prune = state_in(&dir, "[ownership]\nprune = true\n");
+    assert!(rig.agent.reload(Ok(policy(&prune)), rig.at(1)));
+    assert!(rig.vhba_host(VHBA_A).is_some());
+    held.release();
+    rig.settle(rig.at(1));
+    assert_eq!(rig.vport_writes("vport_delete"), 1);
+    assert!(
+        rig.vhba_host(VHBA_A).is_none(),
+        "pruned once its create reported"
+    );
+}

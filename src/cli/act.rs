@@ -61,6 +61,10 @@ pub fn write_attr(path: &std::path::Path) -> ExitCode {
     if std::io::stdin().read_to_string(&mut value).is_err() {
         return ExitCode::from(WRITE_ATTR_NOT_OS as u8);
     }
+    // Ctrl-C, `systemctl kill`: never half-way through a vport_create.
+    if let Err(e) = crate::exec::uninterrupted::ignore_stop_signals() {
+        eprintln!("cannot ignore stop signals: {e}");
+    }
     match KernelWriter.write_attr(path, &value) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => match e.raw_os_error() {

@@ -13,7 +13,7 @@ use super::policy::{load_graph, load_graph_with};
 use super::render::{self, NodeView, RelationView, ShowView, Streamed};
 use super::{Cap, Global};
 use crate::graph::{Graph, Lookup, Node, NodeKind};
-use crate::listing::{DiskLinks, Feed, Skeleton, TargetLuns};
+use crate::listing::{DiskLinks, Feed, LunState, Skeleton, TargetLuns, TargetRead};
 use crate::sysfs::Detail;
 use crate::terminal::echoed;
 
@@ -69,7 +69,7 @@ pub fn list(g: &Global, cap: Option<Cap>) -> anyhow::Result<ExitCode> {
         .nodes()
         .filter(|n| cap.is_none_or(|c| has_cap(&graph, n, c)))
         .collect();
-    nodes.sort_by(|a, b| render::device_order(a, b));
+    render::sort_devices(&mut nodes);
     if g.json {
         print_json(&Streamed(|| nodes.iter().map(|n| render::view(&graph, n))))?;
     } else if nodes.is_empty() {
@@ -91,6 +91,7 @@ pub fn list(g: &Global, cap: Option<Cap>) -> anyhow::Result<ExitCode> {
 /// Hosts -> vports -> vHBAs, remote ports -> targets -> LUNs -> disks.
 pub fn tree(g: &Global) -> anyhow::Result<ExitCode> {
     check_sysfs(g)?;
+    crate::listing::lean_heap();
     let Some(skeleton) = Skeleton::load(&g.sysfs(), listing_detail(g)) else {
         let graph = load_listing(g)?;
         if g.json {
@@ -126,6 +127,7 @@ pub fn write_tree_streamed(
         return skeleton.stream(
             &targets,
             DiskLinks::Read,
+            LunState::Read,
             |luns| luns,
             |feed| {
                 let below = |node: &Node| -> Option<Graph> {
@@ -169,7 +171,7 @@ pub fn write_tree_streamed(
         }
         lines
     };
-    skeleton.stream(&targets, DiskLinks::Read, lines, |feed| {
+    skeleton.stream(&targets, DiskLinks::Read, LunState::Read, lines, |feed| {
         render::write_tree_with(
             skeleton.graph(),
             &mut |node, _, out| {
@@ -245,7 +247,7 @@ fn below<'a>(graph: &'a Graph, node: &'a Node, pred: impl Fn(&NodeKind) -> bool)
         }
         stack.extend(graph.children(n));
     }
-    found.sort_by(|a, b| render::device_order(a, b));
+    render::sort_devices(&mut found);
     found
 }
 
@@ -427,6 +429,7 @@ pub(super) fn luns_of<'a>(graph: &'a Graph, matched: &[&'a Node]) -> Vec<&'a Nod
 pub fn luns(g: &Global, filter: Option<&str>) -> anyhow::Result<ExitCode> {
     if filter.is_none() {
         check_sysfs(g)?;
+        crate::listing::lean_heap();
         if let Some(skeleton) = Skeleton::load(&g.sysfs(), listing_detail(g)) {
             let mut any = true;
             render::emit_with(|out| {
@@ -492,6 +495,7 @@ pub fn write_luns_streamed(
         return skeleton.stream(
             &targets,
             DiskLinks::Read,
+            LunState::Read,
             |luns| luns,
             |feed| {
                 let feed = std::cell::RefCell::new(feed);
@@ -500,18 +504,24 @@ pub fn write_luns_streamed(
             },
         );
     }
-    // Each target's rows are made where its LUNs were read; the links are looked
-    // up as the rows are written.
-    let rows = |luns: TargetLuns| {
+    // Each target's rows are made where its LUNs were read, with no graph; the
+    // links are looked up as the rows are written.
+    let rows = |read: TargetRead<'_>| {
         let mut rows = render::LunTable::default();
-        for lun in luns.luns() {
-            if let NodeView::Lun(l) = render::view(&luns.graph, lun) {
-                rows.push(&l);
-            }
+        let target_wwpn = match skeleton.graph().remote_port_of(read.target()) {
+            Some(Node {
+                kind: NodeKind::RemotePort(rp),
+                ..
+            }) => rp.wwpn,
+            _ => None,
+        };
+        for (lun, disks) in read.luns() {
+            rows.push_read(lun, disks.first(), target_wwpn);
         }
         rows
     };
-    skeleton.stream(&targets, DiskLinks::Later, rows, |feed| {
+    // The state is not a column: it is not read.
+    skeleton.stream_read(&targets, LunState::Skip, rows, |feed| {
         let mut table = render::LunTable::default();
         for rows in feed.by_ref() {
             table.append(rows);

@@ -40,7 +40,9 @@ use serde::Serialize;
 
 use crate::graph::describe::{human_size, vhba_name};
 use crate::graph::{Graph, Node, NodeKind};
-use crate::sysfs::{scsi_type_name, MultipathMap, StableLinks, VportControlDir};
+use crate::sysfs::{
+    scsi_type_name, BlockInfo, LunInfo, MultipathMap, StableLinks, VportControlDir,
+};
 use crate::terminal::printable;
 use crate::wwn::Wwn;
 
@@ -414,9 +416,12 @@ pub fn view(graph: &Graph, node: &Node) -> NodeView {
     }
 }
 
+/// A name's place in natural order: see [`name_key`].
+type NameKey = (usize, Vec<(String, u64)>);
+
 /// Natural order of names: `host2` before `host10`, `1:0:0:2` before `1:0:0:10`,
 /// `sdz` before `sdaa` (the kernel's own disk order).
-fn name_key(name: &str) -> (usize, Vec<(String, u64)>) {
+fn name_key(name: &str) -> NameKey {
     let mut parts = Vec::new();
     let mut text = String::new();
     let mut digits = String::new();
@@ -464,10 +469,25 @@ pub fn device_order(a: &Node, b: &Node) -> Ordering {
         .then_with(|| a.devpath.cmp(&b.devpath))
 }
 
+/// Sorts devices as [`device_order`] does, each name's key made once rather than
+/// twice per comparison: a target has hundreds of LUNs.
+pub fn sort_devices(nodes: &mut Vec<&Node>) {
+    let mut keyed: Vec<(u8, NameKey, &Node)> = nodes
+        .drain(..)
+        .map(|n| (kind_rank(&n.kind), name_key(n.name()), n))
+        .collect();
+    keyed.sort_by(|a, b| {
+        (a.0, &a.1)
+            .cmp(&(b.0, &b.1))
+            .then_with(|| a.2.devpath.cmp(&b.2.devpath))
+    });
+    nodes.extend(keyed.into_iter().map(|(_, _, n)| n));
+}
+
 fn sorted_children<'a>(graph: &'a Graph, node: &'a Node) -> Vec<&'a Node> {
     let mut v: Vec<&Node> = graph.children(node).collect();
     // Under a host: its vports (and their vHBAs) first, then what it reaches.
-    v.sort_by(|a, b| device_order(a, b));
+    sort_devices(&mut v);
     v
 }
 
@@ -478,7 +498,7 @@ pub fn roots(graph: &Graph) -> Vec<&Node> {
         .nodes()
         .filter(|n| graph.parent(n).is_none())
         .collect();
-    v.sort_by(|a, b| device_order(a, b));
+    sort_devices(&mut v);
     v
 }
 
@@ -659,15 +679,27 @@ fn align(rows: &[Vec<String>]) -> Vec<String> {
 
 /// Widens columns to fit a row. The last field of a row is never padded, so it
 /// does not widen its column.
-fn widen(widths: &mut Vec<usize>, row: &[String]) {
+fn widen<S: AsRef<str>>(widths: &mut Vec<usize>, row: &[S]) {
     if widths.len() < row.len() {
         widths.resize(row.len(), 0);
     }
     for (i, cell) in row.iter().enumerate() {
         if i + 1 < row.len() {
-            widths[i] = widths[i].max(printable(cell).chars().count());
+            widths[i] = widths[i].max(shown(cell.as_ref()).1);
         }
     }
+}
+
+/// A cell as shown ([`printable`]) and its width in characters. Printable ASCII,
+/// nearly every cell, is shown as it is, one character a byte: a table of tens of
+/// thousands of rows is not decoded character by character.
+fn shown(cell: &str) -> (std::borrow::Cow<'_, str>, usize) {
+    if cell.bytes().all(|b| matches!(b, b' '..=b'~')) {
+        return (std::borrow::Cow::Borrowed(cell), cell.len());
+    }
+    let cell = printable(cell);
+    let width = cell.chars().count();
+    (cell, width)
 }
 
 /// One row in columns of the given widths, without trailing blanks.
@@ -684,11 +716,11 @@ fn aligned_into<S: AsRef<str>>(widths: &[usize], row: &[S], line: &mut String) {
     for (i, cell) in row.iter().enumerate() {
         // Every cell is shown escaped: vendor and model come from the array's
         // INQUIRY data, symbolic names and device names from whoever wrote them.
-        let cell = printable(cell.as_ref());
+        let (cell, width) = shown(cell.as_ref());
         line.push_str(&cell);
         if i + 1 < row.len() {
             // As `{cell:<w$}` pads: to a width in characters.
-            let pad = widths[i].saturating_sub(cell.chars().count()) + 2;
+            let pad = widths[i].saturating_sub(width) + 2;
             line.extend(std::iter::repeat_n(' ', pad));
         }
     }
@@ -988,17 +1020,48 @@ pub fn lun_rows(lun: &LunView) -> Vec<Vec<String>> {
 /// The cells of a LUN's first row but the last, LINKS: all that sets the widths of
 /// the columns (the last column is never padded).
 fn lun_cells(lun: &LunView) -> Vec<String> {
-    vec![
-        lun.hctl.clone(),
-        lun.lun.to_string(),
-        or_dash(lun.type_name),
-        or_dash(lun.vendor.as_deref()),
-        or_dash(lun.model.as_deref()),
-        or_dash(lun.size_bytes.map(human_size)),
-        or_dash(lun.dev.as_deref()),
-        or_dash(lun.multipath.as_ref().map(|m| m.name.as_str())),
-        or_dash(lun.target_wwpn),
-    ]
+    LunCells {
+        hctl: &lun.hctl,
+        lun: lun.lun,
+        type_name: lun.type_name,
+        vendor: lun.vendor.as_deref(),
+        model: lun.model.as_deref(),
+        size_bytes: lun.size_bytes,
+        dev: lun.dev.as_deref(),
+        map: lun.multipath.as_ref().map(|m| m.name.as_str()),
+        target_wwpn: lun.target_wwpn,
+    }
+    .cells()
+}
+
+/// What the first row of a LUN in `hbad luns` shows, from a view or from what was
+/// read of it.
+struct LunCells<'a> {
+    hctl: &'a str,
+    lun: u64,
+    type_name: Option<&'static str>,
+    vendor: Option<&'a str>,
+    model: Option<&'a str>,
+    size_bytes: Option<u64>,
+    dev: Option<&'a str>,
+    map: Option<&'a str>,
+    target_wwpn: Option<Wwn>,
+}
+
+impl LunCells<'_> {
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.hctl.to_string(),
+            self.lun.to_string(),
+            or_dash(self.type_name),
+            or_dash(self.vendor),
+            or_dash(self.model),
+            or_dash(self.size_bytes.map(human_size)),
+            or_dash(self.dev),
+            or_dash(self.map),
+            or_dash(self.target_wwpn),
+        ]
+    }
 }
 
 /// A LUN's rows from its first cells and its links: the first link ends the first
@@ -1016,54 +1079,134 @@ fn link_rows(mut first: Vec<String>, links: &[String]) -> Vec<Vec<String>> {
 }
 
 /// `hbad luns` as a table whose rows are all read before the first is printed: the
-/// columns are as wide as their widest cell. Each row is kept as its cells back to
-/// back in one buffer, and its links by its disk's name, looked up again when
-/// printed: a large host has tens of thousands of LUNs and three links per disk.
+/// columns are as wide as their widest cell. A large host has tens of thousands
+/// of LUNs, so each row is kept as text, and only what the row before it does not
+/// already say: a target's LUNs share their type, vendor, model, size, map and
+/// target, and the LUN number and device are in the address and the disk's name.
+/// Links are looked up by the disk's name as each row is printed.
 #[derive(Debug)]
 pub struct LunTable {
-    /// Each row's cells but LINKS, then its disk's name, each cell ended by a NUL
-    /// (attributes are cut at their first NUL, so none holds one).
-    cells: String,
+    /// Each row: a flag character ([`LunTable::LUN`], [`LunTable::DEVICE`],
+    /// [`LunTable::SHARED`] added to `'0'`) before its address, then the cells
+    /// the flags say are there, each ended by a NUL (attributes are cut at their
+    /// first NUL, so none holds one): the address, the LUN number (when it is
+    /// not the address's last field), the disk's name (empty for none), the
+    /// device (when it is not `/dev/` and that name, or `-` for none) and the
+    /// six cells of [`SHARED_CELLS`] (when they are not the row before's).
+    text: String,
     widths: Vec<usize>,
     rows: usize,
+    /// The shared cells of the last row.
+    last: Option<Vec<String>>,
 }
+
+/// The columns of `hbad luns` whose cells a target's LUNs usually share: TYPE,
+/// VENDOR, MODEL, SIZE, MAP, TARGET.
+const SHARED_CELLS: [usize; 6] = [2, 3, 4, 5, 7, 8];
 
 impl Default for LunTable {
     fn default() -> Self {
         let mut widths = Vec::new();
-        let header: Vec<String> = LUNS_HEADER.iter().map(|h| h.to_string()).collect();
-        widen(&mut widths, &header);
+        widen(&mut widths, &LUNS_HEADER);
         LunTable {
-            cells: String::new(),
+            text: String::new(),
             widths,
             rows: 0,
+            last: None,
         }
     }
 }
 
 impl LunTable {
+    const LUN: u8 = 1;
+    const DEVICE: u8 = 2;
+    const SHARED: u8 = 4;
+
     pub fn push(&mut self, lun: &LunView) {
-        let mut cells = lun_cells(lun);
-        // The last cell, LINKS, is never padded: a stand-in keeps the rest counted.
-        cells.push(String::new());
-        widen(&mut self.widths, &cells);
-        cells.pop();
-        for cell in cells {
-            self.cells.push_str(&cell);
-            self.cells.push('\0');
+        let cells = lun_cells(lun);
+        self.push_cells(&cells, lun.disk.as_deref().unwrap_or(""));
+    }
+
+    /// A LUN's row from what was read of it (its first disk, as the graph's
+    /// [`Graph::disk_of`] gives it, and the WWPN of the remote port above it):
+    /// the row [`LunTable::push`] makes of the LUN's view, without the graph.
+    pub fn push_read(&mut self, lun: &LunInfo, disk: Option<&BlockInfo>, target: Option<Wwn>) {
+        let hctl = lun.hctl.to_string();
+        let dev = disk.map(|d| format!("/dev/{}", d.name));
+        let cells = LunCells {
+            hctl: &hctl,
+            lun: lun.hctl.lun,
+            type_name: lun.scsi_type.map(scsi_type_name),
+            vendor: lun.vendor.as_deref(),
+            model: lun.model.as_deref(),
+            size_bytes: disk.and_then(|d| d.size_bytes),
+            dev: dev.as_deref(),
+            map: disk
+                .and_then(|d| d.multipath.as_deref())
+                .map(|m| m.name.as_str()),
+            target_wwpn: target,
         }
-        self.cells.push_str(lun.disk.as_deref().unwrap_or(""));
-        self.cells.push('\0');
+        .cells();
+        self.push_cells(&cells, disk.map_or("", |d| d.name.as_str()));
+    }
+
+    /// A row from its cells but LINKS ([`lun_cells`]) and its disk's name (empty
+    /// for none).
+    pub fn push_cells<S: AsRef<str>>(&mut self, cells: &[S], disk: &str) {
+        let cell = |i: usize| cells.get(i).map_or("", |c| c.as_ref());
+        // LINKS, not among them, is never padded and so widens nothing.
+        for (w, c) in self.widths.iter_mut().zip(cells) {
+            *w = (*w).max(shown(c.as_ref()).1);
+        }
+        let (address, lun, device) = (cell(0), cell(1), cell(6));
+        let mut flags = 0;
+        if lun_of_address(address) != lun {
+            flags |= Self::LUN;
+        }
+        if !device_is_disk(device, disk) {
+            flags |= Self::DEVICE;
+        }
+        let same = self.last.as_ref().is_some_and(|last| {
+            SHARED_CELLS
+                .iter()
+                .zip(last)
+                .all(|(&i, l)| cell(i) == l.as_str())
+        });
+        if !same {
+            flags |= Self::SHARED;
+            self.last = Some(SHARED_CELLS.iter().map(|&i| cell(i).to_string()).collect());
+        }
+        self.text.push(char::from(b'0' + flags));
+        let mut put = |c: &str| {
+            self.text.push_str(c);
+            self.text.push('\0');
+        };
+        put(address);
+        if flags & Self::LUN != 0 {
+            put(lun);
+        }
+        put(disk);
+        if flags & Self::DEVICE != 0 {
+            put(device);
+        }
+        if flags & Self::SHARED != 0 {
+            for i in SHARED_CELLS {
+                put(cell(i));
+            }
+        }
         self.rows += 1;
     }
 
     /// Adds the rows of another table after these.
     pub fn append(&mut self, other: LunTable) {
-        self.cells.push_str(&other.cells);
+        self.text.push_str(&other.text);
         for (w, o) in self.widths.iter_mut().zip(other.widths) {
             *w = (*w).max(o);
         }
         self.rows += other.rows;
+        if other.last.is_some() {
+            self.last = other.last;
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -1076,25 +1219,47 @@ impl LunTable {
         let mut line = String::new();
         aligned_into(&self.widths, &LUNS_HEADER, &mut line);
         writeln!(out, "{line}")?;
-        let mut link = String::new();
-        let mut cells = self.cells.split('\0');
+        let (mut link, mut device) = (String::new(), String::new());
+        let mut shared = [""; SHARED_CELLS.len()];
+        let mut cells = self.text.split('\0');
         for _ in 0..self.rows {
+            let first = cells.next().unwrap_or("");
+            let flags = first.bytes().next().map_or(0, |b| b.wrapping_sub(b'0'));
+            let address = first.get(1..).unwrap_or("");
             let mut row = [""; LUNS_HEADER.len()];
-            for cell in &mut row[..LAST] {
-                *cell = cells.next().unwrap_or("");
-            }
+            row[0] = address;
+            row[1] = if flags & Self::LUN != 0 {
+                cells.next().unwrap_or("")
+            } else {
+                lun_of_address(address)
+            };
             let disk = cells.next().unwrap_or("");
-            let mut disk_links = links.of(disk).filter(|_| !disk.is_empty());
+            if flags & Self::DEVICE != 0 {
+                row[6] = cells.next().unwrap_or("");
+            } else {
+                device.clear();
+                device_of_disk(disk, &mut device);
+                row[6] = &device;
+            }
+            if flags & Self::SHARED != 0 {
+                for cell in &mut shared {
+                    *cell = cells.next().unwrap_or("");
+                }
+            }
+            for (&i, cell) in SHARED_CELLS.iter().zip(shared) {
+                row[i] = cell;
+            }
+            let mut disk_links = links.of(disk);
             // The first link ends the LUN's row, each other has a row of its own.
             link.clear();
-            match disk_links.next() {
+            match disk_links.next_link().filter(|_| !disk.is_empty()) {
                 Some(l) => write!(link, "{l}").unwrap_or(()),
                 None => link.push('-'),
             }
             row[LAST] = &link;
             aligned_into(&self.widths, &row, &mut line);
             writeln!(out, "{line}")?;
-            for l in disk_links {
+            while let Some(l) = disk_links.next_link().filter(|_| !disk.is_empty()) {
                 link.clear();
                 write!(link, "{l}").unwrap_or(());
                 let mut row = [""; LUNS_HEADER.len()];
@@ -1104,6 +1269,30 @@ impl LunTable {
             }
         }
         Ok(())
+    }
+}
+
+/// The LUN number as an address (`H:C:T:L`) ends with it.
+fn lun_of_address(address: &str) -> &str {
+    address.rsplit(':').next().unwrap_or("")
+}
+
+/// The DEVICE cell of a LUN whose disk is `disk` (empty for none), into `out`.
+fn device_of_disk(disk: &str, out: &mut String) {
+    if disk.is_empty() {
+        out.push('-');
+    } else {
+        out.push_str("/dev/");
+        out.push_str(disk);
+    }
+}
+
+/// Is `device` the DEVICE cell [`device_of_disk`] makes of `disk`?
+fn device_is_disk(device: &str, disk: &str) -> bool {
+    if disk.is_empty() {
+        device == "-"
+    } else {
+        device.strip_prefix("/dev/") == Some(disk)
     }
 }
 

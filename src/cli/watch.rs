@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::policy::load_graph;
 use super::Global;
 use crate::graph::describe::describe;
-use crate::graph::{Change, Graph};
+use crate::graph::{Change, Graph, NodeRecord, Notice};
 use crate::sysfs::Sysfs;
 use crate::uevent::kernel::{KernelOptions, KernelSource};
 use crate::uevent::{replay, Action, SourceItem, Uevent};
@@ -67,8 +67,37 @@ struct ChangeLine<'a> {
     subsystem: Option<&'a str>,
     /// Why the change came without an event: `overflow` (resync after lost events).
     cause: &'static str,
-    change: &'a Change,
+    change: ChangeJson<'a>,
     description: Option<String>,
+}
+
+/// A change as `hbad watch --json` shows it: a notice with its device's record
+/// as the graph holds it (the change itself only names the device).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ChangeJson<'a> {
+    Change(&'a Change),
+    Notice {
+        change: &'static str,
+        node: NodeRecord,
+        notice: &'a Notice,
+    },
+}
+
+impl<'a> ChangeJson<'a> {
+    fn of(change: &'a Change, graph: &Graph) -> Self {
+        match change {
+            Change::Notice { node, notice } => match graph.node(&node.devpath) {
+                Some(n) => ChangeJson::Notice {
+                    change: "notice",
+                    node: graph.record(n),
+                    notice,
+                },
+                None => ChangeJson::Change(change),
+            },
+            _ => ChangeJson::Change(change),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -107,7 +136,7 @@ fn print_changes(
                 devpath: event.map(|e| e.devpath.as_str()),
                 subsystem: event.map(|e| e.subsystem.as_str()),
                 cause: if event.is_some() { "event" } else { "overflow" },
-                change,
+                change: ChangeJson::of(change, graph),
                 description,
             };
             serde_json::to_writer(&mut *out, &line)?;
@@ -122,7 +151,7 @@ fn print_changes(
         match description {
             Some(text) => writeln!(out, "{seq:>6}  {text}")?,
             None if opts.all => {
-                let devpath = change.node().map_or("-", |n| n.devpath.as_str());
+                let devpath = change.devpath().unwrap_or("-");
                 writeln!(out, "{seq:>6}  ({devpath}: {})", change_kind(change))?
             }
             None => {}

@@ -24,11 +24,11 @@ use crate::graph::{Change, Devpath, Graph, Node, NodeKind, Notice};
 use crate::journal::MessageId;
 use crate::plan::{plan, Action, HostRef, Recorded, Step, WaitReason};
 use crate::policy::{Policy, PolicyErrors};
-use crate::sysfs::writes::AttrWriter;
+use crate::sysfs::writes::{AttrWriter, ScanScope};
 use crate::sysfs::{devpath_name, Detail, Sysfs};
 use crate::uevent::fc_event::{posts_link_events, FcItem};
 use crate::uevent::source::CounterSnapshot;
-use crate::uevent::{Rejection, SourceItem, SourceItemRef, UeventRef};
+use crate::uevent::{Action as EventAction, Rejection, SourceItem, SourceItemRef, UeventRef};
 use crate::wwn::Wwn;
 
 use super::fleet::{self, Fleet};
@@ -126,6 +126,20 @@ pub struct Agent {
     /// Owned vHBAs the last plan kept though the policy no longer declares them,
     /// by vport devpath, with why: said once, and again when the reason changes.
     kept: BTreeMap<String, String>,
+    /// Scans that never ran because their host's worker thread could not start,
+    /// by host devpath: asked again after a backoff ([`Agent::retry_scans`]).
+    scan_retries: BTreeMap<String, ScanRetry>,
+}
+
+/// A scan to ask for again: its worker's thread could not start (EAGAIN).
+#[derive(Debug)]
+struct ScanRetry {
+    host: HostRef,
+    scope: ScanScope,
+    reason: String,
+    failures: u32,
+    /// When to ask again; `None` once asked, until its report comes.
+    at: Option<Instant>,
 }
 
 /// What the events of a batch did, until the batch is planned.
@@ -199,6 +213,7 @@ impl Agent {
             gone_said: GoneLedger::default(),
             pending: Pending::default(),
             kept: BTreeMap::new(),
+            scan_retries: BTreeMap::new(),
         };
         agent.sync_vhba_runtime();
         agent
@@ -363,18 +378,54 @@ impl Agent {
     /// One event of a batch, read in place (see [`Agent::take`]).
     pub fn take_event(&mut self, ev: UeventRef<'_>) {
         self.counters.events += 1;
+        let Some(ev) = self.as_sysfs_shows(ev) else {
+            return;
+        };
         let pending = &mut self.pending;
         let before = pending.changes.len();
         self.graph.apply_into(ev, &self.sysfs, &mut pending.changes);
         if pending.changes.len() == before + 1 {
             if let Some(Change::Notice { node, notice }) = pending.changes.last() {
-                // The graph shares one record per node until the node changes,
-                // and the list holds it: the same pointer is the same node as
-                // it was.
-                let key = (Arc::as_ptr(node) as usize, notice.clone());
+                // A notice shares its device's devpath with the graph, and the
+                // list holds it: the same allocation is the same node, not one
+                // removed and found again in between.
+                let key = (node.devpath.addr(), notice.clone());
                 if !pending.noticed.insert(key) {
                     pending.changes.pop();
                 }
+            }
+        }
+    }
+
+    /// A synthetic event (`udevadm trigger --action=remove`, `echo remove >
+    /// .../uevent`: it carries `SYNTH_UUID`) says what its writer asked for, not
+    /// what the device did: the graph follows sysfs instead. A synthetic remove of
+    /// a device whose directory is still there re-reads it, as a change; any other
+    /// synthetic event for a directory already gone is left to the genuine remove.
+    /// A genuine event is taken as it is.
+    fn as_sysfs_shows<'a>(&self, ev: UeventRef<'a>) -> Option<UeventRef<'a>> {
+        if !ev.is_synthetic() {
+            return Some(ev);
+        }
+        match (ev.action, self.sysfs.exists(ev.devpath)) {
+            (EventAction::Remove, true) => {
+                tracing::debug!(
+                    "{ev} is synthetic (SYNTH_UUID) and {} is still in sysfs: read again, not removed",
+                    ev.devpath
+                );
+                Some(UeventRef {
+                    action: EventAction::Change,
+                    ..ev
+                })
+            }
+            (EventAction::Remove, false) => Some(ev),
+            (_, true) => Some(ev),
+            (_, false) => {
+                tracing::debug!(
+                    "{ev} is synthetic and {} is gone from sysfs: ignored",
+                    ev.devpath
+                );
+                None
             }
         }
     }
@@ -492,6 +543,7 @@ impl Agent {
         self.vhbas
             .values()
             .filter_map(|rt| rt.retry_at)
+            .chain(self.scan_retries.values().filter_map(|r| r.at))
             .filter(|t| *t > now)
             .chain(self.next_periodic)
             .min()
@@ -500,6 +552,7 @@ impl Agent {
     /// After a sweep or a poll: hung writes, logins, retries, the periodic scan.
     fn after_reading(&mut self, mut changes: Vec<Change>, now: Instant) {
         self.report_hung();
+        self.retry_scans(now);
         // A login that changed is read into the graph too: a vHBA that comes
         // online is scanned, and one that goes down is watched.
         for host in self.observe_logins(now) {
@@ -888,6 +941,14 @@ impl Agent {
                         self.read_recorded();
                         self.refresh_vport_of(wwpn, &parent.devpath);
                         self.sync_vhba_runtime();
+                        // Planned again now, not at the next event or sweep:
+                        // the plans taken while the create ran saw a vport with
+                        // no mark, and left it to the create. Found already there
+                        // (a create left behind by an agent that stopped, a
+                        // hand-made vport), it was not marked, and is adopted
+                        // now; made, but by then no longer declared (a reload
+                        // came while it ran), it is pruned now if prune is on.
+                        self.reconcile(&[], now);
                     }
                     StepOutcome::Failed { error } => {
                         self.fleet.tally.vport_create_failed(&error);
@@ -1039,8 +1100,77 @@ impl Agent {
     pub fn report(&mut self, r: Report, now: Instant) {
         self.metrics_stale = true;
         match r {
-            Report::Scan(r) => self.scan_report(r),
+            Report::Scan(r) => {
+                self.follow_unstarted(&r, now);
+                self.scan_report(r)
+            }
             Report::Step(r) => self.step_report(r, now),
+        }
+    }
+
+    /// A scan that never ran (no worker thread could start for its host) is asked
+    /// for again after a backoff, merged with any other waiting for that host; a
+    /// scan that ran and covers the one asked again ends the wait.
+    fn follow_unstarted(&mut self, r: &ScanReport, now: Instant) {
+        if !r.unstarted {
+            let answered = self
+                .scan_retries
+                .get(&r.host.devpath)
+                .is_some_and(|q| q.at.is_none() && r.scope.covers(q.scope));
+            if answered {
+                self.scan_retries.remove(&r.host.devpath);
+            }
+            return;
+        }
+        if self.stopping {
+            return;
+        }
+        let retry = self
+            .scan_retries
+            .entry(r.host.devpath.clone())
+            .or_insert_with(|| ScanRetry {
+                host: r.host.clone(),
+                scope: r.scope,
+                reason: r.reason.clone(),
+                failures: 0,
+                at: None,
+            });
+        retry.scope = if retry.scope.covers(r.scope) {
+            retry.scope
+        } else if r.scope.covers(retry.scope) {
+            r.scope
+        } else {
+            ScanScope::Host
+        };
+        retry.failures = retry.failures.saturating_add(1);
+        let delay = backoff(retry.failures);
+        retry.at = Some(later(now, delay));
+        tracing::info!(
+            hbad_host = %r.host,
+            hbad_action = "scan",
+            "scan of {} \"{}\" asked again in {} s",
+            r.host,
+            retry.scope,
+            delay.as_secs()
+        );
+    }
+
+    /// Asks again for the scans whose backoff is over.
+    fn retry_scans(&mut self, now: Instant) {
+        if self.stopping {
+            return;
+        }
+        let due: Vec<(HostRef, ScanScope, String)> = self
+            .scan_retries
+            .values_mut()
+            .filter(|q| q.at.is_some_and(|t| t <= now))
+            .map(|q| {
+                q.at = None;
+                (q.host.clone(), q.scope, q.reason.clone())
+            })
+            .collect();
+        for (host, scope, reason) in due {
+            drop(self.executor.scanner.request(&host, scope, &reason));
         }
     }
 
@@ -1082,9 +1212,7 @@ impl Agent {
     fn fail(&mut self, name: &str, parent: &HostRef, wwpn: Wwn, error: String, now: Instant) {
         let rt = self.vhbas.entry(name.to_string()).or_default();
         rt.failures = rt.failures.saturating_add(1);
-        let delay = BACKOFF_FIRST
-            .saturating_mul(1 << rt.failures.min(16).saturating_sub(1))
-            .min(BACKOFF_MAX);
+        let delay = backoff(rt.failures);
         rt.retry_at = Some(later(now, delay));
         rt.last_error = Some(error.clone());
         tracing::error!(
@@ -1575,6 +1703,14 @@ impl Agent {
             self.fleet.write(&snap);
         }
     }
+}
+
+/// How long to wait before trying again after `failures` failures in a row:
+/// doubling from [`BACKOFF_FIRST`], capped at [`BACKOFF_MAX`].
+fn backoff(failures: u32) -> Duration {
+    BACKOFF_FIRST
+        .saturating_mul(1 << failures.min(16).saturating_sub(1))
+        .min(BACKOFF_MAX)
 }
 
 /// An FC host's `port_state` as the graph last read it.

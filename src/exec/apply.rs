@@ -17,7 +17,7 @@ use super::errors::{explain, Op};
 use super::gone::{find_gone, GoneLun};
 use super::later;
 use super::multipath::{resize_after_rescan, MapResize};
-use super::scan::{ScanOutcome, Scanner, Ticket};
+use super::scan::{unstarted_error, ScanOutcome, Scanner, Ticket};
 use super::vport::{CreateRequest, DeletePolicy, Vports};
 use crate::ownership::{OwnerMark, OWNER_PREFIX};
 use crate::plan::{Action, HostRef, Plan, Step};
@@ -218,9 +218,16 @@ impl Executor {
             done(StepReport::new(&step, outcome, Duration::ZERO));
             return;
         }
-        self.scanner.submit(&host, what, move || {
+        let lane = host.clone();
+        self.scanner.submit(&host, what, move |started| {
             let t0 = Instant::now();
-            let outcome = run_step(&vports, &step);
+            let outcome = match started {
+                Ok(()) => run_step(&vports, &step),
+                // Nothing was written: the step fails, and is planned again.
+                Err(e) => StepOutcome::Failed {
+                    error: format!("{}; nothing was written", unstarted_error(&lane, e)),
+                },
+            };
             done(StepReport::new(&step, outcome, t0.elapsed()));
         });
     }

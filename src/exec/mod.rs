@@ -9,6 +9,7 @@ pub mod errors;
 pub mod gone;
 pub mod multipath;
 pub mod scan;
+pub mod uninterrupted;
 pub mod vport;
 
 pub use apply::{ApplyReport, Executor, StepOutcome, StepReport, Tally};

@@ -14,6 +14,9 @@
 //! waits for, so the agent itself can still exit); later writes to that host wait
 //! behind it, scans merged, and every other host carries on. Once closed (the
 //! agent is stopping) the workers start nothing more: what is queued is dropped.
+//! A host whose worker thread cannot be started (EAGAIN under the unit's
+//! `TasksMax=`) has its requests answered at once as failed, never queued where
+//! no thread would take them; its next request tries to start one again.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -50,6 +53,10 @@ pub struct ScanReport {
     pub outcome: ScanOutcome,
     /// Requests that merged into this scan besides the first.
     pub merged: u32,
+    /// It never ran: no thread could be started for the host's worker (EAGAIN
+    /// under the unit's `TasksMax=` or a pids limit). Worth asking again later.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unstarted: bool,
 }
 
 /// One request's handle: its report arrives when the scan it merged into ends.
@@ -78,6 +85,7 @@ impl Ticket {
                 duration: self.asked.elapsed(),
                 outcome: ScanOutcome::Hung,
                 merged: 0,
+                unstarted: false,
             },
         }
     }
@@ -89,10 +97,23 @@ struct Pending {
     waiters: Vec<Sender<ScanReport>>,
 }
 
-/// A write other than a scan, run once in order with the host's scans.
+/// A write other than a scan, run once in order with the host's scans. `run`
+/// gets `Ok` on the worker, or the error that kept the worker from starting, on
+/// the caller's thread, so that every task is answered.
 struct Task {
     what: String,
-    run: Box<dyn FnOnce() + Send>,
+    run: Box<TaskRun>,
+}
+
+type TaskRun = dyn FnOnce(Result<(), &std::io::Error>) + Send;
+
+/// Starts a named thread running the closure: `std::thread::Builder` but for
+/// tests, which make it fail as a full `TasksMax=` does ([`Scanner::start_threads_with`]).
+pub type ThreadStart =
+    dyn Fn(String, Box<dyn FnOnce() + Send>) -> std::io::Result<()> + Send + Sync;
+
+fn os_thread(name: String, run: Box<dyn FnOnce() + Send>) -> std::io::Result<()> {
+    thread::Builder::new().name(name).spawn(run).map(drop)
 }
 
 enum Job {
@@ -143,6 +164,9 @@ pub struct Scanner {
     counters: Arc<Mutex<ScanCounters>>,
     reports: Mutex<Option<ReportSink>>,
     closed: Arc<std::sync::atomic::AtomicBool>,
+    start_thread: Mutex<Arc<ThreadStart>>,
+    /// Hosts whose worker thread could not be started, said once until one is.
+    unstarted: Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -163,7 +187,18 @@ impl Scanner {
             counters: Arc::new(Mutex::new(ScanCounters::default())),
             reports: Mutex::new(None),
             closed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            start_thread: Mutex::new(Arc::new(os_thread)),
+            unstarted: Mutex::new(std::collections::HashSet::new()),
         }
+    }
+
+    /// Starts workers' threads with `start` from now on: tests make it fail as
+    /// the kernel does under a pids limit (EAGAIN).
+    pub fn start_threads_with(
+        &self,
+        start: impl Fn(String, Box<dyn FnOnce() + Send>) -> std::io::Result<()> + Send + Sync + 'static,
+    ) {
+        *lock(&self.start_thread) = Arc::new(start);
     }
 
     pub fn timeout(&self) -> Duration {
@@ -183,7 +218,27 @@ impl Scanner {
     /// Queues a scan, merging it with a queued one that covers it.
     pub fn request(&self, host: &HostRef, scope: ScanScope, reason: &str) -> Ticket {
         let (tx, rx) = mpsc::channel();
-        let worker = self.worker(host);
+        match self.worker(host) {
+            Ok(worker) => self.queue_scan(&worker, scope, reason, tx),
+            Err(e) => self.unstarted_scan(host, scope, reason, &e, tx),
+        }
+        Ticket {
+            host: host.clone(),
+            scope,
+            reason: reason.to_string(),
+            asked: Instant::now(),
+            rx,
+        }
+    }
+
+    /// Queues a scan on a worker, merged as [`Scanner::request`] says.
+    fn queue_scan(
+        &self,
+        worker: &HostWorker,
+        scope: ScanScope,
+        reason: &str,
+        tx: Sender<ScanReport>,
+    ) {
         {
             let mut st = lock(&worker.state);
             let mut c = lock(&self.counters);
@@ -215,19 +270,60 @@ impl Scanner {
             }
         }
         worker.wake.notify_one();
-        Ticket {
+    }
+
+    /// A scan that cannot run, because its host has no worker: answered at once,
+    /// to the ticket and to the sink, as failed and not started.
+    fn unstarted_scan(
+        &self,
+        host: &HostRef,
+        scope: ScanScope,
+        reason: &str,
+        error: &std::io::Error,
+        tx: Sender<ScanReport>,
+    ) {
+        {
+            let mut c = lock(&self.counters);
+            c.requested += 1;
+            c.failed += 1;
+        }
+        let report = ScanReport {
             host: host.clone(),
             scope,
             reason: reason.to_string(),
-            asked: Instant::now(),
-            rx,
+            started: SystemTime::now(),
+            duration: Duration::ZERO,
+            outcome: ScanOutcome::Failed {
+                error: unstarted_error(host, error),
+            },
+            merged: 0,
+            unstarted: true,
+        };
+        let sink = lock(&self.reports).clone();
+        if let Some(sink) = sink {
+            sink(report.clone());
         }
+        let _ = tx.send(report);
     }
 
     /// Runs `run` on the host's worker, after what is queued there. `what` names
-    /// the write in hung reports (`vport_create WWPN:WWNN`).
-    pub fn submit(&self, host: &HostRef, what: String, run: impl FnOnce() + Send + 'static) {
-        let worker = self.worker(host);
+    /// the write in hung reports (`vport_create WWPN:WWNN`). `run` gets `Ok` there,
+    /// or, when no worker thread can be started for the host, the error at once
+    /// on this thread: it is answered either way.
+    pub fn submit(
+        &self,
+        host: &HostRef,
+        what: String,
+        run: impl FnOnce(Result<(), &std::io::Error>) + Send + 'static,
+    ) {
+        let worker = match self.worker(host) {
+            Ok(w) => w,
+            Err(e) => {
+                lock(&self.counters).failed += 1;
+                run(Err(&e));
+                return;
+            }
+        };
         lock(&worker.state).queue.push(Job::Task(Task {
             what,
             run: Box::new(run),
@@ -312,16 +408,19 @@ impl Scanner {
         self.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    fn worker(&self, host: &HostRef) -> Arc<HostWorker> {
+    /// The host's worker, started on first use. A thread that cannot be started
+    /// (EAGAIN: the unit's `TasksMax=`, a pids limit) leaves no worker behind:
+    /// the caller answers its request as failed, and the next request for the
+    /// host tries again.
+    fn worker(&self, host: &HostRef) -> std::io::Result<Arc<HostWorker>> {
         let mut workers = lock(&self.workers);
         if let Some(w) = workers.get(&host.devpath) {
-            return w.clone();
+            return Ok(w.clone());
         }
         let w = Arc::new(HostWorker {
             state: Mutex::new(HostState::default()),
             wake: Condvar::new(),
         });
-        workers.insert(host.devpath.clone(), w.clone());
         let ctx = WorkerContext {
             host: host.clone(),
             worker: w.clone(),
@@ -331,31 +430,35 @@ impl Scanner {
             reports: lock(&self.reports).clone(),
             closed: self.closed.clone(),
         };
-        let spawned = thread::Builder::new()
-            .name(format!("scan-host{}", host.number))
-            .spawn(move || ctx.run());
-        if let Err(e) = spawned {
-            // Without a thread the queue would never drain: fail its requests now.
-            let mut st = lock(&w.state);
-            for job in st.queue.drain(..) {
-                let Job::Scan(p) = job else { continue };
-                for tx in p.waiters {
-                    let _ = tx.send(ScanReport {
-                        host: host.clone(),
-                        scope: p.scope,
-                        reason: p.reason.clone(),
-                        started: SystemTime::now(),
-                        duration: Duration::ZERO,
-                        outcome: ScanOutcome::Failed {
-                            error: format!("cannot start a scan thread: {e}"),
-                        },
-                        merged: 0,
-                    });
-                }
+        let start = lock(&self.start_thread).clone();
+        if let Err(e) = start(
+            format!("scan-host{}", host.number),
+            Box::new(move || ctx.run()),
+        ) {
+            if lock(&self.unstarted).insert(host.devpath.clone()) {
+                tracing::error!(
+                    hbad_host = %host,
+                    hbad_reason = %e,
+                    "{}; its writes fail until a thread can be started",
+                    unstarted_error(host, &e)
+                );
             }
+            return Err(e);
         }
-        w
+        if lock(&self.unstarted).remove(&host.devpath) {
+            tracing::info!(hbad_host = %host, "the worker thread for {host} started");
+        }
+        workers.insert(host.devpath.clone(), w.clone());
+        Ok(w)
     }
+}
+
+/// Why a host's write did not run when its worker's thread could not start.
+pub(crate) fn unstarted_error(host: &HostRef, e: &std::io::Error) -> String {
+    format!(
+        "cannot start a worker thread for {host}: {e} (the unit's TasksMax= or a \
+         pids limit may be reached)"
+    )
 }
 
 struct WorkerContext {
@@ -397,7 +500,7 @@ impl WorkerContext {
             let job = match job {
                 Job::Scan(p) => p,
                 Job::Task(t) => {
-                    (t.run)();
+                    (t.run)(Ok(()));
                     lock(&self.worker.state).running = None;
                     continue;
                 }
@@ -430,6 +533,7 @@ impl WorkerContext {
                 duration,
                 outcome,
                 merged: job.waiters.len().saturating_sub(1) as u32,
+                unstarted: false,
             };
             if let Some(sink) = &self.reports {
                 sink(report.clone());
@@ -502,7 +606,7 @@ mod tests {
 
     /// Waits until the host's worker has taken a scan off its queue.
     fn wait_running(s: &Scanner, h: &HostRef) {
-        let w = s.worker(h);
+        let w = s.worker(h).unwrap();
         while lock(&w.state).running.is_none() {
             thread::sleep(Duration::from_millis(1));
         }
@@ -646,5 +750,44 @@ mod tests {
         );
         assert!(s.hung().is_empty());
         assert_eq!(s.counters().issued, 3);
+    }
+
+    #[test]
+    fn a_worker_that_cannot_start_fails_its_requests_and_the_next_one_starts_it() {
+        let k = Arc::new(FakeKernel::default());
+        let s = scanner(&k, Duration::from_secs(10));
+        let sunk = Arc::new(Mutex::new(Vec::new()));
+        let to = sunk.clone();
+        s.report_to(move |r| lock(&to).push(r));
+        // As under the unit's TasksMax: clone() says EAGAIN.
+        s.start_threads_with(|_, _| Err(std::io::Error::from_raw_os_error(libc::EAGAIN)));
+        let r = s
+            .request(&host(1), ScanScope::Host, "ua")
+            .wait(Duration::from_secs(30));
+        assert!(r.unstarted, "{r:?}");
+        assert!(
+            matches!(&r.outcome, ScanOutcome::Failed { error } if error.contains("cannot start a worker thread for host1")),
+            "{r:?}"
+        );
+        assert_eq!(lock(&sunk).len(), 1, "the daemon hears of it too");
+        let (tx, rx) = mpsc::channel();
+        s.submit(&host(1), "vport_create x".into(), move |started| {
+            let _ = tx.send(started.map_err(|e| e.raw_os_error()));
+        });
+        assert_eq!(
+            rx.try_recv(),
+            Ok(Err(Some(libc::EAGAIN))),
+            "answered at once"
+        );
+        assert_eq!(s.busy(), 0);
+        assert!(lock(&k.log).is_empty());
+        // Threads can start again: the next request starts the worker and runs.
+        s.start_threads_with(os_thread);
+        let r = s
+            .request(&host(1), ScanScope::Host, "ua")
+            .wait(Duration::from_secs(30));
+        assert_eq!(r.outcome, ScanOutcome::Done);
+        assert!(!r.unstarted);
+        assert_eq!(lock(&k.log).len(), 1);
     }
 }

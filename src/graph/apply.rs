@@ -2,12 +2,14 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{event_class, read_kind, removes, DeviceClass, Graph, NodeId, NodeKind, NodeRecord};
-use crate::sysfs::Sysfs;
+use super::{
+    devpath_name, event_class, read_kind, removes, DeviceClass, Devpath, Graph, NodeId, NodeKind,
+    NodeRecord,
+};
+use crate::sysfs::{Hctl, Sysfs};
 use crate::uevent::{Action, UeventRef};
 
 /// What an event did to the graph.
@@ -33,22 +35,53 @@ pub enum Change {
         to: String,
     },
     /// Something the device reported that changes nothing in the graph but may call
-    /// for action: a unit attention, a media change. The record is shared: a storm
-    /// repeats notices of the same LUNs, and until the graph changes, each LUN's
-    /// record is made once.
+    /// for action: a unit attention, a media change. It names the device and does
+    /// not copy it: a storm notices thousands of LUNs, and the device is in the
+    /// graph, unchanged by the notice, when the batch is planned.
     Notice {
-        node: Arc<NodeRecord>,
+        node: Noticed,
         notice: Notice,
     },
 }
 
+/// The device a notice came from: its devpath and its parent's, shared with the
+/// graph (no allocation per event), and its SCSI address when it is a LUN.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Noticed {
+    pub devpath: Devpath,
+    pub parent: Option<Devpath>,
+    #[serde(skip)]
+    pub hctl: Option<Hctl>,
+}
+
+impl Noticed {
+    pub fn name(&self) -> &str {
+        devpath_name(&self.devpath)
+    }
+}
+
+impl From<NodeRecord> for Noticed {
+    fn from(node: NodeRecord) -> Self {
+        let hctl = match &node.kind {
+            NodeKind::Lun(l) => Some(l.hctl),
+            _ => None,
+        };
+        Noticed {
+            devpath: Devpath::from(node.devpath.as_str()),
+            parent: node.parent.as_deref().map(Devpath::from),
+            hctl,
+        }
+    }
+}
+
 impl Change {
-    pub fn node(&self) -> Option<&NodeRecord> {
+    /// The devpath of the device the change is about (a move names two).
+    pub fn devpath(&self) -> Option<&str> {
         match self {
             Change::Added { node } | Change::Removed { node } | Change::Updated { node, .. } => {
-                Some(node)
+                Some(&node.devpath)
             }
-            Change::Notice { node, .. } => Some(node),
+            Change::Notice { node, .. } => Some(&node.devpath),
             Change::Moved { .. } => None,
         }
     }
@@ -220,7 +253,7 @@ impl Graph {
             };
             if let (Some(notice), Some(id)) = (notice, id) {
                 changes.push(Change::Notice {
-                    node: self.shared_record(id),
+                    node: self.noticed(id),
                     notice,
                 });
             }

@@ -9,7 +9,7 @@
 //! every line is built from the change's own copy of the node first and uses the
 //! graph only to add context it can still find.
 
-use super::{Change, Graph, Node, NodeKind, NodeRecord, Notice};
+use super::{Change, Graph, Node, NodeKind, NodeRecord, Notice, Noticed};
 use crate::ownership::OWNER_PREFIX;
 use crate::sysfs::{devpath_name, parent_devpath, port_address, FcHostInfo, VportInfo};
 
@@ -364,7 +364,7 @@ fn updated(before: &NodeKind, node: &NodeRecord, graph: &Graph) -> Option<String
     }
 }
 
-fn noticed(node: &NodeRecord, notice: &Notice, graph: &Graph) -> String {
+fn noticed(node: &Noticed, notice: &Notice, graph: &Graph) -> String {
     let name = node.name();
     let from = match graph
         .node(&node.devpath)

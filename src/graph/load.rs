@@ -172,10 +172,7 @@ fn links_of_disks(links: &StableLinks, disks: &[Option<(Devpath, BlockInfo)>]) -
     by_name.sort_unstable_by(|&a, &b| name(a).cmp(name(b)));
     let mut found = vec![Vec::new(); disks.len()];
     for i in by_name {
-        found[i as usize] = links
-            .of(name(i))
-            .map(|l| [l.dir, l.name].concat())
-            .collect();
+        found[i as usize] = links.paths_of(name(i));
     }
     found
 }

@@ -37,7 +37,7 @@ mod query;
 
 pub(crate) use load::read_kind;
 
-pub use apply::{Change, Notice, UaReason};
+pub use apply::{Change, Notice, Noticed, UaReason};
 pub use query::Lookup;
 
 /// A SCSI host and, when it has one, its FC personality.
@@ -111,6 +111,12 @@ pub struct Devpath(Arc<str>);
 impl Devpath {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Where the shared text lives: equal for clones of one devpath, different
+    /// for the same text stored twice.
+    pub fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0) as *const u8 as usize
     }
 }
 
@@ -326,49 +332,8 @@ pub struct Graph {
     by_wwpn: HashMap<Wwn, Vec<NodeId>>,
     by_hctl: IdIndex<ByHctl>,
     by_disk: IdIndex<ByDisk>,
-    notice_records: NoticeRecords,
     /// What the graph keeps of each LUN and disk (see [`Detail`]).
     detail: Detail,
-}
-
-/// Records already made for notices, valid while the graph has not changed since
-/// (`generation`), and never more than [`NoticeRecords::MAX`] of them.
-#[derive(Clone, Debug, Default)]
-struct NoticeRecords {
-    /// Counts the graph's changes: a record is made again after any of them.
-    generation: u64,
-    made_at: u64,
-    /// By node id, as the node table: a storm's lookup is an index, not a hash
-    /// (only the ids in `made` hold a record; the table grows to the highest id
-    /// noticed, a pointer per node).
-    by_id: Vec<Option<Arc<NodeRecord>>>,
-    made: Vec<NodeId>,
-}
-
-impl NoticeRecords {
-    /// Enough for every LUN behind a few busy targets; a larger storm makes some
-    /// records twice rather than hold one per LUN of a huge host.
-    const MAX: usize = 4096;
-
-    fn get(&self, id: NodeId) -> Option<&Arc<NodeRecord>> {
-        self.by_id.get(id.index())?.as_ref()
-    }
-
-    fn put(&mut self, id: NodeId, record: Arc<NodeRecord>) {
-        if self.by_id.len() <= id.index() {
-            self.by_id.resize(id.index() + 1, None);
-        }
-        if self.by_id[id.index()].replace(record).is_none() {
-            self.made.push(id);
-        }
-    }
-
-    /// Drops every record, in time proportional to their number.
-    fn clear(&mut self) {
-        for id in self.made.drain(..) {
-            self.by_id[id.index()] = None;
-        }
-    }
 }
 
 /// What an [`IdIndex`] finds a node by: a key the node holds itself.
@@ -586,25 +551,17 @@ impl Graph {
         self.record(self.at(id))
     }
 
-    /// A node's record for a notice, shared with earlier notices of the node when
-    /// nothing in the graph changed in between.
-    fn shared_record(&mut self, id: NodeId) -> Arc<NodeRecord> {
-        let cache = &mut self.notice_records;
-        if cache.made_at != cache.generation || cache.made.len() >= NoticeRecords::MAX {
-            cache.clear();
-            cache.made_at = cache.generation;
+    /// What a notice names of a node: its devpath and its parent's, shared.
+    fn noticed(&self, id: NodeId) -> Noticed {
+        let node = self.at(id);
+        Noticed {
+            devpath: node.devpath.clone(),
+            parent: node.parent.map(|p| self.at(p).devpath.clone()),
+            hctl: match &node.kind {
+                NodeKind::Lun(l) => Some(l.hctl),
+                _ => None,
+            },
         }
-        if let Some(record) = cache.get(id) {
-            return record.clone();
-        }
-        let record = Arc::new(self.record_at(id));
-        self.notice_records.put(id, record.clone());
-        record
-    }
-
-    /// Something in the graph changed: records made before may be wrong now.
-    fn changed(&mut self) {
-        self.notice_records.generation += 1;
     }
 
     /// The nearest ancestor of a devpath that is in the graph, looked for among
@@ -644,7 +601,6 @@ impl Graph {
             self.replace_kind(id, kind);
             return id;
         }
-        self.changed();
         let parent = parent(self, &devpath);
         let node = Node {
             devpath: devpath.clone(),
@@ -698,7 +654,6 @@ impl Graph {
         if self.at(id).kind == kind {
             return None;
         }
-        self.changed();
         self.unindex(id);
         let old = std::mem::replace(&mut self.at_mut(id).kind, kind);
         self.index(id);
@@ -711,7 +666,6 @@ impl Graph {
         let Some(root) = self.id(devpath) else {
             return Vec::new();
         };
-        self.changed();
         let mut order = vec![root];
         let mut i = 0;
         while i < order.len() {

@@ -72,12 +72,7 @@ impl DeviceDir {
     /// One attribute, trimmed, cut at its first NUL: [`super::Sysfs::attr`] read
     /// relative to this directory.
     pub fn attr(&self, name: &str) -> Option<String> {
-        let mut buf = [0u8; ATTR_MAX + 1];
-        let n = read_once(&mut self.attr_file(name)?, &mut buf)?;
-        if n > ATTR_MAX {
-            return None;
-        }
-        super::attr_text(&buf[..n])
+        read_attr_text(&self.attr_file(name)?)
     }
 
     pub fn attr_parse<T: std::str::FromStr>(&self, name: &str) -> Option<T> {
@@ -303,6 +298,22 @@ impl EntryKind {
             libc::S_IFLNK => EntryKind::Link,
             libc::S_IFREG => EntryKind::File,
             _ => EntryKind::Other,
+        }
+    }
+}
+
+/// An attribute's text from its open file: one read, into a buffer that is not
+/// zeroed first (a LUN's few attributes would each clear a page for a few
+/// bytes: a sixth of what a listing spends outside the kernel), as
+/// [`read_once`] retried only when a signal cut it short of any byte.
+fn read_attr_text(file: &File) -> Option<String> {
+    let mut buf = [MaybeUninit::<u8>::uninit(); ATTR_MAX + 1];
+    loop {
+        match rustix::io::read(file, &mut buf[..]) {
+            Ok((read, _)) if read.len() > ATTR_MAX => return None,
+            Ok((read, _)) => return super::attr_text(read),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return None,
         }
     }
 }

@@ -448,7 +448,7 @@ impl Sysfs {
             .parse()
             .map_err(|_| self.name_error(devpath, "SCSI device (H:C:T:L)"))?;
         let dir = self.device_dir(devpath, "SCSI device")?;
-        Ok(lun_info(hctl, &dir.here(), Detail::Full))
+        Ok(lun_info(hctl, &dir.here(), Detail::Full, true))
     }
 
     /// Reads a whole-disk block device (`/devices/.../H:C:T:L/block/sdX`).
@@ -502,8 +502,42 @@ pub fn read_lun_dir_with(
     dir: &DirAt,
     detail: Detail,
     index: &BlockIndex,
-    mut disk: impl FnMut(BlockInfo),
+    disk: impl FnMut(BlockInfo),
 ) -> LunInfo {
+    read_disks(hctl, dir, detail, index, disk);
+    lun_info(hctl, dir, detail, true)
+}
+
+/// [`read_lun_dir`] for a listing that does not show the LUN's state (`hbad
+/// luns`): its `state` is left `None`, one read fewer per LUN. Whether anything
+/// was there to read: `false` when no attribute of the LUN could be read (its
+/// directory may be gone, which only the caller can tell).
+pub fn read_lun_dir_shown(
+    hctl: Hctl,
+    dir: &DirAt,
+    detail: Detail,
+    state: bool,
+    index: &BlockIndex,
+) -> (LunInfo, Vec<BlockInfo>, bool) {
+    let mut disks = Vec::new();
+    read_disks(hctl, dir, detail, index, |disk| disks.push(disk));
+    let info = lun_info(hctl, dir, detail, state);
+    let read = info.vendor.is_some()
+        || info.model.is_some()
+        || info.scsi_type.is_some()
+        || info.state.is_some();
+    (info, disks, read)
+}
+
+/// The whole disks on a LUN whose directory is `dir`, each handed to `disk` as
+/// it is read, gone ones left out.
+fn read_disks(
+    hctl: Hctl,
+    dir: &DirAt,
+    detail: Detail,
+    index: &BlockIndex,
+    mut disk: impl FnMut(BlockInfo),
+) {
     let mut read = |name: &str| {
         let at = dir.below(&format!("block/{name}"));
         let multipath = index.multipath_of(name, &at);
@@ -518,10 +552,9 @@ pub fn read_lun_dir_with(
         Some(names) => names.for_each(&mut read),
         None => dir.names("block").iter().for_each(|name| read(name)),
     }
-    lun_info(hctl, dir, detail)
 }
 
-fn lun_info(hctl: Hctl, dir: &DirAt, detail: Detail) -> LunInfo {
+fn lun_info(hctl: Hctl, dir: &DirAt, detail: Detail, state: bool) -> LunInfo {
     let text = |yes: bool, name| yes.then(|| non_empty(dir.attr(name))).flatten();
     LunInfo {
         hctl,
@@ -529,7 +562,7 @@ fn lun_info(hctl: Hctl, dir: &DirAt, detail: Detail) -> LunInfo {
         model: non_empty(dir.attr("model")),
         rev: text(detail.rev(), "rev"),
         scsi_type: detail.scsi_type().then(|| dir.attr_parse("type")).flatten(),
-        state: non_empty(dir.attr("state")),
+        state: text(state, "state"),
         wwid: text(detail.wwid(), "wwid"),
         serial: detail
             .rest()

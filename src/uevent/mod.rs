@@ -182,6 +182,7 @@ struct Keys<'a> {
     devlinks: Option<&'a str>,
     /// A devpath too, checked with `DEVPATH` so that every source's events are.
     devpath_old: Option<&'a str>,
+    synth_uuid: Option<&'a str>,
 }
 
 impl<'a> Keys<'a> {
@@ -197,6 +198,7 @@ impl<'a> Keys<'a> {
             "SDEV_MEDIA_CHANGE" => (&mut self.media_change, false),
             "DEVLINKS" => (&mut self.devlinks, false),
             "DEVPATH_OLD" => (&mut self.devpath_old, false),
+            "SYNTH_UUID" => (&mut self.synth_uuid, false),
             _ => return false,
         };
         *slot = Some(v);
@@ -232,6 +234,7 @@ impl<'a> Keys<'a> {
             media_change: self.media_change,
             devlinks: self.devlinks,
             devpath_old: self.devpath_old,
+            synth_uuid: self.synth_uuid,
         })
     }
 }
@@ -256,6 +259,18 @@ pub struct UeventRef<'a> {
     pub devlinks: Option<&'a str>,
     /// `DEVPATH_OLD`: where a `move` came from.
     pub devpath_old: Option<&'a str>,
+    /// `SYNTH_UUID`: the event was written to the device's `uevent` file
+    /// (`udevadm trigger`, `echo remove > uevent`), not sent because the device
+    /// changed. Its action is what the writer asked for, not what happened.
+    pub synth_uuid: Option<&'a str>,
+}
+
+impl UeventRef<'_> {
+    /// Made by a write to a `uevent` file rather than by the device changing
+    /// (`kobject_synth_uevent` adds `SYNTH_UUID`, `0` when no UUID was given).
+    pub fn is_synthetic(&self) -> bool {
+        self.synth_uuid.is_some()
+    }
 }
 
 impl UeventRef<'_> {
@@ -269,6 +284,7 @@ impl UeventRef<'_> {
             ("SDEV_MEDIA_CHANGE", self.media_change),
             ("DEVLINKS", self.devlinks),
             ("DEVPATH_OLD", self.devpath_old),
+            ("SYNTH_UUID", self.synth_uuid),
         ] {
             if let Some(v) = v {
                 ev.props.insert(k.to_string(), v.to_string());
@@ -290,6 +306,7 @@ impl<'a> From<&'a Uevent> for UeventRef<'a> {
             media_change: ev.prop("SDEV_MEDIA_CHANGE"),
             devlinks: ev.prop("DEVLINKS"),
             devpath_old: ev.prop("DEVPATH_OLD"),
+            synth_uuid: ev.prop("SYNTH_UUID"),
         }
     }
 }
@@ -566,6 +583,30 @@ mod tests {
             v.push(0);
         }
         v
+    }
+
+    #[test]
+    fn a_uevent_written_to_a_uevent_file_is_known_as_synthetic() {
+        let bytes = msg(&[
+            "remove@/devices/x/block/sdb",
+            "ACTION=remove",
+            "DEVPATH=/devices/x/block/sdb",
+            "SUBSYSTEM=block",
+            "SYNTH_UUID=0",
+            "SEQNUM=7",
+        ]);
+        let ev = parse_kernel_ref(&bytes).unwrap();
+        assert!(ev.is_synthetic());
+        let owned = parse_kernel(&bytes).unwrap();
+        assert!(owned.view().is_synthetic());
+        assert!(owned.view().to_owned_event().view().is_synthetic());
+        let genuine = msg(&[
+            "remove@/devices/x/block/sdb",
+            "ACTION=remove",
+            "DEVPATH=/devices/x/block/sdb",
+            "SUBSYSTEM=block",
+        ]);
+        assert!(!parse_kernel_ref(&genuine).unwrap().is_synthetic());
     }
 
     const UA: &[&str] = &[
