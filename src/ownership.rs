@@ -347,16 +347,23 @@ impl OwnedState {
     /// The file, recovering it (under the lock) when it is corrupt. One that is not
     /// to be trusted gives no records.
     fn read(&self) -> Result<OwnedFile, StateError> {
+        self.read_within(LOCK_WAIT)?
+            .ok_or_else(|| self.held_too_long(LOCK_WAIT))
+    }
+
+    /// [`OwnedState::read`], waiting at most `wait` for the lock a corrupt file is
+    /// recovered under: `None` when another process holds it that long.
+    fn read_within(&self, wait: Duration) -> Result<Option<OwnedFile>, StateError> {
         match self.load()? {
-            Loaded::File(file) => Ok(file),
+            Loaded::File(file) => Ok(Some(file)),
             Loaded::Untrusted(why) => {
                 self.warn_untrusted(&why);
-                Ok(OwnedFile::empty())
+                Ok(Some(OwnedFile::empty()))
             }
-            Loaded::Corrupt(_) => {
-                let lock = self.lock()?;
-                self.read_locked(&lock)
-            }
+            Loaded::Corrupt(_) => match self.lock_within(wait)? {
+                Some(lock) => self.read_locked(&lock).map(Some),
+                None => Ok(None),
+            },
         }
     }
 
@@ -454,6 +461,21 @@ impl OwnedState {
     /// Takes the exclusive lock on `<file>.lock`, waiting a bounded time for
     /// another hbad's change to finish. Released when the returned file closes.
     fn lock(&self) -> Result<fs::File, StateError> {
+        self.lock_within(LOCK_WAIT)?
+            .ok_or_else(|| self.held_too_long(LOCK_WAIT))
+    }
+
+    fn held_too_long(&self, wait: Duration) -> StateError {
+        self.err(format!(
+            "another process has held {} for more than {}",
+            sibling(&self.path, ".lock").display(),
+            humantime::format_duration(wait)
+        ))
+    }
+
+    /// The lock, or `None` when another process holds it for longer than `wait`
+    /// (zero: tried once, never waited for).
+    fn lock_within(&self, wait: Duration) -> Result<Option<fs::File>, StateError> {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(|e| self.err(e))?;
         }
@@ -467,11 +489,11 @@ impl OwnedState {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(&path)
             .map_err(|e| self.err(format!("lock file {}: {e}", path.display())))?;
-        let deadline = Instant::now() + LOCK_WAIT;
+        let deadline = Instant::now() + wait;
         loop {
             // SAFETY: flock takes no pointers; the descriptor is open for the call.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return Ok(file);
+                return Ok(Some(file));
             }
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
@@ -479,13 +501,7 @@ impl OwnedState {
                     thread::sleep(Duration::from_millis(5));
                 }
                 Some(libc::EINTR) => {}
-                Some(libc::EWOULDBLOCK) => {
-                    return Err(self.err(format!(
-                        "another process has held {} for more than {}",
-                        path.display(),
-                        humantime::format_duration(LOCK_WAIT)
-                    )))
-                }
+                Some(libc::EWOULDBLOCK) => return Ok(None),
                 _ => return Err(self.err(format!("lock file {}: {e}", path.display()))),
             }
         }
@@ -519,6 +535,14 @@ impl OwnedState {
 
     pub fn all(&self) -> Result<BTreeMap<Wwn, OwnedRecord>, StateError> {
         Ok(self.read()?.vhbas)
+    }
+
+    /// [`OwnedState::all`] for the agent's event loop, which must never wait: a
+    /// corrupt file is recovered only when the lock is free at once, and `None`
+    /// says another process holds it (an `hbad apply` changing or recovering the
+    /// file): ask again shortly. A file that is not corrupt is read with no lock.
+    pub fn all_without_waiting(&self) -> Result<Option<BTreeMap<Wwn, OwnedRecord>>, StateError> {
+        Ok(self.read_within(Duration::ZERO)?.map(|f| f.vhbas))
     }
 
     pub fn record(&self, wwpn: Wwn, rec: OwnedRecord) -> Result<(), StateError> {
@@ -843,6 +867,41 @@ mod tests {
         }
         write_file(&path, &entry(1, "a.b-c_9"), 1);
         assert_eq!(state.all().unwrap()[&w(1)].name, "a.b-c_9");
+    }
+
+    /// Holds `<path>.lock` as another hbad would while it changes the file.
+    fn hold_lock(path: &Path) -> fs::File {
+        let lock = fs::File::create(sibling(path, ".lock")).unwrap();
+        // SAFETY: flock takes no pointers; the descriptor is open for the call.
+        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+        lock
+    }
+
+    #[test]
+    fn a_read_without_waiting_never_waits_for_the_lock_of_a_corrupt_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owned.json");
+        write_file(&path, &entry(1, "a"), 1);
+        let lock = hold_lock(&path);
+        let state = OwnedState::new(&path);
+        // A good file is read with no lock, held or not.
+        assert_eq!(
+            state.all_without_waiting().unwrap().unwrap()[&w(1)].name,
+            "a"
+        );
+        // Corrupt, its recovery needs the lock: not free, so no answer yet, and
+        // the file is left for the holder.
+        fs::write(&path, "{not json").unwrap();
+        let answer = within_seconds({
+            let state = state.clone();
+            move || state.all_without_waiting().map_err(|e| e.to_string())
+        });
+        assert_eq!(answer, Ok(None));
+        assert_eq!(names_in(dir.path()), ["owned.json", "owned.json.lock"]);
+        // Free: recovered at once.
+        drop(lock);
+        assert_eq!(state.all_without_waiting().unwrap(), Some(BTreeMap::new()));
+        assert!(names_in(dir.path()).iter().any(|n| n.contains(".corrupt-")));
     }
 
     #[test]

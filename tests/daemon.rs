@@ -828,6 +828,74 @@ fn a_refused_mark_is_recorded_once_in_the_state_file_and_the_record_prunes() {
     assert_eq!(state.get(VHBA_A).unwrap(), None);
 }
 
+/// Another hbad (`hbad apply`) recovering a corrupt state file holds its lock:
+/// the agent's loop never waits for it. Its plan waits instead, and is made once
+/// the lock is free, with the records the recovery wrote.
+#[test]
+fn a_plan_waits_for_a_held_state_file_lock_and_the_loop_never_does() {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::AtomicBool;
+    let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
+    let state_dir = rig._dir.path().join("state");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    std::fs::write(state_dir.join("owned.json"), "{not json").unwrap();
+    let lock = std::fs::File::create(state_dir.join("owned.json.lock")).unwrap();
+    // SAFETY: flock takes no pointers; the descriptor is open for the call.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    // The holder lets go after a while, or when told: a loop that waits for the
+    // lock returns only after it let go.
+    let released = Arc::new(AtomicBool::new(false));
+    let (let_go, told) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn({
+        let released = released.clone();
+        move || {
+            let _ = told.recv_timeout(Duration::from_secs(5));
+            released.store(true, Ordering::SeqCst);
+            drop(lock);
+        }
+    });
+    rig.agent.boot(rig.at(0));
+    assert!(
+        !released.load(Ordering::SeqCst),
+        "the boot's plan waited for the state file's lock"
+    );
+    rig.settle(rig.at(0));
+    assert_eq!(
+        rig.vport_writes("vport_create"),
+        0,
+        "planned without the records"
+    );
+    let retry = rig
+        .agent
+        .next_due(rig.at(0))
+        .expect("the plan is tried again");
+    assert!(retry <= rig.at(1), "{:?}", retry - rig.at(0));
+    // Still held: waits again, with no write.
+    rig.agent.poll(retry);
+    rig.settle(retry);
+    assert_eq!(rig.vport_writes("vport_create"), 0);
+    let_go.send(()).unwrap();
+    holder.join().unwrap();
+    let retry = rig.agent.next_due(retry).expect("still to be tried");
+    rig.agent.poll(retry);
+    rig.settle(retry);
+    assert!(
+        rig.vhba_host(VHBA_A).is_some(),
+        "planned once the lock was free"
+    );
+    let aside = std::fs::read_dir(&state_dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".corrupt-")
+        })
+        .count();
+    assert_eq!(aside, 1, "the corrupt file was recovered");
+}
+
 #[test]
 fn marking_over_a_longer_symbolic_name_shows_exactly_hbads_mark() {
     let mut rig = Rig::new(demo_spec(), &vhba_policy(""));

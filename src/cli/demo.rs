@@ -71,9 +71,8 @@ pub fn run(_g: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         Some(d) => std::path::absolute(d)
             .with_context(|| format!("--keep {}: cannot make it absolute", d.display()))?,
         None => {
-            let d = std::env::temp_dir().join(format!("hbad-demo-{}", std::process::id()));
-            _scratch = Scratch(d.clone());
-            d
+            _scratch = Scratch::new(&std::env::temp_dir())?;
+            _scratch.0.clone()
         }
     };
     // The directory goes into the policy's text, which is UTF-8: checked before
@@ -284,6 +283,19 @@ fn ctrlc_flag(flag: Arc<std::sync::atomic::AtomicBool>) -> anyhow::Result<()> {
 /// The simulated host's directory, removed on the way out unless kept.
 struct Scratch(std::path::PathBuf);
 
+impl Scratch {
+    /// A new directory under `tmp` with a name no one can guess, made by
+    /// mkdtemp(3) (mode 0700, never an existing path): a fixed name such as
+    /// `hbad-demo-<pid>` lets another user plant a directory or a symlink there
+    /// first, and the demo would build its tree, and write, where they chose.
+    fn new(tmp: &std::path::Path) -> anyhow::Result<Scratch> {
+        let template = tmp.join("hbad-demo-XXXXXX");
+        nix::unistd::mkdtemp(&template)
+            .map(Scratch)
+            .with_context(|| format!("cannot create a directory {}", template.display()))
+    }
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -342,5 +354,33 @@ impl<S: tracing::Subscriber> Layer<S> for AgentLines {
         let mut m = Message(String::new());
         event.record(&mut m);
         println!("  hbad: {}", m.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_demos_scratch_directory_is_new_private_and_not_named_by_its_pid() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (
+            Scratch::new(tmp.path()).unwrap(),
+            Scratch::new(tmp.path()).unwrap(),
+        );
+        assert_ne!(a.0, b.0);
+        for s in [&a, &b] {
+            let name = s.0.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.starts_with("hbad-demo-"), "{name}");
+            assert!(!name.contains(&std::process::id().to_string()), "{name}");
+            let meta = std::fs::symlink_metadata(&s.0).unwrap();
+            assert!(meta.is_dir());
+            assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+        }
+        let gone = a.0.clone();
+        drop(a);
+        assert!(!gone.exists(), "removed when the demo ends");
     }
 }

@@ -42,6 +42,14 @@ pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the executor looks for a new vHBA in sysfs while it confirms one.
 const CONFIRM_POLL: Duration = Duration::from_millis(20);
 /// Retry delays after the kernel refuses a vHBA: doubling, capped.
+/// How soon a plan deferred on the state file's lock is tried again.
+const STATE_RETRY: Duration = Duration::from_millis(100);
+/// How long plans wait for another process to free a corrupt state file's lock
+/// before one is made without records (as a read that failed is): the bound a
+/// CLI command waits for the same lock.
+const STATE_DEFER_MAX: Duration = Duration::from_secs(10);
+/// Changes held by deferred plans, at most; past it, planned without records.
+const STATE_DEFER_CHANGES: usize = 65_536;
 const BACKOFF_FIRST: Duration = Duration::from_secs(2);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
@@ -104,6 +112,12 @@ pub struct Agent {
     recorded: Recorded,
     /// The last error reading the state file, logged once until it changes.
     state_error: Option<String>,
+    /// Since when plans wait for a corrupt state file's lock, which another
+    /// process holds; when they are tried again; the changes they had. The loop
+    /// never waits for that lock ([`Agent::reconcile`]).
+    state_busy_since: Option<Instant>,
+    state_retry: Option<Instant>,
+    deferred: Vec<Change>,
     /// The metrics textfile and what only it shows.
     fleet: Fleet,
     /// Devices polled because they wait on a change no event announces.
@@ -204,6 +218,9 @@ impl Agent {
             ready: false,
             recorded: Recorded::none(),
             state_error: None,
+            state_busy_since: None,
+            state_retry: None,
+            deferred: Vec::new(),
             fleet: Fleet::default(),
             watched,
             fc_events_attached: false,
@@ -546,6 +563,7 @@ impl Agent {
             .chain(self.scan_retries.values().filter_map(|r| r.at))
             .filter(|t| *t > now)
             .chain(self.next_periodic)
+            .chain(self.state_retry)
             .min()
     }
 
@@ -571,7 +589,8 @@ impl Agent {
         let retry_due = self
             .vhbas
             .values()
-            .any(|v| v.retry_at.is_some_and(|t| t <= now));
+            .any(|v| v.retry_at.is_some_and(|t| t <= now))
+            || self.state_retry.is_some_and(|t| t <= now);
         if !changes.is_empty() || retry_due {
             self.reconcile(&changes, now);
         }
@@ -788,14 +807,16 @@ impl Agent {
 
     /// Re-reads the state file: `hbad create` may have recorded a vHBA since.
     /// Unreadable, it counts as empty: hbad then asks to mark what it recorded and
-    /// deletes nothing it cannot show is its own.
-    fn read_recorded(&mut self) {
+    /// deletes nothing it cannot show is its own. False, changing nothing, when
+    /// the file is corrupt and another process holds the lock its recovery needs.
+    fn read_recorded(&mut self) -> bool {
         let state = self
             .policy
             .owned_state()
             .rebuilding_from(vport_marks(&self.sysfs));
-        match state.all() {
-            Ok(records) => {
+        match state.all_without_waiting() {
+            Ok(None) => return false,
+            Ok(Some(records)) => {
                 self.recorded = Recorded::from_records(&records);
                 self.state_error = None;
             }
@@ -811,13 +832,52 @@ impl Agent {
                 self.state_error = Some(text);
             }
         }
+        true
     }
 
     /// Plans against the graph and hands the plan to the executor.
     fn reconcile(&mut self, changes: &[Change], now: Instant) {
         self.watched.track(&self.graph, changes);
-        self.read_recorded();
-        let plan = plan(&self.policy, &self.graph, &self.recorded, changes);
+        if self.read_recorded() {
+            self.state_busy_since = None;
+        } else {
+            // Planned without the records, a vHBA only they make hbad's would be
+            // no one's (kept with prune = true, marked again): the plan waits,
+            // with its changes, and is tried again shortly, never on the lock.
+            let since = *self.state_busy_since.get_or_insert_with(|| {
+                tracing::warn!(
+                    "ownership state file {} is corrupt and another process holds its \
+                     lock: planning waits until it is free, {} at most",
+                    self.policy.owned_state().path().display(),
+                    humantime::format_duration(STATE_DEFER_MAX)
+                );
+                now
+            });
+            if now.saturating_duration_since(since) < STATE_DEFER_MAX
+                && self.deferred.len() + changes.len() <= STATE_DEFER_CHANGES
+            {
+                self.deferred.extend_from_slice(changes);
+                self.state_retry = Some(later(now, STATE_RETRY));
+                return;
+            }
+            if self.state_retry.is_some() {
+                tracing::error!(
+                    "ownership state file {}: its lock is still held; planning without \
+                     its records (vHBAs recorded only there are not hbad's until it is read)",
+                    self.policy.owned_state().path().display()
+                );
+            }
+            self.recorded = Recorded::none();
+        }
+        self.state_retry = None;
+        let changes: std::borrow::Cow<[Change]> = if self.deferred.is_empty() {
+            changes.into()
+        } else {
+            let mut all = std::mem::take(&mut self.deferred);
+            all.extend_from_slice(changes);
+            all.into()
+        };
+        let plan = plan(&self.policy, &self.graph, &self.recorded, &changes);
         for rt in self.vhbas.values_mut() {
             rt.wait = None;
         }
