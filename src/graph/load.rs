@@ -119,15 +119,13 @@ impl Graph {
                     insert(i, devpath, kind);
                 }
             } else {
-                let mut order: Vec<u32> = (0..nodes.len() as u32).collect();
-                order.sort_by(|&a, &b| {
-                    order_key(&nodes[a as usize]).cmp(&order_key(&nodes[b as usize]))
-                });
+                let mut order: Vec<usize> = (0..nodes.len()).collect();
+                order.sort_by(|&a, &b| order_key(&nodes[a]).cmp(&order_key(&nodes[b])));
                 let mut slots: Vec<Option<(usize, Devpath, NodeKind)>> =
                     nodes.into_iter().map(Some).collect();
                 for i in order {
-                    if let Some((_, devpath, kind)) = slots[i as usize].take() {
-                        insert(i as usize, devpath, kind);
+                    if let Some((_, devpath, kind)) = slots[i].take() {
+                        insert(i, devpath, kind);
                     }
                 }
             }
@@ -163,16 +161,12 @@ fn order_key(node: &(usize, Devpath, NodeKind)) -> (usize, &str) {
 /// `disks`. Looked up in name order: one pass from one end of the links' index
 /// to the other, not a search that starts afresh from its middle for each disk.
 fn links_of_disks(links: &StableLinks, disks: &[Option<(Devpath, BlockInfo)>]) -> Vec<Vec<String>> {
-    let name = |i: u32| {
-        disks[i as usize]
-            .as_ref()
-            .map_or("", |(_, d)| d.name.as_str())
-    };
-    let mut by_name: Vec<u32> = (0..disks.len() as u32).collect();
+    let name = |i: usize| disks[i].as_ref().map_or("", |(_, d)| d.name.as_str());
+    let mut by_name: Vec<usize> = (0..disks.len()).collect();
     by_name.sort_unstable_by(|&a, &b| name(a).cmp(name(b)));
     let mut found = vec![Vec::new(); disks.len()];
     for i in by_name {
-        found[i as usize] = links.paths_of(name(i));
+        found[i] = links.paths_of(name(i));
     }
     found
 }
