@@ -625,8 +625,10 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
     // (host, channel, target) whose REPORTED LUNS DATA HAS CHANGED was planned: a
     // storm repeats it on every LUN of the target, and each repeat would ask for
     // exactly what the first did (the first reason is the one kept).
-    let mut lun_changes_planned: HashSet<(u32, u32, u32)> = HashSet::new();
-    let mut capacity_planned: HashSet<Hctl> = HashSet::new();
+    // Both are looked up once per notice of a storm: hashed with foldhash.
+    let mut lun_changes_planned: HashSet<(u32, u32, u32), foldhash::fast::RandomState> =
+        HashSet::default();
+    let mut capacity_planned: HashSet<Hctl, foldhash::fast::RandomState> = HashSet::default();
     let mut want = |host: &Node, scope: ScanScope, reason: String| {
         if !takes_part(policy, graph, host) {
             return;
@@ -763,11 +765,10 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
         for change in changes {
             // A disk re-read to a new size (by hbad, or by hand on one path): the
             // other paths of the volume that still show another size follow.
-            let Change::Updated {
-                before: NodeKind::Disk(old),
-                node,
-            } = change
-            else {
+            let Change::Updated { before, node } = change else {
+                continue;
+            };
+            let NodeKind::Disk(old) = &**before else {
                 continue;
             };
             let NodeKind::Disk(new) = &node.kind else {
@@ -1578,8 +1579,8 @@ mod tests {
         grown.info.size_bytes = Some(2 << 30);
         g.insert(disk.devpath.to_string(), NodeKind::Disk(grown));
         let change = Change::Updated {
-            before: disk.kind.clone(),
-            node: g.record(g.node(&disk.devpath).unwrap()),
+            before: Box::new(disk.kind.clone()),
+            node: Box::new(g.record(g.node(&disk.devpath).unwrap())),
         };
         // Path b still shows the old size: it is re-read; a is not again.
         assert_eq!(
@@ -1666,8 +1667,8 @@ mod tests {
         rp.port_state = Some("Online".into());
         g.insert(devpath.clone(), NodeKind::RemotePort(Box::new(rp)));
         let change = Change::Updated {
-            before,
-            node: g.record(g.node(&devpath).unwrap()),
+            before: Box::new(before),
+            node: Box::new(g.record(g.node(&devpath).unwrap())),
         };
         let p = plan(&policy(""), &g, &[change]);
         assert!(

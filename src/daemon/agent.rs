@@ -167,8 +167,9 @@ struct Pending {
     /// The notices in `changes`, by record and notice: a storm repeats the same
     /// unit attention on every LUN of a target, over and over, and a repeat asks
     /// the planner for nothing the first did not, so it is not kept. The list
-    /// then grows with the LUNs that reported, not with the events.
-    noticed: HashSet<(usize, Notice)>,
+    /// then grows with the LUNs that reported, not with the events. Hashed as the
+    /// graph hashes devpaths (foldhash): this is looked up once per event.
+    noticed: HashSet<(usize, Notice), foldhash::fast::RandomState>,
 }
 
 impl Pending {
@@ -1258,7 +1259,7 @@ impl Agent {
         for v in vports {
             let changes = self.graph.refresh(&v, &self.sysfs);
             if changes.iter().any(|c| {
-                matches!(c, Change::Updated { before: NodeKind::Vport(b), .. } if b.wwpn.is_none())
+                matches!(c, Change::Updated { before, .. } if matches!(&**before, NodeKind::Vport(b) if b.wwpn.is_none()))
             }) {
                 tracing::debug!(
                     "{} was read before the kernel made its attributes; read again",

@@ -15,20 +15,22 @@ use crate::uevent::{Action, UeventRef};
 /// What an event did to the graph.
 ///
 /// Changes carry a record of the node so that a consumer can still describe a device
-/// the event removed; they are short-lived, so their size does not matter.
-#[allow(clippy::large_enum_variant)]
+/// the event removed. The records are boxed: a storm fills the batch's list with
+/// notices, one per LUN, and inline every one of them would be as large as the
+/// largest record (280 bytes, not 88): on a large host the list alone outgrew the
+/// CPU's cache that the graph's lookups need.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum Change {
     Added {
-        node: NodeRecord,
+        node: Box<NodeRecord>,
     },
     Removed {
-        node: NodeRecord,
+        node: Box<NodeRecord>,
     },
     Updated {
-        before: NodeKind,
-        node: NodeRecord,
+        before: Box<NodeKind>,
+        node: Box<NodeRecord>,
     },
     Moved {
         from: String,
@@ -189,11 +191,11 @@ impl Graph {
                 }
                 _ => {
                     let parent = self.node(devpath).and_then(|n| n.parent);
-                    changes.extend(
-                        self.remove_subtree(devpath)
-                            .into_iter()
-                            .map(|node| Change::Removed { node }),
-                    );
+                    changes.extend(self.remove_subtree(devpath).into_iter().map(|node| {
+                        Change::Removed {
+                            node: Box::new(node),
+                        }
+                    }));
                     if class == DeviceClass::Vport {
                         self.refresh_parent_host(parent, sysfs, changes);
                     }
@@ -235,7 +237,7 @@ impl Graph {
                     let added = self.insert(devpath.to_string(), kind);
                     id = Some(added);
                     changes.push(Change::Added {
-                        node: self.record_at(added),
+                        node: Box::new(self.record_at(added)),
                     });
                 }
             }
@@ -295,8 +297,8 @@ impl Graph {
     fn update(&mut self, id: NodeId, kind: NodeKind, changes: &mut Vec<Change>) {
         if let Some(before) = self.replace_kind(id, kind) {
             changes.push(Change::Updated {
-                before,
-                node: self.record_at(id),
+                before: Box::new(before),
+                node: Box::new(self.record_at(id)),
             });
         }
     }

@@ -480,7 +480,12 @@ mod tests {
 
     fn added_line(g: &Graph, devpath: &str) -> Option<String> {
         let node = g.record(g.node(devpath).unwrap());
-        describe(&Change::Added { node }, g)
+        describe(
+            &Change::Added {
+                node: Box::new(node),
+            },
+            g,
+        )
     }
 
     #[test]
@@ -521,16 +526,28 @@ mod tests {
         let vhba_node = g.record(g.node(&vh).unwrap());
         let empty = Graph::new();
         assert_eq!(
-            describe(&Change::Removed { node: lun_node }, &empty).unwrap(),
+            describe(
+                &Change::Removed {
+                    node: Box::new(lun_node)
+                },
+                &empty
+            )
+            .unwrap(),
             "LUN 7:0:0:27 removed"
         );
         assert_eq!(
-            describe(&Change::Removed { node: vhba_node }, &empty).unwrap(),
+            describe(
+                &Change::Removed {
+                    node: Box::new(vhba_node)
+                },
+                &empty
+            )
+            .unwrap(),
             "vHBA host7 removed from host1 (WWPN 0x5001a4a000000b01)"
         );
         // A target alone is noise: its LUNs' lines say it all.
         let tg = g.record(g.node(&format!("{vh}/rport-7:0-0/target7:0:0")).unwrap());
-        assert_eq!(describe(&Change::Removed { node: tg }, &g), None);
+        assert_eq!(describe(&Change::Removed { node: Box::new(tg) }, &g), None);
     }
 
     #[test]
@@ -552,15 +569,21 @@ mod tests {
         let (g, vh, _) = fabric();
         let rp = g.record(g.node(&format!("{vh}/rport-7:0-0")).unwrap());
         assert_eq!(
-            describe(&Change::Added { node: rp.clone() }, &g).unwrap(),
+            describe(
+                &Change::Added {
+                    node: Box::new(rp.clone())
+                },
+                &g
+            )
+            .unwrap(),
             "remote port 0x500601603ce0174b online on host7 as FCP Target"
         );
         let change = Change::Updated {
-            before: rp.kind.clone(),
-            node: NodeRecord {
+            before: Box::new(rp.kind.clone()),
+            node: Box::new(NodeRecord {
                 kind: rport("Blocked"),
                 ..rp.clone()
-            },
+            }),
         };
         assert_eq!(
             describe(&change, &g).unwrap(),
@@ -573,8 +596,8 @@ mod tests {
         let (g, _, _) = fabric();
         let vp = g.record(g.node(&format!("{HOST}/vport-1:0-0")).unwrap());
         let change = Change::Updated {
-            before: vport(None, "Initializing"),
-            node: vp,
+            before: Box::new(vport(None, "Initializing")),
+            node: Box::new(vp),
         };
         assert_eq!(
             describe(&change, &g).unwrap(),
@@ -586,8 +609,8 @@ mod tests {
         };
         before.scsi.unique_id = Some("3".into());
         let change = Change::Updated {
-            before: NodeKind::Host(before),
-            node: h1,
+            before: Box::new(NodeKind::Host(before)),
+            node: Box::new(h1),
         };
         assert_eq!(describe(&change, &g), None);
     }
@@ -601,20 +624,20 @@ mod tests {
         };
         gone.state = None;
         let vanished = Change::Updated {
-            before: node.kind.clone(),
-            node: NodeRecord {
+            before: Box::new(node.kind.clone()),
+            node: Box::new(NodeRecord {
                 kind: NodeKind::Lun(gone.clone()),
                 ..node.clone()
-            },
+            }),
         };
         assert_eq!(describe(&vanished, &g), None);
         gone.state = Some("offline".into());
         let offline = Change::Updated {
-            before: node.kind.clone(),
-            node: NodeRecord {
+            before: Box::new(node.kind.clone()),
+            node: Box::new(NodeRecord {
                 kind: NodeKind::Lun(gone),
                 ..node
-            },
+            }),
         };
         assert_eq!(
             describe(&offline, &g).unwrap(),
