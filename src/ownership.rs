@@ -153,8 +153,7 @@ impl Intent {
     }
 
     fn when(&self) -> String {
-        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(self.since))
-            .to_string()
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(self.since)).to_string()
     }
 
     fn on(&self) -> String {
@@ -202,6 +201,9 @@ impl Creator {
     /// Whether the process still runs (on this boot). Unknown boots are gone.
     pub fn alive(&self) -> bool {
         let this = Creator::this();
+        if self == this {
+            return true;
+        }
         !self.boot.is_empty() && self.boot == this.boot && start_of(self.pid) == Some(self.start)
     }
 }
@@ -259,6 +261,10 @@ pub type MarkSource = Arc<dyn Fn() -> Vec<VportMark> + Send + Sync>;
 /// someone else could have written (owned by another user, or writable by group or
 /// others, or in a directory that is) gives no records, with a warning, and is
 /// never changed: a forged record must never make hbad delete a vHBA.
+///
+/// It also holds the creates under way ([`Intent`]), each synced before its
+/// vport_create, so that a vport hbad was stopped in the middle of making is still
+/// found to be hbad's.
 #[derive(Clone)]
 pub struct OwnedState {
     path: PathBuf,
@@ -381,11 +387,7 @@ impl OwnedFile {
     /// (called only then): one whose vport is there (same WWPN and WWNN) is
     /// adopted as hbad's, one with a record is done, any other is dropped.
     /// Intents of running processes are left: their creates may be in the kernel.
-    fn settle(
-        &mut self,
-        present: &[VportMark],
-        alive: impl Fn(&Creator) -> bool,
-    ) -> Vec<Settled> {
+    fn settle(&mut self, present: &[VportMark], alive: impl Fn(&Creator) -> bool) -> Vec<Settled> {
         let gone: Vec<Wwn> = self
             .creating
             .iter()
@@ -470,7 +472,9 @@ impl OwnedState {
         self
     }
 
-    /// Where a state file that was lost is rebuilt from.
+    /// Where a state file that was lost is rebuilt from, and what shows whether
+    /// the vport of a stopped create is there ([`Intent`]). Without it, intents are
+    /// left as they are.
     pub fn rebuilding_from(mut self, marks: MarkSource) -> Self {
         self.marks = Some(marks);
         self
@@ -1415,7 +1419,10 @@ mod tests {
         // Only shown: settled in what is read, the file left.
         let shown = reader.all_read_only().unwrap();
         let before = fs::read_to_string(&path).unwrap();
-        assert_eq!(shown.keys().copied().collect::<Vec<_>>(), [w(1), w(2), w(4)]);
+        assert_eq!(
+            shown.keys().copied().collect::<Vec<_>>(),
+            [w(1), w(2), w(4)]
+        );
         assert_eq!(reader.intents().unwrap().len(), 5);
 
         // Read to work with: settled in the file.
@@ -1437,7 +1444,12 @@ mod tests {
         );
         // The running create is left for its process.
         assert_eq!(
-            reader.intents().unwrap().keys().copied().collect::<Vec<_>>(),
+            reader
+                .intents()
+                .unwrap()
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
             [w(5)]
         );
         // A reader without sysfs settles nothing.
@@ -1499,7 +1511,10 @@ mod tests {
             )
         };
         for (creating, why) in [
-            (one(1, "a b", by), "the intent of 0x5001a4a000000001 names `a b`"),
+            (
+                one(1, "a b", by),
+                "the intent of 0x5001a4a000000001 names `a b`",
+            ),
             (
                 format!("{},{}", one(1, "a", by), one(1, "b", by)),
                 "is recorded twice",
@@ -1528,7 +1543,10 @@ mod tests {
         );
         assert!((text.len() as u64) < STATE_FILE_MAX, "{}", text.len());
         let err = OwnedFile::parse(text.as_bytes()).unwrap_err();
-        assert!(err.contains(&format!("more than {ENTRIES_MAX} entries")), "{err}");
+        assert!(
+            err.contains(&format!("more than {ENTRIES_MAX} entries")),
+            "{err}"
+        );
         // As many as it can: read, and no further create is recorded.
         fs::write(
             &path,
@@ -1546,5 +1564,32 @@ mod tests {
             err.contains(&format!("the most a state file holds ({ENTRIES_MAX})")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_change_that_would_make_the_file_too_long_to_read_is_refused_and_the_file_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owned.json");
+        // Readable as written (compact), and longer than the bound once hbad writes
+        // it back indented: the next read would move it aside.
+        let head = format!(
+            "{{\"version\":1,\"vhbas\":{{\"{}\":{{\"name\":\"a\",\"wwnn\":\"{}\",\"why\":\"",
+            w(1),
+            w(0xb00)
+        );
+        let pad = STATE_FILE_MAX as usize - head.len() - 5;
+        let text = format!("{head}{}\"}}}}}}", "x".repeat(pad));
+        assert_eq!(text.len() as u64, STATE_FILE_MAX - 1);
+        fs::write(&path, &text).unwrap();
+        let state = OwnedState::new(&path);
+        assert_eq!(state.all().unwrap().len(), 1);
+        let err = state.record(w(2), rec("b", "")).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "longer than the {STATE_FILE_MAX} a state file can hold"
+            )),
+            "{err}"
+        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), text);
     }
 }

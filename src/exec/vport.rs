@@ -217,7 +217,9 @@ pub fn wwpn_users(sysfs: &Sysfs, wwpn: Wwn) -> WwpnUsers {
     users
 }
 
-/// The marks on every vport sysfs shows: what a lost state file is rebuilt from.
+/// The marks on every vport sysfs shows: what a lost state file is rebuilt from,
+/// and the vports a stopped create's intent is settled against (a vport without
+/// symbolic_name is there all the same, unmarked).
 pub fn vport_marks(sysfs: &Sysfs) -> MarkSource {
     let sysfs = sysfs.clone();
     Arc::new(move || {
@@ -228,7 +230,7 @@ pub fn vport_marks(sysfs: &Sysfs) -> MarkSource {
                 Some(VportMark {
                     wwpn: sysfs.attr_wwn(&class, "port_name")?,
                     wwnn: sysfs.attr_wwn(&class, "node_name")?,
-                    symbolic_name: sysfs.attr(&class, "symbolic_name")?,
+                    symbolic_name: sysfs.attr(&class, "symbolic_name").unwrap_or_default(),
                 })
             })
             .collect()
@@ -440,11 +442,12 @@ impl Vports {
     }
 
     /// Turns the intent into a record (`made`) or drops it (`abandon`). A failure
-    /// leaves the intent, settled when the file is next read after this process.
+    /// leaves the intent, settled by the first read of the file once this process
+    /// has ended.
     fn settle_intent(&self, wwpn: Wwn, how: fn(&OwnedState, Wwn) -> Result<(), StateError>) {
         if let Err(e) = how(&self.state, wwpn) {
             crate::ownership::warn(&format!(
-                "{e}; the intent of vport {wwpn} stays until hbad next reads the file"
+                "{e}; the intent of vport {wwpn} stays, settled once this hbad has ended"
             ));
         }
     }
@@ -1071,7 +1074,10 @@ pub(crate) mod tests {
         fn store(&self, path: &Path, value: &str) -> io::Result<()> {
             if path.ends_with("vport_create") {
                 let intents = OwnedState::new(&self.state).intents().unwrap();
-                self.seen.lock().unwrap().push(intents.into_keys().collect());
+                self.seen
+                    .lock()
+                    .unwrap()
+                    .push(intents.into_keys().collect());
             }
             self.k.store(path, value)
         }
