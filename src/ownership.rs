@@ -1424,6 +1424,12 @@ mod tests {
             [w(1), w(2), w(4)]
         );
         assert_eq!(reader.intents().unwrap().len(), 5);
+        // The agent's loop, while another process holds the lock: the same, and
+        // the file left for a read that gets the lock.
+        let lock = hold_lock(&path);
+        assert_eq!(reader.all_without_waiting().unwrap(), Some(shown.clone()));
+        assert_eq!(fs::read_to_string(&path).unwrap(), before);
+        drop(lock);
 
         // Read to work with: settled in the file.
         let all = reader.all().unwrap();
