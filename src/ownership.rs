@@ -152,8 +152,14 @@ impl Intent {
         }
     }
 
+    /// `since` as a date, or in seconds past what a date shows (year 9999: the
+    /// formatter refuses it, and a file may say anything).
     fn when(&self) -> String {
-        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(self.since)).to_string()
+        const YEAR_10000: u64 = 253_402_300_800;
+        match UNIX_EPOCH.checked_add(Duration::from_secs(self.since)) {
+            Some(t) if self.since < YEAR_10000 => humantime::format_rfc3339_seconds(t).to_string(),
+            _ => format!("{} s after 1970", self.since),
+        }
     }
 
     fn on(&self) -> String {
@@ -1438,6 +1444,11 @@ mod tests {
         // Unmarked, the record is the mark; marked, the record binds it.
         assert!(all[&w(1)].refused(), "{:?}", all[&w(1)]);
         assert!(all[&w(1)].why.contains("2025-12-07T"), "{:?}", all[&w(1)]);
+        let far = Intent {
+            since: u64::MAX,
+            ..intent("a", gone())
+        };
+        assert_eq!(far.when(), format!("{} s after 1970", u64::MAX));
         assert_eq!(all[&w(2)], rec("b", ""));
         assert_eq!(all[&w(4)], rec("d", ""));
         assert_eq!(
