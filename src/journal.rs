@@ -1,16 +1,40 @@
 //! Logging: structured records to the journal when it is there, plain stderr otherwise.
+//! Neither ever makes the thread that logs (the agent's single-threaded event loop)
+//! wait.
 //!
 //! Records that an administrator searches for carry a fixed `MESSAGE_ID`
 //! (`journalctl MESSAGE_ID=...`), explained in `systemd/hbad.catalog`, and fields named
 //! `HBAD_*` so that they collide with nothing journald or other programs set:
-//! `journalctl HBAD_WWPN=0x5001a4a000000b01`. tracing-journald upper-cases field names;
-//! its default `F_` prefix is turned off so the names are the documented ones.
+//! `journalctl HBAD_WWPN=0x5001a4a000000b01`. Field names are upper-cased, without a
+//! prefix (`hbad_wwpn` is `HBAD_WWPN`), as tracing-journald wrote them before hbad sent
+//! its own records.
+//!
+//! - The journal ([`native`]): each record is one non-blocking datagram in journald's
+//!   native protocol (a sealed memfd when it is larger than a datagram), bounded to
+//!   1 MiB while it is built. When journald does not take it at once (stalled, its
+//!   queue full: EAGAIN), the record is dropped and counted, and the next record that
+//!   gets through is preceded by a warning, `n log records dropped: journald did not
+//!   take them`, with `HBAD_LOG_DROPPED=n`.
+//! - stderr ([`stderr`]): records are formatted where they are logged and queued (1024
+//!   records, 4 MiB) for a writer thread; when the queue is full they are dropped and
+//!   counted, and the writer says `hbad: n log records dropped: stderr did not take
+//!   them` where they were lost. At exit [`flush`] gives the writer a bounded time.
+
+mod native;
+mod stderr;
 
 use std::fmt;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
+
+use native::JournalLayer;
+use stderr::{Queue, QueueWriter};
 
 /// Events with a fixed journal `MESSAGE_ID`. The IDs never change once released: they are
 /// what alerting rules and `journalctl MESSAGE_ID=` queries match on.
@@ -71,36 +95,84 @@ pub enum Sink {
 
 /// Installs the global subscriber. The level comes from `HBAD_LOG` (tracing's
 /// env-filter syntax, e.g. `debug` or `hbad=debug`), `info` when unset. With
-/// `prefer_journal`, records go to journald when its socket answers; tracing-journald
-/// refuses to build when it does not, and stderr takes over (a container, a test).
+/// `prefer_journal`, records go to journald when its socket answers an empty datagram;
+/// without an answer (no socket, nobody listening: a container, a test) stderr takes
+/// over.
 pub fn init(prefer_journal: bool) -> Sink {
     let filter = EnvFilter::try_from_env("HBAD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     if prefer_journal {
-        if let Ok(layer) = tracing_journald::layer() {
-            let layer = layer
-                .with_field_prefix(None)
-                .with_syslog_identifier("hbad".to_string());
+        if let Ok(layer) = JournalLayer::open(Path::new(native::SOCKET), "hbad") {
             if tracing_subscriber::registry()
                 .with(filter)
-                .with(layer)
+                .with(layer.clone())
                 .try_init()
                 .is_ok()
             {
+                let _ = INSTALLED.set(Installed::Journal(layer));
                 return Sink::Journal;
             }
             return Sink::Stderr;
         }
     }
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(crate::cli::ansi_for(&std::io::stderr()))
-                .with_target(false),
-        )
-        .try_init();
+    let ansi = crate::cli::ansi_for(&std::io::stderr());
+    let queue = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| Queue::start(fd.into(), stderr::LIMITS));
+    let installed = match queue {
+        Ok(queue) => tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(QueueWriter(queue.clone()))
+                    .with_ansi(ansi)
+                    .with_target(false),
+            )
+            .try_init()
+            .is_ok()
+            .then_some(Installed::Stderr(queue)),
+        // No thread for the writer (the process is out of them): stderr written where
+        // the record is logged, which can block, rather than no records at all.
+        Err(_) => {
+            let _ = tracing_subscriber::registry()
+                .with(filter)
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(std::io::stderr)
+                        .with_ansi(ansi)
+                        .with_target(false),
+                )
+                .try_init();
+            None
+        }
+    };
+    if let Some(installed) = installed {
+        let _ = INSTALLED.set(installed);
+    }
     Sink::Stderr
+}
+
+/// What [`init`] installed, for [`flush`].
+#[derive(Debug)]
+enum Installed {
+    Journal(JournalLayer),
+    Stderr(std::sync::Arc<Queue>),
+}
+
+static INSTALLED: OnceLock<Installed> = OnceLock::new();
+
+/// How long hbad waits at exit for its last records to be written.
+pub const FLUSH_DEADLINE: Duration = Duration::from_secs(1);
+
+/// At exit: writes out the records still queued for stderr, or reports to journald the
+/// records it dropped and no later record reported, waiting at most `deadline`. True
+/// when nothing was left behind.
+pub fn flush(deadline: Duration) -> bool {
+    match INSTALLED.get() {
+        None => true,
+        Some(Installed::Journal(layer)) => layer.report_dropped(),
+        Some(Installed::Stderr(queue)) => queue.flush(deadline),
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! What hbad owns: the mark it writes on the vports it makes, and the state file
-//! that records the vHBAs whose driver refused the mark.
+//! that records the vHBAs whose driver refused the mark, and the creates under way.
 //!
 //! Near a leaf of the crate (it knows WWNs, files and JSON, and of policies only
 //! their rule for names; nothing of plans or the kernel writes), so the planner,
@@ -37,6 +37,10 @@ pub struct StateError {
 /// The most a state file may hold. A record is about 150 bytes, so this is tens of
 /// thousands of vHBAs; anything longer is not a file hbad wrote.
 pub const STATE_FILE_MAX: u64 = 8 << 20;
+
+/// The most records a state file holds, and the most creates under way it holds:
+/// as many as a policy may declare vHBAs. A file with more is not one hbad wrote.
+pub const ENTRIES_MAX: usize = crate::policy::limits::MAX_VHBAS;
 
 /// How long a change to the state file waits for another hbad (the CLI beside the
 /// daemon) to finish its own. Writers hold the lock for one read-modify-write.
@@ -111,6 +115,134 @@ impl OwnedRecord {
     }
 }
 
+/// A create under way, written (and synced) to the state file before hbad writes
+/// to `vport_create`: the kernel makes the vport inside that write, so a SIGKILL,
+/// an OOM kill or a power cut after it and before the record would otherwise leave
+/// a vport that is no one's (never pruned, refused by `hbad destroy` without
+/// --force). Once the vHBA is marked the intent becomes its record; a create that
+/// made nothing removes it. One whose creator is gone is settled when the file is
+/// next read: adopted as hbad's when sysfs shows its vport, dropped when not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    pub name: String,
+    pub wwnn: Wwn,
+    /// The parent as the create named it: its host number then (numbers change
+    /// across boots) and its WWPN. For the administrator reading the file.
+    pub parent_host: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_wwpn: Option<Wwn>,
+    /// When the create began, in seconds since the epoch.
+    pub since: u64,
+    pub by: Creator,
+}
+
+impl Intent {
+    /// The intent of this process to create the vport `name` now.
+    pub fn now(name: &str, wwnn: Wwn, parent_host: u32, parent_wwpn: Option<Wwn>) -> Intent {
+        Intent {
+            name: name.to_string(),
+            wwnn,
+            parent_host,
+            parent_wwpn,
+            since: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
+            by: Creator::this().clone(),
+        }
+    }
+
+    /// `since` as a date, or in seconds past what a date shows (year 9999: the
+    /// formatter refuses it, and a file may say anything).
+    fn when(&self) -> String {
+        const YEAR_10000: u64 = 253_402_300_800;
+        match UNIX_EPOCH.checked_add(Duration::from_secs(self.since)) {
+            Some(t) if self.since < YEAR_10000 => humantime::format_rfc3339_seconds(t).to_string(),
+            _ => format!("{} s after 1970", self.since),
+        }
+    }
+
+    fn on(&self) -> String {
+        match self.parent_wwpn {
+            Some(p) => format!("host{} ({p})", self.parent_host),
+            None => format!("host{}", self.parent_host),
+        }
+    }
+}
+
+/// The process that wrote an intent: boot, PID and start time name one process on
+/// one host, whatever PIDs are reused. While it runs its create may still be in the
+/// kernel, so its intent is left alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Creator {
+    /// `/proc/sys/kernel/random/boot_id`; empty where it cannot be read.
+    pub boot: String,
+    pub pid: u32,
+    /// Clock ticks after boot (`/proc/PID/stat`, field 22).
+    pub start: u64,
+}
+
+/// A boot id as the kernel prints it (a UUID); an empty one is unknown.
+const BOOT_ID_MAX: usize = 36;
+
+impl Creator {
+    /// This process.
+    pub fn this() -> &'static Creator {
+        static THIS: std::sync::OnceLock<Creator> = std::sync::OnceLock::new();
+        THIS.get_or_init(|| {
+            let pid = std::process::id();
+            let boot = files::read_bounded(Path::new("/proc/sys/kernel/random/boot_id"), 64)
+                .ok()
+                .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+                .filter(|b| valid_boot(b))
+                .unwrap_or_default();
+            Creator {
+                boot,
+                pid,
+                start: start_of(pid).unwrap_or_default(),
+            }
+        })
+    }
+
+    /// Whether the process still runs (on this boot). Unknown boots are gone.
+    pub fn alive(&self) -> bool {
+        let this = Creator::this();
+        if self == this {
+            return true;
+        }
+        !self.boot.is_empty() && self.boot == this.boot && start_of(self.pid) == Some(self.start)
+    }
+}
+
+fn valid_boot(boot: &str) -> bool {
+    boot.len() <= BOOT_ID_MAX && boot.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
+/// A process's start time (`/proc/PID/stat` field 22), if it runs. The name in
+/// field 2 may hold spaces and parentheses: fields are counted after its last `)`.
+fn start_of(pid: u32) -> Option<u64> {
+    let stat = files::read_bounded(Path::new(&format!("/proc/{pid}/stat")), 4096).ok()?;
+    let stat = String::from_utf8_lossy(&stat);
+    let (_, rest) = stat.rsplit_once(')')?;
+    // rest starts at field 3 (state).
+    rest.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// What became of an intent whose creator is gone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Settled {
+    /// Its vport is there: now recorded as hbad's.
+    Adopted {
+        wwpn: Wwn,
+        intent: Intent,
+        record: OwnedRecord,
+    },
+    /// A record was written for it already: the create finished.
+    Recorded { wwpn: Wwn },
+    /// No vport with its names: the create never happened or failed.
+    Dropped { wwpn: Wwn, intent: Intent },
+}
+
 /// A vport's names and mark as sysfs shows them: what a state file that was lost is
 /// rebuilt from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,6 +267,10 @@ pub type MarkSource = Arc<dyn Fn() -> Vec<VportMark> + Send + Sync>;
 /// someone else could have written (owned by another user, or writable by group or
 /// others, or in a directory that is) gives no records, with a warning, and is
 /// never changed: a forged record must never make hbad delete a vHBA.
+///
+/// It also holds the creates under way ([`Intent`]), each synced before its
+/// vport_create, so that a vport hbad was stopped in the middle of making is still
+/// found to be hbad's.
 #[derive(Clone)]
 pub struct OwnedState {
     path: PathBuf,
@@ -159,17 +295,32 @@ struct OwnedFile {
     version: u32,
     #[serde(deserialize_with = "unique_wwpns")]
     vhbas: BTreeMap<Wwn, OwnedRecord>,
+    /// Creates under way ([`Intent`]). Absent when there are none, so the file is
+    /// then byte for byte what an hbad without intents writes, and such an hbad
+    /// reads one with intents too (it ignores the key).
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "unique_wwpns"
+    )]
+    creating: BTreeMap<Wwn, Intent>,
 }
 
-/// The only layout of the file this hbad reads and writes.
+/// The only layout of the file this hbad reads and writes. `creating` was added
+/// without a new version: it is optional both ways.
 const VERSION: u32 = 1;
 
-/// The records, refusing a WWPN given twice: JSON would keep the last without a
-/// word, and which of two records stands is not for hbad to guess.
-fn unique_wwpns<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Wwn, OwnedRecord>, D::Error> {
-    struct Unique;
-    impl<'de> Visitor<'de> for Unique {
-        type Value = BTreeMap<Wwn, OwnedRecord>;
+/// A map by WWPN, refusing a WWPN given twice (JSON would keep the last without a
+/// word, and which of two entries stands is not for hbad to guess) and more than
+/// [`ENTRIES_MAX`] entries.
+fn unique_wwpns<'de, D, V>(d: D) -> Result<BTreeMap<Wwn, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Unique<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for Unique<V> {
+        type Value = BTreeMap<Wwn, V>;
 
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("a map of WWPNs to records")
@@ -177,17 +328,22 @@ fn unique_wwpns<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Wwn, OwnedRe
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut out = BTreeMap::new();
-            while let Some((wwpn, record)) = map.next_entry::<Wwn, OwnedRecord>()? {
-                if out.insert(wwpn, record).is_some() {
+            while let Some((wwpn, entry)) = map.next_entry::<Wwn, V>()? {
+                if out.insert(wwpn, entry).is_some() {
                     return Err(de::Error::custom(format_args!(
                         "WWPN {wwpn} is recorded twice"
+                    )));
+                }
+                if out.len() > ENTRIES_MAX {
+                    return Err(de::Error::custom(format_args!(
+                        "more than {ENTRIES_MAX} entries in one map, the most a policy can declare"
                     )));
                 }
             }
             Ok(out)
         }
     }
-    d.deserialize_map(Unique)
+    d.deserialize_map(Unique(std::marker::PhantomData))
 }
 
 impl OwnedFile {
@@ -209,23 +365,82 @@ impl OwnedFile {
             ));
         }
         // hbad records only names a policy declared: any other is not its record.
-        if let Some((wwpn, r)) = file
-            .vhbas
-            .iter()
-            .find(|(_, r)| !crate::policy::valid_name(&r.name))
+        let names = file.vhbas.iter().map(|(w, r)| ("record", w, &r.name));
+        let intended = file.creating.iter().map(|(w, i)| ("intent", w, &i.name));
+        if let Some((what, wwpn, name)) = names
+            .chain(intended)
+            .find(|(_, _, n)| !crate::policy::valid_name(n))
         {
-            let shown: String = r.name.chars().take(64).collect();
+            let shown: String = name.chars().take(64).collect();
             return Err(format!(
-                "the record of {wwpn} names `{}`{}, which no policy can declare",
+                "the {what} of {wwpn} names `{}`{}, which no policy can declare",
                 shown.escape_debug(),
-                if shown.len() < r.name.len() {
-                    "..."
-                } else {
-                    ""
-                }
+                if shown.len() < name.len() { "..." } else { "" }
+            ));
+        }
+        if let Some((wwpn, i)) = file.creating.iter().find(|(_, i)| !valid_boot(&i.by.boot)) {
+            let shown: String = i.by.boot.chars().take(BOOT_ID_MAX + 1).collect();
+            return Err(format!(
+                "the intent of {wwpn} gives boot `{}`, not a boot id (at most {BOOT_ID_MAX} \
+                 hex digits and dashes)",
+                shown.escape_debug()
             ));
         }
         Ok(file)
+    }
+
+    /// Settles the intents whose creator is gone against the vports `present`
+    /// (called only then): one whose vport is there (same WWPN and WWNN) is
+    /// adopted as hbad's, one with a record is done, any other is dropped.
+    /// Intents of running processes are left: their creates may be in the kernel.
+    fn settle(&mut self, present: &[VportMark], alive: impl Fn(&Creator) -> bool) -> Vec<Settled> {
+        let gone: Vec<Wwn> = self
+            .creating
+            .iter()
+            .filter(|(_, i)| !alive(&i.by))
+            .map(|(w, _)| *w)
+            .collect();
+        let mut out = Vec::with_capacity(gone.len());
+        for wwpn in gone {
+            let Some(intent) = self.creating.remove(&wwpn) else {
+                continue;
+            };
+            if self.vhbas.contains_key(&wwpn) {
+                out.push(Settled::Recorded { wwpn });
+                continue;
+            }
+            let Some(vport) = present
+                .iter()
+                .find(|m| m.wwpn == wwpn && m.wwnn == intent.wwnn)
+            else {
+                out.push(Settled::Dropped { wwpn, intent });
+                continue;
+            };
+            // Marked before the stop: the record binds the mark, as after any
+            // create. Not marked: the record stands in for the mark, as for a
+            // driver that refuses it.
+            let why = if mark_name(&vport.symbolic_name) == Some(intent.name.as_str()) {
+                String::new()
+            } else {
+                format!(
+                    "hbad stopped between vport_create and marking it (its intent of {}); \
+                     adopted from the state file",
+                    intent.when()
+                )
+            };
+            let record = OwnedRecord {
+                name: intent.name.clone(),
+                wwnn: intent.wwnn,
+                why,
+            };
+            self.vhbas.insert(wwpn, record.clone());
+            out.push(Settled::Adopted {
+                wwpn,
+                intent,
+                record,
+            });
+        }
+        out
     }
 }
 
@@ -263,7 +478,9 @@ impl OwnedState {
         self
     }
 
-    /// Where a state file that was lost is rebuilt from.
+    /// Where a state file that was lost is rebuilt from, and what shows whether
+    /// the vport of a stopped create is there ([`Intent`]). Without it, intents are
+    /// left as they are.
     pub fn rebuilding_from(mut self, marks: MarkSource) -> Self {
         self.marks = Some(marks);
         self
@@ -353,8 +570,17 @@ impl OwnedState {
 
     /// [`OwnedState::read`], waiting at most `wait` for the lock a corrupt file is
     /// recovered under: `None` when another process holds it that long.
+    /// Intents of stopped creates are settled under the same lock; when another
+    /// process holds it that long, they are settled in what is returned only.
     fn read_within(&self, wait: Duration) -> Result<Option<OwnedFile>, StateError> {
         match self.load()? {
+            Loaded::File(mut file) if self.unsettled(&file) => match self.lock_within(wait)? {
+                Some(lock) => self.read_locked(&lock).map(Some),
+                None => {
+                    self.settle(&mut file);
+                    Ok(Some(file))
+                }
+            },
             Loaded::File(file) => Ok(Some(file)),
             Loaded::Untrusted(why) => {
                 self.warn_untrusted(&why);
@@ -380,9 +606,16 @@ impl OwnedState {
     /// trusted reads as no records, with a warning, and is left for a command that
     /// writes (`hbad apply`, the agent) to move aside. For commands that only show
     /// (`hbad plan`).
+    /// Intents of stopped creates are settled in what is returned, not in the file.
     pub fn all_read_only(&self) -> Result<BTreeMap<Wwn, OwnedRecord>, StateError> {
         match self.load()? {
-            Loaded::File(file) => Ok(file.vhbas),
+            Loaded::File(mut file) => {
+                if self.unsettled(&file) {
+                    let settled = self.settle(&mut file);
+                    self.report(&settled, false);
+                }
+                Ok(file.vhbas)
+            }
             Loaded::Untrusted(why) => {
                 self.warn_untrusted(&why);
                 Ok(BTreeMap::new())
@@ -398,10 +631,20 @@ impl OwnedState {
         }
     }
 
-    /// The file, with the lock held: a corrupt one is moved aside and rebuilt.
+    /// The file, with the lock held: a corrupt one is moved aside and rebuilt, and
+    /// the intents of stopped creates are settled and the file written.
     fn read_locked(&self, _lock: &fs::File) -> Result<OwnedFile, StateError> {
         match self.load()? {
-            Loaded::File(file) => Ok(file),
+            Loaded::File(mut file) => {
+                if self.unsettled(&file) {
+                    let settled = self.settle(&mut file);
+                    if !settled.is_empty() {
+                        self.write_locked(&file)?;
+                        self.report(&settled, true);
+                    }
+                }
+                Ok(file)
+            }
             Loaded::Corrupt(why) => self.recover(&why),
             Loaded::Untrusted(why) => Err(self.err(format!(
                 "{why}; hbad does not change it (chown root: and chmod go-w it and its \
@@ -511,6 +754,14 @@ impl OwnedState {
     /// rename with the directory.
     fn write_locked(&self, file: &OwnedFile) -> Result<(), StateError> {
         let text = serde_json::to_vec_pretty(file).map_err(|e| self.err(e))?;
+        // Longer, the next read would take it for corrupt and move it aside.
+        if text.len() as u64 > STATE_FILE_MAX {
+            return Err(self.err(format!(
+                "the new file would be {} bytes, longer than the {STATE_FILE_MAX} a state \
+                 file can hold; left as it was",
+                text.len()
+            )));
+        }
         files::replace(&self.path, &text, 0o644).map_err(|e| self.err(e))?;
         let dir = files::directory_of(&self.path);
         fs::File::open(dir)
@@ -520,9 +771,17 @@ impl OwnedState {
 
     /// Reads, changes and writes the file under the lock.
     fn change(&self, f: impl FnOnce(&mut OwnedFile) -> bool) -> Result<(), StateError> {
+        self.try_change(|file| Ok(f(file)))
+    }
+
+    /// [`OwnedState::change`] where the change may be refused (why).
+    fn try_change(
+        &self,
+        f: impl FnOnce(&mut OwnedFile) -> Result<bool, String>,
+    ) -> Result<(), StateError> {
         let lock = self.lock()?;
         let mut file = self.read_locked(&lock)?;
-        if f(&mut file) {
+        if f(&mut file).map_err(|why| self.err(why))? {
             file.version = VERSION;
             self.write_locked(&file)?;
         }
@@ -551,6 +810,112 @@ impl OwnedState {
 
     pub fn forget(&self, wwpn: Wwn) -> Result<(), StateError> {
         self.change(|file| file.vhbas.remove(&wwpn).is_some())
+    }
+
+    /// Records, synced, that this process is about to write `wwpn` to
+    /// vport_create ([`Intent`]). Refused beyond [`ENTRIES_MAX`] creates under way.
+    pub fn intend(&self, wwpn: Wwn, intent: Intent) -> Result<(), StateError> {
+        self.try_change(|file| {
+            if file.creating.len() >= ENTRIES_MAX && !file.creating.contains_key(&wwpn) {
+                return Err(format!(
+                    "{} creates are under way already, the most a state file holds \
+                     ({ENTRIES_MAX}); not recording the create of {wwpn}",
+                    file.creating.len()
+                ));
+            }
+            Ok(file.creating.insert(wwpn, intent.clone()).as_ref() != Some(&intent))
+        })
+    }
+
+    /// The create of `wwpn` succeeded and its vHBA is marked: its intent becomes
+    /// its record, unless the mark's own record is there already (written by
+    /// [`OwnedState::record`] when marking).
+    pub fn made(&self, wwpn: Wwn) -> Result<(), StateError> {
+        self.change(|file| {
+            let Some(intent) = file.creating.remove(&wwpn) else {
+                return false;
+            };
+            file.vhbas.entry(wwpn).or_insert(OwnedRecord {
+                name: intent.name,
+                wwnn: intent.wwnn,
+                why: String::new(),
+            });
+            true
+        })
+    }
+
+    /// The create of `wwpn` made nothing (the kernel refused it, or it was rolled
+    /// back): its intent goes.
+    pub fn abandon(&self, wwpn: Wwn) -> Result<(), StateError> {
+        self.change(|file| file.creating.remove(&wwpn).is_some())
+    }
+
+    /// The creates under way the file records, as written (nothing settled).
+    pub fn intents(&self) -> Result<BTreeMap<Wwn, Intent>, StateError> {
+        match self.load()? {
+            Loaded::File(file) => Ok(file.creating),
+            Loaded::Corrupt(_) | Loaded::Untrusted(_) => Ok(BTreeMap::new()),
+        }
+    }
+
+    /// Whether `file` holds intents of creators that are gone, and sysfs can be
+    /// asked which vports are there (without it nothing is settled).
+    fn unsettled(&self, file: &OwnedFile) -> bool {
+        self.marks.is_some() && file.creating.values().any(|i| !i.by.alive())
+    }
+
+    /// [`OwnedFile::settle`] against the vports sysfs shows now.
+    fn settle(&self, file: &mut OwnedFile) -> Vec<Settled> {
+        let Some(marks) = &self.marks else {
+            return Vec::new();
+        };
+        file.settle(&marks(), Creator::alive)
+    }
+
+    /// One line for each intent settled; `written`: in the file, not only in
+    /// what was read.
+    fn report(&self, settled: &[Settled], written: bool) {
+        let path = self.path.display();
+        let left = if written {
+            ""
+        } else {
+            " (left in the file: `hbad apply` or the agent records it)"
+        };
+        for s in settled {
+            match s {
+                Settled::Adopted {
+                    wwpn,
+                    intent,
+                    record,
+                } => warn(&format!(
+                    "ownership state file {path}: hbad began creating vport {wwpn}:{} \
+                     (\"{}\") on {} at {} and stopped before recording it; the vport is \
+                     there, so it is hbad's{}{left}",
+                    intent.wwnn,
+                    intent.name,
+                    intent.on(),
+                    intent.when(),
+                    if record.refused() {
+                        " (unmarked: the record stands in for its mark)"
+                    } else {
+                        ""
+                    }
+                )),
+                Settled::Recorded { wwpn } => warn(&format!(
+                    "ownership state file {path}: the create of {wwpn} was recorded before \
+                     hbad stopped; its intent is done{left}"
+                )),
+                Settled::Dropped { wwpn, intent } => warn(&format!(
+                    "ownership state file {path}: hbad began creating vport {wwpn}:{} \
+                     (\"{}\") on {} at {} and stopped; no such vport is there (the create \
+                     did not happen or failed), so the intent is dropped{left}",
+                    intent.wwnn,
+                    intent.name,
+                    intent.on(),
+                    intent.when()
+                )),
+            }
+        }
     }
 
     /// The vHBA name a vport shows, for naming its disks (not for deleting it): its
@@ -595,7 +960,7 @@ impl OwnedState {
 
 /// The agent logs; a CLI command sets up no logging, and its user must hear of it
 /// too.
-fn warn(text: &str) {
+pub(crate) fn warn(text: &str) {
     if tracing::dispatcher::has_been_set() {
         tracing::warn!("{text}");
     } else {
@@ -950,5 +1315,298 @@ mod tests {
             let err = state.forget(w(1)).unwrap_err().to_string();
             assert!(err.contains("it is owned by uid 65534"), "{err}");
         }
+    }
+
+    /// A file exactly as hbad wrote it before intents (the main branch of
+    /// 2026-12-07): every later hbad must read it, and write it back alike.
+    const FILE_BEFORE_INTENTS: &str = r#"{
+  "version": 1,
+  "vhbas": {
+    "0x5001a4a000000001": {
+      "name": "db1",
+      "wwnn": "0x5001a4a000000b00",
+      "why": ""
+    },
+    "0x5001a4a000000002": {
+      "name": "db2",
+      "wwnn": "0x5001a4a000000b00",
+      "why": "vport-1:0-1 does not take a symbolic_name (EACCES)"
+    }
+  }
+}"#;
+
+    #[test]
+    fn a_file_written_before_intents_loads_and_is_written_back_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owned.json");
+        fs::write(&path, FILE_BEFORE_INTENTS).unwrap();
+        let state = OwnedState::new(&path).rebuilding_from(present(&[]));
+        let all = state.all().unwrap();
+        assert_eq!(all[&w(1)], rec("db1", ""));
+        assert_eq!(
+            all[&w(2)],
+            rec("db2", "vport-1:0-1 does not take a symbolic_name (EACCES)")
+        );
+        assert!(state.intents().unwrap().is_empty());
+        // A create that comes and goes leaves no trace of intents in the file.
+        state.intend(w(3), intent("db3", gone())).unwrap();
+        assert!(fs::read_to_string(&path).unwrap().contains("\"creating\""));
+        state.abandon(w(3)).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), FILE_BEFORE_INTENTS);
+        assert_eq!(names_in(dir.path()), ["owned.json", "owned.json.lock"]);
+    }
+
+    /// A process that ran on another boot.
+    fn gone() -> Creator {
+        Creator {
+            boot: "00000000-0000-0000-0000-000000000000".into(),
+            pid: 1,
+            start: 0,
+        }
+    }
+
+    fn intent(name: &str, by: Creator) -> Intent {
+        Intent {
+            name: name.into(),
+            wwnn: w(0xb00),
+            parent_host: 1,
+            parent_wwpn: Some(w(0xa00)),
+            since: 1_765_123_456,
+            by,
+        }
+    }
+
+    /// Vports sysfs shows, by WWPN and symbolic_name (WWNN 0xb00, as intents).
+    fn present(vports: &[(u64, &str)]) -> MarkSource {
+        let marks: Vec<VportMark> = vports
+            .iter()
+            .map(|(n, name)| VportMark {
+                wwpn: w(*n),
+                wwnn: w(0xb00),
+                symbolic_name: name.to_string(),
+            })
+            .collect();
+        Arc::new(move || marks.clone())
+    }
+
+    #[test]
+    fn this_process_is_alive_and_one_of_another_boot_or_start_is_not() {
+        let this = Creator::this();
+        assert!(this.alive(), "{this:?}");
+        assert!(!gone().alive());
+        let restarted = Creator {
+            start: this.start + 1,
+            ..this.clone()
+        };
+        assert!(!restarted.alive());
+        assert_eq!(start_of(u32::MAX), None);
+    }
+
+    #[test]
+    fn an_intent_whose_vport_is_there_is_adopted_and_one_whose_vport_is_not_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owned.json");
+        let writer = OwnedState::new(&path);
+        // Stopped after the kernel made 1 (unmarked) and 2 (marked), before it made
+        // 3; 4 was recorded before the stop; 5 is this process's, under way.
+        for (n, name, by) in [
+            (1, "a", gone()),
+            (2, "b", gone()),
+            (3, "c", gone()),
+            (4, "d", gone()),
+            (5, "e", Creator::this().clone()),
+        ] {
+            writer.intend(w(n), intent(name, by)).unwrap();
+        }
+        writer.record(w(4), rec("d", "")).unwrap();
+        let sysfs = present(&[(1, ""), (2, "hbad:b"), (4, "hbad:d"), (9, "hbad:x")]);
+        let reader = OwnedState::new(&path).rebuilding_from(sysfs.clone());
+
+        // Only shown: settled in what is read, the file left.
+        let shown = reader.all_read_only().unwrap();
+        let before = fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            shown.keys().copied().collect::<Vec<_>>(),
+            [w(1), w(2), w(4)]
+        );
+        assert_eq!(reader.intents().unwrap().len(), 5);
+        // The agent's loop, while another process holds the lock: the same, and
+        // the file left for a read that gets the lock.
+        let lock = hold_lock(&path);
+        assert_eq!(reader.all_without_waiting().unwrap(), Some(shown.clone()));
+        assert_eq!(fs::read_to_string(&path).unwrap(), before);
+        drop(lock);
+
+        // Read to work with: settled in the file.
+        let all = reader.all().unwrap();
+        assert_eq!(all, shown);
+        assert_ne!(fs::read_to_string(&path).unwrap(), before);
+        // Unmarked, the record is the mark; marked, the record binds it.
+        assert!(all[&w(1)].refused(), "{:?}", all[&w(1)]);
+        assert!(all[&w(1)].why.contains("2025-12-07T"), "{:?}", all[&w(1)]);
+        let far = Intent {
+            since: u64::MAX,
+            ..intent("a", gone())
+        };
+        assert_eq!(far.when(), format!("{} s after 1970", u64::MAX));
+        assert_eq!(all[&w(2)], rec("b", ""));
+        assert_eq!(all[&w(4)], rec("d", ""));
+        assert_eq!(
+            owned(Some(""), None, all.get(&w(1))).map(|o| o.name().to_string()),
+            Some("a".into())
+        );
+        assert_eq!(
+            owned(Some("hbad:b"), None, all.get(&w(2))),
+            Some(Owned::Mark("b"))
+        );
+        // The running create is left for its process.
+        assert_eq!(
+            reader
+                .intents()
+                .unwrap()
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            [w(5)]
+        );
+        // A reader without sysfs settles nothing.
+        writer.intend(w(6), intent("f", gone())).unwrap();
+        assert_eq!(OwnedState::new(&path).intents().unwrap().len(), 2);
+        assert!(!OwnedState::new(&path).all().unwrap().contains_key(&w(6)));
+        assert_eq!(OwnedState::new(&path).intents().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_create_that_made_nothing_clears_its_intent_and_one_that_made_its_vhba_records_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owned.json");
+        let state = OwnedState::new(&path).rebuilding_from(present(&[]));
+        state
+            .intend(w(1), intent("a", Creator::this().clone()))
+            .unwrap();
+        state
+            .intend(w(2), intent("b", Creator::this().clone()))
+            .unwrap();
+        // Synced before the write to vport_create: another reader sees it.
+        assert_eq!(
+            OwnedState::new(&path).intents().unwrap()[&w(1)].by,
+            *Creator::this()
+        );
+        state.abandon(w(1)).unwrap();
+        state.made(w(2)).unwrap();
+        assert!(state.intents().unwrap().is_empty());
+        assert_eq!(
+            state.all().unwrap().into_iter().collect::<Vec<_>>(),
+            [(w(2), rec("b", ""))]
+        );
+        // A record the mark wrote first (a refused one) is not replaced.
+        state
+            .intend(w(3), intent("c", Creator::this().clone()))
+            .unwrap();
+        state.record(w(3), rec("c", "EACCES")).unwrap();
+        state.made(w(3)).unwrap();
+        assert_eq!(state.get(w(3)).unwrap(), Some(rec("c", "EACCES")));
+        // Nothing to clear: no write.
+        let before = fs::metadata(&path).unwrap().modified().unwrap();
+        let inode = fs::metadata(&path).unwrap().ino();
+        state.abandon(w(3)).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
+        assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), before);
+    }
+
+    #[test]
+    fn intents_are_bounded_and_checked_as_records_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owned.json");
+        let state = OwnedState::new(&path);
+        let by = "\"by\":{\"boot\":\"\",\"pid\":1,\"start\":0}";
+        let one = |n: u64, name: &str, by: &str| {
+            format!(
+                "\"{}\":{{\"name\":\"{name}\",\"wwnn\":\"0x5001a4a000000b00\",\
+                 \"parent_host\":1,\"since\":0,{by}}}",
+                w(n)
+            )
+        };
+        for (creating, why) in [
+            (
+                one(1, "a b", by),
+                "the intent of 0x5001a4a000000001 names `a b`",
+            ),
+            (
+                format!("{},{}", one(1, "a", by), one(1, "b", by)),
+                "is recorded twice",
+            ),
+            (
+                one(1, "a", "\"by\":{\"boot\":\"../x\",\"pid\":1,\"start\":0}"),
+                "gives boot `../x`, not a boot id",
+            ),
+            (one(1, "a", "\"by\":{\"pid\":1}"), "not hbad's JSON"),
+        ] {
+            fs::write(
+                &path,
+                format!("{{\"version\":1,\"vhbas\":{{}},\"creating\":{{{creating}}}}}"),
+            )
+            .unwrap();
+            let Loaded::Corrupt(got) = state.load().unwrap() else {
+                panic!("{creating} was read as hbad's")
+            };
+            assert!(got.contains(why), "{got}");
+        }
+        // One more than a policy can declare: not hbad's, the bound named.
+        let many: Vec<String> = (0..=ENTRIES_MAX as u64).map(|n| one(n, "a", by)).collect();
+        let text = format!(
+            "{{\"version\":1,\"vhbas\":{{}},\"creating\":{{{}}}}}",
+            many.join(",")
+        );
+        assert!((text.len() as u64) < STATE_FILE_MAX, "{}", text.len());
+        let err = OwnedFile::parse(text.as_bytes()).unwrap_err();
+        assert!(
+            err.contains(&format!("more than {ENTRIES_MAX} entries")),
+            "{err}"
+        );
+        // As many as it can: read, and no further create is recorded.
+        fs::write(
+            &path,
+            format!(
+                "{{\"version\":1,\"vhbas\":{{}},\"creating\":{{{}}}}}",
+                many[..ENTRIES_MAX].join(",")
+            ),
+        )
+        .unwrap();
+        let err = state
+            .intend(w(ENTRIES_MAX as u64 + 7), intent("z", gone()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("the most a state file holds ({ENTRIES_MAX})")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_change_that_would_make_the_file_too_long_to_read_is_refused_and_the_file_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owned.json");
+        // Readable as written (compact), and longer than the bound once hbad writes
+        // it back indented: the next read would move it aside.
+        let head = format!(
+            "{{\"version\":1,\"vhbas\":{{\"{}\":{{\"name\":\"a\",\"wwnn\":\"{}\",\"why\":\"",
+            w(1),
+            w(0xb00)
+        );
+        let pad = STATE_FILE_MAX as usize - head.len() - 5;
+        let text = format!("{head}{}\"}}}}}}", "x".repeat(pad));
+        assert_eq!(text.len() as u64, STATE_FILE_MAX - 1);
+        fs::write(&path, &text).unwrap();
+        let state = OwnedState::new(&path);
+        assert_eq!(state.all().unwrap().len(), 1);
+        let err = state.record(w(2), rec("b", "")).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "longer than the {STATE_FILE_MAX} a state file can hold"
+            )),
+            "{err}"
+        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), text);
     }
 }

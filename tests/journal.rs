@@ -1,8 +1,8 @@
 //! hbad's journal records, as journald receives them.
 //!
-//! tracing-journald sends to the fixed path /run/systemd/journal/socket. These tests run
-//! the real `hbad run` in a private mount namespace in which that path is a datagram
-//! socket the test owns (the test's directory is bind-mounted over
+//! hbad (src/journal/native.rs) sends to the fixed path /run/systemd/journal/socket.
+//! These tests run the real `hbad run` in a private mount namespace in which that path
+//! is a datagram socket the test owns (the test's directory is bind-mounted over
 //! /run/systemd/journal, on a tmpfs when the directory does not exist on this machine),
 //! decode the journal's native protocol, and check what administrators and alerting
 //! rules rely on: the MESSAGE_IDs of `hbad::journal::MessageId`, fields named `HBAD_*`,
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use hbad::journal::MessageId;
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
-/// Where tracing-journald (and sd_journal_send) send, with no way to configure it.
+/// Where hbad (and sd_journal_send) send, with no way to configure it.
 const JOURNAL_DIR: &str = "/run/systemd/journal";
 /// host1 of the capture: FCoE initiator, NPIV-capable, link Online.
 const HOST1: &str = "devices/virtual/net/vi/ctlr_1/host1";
@@ -43,7 +43,7 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// How often a wait for a record looks whether hbad is still alive, so that an agent
 /// that died says so at once instead of after PATIENCE.
 const ALIVE_CHECK: Duration = Duration::from_millis(500);
-/// Fields tracing-journald itself sets; everything else hbad sends must be `HBAD_*`.
+/// Fields hbad's journal layer itself sets; everything else hbad sends must be `HBAD_*`.
 const STANDARD_FIELDS: [&str; 7] = [
     "MESSAGE",
     "MESSAGE_ID",
@@ -211,7 +211,7 @@ fn decode(payload: &[u8]) -> Result<Record, DecodeError> {
 /// either inline data or exactly one descriptor and no data; anything else is an error.
 fn receive(sock: &UnixDatagram) -> io::Result<Record> {
     // A datagram is bounded by the sender's SO_SNDBUF (wmem_max at most); larger
-    // records come as a memfd, so this never truncates what tracing-journald sends.
+    // records come as a memfd, so this never truncates what hbad sends.
     let mut buf = vec![0u8; 4 << 20];
     let mut cmsg = nix::cmsg_space!([RawFd; 4]);
     let (len, truncated, fds) = {
@@ -273,7 +273,7 @@ fn receive(sock: &UnixDatagram) -> io::Result<Record> {
 struct Journal {
     sock: UnixDatagram,
     records: Vec<Record>,
-    /// Empty datagrams: tracing-journald's "does journald answer" probe.
+    /// Empty datagrams: hbad's "does journald answer" probe.
     probes: usize,
 }
 
@@ -693,14 +693,11 @@ fn hbad_run_sends_documented_records_to_the_journal() {
         r.get("MESSAGE").as_deref() == Some("stopped")
     });
     assert!(hbad.wait().success(), "{}", hbad.stderr());
-    // INFO is journald's Notice (5), tracing-journald's mapping.
+    // INFO is journald's Notice (5), the mapping tracing-journald had.
     assert_eq!(stopped.field("PRIORITY"), "5");
 
     // What every record carries.
-    assert!(
-        journal.probes >= 1,
-        "tracing-journald probes the socket first"
-    );
+    assert!(journal.probes >= 1, "hbad probes the socket first");
     let started = journal
         .records
         .iter()

@@ -92,7 +92,12 @@ pub fn run(g: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(g, args, sink))
+    let result = runtime.block_on(serve(g, args, sink));
+    drop(runtime);
+    // The last records ("stopped", the error that ended the agent) are queued for a
+    // writer thread: written out before main's own error line, within a bound.
+    journal::flush(journal::FLUSH_DEADLINE);
+    result
 }
 
 async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result<ExitCode> {

@@ -105,8 +105,9 @@ Replaced when what it says changes, and at least every 30 s though nothing does 
 an older file stale. A quiet agent otherwise sleeps: it polls the kernel only while \
 something waits on a change no event announces (a parent's link, a vHBA logging in, \
 a Blocked remote port).\n\
-.TP\n.I /var/lib/hbad/owned-vhbas.json\nThe vHBAs hbad created (the policy's \
-[ownership] state_file), so it deletes only its own.\n\
+.TP\n.I /var/lib/hbad/owned-vhbas.json\nThe vHBAs hbad created, and its creates \
+under way (the policy's [ownership] state_file), so it deletes only its own and \
+loses none it was stopped in the middle of making.\n\
 .TP\n.I /var/lib/prometheus/node\\-exporter/hbad.prom\nFleet metrics for node_exporter's \
 textfile collector, written when that directory exists.\n";
 

@@ -194,8 +194,12 @@ pub fn show_plan(g: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
     let policy = load_policy(g)?;
     let graph = load_graph(g)?;
     // Only shows: a corrupt state file reads as no records and is left for
-    // `hbad apply` or the agent to move aside.
-    let recorded = Recorded::from_records(&policy.owned_state().all_read_only()?);
+    // `hbad apply` or the agent to move aside. Creates hbad stopped in are
+    // settled against the vports present, in what is shown only.
+    let state = policy
+        .owned_state()
+        .rebuilding_from(crate::exec::vport::vport_marks(&g.sysfs()));
+    let recorded = Recorded::from_records(&state.all_read_only()?);
     let p = plan(&policy, &graph, &recorded, &[]);
     if g.json {
         println!("{}", serde_json::to_string_pretty(&p)?);

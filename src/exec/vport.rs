@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::errors::{explain, KernelRefusal, Op};
 use crate::ownership::{
-    MarkSource, OwnedRecord, OwnedState, OwnerMark, StateError, VportMark, OWNER_PREFIX,
+    Intent, MarkSource, OwnedRecord, OwnedState, OwnerMark, StateError, VportMark, OWNER_PREFIX,
 };
 use crate::plan::HostRef;
 use crate::sysfs::writes::{vport_text, AttrWriter};
@@ -217,7 +217,9 @@ pub fn wwpn_users(sysfs: &Sysfs, wwpn: Wwn) -> WwpnUsers {
     users
 }
 
-/// The marks on every vport sysfs shows: what a lost state file is rebuilt from.
+/// The marks on every vport sysfs shows: what a lost state file is rebuilt from,
+/// and the vports a stopped create's intent is settled against (a vport without
+/// symbolic_name is there all the same, unmarked).
 pub fn vport_marks(sysfs: &Sysfs) -> MarkSource {
     let sysfs = sysfs.clone();
     Arc::new(move || {
@@ -228,7 +230,7 @@ pub fn vport_marks(sysfs: &Sysfs) -> MarkSource {
                 Some(VportMark {
                     wwpn: sysfs.attr_wwn(&class, "port_name")?,
                     wwnn: sysfs.attr_wwn(&class, "node_name")?,
-                    symbolic_name: sysfs.attr(&class, "symbolic_name")?,
+                    symbolic_name: sysfs.attr(&class, "symbolic_name").unwrap_or_default(),
                 })
             })
             .collect()
@@ -359,10 +361,14 @@ impl Vports {
         let path = self
             .sysfs
             .vport_create_path(&req.parent.devpath, req.control_dir);
+        let intended = self.intend(req, parent_fc.as_ref().and_then(|f| f.wwpn));
         if let Err(e) = self
             .writer
             .write_attr(&path, &vport_text(req.wwpn, req.wwnn))
         {
+            if intended {
+                self.settle_intent(req.wwpn, OwnedState::abandon);
+            }
             let op = Op::VportCreate {
                 parent: req.parent.to_string(),
                 wwpn: req.wwpn,
@@ -382,7 +388,7 @@ impl Vports {
                 parent: req.parent.to_string(),
                 wwpn: req.wwpn,
                 timeout: self.timeout,
-                rollback: self.roll_back(req),
+                rollback: self.roll_back(req, intended),
             });
         };
         // Marked as soon as the write has returned: the kernel adds the vport's
@@ -404,8 +410,11 @@ impl Vports {
                 parent: req.parent.to_string(),
                 wwpn: req.wwpn,
                 why: e.to_string(),
-                rollback: self.roll_back(req),
+                rollback: self.roll_back(req, intended),
             })?;
+        if intended {
+            self.settle_intent(req.wwpn, OwnedState::made);
+        }
         self.announce_disks(&found.vport);
         Ok(Created {
             vhba: found,
@@ -414,8 +423,47 @@ impl Vports {
         })
     }
 
-    /// Deletes what a create that never confirmed may have left behind.
-    fn roll_back(&self, req: &CreateRequest) -> String {
+    /// Writes the intent of a create before its vport_create ([`Intent`]). A state
+    /// file that cannot take it costs only that, as for a mark's record ([`Vports::bind`]):
+    /// the create goes on. Whether it was written.
+    fn intend(&self, req: &CreateRequest, parent_wwpn: Option<Wwn>) -> bool {
+        let intent = Intent::now(&req.name, req.wwnn, req.parent.number, parent_wwpn);
+        match self.state.intend(req.wwpn, intent) {
+            Ok(()) => true,
+            Err(e) => {
+                crate::ownership::warn(&format!(
+                    "{e}; creating vport {} unrecorded: if hbad stops before marking it, \
+                     it is no one's",
+                    req.wwpn
+                ));
+                false
+            }
+        }
+    }
+
+    /// Turns the intent into a record (`made`) or drops it (`abandon`). A failure
+    /// leaves the intent, settled by the first read of the file once this process
+    /// has ended.
+    fn settle_intent(&self, wwpn: Wwn, how: fn(&OwnedState, Wwn) -> Result<(), StateError>) {
+        if let Err(e) = how(&self.state, wwpn) {
+            crate::ownership::warn(&format!(
+                "{e}; the intent of vport {wwpn} stays, settled once this hbad has ended"
+            ));
+        }
+    }
+
+    /// Deletes what a create that never confirmed may have left behind. Its intent
+    /// goes once sysfs shows no such vport; one still there keeps it, to be
+    /// adopted as hbad's.
+    fn roll_back(&self, req: &CreateRequest, intended: bool) -> String {
+        let said = self.delete_for_rollback(req);
+        if intended && wwpn_users(&self.sysfs, req.wwpn).vports.is_empty() {
+            self.settle_intent(req.wwpn, OwnedState::abandon);
+        }
+        said
+    }
+
+    fn delete_for_rollback(&self, req: &CreateRequest) -> String {
         let path = self
             .sysfs
             .vport_delete_path(&req.parent.devpath, req.control_dir);
@@ -1011,6 +1059,66 @@ pub(crate) mod tests {
             k.writes_to("vport_delete"),
             ["5001a4a000000b01:5001a4a000000b00"]
         );
+    }
+
+    /// The kernel of these tests, noting the creates under way the state file
+    /// records as each vport_create reaches it.
+    #[derive(Debug)]
+    struct Witness {
+        k: Arc<Kernel>,
+        state: PathBuf,
+        seen: Mutex<Vec<Vec<Wwn>>>,
+    }
+
+    impl AttrWriter for Witness {
+        fn store(&self, path: &Path, value: &str) -> io::Result<()> {
+            if path.ends_with("vport_create") {
+                let intents = OwnedState::new(&self.state).intents().unwrap();
+                self.seen
+                    .lock()
+                    .unwrap()
+                    .push(intents.into_keys().collect());
+            }
+            self.k.store(path, value)
+        }
+    }
+
+    #[test]
+    fn a_create_is_intended_in_the_state_file_before_vport_create_and_settled_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = with(dir.path(), |k| k.lose_creates = true);
+        let (_sim_dir, k2) = lab();
+        for (k, errno, wwpn, made) in [
+            (&k2, None, 0x5001_a4a0_0000_0b01, true),
+            (&k2, Some(libc::ENOSYS), 0x5001_a4a0_0000_0b02, false),
+            // Accepted and never seen: rolled back, nothing there.
+            (&k, None, 0x5001_a4a0_0000_0b03, false),
+        ] {
+            let state = dir.path().join(format!("state/{wwpn:x}.json"));
+            let witness = Arc::new(Witness {
+                k: k.clone(),
+                state: state.clone(),
+                seen: Mutex::new(Vec::new()),
+            });
+            let sysfs = k.sysfs();
+            let v = Vports::new(
+                sysfs.clone(),
+                witness.clone(),
+                Arc::new(SysfsPoll::new(sysfs, Duration::from_millis(5))),
+                OwnedState::new(&state),
+                Duration::from_millis(200),
+            );
+            if let Some(errno) = errno {
+                k.sim.fail_next_vport_create(k.parent().number, errno);
+            }
+            let wwpn = Wwn::from_u64(wwpn);
+            let done = v.create(&req(k, "db", wwpn.as_u64()));
+            assert_eq!(done.is_ok(), made, "{done:?}");
+            assert_eq!(*witness.seen.lock().unwrap(), [vec![wwpn]]);
+            let state = OwnedState::new(&state);
+            assert!(state.intents().unwrap().is_empty());
+            assert_eq!(state.get(wwpn).unwrap().is_some(), made);
+        }
     }
 
     #[test]

@@ -1,0 +1,284 @@
+//! `hbad apply` killed (SIGKILL) inside its write to vport_create: the intent it
+//! synced to the state file before the write makes the vport the kernel made hbad's
+//! (pruned like any other once the policy drops it), and is dropped when the kernel
+//! made nothing.
+//!
+//! Runs the hbad binary against a copy of the real kernel capture's sysfs (FCoE
+//! host1 with NPIV). host1's vport_create is a FIFO filled up beforehand, so hbad's
+//! write (in its `write-attr` child) stays in the "kernel" until the test lets go:
+//! the test then plays the kernel that made the vport, or made nothing, and kills
+//! hbad there.
+
+mod common;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const HOST1: &str = "devices/virtual/net/vi/ctlr_1/host1";
+const HOST1_WWPN: &str = "0x200002000000000b";
+const WWPN: &str = "5001a4a000000d01";
+const WWNN: &str = "5001a4a000000d00";
+/// The capture holds vport-1:0-0 already (made by hand); the kernel names the next.
+const VPORT: &str = "vport-1:0-1";
+
+struct Host {
+    dir: tempfile::TempDir,
+}
+
+impl Host {
+    fn new() -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(common::capture_sys("after"))
+            .arg(dir.path().join("sys"))
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        fs::create_dir_all(dir.path().join("dev")).unwrap();
+        Host { dir }
+    }
+
+    fn sys(&self, rel: &str) -> PathBuf {
+        self.dir.path().join("sys").join(rel)
+    }
+
+    fn state_file(&self) -> PathBuf {
+        self.dir.path().join("state/owned.json")
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::from_slice(&fs::read(self.state_file()).unwrap()).unwrap()
+    }
+
+    /// The policy: the vHBA declared, or not, and pruning on.
+    fn policy(&self, declared: bool) {
+        let vhba = format!(
+            "[[vhba]]\nname = \"db\"\nparent_wwpn = \"{HOST1_WWPN}\"\n\
+             wwpn = \"{WWPN}\"\nwwnn = \"{WWNN}\"\n"
+        );
+        fs::write(
+            self.dir.path().join("hbad.toml"),
+            format!(
+                "{}[ownership]\nprune = true\nstate_file = \"{}\"\n",
+                if declared { vhba.as_str() } else { "" },
+                self.state_file().display()
+            ),
+        )
+        .unwrap();
+    }
+
+    fn hbad(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hbad"));
+        c.args(args)
+            .env("HBAD_SYSFS_ROOT", self.dir.path().join("sys"))
+            .env("HBAD_DEV_ROOT", self.dir.path().join("dev"))
+            .env("HBAD_POLICY", self.dir.path().join("hbad.toml"));
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.hbad(args).output().unwrap()
+    }
+
+    /// `hbad apply` for the declared vHBA, killed while its vport_create is in the
+    /// kernel; `made`: the kernel had made the vport by then.
+    fn apply_killed_in_vport_create(&self, made: bool) {
+        self.policy(true);
+        let attr = self.sys(&format!("{HOST1}/fc_host/host1/vport_create"));
+        let held = FullFifo::new(&attr);
+        let mut apply = self.hbad(&["apply"]).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !held.in_a_write() {
+            assert!(
+                Instant::now() < deadline,
+                "hbad never wrote to vport_create"
+            );
+            assert!(apply.try_wait().unwrap().is_none(), "hbad apply ended");
+            thread::sleep(Duration::from_millis(10));
+        }
+        // Synced before the write began.
+        let state = self.state();
+        assert_eq!(
+            state["creating"][format!("0x{WWPN}")]["name"],
+            "db",
+            "{state}"
+        );
+        assert_eq!(state["vhbas"], serde_json::json!({}), "{state}");
+        if made {
+            add_vport(&self.dir.path().join("sys"));
+        }
+        apply.kill().unwrap();
+        apply.wait().unwrap();
+        // No reader left: the orphaned write-attr child gets EPIPE and ends.
+        drop(held);
+        fs::remove_file(&attr).unwrap();
+        fs::write(&attr, "").unwrap();
+    }
+}
+
+/// A FIFO filled up, so that a write to it waits until it is drained or closed.
+struct FullFifo {
+    path: PathBuf,
+    _file: File,
+}
+
+impl FullFifo {
+    fn new(path: &Path) -> FullFifo {
+        fs::remove_file(path).unwrap();
+        assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
+        // Read-write: neither this open nor hbad's blocks.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .unwrap();
+        loop {
+            match file.write(&[b'#'; 4096]) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        FullFifo {
+            path: fs::canonicalize(path).unwrap(),
+            _file: file,
+        }
+    }
+
+    /// Whether another process has it open (its write under way).
+    fn in_a_write(&self) -> bool {
+        let me = std::process::id().to_string();
+        fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(Result::ok)
+            // Processes by number: /proc/self is this one.
+            .filter(|p| {
+                let name = p.file_name().to_string_lossy().into_owned();
+                name != me && name.bytes().all(|b| b.is_ascii_digit())
+            })
+            .filter_map(|p| fs::read_dir(p.path().join("fd")).ok())
+            .flatten()
+            .filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+            .any(|target| target == self.path)
+    }
+}
+
+fn vport_dir(sys: &Path) -> PathBuf {
+    sys.join(HOST1).join(VPORT)
+}
+
+/// What fc_vport_create adds first: the vport with its names and no mark.
+fn add_vport(sys: &Path) {
+    let class = vport_dir(sys).join("fc_vports").join(VPORT);
+    fs::create_dir_all(&class).unwrap();
+    for (attr, value) in [
+        ("port_name", format!("0x{WWPN}\n")),
+        ("node_name", format!("0x{WWNN}\n")),
+        ("vport_state", "Initializing\n".to_string()),
+        ("symbolic_name", String::new()),
+    ] {
+        fs::write(class.join(attr), value).unwrap();
+    }
+    std::os::unix::fs::symlink(
+        format!("../../{HOST1}/{VPORT}/fc_vports/{VPORT}"),
+        sys.join("class/fc_vports").join(VPORT),
+    )
+    .unwrap();
+}
+
+/// Plays fc_vport_terminate for the next write to host1's vport_delete, and
+/// gives back what was written.
+fn serve_one_delete(sys: &Path) -> thread::JoinHandle<String> {
+    let attr = sys.join(format!("{HOST1}/fc_host/host1/vport_delete"));
+    fs::remove_file(&attr).unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(&attr)
+        .status()
+        .unwrap()
+        .success());
+    let sys = sys.to_path_buf();
+    thread::spawn(move || {
+        let mut text = String::new();
+        File::open(&attr)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        fs::remove_file(sys.join("class/fc_vports").join(VPORT)).unwrap();
+        fs::remove_dir_all(vport_dir(&sys)).unwrap();
+        text
+    })
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn steps(o: &Output) -> Vec<String> {
+    assert!(o.status.success(), "{}", stderr(o));
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let field = |k: &str| s[k].as_str().unwrap_or_default().to_string();
+            format!("{} {}", field("action"), field("vport"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_vport_made_while_hbad_was_killed_in_vport_create_is_hbads_and_pruned() {
+    let host = Host::new();
+    host.apply_killed_in_vport_create(true);
+    // The policy drops the vHBA: hbad shows the vport as its own to prune, and
+    // only shows (the file keeps the intent).
+    host.policy(false);
+    let before = fs::read(host.state_file()).unwrap();
+    let plan = host.run(&["plan", "--json"]);
+    assert_eq!(steps(&plan), [format!("delete_vhba /{HOST1}/{VPORT}")]);
+    assert!(
+        stderr(&plan).contains("stopped before recording it; the vport is there"),
+        "{}",
+        stderr(&plan)
+    );
+    assert_eq!(fs::read(host.state_file()).unwrap(), before);
+
+    let deleted = serve_one_delete(&host.dir.path().join("sys"));
+    let out = host.run(&["apply"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(deleted.join().unwrap(), format!("{WWPN}:{WWNN}"));
+    assert!(!vport_dir(&host.dir.path().join("sys")).exists());
+    // Nothing left: neither the intent nor the record it became.
+    let state = host.state();
+    assert_eq!(state["vhbas"], serde_json::json!({}), "{state}");
+    assert!(state.get("creating").is_none(), "{state}");
+}
+
+#[test]
+fn an_intent_whose_vport_the_kernel_never_made_is_dropped_and_nothing_deleted() {
+    let host = Host::new();
+    host.apply_killed_in_vport_create(false);
+    host.policy(false);
+    let out = host.run(&["apply"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no such vport is there (the create did not happen or failed), so the intent is dropped"),
+        "{}",
+        stderr(&out)
+    );
+    let state = host.state();
+    assert!(state.get("creating").is_none(), "{state}");
+    assert_eq!(state["vhbas"], serde_json::json!({}), "{state}");
+    assert_eq!(
+        fs::read_to_string(host.sys(&format!("{HOST1}/fc_host/host1/vport_delete"))).unwrap(),
+        ""
+    );
+}
