@@ -617,11 +617,9 @@ impl Agent {
                     number: h.scsi.number,
                     devpath: host.devpath.to_string(),
                 };
-                drop(self.executor.scanner.request(
-                    &r,
-                    crate::sysfs::writes::ScanScope::Host,
-                    reason,
-                ));
+                self.executor
+                    .scanner
+                    .ask(&r, crate::sysfs::writes::ScanScope::Host, reason);
             }
         }
     }
@@ -1231,7 +1229,7 @@ impl Agent {
             })
             .collect();
         for (host, scope, reason) in due {
-            drop(self.executor.scanner.request(&host, scope, &reason));
+            self.executor.scanner.ask(&host, scope, &reason);
         }
     }
 
@@ -1323,7 +1321,7 @@ impl Agent {
                 }
             }
             Action::Scan { host, scope } => {
-                drop(self.executor.scanner.request(host, *scope, &step.reason));
+                self.executor.scanner.ask(host, *scope, &step.reason);
             }
             Action::RescanDevice { .. } | Action::FindGone { .. } => self.start(step),
             Action::Wait { vhba, reason } => {

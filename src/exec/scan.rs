@@ -94,6 +94,9 @@ impl Ticket {
 struct Pending {
     scope: ScanScope,
     reason: String,
+    /// Requests merged into this scan, the first included.
+    requests: u32,
+    /// Those that wait on a ticket.
     waiters: Vec<Sender<ScanReport>>,
 }
 
@@ -218,10 +221,7 @@ impl Scanner {
     /// Queues a scan, merging it with a queued one that covers it.
     pub fn request(&self, host: &HostRef, scope: ScanScope, reason: &str) -> Ticket {
         let (tx, rx) = mpsc::channel();
-        match self.worker(host) {
-            Ok(worker) => self.queue_scan(&worker, scope, reason, tx),
-            Err(e) => self.unstarted_scan(host, scope, reason, &e, tx),
-        }
+        self.queue(host, scope, reason, Some(tx));
         Ticket {
             host: host.clone(),
             scope,
@@ -231,13 +231,34 @@ impl Scanner {
         }
     }
 
+    /// Queues a scan as [`Scanner::request`] does, for a caller that takes its
+    /// report from the sink ([`Scanner::report_to`]) alone, as the daemon does:
+    /// no channel is made for it (each is an aligned allocation, and a storm on a
+    /// large host asks for a scan per target it touched).
+    pub fn ask(&self, host: &HostRef, scope: ScanScope, reason: &str) {
+        self.queue(host, scope, reason, None);
+    }
+
+    fn queue(
+        &self,
+        host: &HostRef,
+        scope: ScanScope,
+        reason: &str,
+        tx: Option<Sender<ScanReport>>,
+    ) {
+        match self.worker(host) {
+            Ok(worker) => self.queue_scan(&worker, scope, reason, tx),
+            Err(e) => self.unstarted_scan(host, scope, reason, &e, tx),
+        }
+    }
+
     /// Queues a scan on a worker, merged as [`Scanner::request`] says.
     fn queue_scan(
         &self,
         worker: &HostWorker,
         scope: ScanScope,
         reason: &str,
-        tx: Sender<ScanReport>,
+        tx: Option<Sender<ScanReport>>,
     ) {
         {
             let mut st = lock(&worker.state);
@@ -248,15 +269,18 @@ impl Scanner {
                 _ => None,
             });
             if let Some(p) = covering {
-                p.waiters.push(tx);
+                p.waiters.extend(tx);
+                p.requests += 1;
                 c.merged += 1;
             } else {
                 // A wider request absorbs the narrower ones already queued.
-                let mut waiters = vec![tx];
+                let mut waiters = Vec::from_iter(tx);
+                let mut requests = 1;
                 let before = st.queue.len();
                 st.queue.retain_mut(|j| match j {
                     Job::Scan(p) if scope.covers(p.scope) => {
                         waiters.append(&mut p.waiters);
+                        requests += p.requests;
                         false
                     }
                     _ => true,
@@ -265,6 +289,7 @@ impl Scanner {
                 st.queue.push(Job::Scan(Pending {
                     scope,
                     reason: reason.to_string(),
+                    requests,
                     waiters,
                 }));
             }
@@ -280,7 +305,7 @@ impl Scanner {
         scope: ScanScope,
         reason: &str,
         error: &std::io::Error,
-        tx: Sender<ScanReport>,
+        tx: Option<Sender<ScanReport>>,
     ) {
         {
             let mut c = lock(&self.counters);
@@ -303,7 +328,9 @@ impl Scanner {
         if let Some(sink) = sink {
             sink(report.clone());
         }
-        let _ = tx.send(report);
+        if let Some(tx) = tx {
+            let _ = tx.send(report);
+        }
     }
 
     /// Runs `run` on the host's worker, after what is queued there. `what` names
@@ -532,7 +559,7 @@ impl WorkerContext {
                 started,
                 duration,
                 outcome,
-                merged: job.waiters.len().saturating_sub(1) as u32,
+                merged: job.requests.saturating_sub(1),
                 unstarted: false,
             };
             if let Some(sink) = &self.reports {
