@@ -499,8 +499,9 @@ pub fn render_status(s: &Status) -> String {
     ));
     let c = &s.counters;
     out.push_str(&format!(
-        "\nevents {}  forged {}  malformed {}  overflows {}  resyncs {}  scans {}  merged {}  vHBAs created {}\n",
-        c.events, c.forged, c.malformed, c.overflows, c.resyncs, c.scans, c.merged, c.vhbas_created
+        "\nevents {}  forged {}  malformed {}  overflows {}  resyncs {}  scans {}  merged {}  vHBAs created {}  log records dropped {}\n",
+        c.events, c.forged, c.malformed, c.overflows, c.resyncs, c.scans, c.merged, c.vhbas_created,
+        c.log_records_dropped
     ));
     out
 }
