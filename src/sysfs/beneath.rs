@@ -117,7 +117,7 @@ fn open_resolved(root: &OwnedFd, rel: &Path) -> Result<OwnedFd, Errno> {
 
 /// The same rule without `openat2`: each directory opened with `O_NOFOLLOW` from
 /// the one before, the attribute last (`ELOOP` wherever a link is met).
-pub(crate) fn open_walked(root: &OwnedFd, rel: &Path) -> Result<OwnedFd, Errno> {
+fn open_walked(root: &OwnedFd, rel: &Path) -> Result<OwnedFd, Errno> {
     let names: Vec<&OsStr> = rel.iter().collect();
     let Some((last, dirs)) = names.split_last() else {
         return Err(Errno::INVAL);
