@@ -257,7 +257,11 @@ mod tests {
             },
             partitions: vec![],
         };
-        let err = delete_unclaimed(&crate::sysfs::writes::KernelWriter, &lun).unwrap_err();
+        let err = delete_unclaimed(
+            &crate::sysfs::writes::KernelWriter::beneath(dir.path()),
+            &lun,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("is not the disk 8:48"), "{err}");
         assert_eq!(std::fs::read_to_string(&delete).unwrap(), "");
     }

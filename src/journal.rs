@@ -161,6 +161,17 @@ enum Installed {
 
 static INSTALLED: OnceLock<Installed> = OnceLock::new();
 
+/// Log records dropped since [`init`] because journald or stderr did not take them
+/// (each also said in the log once one gets through): for the agent's status and
+/// metrics. 0 when records are written where they are logged.
+pub fn records_dropped() -> u64 {
+    match INSTALLED.get() {
+        None => 0,
+        Some(Installed::Journal(layer)) => layer.dropped_total(),
+        Some(Installed::Stderr(queue)) => queue.dropped_total(),
+    }
+}
+
 /// How long hbad waits at exit for its last records to be written.
 pub const FLUSH_DEADLINE: Duration = Duration::from_secs(1);
 

@@ -158,6 +158,8 @@ pub struct FleetSnapshot {
     /// subscription from none.
     pub sources_up: BTreeMap<String, bool>,
     pub resyncs: u64,
+    /// Log records journald or stderr did not take.
+    pub log_records_dropped: u64,
     pub reloads: ReloadMetric,
     /// Unix time the agent started.
     pub started: f64,
@@ -483,6 +485,12 @@ pub fn render(s: &FleetSnapshot) -> String {
         "counter",
         "Full re-reads of sysfs after lost events.",
         n(s.resyncs),
+    );
+    e.single(
+        "hbad_log_records_dropped_total",
+        "counter",
+        "Log records dropped because journald or stderr did not take them at once (the log says how many where they were lost).",
+        n(s.log_records_dropped),
     );
 
     e.family(

@@ -106,10 +106,20 @@ pub struct OwnedRecord {
     /// record then binds the mark to this host (hbad wrote it).
     #[serde(default)]
     pub why: String,
+    /// The driver was never asked for the mark: the vport was adopted from the
+    /// intent of a create that stopped before marking it. The record stands in for
+    /// the mark until hbad writes it (the planner asks for it while the policy
+    /// declares the vHBA); a write the driver refuses then leaves a record of the
+    /// refusal instead, which is not asked again. Written only when true, so files
+    /// without such records are what an hbad without the field writes, and that
+    /// hbad reads this one as a refusal.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mark_pending: bool,
 }
 
 impl OwnedRecord {
-    /// The record is the mark: the driver refused symbolic_name.
+    /// The record is the mark: the driver refused symbolic_name, or was never
+    /// asked ([`OwnedRecord::mark_pending`]).
     pub fn refused(&self) -> bool {
         !self.why.is_empty()
     }
@@ -419,7 +429,8 @@ impl OwnedFile {
             // Marked before the stop: the record binds the mark, as after any
             // create. Not marked: the record stands in for the mark, as for a
             // driver that refuses it.
-            let why = if mark_name(&vport.symbolic_name) == Some(intent.name.as_str()) {
+            let marked = mark_name(&vport.symbolic_name) == Some(intent.name.as_str());
+            let why = if marked {
                 String::new()
             } else {
                 format!(
@@ -432,6 +443,7 @@ impl OwnedFile {
                 name: intent.name.clone(),
                 wwnn: intent.wwnn,
                 why,
+                mark_pending: !marked,
             };
             self.vhbas.insert(wwpn, record.clone());
             out.push(Settled::Adopted {
@@ -683,6 +695,7 @@ impl OwnedState {
                     name: name.unwrap_or_default().to_string(),
                     wwnn: m.wwnn,
                     why: String::new(),
+                    mark_pending: false,
                 };
                 file.vhbas.insert(m.wwpn, rec);
             }
@@ -839,6 +852,7 @@ impl OwnedState {
                 name: intent.name,
                 wwnn: intent.wwnn,
                 why: String::new(),
+                mark_pending: false,
             });
             true
         })
@@ -896,7 +910,7 @@ impl OwnedState {
                     intent.on(),
                     intent.when(),
                     if record.refused() {
-                        " (unmarked: the record stands in for its mark)"
+                        " (unmarked: the record stands in for its mark until hbad writes it)"
                     } else {
                         ""
                     }
@@ -1013,6 +1027,7 @@ mod tests {
             name: name.into(),
             wwnn: w(0xb00),
             why: why.into(),
+            mark_pending: false,
         }
     }
 
@@ -1114,7 +1129,8 @@ mod tests {
             OwnedRecord {
                 name: "a".into(),
                 wwnn: w(0xb01),
-                why: String::new()
+                why: String::new(),
+                mark_pending: false,
             }
         );
         let names = names_in(dir.path());

@@ -371,6 +371,27 @@ fn owner_name<'a>(
     })
 }
 
+/// Why the declared vHBA `name`'s vport needs its mark written, or `None` when it
+/// carries it or may not be asked again: recorded under this name because the
+/// driver refused the mark, asking on every plan would only be refused again. A
+/// record adopted from a stopped create's intent is hbad's too, but the driver
+/// was never asked, and until it is the fabric shows no name for the vHBA.
+fn unmarked(v: &VportInfo, name: &str, recorded: &Recorded) -> Option<&'static str> {
+    match owned(
+        v.symbolic_name.as_deref(),
+        Some(name),
+        v.wwpn.and_then(|w| recorded.get(w)),
+    ) {
+        Some(Owned::Mark(n)) if n == name => None,
+        Some(Owned::Record(r)) if r.name == name && r.mark_pending => Some(
+            "hbad's (adopted from the intent of a create that stopped before marking it) \
+             but not marked, so the fabric does not show its name",
+        ),
+        Some(Owned::Record(r)) if r.name == name => None,
+        _ => Some("the vport exists but is not marked as hbad's"),
+    }
+}
+
 fn plan_vhbas(policy: &Policy, graph: &Graph, recorded: &Recorded, steps: &mut Vec<Step>) {
     // vports this plan will add, per parent, so two vHBAs do not both take the last slot.
     let mut planned: HashMap<String, u32> = HashMap::new();
@@ -378,18 +399,14 @@ fn plan_vhbas(policy: &Policy, graph: &Graph, recorded: &Recorded, steps: &mut V
         let origin = Some(spec.origin.clone());
         if let Some(vport) = existing_vport(graph, spec.wwpn) {
             if let NodeKind::Vport(v) = &vport.kind {
-                let tag = spec.owner_tag();
-                // Recorded under this name because the driver refused the mark:
-                // asking it again on every plan would only be refused again.
-                let marked = owner_name(v, Some(&spec.name), recorded) == Some(spec.name.as_str());
-                if !marked {
+                if let Some(reason) = unmarked(v, &spec.name, recorded) {
                     steps.push(Step {
                         action: Action::SetSymbolicName {
                             vhba: spec.name.clone(),
                             vport: vport.devpath.to_string(),
-                            name: tag,
+                            name: spec.owner_tag(),
                         },
-                        reason: "the vport exists but is not marked as hbad's".into(),
+                        reason: reason.into(),
                         origin,
                     });
                 }
@@ -1305,6 +1322,7 @@ mod tests {
             name: name.into(),
             wwnn: Wwn::from_u64(0x5001_a4a0_0000_0b00),
             why: String::new(),
+            mark_pending: false,
         }
     }
 
@@ -1460,6 +1478,55 @@ mod tests {
                 ..
             }]
         ));
+    }
+
+    /// A record of a vport adopted from the intent of a create that stopped
+    /// before marking it.
+    fn adopted(name: &str) -> OwnedRecord {
+        OwnedRecord {
+            why: "hbad stopped between vport_create and marking it".into(),
+            mark_pending: true,
+            ..bound(name)
+        }
+    }
+
+    #[test]
+    fn a_declared_vhba_adopted_before_its_mark_is_marked_once() {
+        let pol =
+            policy("[[vhba]]\nname = \"a\"\nwwpn = \"0x5001a4a000000b01\"\nparent = \"auto\"\n");
+        let wwpn = w("0x5001a4a000000b01");
+        let plan = |symbolic: Option<&str>, rec: OwnedRecord| {
+            let mut g = two_fabrics();
+            add_vport(&mut g, 5, 0, "0x5001a4a000000b01", symbolic);
+            super::plan(&pol, &g, &[(wwpn, rec)].into_iter().collect(), &[])
+        };
+        // Recorded as hbad's, unmarked: the mark is written.
+        for symbolic in [None, Some("")] {
+            let p = plan(symbolic, adopted("a"));
+            let [Step {
+                action: Action::SetSymbolicName { vhba, name, .. },
+                reason,
+                ..
+            }] = &p.steps[..]
+            else {
+                panic!("{:#?}", p.steps)
+            };
+            assert_eq!((vhba.as_str(), name.as_str()), ("a", "hbad:a"));
+            assert!(reason.contains("adopted"), "{reason}");
+        }
+        // Marked (by the create before it stopped, or since): nothing to do.
+        let p = plan(Some("hbad:a"), adopted("a"));
+        assert!(p.steps.is_empty(), "{:#?}", p.steps);
+        // The driver refused the mark since: not asked again.
+        let p = plan(None, refused("a"));
+        assert!(p.steps.is_empty(), "{:#?}", p.steps);
+        // Adopted under another name (renamed in the policy since): marked anew.
+        let p = plan(None, adopted("before"));
+        assert!(
+            matches!(&p.steps[..], [Step { action: Action::SetSymbolicName { vhba, .. }, reason, .. }] if vhba == "a" && !reason.contains("adopted")),
+            "{:#?}",
+            p.steps
+        );
     }
 
     fn ua(node: &NodeRecord, reason: &str) -> Change {

@@ -816,6 +816,7 @@ fn plan_counts_a_vhba_recorded_in_the_state_file_as_hbads() {
                 name: "db".into(),
                 wwnn: "5001a4a000000d00".parse().unwrap(),
                 why: "vport-1:0-1 does not take a symbolic_name (EACCES)".into(),
+                mark_pending: false,
             },
         )
         .unwrap();

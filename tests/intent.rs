@@ -152,7 +152,9 @@ impl FullFifo {
         }
     }
 
-    /// Whether another process has it open (its write under way).
+    /// Whether another process has it open for writing (its write under way). Only
+    /// write-only opens count: a process another test forks copies this one's
+    /// read-write descriptor until it execs, and is not hbad.
     fn in_a_write(&self) -> bool {
         let me = std::process::id().to_string();
         fs::read_dir("/proc")
@@ -163,11 +165,21 @@ impl FullFifo {
                 let name = p.file_name().to_string_lossy().into_owned();
                 name != me && name.bytes().all(|b| b.is_ascii_digit())
             })
-            .filter_map(|p| fs::read_dir(p.path().join("fd")).ok())
-            .flatten()
-            .filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
-            .any(|target| target == self.path)
+            .filter_map(|p| Some((p.path(), fs::read_dir(p.path().join("fd")).ok()?)))
+            .flat_map(|(proc, fds)| fds.filter_map(Result::ok).map(move |fd| (proc.clone(), fd)))
+            .filter(|(_, fd)| fs::read_link(fd.path()).is_ok_and(|t| t == self.path))
+            .any(|(proc, fd)| write_only(&proc.join("fdinfo").join(fd.file_name())))
     }
+}
+
+/// Whether /proc's fdinfo of a descriptor shows it open write-only.
+fn write_only(fdinfo: &Path) -> bool {
+    fs::read_to_string(fdinfo).is_ok_and(|text| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| i32::from_str_radix(f.trim(), 8).ok())
+            .is_some_and(|flags| flags & libc::O_ACCMODE == libc::O_WRONLY)
+    })
 }
 
 fn vport_dir(sys: &Path) -> PathBuf {
@@ -281,4 +293,62 @@ fn an_intent_whose_vport_the_kernel_never_made_is_dropped_and_nothing_deleted() 
         fs::read_to_string(host.sys(&format!("{HOST1}/fc_host/host1/vport_delete"))).unwrap(),
         ""
     );
+}
+
+fn symbolic_name(sys: &Path) -> PathBuf {
+    vport_dir(sys)
+        .join("fc_vports")
+        .join(VPORT)
+        .join("symbolic_name")
+}
+
+#[test]
+fn a_declared_vport_made_while_hbad_was_killed_before_marking_it_is_marked_by_apply() {
+    let host = Host::new();
+    let sys = host.dir.path().join("sys");
+    host.apply_killed_in_vport_create(true);
+    // Still declared: adopted as hbad's, and its mark is what is left to do.
+    let plan = host.run(&["plan", "--json"]);
+    assert_eq!(
+        steps(&plan),
+        [format!("set_symbolic_name /{HOST1}/{VPORT}")]
+    );
+    let out = host.run(&["apply"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(symbolic_name(&sys)).unwrap(), "hbad:db");
+    // The record binds the mark hbad wrote; nothing is pending any more.
+    let state = host.state();
+    assert_eq!(
+        state["vhbas"][format!("0x{WWPN}")],
+        serde_json::json!({"name": "db", "wwnn": format!("0x{WWNN}"), "why": ""}),
+        "{state}"
+    );
+    assert!(state.get("creating").is_none(), "{state}");
+    assert_eq!(steps(&host.run(&["plan", "--json"])), Vec::<String>::new());
+}
+
+#[test]
+fn a_declared_vport_whose_driver_refuses_the_mark_is_asked_once() {
+    let host = Host::new();
+    let sys = host.dir.path().join("sys");
+    host.apply_killed_in_vport_create(true);
+    // A driver without set_vport_symbolic_name: the write fails (here EISDIR).
+    fs::remove_file(symbolic_name(&sys)).unwrap();
+    fs::create_dir(symbolic_name(&sys)).unwrap();
+    let out = host.run(&["apply"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let state = host.state();
+    let record = &state["vhbas"][format!("0x{WWPN}")];
+    assert_eq!(record["name"], "db", "{state}");
+    assert!(record.get("mark_pending").is_none(), "{state}");
+    assert!(
+        record["why"].as_str().unwrap().contains("symbolic_name"),
+        "{state}"
+    );
+    // The refusal is recorded: neither planned nor written again.
+    assert_eq!(steps(&host.run(&["plan", "--json"])), Vec::<String>::new());
+    let before = fs::read(host.state_file()).unwrap();
+    let out = host.run(&["apply"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read(host.state_file()).unwrap(), before);
 }

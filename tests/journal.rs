@@ -432,7 +432,7 @@ impl PrivateMount {
 
 /// A private copy of the capture's first sysfs, where host1's vport_create answers
 /// every write with ENOSPC as the kernel does when the parent's vports are all taken
-/// (it is /dev/full), and a policy declaring one vHBA on host1.
+/// (it is a node of /dev/full's device), and a policy declaring one vHBA on host1.
 struct Lab {
     dir: tempfile::TempDir,
 }
@@ -466,7 +466,15 @@ impl Lab {
             .join(HOST1)
             .join("fc_host/host1/vport_create");
         fs::remove_file(&create).unwrap();
-        std::os::unix::fs::symlink("/dev/full", &create).unwrap();
+        // A node of its own, not a link to /dev/full: hbad writes through no link.
+        let full = std::os::unix::fs::MetadataExt::rdev(&fs::metadata("/dev/full").unwrap());
+        nix::sys::stat::mknod(
+            &create,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            full,
+        )
+        .unwrap();
         let lab = Lab { dir };
         // The state file in the lab: hbad records the vHBAs it marks, and a test
         // must not write the host's /var/lib/hbad.

@@ -242,6 +242,7 @@ fn snapshot() -> FleetSnapshot {
     );
     s.sources.insert("fc".into(), CounterSnapshot::default());
     s.sources_up.insert("fc".into(), true);
+    s.log_records_dropped = 7;
     s.reloads = ReloadMetric {
         succeeded: 1,
         failed: 1,
@@ -316,6 +317,14 @@ fn textfile_parses_as_prometheus_exposition() {
             &[("source", "kernel"), ("reason", "not_kernel")]
         ),
         1.0
+    );
+    assert_eq!(
+        value(
+            "hbad_log_records_dropped_total",
+            "hbad_log_records_dropped_total",
+            &[]
+        ),
+        7.0
     );
     assert_eq!(
         value(

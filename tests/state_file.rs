@@ -29,6 +29,7 @@ fn writer_process() {
             name: format!("v{n}"),
             wwnn: Wwn::from_u64(0x5001_a4a0_0001_0000 + n),
             why: String::new(),
+            mark_pending: false,
         };
         state.record(wwpn(n), rec).expect("record");
     }

@@ -40,6 +40,9 @@ fn a_writer_blocked_in_its_write_outlives_stop_signals_and_finishes_it() {
     let value = "5001a4a000001e01:5001a4a000001e00";
     let mut writer = Writer(
         Command::new(env!("CARGO_BIN_EXE_hbad"))
+            // Writes stay below the sysfs root: here, the test's directory.
+            .arg("--sysfs-root")
+            .arg(dir.path())
             .arg("write-attr")
             .arg("--")
             .arg(&fifo)

@@ -29,7 +29,9 @@ use crate::graph::{Graph, Lookup, Node, NodeKind};
 use crate::ownership::OWNER_PREFIX;
 use crate::plan::{plan, takes_part, Action, HostRef, Plan, Recorded, Step};
 use crate::policy::{Origin, ParentSelector, Policy, VhbaSpec};
-use crate::sysfs::writes::{AttrWriter, ChildWriter, KernelWriter, ScanScope, WRITE_ATTR_NOT_OS};
+use crate::sysfs::writes::{
+    AttrWriter, ChildWriter, KernelWriter, ScanScope, WRITE_ATTR_NOT_OS, WRITE_ATTR_REFUSED,
+};
 use crate::sysfs::{devpath_name, port_address, Hctl};
 use crate::terminal::echoed;
 use crate::wwn::{derive, Wwn, WwnRole};
@@ -54,8 +56,9 @@ pub struct ExecOpts {
 }
 
 /// `hbad write-attr PATH` with the value on stdin: one write through
-/// [`KernelWriter`]; the exit status is 0 or the errno, for [`ChildWriter`].
-pub fn write_attr(path: &std::path::Path) -> ExitCode {
+/// [`KernelWriter`], below `--sysfs-root`; the exit status is 0, the errno, or
+/// [`WRITE_ATTR_REFUSED`], for [`ChildWriter`].
+pub fn write_attr(g: &Global, path: &std::path::Path) -> ExitCode {
     use std::io::Read;
     let mut value = String::new();
     if std::io::stdin().read_to_string(&mut value).is_err() {
@@ -65,8 +68,12 @@ pub fn write_attr(path: &std::path::Path) -> ExitCode {
     if let Err(e) = crate::exec::uninterrupted::ignore_stop_signals() {
         eprintln!("cannot ignore stop signals: {e}");
     }
-    match KernelWriter.write_attr(path, &value) {
+    match KernelWriter::beneath(&g.sysfs_root).write_attr(path, &value) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if crate::sysfs::beneath::is_refused(&e) => {
+            eprintln!("{e}");
+            ExitCode::from(WRITE_ATTR_REFUSED as u8)
+        }
         Err(e) => match e.raw_os_error() {
             Some(errno) if (1..WRITE_ATTR_NOT_OS).contains(&errno) => ExitCode::from(errno as u8),
             _ => ExitCode::from(WRITE_ATTR_NOT_OS as u8),
@@ -100,14 +107,14 @@ pub fn report_luns(node: &std::path::Path, dev: &str) -> ExitCode {
 
 /// `hbad delete-lun DELETE NODE MAJ:MIN...`: the child
 /// [`ChildWriter`]'s `delete_unclaimed` starts; one line on stdout.
-pub fn delete_lun(delete: PathBuf, nodes: Vec<String>) -> ExitCode {
+pub fn delete_lun(g: &Global, delete: PathBuf, nodes: Vec<String>) -> ExitCode {
     let mut args = vec![delete.display().to_string()];
     args.extend(nodes);
     let Some(lun) = crate::claim::LunDelete::from_args(&args) else {
         eprintln!("expected DELETE followed by NODE MAJ:MIN pairs");
         return ExitCode::from(EXIT_FAILED);
     };
-    match crate::claim::delete_unclaimed(&KernelWriter, &lun) {
+    match crate::claim::delete_unclaimed(&KernelWriter::beneath(&g.sysfs_root), &lun) {
         Ok(done) => match write!(std::io::stdout().lock(), "{done}") {
             Ok(()) => ExitCode::SUCCESS,
             Err(_) => ExitCode::from(EXIT_FAILED),
@@ -122,7 +129,7 @@ pub fn delete_lun(delete: PathBuf, nodes: Vec<String>) -> ExitCode {
 fn executor(g: &Global, opts: &ExecOpts, policy: &Policy) -> anyhow::Result<Executor> {
     let sysfs = g.sysfs();
     let writer: Arc<dyn AttrWriter> =
-        Arc::new(ChildWriter::new().context("cannot find the hbad executable")?);
+        Arc::new(ChildWriter::new(&g.sysfs_root).context("cannot find the hbad executable")?);
     let vports = Vports::new(
         sysfs.clone(),
         writer.clone(),

@@ -184,7 +184,7 @@ async fn serve(g: &Global, args: RunArgs, sink: journal::Sink) -> anyhow::Result
     };
     // Every write in its own process: one the kernel holds (a scan of a dead
     // target) keeps that child, never the agent, from exiting.
-    let writer = ChildWriter::new().context("cannot find the hbad executable")?;
+    let writer = ChildWriter::new(&g.sysfs_root).context("cannot find the hbad executable")?;
     let mut agent = Agent::new(config, Arc::new(writer), policy, std::time::Instant::now());
     crate::daemon::heap::after_cold_plug();
     if metrics.is_some() {
@@ -499,8 +499,9 @@ pub fn render_status(s: &Status) -> String {
     ));
     let c = &s.counters;
     out.push_str(&format!(
-        "\nevents {}  forged {}  malformed {}  overflows {}  resyncs {}  scans {}  merged {}  vHBAs created {}\n",
-        c.events, c.forged, c.malformed, c.overflows, c.resyncs, c.scans, c.merged, c.vhbas_created
+        "\nevents {}  forged {}  malformed {}  overflows {}  resyncs {}  scans {}  merged {}  vHBAs created {}  log records dropped {}\n",
+        c.events, c.forged, c.malformed, c.overflows, c.resyncs, c.scans, c.merged, c.vhbas_created,
+        c.log_records_dropped
     ));
     out
 }

@@ -309,9 +309,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Destroy(args) => act::destroy(g, args),
         Command::Rescan(args) => act::rescan(g, args),
         Command::FindLuns(args) => act::find_luns(g, args),
-        Command::WriteAttr { path } => Ok(act::write_attr(&path)),
+        Command::WriteAttr { path } => Ok(act::write_attr(g, &path)),
         Command::ReportLuns { node, dev } => Ok(act::report_luns(&node, &dev)),
-        Command::DeleteLun { delete, nodes } => Ok(act::delete_lun(delete, nodes)),
+        Command::DeleteLun { delete, nodes } => Ok(act::delete_lun(g, delete, nodes)),
         Command::Generate(args) => docs::generate(args),
     }
 }

@@ -355,6 +355,7 @@ impl Agent {
         Counters {
             scans: s.issued,
             merged: s.merged,
+            log_records_dropped: crate::journal::records_dropped(),
             ..self.counters
         }
     }

@@ -138,6 +138,7 @@ pub fn snapshot(
         sources,
         sources_up,
         resyncs: status.counters.resyncs,
+        log_records_dropped: status.counters.log_records_dropped,
         reloads: fleet.tally.reloads,
         started: started
             .duration_since(std::time::UNIX_EPOCH)

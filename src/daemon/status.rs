@@ -110,6 +110,10 @@ pub struct Counters {
     pub scans: u64,
     pub merged: u64,
     pub vhbas_created: u64,
+    /// Log records dropped because journald or stderr did not take them at once
+    /// (each loss is also said in the log once a record gets through).
+    #[serde(default)]
+    pub log_records_dropped: u64,
 }
 
 pub fn rfc3339(t: SystemTime) -> String {

@@ -57,6 +57,16 @@ pub fn errno_name(err: &io::Error) -> String {
 
 /// Explains a failed write.
 pub fn explain(op: &Op, err: &io::Error) -> KernelRefusal {
+    if crate::sysfs::beneath::is_refused(err) {
+        // Not the kernel's answer: hbad's own, before any open; it names the path.
+        return KernelRefusal {
+            summary: err.to_string(),
+            errno: "refused".to_string(),
+            advice: "hbad writes only below --sysfs-root and through no symbolic link, \
+                     as the kernel's sysfs has none on that way; check the tree"
+                .to_string(),
+        };
+    }
     let errno = err.raw_os_error().map(Errno::from_raw);
     let (summary, advice) = match (op, errno) {
         (Op::VportCreate { parent, wwpn, wwpn_known: true, .. }, Some(Errno::EINVAL)) => (
@@ -167,5 +177,15 @@ mod tests {
         assert!(no_npiv.contains("no NPIV support"), "{no_npiv}");
         let loop_ = explain(&create(false), &e(libc::EOPNOTSUPP)).to_string();
         assert!(loop_.contains("loop topology"), "{loop_}");
+    }
+
+    #[test]
+    fn a_write_hbad_refused_is_told_as_its_own_with_the_path() {
+        let root = std::path::Path::new("/nonexistent/sys");
+        let path = std::path::Path::new("/etc/hbad-test/vport_create");
+        let err = crate::sysfs::beneath::open_for_write(root, path).unwrap_err();
+        let told = explain(&create(false), &err).to_string();
+        assert!(told.starts_with("/etc/hbad-test/vport_create is not below the sysfs root /nonexistent/sys: refusing to write (refused)"), "{told}");
+        assert!(!told.contains("journalctl"), "{told}");
     }
 }

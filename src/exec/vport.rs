@@ -500,12 +500,12 @@ impl Vports {
             });
         }
         // Recorded before because the driver refused: do not ask it again on every
-        // apply (the planner only sees symbolic_name, so it keeps asking).
+        // apply. A record adopted from a stopped create's intent never asked it.
         if let Some(wwpn) = info.as_ref().and_then(|v| v.wwpn) {
             if let Some(rec) = self
                 .state
                 .get(wwpn)?
-                .filter(|r| r.refused() && r.name == name)
+                .filter(|r| r.refused() && !r.mark_pending && r.name == name)
             {
                 return Ok(OwnerMark::StateFile {
                     name: rec.name,
@@ -579,6 +579,7 @@ impl Vports {
                 name: name.to_string(),
                 wwnn,
                 why: why.clone(),
+                mark_pending: false,
             },
         )?;
         Ok(OwnerMark::StateFile {
@@ -647,6 +648,7 @@ impl Vports {
             name: name.to_string(),
             wwnn,
             why: String::new(),
+            mark_pending: false,
         };
         let recorded = self.state.get(wwpn).map(|r| r.as_ref() == Some(&rec));
         if let Err(e) = recorded.and_then(|same| {
@@ -1197,6 +1199,60 @@ pub(crate) mod tests {
         assert!(!d.already_gone);
         assert_eq!(v.state().get(wwpn).unwrap(), None);
         assert!(!k.sysfs().exists(&c.vhba.vport));
+    }
+
+    /// A vport made by a create that stopped before marking it, adopted from its
+    /// intent: recorded as hbad's, unmarked, the driver never asked.
+    fn adopted_unmarked(k: &Kernel, v: &Vports, name: &str, wwpn: Wwn) -> String {
+        let wwnn = Wwn::from_u64(0x5001_a4a0_0000_0b00);
+        let create = k
+            .sysfs()
+            .vport_create_path(&k.parent().devpath, VportControlDir::FcHost);
+        k.write_attr(&create, &vport_text(wwpn, wwnn)).unwrap();
+        v.state()
+            .record(
+                wwpn,
+                OwnedRecord {
+                    name: name.into(),
+                    wwnn,
+                    why: "hbad stopped between vport_create and marking it".into(),
+                    mark_pending: true,
+                },
+            )
+            .unwrap();
+        v.existing(wwpn).unwrap().unwrap().vhba.vport
+    }
+
+    #[test]
+    fn a_vport_adopted_before_its_mark_is_marked_and_bound() {
+        let (dir, k) = lab();
+        let v = vports(&k, dir.path());
+        let wwpn = Wwn::from_u64(0x5001_a4a0_0000_0b01);
+        let vport = adopted_unmarked(&k, &v, "db1", wwpn);
+        let owner = v.mark(&vport, "db1").unwrap();
+        assert_eq!(owner, OwnerMark::SymbolicName { name: "db1".into() });
+        assert_eq!(k.writes_to("symbolic_name"), ["hbad:db1"]);
+        // The record now binds the mark hbad wrote: nothing pending, no refusal.
+        let rec = v.state().get(wwpn).unwrap().unwrap();
+        assert!(!rec.refused() && !rec.mark_pending, "{rec:?}");
+    }
+
+    #[test]
+    fn a_vport_adopted_before_its_mark_asks_a_refusing_driver_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = with(dir.path(), |k| k.refuse_symbolic = true);
+        let v = vports(&k, dir.path());
+        let wwpn = Wwn::from_u64(0x5001_a4a0_0000_0b01);
+        let vport = adopted_unmarked(&k, &v, "db1", wwpn);
+        let Ok(OwnerMark::StateFile { why, .. }) = v.mark(&vport, "db1") else {
+            panic!("not recorded")
+        };
+        assert!(why.contains("EACCES"), "{why}");
+        // The refusal replaces the adoption: it is not asked again.
+        let rec = v.state().get(wwpn).unwrap().unwrap();
+        assert!(rec.refused() && !rec.mark_pending, "{rec:?}");
+        v.mark(&vport, "db1").unwrap();
+        assert_eq!(k.writes_to("symbolic_name").len(), 1);
     }
 
     #[test]

@@ -66,6 +66,9 @@ struct Journal {
     identifier: &'static str,
     /// Records journald did not take that no record has reported yet.
     dropped: AtomicU64,
+    /// Records journald did not take since the layer was opened: for the agent's
+    /// status and metrics.
+    dropped_total: AtomicU64,
 }
 
 impl JournalLayer {
@@ -85,6 +88,7 @@ impl JournalLayer {
             to,
             identifier,
             dropped: AtomicU64::new(0),
+            dropped_total: AtomicU64::new(0),
         }));
         match layer.send(&[]) {
             Ok(()) | Err(Errno::EAGAIN) => Ok(layer),
@@ -96,6 +100,11 @@ impl JournalLayer {
     #[cfg(test)]
     pub fn dropped(&self) -> u64 {
         self.0.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Records dropped since the layer was opened, reported or not.
+    pub fn dropped_total(&self) -> u64 {
+        self.0.dropped_total.load(Ordering::Relaxed)
     }
 
     /// Sends one record without waiting: a datagram, or a memfd when it is too large
@@ -125,6 +134,7 @@ impl JournalLayer {
         self.report_dropped();
         if self.send(payload).is_err() {
             self.0.dropped.fetch_add(1, Ordering::Relaxed);
+            self.0.dropped_total.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -604,6 +614,8 @@ mod tests {
         assert!(value(&report, "TARGET").starts_with("hbad"));
         assert_eq!(value(&recv(&sock), "MESSAGE"), "after");
         assert_eq!(dropped.dropped(), 0);
+        // The report is not a loss, and the total does not forget the reported.
+        assert_eq!(dropped.dropped_total(), 6);
     }
 
     #[test]

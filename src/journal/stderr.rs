@@ -54,6 +54,8 @@ struct State {
     bytes: usize,
     /// Records dropped since the last one queued.
     dropped: u64,
+    /// Records dropped since the queue was started.
+    dropped_total: u64,
     /// The writer holds a record it has not finished writing.
     writing: bool,
 }
@@ -94,6 +96,7 @@ impl Queue {
         let mut s = self.lock();
         if s.records.len() >= self.limits.records || s.bytes + len > self.limits.bytes {
             s.dropped += 1;
+            s.dropped_total += 1;
             return false;
         }
         let bytes = bounded(record);
@@ -106,6 +109,11 @@ impl Queue {
         drop(s);
         self.queued.notify_one();
         true
+    }
+
+    /// Records dropped since the queue was started.
+    pub fn dropped_total(&self) -> u64 {
+        self.lock().dropped_total
     }
 
     /// Waits until everything queued is written, at most `deadline`: true when it was.
@@ -260,6 +268,7 @@ mod tests {
             .recv_timeout(PATIENCE)
             .expect("logging blocked on a stderr nobody reads");
         assert!(dropped > 0, "nothing was dropped");
+        assert_eq!(queue.dropped_total(), dropped as u64);
 
         // stderr is read again: everything queued comes out, then the end mark.
         let (text_tx, text) = mpsc::channel();

@@ -13,7 +13,14 @@
 //! a read that fills the buffer says the file is longer than any attribute. The
 //! rules are those of [`super::Sysfs::attr`]: opened non-blocking, regular files
 //! only (a FIFO or a device where an attribute should be is not one), nothing past
-//! the bound.
+//! the bound. Only the type is checked differently, to keep one `openat` and one
+//! `read` per attribute: not before the read, but when the read gives nothing (a
+//! FIFO without a writer, opened non-blocking, reads as at its end; one with a
+//! writer and nothing in it fails with `EAGAIN`, as `/dev/null` reads nothing):
+//! then one `fstat` tells an empty attribute from a file that is not one, which
+//! reads as absent. A FIFO that holds bytes is read as a file would be (only a
+//! test's stand-in for the kernel can be one), and a device that gives more than
+//! a page (`/dev/zero`) is refused by the bound.
 
 use std::borrow::Cow;
 use std::ffi::OsStr;
@@ -88,6 +95,9 @@ impl DeviceDir {
         let mut file = self.attr_file(name)?;
         let mut buf = [0u8; ATTR_MAX + 1];
         let n = read_once(&mut file, &mut buf)?;
+        if n == 0 && !is_attr_file(&file) {
+            return None;
+        }
         let mut raw = buf[..n].to_vec();
         if n == buf.len() {
             // Longer than a page (a VPD page can be): the rest, up to one byte past
@@ -311,11 +321,19 @@ fn read_attr_text(file: &File) -> Option<String> {
     loop {
         match rustix::io::read(file, &mut buf[..]) {
             Ok((read, _)) if read.len() > ATTR_MAX => return None,
+            Ok((read, _)) if read.is_empty() && !is_attr_file(file) => return None,
             Ok((read, _)) => return super::attr_text(read),
             Err(rustix::io::Errno::INTR) => continue,
             Err(_) => return None,
         }
     }
+}
+
+/// Is this open file a regular file, as every sysfs attribute is? Asked only
+/// when a read gave nothing (see the module's notes).
+fn is_attr_file(file: &File) -> bool {
+    rustix::fs::fstat(file)
+        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
 }
 
 /// One read, retried only when a signal cut it short of any byte.

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::wwn::Wwn;
 
+pub mod beneath;
 mod block;
 mod bus;
 mod dir;

@@ -7,7 +7,6 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -74,15 +73,25 @@ pub fn on_loop_thread() -> bool {
     LOOP_THREAD.with(Cell::get)
 }
 
-/// Writes to the real sysfs.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct KernelWriter;
+/// Writes to the real sysfs, below one root: a path that leaves it, or goes
+/// through a symbolic link on the way, is refused ([`super::beneath`]).
+#[derive(Debug, Clone)]
+pub struct KernelWriter {
+    root: PathBuf,
+}
+
+impl KernelWriter {
+    /// Writes below the sysfs root `root` (`/sys`, or the `--sysfs-root` given).
+    pub fn beneath(root: impl Into<PathBuf>) -> Self {
+        KernelWriter { root: root.into() }
+    }
+}
 
 impl AttrWriter for KernelWriter {
     fn store(&self, path: &Path, value: &str) -> io::Result<()> {
         // Never create: a missing attribute means the driver lacks the feature, and
         // creating a regular file in its place would hide that.
-        let mut file = OpenOptions::new().write(true).open(path)?;
+        let mut file = super::beneath::open_for_write(&self.root, path)?;
         // sysfs store handlers see exactly one write; a short or split write would be
         // parsed as two commands.
         file.write_all(value.as_bytes())
@@ -108,17 +117,37 @@ impl AttrWriter for KernelWriter {
 #[derive(Debug)]
 pub struct ChildWriter {
     exe: PathBuf,
+    /// The sysfs root, given to each child as `--sysfs-root`: its writes stay below.
+    root: PathBuf,
 }
 
 /// `write-attr`'s exit status for a failure that has no errno.
 pub const WRITE_ATTR_NOT_OS: i32 = 255;
 
+/// `write-attr`'s exit status for a write refused before any open: the path
+/// leaves the sysfs root or goes through a link ([`super::beneath`]). No errno is
+/// this large.
+pub const WRITE_ATTR_REFUSED: i32 = 254;
+
 impl ChildWriter {
-    /// Writes through this very executable's `write-attr` command.
-    pub fn new() -> io::Result<Self> {
+    /// Writes through this very executable's `write-attr` command, below the
+    /// sysfs root `root`.
+    pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
         Ok(ChildWriter {
             exe: std::env::current_exe()?,
+            root: root.into(),
         })
+    }
+
+    /// This executable, told the sysfs root, running `subcommand`.
+    fn child(&self, subcommand: &str) -> Command {
+        let mut command = Command::new(&self.exe);
+        command
+            .arg("--sysfs-root")
+            .arg(&self.root)
+            .arg(subcommand)
+            .arg("--");
+        command
     }
 }
 
@@ -126,8 +155,8 @@ impl AttrWriter for ChildWriter {
     fn store(&self, path: &Path, value: &str) -> io::Result<()> {
         // The value goes on stdin: it may hold a NUL (a symbolic_name's end), which
         // no command-line argument can carry.
-        let mut command = Command::new(&self.exe);
-        command.arg("write-attr").arg("--").arg(path);
+        let mut command = self.child("write-attr");
+        command.arg(path);
         let end = run_child(
             &mut command,
             Some(value.as_bytes()),
@@ -135,6 +164,11 @@ impl AttrWriter for ChildWriter {
         )?;
         match end.status.code() {
             Some(0) => Ok(()),
+            // Said again here in words: the child's stderr is not read.
+            Some(WRITE_ATTR_REFUSED) => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                super::beneath::refusal(&self.root, path),
+            )),
             Some(errno) if errno < WRITE_ATTR_NOT_OS => Err(io::Error::from_raw_os_error(errno)),
             _ => Err(io::Error::other(format!(
                 "the writer process for {} ended with {}",
@@ -147,11 +181,8 @@ impl AttrWriter for ChildWriter {
     /// In a child (`hbad report-luns`) for the reason writes are: a command the
     /// target never answers keeps its caller in the kernel.
     fn report_luns(&self, node: &DeviceNode) -> io::Result<Vec<u64>> {
-        let mut command = Command::new(&self.exe);
-        command
-            .arg("report-luns")
-            .arg("--")
-            .args(crate::report_luns::node_args(node));
+        let mut command = self.child("report-luns");
+        command.args(crate::report_luns::node_args(node));
         // 65535 LUNs of up to 20 digits: the most the command prints.
         let end = run_child(&mut command, None, ChildBounds::output(2 << 20))?;
         end.answer(crate::report_luns::parse_luns, || {
@@ -162,8 +193,8 @@ impl AttrWriter for ChildWriter {
     /// In a child (`hbad delete-lun`): the exclusive open is an `sd` open, which
     /// can wait on the target like a command.
     fn delete_unclaimed(&self, lun: &LunDelete) -> io::Result<Deletion> {
-        let mut command = Command::new(&self.exe);
-        command.arg("delete-lun").arg("--").args(lun.args());
+        let mut command = self.child("delete-lun");
+        command.args(lun.args());
         let end = run_child(&mut command, None, ChildBounds::output(4096))?;
         end.answer(crate::claim::parse_deletion, || {
             format!("the delete-lun process for {}", lun.disk)
@@ -576,11 +607,15 @@ mod tests {
         let attr = dir.path().join("scan");
         std::fs::write(&attr, "").unwrap();
         let path = attr.clone();
-        let off_loop = std::thread::spawn(move || KernelWriter.write_attr(&path, "- - -"));
+        let writer = KernelWriter::beneath(dir.path());
+        let off_loop = {
+            let writer = writer.clone();
+            std::thread::spawn(move || writer.write_attr(&path, "- - -"))
+        };
         assert!(off_loop.join().unwrap().is_ok());
         let on_loop = std::thread::spawn(move || {
             set_loop_thread(true);
-            KernelWriter.write_attr(&attr, "- - -")
+            writer.write_attr(&attr, "- - -")
         });
         let err = on_loop.join().unwrap_err();
         let text = err.downcast_ref::<String>().cloned().unwrap_or_default();
