@@ -13,10 +13,11 @@
 //!   kernel operation), on a small and the large host; and the fixed cost of one
 //!   batch, which grows with the graph;
 //! - pipeline (only when named: `cargo bench --bench daemon -- pipeline`): a
-//!   storm's datagrams to the plan on one core, per CPU second, read in place as
-//!   `hbad run` reads its kernel socket and parsed to owned events in turn, on the
-//!   small host, the large one and one of 2 x 8000 LUNs; the section to
-//!   `perf record`;
+//!   storm's datagrams to the plan on one core, per CPU second, on the small
+//!   host, the large one and one of 2 x 8000 LUNs, three ways: received (copied
+//!   from a queue into one reused buffer and read in place there, as `hbad run`
+//!   reads its kernel socket), read in place where each datagram was built, and
+//!   parsed to owned events; the section to `perf record`;
 //! - the loop: a 10,000 unit-attention storm across 4 targets of 2 hosts through
 //!   `hbad::daemon::run::run` on a current-thread runtime as `hbad run` builds it,
 //!   with the default debounce (250 ms) and with 50 ms: scans issued (must be 4)
@@ -313,14 +314,49 @@ fn thread_cpu() -> Duration {
 }
 
 /// How the bytes of a storm become what the agent takes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Intake {
+#[derive(Clone, Copy)]
+enum Intake<'q> {
     /// Read in place (`parse_kernel_ref`), each event taken before the next is
     /// read: what `hbad run` does with its kernel socket.
     InPlace,
+    /// Copied one by one from a queue of datagrams laid back to back into one
+    /// reused receive buffer, and read in place there: how `hbad run` gets
+    /// them (recvfrom into the source's buffer), with the kernel's copy counted
+    /// as this thread's work. Where each datagram sits in its own heap block,
+    /// scattered over a large host's heap, `InPlace` also times cache and TLB
+    /// misses that the daemon's reads never see.
+    Received(&'q SocketQueue),
     /// Parsed into owned events (`parse_kernel`, every property copied) and
     /// handed over as one batch: what the channel sources and `hbad watch` get.
     Owned,
+}
+
+/// A storm's datagrams back to back in one buffer, as a socket's queue hands
+/// them over in order.
+struct SocketQueue {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl SocketQueue {
+    fn of(datagrams: &[Vec<u8>]) -> SocketQueue {
+        let mut q = SocketQueue {
+            bytes: Vec::new(),
+            ends: Vec::new(),
+        };
+        for d in datagrams {
+            q.bytes.extend_from_slice(d);
+            q.ends.push(q.bytes.len());
+        }
+        q
+    }
+
+    fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
+        std::iter::once(0)
+            .chain(self.ends.iter().copied())
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| &self.bytes[start..end])
+    }
 }
 
 /// A storm's datagrams, as netlink delivers them.
@@ -342,7 +378,7 @@ fn storm_datagrams(host: &Host) -> Vec<Vec<u8>> {
 fn parsed_storm_rate(
     host: &mut Host,
     datagrams: &[Vec<u8>],
-    intake: Intake,
+    intake: Intake<'_>,
     rounds: usize,
 ) -> (f64, f64, u64) {
     let before = host.issued();
@@ -353,6 +389,16 @@ fn parsed_storm_rate(
             Intake::InPlace => {
                 for d in datagrams {
                     let ev = parse_kernel_ref(d).expect("a datagram the kernel would send");
+                    host.agent.take_event(ev);
+                }
+                host.agent.plan_batch(Instant::now());
+            }
+            Intake::Received(queue) => {
+                let mut buf = vec![0u8; 16 * 1024];
+                for d in queue.datagrams() {
+                    buf[..d.len()].copy_from_slice(d);
+                    let ev = parse_kernel_ref(&buf[..d.len()])
+                        .expect("a datagram the kernel would send");
                     host.agent.take_event(ev);
                 }
                 host.agent.plan_batch(Instant::now());
@@ -936,9 +982,11 @@ fn main() {
                 host.agent.graph().len()
             );
             let datagrams = storm_datagrams(&host);
-            let (mut in_place, mut owned) = (Vec::new(), Vec::new());
+            let queue = SocketQueue::of(&datagrams);
+            let (mut in_place, mut owned, mut received) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..runs {
                 for (intake, rates) in [
+                    (Intake::Received(&queue), &mut received),
                     (Intake::InPlace, &mut in_place),
                     (Intake::Owned, &mut owned),
                 ] {
@@ -950,6 +998,7 @@ fn main() {
             }
             println!("  {name:<30} read in place {}", show_spread(&in_place, 0));
             println!("  {name:<30} owned events  {}", show_spread(&owned, 0));
+            println!("  {name:<30} received      {}", show_spread(&received, 0));
         }
         println!();
     }
