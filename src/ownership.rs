@@ -651,8 +651,19 @@ impl OwnedState {
                 if self.unsettled(&file) {
                     let settled = self.settle(&mut file);
                     if !settled.is_empty() {
-                        self.write_locked(&file)?;
-                        self.report(&settled, true);
+                        // A file that cannot be written (full or read-only /var)
+                        // still gives its records: settled here, and in the file
+                        // by the next change that can write it. Failing the read
+                        // would make every vHBA only the records make hbad's no
+                        // one's.
+                        let written = self.write_locked(&file);
+                        if let Err(e) = &written {
+                            warn(&format!(
+                                "{e}; the creates that stopped are settled in memory \
+                                 only, and written with the next change to the file"
+                            ));
+                        }
+                        self.report(&settled, written.is_ok());
                     }
                 }
                 Ok(file)

@@ -270,17 +270,17 @@ impl Scanner {
             });
             if let Some(p) = covering {
                 p.waiters.extend(tx);
-                p.requests += 1;
+                p.requests = p.requests.saturating_add(1);
                 c.merged += 1;
             } else {
                 // A wider request absorbs the narrower ones already queued.
                 let mut waiters = Vec::from_iter(tx);
-                let mut requests = 1;
+                let mut requests: u32 = 1;
                 let before = st.queue.len();
                 st.queue.retain_mut(|j| match j {
                     Job::Scan(p) if scope.covers(p.scope) => {
                         waiters.append(&mut p.waiters);
-                        requests += p.requests;
+                        requests = requests.saturating_add(p.requests);
                         false
                     }
                     _ => true,

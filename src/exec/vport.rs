@@ -366,7 +366,10 @@ impl Vports {
             .writer
             .write_attr(&path, &vport_text(req.wwpn, req.wwnn))
         {
-            if intended {
+            // Only a create that left no vport is given up: the write can fail
+            // after the kernel made it (the writer killed on its way out), and
+            // the intent then lets the next read adopt it.
+            if intended && wwpn_users(&self.sysfs, req.wwpn).vports.is_empty() {
                 self.settle_intent(req.wwpn, OwnedState::abandon);
             }
             let op = Op::VportCreate {
