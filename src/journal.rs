@@ -147,9 +147,24 @@ pub fn init(prefer_journal: bool) -> Sink {
         }
     };
     if let Some(installed) = installed {
-        let _ = INSTALLED.set(installed);
+        if INSTALLED.set(installed).is_ok() {
+            flush_before_panic_message();
+        }
     }
     Sink::Stderr
+}
+
+/// A panic prints its message on stderr straight away: the records still queued,
+/// the ones that tell how it came to that, are written first (within the exit
+/// deadline), not lost or printed after it.
+fn flush_before_panic_message() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Some(Installed::Stderr(queue)) = INSTALLED.get() {
+            queue.flush_in_panic(FLUSH_DEADLINE);
+        }
+        previous(info);
+    }));
 }
 
 /// What [`init`] installed, for [`flush`].

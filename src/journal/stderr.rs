@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -134,6 +134,21 @@ impl Queue {
         true
     }
 
+    /// [`Queue::flush`] for a panic hook. The panicking thread may be the one that
+    /// holds the queue's lock (a panic inside `push`), where taking it again would
+    /// hang the panic for ever: the lock is only tried, until the deadline.
+    pub fn flush_in_panic(&self, deadline: Duration) -> bool {
+        let until = Instant::now() + deadline;
+        loop {
+            match self.state.try_lock() {
+                Ok(_) | Err(TryLockError::Poisoned(_)) => break,
+                Err(TryLockError::WouldBlock) if Instant::now() >= until => return false,
+                Err(TryLockError::WouldBlock) => thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        self.flush(until.saturating_duration_since(Instant::now()))
+    }
+
     /// The writer thread: for ever, as the process's life.
     fn write_out(&self, mut out: File) {
         let mut s = self.lock();
@@ -234,6 +249,33 @@ mod tests {
 
     /// A guard against a call that blocks, never a measurement.
     const PATIENCE: Duration = Duration::from_secs(60);
+
+    /// A panic hook's flush on the thread that holds the queue's lock gives up at
+    /// its deadline instead of waiting for itself; without the lock held it writes
+    /// what is queued.
+    #[test]
+    fn a_flush_in_a_panic_never_waits_for_its_own_thread() {
+        let (mut read, write) = pipe();
+        let queue = Queue::start(write, LIMITS).unwrap();
+        let (done, finished) = mpsc::channel();
+        let q = queue.clone();
+        thread::spawn(move || {
+            let held = q.lock();
+            let flushed = q.flush_in_panic(Duration::from_millis(50));
+            drop(held);
+            done.send(flushed).unwrap();
+        });
+        assert_eq!(
+            finished.recv_timeout(PATIENCE),
+            Ok(false),
+            "gave up at the deadline rather than waiting on its own lock"
+        );
+        assert!(queue.push(b"last words\n"));
+        assert!(queue.flush_in_panic(PATIENCE));
+        let mut buf = [0u8; 11];
+        read.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"last words\n");
+    }
 
     fn pipe() -> (File, File) {
         let (read, write) = nix::unistd::pipe().unwrap();
