@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -131,7 +131,8 @@ impl OwnedRecord {
 /// a vport that is no one's (never pruned, refused by `hbad destroy` without
 /// --force). Once the vHBA is marked the intent becomes its record; a create that
 /// made nothing removes it. One whose creator is gone is settled when the file is
-/// next read: adopted as hbad's when sysfs shows its vport, dropped when not.
+/// next read: adopted as hbad's when sysfs shows its vport, dropped when not, and
+/// left while its write may still be in the kernel ([`CreateLock`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Intent {
     pub name: String,
@@ -190,6 +191,64 @@ pub struct Creator {
     pub pid: u32,
     /// Clock ticks after boot (`/proc/PID/stat`, field 22).
     pub start: u64,
+}
+
+/// The lock of one create under way, on `<file>.create-<wwpn>`: taken before its
+/// intent is written and held until the intent is settled, by the creating
+/// process and by the `hbad write-attr` child that makes the write to
+/// vport_create, which inherits it
+/// ([`crate::sysfs::writes::AttrWriter::write_attr_holding`]). That child outlives
+/// a creator killed with SIGKILL, and the kernel may finish the create after the
+/// creator is gone: an intent of a dead creator whose vport is not there yet is
+/// dropped only when nobody holds its lock, else the vport the kernel makes a
+/// moment later would be no one's.
+///
+/// Why a lock and not a time: the child has no time limit (a write stuck in the
+/// kernel cannot be ended, and may return minutes later), so no age of the intent
+/// proves the create over; and why not the child's PID in the intent: it is known
+/// only once the child runs, after the intent was synced, and a creator killed in
+/// between would leave a child no intent names. The lock is in the child from its
+/// first instruction (inherited across fork and exec), goes when the last of the
+/// two ends (however: the kernel releases it), and never survives a reboot.
+/// Keeping an intent too long deletes nothing; dropping it too early orphans a
+/// vport, so a lock that cannot be tested counts as held.
+#[derive(Debug)]
+pub struct CreateLock(fs::File);
+
+impl AsFd for CreateLock {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// A lock file, made when missing; never through a link, never waiting (a FIFO
+/// planted there is not waited on), closed across exec unless handed on.
+fn open_lock(path: &Path) -> io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// `flock(op | LOCK_NB)` on `file`: whether it was taken (false: another open
+/// file holds a lock that conflicts).
+fn try_flock(file: &fs::File, op: libc::c_int) -> io::Result<bool> {
+    loop {
+        // SAFETY: flock takes no pointers; the descriptor is open for the call.
+        if unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) } == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            _ => return Err(e),
+        }
+    }
 }
 
 /// A boot id as the kernel prints it (a UUID); an empty one is unknown.
@@ -251,6 +310,16 @@ enum Settled {
     Recorded { wwpn: Wwn },
     /// No vport with its names: the create never happened or failed.
     Dropped { wwpn: Wwn, intent: Intent },
+}
+
+impl Settled {
+    fn wwpn(&self) -> Wwn {
+        match self {
+            Settled::Adopted { wwpn, .. }
+            | Settled::Recorded { wwpn }
+            | Settled::Dropped { wwpn, .. } => *wwpn,
+        }
+    }
 }
 
 /// A vport's names and mark as sysfs shows them: what a state file that was lost is
@@ -401,9 +470,15 @@ impl OwnedFile {
 
     /// Settles the intents whose creator is gone against the vports `present`
     /// (called only then): one whose vport is there (same WWPN and WWNN) is
-    /// adopted as hbad's, one with a record is done, any other is dropped.
+    /// adopted as hbad's, one with a record is done, any other is dropped unless
+    /// its write is still in the kernel (`in_kernel`, [`CreateLock`]).
     /// Intents of running processes are left: their creates may be in the kernel.
-    fn settle(&mut self, present: &[VportMark], alive: impl Fn(&Creator) -> bool) -> Vec<Settled> {
+    fn settle(
+        &mut self,
+        present: &[VportMark],
+        alive: impl Fn(&Creator) -> bool,
+        in_kernel: impl Fn(Wwn) -> bool,
+    ) -> Vec<Settled> {
         let gone: Vec<Wwn> = self
             .creating
             .iter()
@@ -423,7 +498,12 @@ impl OwnedFile {
                 .iter()
                 .find(|m| m.wwpn == wwpn && m.wwnn == intent.wwnn)
             else {
-                out.push(Settled::Dropped { wwpn, intent });
+                if in_kernel(wwpn) {
+                    // Its writer outlived it: the kernel may still make the vport.
+                    self.creating.insert(wwpn, intent);
+                } else {
+                    out.push(Settled::Dropped { wwpn, intent });
+                }
                 continue;
             };
             // Marked before the stop: the record binds the mark, as after any
@@ -657,6 +737,11 @@ impl OwnedState {
                         // would make every vHBA only the records make hbad's no
                         // one's.
                         let written = self.write_locked(&file);
+                        if written.is_ok() {
+                            for s in &settled {
+                                self.remove_create_lock(s.wwpn());
+                            }
+                        }
                         if let Err(e) = &written {
                             warn(&format!(
                                 "{e}; the creates that stopped are settled in memory \
@@ -747,29 +832,64 @@ impl OwnedState {
             fs::create_dir_all(dir).map_err(|e| self.err(e))?;
         }
         let path = sibling(&self.path, ".lock");
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-            .open(&path)
-            .map_err(|e| self.err(format!("lock file {}: {e}", path.display())))?;
+        let file =
+            open_lock(&path).map_err(|e| self.err(format!("lock file {}: {e}", path.display())))?;
         let deadline = Instant::now() + wait;
         loop {
-            // SAFETY: flock takes no pointers; the descriptor is open for the call.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return Ok(Some(file));
+            match try_flock(&file, libc::LOCK_EX) {
+                Ok(true) => return Ok(Some(file)),
+                Ok(false) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+                Ok(false) => return Ok(None),
+                Err(e) => return Err(self.err(format!("lock file {}: {e}", path.display()))),
             }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EWOULDBLOCK) if Instant::now() < deadline => {
-                    thread::sleep(Duration::from_millis(5));
-                }
-                Some(libc::EINTR) => {}
-                Some(libc::EWOULDBLOCK) => return Ok(None),
-                _ => return Err(self.err(format!("lock file {}: {e}", path.display()))),
+        }
+    }
+
+    /// `<file>.create-<wwpn>`, the lock of the create of `wwpn` ([`CreateLock`]).
+    fn create_lock_path(&self, wwpn: Wwn) -> PathBuf {
+        sibling(&self.path, &format!(".create-{wwpn}"))
+    }
+
+    /// Takes the lock of the create of `wwpn`, never waiting: held, another
+    /// create of that WWPN is under way, or a write of one is still in the kernel.
+    /// Called with the state file's lock held, as is every removal of the file, so
+    /// that a lock is never taken on a file that is being removed.
+    fn lock_create(&self, wwpn: Wwn) -> Result<CreateLock, String> {
+        let path = self.create_lock_path(wwpn);
+        let file = open_lock(&path).map_err(|e| format!("create lock {}: {e}", path.display()))?;
+        match try_flock(&file, libc::LOCK_EX) {
+            Ok(true) => Ok(CreateLock(file)),
+            Ok(false) => Err(format!(
+                "another create of {wwpn} is under way or still in the kernel (a process \
+                 holds {}); not recording this one",
+                path.display()
+            )),
+            Err(e) => Err(format!("create lock {}: {e}", path.display())),
+        }
+    }
+
+    /// Whether a process holds the lock of the create of `wwpn`: its write may
+    /// still be in the kernel. A lock that cannot be tested counts as held
+    /// ([`CreateLock`]); one whose file is missing was never taken or is done.
+    fn create_in_kernel(&self, wwpn: Wwn) -> bool {
+        let opened = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(self.create_lock_path(wwpn));
+        match opened {
+            Ok(file) => !matches!(try_flock(&file, libc::LOCK_SH), Ok(true)),
+            Err(e) => e.kind() != io::ErrorKind::NotFound,
+        }
+    }
+
+    /// Removes the lock file of a create whose intent is gone from the file, with
+    /// the state file's lock held ([`OwnedState::lock_create`]). Left behind, it
+    /// is only a file: a missing one and a free one say the same.
+    fn remove_create_lock(&self, wwpn: Wwn) {
+        let path = self.create_lock_path(wwpn);
+        if let Err(e) = fs::remove_file(&path) {
+            if e.kind() != io::ErrorKind::NotFound {
+                warn(&format!("create lock {}: {e}", path.display()));
             }
         }
     }
@@ -837,8 +957,13 @@ impl OwnedState {
     }
 
     /// Records, synced, that this process is about to write `wwpn` to
-    /// vport_create ([`Intent`]). Refused beyond [`ENTRIES_MAX`] creates under way.
-    pub fn intend(&self, wwpn: Wwn, intent: Intent) -> Result<(), StateError> {
+    /// vport_create ([`Intent`]), and gives the create's lock, taken before the
+    /// intent is written: hold it until the intent is settled, and have the write
+    /// to vport_create hold it too ([`CreateLock`]). Refused beyond
+    /// [`ENTRIES_MAX`] creates under way, and while another create of `wwpn`
+    /// holds its lock.
+    pub fn intend(&self, wwpn: Wwn, intent: Intent) -> Result<CreateLock, StateError> {
+        let mut lock = None;
         self.try_change(|file| {
             if file.creating.len() >= ENTRIES_MAX && !file.creating.contains_key(&wwpn) {
                 return Err(format!(
@@ -847,8 +972,10 @@ impl OwnedState {
                     file.creating.len()
                 ));
             }
+            lock = Some(self.lock_create(wwpn)?);
             Ok(file.creating.insert(wwpn, intent.clone()).as_ref() != Some(&intent))
-        })
+        })?;
+        lock.ok_or_else(|| self.err(format!("no lock was taken for the create of {wwpn}")))
     }
 
     /// The create of `wwpn` succeeded and its vHBA is marked: its intent becomes
@@ -859,6 +986,7 @@ impl OwnedState {
             let Some(intent) = file.creating.remove(&wwpn) else {
                 return false;
             };
+            self.remove_create_lock(wwpn);
             file.vhbas.entry(wwpn).or_insert(OwnedRecord {
                 name: intent.name,
                 wwnn: intent.wwnn,
@@ -872,7 +1000,13 @@ impl OwnedState {
     /// The create of `wwpn` made nothing (the kernel refused it, or it was rolled
     /// back): its intent goes.
     pub fn abandon(&self, wwpn: Wwn) -> Result<(), StateError> {
-        self.change(|file| file.creating.remove(&wwpn).is_some())
+        self.change(|file| {
+            let removed = file.creating.remove(&wwpn).is_some();
+            if removed {
+                self.remove_create_lock(wwpn);
+            }
+            removed
+        })
     }
 
     /// The creates under way the file records, as written (nothing settled).
@@ -894,7 +1028,7 @@ impl OwnedState {
         let Some(marks) = &self.marks else {
             return Vec::new();
         };
-        file.settle(&marks(), Creator::alive)
+        file.settle(&marks(), Creator::alive, |wwpn| self.create_in_kernel(wwpn))
     }
 
     /// One line for each intent settled; `written`: in the file, not only in
@@ -1501,6 +1635,40 @@ mod tests {
         assert_eq!(OwnedState::new(&path).intents().unwrap().len(), 2);
         assert!(!OwnedState::new(&path).all().unwrap().contains_key(&w(6)));
         assert_eq!(OwnedState::new(&path).intents().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_intent_whose_write_may_still_be_in_the_kernel_is_kept_until_its_lock_is_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owned.json");
+        let state = OwnedState::new(&path).rebuilding_from(present(&[]));
+        // The creator is gone; its write (the child holding the lock) is not.
+        let in_kernel = state.intend(w(1), intent("a", gone())).unwrap();
+        let lock_file = sibling(&path, &format!(".create-{}", w(1)));
+        assert!(lock_file.exists());
+        assert!(state.all().unwrap().is_empty());
+        assert!(state.all_read_only().unwrap().is_empty());
+        assert_eq!(state.intents().unwrap().len(), 1);
+        // A second create of the WWPN meanwhile is not recorded over it.
+        let err = state
+            .intend(w(1), intent("a", Creator::this().clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("another create of"), "{err}");
+        assert_eq!(state.intents().unwrap()[&w(1)].by, gone());
+        // The write ended and made nothing: dropped, and its lock file with it.
+        drop(in_kernel);
+        assert!(state.all().unwrap().is_empty());
+        assert!(state.intents().unwrap().is_empty());
+        assert!(!lock_file.exists());
+        // A lock file that cannot be tested keeps the intent: dropping it could
+        // orphan a vport, keeping it deletes nothing.
+        drop(state.intend(w(2), intent("b", gone())).unwrap());
+        let lock_file = sibling(&path, &format!(".create-{}", w(2)));
+        fs::remove_file(&lock_file).unwrap();
+        std::os::unix::fs::symlink("elsewhere", &lock_file).unwrap();
+        assert!(state.all().unwrap().is_empty());
+        assert_eq!(state.intents().unwrap().len(), 1);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -86,9 +86,9 @@ impl Host {
         self.hbad(args).output().unwrap()
     }
 
-    /// `hbad apply` for the declared vHBA, killed while its vport_create is in the
-    /// kernel; `made`: the kernel had made the vport by then.
-    fn apply_killed_in_vport_create(&self, made: bool) {
+    /// `hbad apply` for the declared vHBA, once its write to vport_create (the
+    /// attribute, held) is in the "kernel".
+    fn apply_in_vport_create(&self) -> (PathBuf, FullFifo, Child) {
         self.policy(true);
         let attr = self.sys(&format!("{HOST1}/fc_host/host1/vport_create"));
         let held = FullFifo::new(&attr);
@@ -102,6 +102,13 @@ impl Host {
             assert!(apply.try_wait().unwrap().is_none(), "hbad apply ended");
             thread::sleep(Duration::from_millis(10));
         }
+        (attr, held, apply)
+    }
+
+    /// `hbad apply` for the declared vHBA, killed while its vport_create is in the
+    /// kernel; `made`: the kernel had made the vport by then.
+    fn apply_killed_in_vport_create(&self, made: bool) {
+        let (attr, held, mut apply) = self.apply_in_vport_create();
         // Synced before the write began.
         let state = self.state();
         assert_eq!(
@@ -115,10 +122,14 @@ impl Host {
         }
         apply.kill().unwrap();
         apply.wait().unwrap();
+        let writers = held.writers();
         // No reader left: the orphaned write-attr child gets EPIPE and ends.
         drop(held);
         fs::remove_file(&attr).unwrap();
         fs::write(&attr, "").unwrap();
+        // Ended, and with it the create's lock: what reads the file next finds
+        // no write of it left in the kernel.
+        await_ended(&writers);
     }
 }
 
@@ -156,6 +167,11 @@ impl FullFifo {
     /// write-only opens count: a process another test forks copies this one's
     /// read-write descriptor until it execs, and is not hbad.
     fn in_a_write(&self) -> bool {
+        !self.writers().is_empty()
+    }
+
+    /// The processes with it open for writing, by their /proc directories.
+    fn writers(&self) -> Vec<PathBuf> {
         let me = std::process::id().to_string();
         fs::read_dir("/proc")
             .unwrap()
@@ -168,7 +184,27 @@ impl FullFifo {
             .filter_map(|p| Some((p.path(), fs::read_dir(p.path().join("fd")).ok()?)))
             .flat_map(|(proc, fds)| fds.filter_map(Result::ok).map(move |fd| (proc.clone(), fd)))
             .filter(|(_, fd)| fs::read_link(fd.path()).is_ok_and(|t| t == self.path))
-            .any(|(proc, fd)| write_only(&proc.join("fdinfo").join(fd.file_name())))
+            .filter(|(proc, fd)| write_only(&proc.join("fdinfo").join(fd.file_name())))
+            .map(|(proc, _)| proc)
+            .collect()
+    }
+}
+
+/// Waits until each process has ended: gone, or a zombie, whose files are closed
+/// (an orphan waits for whoever reaps it).
+fn await_ended(procs: &[PathBuf]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for proc in procs {
+        loop {
+            let state = fs::read_to_string(proc.join("stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(')')?.1.trim_start().chars().next());
+            if !matches!(state, Some(c) if c != 'Z' && c != 'X') {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} never ended", proc.display());
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -351,4 +387,63 @@ fn a_declared_vport_whose_driver_refuses_the_mark_is_asked_once() {
     let out = host.run(&["apply"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(fs::read(host.state_file()).unwrap(), before);
+}
+
+/// hbad killed in its vport_create while its `write-attr` child stays in the
+/// kernel: a read that settles the file then (here `hbad apply`, as an agent
+/// restarted at once would) finds the creator gone and no vport yet, and must
+/// keep the intent, for the child still holds the create's lock. The kernel then
+/// makes the vport: it is hbad's, pruned once the policy drops it.
+#[test]
+fn an_intent_whose_write_outlived_hbad_is_kept_until_the_kernel_made_its_vport() {
+    let host = Host::new();
+    let sys = host.dir.path().join("sys");
+    let (attr, held, mut apply) = host.apply_in_vport_create();
+    apply.kill().unwrap();
+    apply.wait().unwrap();
+    let writers = held.writers();
+    assert!(!writers.is_empty(), "the write-attr child ended with hbad");
+
+    // The policy drops the vHBA and another hbad reads (and writes) the file
+    // while the write is still in the kernel: the intent stays.
+    host.policy(false);
+    let out = host.run(&["apply"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("so the intent is dropped"),
+        "{}",
+        stderr(&out)
+    );
+    let state = host.state();
+    assert_eq!(
+        state["creating"][format!("0x{WWPN}")]["name"],
+        "db",
+        "{state}"
+    );
+    assert!(held.in_a_write(), "the write ended before the read");
+
+    // The kernel finishes the create: the vport is there, and the child ends.
+    add_vport(&sys);
+    drop(held);
+    await_ended(&writers);
+    fs::remove_file(&attr).unwrap();
+    fs::write(&attr, "").unwrap();
+
+    let plan = host.run(&["plan", "--json"]);
+    assert_eq!(steps(&plan), [format!("delete_vhba /{HOST1}/{VPORT}")]);
+    let deleted = serve_one_delete(&sys);
+    let out = host.run(&["apply"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(deleted.join().unwrap(), format!("{WWPN}:{WWNN}"));
+    assert!(!vport_dir(&sys).exists());
+    let state = host.state();
+    assert_eq!(state["vhbas"], serde_json::json!({}), "{state}");
+    assert!(state.get("creating").is_none(), "{state}");
+    // The create's lock file went with its intent.
+    let left: Vec<String> = fs::read_dir(host.state_file().parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".create-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

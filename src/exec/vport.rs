@@ -15,6 +15,7 @@
 //! instead. Deletes touch only owned vports unless forced, and never a physical port.
 
 use std::fmt;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -23,7 +24,8 @@ use serde::Serialize;
 
 use super::errors::{explain, KernelRefusal, Op};
 use crate::ownership::{
-    Intent, MarkSource, OwnedRecord, OwnedState, OwnerMark, StateError, VportMark, OWNER_PREFIX,
+    CreateLock, Intent, MarkSource, OwnedRecord, OwnedState, OwnerMark, StateError, VportMark,
+    OWNER_PREFIX,
 };
 use crate::plan::HostRef;
 use crate::sysfs::writes::{vport_text, AttrWriter};
@@ -361,11 +363,17 @@ impl Vports {
         let path = self
             .sysfs
             .vport_create_path(&req.parent.devpath, req.control_dir);
-        let intended = self.intend(req, parent_fc.as_ref().and_then(|f| f.wwpn));
-        if let Err(e) = self
-            .writer
-            .write_attr(&path, &vport_text(req.wwpn, req.wwnn))
-        {
+        // The create's lock goes with the write into the writer's child, which a
+        // SIGKILL of this process leaves in the kernel: its intent is then kept
+        // until the child ends ([`crate::ownership::CreateLock`]).
+        let create_lock = self.intend(req, parent_fc.as_ref().and_then(|f| f.wwpn));
+        let intended = create_lock.is_some();
+        let text = vport_text(req.wwpn, req.wwnn);
+        let written = match &create_lock {
+            Some(lock) => self.writer.write_attr_holding(&path, &text, lock.as_fd()),
+            None => self.writer.write_attr(&path, &text),
+        };
+        if let Err(e) = written {
             // Only a create that left no vport is given up: the write can fail
             // after the kernel made it (the writer killed on its way out), and
             // the intent then lets the next read adopt it.
@@ -428,18 +436,18 @@ impl Vports {
 
     /// Writes the intent of a create before its vport_create ([`Intent`]). A state
     /// file that cannot take it costs only that, as for a mark's record ([`Vports::bind`]):
-    /// the create goes on. Whether it was written.
-    fn intend(&self, req: &CreateRequest, parent_wwpn: Option<Wwn>) -> bool {
+    /// the create goes on. The create's lock when it was written.
+    fn intend(&self, req: &CreateRequest, parent_wwpn: Option<Wwn>) -> Option<CreateLock> {
         let intent = Intent::now(&req.name, req.wwnn, req.parent.number, parent_wwpn);
         match self.state.intend(req.wwpn, intent) {
-            Ok(()) => true,
+            Ok(lock) => Some(lock),
             Err(e) => {
                 crate::ownership::warn(&format!(
                     "{e}; creating vport {} unrecorded: if hbad stops before marking it, \
                      it is no one's",
                     req.wwpn
                 ));
-                false
+                None
             }
         }
     }

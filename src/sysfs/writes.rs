@@ -8,6 +8,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -36,6 +37,28 @@ pub trait AttrWriter: Send + Sync + fmt::Debug {
             path.display()
         );
         self.store(path, value)
+    }
+
+    /// [`AttrWriter::store`] by whatever makes the write, holding `held` (an open
+    /// file, and the lock on it) until the write returns, even past the end of
+    /// this process. Here the write is this process's own, and the caller holds
+    /// `held` until it returns (a process killed in a kernel write keeps its open
+    /// files until the write returns); a writer that writes from a child process
+    /// hands it to the child. Call [`AttrWriter::write_attr_holding`] instead.
+    fn store_holding(&self, path: &Path, value: &str, held: BorrowedFd<'_>) -> io::Result<()> {
+        let _ = held;
+        self.store(path, value)
+    }
+
+    /// [`AttrWriter::write_attr`], the writer holding `held` until the write
+    /// returns: the lock of a vport create ([`crate::ownership::CreateLock`]).
+    fn write_attr_holding(&self, path: &Path, value: &str, held: BorrowedFd<'_>) -> io::Result<()> {
+        debug_assert!(
+            !on_loop_thread(),
+            "kernel write to {} on the event loop's thread",
+            path.display()
+        );
+        self.store_holding(path, value, held)
     }
 
     /// REPORT LUNS through one disk of a target ([`crate::report_luns`]): the LUNs
@@ -151,11 +174,10 @@ impl ChildWriter {
     }
 }
 
-impl AttrWriter for ChildWriter {
-    fn store(&self, path: &Path, value: &str) -> io::Result<()> {
-        // The value goes on stdin: it may hold a NUL (a symbolic_name's end), which
-        // no command-line argument can carry.
-        let mut command = self.child("write-attr");
+impl ChildWriter {
+    /// `hbad write-attr PATH`, `value` on its stdin: it may hold a NUL (a
+    /// symbolic_name's end), which no command-line argument can carry.
+    fn write_in_child(&self, mut command: Command, path: &Path, value: &str) -> io::Result<()> {
         command.arg(path);
         let end = run_child(
             &mut command,
@@ -176,6 +198,33 @@ impl AttrWriter for ChildWriter {
                 end.status
             ))),
         }
+    }
+}
+
+impl AttrWriter for ChildWriter {
+    fn store(&self, path: &Path, value: &str) -> io::Result<()> {
+        self.write_in_child(self.child("write-attr"), path, value)
+    }
+
+    /// The child inherits `held`: it outlives this process when the kernel keeps
+    /// it in the write, and the lock goes only when both have ended.
+    fn store_holding(&self, path: &Path, value: &str, held: BorrowedFd<'_>) -> io::Result<()> {
+        use std::os::unix::process::CommandExt;
+        let fd = held.as_raw_fd();
+        let mut command = self.child("write-attr");
+        // SAFETY: runs in the child between fork and exec, and only calls fcntl,
+        // which is async-signal-safe; it changes the child's copy of the
+        // descriptor (kept open across exec), not this process's, so no other
+        // child started meanwhile inherits it.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self.write_in_child(command, path, value)
     }
 
     /// In a child (`hbad report-luns`) for the reason writes are: a command the
