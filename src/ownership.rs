@@ -536,6 +536,57 @@ impl OwnedFile {
     }
 }
 
+/// How a read may change the file ([`OwnedState::read_as`]).
+#[derive(Clone, Copy)]
+enum Reading<'a> {
+    /// Changes nothing, and says what a read that writes would settle (`hbad plan`).
+    Shown,
+    /// Takes the lock, waiting at most this long, to recover a corrupt file or
+    /// write what is settled; past it, settles in what is read only.
+    Within(Duration),
+    /// The agent's loop, which never waits and never syncs a write: recovers a
+    /// corrupt file only when the lock is free at once, and settles in what is
+    /// read only, for a worker to write ([`OwnedState::persist_settled`]).
+    OnLoop,
+    /// With the lock held.
+    Locked(&'a fs::File),
+}
+
+/// Where what a read settled goes ([`OwnedState::settle_then_persist`]).
+#[derive(Clone, Copy)]
+enum Persist<'a> {
+    /// Written to the file, the lock held, and said.
+    Write(&'a fs::File),
+    /// In what is read only, and said (as left in the file).
+    Show,
+    /// In what is read only, silently: the read that writes it says it.
+    Quiet,
+}
+
+/// A file as read, and whether it settled something the file does not hold yet.
+struct Read {
+    file: OwnedFile,
+    unpersisted: bool,
+}
+
+impl Read {
+    fn settled(file: OwnedFile) -> Read {
+        Read {
+            file,
+            unpersisted: false,
+        }
+    }
+}
+
+/// What the agent's loop reads ([`OwnedState::read_on_loop`]).
+#[derive(Debug)]
+pub struct LoopRead {
+    pub records: BTreeMap<Wwn, OwnedRecord>,
+    /// Intents of stopped creates were settled in `records` and not in the file:
+    /// have a worker write them ([`OwnedState::persist_settled`]).
+    pub unpersisted: bool,
+}
+
 /// The state file as found.
 enum Loaded {
     File(OwnedFile),
@@ -665,24 +716,7 @@ impl OwnedState {
     /// Intents of stopped creates are settled under the same lock; when another
     /// process holds it that long, they are settled in what is returned only.
     fn read_within(&self, wait: Duration) -> Result<Option<OwnedFile>, StateError> {
-        match self.load()? {
-            Loaded::File(mut file) if self.unsettled(&file) => match self.lock_within(wait)? {
-                Some(lock) => self.read_locked(&lock).map(Some),
-                None => {
-                    self.settle(&mut file);
-                    Ok(Some(file))
-                }
-            },
-            Loaded::File(file) => Ok(Some(file)),
-            Loaded::Untrusted(why) => {
-                self.warn_untrusted(&why);
-                Ok(Some(OwnedFile::empty()))
-            }
-            Loaded::Corrupt(_) => match self.lock_within(wait)? {
-                Some(lock) => self.read_locked(&lock).map(Some),
-                None => Ok(None),
-            },
-        }
+        Ok(self.read_as(Reading::Within(wait))?.map(|r| r.file))
     }
 
     fn warn_untrusted(&self, why: &str) {
@@ -700,65 +734,117 @@ impl OwnedState {
     /// (`hbad plan`).
     /// Intents of stopped creates are settled in what is returned, not in the file.
     pub fn all_read_only(&self) -> Result<BTreeMap<Wwn, OwnedRecord>, StateError> {
-        match self.load()? {
-            Loaded::File(mut file) => {
-                if self.unsettled(&file) {
-                    let settled = self.settle(&mut file);
-                    self.report(&settled, false);
-                }
-                Ok(file.vhbas)
-            }
-            Loaded::Untrusted(why) => {
-                self.warn_untrusted(&why);
-                Ok(BTreeMap::new())
-            }
-            Loaded::Corrupt(why) => {
-                warn(&format!(
-                    "ownership state file {}: {why}; read as no records (left as it is: \
-                     `hbad apply` or the agent moves it aside and rebuilds it)",
-                    self.path.display()
-                ));
-                Ok(BTreeMap::new())
-            }
-        }
+        Ok(self
+            .read_as(Reading::Shown)?
+            .map(|r| r.file.vhbas)
+            .unwrap_or_default())
     }
 
     /// The file, with the lock held: a corrupt one is moved aside and rebuilt, and
     /// the intents of stopped creates are settled and the file written.
-    fn read_locked(&self, _lock: &fs::File) -> Result<OwnedFile, StateError> {
-        match self.load()? {
-            Loaded::File(mut file) => {
-                if self.unsettled(&file) {
-                    let settled = self.settle(&mut file);
-                    if !settled.is_empty() {
-                        // A file that cannot be written (full or read-only /var)
-                        // still gives its records: settled here, and in the file
-                        // by the next change that can write it. Failing the read
-                        // would make every vHBA only the records make hbad's no
-                        // one's.
-                        let written = self.write_locked(&file);
-                        if written.is_ok() {
-                            for s in &settled {
-                                self.remove_create_lock(s.wwpn());
-                            }
+    fn read_locked(&self, lock: &fs::File) -> Result<OwnedFile, StateError> {
+        self.read_as(Reading::Locked(lock))?
+            .map(|r| r.file)
+            .ok_or_else(|| self.err("read under its lock, yet not read"))
+    }
+
+    /// Every read of the file: loaded, a corrupt one recovered when `how` may
+    /// take the lock, then the intents of stopped creates settled and persisted
+    /// as `how` allows ([`OwnedState::settle_then_persist`]). `None` when the lock
+    /// a corrupt file's recovery needs is held longer than `how` waits.
+    fn read_as(&self, how: Reading<'_>) -> Result<Option<Read>, StateError> {
+        let mut file = match self.load()? {
+            Loaded::File(file) => file,
+            Loaded::Untrusted(why) => {
+                if let Reading::Locked(_) = how {
+                    return Err(self.err(format!(
+                        "{why}; hbad does not change it (chown root: and chmod go-w it and \
+                         its directory)"
+                    )));
+                }
+                self.warn_untrusted(&why);
+                return Ok(Some(Read::settled(OwnedFile::empty())));
+            }
+            Loaded::Corrupt(why) => {
+                let wait = match how {
+                    Reading::Locked(_) => {
+                        return self.recover(&why).map(|f| Some(Read::settled(f)))
+                    }
+                    Reading::Shown => {
+                        warn(&format!(
+                            "ownership state file {}: {why}; read as no records (left as it \
+                             is: `hbad apply` or the agent moves it aside and rebuilds it)",
+                            self.path.display()
+                        ));
+                        return Ok(Some(Read::settled(OwnedFile::empty())));
+                    }
+                    Reading::Within(wait) => wait,
+                    Reading::OnLoop => Duration::ZERO,
+                };
+                return match self.lock_within(wait)? {
+                    Some(lock) => self.read_as(Reading::Locked(&lock)),
+                    None => Ok(None),
+                };
+            }
+        };
+        if !self.unsettled(&file) {
+            return Ok(Some(Read::settled(file)));
+        }
+        let persist = match how {
+            Reading::Shown => Persist::Show,
+            Reading::OnLoop => Persist::Quiet,
+            Reading::Locked(lock) => Persist::Write(lock),
+            // Settled in the file under the lock, read again under it: another
+            // process may have changed it meanwhile.
+            Reading::Within(wait) => match self.lock_within(wait)? {
+                Some(lock) => return self.read_as(Reading::Locked(&lock)),
+                None => Persist::Quiet,
+            },
+        };
+        let unpersisted = self.settle_then_persist(&mut file, persist);
+        Ok(Some(Read { file, unpersisted }))
+    }
+
+    /// Settles the intents of stopped creates in `file`, then persists what was
+    /// settled if `persist` allows: the one place that decides. Whether something
+    /// was settled that the file does not hold.
+    fn settle_then_persist(&self, file: &mut OwnedFile, persist: Persist<'_>) -> bool {
+        let settled = self.settle(file);
+        if settled.is_empty() {
+            return false;
+        }
+        let written = match persist {
+            Persist::Quiet => return true,
+            Persist::Show => false,
+            Persist::Write(_lock) => {
+                debug_assert!(
+                    !crate::sysfs::writes::on_loop_thread(),
+                    "synced write of {} on the event loop's thread",
+                    self.path.display()
+                );
+                // A file that cannot be written (full or read-only /var) still
+                // gives its records: settled here, and in the file by the next
+                // change that can write it. Failing the read would make every
+                // vHBA only the records make hbad's no one's.
+                match self.write_locked(file) {
+                    Ok(()) => {
+                        for s in &settled {
+                            self.remove_create_lock(s.wwpn());
                         }
-                        if let Err(e) = &written {
-                            warn(&format!(
-                                "{e}; the creates that stopped are settled in memory \
-                                 only, and written with the next change to the file"
-                            ));
-                        }
-                        self.report(&settled, written.is_ok());
+                        true
+                    }
+                    Err(e) => {
+                        warn(&format!(
+                            "{e}; the creates that stopped are settled in memory only, \
+                             and written with the next change to the file"
+                        ));
+                        false
                     }
                 }
-                Ok(file)
             }
-            Loaded::Corrupt(why) => self.recover(&why),
-            Loaded::Untrusted(why) => Err(self.err(format!(
-                "{why}; hbad does not change it (chown root: and chmod go-w it and its \
-                 directory)"
-            ))),
-        }
+        };
+        self.report(&settled, written);
+        !written
     }
 
     /// Moves a corrupt file aside and writes what the marks on the vports still
@@ -943,9 +1029,28 @@ impl OwnedState {
     /// [`OwnedState::all`] for the agent's event loop, which must never wait: a
     /// corrupt file is recovered only when the lock is free at once, and `None`
     /// says another process holds it (an `hbad apply` changing or recovering the
-    /// file): ask again shortly. A file that is not corrupt is read with no lock.
+    /// file): ask again shortly. A file that is not corrupt is read with no lock,
+    /// and the intents of stopped creates are settled in the records only.
     pub fn all_without_waiting(&self) -> Result<Option<BTreeMap<Wwn, OwnedRecord>>, StateError> {
-        Ok(self.read_within(Duration::ZERO)?.map(|f| f.vhbas))
+        Ok(self.read_on_loop()?.map(|r| r.records))
+    }
+
+    /// [`OwnedState::all_without_waiting`], saying whether the intents of stopped
+    /// creates were settled in the records only: the loop never syncs a write
+    /// (and never waits for the lock it needs), so it hands that to a worker
+    /// ([`OwnedState::persist_settled`]).
+    pub fn read_on_loop(&self) -> Result<Option<LoopRead>, StateError> {
+        Ok(self.read_as(Reading::OnLoop)?.map(|r| LoopRead {
+            records: r.file.vhbas,
+            unpersisted: r.unpersisted,
+        }))
+    }
+
+    /// Settles the intents of stopped creates in the file, waiting for the lock
+    /// (a bounded time) and syncing the write: what [`OwnedState::read_on_loop`]
+    /// settled in memory only. Never on the agent's loop.
+    pub fn persist_settled(&self) -> Result<(), StateError> {
+        self.read().map(drop)
     }
 
     pub fn record(&self, wwpn: Wwn, rec: OwnedRecord) -> Result<(), StateError> {
@@ -1669,6 +1774,25 @@ mod tests {
         std::os::unix::fs::symlink("elsewhere", &lock_file).unwrap();
         assert!(state.all().unwrap().is_empty());
         assert_eq!(state.intents().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_loop_settles_in_its_records_only_and_a_worker_writes_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owned.json");
+        let state = OwnedState::new(&path).rebuilding_from(present(&[(1, "")]));
+        drop(state.intend(w(1), intent("a", gone())).unwrap());
+        let before = fs::read_to_string(&path).unwrap();
+        // The lock is free, and still the loop writes nothing.
+        let read = state.read_on_loop().unwrap().unwrap();
+        assert!(read.unpersisted);
+        assert_eq!(read.records[&w(1)].name, "a");
+        assert_eq!(fs::read_to_string(&path).unwrap(), before);
+        state.persist_settled().unwrap();
+        assert!(state.intents().unwrap().is_empty());
+        let read = state.read_on_loop().unwrap().unwrap();
+        assert!(!read.unpersisted);
+        assert_eq!(read.records[&w(1)].name, "a");
     }
 
     #[test]

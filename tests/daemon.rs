@@ -2071,3 +2071,49 @@ fn a_vhba_whose_create_ends_after_a_pruning_reload_is_pruned_when_it_reports() {
         "pruned once its create reported"
     );
 }
+
+/// An agent killed inside a vport_create leaves its intent in the state file; the
+/// next agent settles it on its loop (the vport is there: hbad's) in its records
+/// only, and a worker writes the file: the synced write never runs on the loop's
+/// thread (a debug assertion, as for kernel writes).
+#[test]
+fn a_stopped_create_is_settled_on_the_loop_and_written_by_a_worker() {
+    let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
+    let path = rig._dir.path().join("state/owned.json");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{"version":1,"vhbas":{{}},"creating":{{"{VHBA_A}":{{"name":"vm-a",
+            "wwnn":"{VHBA_NODE}","parent_host":1,"since":1765123456,
+            "by":{{"boot":"00000000-0000-0000-0000-000000000000","pid":1,"start":0}}}}}}}}"#
+        ),
+    )
+    .unwrap();
+    // The kernel made the vport before the agent was killed.
+    by_hand(&rig, "vport_create");
+    hbad::sysfs::writes::set_loop_thread(true);
+    rig.agent.boot(rig.at(0));
+    rig.settle(rig.at(0));
+    hbad::sysfs::writes::set_loop_thread(false);
+    let status = rig.agent.status();
+    assert!(
+        status.vhbas[0].owner.is_some(),
+        "adopted: {:?}",
+        status.vhbas[0]
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = std::fs::read_to_string(&path).unwrap();
+        if !state.contains("creating") && state.contains("vm-a") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never written: {state}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        rig.vport_writes("vport_create"),
+        1,
+        "the hand-made write only"
+    );
+}

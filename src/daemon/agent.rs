@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -112,6 +113,9 @@ pub struct Agent {
     recorded: Recorded,
     /// The last error reading the state file, logged once until it changes.
     state_error: Option<String>,
+    /// A worker writes what the loop settled in the state file's records only
+    /// ([`Agent::persist_settled`]); one at a time.
+    state_persisting: Arc<AtomicBool>,
     /// Since when plans wait for a corrupt state file's lock, which another
     /// process holds; when they are tried again; the changes they had. The loop
     /// never waits for that lock ([`Agent::reconcile`]).
@@ -219,6 +223,7 @@ impl Agent {
             ready: false,
             recorded: Recorded::none(),
             state_error: None,
+            state_persisting: Arc::default(),
             state_busy_since: None,
             state_retry: None,
             deferred: Vec::new(),
@@ -814,11 +819,14 @@ impl Agent {
             .policy
             .owned_state()
             .rebuilding_from(vport_marks(&self.sysfs));
-        match state.all_without_waiting() {
+        match state.read_on_loop() {
             Ok(None) => return false,
-            Ok(Some(records)) => {
-                self.recorded = Recorded::from_records(&records);
+            Ok(Some(read)) => {
+                self.recorded = Recorded::from_records(&read.records);
                 self.state_error = None;
+                if read.unpersisted {
+                    self.persist_settled(state);
+                }
             }
             Err(e) => {
                 let text = e.to_string();
@@ -833,6 +841,37 @@ impl Agent {
             }
         }
         true
+    }
+
+    /// Writes to the state file what the loop settled in its records only (the
+    /// intents of creates that stopped, [`crate::ownership::OwnedState::read_on_loop`]),
+    /// on a thread of its own, as a reload's policy is read: the write waits for
+    /// the file's lock and is synced, and the loop does neither. One at a time;
+    /// until it is done, each read settles in its records again.
+    fn persist_settled(&self, state: crate::ownership::OwnedState) {
+        if self.state_persisting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let busy = self.state_persisting.clone();
+        let spawned = std::thread::Builder::new()
+            .name("state-file".into())
+            .spawn(move || {
+                if let Err(e) = state.persist_settled() {
+                    tracing::warn!(
+                        hbad_reason = %e,
+                        "{e}; the creates that stopped are settled in memory only, and \
+                         written with the next change to the file"
+                    );
+                }
+                busy.store(false, Ordering::Release);
+            });
+        if let Err(e) = spawned {
+            self.state_persisting.store(false, Ordering::Release);
+            tracing::warn!(
+                "no thread to write the state file ({e}); the creates that stopped are \
+                 settled in memory only, and written with the next change to the file"
+            );
+        }
     }
 
     /// Plans against the graph and hands the plan to the executor.
