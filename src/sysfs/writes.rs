@@ -8,7 +8,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -210,7 +210,19 @@ impl AttrWriter for ChildWriter {
     /// it in the write, and the lock goes only when both have ended.
     fn store_holding(&self, path: &Path, value: &str, held: BorrowedFd<'_>) -> io::Result<()> {
         use std::os::unix::process::CommandExt;
-        let fd = held.as_raw_fd();
+        // A copy numbered 3 or above (the same open file, and so the same lock):
+        // the child's stdin, stdout and stderr are set up over 0 to 2 before the
+        // hook below runs, and would replace a descriptor there (a CLI started
+        // with its stdin closed).
+        // SAFETY: fcntl takes no pointers and `held` is open for the call; the
+        // descriptor it returns is new, so owning it here is sound.
+        let copy = unsafe {
+            match libc::fcntl(held.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) {
+                -1 => return Err(io::Error::last_os_error()),
+                fd => OwnedFd::from_raw_fd(fd),
+            }
+        };
+        let fd = copy.as_raw_fd();
         let mut command = self.child("write-attr");
         // SAFETY: runs in the child between fork and exec, and only calls fcntl,
         // which is async-signal-safe; it changes the child's copy of the
@@ -224,7 +236,9 @@ impl AttrWriter for ChildWriter {
                 Ok(())
             });
         }
-        self.write_in_child(command, path, value)
+        let written = self.write_in_child(command, path, value);
+        drop(copy);
+        written
     }
 
     /// In a child (`hbad report-luns`) for the reason writes are: a command the
