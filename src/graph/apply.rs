@@ -208,7 +208,12 @@ impl Graph {
                 self.rename(old, devpath, changes);
             }
         }
-        let mut id = self.id(devpath);
+        // A LUN is found by its address first: a storm's lookups then read no
+        // devpath of the graph's (see `Graph::lun_id`).
+        let mut id = match class {
+            DeviceClass::Lun => self.lun_id(devpath),
+            _ => self.id(devpath),
+        };
         // A unit attention on a LUN the graph knows changes none of the attributes
         // kept here (INQUIRY_DATA_HAS_CHANGED aside: vendor, model, rev), so the
         // device is not re-read: in a storm that re-read was most of the cost.

@@ -78,9 +78,7 @@ impl Graph {
         let total = nodes.len() + disks.len();
         graph.slots.reserve_exact(total);
         graph.by_devpath.reserve(&graph.slots, &graph.hasher, total);
-        graph
-            .by_hctl
-            .reserve(&graph.slots, &graph.hasher, lun_count);
+        graph.by_hctl.reserve(&graph.hasher, lun_count);
         graph
             .by_disk
             .reserve(&graph.slots, &graph.hasher, disks.len());
@@ -481,7 +479,7 @@ pub(crate) fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> Nod
 }
 
 /// A LUN whose directory is gone: what its name tells.
-fn unread_lun(name: &str) -> LunInfo {
+pub(super) fn unread_lun(name: &str) -> LunInfo {
     LunInfo {
         hctl: name.parse().unwrap_or(Hctl {
             host: UNNUMBERED,

@@ -31,8 +31,10 @@ use crate::sysfs::{
 };
 use crate::uevent::{Action, UeventRef, MAX_DEVPATH_DEPTH};
 use crate::wwn::Wwn;
+use by_hctl::ByHctl;
 
 mod apply;
+mod by_hctl;
 pub mod describe;
 mod load;
 mod query;
@@ -334,7 +336,7 @@ pub struct Graph {
     by_host: HashMap<u32, NodeId>,
     /// A WWPN names a vport and the vHBA it made, so a few nodes at most.
     by_wwpn: HashMap<Wwn, Vec<NodeId>>,
-    by_hctl: IdIndex<ByHctl>,
+    by_hctl: ByHctl,
     by_disk: IdIndex<ByDisk>,
     /// What the graph keeps of each LUN and disk (see [`Detail`]).
     detail: Detail,
@@ -357,20 +359,6 @@ impl IndexedBy for ByDevpath {
     }
 }
 
-/// A node whose name gives no host number stays out (see [`UNNUMBERED`]).
-#[derive(Clone, Copy, Debug, Default)]
-struct ByHctl;
-
-impl IndexedBy for ByHctl {
-    type Key = Hctl;
-    fn key(node: &Node) -> Option<&Hctl> {
-        match &node.kind {
-            NodeKind::Lun(l) if l.hctl.host != UNNUMBERED => Some(&l.hctl),
-            _ => None,
-        }
-    }
-}
-
 #[derive(Clone, Copy, Debug, Default)]
 struct ByDisk;
 
@@ -384,7 +372,7 @@ impl IndexedBy for ByDisk {
     }
 }
 
-/// Node ids by a key each node holds itself (its devpath, H:C:T:L, disk name).
+/// Node ids by a key each node holds itself (its devpath, disk name).
 /// The table holds the 4-byte ids alone and a lookup compares the key with the
 /// node's: no key is stored twice (a devpath is a hundred bytes, and on a host of
 /// tens of thousands of LUNs maps keyed by copies were a tenth of the graph).
@@ -456,10 +444,6 @@ impl<K: IndexedBy> IdIndex<K> {
 
     fn len(&self) -> usize {
         self.table.len()
-    }
-
-    fn ids(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.table.iter().copied()
     }
 }
 
@@ -704,7 +688,12 @@ impl Graph {
             Filed::Host(n) => {
                 self.by_host.insert(n, id);
             }
-            Filed::Lun => self.by_hctl.insert(&self.slots, &self.hasher, id),
+            Filed::Lun => {
+                let node = self.slots[id.index()]
+                    .as_ref()
+                    .expect("indexed nodes are live");
+                self.by_hctl.insert(&self.hasher, node, id)
+            }
             Filed::Disk => self.by_disk.insert(&self.slots, &self.hasher, id),
             Filed::Nowhere => {}
         }
@@ -729,7 +718,12 @@ impl Graph {
                     self.by_host.remove(&n);
                 }
             }
-            Filed::Lun => self.by_hctl.remove(&self.slots, &self.hasher, id),
+            Filed::Lun => {
+                let node = self.slots[id.index()]
+                    .as_ref()
+                    .expect("indexed nodes are live");
+                self.by_hctl.remove(&self.hasher, node, id)
+            }
             Filed::Disk => self.by_disk.remove(&self.slots, &self.hasher, id),
             Filed::Nowhere => {}
         }

@@ -88,9 +88,7 @@ impl Graph {
     }
 
     pub fn lun(&self, hctl: Hctl) -> Option<&Node> {
-        self.by_hctl
-            .get(&self.slots, &self.hasher, &hctl)
-            .map(|id| self.at(id))
+        self.by_hctl.get(&self.hasher, &hctl).map(|id| self.at(id))
     }
 
     pub fn by_wwpn(&self, wwpn: Wwn) -> Vec<&Node> {
