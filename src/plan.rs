@@ -665,7 +665,7 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                 node,
                 notice: Notice::UnitAttention(ua),
             } => {
-                let Some(hctl) = node.hctl else {
+                let Some(hctl) = node.hctl() else {
                     continue;
                 };
                 let Some(host) = graph.host(hctl.host) else {
@@ -716,8 +716,8 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                             graph,
                             &volumes,
                             hctl,
-                            &node.devpath,
-                            wwid_of(graph, &node.devpath),
+                            &node.devpath(),
+                            wwid_of(graph, &node.devpath()),
                         ) {
                             rescan_path(policy, graph, &path, &reason, &mut rescans);
                         }

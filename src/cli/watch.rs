@@ -6,6 +6,7 @@
 //! Without `--replay` the source is the kernel's uevent socket (only messages from
 //! the kernel itself are taken); with it, a file of captured events.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -87,7 +88,7 @@ enum ChangeJson<'a> {
 impl<'a> ChangeJson<'a> {
     fn of(change: &'a Change, graph: &Graph) -> Self {
         match change {
-            Change::Notice { node, notice } => match graph.node(&node.devpath) {
+            Change::Notice { node, notice } => match graph.node(&node.devpath()) {
                 Some(n) => ChangeJson::Notice {
                     change: "notice",
                     node: graph.record(n),
@@ -151,7 +152,7 @@ fn print_changes(
         match description {
             Some(text) => writeln!(out, "{seq:>6}  {text}")?,
             None if opts.all => {
-                let devpath = change.devpath().unwrap_or("-");
+                let devpath = change.devpath().unwrap_or(Cow::Borrowed("-"));
                 writeln!(out, "{seq:>6}  ({devpath}: {})", change_kind(change))?
             }
             None => {}

@@ -26,7 +26,7 @@ use crate::journal::MessageId;
 use crate::plan::{plan, Action, HostRef, Recorded, Step, WaitReason};
 use crate::policy::{Policy, PolicyErrors};
 use crate::sysfs::writes::{AttrWriter, ScanScope};
-use crate::sysfs::{devpath_name, Detail, Sysfs};
+use crate::sysfs::{devpath_name, Detail, Hctl, Sysfs};
 use crate::uevent::fc_event::{posts_link_events, FcItem};
 use crate::uevent::source::CounterSnapshot;
 use crate::uevent::{Action as EventAction, Rejection, SourceItem, SourceItemRef, UeventRef};
@@ -173,7 +173,7 @@ struct Pending {
     /// the planner for nothing the first did not, so it is not kept. The list
     /// then grows with the LUNs that reported, not with the events. Hashed as the
     /// graph hashes devpaths (foldhash): this is looked up once per event.
-    noticed: HashSet<(usize, Notice), foldhash::fast::RandomState>,
+    noticed: HashSet<((usize, Option<Hctl>), Notice), foldhash::fast::RandomState>,
 }
 
 impl Pending {
@@ -410,10 +410,11 @@ impl Agent {
         self.graph.apply_into(ev, &self.sysfs, &mut pending.changes);
         if pending.changes.len() == before + 1 {
             if let Some(Change::Notice { node, notice }) = pending.changes.last() {
-                // A notice shares its device's devpath with the graph, and the
-                // list holds it: the same allocation is the same node, not one
-                // removed and found again in between.
-                let key = (node.devpath.addr(), notice.clone());
+                // A notice shares its device's devpath (or its parent's) with the
+                // graph, and the list holds it: the same allocation is the same
+                // device, not one removed and found again in between
+                // (`Noticed::identity`).
+                let key = (node.identity(), notice.clone());
                 if !pending.noticed.insert(key) {
                     pending.changes.pop();
                 }
@@ -1150,7 +1151,7 @@ impl Agent {
     fn report_gone(&mut self, host: &HostRef, channel: u32, target: u32, gone: &[&GoneLun]) {
         let through = self
             .graph
-            .lun(crate::sysfs::Hctl {
+            .lun(Hctl {
                 host: host.number,
                 channel,
                 target,

@@ -48,17 +48,96 @@ pub enum Change {
 
 /// The device a notice came from: its devpath and its parent's, shared with the
 /// graph (no allocation per event), and its SCSI address when it is a LUN.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug)]
 pub struct Noticed {
-    pub devpath: Devpath,
     pub parent: Option<Devpath>,
-    #[serde(skip)]
-    pub hctl: Option<Hctl>,
+    at: NoticedAt,
+}
+
+/// How a [`Noticed`] names its device.
+#[derive(Clone, Debug)]
+enum NoticedAt {
+    /// A LUN whose devpath is its parent's, a `/` and its address as the kernel
+    /// prints it (every LUN below a target the graph holds): a storm's notice
+    /// then touches nothing of the LUN's own devpath, whose text is a cache miss
+    /// per LUN on a host of tens of thousands.
+    Lun(Hctl),
+    /// Any other device, or a LUN named otherwise: its devpath, shared.
+    Devpath(Devpath, Option<Hctl>),
 }
 
 impl Noticed {
-    pub fn name(&self) -> &str {
-        devpath_name(&self.devpath)
+    /// A LUN found by its address (`Graph::lun_by_address`): `parent` is its
+    /// parent's devpath and the LUN's is `parent/H:C:T:L`.
+    pub(super) fn lun(parent: Devpath, hctl: Hctl) -> Noticed {
+        Noticed {
+            parent: Some(parent),
+            at: NoticedAt::Lun(hctl),
+        }
+    }
+
+    pub(super) fn at(devpath: Devpath, parent: Option<Devpath>, hctl: Option<Hctl>) -> Noticed {
+        Noticed {
+            parent,
+            at: NoticedAt::Devpath(devpath, hctl),
+        }
+    }
+
+    pub fn devpath(&self) -> Cow<'_, str> {
+        match (&self.at, &self.parent) {
+            (NoticedAt::Devpath(d, _), _) => Cow::Borrowed(d),
+            (NoticedAt::Lun(hctl), Some(p)) => Cow::Owned(format!("{p}/{hctl}")),
+            (NoticedAt::Lun(hctl), None) => Cow::Owned(hctl.to_string()),
+        }
+    }
+
+    pub fn name(&self) -> Cow<'_, str> {
+        match &self.at {
+            NoticedAt::Devpath(d, _) => Cow::Borrowed(devpath_name(d)),
+            NoticedAt::Lun(hctl) => Cow::Owned(hctl.to_string()),
+        }
+    }
+
+    /// The device's SCSI address, when it is a LUN.
+    pub fn hctl(&self) -> Option<Hctl> {
+        match &self.at {
+            NoticedAt::Lun(hctl) => Some(*hctl),
+            NoticedAt::Devpath(_, hctl) => *hctl,
+        }
+    }
+
+    /// Tells one device from another within a batch, by the shared text of its
+    /// devpath (a LUN named by its address: its parent's, and the address), not by
+    /// reading it: clones of one devpath are one device, not one removed and found
+    /// again in between.
+    pub fn identity(&self) -> (usize, Option<Hctl>) {
+        match (&self.at, &self.parent) {
+            (NoticedAt::Lun(hctl), Some(p)) => (p.addr(), Some(*hctl)),
+            (NoticedAt::Lun(hctl), None) => (0, Some(*hctl)),
+            (NoticedAt::Devpath(d, _), _) => (d.addr(), None),
+        }
+    }
+}
+
+/// Equal when they name the same device, however each names it.
+impl PartialEq for Noticed {
+    fn eq(&self, other: &Self) -> bool {
+        self.parent == other.parent
+            && self.hctl() == other.hctl()
+            && self.devpath() == other.devpath()
+    }
+}
+
+impl Eq for Noticed {}
+
+/// As the node records of other changes: its devpath and its parent's.
+impl Serialize for Noticed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Noticed", 2)?;
+        st.serialize_field("devpath", &self.devpath())?;
+        st.serialize_field("parent", &self.parent)?;
+        st.end()
     }
 }
 
@@ -68,22 +147,22 @@ impl From<NodeRecord> for Noticed {
             NodeKind::Lun(l) => Some(l.hctl),
             _ => None,
         };
-        Noticed {
-            devpath: Devpath::from(node.devpath.as_str()),
-            parent: node.parent.as_deref().map(Devpath::from),
+        Noticed::at(
+            Devpath::from(node.devpath.as_str()),
+            node.parent.as_deref().map(Devpath::from),
             hctl,
-        }
+        )
     }
 }
 
 impl Change {
     /// The devpath of the device the change is about (a move names two).
-    pub fn devpath(&self) -> Option<&str> {
+    pub fn devpath(&self) -> Option<Cow<'_, str>> {
         match self {
             Change::Added { node } | Change::Removed { node } | Change::Updated { node, .. } => {
-                Some(&node.devpath)
+                Some(Cow::Borrowed(&node.devpath))
             }
-            Change::Notice { node, .. } => Some(&node.devpath),
+            Change::Notice { node, .. } => Some(node.devpath()),
             Change::Moved { .. } => None,
         }
     }
@@ -210,10 +289,11 @@ impl Graph {
         }
         // A LUN is found by its address first: a storm's lookups then read no
         // devpath of the graph's (see `Graph::lun_id`).
-        let mut id = match class {
-            DeviceClass::Lun => self.lun_id(devpath),
-            _ => self.id(devpath),
+        let by_address = match class {
+            DeviceClass::Lun => self.lun_by_address(devpath),
+            _ => None,
         };
+        let mut id = by_address.map(|(id, _)| id).or_else(|| self.id(devpath));
         // A unit attention on a LUN the graph knows changes none of the attributes
         // kept here (INQUIRY_DATA_HAS_CHANGED aside: vendor, model, rev), so the
         // device is not re-read: in a storm that re-read was most of the cost.
@@ -260,7 +340,10 @@ impl Graph {
             };
             if let (Some(notice), Some(id)) = (notice, id) {
                 changes.push(Change::Notice {
-                    node: self.noticed(id),
+                    node: match by_address {
+                        Some((_, hctl)) => self.noticed_by_address(id, hctl),
+                        None => self.noticed(id),
+                    },
                     notice,
                 });
             }

@@ -97,24 +97,32 @@ impl ByHctl {
 
 impl Graph {
     /// The id of the LUN at a devpath: [`Graph::id`], found by the address in the
-    /// devpath's name when it has one. The node filed under that address is the
-    /// one at the devpath when its own name is that address's (`named`), the
-    /// devpath's parent directory is its parent node's devpath, and both devpaths
-    /// have the same length: the node's devpath is its parent's, a `/`, then a
-    /// remainder as long as the name that ends in the name. Only the node and its
-    /// parent (a target, which every LUN of a storm shares) are read.
+    /// devpath's name when it has one (see [`Graph::lun_by_address`]).
     pub fn lun_id(&self, devpath: &str) -> Option<NodeId> {
-        let fast = || {
-            let (dir, name) = devpath.rsplit_once('/')?;
-            let filed = self.by_hctl.find(&self.hasher, &name.parse().ok()?)?;
-            if !filed.named {
-                return None;
-            }
-            let node = self.at(filed.id);
-            let parent = self.at(node.parent?);
-            (node.devpath.len() == devpath.len() && *parent.devpath == *dir).then_some(filed.id)
-        };
-        fast().or_else(|| self.id(devpath))
+        match self.lun_by_address(devpath) {
+            Some((id, _)) => Some(id),
+            None => self.id(devpath),
+        }
+    }
+
+    /// The LUN at a devpath and its address, found by the address in the
+    /// devpath's name, when its devpath is its parent's, a `/` and that name.
+    /// The node filed under the address is the one at the devpath when its own
+    /// name is the address's (`named`), the devpath's parent directory is its
+    /// parent node's devpath, and both devpaths have the same length: the node's
+    /// devpath is its parent's, a `/`, then a remainder as long as the name that
+    /// ends in the name. Only the node and its parent (a target, which every LUN
+    /// of a storm shares) are read. `None` says nothing: look by devpath.
+    pub(super) fn lun_by_address(&self, devpath: &str) -> Option<(NodeId, Hctl)> {
+        let (dir, name) = devpath.rsplit_once('/')?;
+        let filed = self.by_hctl.find(&self.hasher, &name.parse().ok()?)?;
+        if !filed.named {
+            return None;
+        }
+        let node = self.at(filed.id);
+        let parent = self.at(node.parent?);
+        (node.devpath.len() == devpath.len() && *parent.devpath == *dir)
+            .then_some((filed.id, filed.hctl))
     }
 }
 

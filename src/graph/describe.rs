@@ -367,7 +367,7 @@ fn updated(before: &NodeKind, node: &NodeRecord, graph: &Graph) -> Option<String
 fn noticed(node: &Noticed, notice: &Notice, graph: &Graph) -> String {
     let name = node.name();
     let from = match graph
-        .node(&node.devpath)
+        .node(&node.devpath())
         .and_then(|n| graph.remote_port_of(n))
         .map(|r| &r.kind)
     {

@@ -542,13 +542,22 @@ impl Graph {
     /// What a notice names of a node: its devpath and its parent's, shared.
     fn noticed(&self, id: NodeId) -> Noticed {
         let node = self.at(id);
-        Noticed {
-            devpath: node.devpath.clone(),
-            parent: node.parent.map(|p| self.at(p).devpath.clone()),
-            hctl: match &node.kind {
+        Noticed::at(
+            node.devpath.clone(),
+            node.parent.map(|p| self.at(p).devpath.clone()),
+            match &node.kind {
                 NodeKind::Lun(l) => Some(l.hctl),
                 _ => None,
             },
+        )
+    }
+
+    /// [`Graph::noticed`] for a LUN found by its address ([`Graph::lun_by_address`]):
+    /// its parent's devpath and the address name it.
+    fn noticed_by_address(&self, id: NodeId, hctl: Hctl) -> Noticed {
+        match self.at(id).parent {
+            Some(p) => Noticed::lun(self.at(p).devpath.clone(), hctl),
+            None => self.noticed(id),
         }
     }
 
