@@ -185,9 +185,23 @@ struct Keys<'a> {
     synth_uuid: Option<&'a str>,
 }
 
+/// A key [`Keys`] reads, as [`Keys::take_once`] took it.
+struct Taken {
+    /// Every uevent has it.
+    core: bool,
+    /// It was taken before.
+    again: bool,
+}
+
 impl<'a> Keys<'a> {
     /// Keeps `k` if hbad reads it; says whether it is one every uevent has.
     fn take(&mut self, k: &str, v: &'a str) -> bool {
+        self.take_once(k, v).is_some_and(|t| t.core)
+    }
+
+    /// [`Keys::take`], saying also whether `k` was taken before; `None` for a
+    /// key hbad does not read.
+    fn take_once(&mut self, k: &str, v: &'a str) -> Option<Taken> {
         let (slot, core) = match k {
             "ACTION" => (&mut self.action, true),
             "DEVPATH" => (&mut self.devpath, true),
@@ -199,10 +213,10 @@ impl<'a> Keys<'a> {
             "DEVLINKS" => (&mut self.devlinks, false),
             "DEVPATH_OLD" => (&mut self.devpath_old, false),
             "SYNTH_UUID" => (&mut self.synth_uuid, false),
-            _ => return false,
+            _ => return None,
         };
-        *slot = Some(v);
-        core
+        let again = slot.replace(v).is_some();
+        Some(Taken { core, again })
     }
 
     /// What every source of uevents must give, whatever its format.
@@ -347,7 +361,16 @@ fn check_devpath(key: &'static str, devpath: &str) -> Result<(), ParseError> {
             max,
         });
     }
-    let depth = devpath.bytes().filter(|&b| b == b'/').count();
+    let bytes = devpath.as_bytes();
+    let depth = memchr::memchr_iter(b'/', bytes).count();
+    // A component that is `..` (with the leading `/`, the same as containing
+    // `/../` or ending in `/..`), looked for at the few dots a devpath has.
+    let climbs = memchr::memchr_iter(b'.', bytes).any(|i| {
+        i > 0
+            && bytes[i - 1] == b'/'
+            && bytes.get(i + 1) == Some(&b'.')
+            && matches!(bytes.get(i + 2), None | Some(b'/'))
+    });
     if depth > MAX_DEVPATH_DEPTH {
         return Err(ParseError::DevpathTooDeep {
             key,
@@ -355,7 +378,7 @@ fn check_devpath(key: &'static str, devpath: &str) -> Result<(), ParseError> {
             max: MAX_DEVPATH_DEPTH,
         });
     }
-    if !devpath.starts_with('/') || devpath.contains("/../") || devpath.ends_with("/..") {
+    if !devpath.starts_with('/') || climbs {
         return Err(ParseError::BadDevpath(devpath.to_string()));
     }
     Ok(())
@@ -435,6 +458,31 @@ pub fn parse_kernel_ref(bytes: &[u8]) -> Result<UeventRef<'_>, ParseError> {
     parse_datagram(bytes, |_, _| {})
 }
 
+/// The fields of a message, as `text.split('\0')` gives them, found with the
+/// memchr crate's SIMD search (a devpath field is a hundred bytes).
+fn nul_separated(text: &str) -> impl Iterator<Item = &str> {
+    let mut left = Some(text);
+    std::iter::from_fn(move || {
+        let t = left?;
+        match memchr::memchr(0, t.as_bytes()) {
+            Some(i) => {
+                left = Some(&t[i + 1..]);
+                Some(&t[..i])
+            }
+            None => {
+                left = None;
+                Some(t)
+            }
+        }
+    })
+}
+
+/// `KEY=value` -> (`KEY`, `value`); `None` without an `=` or with no key.
+fn split_key(field: &str) -> Option<(&str, &str)> {
+    let at = field.bytes().position(|b| b == b'=')?;
+    (at > 0).then(|| (&field[..at], &field[at + 1..]))
+}
+
 /// Checks a datagram field by field, in order, so that the first bad field is the
 /// one named; hands every property besides the core keys to `rest`.
 fn parse_datagram<'a>(
@@ -466,39 +514,46 @@ fn parse_datagram<'a>(
             (before, Some(field))
         }
     };
-    let mut fields = text.split('\0');
+    let mut fields = nul_separated(text);
     let header = fields.next().unwrap_or_default();
     let Some((h_action, h_devpath)) = header.split_once('@') else {
         return Err(ParseError::BadHeader(header.to_string()));
     };
-    // A kernel message has a dozen keys: below SEEN_ON_STACK duplicates are found
-    // by comparing with the keys before, past it (only a forged or corrupt
-    // message) through a set, so that no message costs quadratic time.
+    // A key hbad reads is repeated when [`Keys`] had it already. The others are
+    // compared with the others before them: below SEEN_ON_STACK on the stack,
+    // past it (only a forged or corrupt message) through a set, so that no
+    // message costs quadratic time. A kernel message has a dozen keys, most of
+    // them ones hbad reads.
     const SEEN_ON_STACK: usize = 32;
     let mut few = [""; SEEN_ON_STACK];
+    let mut others = 0;
     let mut many = std::collections::HashSet::new();
     let mut keys = Keys::default();
-    for (i, field) in fields.enumerate() {
-        let Some((k, v)) = field.split_once('=') else {
+    for field in fields {
+        let Some((k, v)) = split_key(field) else {
             return Err(ParseError::BadField(field.to_string()));
         };
-        if k.is_empty() {
-            return Err(ParseError::BadField(field.to_string()));
-        }
-        let repeated = if i < SEEN_ON_STACK {
-            let seen = few[..i].contains(&k);
-            few[i] = k;
-            seen
-        } else {
-            if i == SEEN_ON_STACK {
-                many.extend(few);
+        let (repeated, core) = match keys.take_once(k, v) {
+            Some(taken) => (taken.again, taken.core),
+            None => {
+                let seen = if others < SEEN_ON_STACK {
+                    let seen = few[..others].contains(&k);
+                    few[others] = k;
+                    seen
+                } else {
+                    if others == SEEN_ON_STACK {
+                        many.extend(few);
+                    }
+                    !many.insert(k)
+                };
+                others += 1;
+                (seen, false)
             }
-            !many.insert(k)
         };
         if repeated {
             return Err(ParseError::DuplicateKey(k.to_string()));
         }
-        if !keys.take(k, v) {
+        if !core {
             rest(k, v);
         }
     }
