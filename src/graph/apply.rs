@@ -288,7 +288,7 @@ impl Graph {
             }
         }
         // A LUN is found by its address first: a storm's lookups then read no
-        // devpath of the graph's (see `Graph::lun_id`).
+        // devpath of the graph's (see `Graph::lun_by_address`).
         let by_address = match class {
             DeviceClass::Lun => self.lun_by_address(devpath),
             _ => None,

@@ -4,7 +4,7 @@
 //! node's own (see `IdIndex`). This one keeps each LUN's H:C:T:L next to its id,
 //! and whether the node's devpath ends in that address's kernel name: then a
 //! unit attention names its LUN without the node's devpath being read at all
-//! ([`Graph::lun_id`]). In a storm on a host of tens of thousands of LUNs each
+//! ([`Graph::lun_by_address`]). In a storm on a host of tens of thousands of LUNs each
 //! devpath is a cache miss of its own; the address is 28 bytes in a table a
 //! few hundred kilobytes long.
 
@@ -96,15 +96,6 @@ impl ByHctl {
 }
 
 impl Graph {
-    /// The id of the LUN at a devpath: [`Graph::id`], found by the address in the
-    /// devpath's name when it has one (see [`Graph::lun_by_address`]).
-    pub fn lun_id(&self, devpath: &str) -> Option<NodeId> {
-        match self.lun_by_address(devpath) {
-            Some((id, _)) => Some(id),
-            None => self.id(devpath),
-        }
-    }
-
     /// The LUN at a devpath and its address, found by the address in the
     /// devpath's name, when its devpath is its parent's, a `/` and that name.
     /// The node filed under the address is the one at the devpath when its own
@@ -130,6 +121,16 @@ impl Graph {
 mod tests {
     use super::*;
     use crate::sysfs::TargetInfo;
+
+    /// The id of the LUN at a devpath, as the events' lookup finds it.
+    impl Graph {
+        fn lun_id(&self, devpath: &str) -> Option<NodeId> {
+            match self.lun_by_address(devpath) {
+                Some((id, _)) => Some(id),
+                None => self.id(devpath),
+            }
+        }
+    }
 
     fn lun(hctl: &str) -> NodeKind {
         NodeKind::Lun(Box::new(super::super::load::unread_lun(hctl)))
