@@ -154,6 +154,61 @@ pub fn init(prefer_journal: bool) -> Sink {
     Sink::Stderr
 }
 
+/// Where the warnings of a command that set up no logging go (`hbad apply`,
+/// `hbad plan`: [`init`] is the agent's): one `warning: ...` line each on stderr,
+/// as the commands print theirs, through tracing all the same, so that a
+/// subscriber in force (the agent's, a test's) takes them instead.
+pub(crate) fn command_line() -> &'static tracing::Dispatch {
+    static LINES: OnceLock<tracing::Dispatch> = OnceLock::new();
+    LINES.get_or_init(|| {
+        tracing::Dispatch::new(
+            tracing_subscriber::fmt()
+                .event_format(CommandLine)
+                .with_writer(std::io::stderr)
+                .finish(),
+        )
+    })
+}
+
+/// `warning: <message>` (`error:` for errors), the message's other fields left
+/// out: the lines a command's user reads ([`command_line`]).
+struct CommandLine;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for CommandLine
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut w: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        struct Message<'a, 'w>(
+            &'a mut tracing_subscriber::fmt::format::Writer<'w>,
+            fmt::Result,
+        );
+        impl tracing::field::Visit for Message<'_, '_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+                if field.name() == "message" {
+                    self.1 = write!(self.0, "{value:?}");
+                }
+            }
+        }
+        let label = if *event.metadata().level() == tracing::Level::ERROR {
+            "error"
+        } else {
+            "warning"
+        };
+        write!(w, "{label}: ")?;
+        let mut message = Message(&mut w, Ok(()));
+        event.record(&mut message);
+        message.1?;
+        writeln!(w)
+    }
+}
+
 /// A panic prints its message on stderr straight away: the records still queued,
 /// the ones that tell how it came to that, are written first (within the exit
 /// deadline), not lost or printed after it.

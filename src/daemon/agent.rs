@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,6 +22,7 @@ use crate::exec::{
 };
 use crate::graph::{Change, Devpath, Graph, Node, NodeKind, Notice};
 use crate::journal::MessageId;
+use crate::ownership::{FileStamp, LoopRead, OwnedState};
 use crate::plan::{plan, Action, HostRef, Recorded, Step, WaitReason};
 use crate::policy::{Policy, PolicyErrors};
 use crate::sysfs::writes::{AttrWriter, ScanScope};
@@ -43,12 +43,21 @@ pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the executor looks for a new vHBA in sysfs while it confirms one.
 const CONFIRM_POLL: Duration = Duration::from_millis(20);
 /// Retry delays after the kernel refuses a vHBA: doubling, capped.
-/// How soon a plan deferred on the state file's lock is tried again.
+/// How soon a plan deferred on a corrupt state file is tried again.
 const STATE_RETRY: Duration = Duration::from_millis(100);
-/// How long plans wait for another process to free a corrupt state file's lock
-/// before one is made without records (as a read that failed is): the bound a
-/// CLI command waits for the same lock.
+/// How long plans wait for a corrupt state file to be moved aside and rebuilt
+/// (on the `state-file` thread, which may wait this long for another process's
+/// lock) before one is made without records (as a read that failed is): the
+/// bound a CLI command waits for the same lock.
 const STATE_DEFER_MAX: Duration = Duration::from_secs(10);
+/// How long after a failed write of the state file (a read-only or full /var)
+/// the agent first tries again, unless the file changes meanwhile; doubling with
+/// each failure in a row, up to [`STATE_WRITE_RETRY_MAX`].
+const STATE_WRITE_RETRY: Duration = Duration::from_secs(60);
+const STATE_WRITE_RETRY_MAX: Duration = Duration::from_secs(16 * 60);
+/// How often the loop looks whether the state file's write ended, while it runs:
+/// a failure is said, and its backoff begins, within this.
+const STATE_WRITE_LOOK: Duration = Duration::from_secs(1);
 /// Changes held by deferred plans, at most; past it, planned without records.
 const STATE_DEFER_CHANGES: usize = 65_536;
 const BACKOFF_FIRST: Duration = Duration::from_secs(2);
@@ -113,12 +122,12 @@ pub struct Agent {
     recorded: Recorded,
     /// The last error reading the state file, logged once until it changes.
     state_error: Option<String>,
-    /// A worker writes what the loop settled in the state file's records only
-    /// ([`Agent::persist_settled`]); one at a time.
-    state_persisting: Arc<AtomicBool>,
-    /// Since when plans wait for a corrupt state file's lock, which another
-    /// process holds; when they are tried again; the changes they had. The loop
-    /// never waits for that lock ([`Agent::reconcile`]).
+    /// The `state-file` thread writes what the loop settled in the state file's
+    /// records only, and recovers a corrupt file ([`Agent::write_state`]).
+    state_writes: StateWrites,
+    /// Since when plans wait for a corrupt state file to be recovered off the
+    /// loop; when they are tried again; the changes they had. The loop never
+    /// writes the file nor waits for its lock ([`Agent::reconcile`]).
     state_busy_since: Option<Instant>,
     state_retry: Option<Instant>,
     deferred: Vec<Change>,
@@ -147,6 +156,42 @@ pub struct Agent {
     /// Scans that never ran because their host's worker thread could not start,
     /// by host devpath: asked again after a backoff ([`Agent::retry_scans`]).
     scan_retries: BTreeMap<String, ScanRetry>,
+}
+
+/// The agent's writes of the state file, each on a `state-file` thread of its
+/// own ([`Agent::write_state`]), one at a time.
+#[derive(Debug, Default)]
+struct StateWrites {
+    /// The write under way: its outcome comes here (the loop only looks).
+    running: Option<std::sync::mpsc::Receiver<Result<(), StateWriteError>>>,
+    /// When the loop looks for that outcome next ([`Agent::next_due`]).
+    look_at: Option<Instant>,
+    /// The last write failed: not tried again before its time, unless the file
+    /// changed.
+    failed: Option<StateWriteFailure>,
+}
+
+/// Why a write of the state file failed, and the file as it left it.
+type StateWriteError = (String, Option<FileStamp>);
+
+#[derive(Debug)]
+struct StateWriteFailure {
+    error: String,
+    /// The file after the failed write: someone who writes it since (`hbad
+    /// apply` once /var has room) changes it, and it is tried again at once.
+    stamp: Option<FileStamp>,
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+/// How the loop's read of the state file went ([`Agent::read_recorded`]).
+#[derive(Debug)]
+enum StateRead {
+    /// Read: the records are those of the file, or none (unreadable).
+    Read,
+    /// Corrupt (why), and being moved aside and rebuilt off the loop: a plan
+    /// waits for it.
+    Rebuilding(String),
 }
 
 /// A scan to ask for again: its worker's thread could not start (EAGAIN).
@@ -223,7 +268,7 @@ impl Agent {
             ready: false,
             recorded: Recorded::none(),
             state_error: None,
-            state_persisting: Arc::default(),
+            state_writes: StateWrites::default(),
             state_busy_since: None,
             state_retry: None,
             deferred: Vec::new(),
@@ -572,11 +617,13 @@ impl Agent {
             .filter(|t| *t > now)
             .chain(self.next_periodic)
             .chain(self.state_retry)
+            .chain(self.state_writes.look_at)
             .min()
     }
 
     /// After a sweep or a poll: hung writes, logins, retries, the periodic scan.
     fn after_reading(&mut self, mut changes: Vec<Change>, now: Instant) {
+        self.collect_state_write(now);
         self.report_hung();
         self.retry_scans(now);
         // A login that changed is read into the graph too: a vHBA that comes
@@ -813,81 +860,178 @@ impl Agent {
 
     /// Re-reads the state file: `hbad create` may have recorded a vHBA since.
     /// Unreadable, it counts as empty: hbad then asks to mark what it recorded and
-    /// deletes nothing it cannot show is its own. False, changing nothing, when
-    /// the file is corrupt and another process holds the lock its recovery needs.
-    fn read_recorded(&mut self) -> bool {
+    /// deletes nothing it cannot show is its own. Corrupt, it is not read, and
+    /// the `state-file` thread moves it aside and rebuilds it: `Rebuilding`,
+    /// changing nothing, until then; once that failed, as unreadable until the
+    /// write is tried again.
+    fn read_recorded(&mut self, now: Instant) -> StateRead {
+        self.collect_state_write(now);
         let state = self
             .policy
             .owned_state()
             .rebuilding_from(vport_marks(&self.sysfs));
         match state.read_on_loop() {
-            Ok(None) => return false,
-            Ok(Some(read)) => {
-                self.recorded = Recorded::from_records(&read.records);
+            Ok(LoopRead::Records {
+                records,
+                unpersisted,
+            }) => {
+                self.recorded = Recorded::from_records(&records);
                 self.state_error = None;
-                if read.unpersisted {
-                    self.persist_settled(state);
+                if unpersisted {
+                    self.write_state(state, now);
                 }
             }
-            Err(e) => {
-                let text = e.to_string();
-                if self.state_error.as_deref() != Some(text.as_str()) {
-                    tracing::error!(
-                        hbad_reason = %text,
-                        "{text}; vHBAs recorded there are treated as not hbad's until it reads again"
-                    );
+            Ok(LoopRead::Corrupt(why)) => {
+                if self.write_state(state, now) {
+                    return StateRead::Rebuilding(why);
                 }
-                self.recorded = Recorded::none();
-                self.state_error = Some(text);
+                let error = match &self.state_writes.failed {
+                    Some(f) => f.error.clone(),
+                    None => why,
+                };
+                self.state_unread(error);
             }
+            Err(e) => self.state_unread(e.to_string()),
         }
-        true
+        StateRead::Read
     }
 
-    /// Writes to the state file what the loop settled in its records only (the
-    /// intents of creates that stopped, [`crate::ownership::OwnedState::read_on_loop`]),
-    /// on a thread of its own, as a reload's policy is read: the write waits for
-    /// the file's lock and is synced, and the loop does neither. One at a time;
-    /// until it is done, each read settles in its records again.
-    fn persist_settled(&self, state: crate::ownership::OwnedState) {
-        if self.state_persisting.swap(true, Ordering::AcqRel) {
-            return;
+    /// The state file gives no records (why): said once until the reason changes.
+    fn state_unread(&mut self, text: String) {
+        if self.state_error.as_deref() != Some(text.as_str()) {
+            tracing::error!(
+                hbad_reason = %text,
+                "{text}; vHBAs recorded there are treated as not hbad's until it reads again"
+            );
         }
-        let busy = self.state_persisting.clone();
+        self.recorded = Recorded::none();
+        self.state_error = Some(text);
+    }
+
+    /// Has a `state-file` thread bring the state file up to date with what the
+    /// loop read ([`OwnedState::persist_settled`]): write the intents of creates
+    /// that stopped, settled in the loop's records only, or move a corrupt file
+    /// aside and rebuild it. The write waits for the file's lock and is synced,
+    /// and the loop does neither. One at a time; after a failure, not again
+    /// before [`STATE_WRITE_RETRY`] (doubling) unless the file changed since:
+    /// until then each read settles in its records again. Whether a write is
+    /// under way.
+    fn write_state(&mut self, state: OwnedState, now: Instant) -> bool {
+        if self.state_writes.running.is_some() {
+            return true;
+        }
+        if let Some(f) = &self.state_writes.failed {
+            if now < f.retry_at && state.stamp() == f.stamp {
+                return false;
+            }
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let writer = state.clone();
         let spawned = std::thread::Builder::new()
             .name("state-file".into())
             .spawn(move || {
-                if let Err(e) = state.persist_settled() {
-                    tracing::warn!(
-                        hbad_reason = %e,
-                        "{e}; the creates that stopped are settled in memory only, and \
-                         written with the next change to the file"
+                let outcome = writer
+                    .persist_settled()
+                    .map_err(|e| (e.to_string(), writer.stamp()));
+                // The loop may be gone (stopped): nothing to tell then.
+                let _ = tx.send(outcome);
+            });
+        match spawned {
+            Ok(_) => {
+                tracing::debug!(
+                    "ownership state file {}: written on the state-file thread",
+                    state.path().display()
+                );
+                self.state_writes.running = Some(rx);
+                self.state_writes.look_at = Some(later(now, STATE_WRITE_LOOK));
+                true
+            }
+            Err(e) => {
+                let error = format!(
+                    "ownership state file {}: no thread to write it ({e})",
+                    state.path().display()
+                );
+                self.state_write_failed((error, state.stamp()), now);
+                false
+            }
+        }
+    }
+
+    /// Takes the outcome of the write on the `state-file` thread, if it ended.
+    fn collect_state_write(&mut self, now: Instant) {
+        let Some(running) = &self.state_writes.running else {
+            return;
+        };
+        let outcome = match running.try_recv() {
+            Ok(outcome) => outcome,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {
+                self.state_writes.look_at = Some(later(now, STATE_WRITE_LOOK));
+                return;
+            }
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Err((
+                format!(
+                    "ownership state file {}: its writer thread ended without a word",
+                    self.policy.owned_state().path().display()
+                ),
+                None,
+            )),
+        };
+        self.state_writes.running = None;
+        self.state_writes.look_at = None;
+        match outcome {
+            Ok(()) => {
+                if let Some(f) = self.state_writes.failed.take() {
+                    tracing::info!(
+                        "ownership state file {} written (it had failed: {})",
+                        self.policy.owned_state().path().display(),
+                        f.error
                     );
                 }
-                busy.store(false, Ordering::Release);
-            });
-        if let Err(e) = spawned {
-            self.state_persisting.store(false, Ordering::Release);
+            }
+            Err(failed) => self.state_write_failed(failed, now),
+        }
+    }
+
+    /// A write of the state file failed: tried again after a backoff, or once
+    /// the file changes; said once for each error, not at each try.
+    fn state_write_failed(&mut self, (error, stamp): StateWriteError, now: Instant) {
+        let (backoff, said) = match self.state_writes.failed.take() {
+            Some(f) => (
+                f.backoff.saturating_mul(2).min(STATE_WRITE_RETRY_MAX),
+                f.error == error,
+            ),
+            None => (STATE_WRITE_RETRY, false),
+        };
+        if !said {
             tracing::warn!(
-                "no thread to write the state file ({e}); the creates that stopped are \
-                 settled in memory only, and written with the next change to the file"
+                hbad_reason = %error,
+                "{error}; what the agent settled or rebuilt is in its records only, and \
+                 the file is written again in {} at most, or as soon as something else \
+                 changes it",
+                humantime::format_duration(backoff)
             );
         }
+        self.state_writes.failed = Some(StateWriteFailure {
+            error,
+            stamp,
+            retry_at: later(now, backoff),
+            backoff,
+        });
     }
 
     /// Plans against the graph and hands the plan to the executor.
     fn reconcile(&mut self, changes: &[Change], now: Instant) {
         self.watched.track(&self.graph, changes);
-        if self.read_recorded() {
-            self.state_busy_since = None;
-        } else {
+        if let StateRead::Rebuilding(why) = self.read_recorded(now) {
             // Planned without the records, a vHBA only they make hbad's would be
             // no one's (kept with prune = true, marked again): the plan waits,
-            // with its changes, and is tried again shortly, never on the lock.
+            // with its changes, and is tried again shortly, never on the file.
             let since = *self.state_busy_since.get_or_insert_with(|| {
                 tracing::warn!(
-                    "ownership state file {} is corrupt and another process holds its \
-                     lock: planning waits until it is free, {} at most",
+                    hbad_reason = %why,
+                    "ownership state file {}: {why}; it is being moved aside and rebuilt \
+                     from the vports' marks off the event loop: planning waits until it \
+                     is, {} at most",
                     self.policy.owned_state().path().display(),
                     humantime::format_duration(STATE_DEFER_MAX)
                 );
@@ -902,12 +1046,16 @@ impl Agent {
             }
             if self.state_retry.is_some() {
                 tracing::error!(
-                    "ownership state file {}: its lock is still held; planning without \
-                     its records (vHBAs recorded only there are not hbad's until it is read)",
-                    self.policy.owned_state().path().display()
+                    "ownership state file {}: not rebuilt within {} (another process \
+                     holds its lock?); planning without its records (vHBAs recorded only \
+                     there are not hbad's until it is read)",
+                    self.policy.owned_state().path().display(),
+                    humantime::format_duration(STATE_DEFER_MAX)
                 );
             }
             self.recorded = Recorded::none();
+        } else {
+            self.state_busy_since = None;
         }
         self.state_retry = None;
         let changes: std::borrow::Cow<[Change]> = if self.deferred.is_empty() {
@@ -1038,7 +1186,7 @@ impl Agent {
                         }
                         // The mark went to symbolic_name or the state file, and
                         // neither sends a uevent.
-                        self.read_recorded();
+                        self.read_recorded(now);
                         self.refresh_vport_of(wwpn, &parent.devpath);
                         self.sync_vhba_runtime();
                         // Planned again now, not at the next event or sweep:
@@ -1081,7 +1229,7 @@ impl Agent {
                     ),
                     _ => {}
                 }
-                self.read_recorded();
+                self.read_recorded(now);
             }
             Action::SetSymbolicName { vhba, vport, .. } => {
                 self.vports_busy.remove(&vport);
@@ -1099,7 +1247,7 @@ impl Agent {
                 // symbolic_name changes with no uevent: read it back now.
                 let changes = self.graph.refresh(&vport, &self.sysfs);
                 self.watched.track(&self.graph, &changes);
-                self.read_recorded();
+                self.read_recorded(now);
             }
             Action::RescanDevice { hctl, .. } => match outcome {
                 StepOutcome::Failed { error } => tracing::warn!(

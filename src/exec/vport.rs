@@ -24,8 +24,8 @@ use serde::Serialize;
 
 use super::errors::{explain, KernelRefusal, Op};
 use crate::ownership::{
-    CreateLock, Intent, MarkSource, OwnedRecord, OwnedState, OwnerMark, StateError, VportMark,
-    OWNER_PREFIX,
+    CreateLock, IntendError, Intent, MarkSource, OwnedRecord, OwnedState, OwnerMark, StateError,
+    VportMark, OWNER_PREFIX,
 };
 use crate::plan::HostRef;
 use crate::sysfs::writes::{vport_text, AttrWriter};
@@ -83,6 +83,9 @@ pub enum VportError {
     NoNpiv { parent: String },
     #[error(transparent)]
     State(#[from] StateError),
+    /// Another create of the WWPN holds its lock ([`CreateLock`]).
+    #[error("{0}")]
+    CreateUnderWay(IntendError),
 }
 
 /// symbolic_name up to a NUL hbad wrote to end it: the kernel prints it with `%s`,
@@ -366,7 +369,7 @@ impl Vports {
         // The create's lock goes with the write into the writer's child, which a
         // SIGKILL of this process leaves in the kernel: its intent is then kept
         // until the child ends ([`crate::ownership::CreateLock`]).
-        let create_lock = self.intend(req, parent_fc.as_ref().and_then(|f| f.wwpn));
+        let create_lock = self.intend(req, parent_fc.as_ref().and_then(|f| f.wwpn))?;
         let intended = create_lock.is_some();
         let text = vport_text(req.wwpn, req.wwnn);
         let written = match &create_lock {
@@ -436,18 +439,24 @@ impl Vports {
 
     /// Writes the intent of a create before its vport_create ([`Intent`]). A state
     /// file that cannot take it costs only that, as for a mark's record ([`Vports::bind`]):
-    /// the create goes on. The create's lock when it was written.
-    fn intend(&self, req: &CreateRequest, parent_wwpn: Option<Wwn>) -> Option<CreateLock> {
+    /// the create goes on, and gives no lock. Another create of the WWPN under way
+    /// (its lock held) is an error: this create must not go ahead.
+    fn intend(
+        &self,
+        req: &CreateRequest,
+        parent_wwpn: Option<Wwn>,
+    ) -> Result<Option<CreateLock>, VportError> {
         let intent = Intent::now(&req.name, req.wwnn, req.parent.number, parent_wwpn);
         match self.state.intend(req.wwpn, intent) {
-            Ok(lock) => Some(lock),
-            Err(e) => {
+            Ok(lock) => Ok(Some(lock)),
+            Err(e @ IntendError::CreateUnderWay { .. }) => Err(VportError::CreateUnderWay(e)),
+            Err(IntendError::State(e)) => {
                 crate::ownership::warn(&format!(
                     "{e}; creating vport {} unrecorded: if hbad stops before marking it, \
                      it is no one's",
                     req.wwpn
                 ));
-                None
+                Ok(None)
             }
         }
     }
@@ -1132,6 +1141,35 @@ pub(crate) mod tests {
             assert!(state.intents().unwrap().is_empty());
             assert_eq!(state.get(wwpn).unwrap().is_some(), made);
         }
+    }
+
+    /// Another process's create of the same WWPN holds its lock (its write may
+    /// be in the kernel): this create is refused, with no write to vport_create
+    /// and the other's intent left as it was, and goes ahead once it is free.
+    #[test]
+    fn a_create_of_a_wwpn_whose_create_lock_is_held_is_refused_without_a_write() {
+        let (dir, k) = lab();
+        let v = vports(&k, dir.path());
+        let r = req(&k, "db", 0x5001_a4a0_0000_0b01);
+        let other = Intent::now("db", r.wwnn, r.parent.number, None);
+        let held = v.state().intend(r.wwpn, other.clone()).unwrap();
+        let err = v.create(&r).unwrap_err();
+        assert!(matches!(err, VportError::CreateUnderWay(_)), "{err:?}");
+        let text = err.to_string();
+        let lock = dir.path().join(format!("state/owned.json.create-{}", r.wwpn));
+        for part in [
+            format!("another create of vport {}", r.wwpn),
+            lock.display().to_string(),
+            "not creating it a second time".to_string(),
+            "hbad status".to_string(),
+        ] {
+            assert!(text.contains(&part), "{part} not in: {text}");
+        }
+        assert!(k.writes_to("vport_create").is_empty());
+        assert_eq!(v.state().intents().unwrap()[&r.wwpn], other);
+        drop(held);
+        v.create(&r).unwrap();
+        assert_eq!(k.writes_to("vport_create").len(), 1);
     }
 
     #[test]
