@@ -2169,3 +2169,146 @@ fn a_stopped_create_is_settled_on_the_loop_and_written_by_a_worker() {
         "the hand-made write only"
     );
 }
+
+/// The log records of the thread that made it the default (the agent's loop
+/// here), as the lines a formatter writes.
+#[derive(Clone, Default)]
+struct Logged(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logged {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logged {
+    type Writer = Logged;
+
+    fn make_writer(&'a self) -> Logged {
+        self.clone()
+    }
+}
+
+impl Logged {
+    /// Records the calling thread logs from now on, debug ones too, until the
+    /// guard goes.
+    fn on_this_thread() -> (Logged, tracing::subscriber::DefaultGuard) {
+        let logged = Logged::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(logged.clone())
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .finish();
+        (logged, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// How many lines hold `text`.
+    fn count(&self, text: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains(text))
+            .count()
+    }
+}
+
+/// Polls the agent at `secs` until its loop logged `text` `n` times: what a
+/// `state-file` thread did reaches the loop when it looks.
+fn await_logged(rig: &mut Rig, logged: &Logged, text: &str, n: usize, secs: u64) {
+    let now = rig.at(secs);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while logged.count(text) < n {
+        assert!(
+            Instant::now() < deadline,
+            "never logged `{text}` {n} times:\n{}",
+            String::from_utf8_lossy(&logged.0.lock().unwrap())
+        );
+        rig.agent.poll(now);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A state file hbad cannot write (a read-only or full /var; here its lock file
+/// is a directory, which root cannot open for writing either), with a stopped
+/// create's intent that every read settles in the loop's records only: the
+/// agent tries to write it once, says why once, and tries again only after its
+/// backoff (or at once when someone else changed the file), not at every read.
+#[test]
+fn a_state_file_that_cannot_be_written_is_tried_again_after_a_backoff_not_at_every_read() {
+    let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
+    let path = rig._dir.path().join("state/owned.json");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let intent = format!(
+        r#"{{"version":1,"vhbas":{{}},"creating":{{"{VHBA_A}":{{"name":"vm-a",
+        "wwnn":"{VHBA_NODE}","parent_host":1,"since":1765123456,
+        "by":{{"boot":"00000000-0000-0000-0000-000000000000","pid":1,"start":0}}}}}}}}"#
+    );
+    std::fs::write(&path, &intent).unwrap();
+    let lock = path.with_file_name("owned.json.lock");
+    std::fs::create_dir(&lock).unwrap();
+    by_hand(&rig, "vport_create");
+    let (logged, _guard) = Logged::on_this_thread();
+    let started = "written on the state-file thread";
+    let warned = "what the agent settled or rebuilt is in its records only";
+
+    rig.agent.boot(rig.at(0));
+    await_logged(&mut rig, &logged, warned, 1, 0);
+    assert!(logged.count("Is a directory") >= 1, "the warning says why");
+    assert!(logged.count("written again in 1m at most") == 1);
+    // Reads within the backoff: no write tried, nothing said again.
+    for s in 1..=59 {
+        rig.agent.boot(rig.at(s));
+        rig.settle(rig.at(s));
+    }
+    assert_eq!(logged.count(started), 1);
+    assert_eq!(logged.count(warned), 1);
+    // Adopted all the same, from the records the loop settled.
+    assert!(rig.agent.status().vhbas[0].owner.is_some());
+    // Past it: tried again, failing as before: said no louder than debug, and
+    // the next try doubles away.
+    rig.agent.boot(rig.at(61));
+    assert_eq!(logged.count(started), 2);
+    await_logged(&mut rig, &logged, "still failing; tried again in 2m", 1, 61);
+    assert_eq!(logged.count(warned), 1);
+    rig.agent.boot(rig.at(62));
+    assert_eq!(logged.count(started), 2);
+    // Someone else writes the file (here: the same, anew, where it can be
+    // written now): tried again at once, and written.
+    std::fs::remove_dir(&lock).unwrap();
+    let fresh = path.with_file_name("owned.json.new");
+    std::fs::write(&fresh, &intent).unwrap();
+    std::fs::rename(&fresh, &path).unwrap();
+    rig.agent.boot(rig.at(63));
+    assert_eq!(logged.count(started), 3);
+    await_logged(&mut rig, &logged, "written (it had failed", 1, 63);
+    let state = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !state.contains("creating") && state.contains("vm-a"),
+        "{state}"
+    );
+}
+
+/// What the state file's code warns of on the loop goes to the agent's log (a
+/// subscriber in force), never straight to stderr: here a file others could
+/// have written, whose records are not used.
+#[test]
+fn a_state_file_warning_goes_to_the_agents_log() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
+    let path = rig._dir.path().join("state/owned.json");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, r#"{"version":1,"vhbas":{}}"#).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (logged, _guard) = Logged::on_this_thread();
+    rig.agent.boot(rig.at(0));
+    assert_eq!(
+        logged.count("its records are not used"),
+        1,
+        "{}",
+        String::from_utf8_lossy(&logged.0.lock().unwrap())
+    );
+}

@@ -1002,7 +1002,13 @@ impl Agent {
             ),
             None => (STATE_WRITE_RETRY, false),
         };
-        if !said {
+        if said {
+            tracing::debug!(
+                hbad_reason = %error,
+                "{error}; still failing; tried again in {}",
+                humantime::format_duration(backoff)
+            );
+        } else {
             tracing::warn!(
                 hbad_reason = %error,
                 "{error}; what the agent settled or rebuilt is in its records only, and \

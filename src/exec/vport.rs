@@ -1156,7 +1156,9 @@ pub(crate) mod tests {
         let err = v.create(&r).unwrap_err();
         assert!(matches!(err, VportError::CreateUnderWay(_)), "{err:?}");
         let text = err.to_string();
-        let lock = dir.path().join(format!("state/owned.json.create-{}", r.wwpn));
+        let lock = dir
+            .path()
+            .join(format!("state/owned.json.create-{}", r.wwpn));
         for part in [
             format!("another create of vport {}", r.wwpn),
             lock.display().to_string(),
