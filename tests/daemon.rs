@@ -907,15 +907,10 @@ fn moved_aside(dir: &Path) -> Vec<String> {
 /// Waits until the corrupt state file at `path` was moved aside and rebuilt
 /// (by the agent's `state-file` thread): hbad's JSON is there again.
 fn await_rebuilt(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(path).is_ok_and(|s| s.contains("\"version\"")) {
-        assert!(
-            Instant::now() < deadline,
-            "{} never rebuilt",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    await_until(|| match std::fs::read_to_string(path) {
+        Ok(s) if s.contains("\"version\"") => Ok(()),
+        _ => Err(format!("{} never rebuilt", path.display())),
+    });
 }
 
 /// A corrupt state file whose lock is free: the agent's loop still neither
@@ -2124,6 +2119,30 @@ fn a_vhba_whose_create_ends_after_a_pruning_reload_is_pruned_when_it_reports() {
     );
 }
 
+/// The state file of an agent killed inside vm-a's vport_create after the
+/// kernel made the vport, and where it is.
+fn stopped_create(rig: &Rig) -> std::path::PathBuf {
+    let path = rig._dir.path().join("state/owned.json");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, STOPPED_CREATE).unwrap();
+    by_hand(rig, "vport_create");
+    path
+}
+
+/// The intent of vm-a's create by an agent of another boot.
+const STOPPED_CREATE: &str = r#"{"version":1,"vhbas":{},"creating":{"0x5001a4a000000a01":{
+    "name":"vm-a","wwnn":"0x5001a4a000000a00","parent_host":1,"since":1765123456,
+    "by":{"boot":"00000000-0000-0000-0000-000000000000","pid":1,"start":0}}}}"#;
+
+/// Waits (a bounded time) until `done`, which says what it waits for.
+fn await_until(mut done: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(what) = done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// An agent killed inside a vport_create leaves its intent in the state file; the
 /// next agent settles it on its loop (the vport is there: hbad's) in its records
 /// only, and a worker writes the file: the synced write never runs on the loop's
@@ -2131,19 +2150,7 @@ fn a_vhba_whose_create_ends_after_a_pruning_reload_is_pruned_when_it_reports() {
 #[test]
 fn a_stopped_create_is_settled_on_the_loop_and_written_by_a_worker() {
     let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
-    let path = rig._dir.path().join("state/owned.json");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(
-        &path,
-        format!(
-            r#"{{"version":1,"vhbas":{{}},"creating":{{"{VHBA_A}":{{"name":"vm-a",
-            "wwnn":"{VHBA_NODE}","parent_host":1,"since":1765123456,
-            "by":{{"boot":"00000000-0000-0000-0000-000000000000","pid":1,"start":0}}}}}}}}"#
-        ),
-    )
-    .unwrap();
-    // The kernel made the vport before the agent was killed.
-    by_hand(&rig, "vport_create");
+    let path = stopped_create(&rig);
     hbad::sysfs::writes::set_loop_thread(true);
     rig.agent.boot(rig.at(0));
     rig.settle(rig.at(0));
@@ -2220,16 +2227,16 @@ impl Logged {
 /// `state-file` thread did reaches the loop when it looks.
 fn await_logged(rig: &mut Rig, logged: &Logged, text: &str, n: usize, secs: u64) {
     let now = rig.at(secs);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while logged.count(text) < n {
-        assert!(
-            Instant::now() < deadline,
+    await_until(|| {
+        if logged.count(text) >= n {
+            return Ok(());
+        }
+        rig.agent.poll(now);
+        Err(format!(
             "never logged `{text}` {n} times:\n{}",
             String::from_utf8_lossy(&logged.0.lock().unwrap())
-        );
-        rig.agent.poll(now);
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        ))
+    });
 }
 
 /// A state file hbad cannot write (a read-only or full /var; here its lock file
@@ -2240,17 +2247,9 @@ fn await_logged(rig: &mut Rig, logged: &Logged, text: &str, n: usize, secs: u64)
 #[test]
 fn a_state_file_that_cannot_be_written_is_tried_again_after_a_backoff_not_at_every_read() {
     let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
-    let path = rig._dir.path().join("state/owned.json");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let intent = format!(
-        r#"{{"version":1,"vhbas":{{}},"creating":{{"{VHBA_A}":{{"name":"vm-a",
-        "wwnn":"{VHBA_NODE}","parent_host":1,"since":1765123456,
-        "by":{{"boot":"00000000-0000-0000-0000-000000000000","pid":1,"start":0}}}}}}}}"#
-    );
-    std::fs::write(&path, &intent).unwrap();
+    let path = stopped_create(&rig);
     let lock = path.with_file_name("owned.json.lock");
     std::fs::create_dir(&lock).unwrap();
-    by_hand(&rig, "vport_create");
     let (logged, _guard) = Logged::on_this_thread();
     let started = "written on the state-file thread";
     let warned = "what the agent settled or rebuilt is in its records only";
@@ -2280,7 +2279,7 @@ fn a_state_file_that_cannot_be_written_is_tried_again_after_a_backoff_not_at_eve
     // written now): tried again at once, and written.
     std::fs::remove_dir(&lock).unwrap();
     let fresh = path.with_file_name("owned.json.new");
-    std::fs::write(&fresh, &intent).unwrap();
+    std::fs::write(&fresh, STOPPED_CREATE).unwrap();
     std::fs::rename(&fresh, &path).unwrap();
     rig.agent.boot(rig.at(63));
     assert_eq!(logged.count(started), 3);
