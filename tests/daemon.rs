@@ -2311,3 +2311,35 @@ fn a_state_file_warning_goes_to_the_agents_log() {
         String::from_utf8_lossy(&logged.0.lock().unwrap())
     );
 }
+
+/// A corrupt state file the `state-file` thread cannot rebuild (here its lock
+/// file is a directory): once that failed, the plan waits no longer and is made
+/// without records, the failure said once however many reads follow.
+#[test]
+fn a_corrupt_state_file_that_cannot_be_rebuilt_is_planned_without_records_and_said_once() {
+    let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
+    let path = rig._dir.path().join("state/owned.json");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, "{not json").unwrap();
+    std::fs::create_dir(path.with_file_name("owned.json.lock")).unwrap();
+    let (logged, _guard) = Logged::on_this_thread();
+    rig.agent.boot(rig.at(0));
+    let retry = deferred(&rig, "planned before the rebuild was tried");
+    await_logged(&mut rig, &logged, "Is a directory", 1, 0);
+    rig.agent.poll(retry);
+    rig.settle(retry);
+    // Planned: its create was tried (and rolled back, for its mark cannot be
+    // recorded in a file that cannot be written).
+    assert_eq!(
+        rig.vport_writes("vport_create"),
+        1,
+        "planned without records"
+    );
+    let said = "not moved aside and rebuilt";
+    for s in 1..=5 {
+        rig.agent.boot(rig.at(s));
+        rig.settle(rig.at(s));
+    }
+    assert_eq!(logged.count(said), 1);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "{not json");
+}

@@ -878,16 +878,21 @@ impl Agent {
                 self.recorded = Recorded::from_records(&records);
                 self.state_error = None;
                 if unpersisted {
-                    self.write_state(state, now);
+                    self.write_state(&state, now);
                 }
             }
             Ok(LoopRead::Corrupt(why)) => {
-                if self.write_state(state, now) {
+                if self.write_state(&state, now) {
                     return StateRead::Rebuilding(why);
                 }
+                let path = state.path().display();
                 let error = match &self.state_writes.failed {
-                    Some(f) => f.error.clone(),
-                    None => why,
+                    Some(f) => format!(
+                        "ownership state file {path}: {why}; not moved aside and rebuilt \
+                         ({}); tried again later",
+                        f.error
+                    ),
+                    None => format!("ownership state file {path}: {why}"),
                 };
                 self.state_unread(error);
             }
@@ -916,7 +921,7 @@ impl Agent {
     /// before [`STATE_WRITE_RETRY`] (doubling) unless the file changed since:
     /// until then each read settles in its records again. Whether a write is
     /// under way.
-    fn write_state(&mut self, state: OwnedState, now: Instant) -> bool {
+    fn write_state(&mut self, state: &OwnedState, now: Instant) -> bool {
         if self.state_writes.running.is_some() {
             return true;
         }
