@@ -883,6 +883,14 @@ fn a_plan_waits_for_a_held_state_file_lock_and_the_loop_never_does() {
     );
 }
 
+/// The rig's state file, written with `text`.
+fn state_file(rig: &Rig, text: &str) -> std::path::PathBuf {
+    let path = rig._dir.path().join("state/owned.json");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// The boot's plan waits for the state file (`why` it must): no create yet, and
 /// tried again shortly; when.
 fn deferred(rig: &Rig, why: &str) -> Instant {
@@ -921,9 +929,7 @@ fn await_rebuilt(path: &Path) {
 #[test]
 fn a_corrupt_state_file_is_rebuilt_off_the_loop_while_the_plan_waits() {
     let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
-    let path = rig._dir.path().join("state/owned.json");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, "{not json").unwrap();
+    let path = state_file(&rig, "{not json");
     hbad::sysfs::writes::set_loop_thread(true);
     rig.agent.boot(rig.at(0));
     hbad::sysfs::writes::set_loop_thread(false);
@@ -2122,9 +2128,7 @@ fn a_vhba_whose_create_ends_after_a_pruning_reload_is_pruned_when_it_reports() {
 /// The state file of an agent killed inside vm-a's vport_create after the
 /// kernel made the vport, and where it is.
 fn stopped_create(rig: &Rig) -> std::path::PathBuf {
-    let path = rig._dir.path().join("state/owned.json");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, STOPPED_CREATE).unwrap();
+    let path = state_file(rig, STOPPED_CREATE);
     by_hand(rig, "vport_create");
     path
 }
@@ -2298,9 +2302,7 @@ fn a_state_file_that_cannot_be_written_is_tried_again_after_a_backoff_not_at_eve
 fn a_state_file_warning_goes_to_the_agents_log() {
     use std::os::unix::fs::PermissionsExt;
     let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
-    let path = rig._dir.path().join("state/owned.json");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, r#"{"version":1,"vhbas":{}}"#).unwrap();
+    let path = state_file(&rig, r#"{"version":1,"vhbas":{}}"#);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
     let (logged, _guard) = Logged::on_this_thread();
     rig.agent.boot(rig.at(0));
@@ -2318,9 +2320,7 @@ fn a_state_file_warning_goes_to_the_agents_log() {
 #[test]
 fn a_corrupt_state_file_that_cannot_be_rebuilt_is_planned_without_records_and_said_once() {
     let mut rig = Rig::new(demo_spec(), &vhba_policy(""));
-    let path = rig._dir.path().join("state/owned.json");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, "{not json").unwrap();
+    let path = state_file(&rig, "{not json");
     std::fs::create_dir(path.with_file_name("owned.json.lock")).unwrap();
     let (logged, _guard) = Logged::on_this_thread();
     rig.agent.boot(rig.at(0));
