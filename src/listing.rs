@@ -370,7 +370,7 @@ impl Skeleton {
                 };
                 ReadLun {
                     hctl,
-                    kind: NodeKind::Lun(Box::new(info)),
+                    kind: NodeKind::Lun(info.into()),
                     disks,
                 }
             })

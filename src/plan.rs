@@ -1090,17 +1090,20 @@ mod tests {
         let dev = format!("{tdev}/{hctl}");
         g.insert(
             dev.clone(),
-            NodeKind::Lun(Box::new(LunInfo {
-                hctl,
-                vendor: None,
-                model: None,
-                rev: None,
-                scsi_type: Some(0),
-                state: Some("running".into()),
-                wwid: None,
-                serial: None,
-                driver: None,
-            })),
+            NodeKind::Lun(
+                LunInfo {
+                    hctl,
+                    vendor: None,
+                    model: None,
+                    rev: None,
+                    scsi_type: Some(0),
+                    state: Some("running".into()),
+                    wwid: None,
+                    serial: None,
+                    driver: None,
+                }
+                .into(),
+            ),
         );
         g.record(g.node(&dev).unwrap())
     }
@@ -1595,7 +1598,7 @@ mod tests {
             let lun = add_lun(&mut g, host, 0, 3);
             let mut kind = lun.kind.clone();
             if let NodeKind::Lun(l) = &mut kind {
-                l.wwid = Some("naa.600140500000000000000000000000a3".into());
+                l.edit(|l| l.wwid = Some("naa.600140500000000000000000000000a3".into()));
             }
             g.insert(lun.devpath.clone(), kind);
             g.insert(

@@ -312,17 +312,20 @@ mod tests {
         for lun in ["2:0:0:0", "2:0:0:1"] {
             g.insert(
                 format!("{HOST}/target2:0:0/{lun}"),
-                NodeKind::Lun(Box::new(LunInfo {
-                    hctl: lun.parse().unwrap(),
-                    vendor: Some("Linux".into()),
-                    model: Some("scsi_debug".into()),
-                    rev: None,
-                    scsi_type: Some(0),
-                    state: Some("running".into()),
-                    wwid: None,
-                    serial: None,
-                    driver: None,
-                })),
+                NodeKind::Lun(
+                    LunInfo {
+                        hctl: lun.parse().unwrap(),
+                        vendor: Some("Linux".into()),
+                        model: Some("scsi_debug".into()),
+                        rev: None,
+                        scsi_type: Some(0),
+                        state: Some("running".into()),
+                        wwid: None,
+                        serial: None,
+                        driver: None,
+                    }
+                    .into(),
+                ),
             );
         }
         g

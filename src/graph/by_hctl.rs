@@ -1,97 +1,31 @@
-//! LUN nodes by SCSI address, with the address kept in the index itself.
+//! LUN nodes by SCSI address.
 //!
-//! The other indexes of the graph keep node ids alone and compare a key with the
-//! node's own (see `IdIndex`). This one keeps each LUN's H:C:T:L next to its id,
-//! and whether the node's devpath ends in that address's kernel name: then a
-//! unit attention names its LUN without the node's devpath being read at all
-//! ([`Graph::lun_by_address`]). In a storm on a host of tens of thousands of LUNs each
-//! devpath is a cache miss of its own; the address is 28 bytes in a table a
-//! few hundred kilobytes long.
+//! Like the graph's other indexes ([`IdIndex`]), the table keeps node ids alone
+//! and a lookup compares the address with the node's. A LUN node keeps its
+//! address inline, and whether its devpath ends in that address's kernel name
+//! ([`LunNode`]): then a unit attention names its LUN from the index's 4-byte
+//! entry and the node's slot ([`Graph::lun_by_address`]), reading neither the
+//! node's devpath text nor its boxed record. In a storm on a host of tens of
+//! thousands of LUNs each of those would be a cache miss of its own per event.
 
-use std::hash::BuildHasher;
-
-use foldhash::fast::RandomState;
-use hashbrown::hash_table::{Entry, HashTable};
-
-use super::{Graph, Node, NodeId, NodeKind, UNNUMBERED};
-use crate::sysfs::{devpath_name, Hctl};
-
-#[derive(Clone, Copy, Debug)]
-struct Filed {
-    hctl: Hctl,
-    id: NodeId,
-    /// The node's devpath ends in `/H:C:T:L` as the kernel prints it, so that a
-    /// devpath with that name, its parent's devpath before it and the node's
-    /// length is the node's devpath.
-    named: bool,
-}
+use super::{Graph, IdIndex, IndexedBy, LunNode, Node, NodeId, NodeKind, UNNUMBERED};
+use crate::sysfs::Hctl;
 
 /// LUN node ids by H:C:T:L, one node per address: a newer device filed under an
 /// address takes the place of an older one whose removal was not seen yet. A
 /// LUN whose name gives no address ([`UNNUMBERED`]) stays out.
-#[derive(Clone, Debug, Default)]
-pub(super) struct ByHctl {
-    table: HashTable<Filed>,
-}
+pub(super) type ByHctl = IdIndex<ByAddress>;
 
-impl ByHctl {
-    /// The address a node is filed under, if it is a LUN that has one.
-    fn key(node: &Node) -> Option<Hctl> {
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct ByAddress;
+
+impl IndexedBy for ByAddress {
+    type Key = Hctl;
+    fn key(node: &Node) -> Option<&Hctl> {
         match &node.kind {
-            NodeKind::Lun(l) if l.hctl.host != UNNUMBERED => Some(l.hctl),
+            NodeKind::Lun(l) if l.address.host != UNNUMBERED => Some(&l.address),
             _ => None,
         }
-    }
-
-    fn find(&self, hasher: &RandomState, hctl: &Hctl) -> Option<&Filed> {
-        self.table.find(hasher.hash_one(hctl), |f| f.hctl == *hctl)
-    }
-
-    pub(super) fn get(&self, hasher: &RandomState, hctl: &Hctl) -> Option<NodeId> {
-        self.find(hasher, hctl).map(|f| f.id)
-    }
-
-    /// Files a node under its address, in place of any other node filed there.
-    pub(super) fn insert(&mut self, hasher: &RandomState, node: &Node, id: NodeId) {
-        let Some(hctl) = Self::key(node) else {
-            return;
-        };
-        let filed = Filed {
-            hctl,
-            id,
-            named: devpath_name(&node.devpath).parse() == Ok(hctl),
-        };
-        match self.table.entry(
-            hasher.hash_one(hctl),
-            |f| f.hctl == hctl,
-            |f| hasher.hash_one(f.hctl),
-        ) {
-            Entry::Occupied(mut e) => *e.get_mut() = filed,
-            Entry::Vacant(e) => {
-                e.insert(filed);
-            }
-        }
-    }
-
-    /// Takes a node out, if it is the one filed under its address.
-    pub(super) fn remove(&mut self, hasher: &RandomState, node: &Node, id: NodeId) {
-        let Some(hctl) = Self::key(node) else {
-            return;
-        };
-        if let Ok(e) = self
-            .table
-            .find_entry(hasher.hash_one(hctl), |f| f.hctl == hctl && f.id == id)
-        {
-            e.remove();
-        }
-    }
-
-    pub(super) fn reserve(&mut self, hasher: &RandomState, more: usize) {
-        self.table.reserve(more, |f| hasher.hash_one(f.hctl));
-    }
-
-    pub(super) fn ids(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.table.iter().map(|f| f.id)
     }
 }
 
@@ -102,18 +36,19 @@ impl Graph {
     /// name is the address's (`named`), the devpath's parent directory is its
     /// parent node's devpath, and both devpaths have the same length: the node's
     /// devpath is its parent's, a `/`, then a remainder as long as the name that
-    /// ends in the name. Only the node and its parent (a target, which every LUN
-    /// of a storm shares) are read. `None` says nothing: look by devpath.
+    /// ends in the name (names are canonical: one address, one name). Only the
+    /// node and its parent (a target, which every LUN of a storm shares) are
+    /// read. `None` says nothing: look by devpath.
     pub(super) fn lun_by_address(&self, devpath: &str) -> Option<(NodeId, Hctl)> {
         let (dir, name) = devpath.rsplit_once('/')?;
-        let filed = self.by_hctl.find(&self.hasher, &name.parse().ok()?)?;
-        if !filed.named {
+        let hctl: Hctl = name.parse().ok()?;
+        let id = self.by_hctl.get(&self.slots, &self.hasher, &hctl)?;
+        let node = self.at(id);
+        let NodeKind::Lun(LunNode { named: true, .. }) = node.kind else {
             return None;
-        }
-        let node = self.at(filed.id);
+        };
         let parent = self.at(node.parent?);
-        (node.devpath.len() == devpath.len() && *parent.devpath == *dir)
-            .then_some((filed.id, filed.hctl))
+        (node.devpath.len() == devpath.len() && *parent.devpath == *dir).then_some((id, hctl))
     }
 }
 
@@ -133,7 +68,7 @@ mod tests {
     }
 
     fn lun(hctl: &str) -> NodeKind {
-        NodeKind::Lun(Box::new(super::super::load::unread_lun(hctl)))
+        NodeKind::Lun(super::super::load::unread_lun(hctl).into())
     }
 
     fn target(name: &str) -> NodeKind {
@@ -200,5 +135,39 @@ mod tests {
         assert_eq!(g.lun_id(&format!("{other}/1:0:0:1")), Some(new));
         // The older one is still at its devpath.
         assert_eq!(g.lun_id(&format!("{T}/1:0:0:1")), Some(old));
+    }
+
+    #[test]
+    fn a_lun_node_reads_compares_and_serializes_as_its_record() {
+        let mut g = Graph::new();
+        g.insert(T.to_string(), target("target1:0:0"));
+        let id = g.insert(format!("{T}/1:0:0:27"), lun("1:0:0:27"));
+        let NodeKind::Lun(filed) = &g.at(id).kind else {
+            panic!("not a LUN")
+        };
+        // Filed, it is named; made afresh, not: equal all the same, so an event's
+        // fresh read of an unchanged LUN is no change.
+        assert!(filed.named);
+        let fresh = lun("1:0:0:27");
+        assert_eq!(g.at(id).kind, fresh);
+        let NodeKind::Lun(unfiled) = &fresh else {
+            panic!("not a LUN")
+        };
+        assert!(!unfiled.named);
+        let mut record = serde_json::to_value(unfiled.info()).unwrap();
+        record["type"] = "lun".into();
+        assert_eq!(serde_json::to_value(&fresh).unwrap(), record);
+    }
+
+    #[test]
+    fn a_lun_node_keeps_its_address_with_its_record() {
+        let NodeKind::Lun(mut l) = lun("1:0:0:27") else {
+            panic!("not a LUN")
+        };
+        l.edit(|i| i.hctl.lun = 28);
+        assert_eq!((l.address().lun, l.hctl.lun), (28, 28));
+        // Inline, the address makes no node of the graph larger: a disk is the
+        // largest kind the graph keeps unboxed.
+        assert!(std::mem::size_of::<LunNode>() <= std::mem::size_of::<super::super::Disk>());
     }
 }

@@ -440,17 +440,20 @@ mod tests {
 
     fn lun(hctl: &str) -> NodeKind {
         let hctl: Hctl = hctl.parse().unwrap();
-        NodeKind::Lun(Box::new(LunInfo {
-            hctl,
-            vendor: Some("DGC".into()),
-            model: Some("VRAID".into()),
-            rev: None,
-            scsi_type: Some(0),
-            state: Some("running".into()),
-            wwid: None,
-            serial: None,
-            driver: None,
-        }))
+        NodeKind::Lun(
+            LunInfo {
+                hctl,
+                vendor: Some("DGC".into()),
+                model: Some("VRAID".into()),
+                rev: None,
+                scsi_type: Some(0),
+                state: Some("running".into()),
+                wwid: None,
+                serial: None,
+                driver: None,
+            }
+            .into(),
+        )
     }
 
     /// host1 -> vport-1:0-0 (hbad's `vm-san-a`) -> host7 -> rport -> target -> LUN 27.
@@ -622,7 +625,7 @@ mod tests {
         let NodeKind::Lun(mut gone) = node.kind.clone() else {
             panic!()
         };
-        gone.state = None;
+        gone.edit(|l| l.state = None);
         let vanished = Change::Updated {
             before: Box::new(node.kind.clone()),
             node: Box::new(NodeRecord {
@@ -631,7 +634,7 @@ mod tests {
             }),
         };
         assert_eq!(describe(&vanished, &g), None);
-        gone.state = Some("offline".into());
+        gone.edit(|l| l.state = Some("offline".into()));
         let offline = Change::Updated {
             before: Box::new(node.kind.clone()),
             node: Box::new(NodeRecord {

@@ -68,7 +68,11 @@ impl Graph {
         }
         for mut block in luns {
             for lun in block.luns {
-                nodes.push((depth(&lun.devpath), lun.devpath, NodeKind::Lun(lun.info)));
+                nodes.push((
+                    depth(&lun.devpath),
+                    lun.devpath,
+                    NodeKind::Lun(lun.info.into()),
+                ));
                 disks_of.push((disks.len(), lun.disks));
                 disks.extend(block.disks.by_ref().take(lun.disks).map(Some));
             }
@@ -78,7 +82,9 @@ impl Graph {
         let total = nodes.len() + disks.len();
         graph.slots.reserve_exact(total);
         graph.by_devpath.reserve(&graph.slots, &graph.hasher, total);
-        graph.by_hctl.reserve(&graph.hasher, lun_count);
+        graph
+            .by_hctl
+            .reserve(&graph.slots, &graph.hasher, lun_count);
         graph
             .by_disk
             .reserve(&graph.slots, &graph.hasher, disks.len());
@@ -458,9 +464,12 @@ pub(crate) fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> Nod
                 id,
             }
         })),
-        DeviceClass::Lun => NodeKind::Lun(Box::new(
-            sysfs.read_lun(devpath).unwrap_or_else(|_| unread_lun(name)),
-        )),
+        DeviceClass::Lun => NodeKind::Lun(
+            sysfs
+                .read_lun(devpath)
+                .unwrap_or_else(|_| unread_lun(name))
+                .into(),
+        ),
         DeviceClass::Disk => {
             let info = sysfs.read_block(devpath).unwrap_or_else(|_| BlockInfo {
                 name: name.to_string(),

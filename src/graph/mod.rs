@@ -62,15 +62,91 @@ pub struct Disk {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NodeKind {
-    /// Hosts, vports, remote ports and LUNs are boxed: each is twice the size of
-    /// a disk or more, and inline, every node of the graph (half of them disks)
-    /// would be as large as the largest.
+    /// Hosts, vports, remote ports and LUNs' records are boxed: each is twice the
+    /// size of a disk or more, and inline, every node of the graph (half of them
+    /// disks) would be as large as the largest.
     Host(Box<Host>),
     Vport(Box<VportInfo>),
     RemotePort(Box<RemotePortInfo>),
     Target(TargetInfo),
-    Lun(Box<LunInfo>),
+    Lun(LunNode),
     Disk(Disk),
+}
+
+/// A LUN as the graph holds it: its record, boxed, and its address inline beside
+/// it. A unit attention storm looks up tens of thousands of LUNs by address
+/// ([`Graph::lun_by_address`]); with the address in the node's own slot, the lookup
+/// reads the index's 4-byte entry and that slot, not the record (another cache
+/// miss per event, the box being wherever cold plug allocated it).
+///
+/// It reads as its record ([`LunInfo`], through `Deref`), serializes as it, and
+/// compares as it: the address is a copy of the record's, kept so by every way
+/// of making or changing one, and `named` is the graph's ([`Graph::index`]).
+#[derive(Clone, Debug)]
+pub struct LunNode {
+    address: Hctl,
+    /// The node's devpath ends in `/H:C:T:L` as the kernel prints `address`: set
+    /// when the graph files the node, false in a kind outside a graph.
+    named: bool,
+    info: Box<LunInfo>,
+}
+
+impl LunNode {
+    /// The LUN's H:C:T:L, read from the node itself.
+    pub fn address(&self) -> Hctl {
+        self.address
+    }
+
+    pub fn info(&self) -> &LunInfo {
+        &self.info
+    }
+
+    /// Changes the record, the inline address following it.
+    pub fn edit(&mut self, change: impl FnOnce(&mut LunInfo)) {
+        change(&mut self.info);
+        self.address = self.info.hctl;
+    }
+
+    fn trim_to(&mut self, detail: Detail) {
+        self.info.trim_to(detail);
+    }
+}
+
+impl From<LunInfo> for LunNode {
+    fn from(info: LunInfo) -> Self {
+        Box::new(info).into()
+    }
+}
+
+impl From<Box<LunInfo>> for LunNode {
+    fn from(info: Box<LunInfo>) -> Self {
+        LunNode {
+            address: info.hctl,
+            named: false,
+            info,
+        }
+    }
+}
+
+impl std::ops::Deref for LunNode {
+    type Target = LunInfo;
+    fn deref(&self) -> &LunInfo {
+        &self.info
+    }
+}
+
+impl PartialEq for LunNode {
+    fn eq(&self, other: &Self) -> bool {
+        self.info == other.info
+    }
+}
+
+impl Eq for LunNode {}
+
+impl Serialize for LunNode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.info.serialize(s)
+    }
 }
 
 impl NodeKind {
@@ -445,6 +521,10 @@ impl<K: IndexedBy> IdIndex<K> {
     fn len(&self) -> usize {
         self.table.len()
     }
+
+    fn ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.table.iter().copied()
+    }
 }
 
 /// Two graphs are equal when they hold the same nodes with the same attributes and
@@ -546,7 +626,7 @@ impl Graph {
             node.devpath.clone(),
             node.parent.map(|p| self.at(p).devpath.clone()),
             match &node.kind {
-                NodeKind::Lun(l) => Some(l.hctl),
+                NodeKind::Lun(l) => Some(l.address()),
                 _ => None,
             },
         )
@@ -698,10 +778,15 @@ impl Graph {
                 self.by_host.insert(n, id);
             }
             Filed::Lun => {
-                let node = self.slots[id.index()]
-                    .as_ref()
-                    .expect("indexed nodes are live");
-                self.by_hctl.insert(&self.hasher, node, id)
+                if let Some(Node {
+                    devpath,
+                    kind: NodeKind::Lun(l),
+                    ..
+                }) = self.slots.get_mut(id.index()).and_then(Option::as_mut)
+                {
+                    l.named = devpath_name(devpath).parse() == Ok(l.address);
+                }
+                self.by_hctl.insert(&self.slots, &self.hasher, id)
             }
             Filed::Disk => self.by_disk.insert(&self.slots, &self.hasher, id),
             Filed::Nowhere => {}
@@ -727,12 +812,7 @@ impl Graph {
                     self.by_host.remove(&n);
                 }
             }
-            Filed::Lun => {
-                let node = self.slots[id.index()]
-                    .as_ref()
-                    .expect("indexed nodes are live");
-                self.by_hctl.remove(&self.hasher, node, id)
-            }
+            Filed::Lun => self.by_hctl.remove(&self.slots, &self.hasher, id),
             Filed::Disk => self.by_disk.remove(&self.slots, &self.hasher, id),
             Filed::Nowhere => {}
         }

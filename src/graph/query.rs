@@ -88,7 +88,9 @@ impl Graph {
     }
 
     pub fn lun(&self, hctl: Hctl) -> Option<&Node> {
-        self.by_hctl.get(&self.hasher, &hctl).map(|id| self.at(id))
+        self.by_hctl
+            .get(&self.slots, &self.hasher, &hctl)
+            .map(|id| self.at(id))
     }
 
     pub fn by_wwpn(&self, wwpn: Wwn) -> Vec<&Node> {
@@ -126,13 +128,13 @@ impl Graph {
 
     /// LUNs in H:C:T:L order.
     pub fn luns(&self) -> Vec<&Node> {
-        let mut luns: Vec<(&Hctl, &Node)> = self
+        let mut luns: Vec<(Hctl, &Node)> = self
             .by_hctl
             .ids()
             .filter_map(|id| {
                 let node = self.at(id);
                 match &node.kind {
-                    NodeKind::Lun(l) => Some((&l.hctl, node)),
+                    NodeKind::Lun(l) => Some((l.address(), node)),
                     _ => None,
                 }
             })
