@@ -42,7 +42,6 @@ use super::wake::{at_or_below, fc_nodes, Watched};
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the executor looks for a new vHBA in sysfs while it confirms one.
 const CONFIRM_POLL: Duration = Duration::from_millis(20);
-/// Retry delays after the kernel refuses a vHBA: doubling, capped.
 /// How soon a plan deferred on a corrupt state file is tried again.
 const STATE_RETRY: Duration = Duration::from_millis(100);
 /// How long plans wait for a corrupt state file to be moved aside and rebuilt
@@ -54,12 +53,14 @@ const STATE_DEFER_MAX: Duration = Duration::from_secs(10);
 /// the agent first tries again, unless the file changes meanwhile; doubling with
 /// each failure in a row, up to [`STATE_WRITE_RETRY_MAX`].
 const STATE_WRITE_RETRY: Duration = Duration::from_secs(60);
+/// The longest wait between tries of a state file that keeps failing.
 const STATE_WRITE_RETRY_MAX: Duration = Duration::from_secs(16 * 60);
 /// How often the loop looks whether the state file's write ended, while it runs:
 /// a failure is said, and its backoff begins, within this.
 const STATE_WRITE_LOOK: Duration = Duration::from_secs(1);
 /// Changes held by deferred plans, at most; past it, planned without records.
 const STATE_DEFER_CHANGES: usize = 65_536;
+/// Retry delays after the kernel refuses a vHBA: doubling, capped.
 const BACKOFF_FIRST: Duration = Duration::from_secs(2);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
