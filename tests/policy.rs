@@ -1,6 +1,8 @@
 //! Policy files: the bad-file corpus with the exact errors each must give, the
 //! example policies, and drop-in merging.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -571,27 +573,12 @@ fn periodic_is_off_for_any_zero_and_for_the_words_however_spaced() {
 }
 
 fn hbad_check(args: &[&std::ffi::OsStr], stdin: &str) -> (Option<i32>, String, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hbad"))
-        .env_remove("HBAD_POLICY")
-        .env_remove("HBAD_NO_STRICT_PERMS")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    common::run_with_stdin(
+        std::process::Command::new(env!("CARGO_BIN_EXE_hbad"))
+            .env_remove("HBAD_POLICY")
+            .env_remove("HBAD_NO_STRICT_PERMS")
+            .args(args),
+        stdin,
     )
 }
 

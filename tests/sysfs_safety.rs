@@ -5,9 +5,8 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -54,29 +53,17 @@ impl Tree {
     /// `hbad write-attr` as the agent and the CLI start it: its exit status and
     /// stderr.
     fn write_attr(&self, path: &Path, value: &str) -> (Option<i32>, String) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hbad"))
-            .arg("--sysfs-root")
-            .arg(&self.root)
-            .arg("write-attr")
-            .arg("--")
-            .arg(path)
-            .env_remove("HBAD_SYSFS_ROOT")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(value.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let (code, _, stderr) = common::run_with_stdin(
+            Command::new(env!("CARGO_BIN_EXE_hbad"))
+                .arg("--sysfs-root")
+                .arg(&self.root)
+                .arg("write-attr")
+                .arg("--")
+                .arg(path)
+                .env_remove("HBAD_SYSFS_ROOT"),
+            value,
+        );
+        (code, stderr)
     }
 }
 

@@ -98,3 +98,29 @@ pub fn hbad_in(sys: &Path, dev: &Path, args: &[&str]) -> Run {
 pub fn capture_sys(which: &str) -> PathBuf {
     kernel_capture().join(which).join("sys")
 }
+
+/// Runs `cmd` with `stdin` written to its standard input, then closed: its exit
+/// code, stdout and stderr. A value hbad reads from stdin (`write-attr`, `check -`)
+/// goes in whole, as a pipe from a shell would give it.
+pub fn run_with_stdin(cmd: &mut Command, stdin: &str) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
