@@ -681,8 +681,7 @@ fn plan_scans(policy: &Policy, graph: &Graph, changes: &[Change], steps: &mut Ve
                         // A LUN unmapped on the array raises the same attention as a
                         // new one; only REPORT LUNS tells which it was.
                         let target = node
-                            .parent
-                            .as_deref()
+                            .parent()
                             .and_then(|p| graph.node(p))
                             .filter(|t| matches!(t.kind, NodeKind::Target(_)));
                         if target.is_some() {

@@ -50,7 +50,6 @@ pub enum Change {
 /// graph (no allocation per event), and its SCSI address when it is a LUN.
 #[derive(Clone, Debug)]
 pub struct Noticed {
-    pub parent: Option<Devpath>,
     at: NoticedAt,
 }
 
@@ -61,9 +60,13 @@ enum NoticedAt {
     /// prints it (every LUN below a target the graph holds): a storm's notice
     /// then touches nothing of the LUN's own devpath, whose text is a cache miss
     /// per LUN on a host of tens of thousands.
-    Lun(Hctl),
+    Lun { parent: Devpath, hctl: Hctl },
     /// Any other device, or a LUN named otherwise: its devpath, shared.
-    Devpath(Devpath, Option<Hctl>),
+    Devpath {
+        devpath: Devpath,
+        parent: Option<Devpath>,
+        hctl: Option<Hctl>,
+    },
 }
 
 impl Noticed {
@@ -71,38 +74,47 @@ impl Noticed {
     /// parent's devpath and the LUN's is `parent/H:C:T:L`.
     pub(super) fn lun(parent: Devpath, hctl: Hctl) -> Noticed {
         Noticed {
-            parent: Some(parent),
-            at: NoticedAt::Lun(hctl),
+            at: NoticedAt::Lun { parent, hctl },
         }
     }
 
     pub(super) fn at(devpath: Devpath, parent: Option<Devpath>, hctl: Option<Hctl>) -> Noticed {
         Noticed {
-            parent,
-            at: NoticedAt::Devpath(devpath, hctl),
+            at: NoticedAt::Devpath {
+                devpath,
+                parent,
+                hctl,
+            },
         }
     }
 
     pub fn devpath(&self) -> Cow<'_, str> {
-        match (&self.at, &self.parent) {
-            (NoticedAt::Devpath(d, _), _) => Cow::Borrowed(d),
-            (NoticedAt::Lun(hctl), Some(p)) => Cow::Owned(format!("{p}/{hctl}")),
-            (NoticedAt::Lun(hctl), None) => Cow::Owned(hctl.to_string()),
+        match &self.at {
+            NoticedAt::Devpath { devpath, .. } => Cow::Borrowed(devpath),
+            NoticedAt::Lun { parent, hctl } => Cow::Owned(format!("{parent}/{hctl}")),
+        }
+    }
+
+    /// The devpath of the device's parent, when it has one.
+    pub fn parent(&self) -> Option<&Devpath> {
+        match &self.at {
+            NoticedAt::Lun { parent, .. } => Some(parent),
+            NoticedAt::Devpath { parent, .. } => parent.as_ref(),
         }
     }
 
     pub fn name(&self) -> Cow<'_, str> {
         match &self.at {
-            NoticedAt::Devpath(d, _) => Cow::Borrowed(devpath_name(d)),
-            NoticedAt::Lun(hctl) => Cow::Owned(hctl.to_string()),
+            NoticedAt::Devpath { devpath, .. } => Cow::Borrowed(devpath_name(devpath)),
+            NoticedAt::Lun { hctl, .. } => Cow::Owned(hctl.to_string()),
         }
     }
 
     /// The device's SCSI address, when it is a LUN.
     pub fn hctl(&self) -> Option<Hctl> {
         match &self.at {
-            NoticedAt::Lun(hctl) => Some(*hctl),
-            NoticedAt::Devpath(_, hctl) => *hctl,
+            NoticedAt::Lun { hctl, .. } => Some(*hctl),
+            NoticedAt::Devpath { hctl, .. } => *hctl,
         }
     }
 
@@ -111,10 +123,9 @@ impl Noticed {
     /// reading it: clones of one devpath are one device, not one removed and found
     /// again in between.
     pub fn identity(&self) -> (usize, Option<Hctl>) {
-        match (&self.at, &self.parent) {
-            (NoticedAt::Lun(hctl), Some(p)) => (p.addr(), Some(*hctl)),
-            (NoticedAt::Lun(hctl), None) => (0, Some(*hctl)),
-            (NoticedAt::Devpath(d, _), _) => (d.addr(), None),
+        match &self.at {
+            NoticedAt::Lun { parent, hctl } => (parent.addr(), Some(*hctl)),
+            NoticedAt::Devpath { devpath, .. } => (devpath.addr(), None),
         }
     }
 }
@@ -122,7 +133,7 @@ impl Noticed {
 /// Equal when they name the same device, however each names it.
 impl PartialEq for Noticed {
     fn eq(&self, other: &Self) -> bool {
-        self.parent == other.parent
+        self.parent() == other.parent()
             && self.hctl() == other.hctl()
             && self.devpath() == other.devpath()
     }
@@ -136,7 +147,7 @@ impl Serialize for Noticed {
         use serde::ser::SerializeStruct;
         let mut st = s.serialize_struct("Noticed", 2)?;
         st.serialize_field("devpath", &self.devpath())?;
-        st.serialize_field("parent", &self.parent)?;
+        st.serialize_field("parent", &self.parent())?;
         st.end()
     }
 }
