@@ -1091,15 +1091,9 @@ mod tests {
             dev.clone(),
             NodeKind::Lun(
                 LunInfo {
-                    hctl,
-                    vendor: None,
-                    model: None,
-                    rev: None,
                     scsi_type: Some(0),
                     state: Some("running".into()),
-                    wwid: None,
-                    serial: None,
-                    driver: None,
+                    ..LunInfo::at(hctl)
                 }
                 .into(),
             ),

@@ -314,15 +314,11 @@ mod tests {
                 format!("{HOST}/target2:0:0/{lun}"),
                 NodeKind::Lun(
                     LunInfo {
-                        hctl: lun.parse().unwrap(),
                         vendor: Some("Linux".into()),
                         model: Some("scsi_debug".into()),
-                        rev: None,
                         scsi_type: Some(0),
                         state: Some("running".into()),
-                        wwid: None,
-                        serial: None,
-                        driver: None,
+                        ..LunInfo::at(lun.parse().unwrap())
                     }
                     .into(),
                 ),

@@ -442,15 +442,11 @@ mod tests {
         let hctl: Hctl = hctl.parse().unwrap();
         NodeKind::Lun(
             LunInfo {
-                hctl,
                 vendor: Some("DGC".into()),
                 model: Some("VRAID".into()),
-                rev: None,
                 scsi_type: Some(0),
                 state: Some("running".into()),
-                wwid: None,
-                serial: None,
-                driver: None,
+                ..LunInfo::at(hctl)
             }
             .into(),
         )

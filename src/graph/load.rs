@@ -489,22 +489,12 @@ pub(crate) fn read_kind(sysfs: &Sysfs, devpath: &str, class: DeviceClass) -> Nod
 
 /// A LUN whose directory is gone: what its name tells.
 pub(super) fn unread_lun(name: &str) -> LunInfo {
-    LunInfo {
-        hctl: name.parse().unwrap_or(Hctl {
-            host: UNNUMBERED,
-            channel: 0,
-            target: 0,
-            lun: 0,
-        }),
-        vendor: None,
-        model: None,
-        rev: None,
-        scsi_type: None,
-        state: None,
-        wwid: None,
-        serial: None,
-        driver: None,
-    }
+    LunInfo::at(name.parse().unwrap_or(Hctl {
+        host: UNNUMBERED,
+        channel: 0,
+        target: 0,
+        lun: 0,
+    }))
 }
 
 #[cfg(test)]

@@ -248,6 +248,21 @@ impl Detail {
 }
 
 impl LunInfo {
+    /// A LUN known by its address alone, none of its attributes read.
+    pub fn at(hctl: Hctl) -> LunInfo {
+        LunInfo {
+            hctl,
+            vendor: None,
+            model: None,
+            rev: None,
+            scsi_type: None,
+            state: None,
+            wwid: None,
+            serial: None,
+            driver: None,
+        }
+    }
+
     /// Leaves out what `detail` does not read: what a graph of that detail keeps
     /// of a LUN an event made it read in full.
     pub fn trim_to(&mut self, detail: Detail) {
